@@ -1,0 +1,27 @@
+/* blas.c - row-major GEMM wrapper over OpenBLAS (cblas_sgemm / cblas_dgemm). */
+#include "blas.h"
+
+#include <limits.h>
+#include <cblas.h>
+
+void ksa_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, ksa_real alpha,
+              const ksa_real *A, size_t lda, const ksa_real *B, size_t ldb, ksa_real beta,
+              ksa_real *C, size_t ldc)
+{
+    if (M == 0 || N == 0)
+        return;
+    KSA_ASSERT(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX && lda <= INT_MAX &&
+                   ldb <= INT_MAX && ldc <= INT_MAX,
+               "gemm sizes exceed int: M=%zu N=%zu K=%zu", M, N, K);
+    enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
+    enum CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
+#ifdef KSA_REAL_DOUBLE
+    cblas_dgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb,
+                beta, C, (int)ldc);
+#else
+    cblas_sgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb,
+                beta, C, (int)ldc);
+#endif
+}
+
+int ksa_blas_uses_openmp(void) { return openblas_get_parallel() == 2; }

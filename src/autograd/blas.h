@@ -1,0 +1,17 @@
+/* blas.h - the one place that calls BLAS. Row-major; ksa_real picks sgemm or dgemm.
+ *
+ *   C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C[M,N]
+ *   op(X) = X when trans_x == 0, X^T when trans_x == 1; lda/ldb/ldc are row strides.     */
+#ifndef KSA_AUTOGRAD_BLAS_H
+#define KSA_AUTOGRAD_BLAS_H
+
+#include "core.h"
+
+void ksa_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, ksa_real alpha,
+              const ksa_real *A, size_t lda, const ksa_real *B, size_t ldb, ksa_real beta,
+              ksa_real *C, size_t ldc);
+
+/* 1 when OpenBLAS was built with OpenMP (one shared thread pool, DESIGN.md §4). */
+int ksa_blas_uses_openmp(void);
+
+#endif

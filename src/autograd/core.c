@@ -1,0 +1,93 @@
+/* core.c - status messages, asserts, aligned allocation, thread knob, clock. */
+#include "core.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <omp.h>
+#include <cblas.h>
+
+int ksa_log_rank = 0;
+
+static _Thread_local char last_error[1024];
+
+static const char *const status_names[] = {
+    [KSA_OK] = "ok",
+    [KSA_EINVAL] = "invalid argument",
+    [KSA_EIO] = "i/o error",
+    [KSA_EFORMAT] = "bad format",
+    [KSA_ENOMEM] = "out of memory",
+    [KSA_EMPI] = "mpi error",
+    [KSA_ENUMERIC] = "numeric error",
+};
+_Static_assert(sizeof status_names / sizeof status_names[0] == KSA_STATUS_COUNT,
+               "every ksa_status needs a name");
+
+ksa_status ksa_fail(ksa_status code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const char *ksa_last_error(void) { return last_error; }
+
+const char *ksa_status_name(ksa_status code)
+{
+    return (code >= 0 && code < KSA_STATUS_COUNT) ? status_names[code] : "unknown status";
+}
+
+void ksa_assert_fail(const char *file, int line, const char *expr, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "[rank %d] %s:%d: internal error: `%s` failed: %s\n", ksa_log_rank, file,
+            line, expr, msg);
+    fflush(stderr);
+    abort();
+}
+
+void *ksa_alloc(size_t bytes)
+{
+    size_t rounded = (bytes + 63) / 64 * 64;
+    void *p = aligned_alloc(64, rounded ? rounded : 64);
+    if (!p) {
+        fprintf(stderr, "[rank %d] out of memory: could not allocate %zu bytes (%.2f GiB)\n",
+                ksa_log_rank, bytes, (double)bytes / (1u << 30));
+        fflush(stderr);
+        abort();
+    }
+    return p;
+}
+
+void *ksa_alloc_zero(size_t bytes)
+{
+    void *p = ksa_alloc(bytes);
+    memset(p, 0, bytes);
+    return p;
+}
+
+void ksa_free(void *p) { free(p); }
+
+void ksa_threads_set(int n)
+{
+    KSA_ASSERT(n >= 1, "thread count must be at least 1, got %d", n);
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n); /* the OpenMP build of OpenBLAS shares this pool */
+}
+
+int ksa_threads_get(void) { return omp_get_max_threads(); }
+
+double ksa_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

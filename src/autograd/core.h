@@ -1,0 +1,67 @@
+/* core.h - the real type, status codes, asserts, aligned allocation, threads, timing.
+ *
+ * Everything in src/ is written once against ksa_real and compiled twice (DESIGN.md §4):
+ * float (bin/ksa) and, with -DKSA_REAL_DOUBLE, double (bin/ksa64, gradient checks).       */
+#ifndef KSA_AUTOGRAD_CORE_H
+#define KSA_AUTOGRAD_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef KSA_REAL_DOUBLE
+typedef double ksa_real;
+#define KSA_REAL_NAME "float64"
+#else
+typedef float ksa_real;
+#define KSA_REAL_NAME "float32"
+#endif
+
+/* ---- errors of the outside world: returned, never silent (STYLE.md §5) ---------------- */
+typedef enum {
+    KSA_OK = 0,
+    KSA_EINVAL,   /* bad argument, configuration or command line */
+    KSA_EIO,      /* a file could not be opened, read or written */
+    KSA_EFORMAT,  /* a file was read but its content is wrong    */
+    KSA_ENOMEM,   /* an allocation outside a step failed         */
+    KSA_EMPI,     /* an MPI call failed                          */
+    KSA_ENUMERIC, /* a non-finite loss or gradient               */
+    KSA_STATUS_COUNT
+} ksa_status;
+
+/* Records the message (printf format) as the last error and returns code. */
+ksa_status ksa_fail(ksa_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *ksa_last_error(void);
+const char *ksa_status_name(ksa_status code);
+
+#define KSA_TRY(expr)                                                                     \
+    do {                                                                                  \
+        ksa_status ksa_try_status_ = (expr);                                              \
+        if (ksa_try_status_ != KSA_OK)                                                    \
+            return ksa_try_status_;                                                       \
+    } while (0)
+
+/* ---- bugs: always compiled, abort with rank, place, expression and values ------------- */
+extern int ksa_log_rank; /* set by src/dist once MPI is up; 0 before */
+
+void ksa_assert_fail(const char *file, int line, const char *expr, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 4, 5)));
+
+#define KSA_ASSERT(cond, ...)                                                             \
+    do {                                                                                  \
+        if (!(cond))                                                                      \
+            ksa_assert_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);                      \
+    } while (0)
+
+/* ---- memory outside a step: 64-byte aligned, aborts naming the size on failure -------- */
+void *ksa_alloc(size_t bytes);        /* uninitialised */
+void *ksa_alloc_zero(size_t bytes);   /* zeroed        */
+void ksa_free(void *p);
+
+/* ---- threads: one knob for OpenMP loops and OpenBLAS (DESIGN.md §4) ------------------- */
+void ksa_threads_set(int n);
+int ksa_threads_get(void);
+
+/* ---- time ----------------------------------------------------------------------------- */
+double ksa_now(void); /* seconds, monotonic */
+
+#endif

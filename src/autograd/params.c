@@ -1,0 +1,86 @@
+/* params.c - the parameter table and its flat buffers. */
+#include "params.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PARAM_ALIGN 16 /* elements */
+
+void ksa_params_init(ksa_params *p) { memset(p, 0, sizeof *p); }
+
+void ksa_params_free(ksa_params *p)
+{
+    free(p->table);
+    ksa_free(p->tensors);
+    ksa_free(p->data);
+    ksa_free(p->grad);
+    memset(p, 0, sizeof *p);
+}
+
+size_t ksa_params_add(ksa_params *p, const char *name, int ndim, size_t d0, size_t d1)
+{
+    KSA_ASSERT(!p->data, "parameter '%s' declared after the buffers were allocated", name);
+    KSA_ASSERT(ndim == 1 || ndim == 2, "parameter '%s': rank %d is not 1 or 2", name, ndim);
+    KSA_ASSERT(strlen(name) < KSA_PARAM_NAME_MAX, "parameter name too long: '%s'", name);
+    KSA_ASSERT(ksa_params_find(p, name) < 0, "parameter '%s' declared twice", name);
+    if (p->n == p->capacity) {
+        p->capacity = p->capacity ? 2 * p->capacity : 64;
+        p->table = realloc(p->table, p->capacity * sizeof *p->table);
+        KSA_ASSERT(p->table, "out of memory growing the parameter table to %zu", p->capacity);
+    }
+    ksa_param *e = &p->table[p->n];
+    memset(e, 0, sizeof *e);
+    strcpy(e->name, name);
+    e->ndim = ndim;
+    e->shape[0] = d0;
+    e->shape[1] = ndim == 2 ? d1 : 0;
+    e->numel = ndim == 2 ? d0 * d1 : d0;
+    e->offset = p->numel;
+    p->numel += (e->numel + PARAM_ALIGN - 1) / PARAM_ALIGN * PARAM_ALIGN;
+    return p->n++;
+}
+
+void ksa_params_alloc(ksa_params *p)
+{
+    KSA_ASSERT(!p->data, "parameter buffers allocated twice");
+    size_t numel = p->numel ? p->numel : PARAM_ALIGN;
+    p->data = ksa_alloc_zero(numel * sizeof(ksa_real));
+    p->grad = ksa_alloc_zero(numel * sizeof(ksa_real));
+    p->tensors = ksa_alloc_zero((p->n ? p->n : 1) * sizeof *p->tensors);
+    for (size_t i = 0; i < p->n; i++) {
+        const ksa_param *e = &p->table[i];
+        ksa_tensor *t = &p->tensors[i];
+        t->data = p->data + e->offset;
+        t->grad = p->grad + e->offset;
+        t->ndim = e->ndim;
+        t->shape[0] = e->shape[0];
+        t->shape[1] = e->shape[1];
+        t->numel = e->numel;
+        t->requires_grad = 1;
+    }
+}
+
+long ksa_params_find(const ksa_params *p, const char *name)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->table[i].name, name) == 0)
+            return (long)i;
+    return -1;
+}
+
+ksa_tensor *ksa_params_tensor(const ksa_params *p, size_t i)
+{
+    KSA_ASSERT(p->tensors && i < p->n, "parameter index %zu of %zu (allocated: %d)", i, p->n,
+               p->tensors != NULL);
+    return &p->tensors[i];
+}
+
+void ksa_params_zero_grad(ksa_params *p) { memset(p->grad, 0, p->numel * sizeof(ksa_real)); }
+
+size_t ksa_params_count(const ksa_params *p)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->n; i++)
+        n += p->table[i].numel;
+    return n;
+}

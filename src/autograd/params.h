@@ -1,0 +1,52 @@
+/* params.h - all parameters in one flat buffer, gradients in a second of the same layout.
+ *
+ * A table built once from the configuration maps names to slices (STYLE.md §4). Offsets
+ * are rounded up to 16 elements (64 bytes for float), so every parameter starts aligned.
+ * This makes the gradient reduce-scatter one call, AdamW one loop and a checkpoint a walk
+ * over the table.                                                                           */
+#ifndef KSA_AUTOGRAD_PARAMS_H
+#define KSA_AUTOGRAD_PARAMS_H
+
+#include "tensor.h"
+
+#define KSA_PARAM_NAME_MAX 96
+
+typedef struct {
+    char name[KSA_PARAM_NAME_MAX]; /* "model.layers.3.self_attn.q_proj.weight" */
+    size_t offset;                 /* same offset into data and grad */
+    size_t numel;
+    int ndim;                      /* 2: linear weight [out, in]; 1: norm weight [D] */
+    size_t shape[2];
+} ksa_param;
+
+typedef struct {
+    ksa_param *table;     /* owned, n entries */
+    ksa_tensor *tensors;  /* owned, n views (data + grad) once allocated */
+    size_t n, capacity;
+    size_t numel;         /* elements of data and grad, padding included */
+    ksa_real *data;       /* owned, 64-byte aligned */
+    ksa_real *grad;       /* owned, same layout */
+} ksa_params;
+
+void ksa_params_init(ksa_params *p);
+void ksa_params_free(ksa_params *p);
+
+/* Declares a parameter (before ksa_params_alloc); returns its index. d1 is ignored when
+ * ndim == 1. Names must be unique and shorter than KSA_PARAM_NAME_MAX.                   */
+size_t ksa_params_add(ksa_params *p, const char *name, int ndim, size_t d0, size_t d1);
+
+/* Allocates data (zeroed) and grad (zeroed) and builds the tensor views. */
+void ksa_params_alloc(ksa_params *p);
+
+/* Index of the parameter called name, or -1. */
+long ksa_params_find(const ksa_params *p, const char *name);
+
+/* View of parameter i: data and grad point into the flat buffers, requires_grad = 1. */
+ksa_tensor *ksa_params_tensor(const ksa_params *p, size_t i);
+
+void ksa_params_zero_grad(ksa_params *p);
+
+/* Elements that belong to parameters (padding excluded). */
+size_t ksa_params_count(const ksa_params *p);
+
+#endif

@@ -1,0 +1,74 @@
+/* tape.h - the record of a forward pass, replayed in reverse by backward.
+ *
+ * Each op computes its forward kernel and, when the tape is recording and an input needs a
+ * gradient, appends one node {backward function, inputs, output, saved context}.
+ * ksa_tape_backward seeds d(loss) = 1 and calls the nodes' backward functions last to
+ * first; a node whose output received no gradient is skipped. Backward functions add into
+ * gradients (never overwrite), so a tensor used twice gets the sum.                       */
+#ifndef KSA_AUTOGRAD_TAPE_H
+#define KSA_AUTOGRAD_TAPE_H
+
+#include "tensor.h"
+
+typedef enum {
+    KSA_OP_LINEAR,
+    KSA_OP_EMBEDDING,
+    KSA_OP_RMSNORM,
+    KSA_OP_ROPE,
+    KSA_OP_SWIGLU,
+    KSA_OP_ADD,
+    KSA_OP_XENT,
+    KSA_OP_SUMMARY_ATTN,
+    KSA_OP_CAUSAL_ATTN,
+    KSA_OP_COUNT
+} ksa_op;
+
+const char *ksa_op_name(ksa_op op);
+
+#define KSA_NODE_MAX_IN 8
+#define KSA_NODE_MAX_SAVED 4
+#define KSA_NODE_MAX_ARGS 8
+
+struct ksa_tape;
+struct ksa_node;
+typedef void (*ksa_backward_fn)(struct ksa_tape *tp, const struct ksa_node *nd);
+
+typedef struct ksa_node {
+    ksa_backward_fn backward;
+    ksa_op op;
+    ksa_tensor *in[KSA_NODE_MAX_IN];     /* inputs (borrowed); unused slots NULL */
+    ksa_tensor *out;                     /* output (borrowed)                   */
+    void *saved[KSA_NODE_MAX_SAVED];     /* op context in the arena (borrowed)  */
+    size_t iarg[KSA_NODE_MAX_ARGS];      /* integer arguments (sizes, ...)      */
+    double farg[KSA_NODE_MAX_ARGS];      /* real arguments (eps, scale, ...)    */
+} ksa_node;
+
+typedef struct ksa_tape {
+    ksa_arena *arena;  /* borrowed: activations, saved context, activation grads */
+    ksa_node *nodes;   /* owned, capacity entries */
+    size_t n, capacity;
+    int recording;     /* 0: no-grad mode (evaluation), ops push nothing */
+} ksa_tape;
+
+void ksa_tape_init(ksa_tape *tp, ksa_arena *arena, size_t max_nodes);
+void ksa_tape_free(ksa_tape *tp);
+/* Start of a step: forget the nodes and reset the arena (frees nothing, O(1)). */
+void ksa_tape_reset(ksa_tape *tp);
+
+/* 1 if the tape records and any of the n inputs needs a gradient. */
+int ksa_tape_wants(const ksa_tape *tp, int n, ksa_tensor *const *inputs);
+
+/* Appends a node (aborts when the tape is full: a sizing bug). */
+ksa_node *ksa_tape_push(ksa_tape *tp, ksa_backward_fn backward, ksa_op op);
+
+/* Gradient of t for a backward function to add into; NULL when t needs none. */
+ksa_real *ksa_tape_grad(ksa_tape *tp, ksa_tensor *t);
+
+/* d(loss)/d(loss) = 1 for a one-element loss, then ksa_tape_replay. */
+void ksa_tape_backward(ksa_tape *tp, ksa_tensor *loss);
+
+/* Every node in reverse order, with whatever output gradients the caller has seeded
+ * (tests seed dy = c to check an op against the loss sum(y * c)).                    */
+void ksa_tape_replay(ksa_tape *tp);
+
+#endif

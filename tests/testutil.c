@@ -1,0 +1,163 @@
+/* testutil.c - see testutil.h. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+test_rng test_rng_seed(uint64_t seed)
+{
+    test_rng r = {seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull};
+    return r;
+}
+
+static uint64_t next_u64(test_rng *r)
+{
+    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+double test_rng_uniform(test_rng *r) { return (double)(next_u64(r) >> 11) * 0x1.0p-53; }
+
+double test_rng_normal(test_rng *r)
+{
+    double u1 = test_rng_uniform(r), u2 = test_rng_uniform(r);
+    return sqrt(-2.0 * log(u1 + 1e-300)) * cos(6.283185307179586 * u2);
+}
+
+void test_fill_uniform(ksa_real *x, size_t n, double lo, double hi, test_rng *r)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = (ksa_real)(lo + (hi - lo) * test_rng_uniform(r));
+}
+
+void test_fill_uniform_d(double *x, size_t n, double lo, double hi, test_rng *r)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = lo + (hi - lo) * test_rng_uniform(r);
+}
+
+double *test_to_double(const ksa_real *x, size_t n)
+{
+    double *y = malloc((n ? n : 1) * sizeof *y);
+    assert_non_null(y);
+    for (size_t i = 0; i < n; i++)
+        y[i] = (double)x[i];
+    return y;
+}
+
+void test_from_double(ksa_real *y, const double *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        y[i] = (ksa_real)x[i];
+}
+
+static void report_close(const char *what, size_t n, size_t worst, double got, double want,
+                         double bound, double excess, size_t n_bad)
+{
+    if (n_bad == 0)
+        return;
+    print_error("%s: %zu of %zu elements out of tolerance; worst at [%zu]: got %.12g, want "
+                "%.12g, |diff| %.3g > bound %.3g\n",
+                what, n_bad, n, worst, got, want, fabs(got - want), bound);
+    (void)excess;
+    fail();
+}
+
+void ksa_expect_close_dd(const double *got, const double *want, size_t n, double atol,
+                         double rtol, const char *what)
+{
+    size_t worst = 0, n_bad = 0;
+    double worst_excess = -INFINITY, worst_bound = 0;
+    for (size_t i = 0; i < n; i++) {
+        double bound = atol + rtol * fabs(want[i]);
+        double diff = fabs(got[i] - want[i]);
+        if (!(diff <= bound))
+            n_bad++;
+        double excess = isnan(diff) ? INFINITY : diff - bound;
+        if (excess > worst_excess) {
+            worst_excess = excess;
+            worst = i;
+            worst_bound = bound;
+        }
+    }
+    if (n_bad)
+        report_close(what, n, worst, got[worst], want[worst], worst_bound, worst_excess, n_bad);
+}
+
+void ksa_expect_close(const ksa_real *got, const double *want, size_t n, double atol,
+                      double rtol, const char *what)
+{
+    double *g = test_to_double(got, n);
+    ksa_expect_close_dd(g, want, n, atol, rtol, what);
+    free(g);
+}
+
+void ksa_expect_close_sym(const double *a, const double *b, size_t n, double atol, double rtol,
+                          const char *what)
+{
+    size_t worst = 0, n_bad = 0;
+    double worst_excess = -INFINITY, worst_bound = 0;
+    for (size_t i = 0; i < n; i++) {
+        double bound = atol + rtol * fmax(fabs(a[i]), fabs(b[i]));
+        double diff = fabs(a[i] - b[i]);
+        if (!(diff <= bound))
+            n_bad++;
+        double excess = isnan(diff) ? INFINITY : diff - bound;
+        if (excess > worst_excess) {
+            worst_excess = excess;
+            worst = i;
+            worst_bound = bound;
+        }
+    }
+    if (n_bad)
+        report_close(what, n, worst, a[worst], b[worst], worst_bound, worst_excess, n_bad);
+}
+
+void test_fd_grad(test_loss_fn f, void *ctx, ksa_real *x, size_t n, double *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        ksa_real saved = x[i];
+        double h = 1e-6 * fmax(1.0, fabs((double)saved));
+        x[i] = (ksa_real)((double)saved + h);
+        double hp = (double)x[i] - (double)saved;
+        double fp = f(ctx);
+        x[i] = (ksa_real)((double)saved - h);
+        double hm = (double)saved - (double)x[i];
+        double fm = f(ctx);
+        x[i] = saved;
+        out[i] = (fp - fm) / (hp + hm);
+    }
+}
+
+void test_fd_grad_d(test_loss_fn f, void *ctx, double *x, size_t n, double *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        double saved = x[i];
+        double h = 1e-6 * fmax(1.0, fabs(saved));
+        x[i] = saved + h;
+        double fp = f(ctx);
+        x[i] = saved - h;
+        double fm = f(ctx);
+        x[i] = saved;
+        out[i] = (fp - fm) / (2 * h);
+    }
+}
+
+double test_dot(const ksa_real *y, const double *c, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)y[i] * c[i];
+    return s;
+}
+
+double test_dot_dd(const double *y, const double *c, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += y[i] * c[i];
+    return s;
+}

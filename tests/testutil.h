@@ -1,0 +1,66 @@
+/* testutil.h - helpers shared by the cmocka tests: random data, closeness checks that name
+ * the worst element, finite differences, and the tolerances of STYLE.md §7.
+ *
+ * Every test program is compiled twice (float32 and float64 builds of src/). Forward
+ * results are compared with a naive reference written in double inside the test; gradients
+ * with central finite differences of that double reference, and, in the float64 build,
+ * also with finite differences of the kernel's own forward.                               */
+#ifndef KSA_TESTS_TESTUTIL_H
+#define KSA_TESTS_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "autograd/core.h"
+
+#ifdef KSA_REAL_DOUBLE
+#define TEST_FWD_ATOL 1e-12
+#define TEST_FWD_RTOL 1e-10
+#define TEST_BWD_ATOL 1e-8 /* analytic vs central differences, STYLE.md §7 */
+#define TEST_BWD_RTOL 1e-6
+#else
+#define TEST_FWD_ATOL 1e-6
+#define TEST_FWD_RTOL 1e-5
+#define TEST_BWD_ATOL 1e-5
+#define TEST_BWD_RTOL 1e-4
+#endif
+
+/* ---- deterministic random numbers (splitmix64) ---------------------------------------- */
+typedef struct { uint64_t s; } test_rng;
+test_rng test_rng_seed(uint64_t seed);
+double test_rng_uniform(test_rng *r);              /* [0, 1) */
+double test_rng_normal(test_rng *r);               /* N(0, 1) */
+void test_fill_uniform(ksa_real *x, size_t n, double lo, double hi, test_rng *r);
+void test_fill_uniform_d(double *x, size_t n, double lo, double hi, test_rng *r);
+
+/* ---- conversions ---------------------------------------------------------------------- */
+double *test_to_double(const ksa_real *x, size_t n);  /* malloc'ed copy */
+void test_from_double(ksa_real *y, const double *x, size_t n);
+
+/* ---- closeness: |got - want| <= atol + rtol * |want| on every element ------------------ *
+ * On failure prints `what`, the worst index, both values and the bound, then fails the test. */
+void ksa_expect_close(const ksa_real *got, const double *want, size_t n, double atol,
+                      double rtol, const char *what);
+void ksa_expect_close_dd(const double *got, const double *want, size_t n, double atol,
+                         double rtol, const char *what);
+/* STYLE.md's finite-difference rule: |a - n| <= atol + rtol * max(|a|, |n|). */
+void ksa_expect_close_sym(const double *a, const double *b, size_t n, double atol, double rtol,
+                          const char *what);
+
+/* ---- finite differences --------------------------------------------------------------- *
+ * test_fd_grad perturbs ksa_real data: meaningful in the float64 build only (guard it with
+ * #ifdef KSA_REAL_DOUBLE); test_fd_grad_d perturbs a double reference in either build.
+ * f(ctx) returns a scalar loss computed from the current contents of x (n elements).
+ * out[i] = (f(x + h e_i) - f(x - h e_i)) / 2h,  h = 1e-6 * max(1, |x_i|); x is restored. */
+typedef double (*test_loss_fn)(void *ctx);
+void test_fd_grad(test_loss_fn f, void *ctx, ksa_real *x, size_t n, double *out);
+void test_fd_grad_d(test_loss_fn f, void *ctx, double *x, size_t n, double *out);
+
+/* sum_i y[i] * c[i] in double */
+double test_dot(const ksa_real *y, const double *c, size_t n);
+double test_dot_dd(const double *y, const double *c, size_t n);
+
+#endif
