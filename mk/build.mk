@@ -1,8 +1,13 @@
 # build.mk - the real rules; included by Makefile once the Debian packages are present.
 
 CC := mpicc
+# compile in parallel by default (make -jN on the command line wins)
+ifeq ($(filter -j%,$(MAKEFLAGS)),)
+MAKEFLAGS += -j$(shell nproc)
+endif
 PY ?= /usr/bin/python3
 BUILD ?= build
+BIN ?= bin
 BLAS_PC := /usr/lib/x86_64-linux-gnu/openblas-openmp/pkgconfig
 BLAS_LIBDIR := $(shell PKG_CONFIG_PATH=$(BLAS_PC) pkg-config --variable=libdir openblas)
 
@@ -28,7 +33,8 @@ LDLIBS := $(PKG_LIBS) -fopenmp -lm $(SANFLAGS)
 
 LIB_SRC := $(filter-out src/cli/%,$(wildcard src/*/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
-TEST_SRC := $(wildcard tests/test_*.c)
+# ONLY="rmsnorm linear" restricts `make test` to those test programs
+TEST_SRC := $(if $(ONLY),$(foreach n,$(ONLY),tests/test_$(n).c),$(wildcard tests/test_*.c))
 TESTUTIL_SRC := tests/testutil.c
 
 # Objects per precision: $(BUILD)/f32/... and $(BUILD)/f64/...
@@ -39,7 +45,7 @@ CLI32 := $(call objs,f32,$(CLI_SRC))
 CLI64 := $(call objs,f64,$(CLI_SRC))
 TESTS32 := $(patsubst tests/%.c,$(BUILD)/tests/f32/%,$(TEST_SRC))
 TESTS64 := $(patsubst tests/%.c,$(BUILD)/tests/f64/%,$(TEST_SRC))
-BINS := bin/ksa bin/ksa64
+BINS := $(BIN)/ksa $(BIN)/ksa64
 
 .PHONY: all build test asan demo clean format bench crosscheck
 .DEFAULT_GOAL := all
@@ -54,11 +60,11 @@ $(BUILD)/f64/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_COMMON) -DKSA_REAL_DOUBLE -c $< -o $@
 
-bin/ksa: $(LIB32) $(CLI32)
-	@mkdir -p bin
+$(BIN)/ksa: $(LIB32) $(CLI32)
+	@mkdir -p $(BIN)
 	$(CC) $^ -o $@ $(LDLIBS)
-bin/ksa64: $(LIB64) $(CLI64)
-	@mkdir -p bin
+$(BIN)/ksa64: $(LIB64) $(CLI64)
+	@mkdir -p $(BIN)
 	$(CC) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/tests/f32/%: $(BUILD)/f32/tests/%.o $(BUILD)/f32/tests/testutil.o $(LIB32)
@@ -74,10 +80,24 @@ test: $(TESTS32) $(TESTS64) $(BINS)
 	@BUILD=$(BUILD) bash tests/run_tests.sh $(TESTS32) $(TESTS64)
 
 asan:
-	$(MAKE) BUILD=build/asan SAN=1 test
+	$(MAKE) BUILD=build/asan BIN=build/asan/bin SAN=1 ASAN_OPTIONS=detect_leaks=0 test
 
-demo: bin/ksa
-	bin/ksa demo
+# The embedded default data: the King James Bible from Debian's bible-kjv (public domain).
+DEMO_DATA := build/data/kjv.txt
+$(DEMO_DATA):
+	@mkdir -p $(dir $@)
+	bible gen1:1-rev22:21 > $@.tmp && mv $@.tmp $@
+
+demo: $(BIN)/ksa $(DEMO_DATA)
+	$(BIN)/ksa demo --data $(DEMO_DATA)
+
+# Benchmarks: bench/NAME.c -> $(BIN)/bench_NAME, linked with the float32 library.
+BENCH_SRC := $(wildcard bench/*.c)
+BENCHES := $(patsubst bench/%.c,$(BIN)/bench_%,$(BENCH_SRC))
+bench: $(BENCHES)
+$(BIN)/bench_%: $(BUILD)/f32/bench/%.o $(LIB32)
+	@mkdir -p $(dir $@)
+	$(CC) $^ -o $@ $(LDLIBS)
 
 format:
 	clang-format -i src/*/*.c src/*/*.h tests/*.c tests/*.h

@@ -1,15 +1,41 @@
-/* ksa.c - the `ksa` command: dispatches to subcommands. */
+/* ksa.c - the `ksa` command: dispatches to subcommands (src/cli/cmd_*.c). */
 #include <stdio.h>
 #include <string.h>
 
 #include "autograd/core.h"
+#include "cli/commands.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"demo", ksa_cmd_demo, "train a small composite graph on the bytes of a text file"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: ksa <command> [options]   (%s build)\n\ncommands:\n", KSA_REAL_NAME);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
-        printf("usage: ksa <command> [options]\n");
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
     }
-    fprintf(stderr, "ksa: unknown command '%s' (try: ksa help)\n", argv[1]);
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "help") || !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "ksa: unknown command '%s'\n", argv[1]);
+    usage(stderr);
     return 2;
 }

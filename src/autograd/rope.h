@@ -1,0 +1,20 @@
+/* rope.h - rotary position embedding, half rotation ("rotate_half", HF/NeoX, not interleaved),
+ * KSA_SPEC §6.1. Applied to q and k after the head norms, each row with its own position id
+ * (§2.4: text and summary rows alike), every head of a row with the same angles.          */
+#ifndef KSA_AUTOGRAD_ROPE_H
+#define KSA_AUTOGRAD_ROPE_H
+
+#include "tape.h"
+
+/* x, y: [N, H, dh], dh contiguous; pos: [N]. y may equal x (in place). */
+void ksa_rope_forward(ksa_real *y, const ksa_real *x, const int32_t *pos, size_t N, size_t H,
+                      size_t dh, double base);
+/* Adds into dx (never overwrites); dx may be NULL. dx, dy: [N, H, dh]. */
+void ksa_rope_backward(ksa_real *dx, const ksa_real *dy, const int32_t *pos, size_t N, size_t H,
+                       size_t dh, double base);
+
+/* y = rope(x) with x [N, H*dh] or [N, H, dh] (N = x->shape[0], dh = numel / (N*H)). pos has
+ * N entries and is copied into the arena, so the caller's buffer need not outlive the step. */
+ksa_tensor *ksa_op_rope(ksa_tape *tp, ksa_tensor *x, const int32_t *pos, size_t H, double base);
+
+#endif

@@ -1,0 +1,7 @@
+/* commands.h - the subcommands of `ksa`; each takes the arguments after its name. */
+#ifndef KSA_CLI_COMMANDS_H
+#define KSA_CLI_COMMANDS_H
+
+int ksa_cmd_demo(int argc, char **argv);
+
+#endif

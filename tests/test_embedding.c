@@ -1,0 +1,333 @@
+/* test_embedding.c - row lookup forward against a naive double reference; the table's
+ * gradient against central finite differences (of the reference, and in the float64 build
+ * of the kernel); repeated ids, accumulation, the ids copy, thread-count determinism and
+ * the abort on an id outside the table.                                                  */
+#include "testutil.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <omp.h>
+
+#include "autograd/embedding.h"
+
+/* ---- naive reference, double ----------------------------------------------------------- */
+static void ref_embedding(double *out, const double *table, const int32_t *ids, size_t N, size_t D)
+{
+    for (size_t n = 0; n < N; n++)
+        for (size_t d = 0; d < D; d++)
+            out[n * D + d] = table[(size_t)ids[n] * D + d];
+}
+
+typedef struct {
+    size_t N, V, D;
+    const int32_t *ids;
+    double *table, *c, *out; /* reference input, loss coefficients, scratch output */
+    ksa_real *tabler, *outr;
+} case_ctx;
+
+static double ref_loss(void *p)
+{
+    case_ctx *k = p;
+    ref_embedding(k->out, k->table, k->ids, k->N, k->D);
+    return test_dot_dd(k->out, k->c, k->N * k->D);
+}
+
+#ifdef KSA_REAL_DOUBLE
+static double kernel_loss(void *p)
+{
+    case_ctx *k = p;
+    ksa_embedding_forward(k->outr, k->tabler, k->ids, k->N, k->V, k->D);
+    return test_dot(k->outr, k->c, k->N * k->D);
+}
+#endif
+
+static void fill_ids(int32_t *ids, size_t N, size_t V, test_rng *rng)
+{
+    for (size_t n = 0; n < N; n++)
+        ids[n] = (int32_t)(test_rng_uniform(rng) * (double)V);
+}
+
+/* {V, D, N}: odd sizes, 1x1, more ids than rows (so ids repeat), rows never looked up */
+static const size_t shapes[][3] = {{5, 6, 3},  {1, 1, 1},    {7, 33, 17},
+                                   {3, 5, 20}, {50, 64, 40}, {2, 1, 9}};
+#define N_SHAPES (sizeof shapes / sizeof shapes[0])
+
+static void forward_copies_the_rows_the_ids_name(void **state)
+{
+    (void)state;
+    test_rng rng = test_rng_seed(1);
+    for (size_t s = 0; s < N_SHAPES; s++) {
+        size_t V = shapes[s][0], D = shapes[s][1], N = shapes[s][2];
+        ksa_real *table = malloc(V * D * sizeof *table), *out = malloc(N * D * sizeof *out);
+        int32_t *ids = malloc(N * sizeof *ids);
+        memset(out, 0xff, N * D * sizeof *out); /* NaN: forward must overwrite, not add */
+        test_fill_uniform(table, V * D, -2, 2, &rng);
+        fill_ids(ids, N, V, &rng);
+        ksa_embedding_forward(out, table, ids, N, V, D);
+        double *td = test_to_double(table, V * D), *od = malloc(N * D * sizeof *od);
+        ref_embedding(od, td, ids, N, D);
+        /* a copy: exact, in either precision */
+        ksa_expect_close(out, od, N * D, 0, 0, "embedding forward");
+        free(table), free(out), free(ids), free(td), free(od);
+    }
+}
+
+/* Runs the op through the tape with d(loss)/dout = c; checks dtable. */
+static void check_gradients(size_t V, size_t D, size_t N, uint64_t seed)
+{
+    test_rng rng = test_rng_seed(seed);
+    ksa_arena arena;
+    ksa_arena_init(&arena, 1 << 20);
+    memset(arena.base, 0xff, arena.capacity); /* NaN garbage: arena memory is uninitialised */
+    ksa_tape tp;
+    ksa_tape_init(&tp, &arena, 16);
+
+    ksa_tensor *table = ksa_tensor_2d(&arena, V, D);
+    table->requires_grad = 1;
+    test_fill_uniform(table->data, V * D, -2, 2, &rng);
+    int32_t *ids = malloc(N * sizeof *ids);
+    fill_ids(ids, N, V, &rng);
+    double *c = malloc(N * D * sizeof *c);
+    test_fill_uniform_d(c, N * D, -1, 1, &rng);
+
+    ksa_tensor *out = ksa_op_embedding(&tp, table, ids, N);
+    assert_int_equal(out->ndim, 2);
+    assert_int_equal(out->shape[0], N);
+    assert_int_equal(out->shape[1], D);
+    assert_int_equal(tp.n, 1);
+    test_from_double(ksa_tensor_grad(&arena, out), c, N * D);
+    ksa_tape_replay(&tp);
+
+    case_ctx k = {.N = N, .V = V, .D = D, .ids = ids, .c = c};
+    k.table = test_to_double(table->data, V * D);
+    k.out = malloc(N * D * sizeof *k.out);
+    double *num = malloc(V * D * sizeof *num);
+    test_fd_grad_d(ref_loss, &k, k.table, V * D, num);
+    ksa_expect_close(table->grad, num, V * D, TEST_BWD_ATOL, TEST_BWD_RTOL,
+                     "dtable vs differences of the reference");
+#ifdef KSA_REAL_DOUBLE
+    k.tabler = table->data;
+    k.outr = malloc(N * D * sizeof *k.outr);
+    test_fd_grad(kernel_loss, &k, table->data, V * D, num);
+    double *a = test_to_double(table->grad, V * D);
+    ksa_expect_close_sym(a, num, V * D, 1e-8, 1e-6, "dtable vs differences of the kernel");
+    free(a), free(k.outr);
+#endif
+    free(ids), free(c), free(k.table), free(k.out), free(num);
+    ksa_tape_free(&tp);
+    ksa_arena_free(&arena);
+}
+
+static void backward_matches_finite_differences(void **state)
+{
+    (void)state;
+    for (size_t s = 0; s < N_SHAPES; s++)
+        check_gradients(shapes[s][0], shapes[s][1], shapes[s][2], 10 + s);
+}
+
+static void repeated_ids_sum_their_gradients_and_unused_rows_stay_zero(void **state)
+{
+    (void)state;
+    enum { V = 6, D = 5, N = 6 };
+    const int32_t ids[N] = {2, 0, 2, 2, 5, 0};
+    test_rng rng = test_rng_seed(3);
+    ksa_real dout[N * D], dtable[V * D];
+    test_fill_uniform(dout, N * D, -1, 1, &rng);
+    memset(dtable, 0, sizeof dtable);
+    ksa_embedding_backward(dtable, dout, ids, N, V, D);
+    double want[V * D];
+    memset(want, 0, sizeof want);
+    for (size_t d = 0; d < D; d++) {
+        want[2 * D + d] = (double)dout[0 * D + d] + (double)dout[2 * D + d] + dout[3 * D + d];
+        want[0 * D + d] = (double)dout[1 * D + d] + (double)dout[5 * D + d];
+        want[5 * D + d] = (double)dout[4 * D + d];
+    }
+    ksa_expect_close(dtable, want, V * D, TEST_FWD_ATOL, TEST_FWD_RTOL, "dtable");
+    for (size_t d = 0; d < D; d++) /* rows 1, 3 and 4 are never looked up: exactly zero */
+        assert_true(dtable[1 * D + d] == 0 && dtable[3 * D + d] == 0 && dtable[4 * D + d] == 0);
+}
+
+static void backward_adds_into_existing_grads(void **state)
+{
+    (void)state;
+    enum { V = 4, D = 6, N = 5 };
+    const int32_t ids[N] = {3, 1, 3, 0, 1};
+    test_rng rng = test_rng_seed(7);
+    ksa_real dout[N * D], dt0[V * D], dt1[V * D];
+    test_fill_uniform(dout, N * D, -1, 1, &rng);
+    memset(dt0, 0, sizeof dt0);
+    ksa_embedding_backward(dt0, dout, ids, N, V, D);
+    for (size_t i = 0; i < V * D; i++)
+        dt1[i] = (ksa_real)(0.5 + 0.25 * (double)i);
+    ksa_embedding_backward(dt1, dout, ids, N, V, D);
+    for (size_t i = 0; i < V * D; i++)
+        assert_true(fabs((double)dt1[i] - (double)dt0[i] - (0.5 + 0.25 * (double)i)) < 1e-5);
+    /* the first call was right from zero: row 3 got dout rows 0 and 2 */
+    for (size_t d = 0; d < D; d++)
+        assert_true(fabs((double)dt0[3 * D + d] - (double)dout[d] - (double)dout[2 * D + d]) <
+                    1e-6);
+    /* NULL dtable: nothing to do, no crash */
+    ksa_embedding_backward(NULL, dout, ids, N, V, D);
+}
+
+/* The op copies ids: the caller's buffer may be reused before backward runs. */
+static void caller_may_reuse_its_ids_buffer_before_backward(void **state)
+{
+    (void)state;
+    enum { V = 5, D = 3, N = 4 };
+    ksa_arena arena;
+    ksa_arena_init(&arena, 1 << 16);
+    ksa_tape tp;
+    ksa_tape_init(&tp, &arena, 4);
+    test_rng rng = test_rng_seed(11);
+    ksa_tensor *table = ksa_tensor_2d(&arena, V, D);
+    table->requires_grad = 1;
+    test_fill_uniform(table->data, V * D, -1, 1, &rng);
+    int32_t ids[N] = {4, 1, 4, 2};
+    ksa_tensor *out = ksa_op_embedding(&tp, table, ids, N);
+    const int32_t original[N] = {4, 1, 4, 2};
+    for (size_t n = 0; n < N; n++)
+        ids[n] = 0; /* the next batch overwrites the buffer */
+    ksa_real *dout = ksa_tensor_grad(&arena, out);
+    test_fill_uniform(dout, N * D, -1, 1, &rng);
+    ksa_tape_replay(&tp);
+    ksa_real want[V * D];
+    memset(want, 0, sizeof want);
+    ksa_embedding_backward(want, dout, original, N, V, D);
+    assert_memory_equal(table->grad, want, sizeof want);
+    ksa_tape_free(&tp);
+    ksa_arena_free(&arena);
+}
+
+static void nothing_is_recorded_when_the_table_needs_no_gradient(void **state)
+{
+    (void)state;
+    ksa_arena arena;
+    ksa_arena_init(&arena, 1 << 16);
+    ksa_tape tp;
+    ksa_tape_init(&tp, &arena, 4);
+    ksa_tensor *table = ksa_tensor_2d(&arena, 4, 3);
+    test_rng rng = test_rng_seed(12);
+    test_fill_uniform(table->data, 12, -1, 1, &rng);
+    const int32_t ids[2] = {3, 0};
+    ksa_tensor *out = ksa_op_embedding(&tp, table, ids, 2);
+    assert_int_equal(tp.n, 0);
+    assert_int_equal(out->requires_grad, 0);
+    assert_memory_equal(out->data, table->data + 9, 3 * sizeof(ksa_real));
+    assert_memory_equal(out->data + 3, table->data, 3 * sizeof(ksa_real));
+    ksa_tape_free(&tp);
+    ksa_arena_free(&arena);
+}
+
+/* Many repeats of few ids, D not a multiple of the thread count: forward and the
+ * scatter-add must not change a bit between 1, 2, 3 and 4 threads.                      */
+static void results_are_bit_identical_for_any_thread_count(void **state)
+{
+    (void)state;
+    size_t V = 37, D = 131, N = 500;
+    test_rng rng = test_rng_seed(13);
+    ksa_real *table = malloc(V * D * sizeof *table), *dout = malloc(N * D * sizeof *dout);
+    int32_t *ids = malloc(N * sizeof *ids);
+    test_fill_uniform(table, V * D, -1, 1, &rng);
+    test_fill_uniform(dout, N * D, -1, 1, &rng);
+    fill_ids(ids, N, V, &rng);
+    ksa_real *out[4], *dt[4];
+    int saved_threads = ksa_threads_get();
+    for (int r = 0; r < 4; r++) {
+        ksa_threads_set(r + 1);
+        out[r] = malloc(N * D * sizeof *out[r]);
+        dt[r] = malloc(V * D * sizeof *dt[r]);
+        for (size_t i = 0; i < V * D; i++)
+            dt[r][i] = (ksa_real)0.1; /* accumulate onto something not exactly summable */
+        ksa_embedding_forward(out[r], table, ids, N, V, D);
+        ksa_embedding_backward(dt[r], dout, ids, N, V, D);
+    }
+    ksa_threads_set(saved_threads);
+    for (int r = 1; r < 4; r++) {
+        assert_memory_equal(out[0], out[r], N * D * sizeof *out[0]);
+        assert_memory_equal(dt[0], dt[r], V * D * sizeof *dt[0]);
+    }
+    for (int r = 0; r < 4; r++)
+        free(out[r]), free(dt[r]);
+    free(table), free(dout), free(ids);
+}
+
+/* ---- aborts: run in a child process, check it dies of SIGABRT saying `needle` ---------- */
+typedef struct {
+    int32_t bad_id;
+    int backward;
+} abort_case;
+
+static void run_with_bad_id(const abort_case *ac)
+{
+    enum { V = 5, D = 2, N = 4 };
+    ksa_real table[V * D] = {0}, out[N * D] = {0};
+    const int32_t ids[N] = {0, 4, ac->bad_id, 1};
+    if (ac->backward)
+        ksa_embedding_backward(table, out, ids, N, V, D);
+    else
+        ksa_embedding_forward(out, table, ids, N, V, D);
+}
+
+static void expect_abort(const abort_case *ac, const char *needle)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(stdout), fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(10);              /* if the check is missing, fail rather than hang the run  */
+        omp_set_num_threads(1); /* libgomp's thread pool does not survive fork: no team   */
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        run_with_bad_id(ac);
+        _exit(0); /* reached only if the kernel accepted the bad id */
+    }
+    close(fds[1]);
+    char msg[4096];
+    size_t len = 0;
+    ssize_t got;
+    while (len < sizeof msg - 1 && (got = read(fds[0], msg + len, sizeof msg - 1 - len)) > 0)
+        len += (size_t)got;
+    msg[len] = '\0';
+    close(fds[0]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT))
+        fail_msg("id %d: child did not abort (status 0x%x), stderr: %s", (int)ac->bad_id, status,
+                 msg);
+    if (!strstr(msg, needle))
+        fail_msg("id %d: abort message lacks '%s': %s", (int)ac->bad_id, needle, msg);
+}
+
+static void an_id_outside_the_table_aborts_naming_position_and_value(void **state)
+{
+    (void)state;
+    const abort_case cases[] = {{5, 0}, {-1, 0}, {5, 1}, {-7, 1}};
+    const char *needles[] = {
+        "ids[2] = 5 is outside the table's 5 rows", "ids[2] = -1 is outside the table's 5 rows",
+        "ids[2] = 5 is outside the table's 5 rows", "ids[2] = -7 is outside the table's 5 rows"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_abort(&cases[i], needles[i]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(forward_copies_the_rows_the_ids_name),
+        cmocka_unit_test(backward_matches_finite_differences),
+        cmocka_unit_test(repeated_ids_sum_their_gradients_and_unused_rows_stay_zero),
+        cmocka_unit_test(backward_adds_into_existing_grads),
+        cmocka_unit_test(caller_may_reuse_its_ids_buffer_before_backward),
+        cmocka_unit_test(nothing_is_recorded_when_the_table_needs_no_gradient),
+        cmocka_unit_test(results_are_bit_identical_for_any_thread_count),
+        cmocka_unit_test(an_id_outside_the_table_aborts_naming_position_and_value),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
