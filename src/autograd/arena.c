@@ -44,3 +44,11 @@ ksa_real *ksa_arena_zeros(ksa_arena *a, size_t n)
     memset(p, 0, n * sizeof(ksa_real));
     return p;
 }
+
+size_t ksa_arena_mark(const ksa_arena *a) { return a->used; }
+
+void ksa_arena_release(ksa_arena *a, size_t mark)
+{
+    KSA_ASSERT(mark <= a->used, "arena release to %zu beyond the %zu bytes in use", mark, a->used);
+    a->used = mark;
+}

@@ -21,4 +21,9 @@ void *ksa_arena_alloc(ksa_arena *a, size_t bytes);    /* 64-byte aligned, uninit
 ksa_real *ksa_arena_reals(ksa_arena *a, size_t n);    /* uninitialised */
 ksa_real *ksa_arena_zeros(ksa_arena *a, size_t n);    /* zeroed */
 
+/* Scratch that lives only inside one call (kernel workspaces): take a mark, allocate, and
+ * release back to the mark afterwards; everything allocated after the mark is given back. */
+size_t ksa_arena_mark(const ksa_arena *a);
+void ksa_arena_release(ksa_arena *a, size_t mark);
+
 #endif

@@ -1,0 +1,81 @@
+/* summary_attn.h - Kwai Summary Attention over the two streams (KSA_SPEC §3, DESIGN.md §2).
+ *
+ *   o[i] = sum_{k visible from i} softmax_k(scale * q[i]·k[k]) v[k],   scale = 1/sqrt(dh)
+ *
+ * A batch holds nseq sequences of T text tokens; chunk size C, S summary tokens per chunk,
+ * NS = floor(T/C)*S summary rows per sequence (a partial tail chunk has no summary rows,
+ * KSA_SPEC §2.3). Summary row r = c*S + j is the token s_c.j. With w0(c) = max(0, c - W):
+ *   text query t (chunk c = t div C): summary rows [0, w0*S)  and text rows [w0*C, t]
+ *   summary query (c, j):             text rows [c*C, (c+1)*C) and summary rows [c*S, c*S+j]
+ * (KSA_SPEC §3.2, equal to the predicate of §3.1 on the interleaved sequence.)
+ * GQA: query head h uses kv head h / (Hq/Hkv); the backward sums a group's contributions.
+ *
+ * Layouts (row-major, dh contiguous):
+ *   q_text, o_text, dq_text, do_text : [nseq, T,  Hq,  dh]      lse_text : [nseq, T,  Hq]
+ *   q_sum,  o_sum,  dq_sum,  do_sum  : [nseq, NS, Hq,  dh]      lse_sum  : [nseq, NS, Hq]
+ *   k_text, v_text, dk_text, dv_text : [nseq, T,  Hkv, dh]
+ *   k_sum,  v_sum,  dk_sum,  dv_sum  : [nseq, NS, Hkv, dh]
+ * lse (saved by the forward, natural log of the softmax denominator including the running
+ * maximum) lets the backward recompute every probability tile by tile; nothing of size
+ * T x T or T x NS is ever stored. lse is kept in ksa_real: in the float build its error
+ * (~1e-7 relative, |lse| ~ 10) perturbs each probability by ~1e-6 relative, below the
+ * float accuracy of the products it multiplies.
+ *
+ * S = 0 is accepted (no summary rows, summary pointers may be NULL): with C = 1 and W >= T
+ * this is plain causal attention, which is how causal_attn.c runs.
+ *
+ * Kernels allocate nothing: scratch (tiles, per-thread dK/dV partial sums of one kv head)
+ * is a caller-provided workspace of at least ..._workspace_size(d, nthreads) bytes, where
+ * nthreads >= omp_get_max_threads() at the call. Results are bit-identical for a given
+ * thread count (static schedules, per-thread partial sums reduced in thread order); the
+ * forward does not depend on the thread count at all.                                    */
+#ifndef KSA_MODEL_SUMMARY_ATTN_H
+#define KSA_MODEL_SUMMARY_ATTN_H
+
+#include "autograd/tape.h"
+
+typedef struct {
+    size_t nseq; /* sequences in the batch                                  */
+    size_t T;    /* text tokens per sequence                                */
+    size_t C;    /* text tokens per chunk (>= 1)                            */
+    size_t S;    /* summary tokens per complete chunk (0: no summary stream) */
+    size_t W;    /* window in chunks (any value; >= T/C means all text)     */
+    size_t Hq;   /* query heads                                             */
+    size_t Hkv;  /* key/value heads, divides Hq                             */
+    size_t dh;   /* head dimension                                          */
+} ksa_summary_attn_dims;
+
+/* NS = floor(T/C) * S, summary rows per sequence. */
+size_t ksa_summary_attn_summary_rows(const ksa_summary_attn_dims *d);
+
+size_t ksa_summary_attn_forward_workspace_size(const ksa_summary_attn_dims *d, int nthreads);
+size_t ksa_summary_attn_backward_workspace_size(const ksa_summary_attn_dims *d, int nthreads);
+
+/* Writes o_text, o_sum, lse_text, lse_sum. */
+void ksa_summary_attn_forward(ksa_real *o_text, ksa_real *o_sum, ksa_real *lse_text,
+                              ksa_real *lse_sum, const ksa_real *q_text, const ksa_real *q_sum,
+                              const ksa_real *k_text, const ksa_real *k_sum, const ksa_real *v_text,
+                              const ksa_real *v_sum, void *workspace, size_t workspace_bytes,
+                              const ksa_summary_attn_dims *d);
+
+/* Adds into the six gradients (never overwrites); any of them may be NULL. They must not
+ * overlap each other. do_text/do_sum are d(loss)/d(o). With P = softmax rows recomputed
+ * from lse, D_i = sum_d do[i]·o[i]:
+ *   dP = do·vᵀ,  dS = P ∘ (dP − D),  dq += scale·dS·k,  dk += scale·dSᵀ·q,  dv += Pᵀ·do  */
+void ksa_summary_attn_backward(ksa_real *dq_text, ksa_real *dq_sum, ksa_real *dk_text,
+                               ksa_real *dk_sum, ksa_real *dv_text, ksa_real *dv_sum,
+                               const ksa_real *do_text, const ksa_real *do_sum,
+                               const ksa_real *q_text, const ksa_real *q_sum,
+                               const ksa_real *k_text, const ksa_real *k_sum,
+                               const ksa_real *v_text, const ksa_real *v_sum,
+                               const ksa_real *o_text, const ksa_real *o_sum,
+                               const ksa_real *lse_text, const ksa_real *lse_sum, void *workspace,
+                               size_t workspace_bytes, const ksa_summary_attn_dims *d);
+
+/* Tape op on the combined two-stream tensors (DESIGN.md §2): q is [nseq*T + nseq*NS, Hq*dh],
+ * k and v are [nseq*T + nseq*NS, Hkv*dh]; rows [0, nseq*T) are the text rows of all
+ * sequences, the rest the summary rows. Returns o with q's shape and layout.            */
+ksa_tensor *ksa_op_summary_attention(ksa_tape *tp, ksa_tensor *q, ksa_tensor *k, ksa_tensor *v,
+                                     const ksa_summary_attn_dims *d);
+
+#endif
