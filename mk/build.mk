@@ -34,7 +34,9 @@ LDLIBS := $(PKG_LIBS) -fopenmp -lm $(SANFLAGS)
 LIB_SRC := $(filter-out src/cli/%,$(wildcard src/*/*.c))
 CLI_SRC := $(wildcard src/cli/*.c)
 # ONLY="rmsnorm linear" restricts `make test` to those test programs
-TEST_SRC := $(if $(ONLY),$(foreach n,$(ONLY),tests/test_$(n).c),$(wildcard tests/test_*.c))
+TEST_SRC := $(if $(ONLY),$(wildcard $(foreach n,$(ONLY),tests/test_$(n).c)),$(wildcard tests/test_*.c))
+# end-to-end scripts (they use the built binaries), after the unit tests
+TEST_SH := $(if $(ONLY),$(wildcard $(foreach n,$(ONLY),tests/test_$(n).sh)),$(wildcard tests/test_*.sh))
 TESTUTIL_SRC := tests/testutil.c
 
 # Objects per precision: $(BUILD)/f32/... and $(BUILD)/f64/...
@@ -46,11 +48,13 @@ CLI64 := $(call objs,f64,$(CLI_SRC))
 TESTS32 := $(patsubst tests/%.c,$(BUILD)/tests/f32/%,$(TEST_SRC))
 TESTS64 := $(patsubst tests/%.c,$(BUILD)/tests/f64/%,$(TEST_SRC))
 BINS := $(BIN)/ksa $(BIN)/ksa64
+DEMO_DATA := build/data/kjv.txt
+DEMO_TOKENS := build/data/kjv.bin
 
 .PHONY: all build test asan demo clean format bench crosscheck
 .DEFAULT_GOAL := all
 .SECONDARY:
-all: build
+all: build $(DEMO_TOKENS)
 build: $(BINS)
 
 $(BUILD)/f32/%.o: %.c
@@ -77,16 +81,19 @@ $(BUILD)/tests/f64/%: $(BUILD)/f64/tests/%.o $(BUILD)/f64/tests/testutil.o $(LIB
 # Every test program runs in both precisions; its cmocka summary reaches the console and
 # the run fails if any program fails. OMP threads fixed at 2 (the machine's cores).
 test: $(TESTS32) $(TESTS64) $(BINS)
-	@BUILD=$(BUILD) bash tests/run_tests.sh $(TESTS32) $(TESTS64)
+	@BIN=$(BIN) PY=$(PY) bash tests/run_tests.sh $(TESTS32) $(TESTS64) $(TEST_SH)
 
 asan:
 	$(MAKE) BUILD=build/asan BIN=build/asan/bin SAN=1 ASAN_OPTIONS=detect_leaks=0 test
 
 # The embedded default data: the King James Bible from Debian's bible-kjv (public domain).
-DEMO_DATA := build/data/kjv.txt
 $(DEMO_DATA):
 	@mkdir -p $(dir $@)
 	bible gen1:1-rev22:21 > $@.tmp && mv $@.tmp $@
+
+# ...and its tokens (train + 1 % validation), in place after `make`
+$(DEMO_TOKENS): $(DEMO_DATA) $(BIN)/ksa
+	$(BIN)/ksa prepare --input $(DEMO_DATA) --out $@ --val-fraction 0.01
 
 demo: $(BIN)/ksa $(DEMO_DATA)
 	$(BIN)/ksa demo --data $(DEMO_DATA)
@@ -98,6 +105,17 @@ bench: $(BENCHES)
 $(BIN)/bench_%: $(BUILD)/f32/bench/%.o $(LIB32)
 	@mkdir -p $(dir $@)
 	$(CC) $^ -o $@ $(LDLIBS)
+
+# Regenerate the PyTorch fixtures and compare the C model with them (docs/crosscheck.md).
+crosscheck: $(BUILD)/tests/f32/test_crosscheck $(BUILD)/tests/f64/test_crosscheck
+	scripts/install_deps.sh --torch
+	$(PY) scripts/torch_reference.py --selftest
+	$(PY) scripts/torch_reference.py --check tests/refs
+	rm -rf $(BUILD)/refs && $(PY) scripts/torch_reference.py --out $(BUILD)/refs
+	@for f in tests/refs/*.h5; do cmp -s "$$f" "$(BUILD)/refs/$${f##*/}" || \
+	    echo "note: $${f##*/} regenerated differently (torch build or script drift)"; done
+	KSA_REFS_DIR=$(BUILD)/refs $(BUILD)/tests/f32/test_crosscheck
+	KSA_REFS_DIR=$(BUILD)/refs $(BUILD)/tests/f64/test_crosscheck
 
 format:
 	clang-format -i src/*/*.c src/*/*.h tests/*.c tests/*.h

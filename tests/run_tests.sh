@@ -8,7 +8,11 @@ n_fail=0
 for prog in "$@"; do
     echo "=== ${prog}"
     out=$(mktemp)
-    OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} "$prog" > >(tee "$out") 2>&1
+    case "$prog" in
+        *.sh) cmd=(bash "$prog") ;;
+        *) cmd=("$prog") ;;
+    esac
+    OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} "${cmd[@]}" > >(tee "$out") 2>&1
     rc=$?
     wait
     p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\./\1/p' "$out" | tail -1)

@@ -27,10 +27,12 @@ _Static_assert(sizeof status_names / sizeof status_names[0] == KSA_STATUS_COUNT,
 
 ksa_status ksa_fail(ksa_status code, const char *fmt, ...)
 {
+    char msg[sizeof last_error]; /* the arguments may point into last_error itself */
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_error, msg, sizeof msg);
     return code;
 }
 

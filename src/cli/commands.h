@@ -3,5 +3,6 @@
 #define KSA_CLI_COMMANDS_H
 
 int ksa_cmd_demo(int argc, char **argv);
+int ksa_cmd_prepare(int argc, char **argv);
 
 #endif

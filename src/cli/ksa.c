@@ -13,6 +13,7 @@ typedef struct {
 
 static const command commands[] = {
     {"demo", ksa_cmd_demo, "train a small composite graph on the bytes of a text file"},
+    {"prepare", ksa_cmd_prepare, "tokenise text files into train and validation token files"},
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,17 @@
+/* path.h - paths named inside a file (a mixture or configuration file) are relative to that
+ * file's folder, not to the current directory, so a dataset folder can be moved as a whole. */
+#ifndef KSA_DATA_PATH_H
+#define KSA_DATA_PATH_H
+
+/* `path` as seen from the current directory when it was written inside the file `base_file`:
+ * unchanged if absolute or if base_file has no folder part, else "<folder of base_file>/path".
+ * Returns a string from ksa_alloc (free with ksa_free).                                     */
+char *ksa_path_resolve(const char *base_file, const char *path);
+
+/* A new string "<a><b>" from ksa_alloc (free with ksa_free). */
+char *ksa_path_concat(const char *a, const char *b);
+
+/* 1 if path names an existing regular file (symlinks followed), else 0. */
+int ksa_path_is_file(const char *path);
+
+#endif

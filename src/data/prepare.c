@@ -1,0 +1,289 @@
+/* prepare.c - `ksa prepare`: see prepare.h for the split and the files written. */
+#include "prepare.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data/path.h"
+#include "data/tokenizer.h"
+
+#define CHUNK_BYTES ((size_t)4 << 20) /* input read per fread */
+
+void ksa_prepare_defaults(ksa_prepare_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->val_fraction = 0.01;
+    o->vocab_size = KSA_TOKENIZER_MIN_VOCAB;
+    o->progress = stderr;
+    o->progress_every = 1.0;
+}
+
+ksa_status ksa_prepare_parse_args(ksa_prepare_options *o, const char **inputs, int argc,
+                                  char **argv)
+{
+    ksa_prepare_defaults(o);
+    o->inputs = inputs;
+    for (int i = 0; i < argc; i++) {
+        const char *k = argv[i];
+        if (!strcmp(k, "--input")) {
+            size_t before = o->n_inputs;
+            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
+                inputs[o->n_inputs++] = argv[++i];
+            if (o->n_inputs == before)
+                return ksa_fail(KSA_EINVAL, "option '--input' needs at least one file");
+            continue;
+        }
+        int known =
+            !strcmp(k, "--out") || !strcmp(k, "--val-fraction") || !strcmp(k, "--vocab-size");
+        if (!known)
+            return ksa_fail(KSA_EINVAL,
+                            "unknown option '%s' (known: --input --out "
+                            "--val-fraction --vocab-size)",
+                            k);
+        if (i + 1 >= argc)
+            return ksa_fail(KSA_EINVAL, "option '%s' needs a value", k);
+        const char *v = argv[++i];
+        char *end = NULL;
+        errno = 0;
+        if (!strcmp(k, "--out")) {
+            o->out = v;
+            continue;
+        } else if (!strcmp(k, "--val-fraction")) {
+            o->val_fraction = strtod(v, &end);
+        } else {
+            unsigned long long n = strtoull(v, &end, 10);
+            o->vocab_size = (size_t)n;
+            if (v[0] == '-')
+                end = NULL; /* strtoull accepts "-1" */
+        }
+        if (errno || !end || *end || end == v)
+            return ksa_fail(KSA_EINVAL, "option '%s': '%s' is not a number", k, v);
+    }
+    return KSA_OK;
+}
+
+char *ksa_prepare_val_path(const char *out)
+{
+    size_t n = strlen(out);
+    if (n < 4 || strcmp(out + n - 4, ".bin") != 0)
+        return ksa_path_concat(out, ".val");
+    char *s = ksa_alloc(n + 5);
+    memcpy(s, out, n - 4);
+    memcpy(s + n - 4, ".val.bin", 9);
+    return s;
+}
+
+/* Everything is checked before a file is created. sizes: [n_inputs] bytes of each input. */
+static ksa_status check_inputs(const ksa_prepare_options *o, size_t *sizes)
+{
+    if (o->n_inputs == 0)
+        return ksa_fail(KSA_EINVAL, "no input files (give --input a.txt [b.txt ...])");
+    if (!o->out || !o->out[0])
+        return ksa_fail(KSA_EINVAL, "no output file (give --out P.bin)");
+    if (!(o->val_fraction >= 0 && o->val_fraction < 1))
+        return ksa_fail(KSA_EINVAL, "--val-fraction %g is outside [0, 1)", o->val_fraction);
+    KSA_TRY(ksa_tokenizer_check_vocab(o->vocab_size));
+    for (size_t i = 0; i < o->n_inputs; i++) {
+        struct stat st;
+        if (stat(o->inputs[i], &st) != 0)
+            return ksa_fail(KSA_EIO, "cannot read input '%s': %s", o->inputs[i], strerror(errno));
+        if (!S_ISREG(st.st_mode))
+            return ksa_fail(KSA_EIO, "input '%s' is not a regular file", o->inputs[i]);
+        if (access(o->inputs[i], R_OK) != 0)
+            return ksa_fail(KSA_EIO, "cannot read input '%s': %s", o->inputs[i], strerror(errno));
+        sizes[i] = (size_t)st.st_size;
+    }
+    return KSA_OK;
+}
+
+/* One output token file being written as <path>.tmp. */
+typedef struct {
+    const char *path; /* borrowed: final name */
+    char *tmp;        /* owned: "<path>.tmp" */
+    FILE *fp;
+    size_t n_tokens;
+} out_file;
+
+static ksa_status create_tmp(out_file *f, const char *path)
+{
+    f->path = path;
+    f->tmp = ksa_path_concat(path, ".tmp");
+    f->fp = fopen(f->tmp, "wb");
+    if (!f->fp)
+        return ksa_fail(KSA_EIO, "cannot create '%s': %s", f->tmp, strerror(errno));
+    return KSA_OK;
+}
+
+/* Appends ids to f in dtype. narrow: scratch of n·4 bytes. */
+static ksa_status write_ids(out_file *f, const int32_t *ids, size_t n, ksa_dtype dtype,
+                            void *narrow)
+{
+    if (dtype == KSA_DTYPE_UINT16) {
+        uint16_t *t = narrow;
+        for (size_t i = 0; i < n; i++)
+            t[i] = (uint16_t)ids[i];
+    } else {
+        uint32_t *t = narrow;
+        for (size_t i = 0; i < n; i++)
+            t[i] = (uint32_t)ids[i];
+    }
+    size_t esize = ksa_tokfile_dtype_bytes(dtype);
+    if (n && fwrite(narrow, esize, n, f->fp) != n)
+        return ksa_fail(KSA_EIO, "cannot write '%s': %s", f->tmp, strerror(errno));
+    f->n_tokens += n;
+    return KSA_OK;
+}
+
+/* Flushes, syncs and closes f->fp. */
+static ksa_status finish_tmp(out_file *f)
+{
+    int bad = fflush(f->fp) != 0 || fsync(fileno(f->fp)) != 0;
+    int err = errno;
+    bad |= fclose(f->fp) != 0;
+    f->fp = NULL;
+    if (bad)
+        return ksa_fail(KSA_EIO, "cannot write '%s': %s", f->tmp, strerror(err));
+    return KSA_OK;
+}
+
+static ksa_status write_text_tmp(out_file *f, const char *path, const char *text)
+{
+    KSA_TRY(create_tmp(f, path));
+    size_t n = strlen(text);
+    if (fwrite(text, 1, n, f->fp) != n)
+        return ksa_fail(KSA_EIO, "cannot write '%s': %s", f->tmp, strerror(errno));
+    return finish_tmp(f);
+}
+
+typedef struct {
+    const ksa_prepare_options *o;
+    ksa_dtype dtype;
+    unsigned char *bytes; /* [CHUNK_BYTES] */
+    int32_t *ids;         /* [CHUNK_BYTES] */
+    void *narrow;         /* [CHUNK_BYTES] uint32 */
+    size_t done, total;   /* input bytes processed / overall, for progress */
+    double t0, last_report;
+} prepare_state;
+
+static void report_progress(prepare_state *s)
+{
+    const ksa_prepare_options *o = s->o;
+    double now = ksa_now();
+    if (!o->progress || now - s->last_report < o->progress_every)
+        return;
+    s->last_report = now;
+    double mib = 1.0 / (1 << 20), secs = now - s->t0;
+    fprintf(o->progress, "prepare: %.1f of %.1f MiB (%.0f%%), %.1f MB/s\n", s->done * mib,
+            s->total * mib, s->total ? 100.0 * (double)s->done / (double)s->total : 100.0,
+            secs > 0 ? 1e-6 * (double)s->done / secs : 0.0);
+    fflush(o->progress);
+}
+
+/* Copies the next n bytes of fp (input path) to out as tokens. */
+static ksa_status copy_tokens(prepare_state *s, FILE *fp, const char *path, size_t n, out_file *out)
+{
+    while (n > 0) {
+        size_t want = n < CHUNK_BYTES ? n : CHUNK_BYTES;
+        size_t got = fread(s->bytes, 1, want, fp);
+        if (got != want)
+            return ksa_fail(KSA_EIO, "cannot read input '%s'%s", path,
+                            ferror(fp) ? "" : " (it became shorter while being read)");
+        ksa_tokenizer_encode(s->ids, s->bytes, got);
+        KSA_TRY(write_ids(out, s->ids, got, s->dtype, s->narrow));
+        n -= got;
+        s->done += got;
+        report_progress(s);
+    }
+    return KSA_OK;
+}
+
+/* One document: its first n - n_val bytes and end-of-text to train, the rest to val. */
+static ksa_status prepare_document(prepare_state *s, const char *path, size_t n, out_file *train,
+                                   out_file *val)
+{
+    size_t n_val = (size_t)floor(s->o->val_fraction * ((double)n + 1.0));
+    if (n_val > n) /* only reachable through rounding: val_fraction < 1 */
+        n_val = n;
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return ksa_fail(KSA_EIO, "cannot open input '%s': %s", path, strerror(errno));
+    const int32_t eot = KSA_TOKENIZER_EOT;
+    ksa_status st = copy_tokens(s, fp, path, n - n_val, train);
+    if (st == KSA_OK)
+        st = write_ids(train, &eot, 1, s->dtype, s->narrow);
+    if (st == KSA_OK)
+        st = copy_tokens(s, fp, path, n_val, val);
+    if (st == KSA_OK && fgetc(fp) != EOF)
+        st = ksa_fail(KSA_EIO, "input '%s' grew while being read", path);
+    fclose(fp);
+    return st;
+}
+
+ksa_status ksa_prepare_run(const ksa_prepare_options *o, ksa_prepare_result *r)
+{
+    memset(r, 0, sizeof *r);
+    size_t *sizes = ksa_alloc((o->n_inputs ? o->n_inputs : 1) * sizeof *sizes);
+    ksa_status st = check_inputs(o, sizes);
+    if (st != KSA_OK) {
+        ksa_free(sizes);
+        return st;
+    }
+    prepare_state s = {.o = o, .t0 = ksa_now()};
+    s.last_report = s.t0;
+    s.dtype = o->vocab_size <= 65536 ? KSA_DTYPE_UINT16 : KSA_DTYPE_UINT32;
+    for (size_t i = 0; i < o->n_inputs; i++)
+        s.total += sizes[i];
+    s.bytes = ksa_alloc(CHUNK_BYTES);
+    s.ids = ksa_alloc(CHUNK_BYTES * sizeof *s.ids);
+    s.narrow = ksa_alloc(CHUNK_BYTES * sizeof(uint32_t));
+
+    char *val_path = ksa_prepare_val_path(o->out);
+    char *train_meta = ksa_path_concat(o->out, ".meta");
+    char *val_meta = ksa_path_concat(val_path, ".meta");
+    out_file files[4] = {{0}}; /* train, val, train meta, val meta */
+    out_file *train = &files[0], *val = &files[1];
+    st = create_tmp(train, o->out);
+    if (st == KSA_OK)
+        st = create_tmp(val, val_path);
+    for (size_t i = 0; i < o->n_inputs && st == KSA_OK; i++)
+        st = prepare_document(&s, o->inputs[i], sizes[i], train, val);
+    if (st == KSA_OK)
+        st = finish_tmp(train);
+    if (st == KSA_OK)
+        st = finish_tmp(val);
+    const char *dtype_name = ksa_tokfile_dtype_name(s.dtype);
+    if (st == KSA_OK)
+        st = write_text_tmp(&files[2], train_meta, dtype_name);
+    if (st == KSA_OK)
+        st = write_text_tmp(&files[3], val_meta, dtype_name);
+    /* the training file last: once the new P.bin is in place, so are the others */
+    const int rename_order[4] = {1, 3, 2, 0};
+    for (int k = 0; k < 4 && st == KSA_OK; k++) {
+        const out_file *f = &files[rename_order[k]];
+        if (rename(f->tmp, f->path) != 0)
+            st = ksa_fail(KSA_EIO, "cannot rename '%s' to '%s': %s", f->tmp, f->path,
+                          strerror(errno));
+    }
+    if (st == KSA_OK) {
+        r->n_files = o->n_inputs;
+        r->n_bytes = s.total;
+        r->n_train = train->n_tokens;
+        r->n_val = val->n_tokens;
+        r->dtype = s.dtype;
+        r->seconds = ksa_now() - s.t0;
+    }
+    for (int i = 0; i < 4; i++) {
+        if (files[i].fp)
+            fclose(files[i].fp);
+        if (st != KSA_OK && files[i].tmp)
+            unlink(files[i].tmp); /* nothing half-written stays behind */
+        ksa_free(files[i].tmp);
+    }
+    ksa_free(val_path), ksa_free(train_meta), ksa_free(val_meta);
+    ksa_free(s.bytes), ksa_free(s.ids), ksa_free(s.narrow), ksa_free(sizes);
+    return st;
+}

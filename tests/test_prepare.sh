@@ -1,0 +1,81 @@
+#!/bin/bash
+# test_prepare.sh - end-to-end tests of `ksa prepare` through the built binary (run by
+# `make test` with BIN set): exit codes, the files written, nothing written on bad input.
+# The splitting itself is tested in test_prepare.c. Prints a cmocka-style summary so
+# tests/run_tests.sh counts its tests.
+set -u
+BIN=${BIN:-bin}
+KSA="$BIN/ksa"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+passed=0
+failed=()
+
+# run_test NAME FUNCTION: runs FUNCTION, records the result by its exit status.
+run_test() {
+    echo "[ RUN      ] $1"
+    ( set -e; "$2" ) >"$TMP/log" 2>&1
+    if [ $? = 0 ]; then
+        echo "[       OK ] $1"
+        passed=$((passed + 1))
+    else
+        sed 's/^/    /' "$TMP/log"
+        echo "[  FAILED  ] $1"
+        failed+=("$1")
+    fi
+}
+
+# expect_error MESSAGE CMD...: CMD must exit non-zero and print MESSAGE on stderr.
+expect_error() {
+    local msg=$1
+    shift
+    if "$@" >"$TMP/stdout" 2>"$TMP/stderr"; then
+        echo "expected failure, got success: $*"
+        return 1
+    fi
+    grep -qF -- "$msg" "$TMP/stderr" ||
+        { echo "stderr lacks '$msg':"; cat "$TMP/stderr"; return 1; }
+}
+
+prepare_writes_train_and_validation_files_with_meta() {
+    local d="$TMP/ok"
+    mkdir -p "$d"
+    printf 'In the beginning God created the heaven and the earth.\n' >"$d/a.txt"
+    printf 'Grüße 日本語 🙂\n' >"$d/b.txt"
+    local bytes=$(( $(stat -c %s "$d/a.txt") + $(stat -c %s "$d/b.txt") ))
+    "$KSA" prepare --input "$d/a.txt" "$d/b.txt" --out "$d/P.bin" --val-fraction 0.2 >"$d/out"
+    grep -q "2 files, $bytes bytes" "$d/out"
+    [ "$(cat "$d/P.bin.meta")" = uint16 ] && [ "$(cat "$d/P.val.bin.meta")" = uint16 ]
+    local tokens=$(( ($(stat -c %s "$d/P.bin") + $(stat -c %s "$d/P.val.bin")) / 2 ))
+    [ "$tokens" = $((bytes + 2)) ]   # one end-of-text per input file
+    [ -z "$(ls "$d" | grep '\.tmp$')" ]
+    "$KSA" prepare --input "$d/a.txt" --out "$d/W.bin" --vocab-size 70000 >/dev/null
+    [ "$(cat "$d/W.bin.meta")" = uint32 ]
+}
+
+bad_command_lines_fail_and_write_nothing() {
+    local d="$TMP/bad"
+    mkdir -p "$d"
+    printf 'text' >"$d/a.txt"
+    expect_error "cannot read input '$d/missing.txt'" \
+        "$KSA" prepare --input "$d/a.txt" "$d/missing.txt" --out "$d/P.bin"
+    expect_error "unknown option '--val'" \
+        "$KSA" prepare --input "$d/a.txt" --out "$d/P.bin" --val 0.1
+    expect_error "--val-fraction 1.5 is outside [0, 1)" \
+        "$KSA" prepare --input "$d/a.txt" --out "$d/P.bin" --val-fraction 1.5
+    expect_error "no input files" "$KSA" prepare --out "$d/P.bin"
+    expect_error "no output file" "$KSA" prepare --input "$d/a.txt"
+    [ "$(ls "$d")" = a.txt ]
+    "$KSA" prepare --help | grep -q "usage: ksa prepare"
+}
+
+run_test prepare_writes_train_and_validation_files_with_meta \
+    prepare_writes_train_and_validation_files_with_meta
+run_test bad_command_lines_fail_and_write_nothing bad_command_lines_fail_and_write_nothing
+
+echo "[  PASSED  ] ${passed} test(s)."
+if ((${#failed[@]})); then
+    echo "[  FAILED  ] ${#failed[@]} test(s), listed below:"
+    printf '[  FAILED  ] %s\n' "${failed[@]}"
+    exit 1
+fi
