@@ -13,6 +13,7 @@ static const char *const op_names[] = {
     [KSA_OP_XENT] = "cross_entropy",
     [KSA_OP_SUMMARY_ATTN] = "summary_attention",
     [KSA_OP_CAUSAL_ATTN] = "causal_attention",
+    [KSA_OP_CONCAT] = "concat_rows",
 };
 _Static_assert(sizeof op_names / sizeof op_names[0] == KSA_OP_COUNT, "every op needs a name");
 

@@ -20,6 +20,7 @@ typedef enum {
     KSA_OP_XENT,
     KSA_OP_SUMMARY_ATTN,
     KSA_OP_CAUSAL_ATTN,
+    KSA_OP_CONCAT,
     KSA_OP_COUNT
 } ksa_op;
 

@@ -3,6 +3,10 @@
 #define KSA_CLI_COMMANDS_H
 
 int ksa_cmd_demo(int argc, char **argv);
+int ksa_cmd_eval(int argc, char **argv);
+int ksa_cmd_gradcheck(int argc, char **argv);
+int ksa_cmd_init(int argc, char **argv);
+int ksa_cmd_inspect(int argc, char **argv);
 int ksa_cmd_prepare(int argc, char **argv);
 
 #endif

@@ -13,6 +13,10 @@ typedef struct {
 
 static const command commands[] = {
     {"demo", ksa_cmd_demo, "train a small composite graph on the bytes of a text file"},
+    {"eval", ksa_cmd_eval, "loss (and gradients) of a checkpoint on rows of a token file"},
+    {"init", ksa_cmd_init, "write a freshly initialised model as a checkpoint"},
+    {"inspect", ksa_cmd_inspect, "show a configuration: layers, parameter count, memory"},
+    {"gradcheck", ksa_cmd_gradcheck, "finite-difference check of the model's gradients (float64)"},
     {"prepare", ksa_cmd_prepare, "tokenise text files into train and validation token files"},
 };
 

@@ -1,0 +1,920 @@
+/* ckpt.c - HDF5 checkpoints, CHECKPOINT_FORMAT.md version 1 (layout and types there).
+ *
+ * Every HDF5 call is checked; HDF5's automatic error printing is switched off at each entry
+ * point and failures are reported through ksa_fail with the file, the object and the
+ * innermost message of HDF5's error stack. Memory of the parameters is ksa_real (float or
+ * double), the file is always float32: HDF5 converts on write and read.                    */
+#include "ckpt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <hdf5.h>
+
+#ifdef KSA_REAL_DOUBLE
+#define REAL_MEM_TYPE H5T_NATIVE_DOUBLE
+#else
+#define REAL_MEM_TYPE H5T_NATIVE_FLOAT
+#endif
+#define FILE_REAL_TYPE H5T_IEEE_F32LE /* every dataset in the file, whatever ksa_real is */
+#define FILE_INT_TYPE H5T_STD_I64LE   /* integer and boolean attributes */
+#define FILE_FLOAT_TYPE H5T_IEEE_F64LE
+
+#define VALUE_MAX (KSA_CONFIG_STR * 2) /* longest attribute text we read */
+
+/* ---- errors ---------------------------------------------------------------------------- */
+static herr_t grab_innermost(unsigned n, const H5E_error2_t *e, void *data)
+{
+    if (n == 0 && e->desc) /* walking upward, entry 0 is the most specific error */
+        snprintf((char *)data, 256, "%s", e->desc);
+    return 0;
+}
+
+/* Records "checkpoint <path>: <message>", with HDF5's own reason appended when h5 is set
+ * (the error stack of the call that just failed), and returns code.                      */
+static ksa_status vfail(ksa_status code, const char *path, int h5, const char *fmt, va_list ap)
+{
+    char msg[768], reason[256] = "";
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (h5) {
+        H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, grab_innermost, reason);
+        H5Eclear2(H5E_DEFAULT);
+    }
+    if (reason[0])
+        return ksa_fail(code, "checkpoint %s: %s (HDF5: %s)", path, msg, reason);
+    return ksa_fail(code, "checkpoint %s: %s", path, msg);
+}
+
+/* After a failed H5* call. */
+__attribute__((format(printf, 3, 4))) static ksa_status fail_h5(ksa_status code, const char *path,
+                                                                const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ksa_status st = vfail(code, path, 1, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+/* For content that was read but is wrong, or a failed system call (message says which). */
+__attribute__((format(printf, 3, 4))) static ksa_status fail_at(ksa_status code, const char *path,
+                                                                const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ksa_status st = vfail(code, path, 0, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+/* Closes any HDF5 id if it is open; a failure becomes *st unless an error is already set. */
+static void close_id(hid_t id, ksa_status *st, const char *path, const char *what)
+{
+    if (id < 0)
+        return;
+    herr_t rc;
+    switch (H5Iget_type(id)) {
+    case H5I_FILE:
+        rc = H5Fclose(id);
+        break;
+    case H5I_GROUP:
+        rc = H5Gclose(id);
+        break;
+    case H5I_DATATYPE:
+        rc = H5Tclose(id);
+        break;
+    case H5I_DATASPACE:
+        rc = H5Sclose(id);
+        break;
+    case H5I_DATASET:
+        rc = H5Dclose(id);
+        break;
+    case H5I_ATTR:
+        rc = H5Aclose(id);
+        break;
+    case H5I_GENPROP_LST:
+        rc = H5Pclose(id);
+        break;
+    default:
+        rc = H5Idec_ref(id) < 0 ? -1 : 0;
+        break;
+    }
+    if (rc < 0 && *st == KSA_OK)
+        *st = fail_h5(KSA_EIO, path, "cannot close %s", what);
+}
+
+static void h5_quiet(void)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+/* "[64, 32]" */
+static const char *format_dims(char *buf, size_t cap, int ndim, const hsize_t *dims)
+{
+    size_t len = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < ndim && len < cap; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%llu", i ? ", " : "",
+                                (unsigned long long)dims[i]);
+    if (len < cap)
+        snprintf(buf + len, cap - len, "]");
+    return buf;
+}
+
+static void param_dims(const ksa_param *e, hsize_t dims[2])
+{
+    dims[0] = e->shape[0];
+    dims[1] = e->ndim == 2 ? e->shape[1] : 0;
+}
+
+/* ---- opening files --------------------------------------------------------------------- */
+/* The one place a file-access property list is made: parallel (MPI-IO) writing will set
+ * H5Pset_fapl_mpio here.                                                                    */
+static hid_t file_access_plist(const char *path, ksa_status *st)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0)
+        *st = fail_h5(KSA_EIO, path, "cannot create a file-access property list");
+    return fapl;
+}
+
+/* Opens any HDF5 file read-only; errors say whether it is missing, unreadable or not HDF5. */
+static ksa_status open_hdf5(const char *path, hid_t *file)
+{
+    *file = -1;
+    h5_quiet();
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return ksa_fail(KSA_EIO, "cannot open checkpoint %s: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return ksa_fail(KSA_EIO, "cannot open checkpoint %s: not a regular file", path);
+    htri_t is = H5Fis_hdf5(path);
+    if (is < 0)
+        return fail_h5(KSA_EIO, path, "cannot read the file");
+    if (!is)
+        return ksa_fail(KSA_EFORMAT, "checkpoint %s is not an HDF5 file", path);
+    ksa_status st = KSA_OK;
+    hid_t fapl = file_access_plist(path, &st);
+    if (fapl < 0)
+        return st;
+    *file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    if (*file < 0)
+        st = fail_h5(KSA_EIO, path, "cannot open the file");
+    close_id(fapl, &st, path, "the file-access property list");
+    return st;
+}
+
+/* ---- writing: <path>.tmp, flush, close, fsync, rename ------------------------------------ */
+typedef struct {
+    const char *path; /* final name, borrowed */
+    char *tmp;        /* "<path>.tmp", owned */
+    hid_t file;
+} ckpt_writer;
+
+static void writer_abort(ckpt_writer *w)
+{
+    if (w->file >= 0)
+        H5Fclose(w->file); /* best effort: the error being reported is the first one */
+    w->file = -1;
+    if (unlink(w->tmp) != 0 && errno != ENOENT)
+        fprintf(stderr, "[rank %d] warning: cannot remove '%s': %s\n", ksa_log_rank, w->tmp,
+                strerror(errno));
+    free(w->tmp);
+    w->tmp = NULL;
+}
+
+static ksa_status writer_open(ckpt_writer *w, const char *path)
+{
+    h5_quiet();
+    w->path = path;
+    w->file = -1;
+    size_t n = strlen(path);
+    w->tmp = malloc(n + sizeof ".tmp");
+    KSA_ASSERT(w->tmp, "out of memory for a file name of %zu bytes", n);
+    memcpy(w->tmp, path, n);
+    memcpy(w->tmp + n, ".tmp", sizeof ".tmp");
+    ksa_status st = KSA_OK;
+    hid_t fapl = file_access_plist(path, &st);
+    if (fapl < 0) {
+        free(w->tmp);
+        return st;
+    }
+    errno = 0;
+    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    if (w->file < 0 && errno) /* the usual case (no folder, no permission): say it plainly */
+        st = fail_at(KSA_EIO, path, "cannot create '%s': %s", w->tmp, strerror(errno));
+    else if (w->file < 0)
+        st = fail_h5(KSA_EIO, path, "cannot create '%s'", w->tmp);
+    H5Eclear2(H5E_DEFAULT);
+    close_id(fapl, &st, path, "the file-access property list");
+    if (st != KSA_OK)
+        writer_abort(w);
+    return st;
+}
+
+/* The parent folder's entry for the renamed file reaches the disk too. Best effort: some
+ * file systems refuse fsync on folders, and the checkpoint is already complete in place.  */
+static void sync_parent_folder(const char *path)
+{
+    char *copy = strdup(path);
+    KSA_ASSERT(copy, "out of memory copying a file name");
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    free(copy);
+}
+
+/* Finishes a write: on any failure nothing remains under either name. */
+static ksa_status writer_commit(ckpt_writer *w)
+{
+    ksa_status st = KSA_OK;
+    if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0)
+        st = fail_h5(KSA_EIO, w->path, "cannot flush '%s'", w->tmp);
+    herr_t rc = H5Fclose(w->file);
+    w->file = -1;
+    if (rc < 0 && st == KSA_OK)
+        st = fail_h5(KSA_EIO, w->path, "cannot close '%s'", w->tmp);
+    if (st == KSA_OK) {
+        int fd = open(w->tmp, O_RDONLY);
+        if (fd < 0 || fsync(fd) != 0)
+            st = fail_at(KSA_EIO, w->path, "cannot sync '%s' to disk: %s", w->tmp, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    }
+    if (st == KSA_OK && rename(w->tmp, w->path) != 0)
+        st =
+            fail_at(KSA_EIO, w->path, "cannot rename '%s' into place: %s", w->tmp, strerror(errno));
+    if (st != KSA_OK) {
+        writer_abort(w);
+        return st;
+    }
+    sync_parent_folder(w->path);
+    free(w->tmp);
+    w->tmp = NULL;
+    return KSA_OK;
+}
+
+/* ---- writing attributes and datasets ----------------------------------------------------- */
+/* One attribute with a scalar dataspace (CHECKPOINT_FORMAT.md, Types). `where` names the
+ * object in messages: "root", "/config", "/tokenizer".                                      */
+static ksa_status write_attr(const char *path, hid_t loc, const char *where, const char *name,
+                             hid_t file_type, hid_t mem_type, const void *value)
+{
+    ksa_status st = KSA_OK;
+    hid_t space = H5Screate(H5S_SCALAR), attr = -1;
+    if (space < 0 ||
+        (attr = H5Acreate2(loc, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+        H5Awrite(attr, mem_type, value) < 0)
+        st = fail_h5(KSA_EIO, path, "cannot write %s attribute '%s'", where, name);
+    close_id(attr, &st, path, name);
+    close_id(space, &st, path, "a dataspace");
+    return st;
+}
+
+static ksa_status write_attr_int(const char *path, hid_t loc, const char *where, const char *name,
+                                 long long v)
+{
+    return write_attr(path, loc, where, name, FILE_INT_TYPE, H5T_NATIVE_LLONG, &v);
+}
+
+static ksa_status write_attr_double(const char *path, hid_t loc, const char *where,
+                                    const char *name, double v)
+{
+    return write_attr(path, loc, where, name, FILE_FLOAT_TYPE, H5T_NATIVE_DOUBLE, &v);
+}
+
+/* Variable-length UTF-8 (h5py reads it as str). */
+static ksa_status write_attr_string(const char *path, hid_t loc, const char *where,
+                                    const char *name, const char *s)
+{
+    ksa_status st = KSA_OK;
+    hid_t type = H5Tcopy(H5T_C_S1);
+    if (type < 0 || H5Tset_size(type, H5T_VARIABLE) < 0 || H5Tset_cset(type, H5T_CSET_UTF8) < 0)
+        st = fail_h5(KSA_EIO, path, "cannot make a string type for %s attribute '%s'", where, name);
+    else
+        st = write_attr(path, loc, where, name, type, type, &s);
+    close_id(type, &st, path, "a string type");
+    return st;
+}
+
+static ksa_status write_tensor(const char *path, hid_t group, const char *gname, const ksa_param *e,
+                               const ksa_real *x)
+{
+    ksa_status st = KSA_OK;
+    hsize_t dims[2];
+    param_dims(e, dims);
+    hid_t space = H5Screate_simple(e->ndim, dims, NULL), dset = -1;
+    if (space < 0 || (dset = H5Dcreate2(group, e->name, FILE_REAL_TYPE, space, H5P_DEFAULT,
+                                        H5P_DEFAULT, H5P_DEFAULT)) < 0)
+        st = fail_h5(KSA_EIO, path, "cannot create dataset /%s/%s", gname, e->name);
+    else if (H5Dwrite(dset, REAL_MEM_TYPE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0)
+        st = fail_h5(KSA_EIO, path, "cannot write dataset /%s/%s", gname, e->name);
+    close_id(dset, &st, path, e->name);
+    close_id(space, &st, path, "a dataspace");
+    return st;
+}
+
+/* Group /gname with one dataset per parameter; base is p->data or p->grad (same layout). */
+static ksa_status write_tensors(const char *path, hid_t file, const char *gname,
+                                const ksa_params *p, const ksa_real *base)
+{
+    hid_t group = H5Gcreate2(file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (group < 0)
+        return fail_h5(KSA_EIO, path, "cannot create group /%s", gname);
+    ksa_status st = KSA_OK;
+    for (size_t i = 0; i < p->n && st == KSA_OK; i++)
+        st = write_tensor(path, group, gname, &p->table[i], base + p->table[i].offset);
+    close_id(group, &st, path, gname);
+    return st;
+}
+
+/* The pattern keys hold either an integer or a pattern (KSA_SPEC §1.3). */
+static int is_pattern_key(const char *name)
+{
+    return !strcmp(name, "summary_sliding_chunk_num") || !strcmp(name, "summary_layer_freq");
+}
+
+/* 1 if s is a canonical decimal integer ("0", "16"; not "016" or "+1"), stored in *v. */
+static int plain_integer(const char *s, long long *v)
+{
+    if (!s[0] || (s[0] == '0' && s[1]))
+        return 0;
+    for (const char *c = s; *c; c++)
+        if (*c < '0' || *c > '9')
+            return 0;
+    errno = 0;
+    *v = strtoll(s, NULL, 10);
+    return errno == 0;
+}
+
+/* One attribute per key of the table, so a key added to config.c is written without a
+ * change here. Unset optional keys (-1) are left out, except summary_independent_qkv, which
+ * is written resolved so that other tools need not know the rule that it follows
+ * summary_independent_parameters. summary_token_begin is written exactly when the model
+ * uses it (summary attention on, summary tokens embedded as rows of model.embed_tokens;
+ * CHECKPOINT_FORMAT.md), as scripts/torch_reference.py does; resolve has checked it is set. */
+static ksa_status write_config(const char *path, hid_t file, const ksa_model_config *cfg,
+                               const ksa_model_layout *layout)
+{
+    int token_begin_used = layout->ksa && !layout->independent_embedding;
+    hid_t group = H5Gcreate2(file, "config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (group < 0)
+        return fail_h5(KSA_EIO, path, "cannot create group /config");
+    size_t n;
+    const ksa_config_key *keys = ksa_model_config_keys(&n);
+    ksa_status st = KSA_OK;
+    for (size_t i = 0; i < n && st == KSA_OK; i++) {
+        const ksa_config_key *k = &keys[i];
+        const char *field = (const char *)cfg + k->offset;
+        long long iv;
+        switch (k->kind) {
+        case KSA_KEY_INT:
+        case KSA_KEY_BOOL:
+            iv = *(const long *)field;
+            if (iv < 0 && !strcmp(k->name, "summary_independent_qkv"))
+                iv = cfg->summary_independent_parameters;
+            if (iv < 0) /* unset optional key */
+                break;
+            if (!strcmp(k->name, "summary_token_begin") && !token_begin_used)
+                break;
+            if (k->kind == KSA_KEY_BOOL)
+                iv = iv != 0;
+            st = write_attr_int(path, group, "/config", k->name, iv);
+            break;
+        case KSA_KEY_FLOAT:
+            st = write_attr_double(path, group, "/config", k->name, *(const double *)field);
+            break;
+        case KSA_KEY_STRING:
+            if (is_pattern_key(k->name) && plain_integer(field, &iv))
+                st = write_attr_int(path, group, "/config", k->name, iv);
+            else
+                st = write_attr_string(path, group, "/config", k->name, field);
+            break;
+        }
+    }
+    close_id(group, &st, path, "/config");
+    return st;
+}
+
+static ksa_status write_tokenizer(const char *path, hid_t file, int eot_id)
+{
+    hid_t group = H5Gcreate2(file, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (group < 0)
+        return fail_h5(KSA_EIO, path, "cannot create group /tokenizer");
+    ksa_status st = write_attr_string(path, group, "/tokenizer", "type", "byte");
+    if (st == KSA_OK && eot_id >= 0)
+        st = write_attr_int(path, group, "/tokenizer", "eot_id", eot_id);
+    close_id(group, &st, path, "/tokenizer");
+    return st;
+}
+
+ksa_status ksa_ckpt_write_model(const char *path, const ksa_model_config *cfg, const ksa_params *p,
+                                int eot_id)
+{
+    /* a reader must be able to rebuild the model from /config alone: refuse what it would
+     * refuse, before any file exists                                                      */
+    KSA_ASSERT(p->data, "checkpoint %s: parameter buffers are not allocated", path);
+    ksa_model_layout layout;
+    if (ksa_model_config_resolve(cfg, &layout) != KSA_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", ksa_last_error());
+        return fail_at(KSA_EINVAL, path, "refusing to write an invalid configuration: %s", why);
+    }
+    ckpt_writer w;
+    KSA_TRY(writer_open(&w, path));
+    ksa_status st = write_attr_string(path, w.file, "root", "format", KSA_CKPT_FORMAT);
+    if (st == KSA_OK)
+        st = write_attr_int(path, w.file, "root", "format_version", KSA_CKPT_FORMAT_VERSION);
+    if (st == KSA_OK)
+        st = write_config(path, w.file, cfg, &layout);
+    if (st == KSA_OK)
+        st = write_tensors(path, w.file, "params", p, p->data);
+    if (st == KSA_OK)
+        st = write_tokenizer(path, w.file, eot_id);
+    if (st != KSA_OK) {
+        writer_abort(&w);
+        return st;
+    }
+    return writer_commit(&w);
+}
+
+ksa_status ksa_ckpt_write_grads(const char *path, const ksa_params *p)
+{
+    KSA_ASSERT(p->grad, "checkpoint %s: parameter buffers are not allocated", path);
+    ckpt_writer w;
+    KSA_TRY(writer_open(&w, path));
+    ksa_status st = write_tensors(path, w.file, "grads", p, p->grad);
+    if (st != KSA_OK) {
+        writer_abort(&w);
+        return st;
+    }
+    return writer_commit(&w);
+}
+
+/* ---- reading attributes ------------------------------------------------------------------ */
+typedef enum { VALUE_INT, VALUE_FLOAT, VALUE_STRING } value_kind;
+
+/* Shortest decimal text that reads back to the same value in the attribute's precision, so a
+ * float32 1e-5 becomes "1e-05", not "9.9999997473787516e-06".                             */
+static void format_real(char *out, size_t cap, double x, int single)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(out, cap, "%.*g", prec, x);
+        double y = strtod(out, NULL);
+        if (single ? (float)y == (float)x : y == x)
+            return;
+    }
+}
+
+/* Integer-like classes (integers, and enums such as h5py's booleans): the value as text. */
+static ksa_status read_integer_text(const char *path, hid_t attr, hid_t ftype, int is_enum,
+                                    const char *where, const char *name, char *out, size_t cap)
+{
+    ksa_status st = KSA_OK;
+    hid_t mtype = -1, base = -1;
+    if (!is_enum) { /* HDF5 converts any width; the sign decides the memory type */
+        H5T_sign_t sign = H5Tget_sign(ftype);
+        if (sign == H5T_SGN_ERROR)
+            return fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
+        if (sign == H5T_SGN_NONE) {
+            unsigned long long u;
+            if (H5Aread(attr, H5T_NATIVE_ULLONG, &u) < 0)
+                return fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
+            snprintf(out, cap, "%llu", u);
+        } else {
+            long long v;
+            if (H5Aread(attr, H5T_NATIVE_LLONG, &v) < 0)
+                return fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
+            snprintf(out, cap, "%lld", v);
+        }
+        return KSA_OK;
+    }
+    /* enums do not convert to plain integers: read in the native enum type, then decode the
+     * bytes with its base integer type                                                      */
+    unsigned char raw[16] = {0};
+    size_t size = 0;
+    H5T_sign_t sign = H5T_SGN_ERROR;
+    if ((mtype = H5Tget_native_type(ftype, H5T_DIR_ASCEND)) < 0 ||
+        (base = H5Tget_super(mtype)) < 0 || (size = H5Tget_size(mtype)) == 0 ||
+        (sign = H5Tget_sign(base)) == H5T_SGN_ERROR)
+        st = fail_h5(KSA_EFORMAT, path, "cannot read the type of %s attribute '%s'", where, name);
+    else if (size != 1 && size != 2 && size != 4 && size != 8)
+        st = fail_at(KSA_EFORMAT, path, "%s attribute '%s' is an enum of %zu bytes", where, name,
+                     size);
+    else if (H5Aread(attr, mtype, raw) < 0)
+        st = fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
+    if (st == KSA_OK) {
+        int sgn = sign != H5T_SGN_NONE;
+        long long v;
+        switch (size) {
+        case 1: {
+            int8_t s;
+            uint8_t u;
+            memcpy(&s, raw, 1);
+            memcpy(&u, raw, 1);
+            v = sgn ? s : u;
+            break;
+        }
+        case 2: {
+            int16_t s;
+            uint16_t u;
+            memcpy(&s, raw, 2);
+            memcpy(&u, raw, 2);
+            v = sgn ? s : u;
+            break;
+        }
+        case 4: {
+            int32_t s;
+            uint32_t u;
+            memcpy(&s, raw, 4);
+            memcpy(&u, raw, 4);
+            v = sgn ? (long long)s : (long long)u;
+            break;
+        }
+        default:
+            memcpy(&v, raw, 8);
+        }
+        snprintf(out, cap, "%lld", v);
+    }
+    close_id(base, &st, path, "an enum base type");
+    close_id(mtype, &st, path, "an enum type");
+    return st;
+}
+
+static ksa_status read_string_text(const char *path, hid_t attr, hid_t ftype, hid_t space,
+                                   const char *where, const char *name, char *out, size_t cap)
+{
+    ksa_status st = KSA_OK;
+    htri_t var = H5Tis_variable_str(ftype);
+    H5T_cset_t cset = H5Tget_cset(ftype);
+    size_t fsize = H5Tget_size(ftype);
+    hid_t mtype = H5Tcopy(H5T_C_S1);
+    if (var < 0 || cset < 0 || fsize == 0 || mtype < 0 || H5Tset_cset(mtype, cset) < 0) {
+        st = fail_h5(KSA_EFORMAT, path, "cannot read the type of %s attribute '%s'", where, name);
+        close_id(mtype, &st, path, "a string type");
+        return st;
+    }
+    char *text = NULL;
+    if (var) {
+        char *s = NULL;
+        if (H5Tset_size(mtype, H5T_VARIABLE) < 0 || H5Aread(attr, mtype, &s) < 0)
+            st = fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
+        else
+            text = strdup(s ? s : "");
+        if (s && H5Dvlen_reclaim(mtype, space, H5P_DEFAULT, &s) < 0 && st == KSA_OK)
+            st = fail_h5(KSA_EIO, path, "cannot free %s attribute '%s'", where, name);
+    } else { /* fixed length, NUL- or space-padded: HDF5's conversion to a NUL-terminated
+              * type one byte longer drops the padding                                     */
+        text = calloc(fsize + 1, 1);
+        if (text && (H5Tset_size(mtype, fsize + 1) < 0 ||
+                     H5Tset_strpad(mtype, H5T_STR_NULLTERM) < 0 || H5Aread(attr, mtype, text) < 0))
+            st = fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
+    }
+    KSA_ASSERT(st != KSA_OK || text, "out of memory reading a string attribute");
+    if (st == KSA_OK) {
+        size_t len = strlen(text);
+        if (len >= cap)
+            st = fail_at(KSA_EFORMAT, path,
+                         "%s attribute '%s' holds %zu characters, at most %zu "
+                         "are supported",
+                         where, name, len, cap - 1);
+        else
+            memcpy(out, text, len + 1);
+    }
+    free(text);
+    close_id(mtype, &st, path, "a string type");
+    return st;
+}
+
+/* Reads one attribute holding a single value (scalar or one-element dataspace) as text: an
+ * integer of any width or sign, a boolean enum, a float of any width, or a string.        */
+static ksa_status read_attr_text(const char *path, hid_t loc, const char *where, const char *name,
+                                 char *out, size_t cap, value_kind *kind)
+{
+    ksa_status st = KSA_OK;
+    hid_t attr = H5Aopen(loc, name, H5P_DEFAULT), space = -1, ftype = -1;
+    if (attr < 0 || (space = H5Aget_space(attr)) < 0 || (ftype = H5Aget_type(attr)) < 0) {
+        st = fail_h5(KSA_EFORMAT, path, "cannot open %s attribute '%s'", where, name);
+        goto done;
+    }
+    H5S_class_t sclass = H5Sget_simple_extent_type(space);
+    hssize_t npoints = H5Sget_simple_extent_npoints(space);
+    if (sclass == H5S_NO_CLASS || npoints < 0) {
+        st = fail_h5(KSA_EFORMAT, path, "cannot read the dataspace of %s attribute '%s'", where,
+                     name);
+        goto done;
+    }
+    if (sclass != H5S_SCALAR && !(sclass == H5S_SIMPLE && npoints == 1)) {
+        st = fail_at(KSA_EFORMAT, path, "%s attribute '%s' holds %lld values, expected one", where,
+                     name, sclass == H5S_NULL ? 0LL : (long long)npoints);
+        goto done;
+    }
+    H5T_class_t tclass = H5Tget_class(ftype);
+    switch (tclass) {
+    case H5T_INTEGER:
+    case H5T_ENUM:
+        *kind = VALUE_INT;
+        st = read_integer_text(path, attr, ftype, tclass == H5T_ENUM, where, name, out, cap);
+        break;
+    case H5T_FLOAT: {
+        *kind = VALUE_FLOAT;
+        double v;
+        size_t size = H5Tget_size(ftype);
+        if (size == 0 || H5Aread(attr, H5T_NATIVE_DOUBLE, &v) < 0)
+            st = fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
+        else
+            format_real(out, cap, v, size <= 4);
+        break;
+    }
+    case H5T_STRING:
+        *kind = VALUE_STRING;
+        st = read_string_text(path, attr, ftype, space, where, name, out, cap);
+        break;
+    default:
+        st = fail_at(KSA_EFORMAT, path,
+                     "%s attribute '%s' has HDF5 type class %d; expected an integer, a float or "
+                     "a string",
+                     where, name, (int)tclass);
+    }
+done:
+    close_id(ftype, &st, path, name);
+    close_id(space, &st, path, name);
+    close_id(attr, &st, path, name);
+    return st;
+}
+
+/* ---- reading: format, /config, /params ----------------------------------------------------- */
+static ksa_status require_root_attr(const char *path, hid_t file, const char *name)
+{
+    htri_t has = H5Aexists(file, name);
+    if (has < 0)
+        return fail_h5(KSA_EFORMAT, path, "cannot look up root attribute '%s'", name);
+    if (!has)
+        return fail_at(KSA_EFORMAT, path, "no root attribute '%s': not a ksa checkpoint", name);
+    return KSA_OK;
+}
+
+static ksa_status check_format(const char *path, hid_t file)
+{
+    char text[VALUE_MAX];
+    value_kind kind;
+    KSA_TRY(require_root_attr(path, file, "format"));
+    KSA_TRY(read_attr_text(path, file, "root", "format", text, sizeof text, &kind));
+    if (kind != VALUE_STRING || strcmp(text, KSA_CKPT_FORMAT) != 0)
+        return fail_at(KSA_EFORMAT, path,
+                       "root attribute format is '%s', expected '%s': not a "
+                       "ksa checkpoint",
+                       text, KSA_CKPT_FORMAT);
+    KSA_TRY(require_root_attr(path, file, "format_version"));
+    KSA_TRY(read_attr_text(path, file, "root", "format_version", text, sizeof text, &kind));
+    char *end;
+    errno = 0;
+    long long version = strtoll(text, &end, 10);
+    if (kind == VALUE_STRING || errno || *end)
+        return fail_at(KSA_EFORMAT, path,
+                       "root attribute format_version is '%s', expected an "
+                       "integer",
+                       text);
+    if (version > KSA_CKPT_FORMAT_VERSION)
+        return fail_at(KSA_EFORMAT, path,
+                       "format_version %lld is newer than this program "
+                       "reads (%d); use a newer ksa",
+                       version, KSA_CKPT_FORMAT_VERSION);
+    if (version < 1)
+        return fail_at(KSA_EFORMAT, path, "format_version %lld is not a valid version", version);
+    return KSA_OK;
+}
+
+static ksa_status open_checkpoint(const char *path, hid_t *file)
+{
+    KSA_TRY(open_hdf5(path, file));
+    ksa_status st = check_format(path, *file);
+    if (st != KSA_OK) {
+        H5Fclose(*file);
+        *file = -1;
+    }
+    return st;
+}
+
+static ksa_status open_group(const char *path, hid_t file, const char *gname, hid_t *group)
+{
+    *group = -1;
+    htri_t has = H5Lexists(file, gname, H5P_DEFAULT);
+    if (has < 0)
+        return fail_h5(KSA_EFORMAT, path, "cannot look up /%s", gname);
+    if (!has)
+        return fail_at(KSA_EFORMAT, path, "no /%s group", gname);
+    *group = H5Gopen2(file, gname, H5P_DEFAULT);
+    if (*group < 0)
+        return fail_h5(KSA_EFORMAT, path, "cannot open /%s as a group", gname);
+    return KSA_OK;
+}
+
+typedef struct {
+    const char *path;
+    ksa_model_config *cfg;
+    const ksa_config_key *keys;
+    size_t n_keys;
+    unsigned char *seen; /* [n_keys] */
+    ksa_status st;
+} config_reader;
+
+static herr_t apply_config_attr(hid_t group, const char *name, const H5A_info_t *info, void *data)
+{
+    (void)info;
+    config_reader *r = data;
+    size_t i = 0;
+    while (i < r->n_keys && strcmp(r->keys[i].name, name) != 0)
+        i++;
+    if (i == r->n_keys) { /* other tools may store more (CHECKPOINT_FORMAT.md) */
+        fprintf(stderr, "warning: %s: /config attribute '%s' is not a known key; ignored\n",
+                r->path, name);
+        return 0;
+    }
+    char text[VALUE_MAX], origin[512];
+    value_kind kind;
+    r->st = read_attr_text(r->path, group, "/config", name, text, sizeof text, &kind);
+    if (r->st != KSA_OK)
+        return -1;
+    snprintf(origin, sizeof origin, "checkpoint %s: /config attribute '%s'", r->path, name);
+    r->st = ksa_model_config_set(r->cfg, name, text, origin);
+    if (r->st != KSA_OK)
+        return -1;
+    r->seen[i] = 1;
+    return 0;
+}
+
+/* Keys a file may lack: the documented optional ones, and every summary_* key of a model
+ * without summary attention (they are ignored then).                                       */
+static int key_may_be_missing(const char *name, const ksa_model_config *cfg)
+{
+    if (!strcmp(name, "summary_independent_qk_norm") || !strcmp(name, "summary_token_begin"))
+        return 1;
+    return !cfg->use_summary_attention && !strncmp(name, "summary_", 8);
+}
+
+ksa_status ksa_ckpt_read_config(const char *path, ksa_model_config *cfg)
+{
+    hid_t file, group = -1;
+    KSA_TRY(open_checkpoint(path, &file));
+    ksa_model_config_defaults(cfg);
+    config_reader r = {.path = path, .cfg = cfg, .st = KSA_OK};
+    r.keys = ksa_model_config_keys(&r.n_keys);
+    r.seen = calloc(r.n_keys, 1);
+    KSA_ASSERT(r.seen, "out of memory");
+    ksa_status st = open_group(path, file, "config", &group);
+    if (st == KSA_OK &&
+        H5Aiterate2(group, H5_INDEX_NAME, H5_ITER_INC, NULL, apply_config_attr, &r) < 0)
+        st = r.st != KSA_OK ? r.st : fail_h5(KSA_EFORMAT, path, "cannot list /config attributes");
+    for (size_t i = 0; i < r.n_keys && st == KSA_OK; i++)
+        if (!r.seen[i] && !key_may_be_missing(r.keys[i].name, cfg))
+            st = fail_at(KSA_EFORMAT, path,
+                         "/config lacks the attribute '%s' (defaults differ "
+                         "between tools, so it cannot be assumed)",
+                         r.keys[i].name);
+    if (st == KSA_OK) {
+        ksa_model_layout layout;
+        if (ksa_model_config_resolve(cfg, &layout) != KSA_OK) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", ksa_last_error());
+            st = fail_at(KSA_EFORMAT, path, "/config is not a valid model: %s", why);
+        }
+    }
+    free(r.seen);
+    close_id(group, &st, path, "/config");
+    close_id(file, &st, path, "the file");
+    return st;
+}
+
+static ksa_status read_tensor(const char *path, hid_t group, const ksa_param *e, ksa_real *x)
+{
+    char want[64], got[128];
+    hsize_t want_dims[2], dims[H5S_MAX_RANK];
+    param_dims(e, want_dims);
+    format_dims(want, sizeof want, e->ndim, want_dims);
+    htri_t has = H5Lexists(group, e->name, H5P_DEFAULT);
+    if (has < 0)
+        return fail_h5(KSA_EFORMAT, path, "cannot look up /params/%s", e->name);
+    if (!has)
+        return fail_at(KSA_EFORMAT, path, "/params/%s is missing (the configuration needs %s)",
+                       e->name, want);
+    ksa_status st = KSA_OK;
+    hid_t dset = H5Dopen2(group, e->name, H5P_DEFAULT), space = -1, type = -1;
+    int ndim = -1;
+    if (dset < 0 || (space = H5Dget_space(dset)) < 0 || (type = H5Dget_type(dset)) < 0 ||
+        (ndim = H5Sget_simple_extent_ndims(space)) < 0 ||
+        H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
+        st = fail_h5(KSA_EFORMAT, path, "cannot open dataset /params/%s", e->name);
+        goto done;
+    }
+    int same = ndim == e->ndim;
+    for (int d = 0; same && d < ndim; d++)
+        same = dims[d] == want_dims[d];
+    if (!same) {
+        st = fail_at(KSA_EFORMAT, path, "/params/%s has shape %s, the configuration needs %s",
+                     e->name, format_dims(got, sizeof got, ndim, dims), want);
+        goto done;
+    }
+    if (H5Tget_class(type) != H5T_FLOAT) {
+        st = fail_at(KSA_EFORMAT, path, "/params/%s does not hold floating-point numbers", e->name);
+        goto done;
+    }
+    if (H5Dread(dset, REAL_MEM_TYPE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0)
+        st = fail_h5(KSA_EIO, path, "cannot read dataset /params/%s", e->name);
+done:
+    close_id(type, &st, path, e->name);
+    close_id(space, &st, path, e->name);
+    close_id(dset, &st, path, e->name);
+    return st;
+}
+
+/* Objects in /params that the table does not have. */
+static ksa_status check_extra(const char *path, hid_t group, const ksa_params *p)
+{
+    H5G_info_t info;
+    if (H5Gget_info(group, &info) < 0)
+        return fail_h5(KSA_EFORMAT, path, "cannot list /params");
+    for (hsize_t i = 0; i < info.nlinks; i++) {
+        ssize_t len =
+            H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, NULL, 0, H5P_DEFAULT);
+        if (len < 0)
+            return fail_h5(KSA_EFORMAT, path, "cannot list /params");
+        char *name = malloc((size_t)len + 1);
+        KSA_ASSERT(name, "out of memory for a name of %zd bytes", len);
+        ksa_status st = KSA_OK;
+        if (H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, (size_t)len + 1,
+                               H5P_DEFAULT) < 0)
+            st = fail_h5(KSA_EFORMAT, path, "cannot list /params");
+        else if (ksa_params_find(p, name) < 0)
+            st = fail_at(KSA_EFORMAT, path, "/params/%s is not a parameter of the configuration",
+                         name);
+        free(name);
+        if (st != KSA_OK)
+            return st;
+    }
+    return KSA_OK;
+}
+
+ksa_status ksa_ckpt_read_params(const char *path, ksa_params *p, int allow_extra)
+{
+    KSA_ASSERT(p->data, "checkpoint %s: parameter buffers are not allocated", path);
+    hid_t file, group = -1;
+    KSA_TRY(open_checkpoint(path, &file));
+    ksa_status st = open_group(path, file, "params", &group);
+    for (size_t i = 0; i < p->n && st == KSA_OK; i++)
+        st = read_tensor(path, group, &p->table[i], p->data + p->table[i].offset);
+    if (st == KSA_OK && !allow_extra)
+        st = check_extra(path, group, p);
+    close_id(group, &st, path, "/params");
+    close_id(file, &st, path, "the file");
+    return st;
+}
+
+/* ---- inspection ----------------------------------------------------------------------------- */
+ksa_status ksa_ckpt_has(const char *path, const char *object, int *found)
+{
+    *found = 0;
+    if (object[0] != '/')
+        return ksa_fail(KSA_EINVAL, "checkpoint %s: object name '%s' is not absolute", path,
+                        object);
+    hid_t file;
+    KSA_TRY(open_hdf5(path, &file));
+    char *buf = strdup(object);
+    KSA_ASSERT(buf, "out of memory");
+    ksa_status st = KSA_OK;
+    int present = 1;
+    /* one component at a time: H5Lexists needs every parent to exist and be a group */
+    for (char *s = buf + 1; *s && present && st == KSA_OK;) {
+        char *slash = strchr(s, '/');
+        if (slash)
+            *slash = '\0';
+        htri_t has = H5Lexists(file, buf, H5P_DEFAULT);
+        if (has < 0)
+            st = fail_h5(KSA_EFORMAT, path, "cannot look up '%s'", buf);
+        present = has > 0;
+        if (present && slash && st == KSA_OK) {
+            hid_t obj = H5Oopen(file, buf, H5P_DEFAULT);
+            if (obj < 0)
+                st = fail_h5(KSA_EFORMAT, path, "cannot open '%s'", buf);
+            else
+                present = H5Iget_type(obj) == H5I_GROUP;
+            close_id(obj, &st, path, buf);
+        }
+        if (!slash)
+            break;
+        *slash = '/';
+        s = slash + 1;
+    }
+    *found = st == KSA_OK && present;
+    free(buf);
+    close_id(file, &st, path, "the file");
+    return st;
+}

@@ -1,0 +1,36 @@
+/* args.h - command-line parsing shared by the subcommands.
+ *
+ * `--config FILE` is applied first wherever it appears (file < command line); every other
+ * `--name value` is either one of the command's own options or a configuration key
+ * (`--a-b` means `--a_b`); anything else is an error naming it.                          */
+#ifndef KSA_CLI_ARGS_H
+#define KSA_CLI_ARGS_H
+
+#include "model/config.h"
+
+typedef enum {
+    KSA_ARG_STRING, /* const char *  */
+    KSA_ARG_LONG,   /* long, >= 0    */
+    KSA_ARG_DOUBLE, /* double        */
+    KSA_ARG_FLAG,   /* int, no value */
+    KSA_ARG_LIST    /* one or more values up to the next --option: const char **, count */
+} ksa_arg_kind;
+
+typedef struct {
+    const char *name;  /* without dashes, underscores: "seq_len" matches --seq-len */
+    ksa_arg_kind kind;
+    void *dst;         /* per kind above; LIST: const char ** array of capacity list_cap */
+    size_t *list_n;    /* LIST: number of values stored */
+    size_t list_cap;
+    const char *help;
+} ksa_arg;
+
+/* Parses argv (after the command name). cfg may be NULL for commands without a model
+ * configuration; config_path receives the --config value (may be NULL). */
+ksa_status ksa_args_parse(int argc, char **argv, const ksa_arg *args, size_t n_args,
+                          ksa_model_config *cfg, const char **config_path);
+
+/* Prints the options of a command. */
+void ksa_args_usage(FILE *f, const char *command, const ksa_arg *args, size_t n_args);
+
+#endif

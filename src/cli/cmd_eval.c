@@ -1,0 +1,115 @@
+/* cmd_eval.c - `ksa eval --ckpt F.h5 --data tokens.bin --seq-len L [--batch B] [--offset O]
+ * [--json] [--grads-out G.h5]`: the mean next-token loss over B rows in sequential mode
+ * (row b = tokens O+b·L ... O+b·L+L inclusive, all B·L targets counted), and optionally the
+ * gradient of that mean loss for every parameter (/grads/<name> of an HDF5 file).
+ * Rows are processed one at a time (memory of one row); gradients accumulate.         */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ckpt/ckpt.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "data/loader.h"
+#include "data/tokfile.h"
+#include "model/decoder.h"
+
+int ksa_cmd_eval(int argc, char **argv)
+{
+    const char *ckpt = NULL, *data = NULL, *grads_out = NULL, *dtype_name = NULL;
+    long seq_len = 0, batch = 1, offset = 0, threads = 0;
+    int json = 0, help = 0;
+    const ksa_arg args[] = {
+        {"ckpt", KSA_ARG_STRING, &ckpt, NULL, 0, "checkpoint to evaluate (required)"},
+        {"data", KSA_ARG_STRING, &data, NULL, 0, "token file (required)"},
+        {"seq_len", KSA_ARG_LONG, &seq_len, NULL, 0, "text tokens per row (required)"},
+        {"batch", KSA_ARG_LONG, &batch, NULL, 0, "rows (default 1)"},
+        {"offset", KSA_ARG_LONG, &offset, NULL, 0, "first token of row 0 (default 0)"},
+        {"dtype", KSA_ARG_STRING, &dtype_name, NULL, 0, "uint16|uint32 for a headerless file without .meta"},
+        {"grads_out", KSA_ARG_STRING, &grads_out, NULL, 0, "write d(mean loss)/d(param) here"},
+        {"json", KSA_ARG_FLAG, &json, NULL, 0, "print {\"loss\": ..., \"tokens\": ...}"},
+        {"threads", KSA_ARG_LONG, &threads, NULL, 0, "threads (default: OMP_NUM_THREADS)"},
+        {"help", KSA_ARG_FLAG, &help, NULL, 0, "this text"},
+    };
+    size_t n_args = sizeof args / sizeof args[0];
+    if (ksa_args_parse(argc, argv, args, n_args, NULL, NULL) != KSA_OK) {
+        fprintf(stderr, "ksa eval: %s\n", ksa_last_error());
+        return 2;
+    }
+    if (help) {
+        ksa_args_usage(stdout, "eval", args, n_args);
+        return 0;
+    }
+    if (!ckpt || !data || seq_len < 1 || batch < 1) {
+        fprintf(stderr, "ksa eval: --ckpt, --data and --seq-len (>= 1) are required; "
+                        "--batch must be at least 1\n");
+        return 2;
+    }
+    if (threads > 0)
+        ksa_threads_set((int)threads);
+    ksa_dtype dtype = KSA_DTYPE_AUTO;
+    if (dtype_name && ksa_tokfile_parse_dtype(dtype_name, &dtype) != KSA_OK) {
+        fprintf(stderr, "ksa eval: --dtype: %s\n", ksa_last_error());
+        return 2;
+    }
+
+    double t0 = ksa_now();
+    ksa_model_config cfg;
+    ksa_model m;
+    ksa_tokfile tf;
+    int have_model = 0, have_file = 0, rc = 1;
+    int32_t *tokens = NULL;
+    ksa_arena arena = {0};
+    ksa_tape tp = {0};
+    size_t L = (size_t)seq_len, B = (size_t)batch;
+    if (ksa_ckpt_read_config(ckpt, &cfg) != KSA_OK || ksa_model_init(&m, &cfg) != KSA_OK)
+        goto fail;
+    have_model = 1;
+    ksa_model_layout_print(&m.layout, json ? stderr : stdout); /* JSON mode: stdout is one line */
+    if (ksa_ckpt_read_params(ckpt, &m.params, 0) != KSA_OK)
+        goto fail;
+    if (ksa_tokfile_open(&tf, data, dtype, m.V) != KSA_OK)
+        goto fail;
+    have_file = 1;
+    tokens = ksa_alloc(B * (L + 1) * sizeof *tokens);
+    if (ksa_loader_read_sequential(&tf, tokens, (size_t)offset, B, L) != KSA_OK)
+        goto fail;
+
+    ksa_arena_init(&arena, ksa_model_arena_bytes(&m, 1, L));
+    ksa_tape_init(&tp, &arena, ksa_model_tape_nodes(&m));
+    tp.recording = grads_out != NULL;
+    ksa_params_zero_grad(&m.params);
+    double total = 0;
+    for (size_t b = 0; b < B; b++) {
+        ksa_tape_reset(&tp);
+        double part;
+        ksa_tensor *loss = ksa_model_forward(&m, &tp, tokens + b * (L + 1), 1, L,
+                                             (double)(B * L), &part, NULL);
+        if (grads_out)
+            ksa_tape_backward(&tp, loss);
+        total += part;
+    }
+    if (grads_out && ksa_ckpt_write_grads(grads_out, &m.params) != KSA_OK)
+        goto fail;
+    if (json)
+        printf("{\"loss\": %.9g, \"tokens\": %zu}\n", total, B * L);
+    else
+        printf("loss %.6f over %zu tokens (%zu rows of %zu from token %ld of %s), %.2f s%s%s\n",
+               total, B * L, B, L, offset, data, ksa_now() - t0,
+               grads_out ? ", gradients written to " : "", grads_out ? grads_out : "");
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "ksa eval: %s\n", ksa_last_error());
+done:
+    if (tp.nodes)
+        ksa_tape_free(&tp);
+    if (arena.base)
+        ksa_arena_free(&arena);
+    ksa_free(tokens);
+    if (have_file)
+        ksa_tokfile_close(&tf);
+    if (have_model)
+        ksa_model_free(&m);
+    return rc;
+}

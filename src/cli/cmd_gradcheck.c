@@ -1,0 +1,139 @@
+/* cmd_gradcheck.c - `ksa gradcheck --config X [--params all|NAME...]`: central finite
+ * differences of the whole model's loss against its backward, in the float64 build (the
+ * float32 `ksa` runs `ksa64` from its own folder). Prints per parameter
+ * max|analytic - numeric| / max|numeric| and exits 1 when any exceeds --threshold.      */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "model/decoder.h"
+#include "model/gradcheck.h"
+
+#ifndef KSA_REAL_DOUBLE
+/* The float32 build hands the whole command to bin/ksa64 beside it. */
+static int run_float64_build(int argc, char **argv)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 8);
+    if (n <= 0) {
+        fprintf(stderr, "ksa gradcheck: cannot find this executable's folder\n");
+        return 1;
+    }
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    strcpy(slash + 1, "ksa64");
+    char **args = calloc((size_t)argc + 3, sizeof *args);
+    args[0] = self;
+    args[1] = "gradcheck";
+    for (int i = 0; i < argc; i++)
+        args[i + 2] = argv[i];
+    execv(self, args);
+    fprintf(stderr, "ksa gradcheck: cannot run the float64 build '%s' (build it with make)\n",
+            self);
+    free(args);
+    return 1;
+}
+#endif
+
+int ksa_cmd_gradcheck(int argc, char **argv)
+{
+#ifndef KSA_REAL_DOUBLE
+    return run_float64_build(argc, argv);
+#else
+    ksa_model_config cfg;
+    ksa_model_config_defaults(&cfg);
+    const char *param_names[256];
+    size_t n_names = 0;
+    long seq_len = 13, batch = 2, seed = 1;
+    /* Bugs give errors of 1e-3 and more; a correct float64 model gives 1e-9 to 1e-6, the high
+     * end for parameters whose gradient is ~1e-3 of the loss scale (the central difference's
+     * rounding, ~1e-16·loss/h with h = 1e-6, is then ~1e-7 of it). */
+    double threshold = 1e-5;
+    int help = 0;
+    const ksa_arg args[] = {
+        {"params", KSA_ARG_LIST, param_names, &n_names, 256, "all (default) or parameter names"},
+        {"seq_len", KSA_ARG_LONG, &seq_len, NULL, 0, "text tokens per row (default 13)"},
+        {"batch", KSA_ARG_LONG, &batch, NULL, 0, "rows (default 2)"},
+        {"seed", KSA_ARG_LONG, &seed, NULL, 0, "weights and tokens (default 1)"},
+        {"threshold", KSA_ARG_DOUBLE, &threshold, NULL, 0, "largest accepted error (1e-5)"},
+        {"help", KSA_ARG_FLAG, &help, NULL, 0, "this text"},
+    };
+    size_t n_args = sizeof args / sizeof args[0];
+    const char *config_path;
+    if (ksa_args_parse(argc, argv, args, n_args, &cfg, &config_path) != KSA_OK) {
+        fprintf(stderr, "ksa gradcheck: %s\n", ksa_last_error());
+        return 2;
+    }
+    if (help) {
+        ksa_args_usage(stdout, "gradcheck", args, n_args);
+        return 0;
+    }
+    if (seq_len < 1 || batch < 1) {
+        fprintf(stderr, "ksa gradcheck: --seq-len and --batch must be at least 1\n");
+        return 2;
+    }
+    ksa_model m;
+    if (ksa_model_init(&m, &cfg) != KSA_OK) {
+        fprintf(stderr, "ksa gradcheck: %s\n", ksa_last_error());
+        return 2;
+    }
+    int *select = NULL;
+    if (n_names && !(n_names == 1 && !strcmp(param_names[0], "all"))) {
+        select = calloc(m.params.n, sizeof *select);
+        for (size_t i = 0; i < n_names; i++) {
+            long k = ksa_params_find(&m.params, param_names[i]);
+            if (k < 0) {
+                fprintf(stderr, "ksa gradcheck: the model has no parameter '%s'\n",
+                        param_names[i]);
+                free(select);
+                ksa_model_free(&m);
+                return 2;
+            }
+            select[k] = 1;
+        }
+    }
+    /* KSA_SPEC §9.7 initialisation; norm weights moved off 1 so that a mix-up between two
+     * norms (e.g. q_norm and q_norm_summary) changes the loss and is caught. */
+    ksa_model_init_weights(&m, (uint64_t)seed);
+    uint64_t s = (uint64_t)seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < m.params.n; i++)
+        if (m.params.table[i].ndim == 1)
+            for (size_t j = 0; j < m.params.table[i].numel; j++) {
+                s = s * 6364136223846793005ull + 1442695040888963407ull;
+                m.params.data[m.params.table[i].offset + j] += 0.3 * ((double)(s >> 11) * 0x1.0p-53 - 0.5);
+            }
+    size_t T = (size_t)seq_len, B = (size_t)batch;
+    int32_t *tokens = malloc(B * (T + 1) * sizeof *tokens);
+    for (size_t i = 0; i < B * (T + 1); i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        tokens[i] = (int32_t)((s >> 33) % m.V);
+    }
+    printf("gradcheck (%s): %s, %zu parameters in %zu tensors, %zu rows of %zu tokens\n",
+           KSA_REAL_NAME, config_path ? config_path : "built-in defaults",
+           ksa_params_count(&m.params), m.params.n, B, T);
+    ksa_model_layout_print(&m.layout, stdout);
+    ksa_gradcheck_result *res = calloc(m.params.n, sizeof *res);
+    double worst = ksa_gradcheck_run(&m, tokens, B, T, select, res);
+    int failed = 0;
+    printf("%-56s %10s %12s %12s\n", "parameter", "elements", "max|num|", "error");
+    for (size_t i = 0; i < m.params.n; i++) {
+        if (res[i].error < 0)
+            continue;
+        int bad = !(res[i].error <= threshold);
+        failed |= bad;
+        printf("%-56s %10zu %12.4g %12.4g%s\n", res[i].name, res[i].numel,
+               res[i].max_abs_numeric, res[i].error, bad ? "  FAIL" : "");
+    }
+    printf("largest error %.4g (threshold %.4g): %s\n", worst, threshold,
+           failed ? "FAILED" : "ok");
+    free(res);
+    free(select);
+    free(tokens);
+    ksa_model_free(&m);
+    return failed ? 1 : 0;
+#endif
+}

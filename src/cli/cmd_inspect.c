@@ -1,0 +1,59 @@
+/* cmd_inspect.c - `ksa inspect --config X [--seq-len L] [--micro-batch B]`: the resolved
+ * configuration, layer kinds, parameter count and the memory one training step needs. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "model/decoder.h"
+
+static double gib(size_t bytes) { return (double)bytes / (double)(1ull << 30); }
+
+int ksa_cmd_inspect(int argc, char **argv)
+{
+    ksa_model_config cfg;
+    ksa_model_config_defaults(&cfg);
+    long seq_len = 2048, micro_batch = 1;
+    int help = 0;
+    const ksa_arg args[] = {
+        {"seq_len", KSA_ARG_LONG, &seq_len, NULL, 0, "text tokens per row (default 2048)"},
+        {"micro_batch", KSA_ARG_LONG, &micro_batch, NULL, 0, "rows per forward (default 1)"},
+        {"help", KSA_ARG_FLAG, &help, NULL, 0, "this text"},
+    };
+    size_t n_args = sizeof args / sizeof args[0];
+    const char *config_path;
+    if (ksa_args_parse(argc, argv, args, n_args, &cfg, &config_path) != KSA_OK) {
+        fprintf(stderr, "ksa inspect: %s\n", ksa_last_error());
+        return 2;
+    }
+    if (help) {
+        ksa_args_usage(stdout, "inspect", args, n_args);
+        return 0;
+    }
+    if (seq_len < 1 || micro_batch < 1) {
+        fprintf(stderr, "ksa inspect: --seq-len and --micro-batch must be at least 1\n");
+        return 2;
+    }
+    ksa_model m;
+    if (ksa_model_declare(&m, &cfg) != KSA_OK) {
+        fprintf(stderr, "ksa inspect: %s\n", ksa_last_error());
+        return 2;
+    }
+    printf("# configuration: %s\n", config_path ? config_path : "built-in defaults");
+    ksa_model_config_write(&cfg, stdout);
+    printf("\n# layers\n");
+    ksa_model_layout_print(&m.layout, stdout);
+    size_t n = ksa_params_count(&m.params);
+    printf("\n# parameters: %zu (%.3f M) in %zu tensors\n", n, (double)n / 1e6, m.params.n);
+    size_t per_param = m.params.numel * sizeof(float);
+    size_t arena = ksa_model_arena_bytes(&m, (size_t)micro_batch, (size_t)seq_len);
+    printf("# memory of one training step, %ld x %ld tokens, one rank:\n", micro_batch, seq_len);
+    printf("  parameters         %8.3f GiB\n", gib(per_param));
+    printf("  gradients          %8.3f GiB\n", gib(per_param));
+    printf("  AdamW moments      %8.3f GiB  (divided by the rank count under MPI)\n",
+           gib(2 * per_param));
+    printf("  activations arena  %8.3f GiB\n", gib(arena));
+    printf("  total              %8.3f GiB\n", gib(4 * per_param + arena));
+    ksa_model_free(&m);
+    return 0;
+}

@@ -1,0 +1,535 @@
+/* config.c - model configuration keys, files, patterns, validation (KSA_SPEC §1, §4). */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- the keys ------------------------------------------------------------------------- *
+ * Defaults: the training reference's for the summary keys (KSA_SPEC §1.1) except the
+ * position-id types, where the released origin / last_chunk_slice_right pair is the
+ * project default (KSA_SPEC §12 item 14); a small backbone for the others.               */
+#define KEY(name, kind, def) {#name, kind, offsetof(ksa_model_config, name), def}
+static const ksa_config_key model_keys[] = {
+    KEY(vocab_size, KSA_KEY_INT, "257"),
+    KEY(hidden_size, KSA_KEY_INT, "256"),
+    KEY(num_hidden_layers, KSA_KEY_INT, "4"),
+    KEY(num_attention_heads, KSA_KEY_INT, "4"),
+    KEY(num_key_value_heads, KSA_KEY_INT, "4"),
+    KEY(head_dim, KSA_KEY_INT, "64"),
+    KEY(intermediate_size, KSA_KEY_INT, "768"),
+    KEY(rope_theta, KSA_KEY_FLOAT, "10000"),
+    KEY(rms_norm_eps, KSA_KEY_FLOAT, "1e-6"),
+    KEY(max_position_embeddings, KSA_KEY_INT, "131072"),
+    KEY(tie_word_embeddings, KSA_KEY_BOOL, "false"),
+    KEY(use_summary_attention, KSA_KEY_BOOL, "false"),
+    KEY(summary_chunk_size, KSA_KEY_INT, "0"),
+    KEY(summary_token_num, KSA_KEY_INT, "0"),
+    KEY(summary_sliding_chunk_num, KSA_KEY_STRING, "0"),
+    KEY(summary_layer_freq, KSA_KEY_STRING, "0"),
+    KEY(summary_independent_parameters, KSA_KEY_BOOL, "false"),
+    KEY(summary_independent_qkv, KSA_KEY_BOOL, ""), /* empty: follows the previous key */
+    KEY(summary_independent_attention_layernorm, KSA_KEY_BOOL, "false"),
+    KEY(summary_independent_qk_norm, KSA_KEY_BOOL, "false"),
+    KEY(summary_chunk_position_ids_type, KSA_KEY_STRING, "origin"),
+    KEY(summary_token_position_ids_type, KSA_KEY_STRING, "last_chunk_slice_right"),
+    KEY(summary_token_begin, KSA_KEY_INT, ""), /* empty: unset */
+};
+#undef KEY
+#define N_KEYS (sizeof model_keys / sizeof model_keys[0])
+
+const ksa_config_key *ksa_model_config_keys(size_t *n)
+{
+    *n = N_KEYS;
+    return model_keys;
+}
+
+static const ksa_config_key *find_key(const char *name)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (!strcmp(model_keys[i].name, name))
+            return &model_keys[i];
+    return NULL;
+}
+
+int ksa_model_config_has_key(const char *key) { return find_key(key) != NULL; }
+
+/* ---- the pattern language ------------------------------------------------------------- */
+typedef struct {
+    const char *text, *p;
+    long *out;
+    size_t cap, n;
+    ksa_status st;
+} pattern_parser;
+
+static void skip_space(pattern_parser *ps)
+{
+    while (isspace((unsigned char)*ps->p))
+        ps->p++;
+}
+
+static ksa_status pattern_error(pattern_parser *ps, const char *what)
+{
+    if (ps->st == KSA_OK)
+        ps->st = ksa_fail(KSA_EINVAL, "pattern '%s': %s at position %zu", ps->text, what,
+                          (size_t)(ps->p - ps->text));
+    return ps->st;
+}
+
+static int parse_int(pattern_parser *ps, long *v)
+{
+    skip_space(ps);
+    if (!isdigit((unsigned char)*ps->p)) {
+        pattern_error(ps, "expected a non-negative integer");
+        return 0;
+    }
+    errno = 0;
+    char *end;
+    *v = strtol(ps->p, &end, 10);
+    if (errno || *v > INT_MAX) {
+        pattern_error(ps, "integer out of range");
+        return 0;
+    }
+    ps->p = end;
+    return 1;
+}
+
+static int push_value(pattern_parser *ps, long v)
+{
+    if (ps->n >= ps->cap) {
+        pattern_error(ps, "list longer than the supported number of layers");
+        return 0;
+    }
+    ps->out[ps->n++] = v;
+    return 1;
+}
+
+/* Repeats out[start, n) so that it appears `times` times in total. */
+static int repeat_tail(pattern_parser *ps, size_t start, long times)
+{
+    size_t len = ps->n - start;
+    if (times < 1)
+        return pattern_error(ps, "repetition count must be at least 1"), 0;
+    for (long t = 1; t < times; t++)
+        for (size_t i = 0; i < len; i++)
+            if (!push_value(ps, ps->out[start + i]))
+                return 0;
+    return 1;
+}
+
+static int parse_expr(pattern_parser *ps);
+
+static int parse_factor(pattern_parser *ps)
+{
+    skip_space(ps);
+    if (*ps->p == '[') {
+        ps->p++;
+        do {
+            long v;
+            if (!parse_int(ps, &v) || !push_value(ps, v))
+                return 0;
+            skip_space(ps);
+        } while (*ps->p == ',' && ps->p++);
+        if (*ps->p != ']')
+            return pattern_error(ps, "expected ']'"), 0;
+        ps->p++;
+        return 1;
+    }
+    if (*ps->p == '(') {
+        ps->p++;
+        if (!parse_expr(ps))
+            return 0;
+        skip_space(ps);
+        if (*ps->p != ')')
+            return pattern_error(ps, "expected ')'"), 0;
+        ps->p++;
+        return 1;
+    }
+    return pattern_error(ps, "expected '[' or '('"), 0;
+}
+
+static int parse_term(pattern_parser *ps)
+{
+    size_t start = ps->n;
+    skip_space(ps);
+    if (isdigit((unsigned char)*ps->p)) { /* INT '*' factor */
+        long times;
+        if (!parse_int(ps, &times))
+            return 0;
+        skip_space(ps);
+        if (*ps->p != '*')
+            return pattern_error(ps, "expected '*' after a repetition count"), 0;
+        ps->p++;
+        if (!parse_factor(ps) || !repeat_tail(ps, start, times))
+            return 0;
+    } else if (!parse_factor(ps)) {
+        return 0;
+    }
+    for (;;) {
+        skip_space(ps);
+        if (*ps->p != '*')
+            return 1;
+        ps->p++;
+        long times;
+        if (!parse_int(ps, &times) || !repeat_tail(ps, start, times))
+            return 0;
+    }
+}
+
+static int parse_expr(pattern_parser *ps)
+{
+    if (!parse_term(ps))
+        return 0;
+    for (;;) {
+        skip_space(ps);
+        if (*ps->p != '+')
+            return 1;
+        ps->p++;
+        if (!parse_term(ps))
+            return 0;
+    }
+}
+
+ksa_status ksa_pattern_expand(const char *text, long *values, size_t cap, size_t *n)
+{
+    pattern_parser ps = {.text = text, .p = text, .out = values, .cap = cap, .st = KSA_OK};
+    skip_space(&ps);
+    if (isdigit((unsigned char)*ps.p)) { /* a plain integer, or INT '*' factor */
+        const char *save = ps.p;
+        long v;
+        if (!parse_int(&ps, &v))
+            return ps.st;
+        skip_space(&ps);
+        if (*ps.p == '\0') {
+            if (!push_value(&ps, v))
+                return ps.st;
+            *n = ps.n;
+            return KSA_OK;
+        }
+        ps.p = save;
+    }
+    if (*ps.p == '\0')
+        return pattern_error(&ps, "empty value");
+    if (!parse_expr(&ps))
+        return ps.st;
+    skip_space(&ps);
+    if (*ps.p != '\0')
+        return pattern_error(&ps, "unexpected character");
+    *n = ps.n;
+    return KSA_OK;
+}
+
+/* ---- setting keys --------------------------------------------------------------------- */
+static void strip(char *s)
+{
+    size_t len = strlen(s);
+    while (len && isspace((unsigned char)s[len - 1]))
+        s[--len] = '\0';
+    size_t start = 0;
+    while (isspace((unsigned char)s[start]))
+        start++;
+    memmove(s, s + start, len - start + 1);
+    len = strlen(s);
+    if (len >= 2 && (s[0] == '"' || s[0] == '\'') && s[len - 1] == s[0]) {
+        memmove(s, s + 1, len - 2);
+        s[len - 2] = '\0';
+    }
+}
+
+static ksa_status parse_bool(const char *v, long *out)
+{
+    if (!strcasecmp(v, "true") || !strcmp(v, "1"))
+        *out = 1;
+    else if (!strcasecmp(v, "false") || !strcmp(v, "0"))
+        *out = 0;
+    else
+        return KSA_EINVAL;
+    return KSA_OK;
+}
+
+static const char *const chunk_pos_names[] = {"origin", "inner_chunk"};
+static const char *const summary_pos_names[] = {"zeros", "last_chunk_slice_right",
+                                                "last_chunk_slice_left"};
+
+static int find_name(const char *v, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v, names[i]))
+            return (int)i;
+    return -1;
+}
+
+ksa_status ksa_model_config_set(ksa_model_config *c, const char *key, const char *value,
+                                const char *origin)
+{
+    const ksa_config_key *k = find_key(key);
+    if (!k)
+        return ksa_fail(KSA_EINVAL, "%s: unknown configuration key '%s'", origin, key);
+    char v[KSA_CONFIG_STR];
+    if (strlen(value) >= sizeof v)
+        return ksa_fail(KSA_EINVAL, "%s: value of '%s' is longer than %zu characters", origin,
+                        key, sizeof v - 1);
+    strcpy(v, value);
+    strip(v);
+    char *field = (char *)c + k->offset;
+    char *end = NULL;
+    errno = 0;
+    switch (k->kind) {
+    case KSA_KEY_INT: {
+        long x = strtol(v, &end, 10);
+        if (errno || end == v || *end)
+            return ksa_fail(KSA_EINVAL, "%s: %s = '%s' is not an integer", origin, key, v);
+        if (x < 0)
+            return ksa_fail(KSA_EINVAL, "%s: %s = %ld must not be negative", origin, key, x);
+        *(long *)field = x;
+        return KSA_OK;
+    }
+    case KSA_KEY_FLOAT: {
+        double x = strtod(v, &end);
+        if (errno || end == v || *end || !isfinite(x))
+            return ksa_fail(KSA_EINVAL, "%s: %s = '%s' is not a finite number", origin, key, v);
+        *(double *)field = x;
+        return KSA_OK;
+    }
+    case KSA_KEY_BOOL:
+        if (parse_bool(v, (long *)field) != KSA_OK)
+            return ksa_fail(KSA_EINVAL, "%s: %s = '%s' is not a boolean (true/false/1/0)",
+                            origin, key, v);
+        return KSA_OK;
+    case KSA_KEY_STRING:
+        break;
+    }
+    if (!strcmp(key, "summary_chunk_position_ids_type") && find_name(v, chunk_pos_names, 2) < 0)
+        return ksa_fail(KSA_EINVAL, "%s: %s = '%s' (expected origin or inner_chunk)", origin,
+                        key, v);
+    if (!strcmp(key, "summary_token_position_ids_type") && find_name(v, summary_pos_names, 3) < 0)
+        return ksa_fail(KSA_EINVAL,
+                        "%s: %s = '%s' (expected zeros, last_chunk_slice_right or "
+                        "last_chunk_slice_left)",
+                        origin, key, v);
+    if (!strcmp(key, "summary_sliding_chunk_num") || !strcmp(key, "summary_layer_freq")) {
+        static long scratch[KSA_MAX_LAYERS];
+        size_t n;
+        if (ksa_pattern_expand(v, scratch, KSA_MAX_LAYERS, &n) != KSA_OK)
+            return ksa_fail(KSA_EINVAL, "%s: %s: %s", origin, key, ksa_last_error());
+    }
+    strcpy(field, v);
+    return KSA_OK;
+}
+
+void ksa_model_config_defaults(ksa_model_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->summary_independent_qkv = -1;
+    c->summary_token_begin = -1;
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (model_keys[i].default_value[0]) {
+            ksa_status st = ksa_model_config_set(c, model_keys[i].name,
+                                                 model_keys[i].default_value, "default");
+            KSA_ASSERT(st == KSA_OK, "bad built-in default: %s", ksa_last_error());
+        }
+}
+
+ksa_status ksa_model_config_load(ksa_model_config *c, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return ksa_fail(KSA_EIO, "cannot open configuration '%s': %s", path, strerror(errno));
+    char line[1024], origin[600];
+    ksa_status st = KSA_OK;
+    for (int lineno = 1; st == KSA_OK && fgets(line, sizeof line, f); lineno++) {
+        snprintf(origin, sizeof origin, "%s:%d", path, lineno);
+        if (!strchr(line, '\n') && !feof(f)) {
+            st = ksa_fail(KSA_EFORMAT, "%s: line longer than %zu characters", origin,
+                          sizeof line - 2);
+            break;
+        }
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        char *eq = strchr(line, '=');
+        char *p = line;
+        while (isspace((unsigned char)*p))
+            p++;
+        if (*p == '\0')
+            continue;
+        if (!eq) {
+            st = ksa_fail(KSA_EFORMAT, "%s: expected 'key = value', got '%s'", origin, p);
+            break;
+        }
+        *eq = '\0';
+        strip(line);
+        if (!ksa_model_config_has_key(line)) {
+            st = ksa_fail(KSA_EINVAL, "%s: unknown configuration key '%s'", origin, line);
+            break;
+        }
+        st = ksa_model_config_set(c, line, eq + 1, origin);
+    }
+    if (st == KSA_OK && ferror(f))
+        st = ksa_fail(KSA_EIO, "cannot read configuration '%s': %s", path, strerror(errno));
+    fclose(f);
+    return st;
+}
+
+/* ---- validation and the per-layer layout ---------------------------------------------- */
+static ksa_status expand_per_layer(const char *key, const char *text, size_t n_layers,
+                                   long *values, int *is_plain_int)
+{
+    size_t n;
+    KSA_TRY(ksa_pattern_expand(text, values, KSA_MAX_LAYERS, &n));
+    const char *p = text;
+    while (isspace((unsigned char)*p))
+        p++;
+    *is_plain_int = isdigit((unsigned char)*p) && n == 1 && !strpbrk(text, "[(*");
+    if (*is_plain_int) {
+        for (size_t i = 1; i < n_layers; i++)
+            values[i] = values[0];
+        return KSA_OK;
+    }
+    if (n != n_layers)
+        return ksa_fail(KSA_EINVAL, "%s = '%s' gives %zu values, num_hidden_layers is %zu", key,
+                        text, n, n_layers);
+    return KSA_OK;
+}
+
+ksa_status ksa_model_config_resolve(const ksa_model_config *c, ksa_model_layout *out)
+{
+    memset(out, 0, sizeof *out);
+    struct {
+        const char *name;
+        long value;
+    } positive[] = {
+        {"vocab_size", c->vocab_size},
+        {"hidden_size", c->hidden_size},
+        {"num_hidden_layers", c->num_hidden_layers},
+        {"num_attention_heads", c->num_attention_heads},
+        {"num_key_value_heads", c->num_key_value_heads},
+        {"head_dim", c->head_dim},
+        {"intermediate_size", c->intermediate_size},
+        {"max_position_embeddings", c->max_position_embeddings},
+    };
+    for (size_t i = 0; i < sizeof positive / sizeof positive[0]; i++)
+        if (positive[i].value < 1)
+            return ksa_fail(KSA_EINVAL, "%s must be at least 1, got %ld", positive[i].name,
+                            positive[i].value);
+    if (c->num_hidden_layers > KSA_MAX_LAYERS)
+        return ksa_fail(KSA_EINVAL, "num_hidden_layers = %ld exceeds the supported %d",
+                        c->num_hidden_layers, KSA_MAX_LAYERS);
+    if (c->num_attention_heads % c->num_key_value_heads)
+        return ksa_fail(KSA_EINVAL,
+                        "num_attention_heads = %ld is not divisible by num_key_value_heads = %ld",
+                        c->num_attention_heads, c->num_key_value_heads);
+    if (c->head_dim % 2)
+        return ksa_fail(KSA_EINVAL, "head_dim = %ld must be even (RoPE rotates halves)",
+                        c->head_dim);
+    if (!(c->rope_theta > 0))
+        return ksa_fail(KSA_EINVAL, "rope_theta = %g must be positive", c->rope_theta);
+    if (!(c->rms_norm_eps > 0))
+        return ksa_fail(KSA_EINVAL, "rms_norm_eps = %g must be positive", c->rms_norm_eps);
+
+    size_t L = (size_t)c->num_hidden_layers;
+    out->n_layers = L;
+    out->ksa = c->use_summary_attention && c->summary_chunk_size > 0 && c->summary_token_num > 0;
+    if (!out->ksa) /* all summary_* keys are ignored: a plain causal model */
+        return KSA_OK;
+    out->C = (size_t)c->summary_chunk_size;
+    out->S = (size_t)c->summary_token_num;
+    out->independent_embedding = (int)c->summary_independent_parameters;
+    out->independent_qkv = c->summary_independent_qkv < 0 ? (int)c->summary_independent_parameters
+                                                          : (int)c->summary_independent_qkv;
+    out->independent_norm = (int)c->summary_independent_attention_layernorm;
+    /* q/k_norm_summary exist only beside independent q/k/v (CHECKPOINT_FORMAT.md) */
+    out->independent_qk_norm = out->independent_qkv && c->summary_independent_qk_norm;
+    out->chunk_pos = (ksa_chunk_pos_type)find_name(c->summary_chunk_position_ids_type,
+                                                   chunk_pos_names, 2);
+    out->summary_pos = (ksa_summary_pos_type)find_name(c->summary_token_position_ids_type,
+                                                       summary_pos_names, 3);
+    if (!out->independent_embedding) {
+        if (c->summary_token_begin < 0)
+            return ksa_fail(KSA_EINVAL,
+                            "summary_token_begin must be set when summary attention uses the "
+                            "token embedding (summary_independent_parameters = false)");
+        if (c->summary_token_begin + c->summary_token_num > c->vocab_size)
+            return ksa_fail(KSA_EINVAL,
+                            "summary_token_begin + summary_token_num = %ld + %ld exceeds "
+                            "vocab_size = %ld",
+                            c->summary_token_begin, c->summary_token_num, c->vocab_size);
+    }
+
+    static long values[KSA_MAX_LAYERS];
+    int plain;
+    KSA_TRY(expand_per_layer("summary_sliding_chunk_num", c->summary_sliding_chunk_num, L, values,
+                             &plain));
+    for (size_t i = 0; i < L; i++)
+        out->window[i] = (size_t)values[i];
+    KSA_TRY(expand_per_layer("summary_layer_freq", c->summary_layer_freq, L, values, &plain));
+    for (size_t i = 0; i < L; i++) {
+        if (plain) /* 0: every layer; N: layer i iff i mod N == 0 (KSA_SPEC §4.1) */
+            out->is_summary[i] = values[0] == 0 || i % (size_t)values[0] == 0;
+        else if (values[i] == 0 || values[i] == 1)
+            out->is_summary[i] = (int)values[i];
+        else
+            return ksa_fail(KSA_EINVAL,
+                            "summary_layer_freq = '%s': entry %zu is %ld, a list holds only 0 "
+                            "(bypass) and 1 (summary)",
+                            c->summary_layer_freq, i, values[i]);
+    }
+    return KSA_OK;
+}
+
+/* ---- printing ------------------------------------------------------------------------- */
+void ksa_model_config_write(const ksa_model_config *c, FILE *f)
+{
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const ksa_config_key *k = &model_keys[i];
+        const char *field = (const char *)c + k->offset;
+        switch (k->kind) {
+        case KSA_KEY_INT:
+        case KSA_KEY_BOOL: {
+            long v = *(const long *)field;
+            if (v < 0) /* unset optional key */
+                fprintf(f, "# %s = (unset)\n", k->name);
+            else if (k->kind == KSA_KEY_BOOL)
+                fprintf(f, "%s = %s\n", k->name, v ? "true" : "false");
+            else
+                fprintf(f, "%s = %ld\n", k->name, v);
+            break;
+        }
+        case KSA_KEY_FLOAT:
+            fprintf(f, "%s = %.17g\n", k->name, *(const double *)field);
+            break;
+        case KSA_KEY_STRING:
+            fprintf(f, "%s = %s\n", k->name, field);
+            break;
+        }
+    }
+}
+
+void ksa_model_layout_print(const ksa_model_layout *l, FILE *f)
+{
+    if (!l->ksa) {
+        fprintf(f, "layers 0-%zu: causal (summary attention off)\n", l->n_layers - 1);
+        return;
+    }
+    size_t start = 0;
+    for (size_t i = 1; i <= l->n_layers; i++) {
+        int same = i < l->n_layers && l->is_summary[i] == l->is_summary[start] &&
+                   (!l->is_summary[i] || l->window[i] == l->window[start]);
+        if (same)
+            continue;
+        if (i - 1 == start)
+            fprintf(f, "layer %zu: ", start);
+        else
+            fprintf(f, "layers %zu-%zu: ", start, i - 1);
+        if (l->is_summary[start])
+            fprintf(f, "summary W=%zu\n", l->window[start]);
+        else
+            fprintf(f, "causal bypass\n");
+        start = i;
+    }
+}

@@ -1,0 +1,345 @@
+/* decoder.c - the KSA decoder forward (KSA_SPEC §6.2) over the two streams (DESIGN.md §2).
+ *
+ * h : [N, D], N = nseq*T text rows then nseq*NS summary rows (model/layout.h)
+ * Summary layer l (window W_l): every row goes through the pre-norm block; text and summary
+ *   rows may use different input norms, q/k/v projections and q/k norms (§5); attention
+ *   follows the §3 rule (summary_attn.c); o_proj, post-norm and MLP are shared.
+ * Bypass layer: text rows only, causal attention (causal_attn.c); summary rows unchanged.
+ * The LM head reads the text rows; the loss is the cross-entropy over all T targets of
+ * every row (§6.3). Reference: scripts/torch_reference.py.                              */
+#include "decoder.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd/add.h"
+#include "autograd/concat.h"
+#include "autograd/embedding.h"
+#include "autograd/linear.h"
+#include "autograd/rmsnorm.h"
+#include "autograd/rope.h"
+#include "autograd/swiglu.h"
+#include "autograd/xent.h"
+#include "model/causal_attn.h"
+#include "model/layout.h"
+#include "model/summary_attn.h"
+
+/* ---- parameters ----------------------------------------------------------------------- */
+static long add_param(ksa_model *m, const char *name, int ndim, size_t d0, size_t d1)
+{
+    return (long)ksa_params_add(&m->params, name, ndim, d0, d1);
+}
+
+static long add_layer_param(ksa_model *m, size_t i, const char *suffix, int ndim, size_t d0,
+                            size_t d1)
+{
+    char name[KSA_PARAM_NAME_MAX];
+    snprintf(name, sizeof name, "model.layers.%zu.%s", i, suffix);
+    return add_param(m, name, ndim, d0, d1);
+}
+
+ksa_status ksa_model_init(ksa_model *m, const ksa_model_config *c)
+{
+    KSA_TRY(ksa_model_declare(m, c));
+    ksa_params_alloc(&m->params);
+    return KSA_OK;
+}
+
+ksa_status ksa_model_declare(ksa_model *m, const ksa_model_config *c)
+{
+    memset(m, 0, sizeof *m);
+    m->config = *c;
+    KSA_TRY(ksa_model_config_resolve(c, &m->layout));
+    const ksa_model_layout *l = &m->layout;
+    m->D = (size_t)c->hidden_size;
+    m->I = (size_t)c->intermediate_size;
+    m->V = (size_t)c->vocab_size;
+    m->Hq = (size_t)c->num_attention_heads;
+    m->Hkv = (size_t)c->num_key_value_heads;
+    m->dh = (size_t)c->head_dim;
+    size_t D = m->D, I = m->I, V = m->V, q_out = m->Hq * m->dh, kv_out = m->Hkv * m->dh;
+
+    ksa_params_init(&m->params);
+    m->layers = calloc(l->n_layers, sizeof *m->layers);
+    KSA_ASSERT(m->layers, "out of memory for %zu layers", l->n_layers);
+    m->embed_tokens = add_param(m, "model.embed_tokens.weight", 2, V, D);
+    m->summary_embedding =
+        l->ksa && l->independent_embedding ? add_param(m, "summary_embedding.weight", 2, l->S, D)
+                                           : -1;
+    for (size_t i = 0; i < l->n_layers; i++) {
+        ksa_layer_params *lp = &m->layers[i];
+        int sa = l->ksa && l->is_summary[i];
+        lp->input_layernorm = add_layer_param(m, i, "input_layernorm.weight", 1, D, 0);
+        lp->input_layernorm_summary =
+            sa && l->independent_norm
+                ? add_layer_param(m, i, "input_layernorm_summary.weight", 1, D, 0)
+                : -1;
+        lp->q_proj = add_layer_param(m, i, "self_attn.q_proj.weight", 2, q_out, D);
+        lp->k_proj = add_layer_param(m, i, "self_attn.k_proj.weight", 2, kv_out, D);
+        lp->v_proj = add_layer_param(m, i, "self_attn.v_proj.weight", 2, kv_out, D);
+        lp->o_proj = add_layer_param(m, i, "self_attn.o_proj.weight", 2, D, q_out);
+        lp->q_norm = add_layer_param(m, i, "self_attn.q_norm.weight", 1, m->dh, 0);
+        lp->k_norm = add_layer_param(m, i, "self_attn.k_norm.weight", 1, m->dh, 0);
+        lp->q_proj_summary = lp->k_proj_summary = lp->v_proj_summary = -1;
+        lp->q_norm_summary = lp->k_norm_summary = -1;
+        if (sa && l->independent_qkv) {
+            lp->q_proj_summary = add_layer_param(m, i, "self_attn.q_proj_summary.weight", 2,
+                                                 q_out, D);
+            lp->k_proj_summary = add_layer_param(m, i, "self_attn.k_proj_summary.weight", 2,
+                                                 kv_out, D);
+            lp->v_proj_summary = add_layer_param(m, i, "self_attn.v_proj_summary.weight", 2,
+                                                 kv_out, D);
+            if (l->independent_qk_norm) {
+                lp->q_norm_summary =
+                    add_layer_param(m, i, "self_attn.q_norm_summary.weight", 1, m->dh, 0);
+                lp->k_norm_summary =
+                    add_layer_param(m, i, "self_attn.k_norm_summary.weight", 1, m->dh, 0);
+            }
+        }
+        lp->post_attention_layernorm =
+            add_layer_param(m, i, "post_attention_layernorm.weight", 1, D, 0);
+        lp->gate_proj = add_layer_param(m, i, "mlp.gate_proj.weight", 2, I, D);
+        lp->up_proj = add_layer_param(m, i, "mlp.up_proj.weight", 2, I, D);
+        lp->down_proj = add_layer_param(m, i, "mlp.down_proj.weight", 2, D, I);
+    }
+    m->norm = add_param(m, "model.norm.weight", 1, D, 0);
+    m->lm_head = c->tie_word_embeddings ? -1 : add_param(m, "lm_head.weight", 2, V, D);
+    return KSA_OK;
+}
+
+void ksa_model_free(ksa_model *m)
+{
+    ksa_params_free(&m->params);
+    free(m->layers);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- initialisation (KSA_SPEC §9.7) ---------------------------------------------------- */
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double uniform01(uint64_t *s) { return ((double)(splitmix(s) >> 11) + 0.5) * 0x1.0p-53; }
+
+static double std_normal(uint64_t *s)
+{
+    double u1 = uniform01(s), u2 = uniform01(s);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+void ksa_model_init_weights(ksa_model *m, uint64_t seed)
+{
+    ksa_params *p = &m->params;
+    for (size_t i = 0; i < p->n; i++) {
+        const ksa_param *e = &p->table[i];
+        ksa_real *w = p->data + e->offset;
+        /* one stream per parameter: independent of declaration order and rank count */
+        uint64_t s = seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(i + 1));
+        if (e->ndim == 1) { /* every RMSNorm weight */
+            for (size_t j = 0; j < e->numel; j++)
+                w[j] = 1;
+        } else if (ends_with(e->name, "embed_tokens.weight") ||
+                   ends_with(e->name, "summary_embedding.weight")) {
+            for (size_t j = 0; j < e->numel; j++)
+                w[j] = (ksa_real)(0.02 * std_normal(&s));
+        } else if (!strcmp(e->name, "lm_head.weight")) { /* LeCun normal */
+            double std = sqrt(1.0 / (double)e->shape[1]);
+            for (size_t j = 0; j < e->numel; j++)
+                w[j] = (ksa_real)(std * std_normal(&s));
+        } else { /* attention and MLP linears: Xavier uniform, gain 1 */
+            double a = sqrt(6.0 / (double)(e->shape[0] + e->shape[1]));
+            for (size_t j = 0; j < e->numel; j++)
+                w[j] = (ksa_real)(a * (2 * uniform01(&s) - 1));
+        }
+    }
+}
+
+/* ---- forward -------------------------------------------------------------------------- */
+static ksa_tensor *P(ksa_model *m, long idx)
+{
+    KSA_ASSERT(idx >= 0, "parameter missing");
+    return ksa_params_tensor(&m->params, (size_t)idx);
+}
+
+typedef struct {
+    ksa_tape *tp;
+    ksa_arena *a;
+    size_t nseq, T, NS, Nt, Ns;
+    const int32_t *pos;      /* [Nt + Ns] all rows */
+} step_ctx;
+
+/* Applies the text-row op f_text to rows [0, Nt) and f_sum to rows [Nt, Nt + Ns), or one op
+ * to all rows when both are the same weight. */
+static ksa_tensor *rows_of(step_ctx *s, ksa_tensor *x, int summary)
+{
+    return summary ? ksa_tensor_rows(s->a, x, s->Nt, s->Ns) : ksa_tensor_rows(s->a, x, 0, s->Nt);
+}
+
+static ksa_tensor *norm_split(ksa_model *m, step_ctx *s, ksa_tensor *x, long w_text, long w_sum,
+                              int two_streams)
+{
+    ksa_real eps = (ksa_real)m->config.rms_norm_eps;
+    if (!two_streams || w_sum < 0)
+        return ksa_op_rmsnorm(s->tp, x, P(m, w_text), eps);
+    return ksa_op_concat_rows(s->tp, ksa_op_rmsnorm(s->tp, rows_of(s, x, 0), P(m, w_text), eps),
+                              ksa_op_rmsnorm(s->tp, rows_of(s, x, 1), P(m, w_sum), eps));
+}
+
+static ksa_tensor *linear_split(ksa_model *m, step_ctx *s, ksa_tensor *x, long w_text,
+                                long w_sum, int two_streams)
+{
+    if (!two_streams || w_sum < 0)
+        return ksa_op_linear(s->tp, x, P(m, w_text));
+    return ksa_op_concat_rows(s->tp, ksa_op_linear(s->tp, rows_of(s, x, 0), P(m, w_text)),
+                              ksa_op_linear(s->tp, rows_of(s, x, 1), P(m, w_sum)));
+}
+
+static ksa_tensor *mlp_block(ksa_model *m, step_ctx *s, const ksa_layer_params *lp,
+                             ksa_tensor *h)
+{
+    ksa_tensor *x = ksa_op_rmsnorm(s->tp, h, P(m, lp->post_attention_layernorm),
+                                   (ksa_real)m->config.rms_norm_eps);
+    ksa_tensor *a = ksa_op_swiglu(s->tp, ksa_op_linear(s->tp, x, P(m, lp->gate_proj)),
+                                  ksa_op_linear(s->tp, x, P(m, lp->up_proj)));
+    return ksa_op_add(s->tp, h, ksa_op_linear(s->tp, a, P(m, lp->down_proj)));
+}
+
+/* Pre-norm attention block. two_streams: h holds text and summary rows and the layer is a
+ * summary layer with window W; otherwise h holds text rows only (causal attention). */
+static ksa_tensor *attention_block(ksa_model *m, step_ctx *s, const ksa_layer_params *lp,
+                                   ksa_tensor *h, int two_streams, size_t W)
+{
+    ksa_tape *tp = s->tp;
+    ksa_tensor *x = norm_split(m, s, h, lp->input_layernorm, lp->input_layernorm_summary,
+                               two_streams);
+    ksa_tensor *q = linear_split(m, s, x, lp->q_proj, lp->q_proj_summary, two_streams);
+    ksa_tensor *k = linear_split(m, s, x, lp->k_proj, lp->k_proj_summary, two_streams);
+    ksa_tensor *v = linear_split(m, s, x, lp->v_proj, lp->v_proj_summary, two_streams);
+    q = norm_split(m, s, q, lp->q_norm, lp->q_norm_summary, two_streams);
+    k = norm_split(m, s, k, lp->k_norm, lp->k_norm_summary, two_streams);
+    double theta = m->config.rope_theta;
+    q = ksa_op_rope(tp, q, s->pos, m->Hq, theta);
+    k = ksa_op_rope(tp, k, s->pos, m->Hkv, theta);
+    ksa_tensor *o;
+    if (two_streams) {
+        ksa_summary_attn_dims d = {.nseq = s->nseq, .T = s->T, .C = m->layout.C,
+                                   .S = m->layout.S, .W = W, .Hq = m->Hq, .Hkv = m->Hkv,
+                                   .dh = m->dh};
+        o = ksa_op_summary_attention(tp, q, k, v, &d);
+    } else {
+        o = ksa_op_causal_attention(tp, q, k, v, s->nseq, m->Hq, m->Hkv);
+    }
+    return ksa_op_add(tp, h, ksa_op_linear(tp, o, P(m, lp->o_proj)));
+}
+
+ksa_tensor *ksa_model_forward(ksa_model *m, ksa_tape *tp, const int32_t *tokens, size_t nseq,
+                              size_t T, double norm, double *loss_value, ksa_tensor **logits_out)
+{
+    const ksa_model_layout *l = &m->layout;
+    KSA_ASSERT(nseq >= 1 && T >= 1, "empty batch: %zu rows of %zu tokens", nseq, T);
+    step_ctx s = {.tp = tp, .a = tp->arena, .nseq = nseq, .T = T};
+    s.NS = ksa_layout_summary_rows(l, T);
+    s.Nt = nseq * T;
+    s.Ns = nseq * s.NS;
+    size_t N = s.Nt + s.Ns;
+
+    /* inputs and targets of the text stream; ids of the summary stream */
+    int32_t *ids = ksa_arena_alloc(s.a, (N ? N : 1) * sizeof *ids);
+    int32_t *targets = ksa_arena_alloc(s.a, s.Nt * sizeof *targets);
+    for (size_t q = 0; q < nseq; q++)
+        for (size_t t = 0; t < T; t++) {
+            ids[q * T + t] = tokens[q * (T + 1) + t];
+            targets[q * T + t] = tokens[q * (T + 1) + t + 1];
+        }
+    int32_t *pos = ksa_arena_alloc(s.a, (N ? N : 1) * sizeof *pos);
+    ksa_layout_positions(pos, l, nseq, T);
+    s.pos = pos;
+
+    ksa_tensor *h = ksa_op_embedding(tp, P(m, m->embed_tokens), ids, s.Nt);
+    if (s.Ns) { /* s_c.j: row j of summary_embedding, or token summary_token_begin + j */
+        int32_t *sum_ids = ids + s.Nt;
+        int32_t base = l->independent_embedding ? 0 : (int32_t)m->config.summary_token_begin;
+        for (size_t r = 0; r < s.Ns; r++)
+            sum_ids[r] = base + (int32_t)(r % l->S);
+        long table = l->independent_embedding ? m->summary_embedding : m->embed_tokens;
+        h = ksa_op_concat_rows(tp, h, ksa_op_embedding(tp, P(m, table), sum_ids, s.Ns));
+    }
+
+    for (size_t i = 0; i < l->n_layers; i++) {
+        const ksa_layer_params *lp = &m->layers[i];
+        if (l->ksa && l->is_summary[i]) {
+            h = attention_block(m, &s, lp, h, 1, l->window[i]);
+            h = mlp_block(m, &s, lp, h);
+        } else if (s.Ns) { /* bypass layer: text rows only, summary rows pass through */
+            ksa_tensor *ht = rows_of(&s, h, 0), *hs = rows_of(&s, h, 1);
+            ht = mlp_block(m, &s, lp, attention_block(m, &s, lp, ht, 0, 0));
+            h = ksa_op_concat_rows(tp, ht, hs);
+        } else {
+            h = mlp_block(m, &s, lp, attention_block(m, &s, lp, h, 0, 0));
+        }
+    }
+
+    ksa_tensor *y = ksa_op_rmsnorm(tp, rows_of(&s, h, 0), P(m, m->norm),
+                                   (ksa_real)m->config.rms_norm_eps);
+    ksa_tensor *logits = ksa_op_linear(tp, y, P(m, m->lm_head >= 0 ? m->lm_head : m->embed_tokens));
+    if (logits_out)
+        *logits_out = logits;
+    return ksa_op_cross_entropy(tp, logits, targets, NULL, norm, loss_value);
+}
+
+/* ---- sizing --------------------------------------------------------------------------- */
+size_t ksa_model_tape_nodes(const ksa_model *m)
+{
+    /* per layer at most: 2 norms + 2 concats, 6 linears + 3 concats, 4 norms + 2 concats,
+     * 2 ropes, attention, o_proj, add, mlp (norm, 3 linears, swiglu, add), 1 concat */
+    return 8 + m->layout.n_layers * 40;
+}
+
+size_t ksa_model_arena_bytes(const ksa_model *m, size_t nseq, size_t T)
+{
+    const ksa_model_layout *l = &m->layout;
+    size_t N = nseq * (T + ksa_layout_summary_rows(l, T));
+    size_t Nt = nseq * T;
+    size_t qd = m->Hq * m->dh, kvd = m->Hkv * m->dh;
+    /* Per layer, activations and their gradients (factor 2), counting the split/concat
+     * copies of the two streams: norm out, q, k, v (projection, concat, q/k norm, rope),
+     * attention out + lse, o_proj, residual, post norm, gate, up, swiglu, down, residual. */
+    size_t per_layer = N * (3 * m->D)                 /* input norm (+ concat copy), residual */
+                       + N * 4 * (qd + 2 * kvd)       /* q,k,v: linear, concat, norm, rope */
+                       + N * (qd + m->Hq)             /* attention output, lse */
+                       + N * (2 * m->D)               /* o_proj, residual */
+                       + N * (m->D + 3 * m->I + m->D) /* post norm, gate, up, swiglu, down */
+                       + N * (2 * m->D)               /* bypass split/concat copies */
+                       + 2 * N;                       /* norm statistics */
+    size_t reals = 2 * (l->n_layers * per_layer + 4 * N * m->D + 2 * Nt * m->V + Nt * m->D);
+    size_t bytes = reals * sizeof(ksa_real);
+    /* attention workspaces (the larger of forward and backward, per layer) */
+    ksa_summary_attn_dims d = {.nseq = nseq, .T = T, .C = l->ksa ? l->C : 1,
+                               .S = l->ksa ? l->S : 0, .W = 0, .Hq = m->Hq, .Hkv = m->Hkv,
+                               .dh = m->dh};
+    int nt = ksa_threads_get();
+    size_t ws = ksa_summary_attn_backward_workspace_size(&d, nt);
+    size_t wf = ksa_summary_attn_forward_workspace_size(&d, nt);
+    size_t wc = ksa_causal_attn_backward_workspace_size(T, m->dh, nt);
+    size_t wcf = ksa_causal_attn_forward_workspace_size(T, m->dh, nt);
+    size_t w = ws > wf ? ws : wf;
+    w = w > wc ? w : wc;
+    w = w > wcf ? w : wcf;
+    bytes += (l->n_layers + 1) * (w + 4096);
+    /* ids, targets, positions, per-tensor structs and alignment slack */
+    bytes += 4 * N * sizeof(int32_t) + Nt * 2 * sizeof(double) + m->layout.n_layers * 64 * 512 +
+             (1 << 20);
+    return bytes;
+}

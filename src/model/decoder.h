@@ -1,0 +1,50 @@
+/* decoder.h - the Qwen3-style decoder with KSA (KSA_SPEC §5-§7, §9.7): parameters, their
+ * initialisation, and the forward pass on the tape (backward is the tape's replay).      */
+#ifndef KSA_MODEL_DECODER_H
+#define KSA_MODEL_DECODER_H
+
+#include "autograd/params.h"
+#include "autograd/tape.h"
+#include "model/config.h"
+
+/* Index of each parameter of a layer in the parameter table, -1 when absent. */
+typedef struct {
+    long input_layernorm, input_layernorm_summary;
+    long q_proj, k_proj, v_proj, o_proj, q_norm, k_norm;
+    long q_proj_summary, k_proj_summary, v_proj_summary, q_norm_summary, k_norm_summary;
+    long post_attention_layernorm, gate_proj, up_proj, down_proj;
+} ksa_layer_params;
+
+typedef struct {
+    ksa_model_config config;         /* as given (written back to checkpoints unchanged) */
+    ksa_model_layout layout;         /* resolved per-layer kinds and windows */
+    size_t D, I, V, Hq, Hkv, dh;     /* hidden, intermediate, vocab, heads, head_dim */
+    ksa_params params;               /* owned: names, flat data and grad buffers */
+    long embed_tokens, summary_embedding, norm, lm_head; /* -1 when absent */
+    ksa_layer_params *layers;        /* owned, n_layers entries */
+} ksa_model;
+
+/* Resolves the configuration, declares every parameter (KSA_SPEC §7.1 names) and allocates
+ * the buffers (zeroed). Returns KSA_EINVAL with the configuration's message.             */
+ksa_status ksa_model_init(ksa_model *m, const ksa_model_config *c);
+/* The same without allocating the buffers: names, shapes and counts only (sizing a model
+ * that does not fit this machine). ksa_model_free releases it.                           */
+ksa_status ksa_model_declare(ksa_model *m, const ksa_model_config *c);
+void ksa_model_free(ksa_model *m);
+
+/* From-scratch initialisation, KSA_SPEC §9.7, a pure function of the seed. */
+void ksa_model_init_weights(ksa_model *m, uint64_t seed);
+
+/* Forward on the tape. tokens: [nseq, T + 1] rows (inputs = first T, targets = last T, all
+ * counted, KSA_SPEC §6.3). Returns the loss tensor: sum of the nseq*T token cross-entropies
+ * divided by `norm` (the number of counted targets of the global batch). *loss_value gets
+ * the same in double; *logits (may be NULL) the [nseq*T, V] logits.                      */
+ksa_tensor *ksa_model_forward(ksa_model *m, ksa_tape *tp, const int32_t *tokens, size_t nseq,
+                              size_t T, double norm, double *loss_value, ksa_tensor **logits);
+
+/* Bytes of arena one forward + backward of nseq x T needs (an upper bound). */
+size_t ksa_model_arena_bytes(const ksa_model *m, size_t nseq, size_t T);
+/* Tape nodes one forward records. */
+size_t ksa_model_tape_nodes(const ksa_model *m);
+
+#endif

@@ -1,0 +1,22 @@
+/* layout.h - the two streams of a batch and their position ids (KSA_SPEC §2, DESIGN.md §2).
+ *
+ * A batch of nseq sequences of T text tokens is stored as one buffer of rows:
+ *   rows [0, nseq*T)                 text rows, sequence-major (row s*T + t is t_t of seq s)
+ *   rows [nseq*T, nseq*T + nseq*NS)  summary rows, sequence-major (row nseq*T + s*NS + c*S + j
+ *                                    is s_c.j of sequence s), NS = floor(T/C)*S
+ * Summary rows exist only for complete chunks (KSA_SPEC §2.3).                            */
+#ifndef KSA_MODEL_LAYOUT_H
+#define KSA_MODEL_LAYOUT_H
+
+#include "model/config.h"
+
+/* Summary rows per sequence: floor(T/C)*S, 0 when summary attention is off. */
+size_t ksa_layout_summary_rows(const ksa_model_layout *l, size_t T);
+
+/* Position ids of every row of the two-stream buffer (KSA_SPEC §2.4, with the correct chunk
+ * start a = c*C): pos [nseq*T + nseq*NS]. Text: origin -> t, inner_chunk -> t mod C
+ * (always t without summary attention). Summary s_c.j with a = c*C, len = C:
+ *   zeros -> 0;  right -> max(a, a + ((j+1)*len) div S - 1);  left -> max(a, a + (j*len) div S - 1) */
+void ksa_layout_positions(int32_t *pos, const ksa_model_layout *l, size_t nseq, size_t T);
+
+#endif

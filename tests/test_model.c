@@ -1,0 +1,272 @@
+/* test_model.c - the KSA decoder: position ids (KSA_SPEC §2.5, Appendix A), parameter
+ * names, whole-model finite-difference gradient checks over configurations that together
+ * switch on every flag (float64 build), and structural equivalences.                    */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/decoder.h"
+#include "model/gradcheck.h"
+#include "model/layout.h"
+
+static void configure(ksa_model_config *c, const char *const *kv)
+{
+    ksa_model_config_defaults(c);
+    for (size_t i = 0; kv[i]; i += 2)
+        if (ksa_model_config_set(c, kv[i], kv[i + 1], "test") != KSA_OK)
+            fail_msg("%s", ksa_last_error());
+}
+
+#define SMALL "vocab_size", "23", "hidden_size", "8", "intermediate_size", "10", \
+              "num_attention_heads", "4", "num_key_value_heads", "2", "head_dim", "4"
+
+/* Configurations that together switch on every feature (issue: S = 2, tail chunk, W = 0,
+ * W >= chunks, GQA, bypass layers in list and integer form, independent qkv / norm /
+ * qk-norm, tied and untied heads, every position-id type). */
+static const char *const cfg_independent_all[] = {
+    SMALL, "num_hidden_layers", "3", "use_summary_attention", "true",
+    "summary_chunk_size", "3", "summary_token_num", "2", "summary_sliding_chunk_num", "[0,1,5]",
+    "summary_layer_freq", "[1,0,1]", "summary_independent_parameters", "true",
+    "summary_independent_attention_layernorm", "true", "summary_independent_qk_norm", "true",
+    "summary_chunk_position_ids_type", "origin",
+    "summary_token_position_ids_type", "last_chunk_slice_right", NULL};
+static const char *const cfg_shared_tied[] = {
+    SMALL, "num_hidden_layers", "3", "num_key_value_heads", "1", "use_summary_attention", "true",
+    "summary_chunk_size", "2", "summary_token_num", "1", "summary_sliding_chunk_num", "100",
+    "summary_layer_freq", "2", "summary_independent_parameters", "false",
+    "summary_token_begin", "22", "tie_word_embeddings", "true",
+    "summary_chunk_position_ids_type", "inner_chunk",
+    "summary_token_position_ids_type", "zeros", NULL};
+static const char *const cfg_qkv_only_left[] = {
+    SMALL, "num_hidden_layers", "2", "use_summary_attention", "true",
+    "summary_chunk_size", "4", "summary_token_num", "2", "summary_sliding_chunk_num", "0",
+    "summary_independent_parameters", "false", "summary_independent_qkv", "true",
+    "summary_token_begin", "3", "summary_token_position_ids_type", "last_chunk_slice_left",
+    NULL};
+static const char *const cfg_causal[] = {SMALL, "num_hidden_layers", "2", NULL};
+
+static int32_t *random_tokens(size_t nseq, size_t T, size_t V, uint64_t seed)
+{
+    test_rng r = test_rng_seed(seed);
+    int32_t *tok = malloc(nseq * (T + 1) * sizeof *tok);
+    for (size_t i = 0; i < nseq * (T + 1); i++)
+        tok[i] = (int32_t)(test_rng_uniform(&r) * (double)V);
+    return tok;
+}
+
+/* Random weights large enough that every path carries gradient. */
+static void randomize(ksa_model *m, uint64_t seed)
+{
+    test_rng r = test_rng_seed(seed);
+    for (size_t i = 0; i < m->params.n; i++) {
+        const ksa_param *e = &m->params.table[i];
+        ksa_real *w = m->params.data + e->offset;
+        if (e->ndim == 1)
+            test_fill_uniform(w, e->numel, 0.7, 1.3, &r);
+        else
+            test_fill_uniform(w, e->numel, -0.6, 0.6, &r);
+    }
+}
+
+static void positions_match_the_spec_examples(void **state)
+{
+    (void)state;
+    /* KSA_SPEC §2.5: C = 4, S = 2, L = 10 (HF layout: no tail summaries) */
+    ksa_model_config c;
+    const char *kv[] = {"use_summary_attention", "true", "summary_chunk_size", "4",
+                        "summary_token_num", "2", "summary_independent_parameters", "true",
+                        NULL};
+    configure(&c, kv);
+    ksa_model_layout l;
+    assert_int_equal(ksa_model_config_resolve(&c, &l), KSA_OK);
+    assert_int_equal(ksa_layout_summary_rows(&l, 10), 4);
+    int32_t pos[14];
+    ksa_layout_positions(pos, &l, 1, 10);
+    for (int t = 0; t < 10; t++)
+        assert_int_equal(pos[t], t);
+    int32_t right[4] = {1, 3, 5, 7};
+    assert_memory_equal(pos + 10, right, sizeof right);
+    l.summary_pos = KSA_POS_LAST_CHUNK_SLICE_LEFT;
+    ksa_layout_positions(pos, &l, 1, 10);
+    int32_t left[4] = {0, 1, 4, 5};
+    assert_memory_equal(pos + 10, left, sizeof left);
+    l.chunk_pos = KSA_POS_INNER_CHUNK;
+    l.summary_pos = KSA_POS_ZEROS;
+    ksa_layout_positions(pos, &l, 1, 10);
+    int32_t inner[14] = {0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 0, 0, 0, 0};
+    assert_memory_equal(pos, inner, sizeof inner);
+    /* Appendix A: C = 8, S = 3, L = 16 */
+    l.C = 8, l.S = 3, l.chunk_pos = KSA_POS_ORIGIN;
+    int32_t p16[22];
+    l.summary_pos = KSA_POS_LAST_CHUNK_SLICE_RIGHT;
+    ksa_layout_positions(p16, &l, 1, 16);
+    int32_t r16[6] = {1, 4, 7, 9, 12, 15};
+    assert_memory_equal(p16 + 16, r16, sizeof r16);
+    l.summary_pos = KSA_POS_LAST_CHUNK_SLICE_LEFT;
+    ksa_layout_positions(p16, &l, 1, 16);
+    int32_t l16[6] = {0, 1, 4, 8, 9, 12};
+    assert_memory_equal(p16 + 16, l16, sizeof l16);
+}
+
+static void parameters_follow_the_checkpoint_names(void **state)
+{
+    (void)state;
+    ksa_model_config c;
+    configure(&c, cfg_independent_all);
+    ksa_model m;
+    assert_int_equal(ksa_model_init(&m, &c), KSA_OK);
+    const char *present[] = {"model.embed_tokens.weight", "summary_embedding.weight",
+                             "model.layers.0.input_layernorm_summary.weight",
+                             "model.layers.0.self_attn.q_proj_summary.weight",
+                             "model.layers.2.self_attn.k_norm_summary.weight",
+                             "model.layers.1.mlp.down_proj.weight", "model.norm.weight",
+                             "lm_head.weight"};
+    for (size_t i = 0; i < sizeof present / sizeof present[0]; i++)
+        if (ksa_params_find(&m.params, present[i]) < 0)
+            fail_msg("missing parameter %s", present[i]);
+    /* layer 1 is a bypass layer: no summary parameters */
+    assert_int_equal(ksa_params_find(&m.params, "model.layers.1.self_attn.q_proj_summary.weight"),
+                     -1);
+    assert_int_equal(ksa_params_find(&m.params, "model.layers.1.input_layernorm_summary.weight"),
+                     -1);
+    long q = ksa_params_find(&m.params, "model.layers.0.self_attn.k_proj.weight");
+    assert_int_equal(m.params.table[q].shape[0], 8); /* Hkv * dh */
+    assert_int_equal(m.params.table[q].shape[1], 8);
+    ksa_model_free(&m);
+
+    configure(&c, cfg_shared_tied);
+    assert_int_equal(ksa_model_init(&m, &c), KSA_OK);
+    assert_int_equal(ksa_params_find(&m.params, "lm_head.weight"), -1);
+    assert_int_equal(ksa_params_find(&m.params, "summary_embedding.weight"), -1);
+    ksa_model_free(&m);
+}
+
+#ifdef KSA_REAL_DOUBLE
+static void check_model_gradients(const char *const *kv, size_t nseq, size_t T, uint64_t seed)
+{
+    ksa_model_config c;
+    configure(&c, kv);
+    ksa_model m;
+    assert_int_equal(ksa_model_init(&m, &c), KSA_OK);
+    randomize(&m, seed);
+    int32_t *tok = random_tokens(nseq, T, m.V, seed + 1);
+    ksa_gradcheck_result *res = calloc(m.params.n, sizeof *res);
+    double worst = ksa_gradcheck_run(&m, tok, nseq, T, NULL, res);
+    for (size_t i = 0; i < m.params.n; i++)
+        if (!(res[i].error <= 1e-6))
+            print_error("%-52s error %.3g (max|numeric| %.3g)\n", res[i].name, res[i].error,
+                        res[i].max_abs_numeric);
+    assert_true(worst <= 1e-6);
+    free(res);
+    free(tok);
+    ksa_model_free(&m);
+}
+#endif
+
+static void whole_model_gradients_match_finite_differences(void **state)
+{
+    (void)state;
+#ifdef KSA_REAL_DOUBLE
+    check_model_gradients(cfg_independent_all, 1, 8, 1);   /* tail of 2, W = 0, 1, 5 */
+    check_model_gradients(cfg_shared_tied, 2, 7, 2);       /* W >= chunks, freq = 2, tied */
+    check_model_gradients(cfg_qkv_only_left, 2, 10, 3);    /* S = 2, W = 0, tail of 2 */
+    check_model_gradients(cfg_qkv_only_left, 1, 3, 4);     /* T < C: no summary rows */
+    check_model_gradients(cfg_causal, 2, 6, 5);
+#else
+    skip();
+#endif
+}
+
+/* With W >= number of chunks in every layer, text never sees a summary row, so the loss
+ * equals that of the plain causal model with the same shared weights (KSA_SPEC §3.1). */
+static void full_window_ksa_model_equals_the_causal_model(void **state)
+{
+    (void)state;
+    const char *ksa_kv[] = {SMALL, "num_hidden_layers", "2", "use_summary_attention", "true",
+                            "summary_chunk_size", "3", "summary_token_num", "2",
+                            "summary_sliding_chunk_num", "4",
+                            "summary_independent_parameters", "true", NULL};
+    ksa_model_config ck, cc;
+    configure(&ck, ksa_kv);
+    configure(&cc, cfg_causal);
+    ksa_model mk, mc;
+    assert_int_equal(ksa_model_init(&mk, &ck), KSA_OK);
+    assert_int_equal(ksa_model_init(&mc, &cc), KSA_OK);
+    randomize(&mk, 11);
+    for (size_t i = 0; i < mc.params.n; i++) { /* copy the shared weights by name */
+        long j = ksa_params_find(&mk.params, mc.params.table[i].name);
+        assert_true(j >= 0);
+        memcpy(mc.params.data + mc.params.table[i].offset,
+               mk.params.data + mk.params.table[j].offset,
+               mc.params.table[i].numel * sizeof(ksa_real));
+    }
+    size_t nseq = 2, T = 12;
+    int32_t *tok = random_tokens(nseq, T, mk.V, 12);
+    ksa_arena arena;
+    ksa_arena_init(&arena, ksa_model_arena_bytes(&mk, nseq, T));
+    ksa_tape tp;
+    ksa_tape_init(&tp, &arena, ksa_model_tape_nodes(&mk));
+    double lk, lc;
+    ksa_model_forward(&mk, &tp, tok, nseq, T, (double)(nseq * T), &lk, NULL);
+    ksa_tape_reset(&tp);
+    ksa_model_forward(&mc, &tp, tok, nseq, T, (double)(nseq * T), &lc, NULL);
+    ksa_expect_close_dd(&lk, &lc, 1, TEST_FWD_ATOL, TEST_FWD_RTOL, "KSA with W >= chunks");
+    /* and a window that does not cover the sequence changes the loss */
+    ksa_model_free(&mk);
+    ksa_model_config_set(&ck, "summary_sliding_chunk_num", "1", "test");
+    assert_int_equal(ksa_model_init(&mk, &ck), KSA_OK);
+    randomize(&mk, 11);
+    ksa_tape_reset(&tp);
+    ksa_model_forward(&mk, &tp, tok, nseq, T, (double)(nseq * T), &lk, NULL);
+    assert_true(fabs(lk - lc) > 1e-4);
+    free(tok);
+    ksa_tape_free(&tp);
+    ksa_arena_free(&arena);
+    ksa_model_free(&mk);
+    ksa_model_free(&mc);
+}
+
+static void arena_estimate_covers_a_training_step(void **state)
+{
+    (void)state;
+    const char *const *cfgs[] = {cfg_independent_all, cfg_shared_tied, cfg_qkv_only_left,
+                                 cfg_causal};
+    for (size_t i = 0; i < 4; i++) {
+        ksa_model_config c;
+        configure(&c, cfgs[i]);
+        ksa_model m;
+        assert_int_equal(ksa_model_init(&m, &c), KSA_OK);
+        ksa_model_init_weights(&m, 3);
+        size_t nseq = 2, T = 37;
+        int32_t *tok = random_tokens(nseq, T, m.V, 5);
+        ksa_arena arena;
+        size_t bound = ksa_model_arena_bytes(&m, nseq, T);
+        ksa_arena_init(&arena, bound);
+        ksa_tape tp;
+        ksa_tape_init(&tp, &arena, ksa_model_tape_nodes(&m));
+        double v;
+        ksa_tensor *loss = ksa_model_forward(&m, &tp, tok, nseq, T, (double)(nseq * T), &v, NULL);
+        ksa_tape_backward(&tp, loss);
+        assert_true(arena.peak <= bound);
+        assert_true(isfinite(v) && fabs(v - log((double)m.V)) < 0.5); /* near uniform at init */
+        free(tok);
+        ksa_tape_free(&tp);
+        ksa_arena_free(&arena);
+        ksa_model_free(&m);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(positions_match_the_spec_examples),
+        cmocka_unit_test(parameters_follow_the_checkpoint_names),
+        cmocka_unit_test(whole_model_gradients_match_finite_differences),
+        cmocka_unit_test(full_window_ksa_model_equals_the_causal_model),
+        cmocka_unit_test(arena_estimate_covers_a_training_step),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
