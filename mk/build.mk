@@ -80,7 +80,7 @@ $(BUILD)/tests/f64/%: $(BUILD)/f64/tests/%.o $(BUILD)/f64/tests/testutil.o $(LIB
 
 # Every test program runs in both precisions; its cmocka summary reaches the console and
 # the run fails if any program fails. OMP threads fixed at 2 (the machine's cores).
-test: $(TESTS32) $(TESTS64) $(BINS)
+test: $(TESTS32) $(TESTS64) $(BINS) $(DEMO_TOKENS)
 	@BIN=$(BIN) PY=$(PY) bash tests/run_tests.sh $(TESTS32) $(TESTS64) $(TEST_SH)
 
 asan:
@@ -95,8 +95,10 @@ $(DEMO_DATA):
 $(DEMO_TOKENS): $(DEMO_DATA) $(BIN)/ksa
 	$(BIN)/ksa prepare --input $(DEMO_DATA) --out $@ --val-fraction 0.01
 
-demo: $(BIN)/ksa $(DEMO_DATA)
-	$(BIN)/ksa demo --data $(DEMO_DATA)
+# The README's main command: trains configs/tiny.conf on the KJV tokens, then samples.
+demo: $(BIN)/ksa $(DEMO_TOKENS)
+	$(BIN)/ksa train --config configs/tiny.conf --log build/demo.jsonl --sample 400 \
+	    --prompt "And God said, "
 
 # Benchmarks: bench/NAME.c -> $(BIN)/bench_NAME, linked with the float32 library.
 BENCH_SRC := $(wildcard bench/*.c)

@@ -12,9 +12,8 @@ for prog in "$@"; do
         *.sh) cmd=(bash "$prog") ;;
         *) cmd=("$prog") ;;
     esac
-    OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} "${cmd[@]}" > >(tee "$out") 2>&1
-    rc=$?
-    wait
+    OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} "${cmd[@]}" 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]} # the pipeline has ended: tee has written everything
     p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test(s)\./\1/p' "$out" | tail -1)
     f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test(s), listed below:/\1/p' "$out" | tail -1)
     n_pass=$((n_pass + ${p:-0}))

@@ -123,13 +123,109 @@ eval_refuses_bad_input() {
     expect_error "--ckpt, --data and --seq-len" "$KSA" eval --data "$TMP/short.bin"
 }
 
+# small_model: $TMP/small.h5, a freshly initialised KSA model over the byte vocabulary
+# (vocab_size 257; C = 4, so 16-token rows have 4 chunks and a window of 2 chunks).
+small_model() {
+    cat >"$TMP/small.conf" <<'EOF'
+vocab_size = 257
+hidden_size = 16
+intermediate_size = 24
+num_hidden_layers = 2
+num_attention_heads = 4
+num_key_value_heads = 2
+head_dim = 4
+use_summary_attention = true
+summary_chunk_size = 4
+summary_token_num = 1
+summary_sliding_chunk_num = 2
+summary_layer_freq = [1,0]
+summary_independent_parameters = true
+EOF
+    "$KSA" init --config "$TMP/small.conf" --out "$TMP/small.h5" --seed 3 >/dev/null
+}
+
+# Two documents of 20 and 38 bytes: 60 tokens, 3 full rows of 16 (+ 11 tokens never
+# targets); the first end-of-text (token 20) is a target of row 1, the second (token 59) is
+# in the tail. So 48 targets, 47 of them bytes.
+eval_without_batch_walks_the_whole_file() {
+    small_model
+    printf 'In the beginning God' >"$TMP/doc1.txt"
+    printf 'created the heaven and the earth. And ' >"$TMP/doc2.txt"
+    "$KSA" prepare --input "$TMP/doc1.txt" "$TMP/doc2.txt" --out "$TMP/docs.bin" \
+        --val-fraction 0 >/dev/null 2>&1
+    local e=("$KSA" eval --ckpt "$TMP/small.h5" --data "$TMP/docs.bin" --seq-len 16)
+    "${e[@]}" --json >"$TMP/whole.json" 2>/dev/null
+    "${e[@]}" --json --batch 3 --offset 0 >"$TMP/b3.json" 2>/dev/null
+    for o in 0 16 32; do
+        "${e[@]}" --json --batch 1 --offset $o 2>/dev/null
+    done >"$TMP/rows.json"
+    "${e[@]}" >"$TMP/whole.txt"
+    grep -q "perplexity .*bits per byte .* over 48 tokens (47 target bytes" "$TMP/whole.txt"
+    "$PY" - "$TMP/docs.bin" "$TMP/whole.json" "$TMP/b3.json" "$TMP/rows.json" <<'PYEOF'
+import sys, json, math
+import numpy as np
+tok = np.fromfile(sys.argv[1], dtype="<u2")
+assert open(sys.argv[1] + ".meta").read().strip() == "uint16"
+L = 16
+rows = (len(tok) - 1) // L
+assert len(tok) == 60 and rows == 3, (len(tok), rows)
+targets = tok[1 : rows * L + 1]
+n_bytes = int((targets < 256).sum())
+assert n_bytes == 47 and (targets == 256).sum() == 1, n_bytes
+w = json.load(open(sys.argv[2]))
+b3 = json.load(open(sys.argv[3]))
+per_row = [json.loads(line)["loss"] for line in open(sys.argv[4])]
+assert sorted(w) == ["bits_per_byte", "loss", "perplexity", "tokens"], w
+assert w["tokens"] == rows * L == b3["tokens"], (w, b3)
+close = lambda a, b, r: abs(a - b) <= r * abs(b)
+assert close(w["loss"], b3["loss"], 1e-7), (w, b3)
+assert close(w["loss"], sum(per_row) / 3, 1e-6), (w, per_row)
+assert close(w["perplexity"], math.exp(w["loss"]), 1e-7), w
+bpb = w["loss"] * w["tokens"] / math.log(2) / n_bytes
+assert close(w["bits_per_byte"], bpb, 1e-7), (w, bpb)
+assert 5 < w["bits_per_byte"] < 12, w  # an untrained model: near log2(257) ~ 8 per byte
+print("whole file:", w)
+PYEOF
+    # unchanged with --batch: too many rows is an error; --offset needs --batch
+    expect_error "docs.bin" "${e[@]}" --batch 4
+    expect_error "--offset needs --batch" "${e[@]}" --offset 16
+    expect_error "--batch must be at least 1" "${e[@]}" --batch 0
+    expect_error "docs.bin' has 60 tokens, fewer than one row" \
+        "$KSA" eval --ckpt "$TMP/small.h5" --data "$TMP/docs.bin" --seq-len 60
+}
+
+sample_is_deterministic_and_continues_the_prompt() {
+    small_model
+    local s=("$KSA" sample --ckpt "$TMP/small.h5" --tokens 20)
+    "${s[@]}" --temperature 0 >"$TMP/g1" 2>/dev/null
+    "${s[@]}" --temperature 0 --seed 5 >"$TMP/g2" 2>/dev/null
+    cmp "$TMP/g1" "$TMP/g2"
+    [ "$(stat -c %s "$TMP/g1")" -le 20 ]
+    "${s[@]}" --temperature 1 --top-k 0 --seed 7 >"$TMP/t1" 2>/dev/null
+    "${s[@]}" --temperature 1 --top-k 0 --seed 7 >"$TMP/t2" 2>/dev/null
+    cmp "$TMP/t1" "$TMP/t2"
+    "${s[@]}" --temperature 0 --prompt "In the beginning" >"$TMP/p" 2>"$TMP/p.err"
+    [ "$(head -c 16 "$TMP/p")" = "In the beginning" ]
+    [ "$(stat -c %s "$TMP/p")" -le 36 ]
+    grep -q "at most 20 tokens, temperature 0" "$TMP/p.err"
+    ! grep -q "endoftext" "$TMP/g1" "$TMP/t1" "$TMP/p"
+    "${s[@]}" --tokens 0 --prompt "abc" >"$TMP/p0" 2>/dev/null
+    [ "$(cat "$TMP/p0")" = "abc" ]
+    "$KSA" init --config tests/configs/gc_causal.conf --out "$TMP/v19.h5" >/dev/null
+    expect_error "vocab_size 19 is too small" "$KSA" sample --ckpt "$TMP/v19.h5"
+    expect_error "--ckpt FILE is required" "$KSA" sample --tokens 3
+    expect_error "--temperature must be >= 0" "${s[@]}" --temperature -1
+}
+
 echo "[==========] Running test_cli.sh"
 for t in gradcheck_passes_on_configs_that_switch_on_every_flag \
     gradcheck_selects_parameters_and_rejects_unknown_ones \
     configuration_errors_name_the_problem \
     inspect_prints_layers_parameters_and_memory_of_shipped_configs \
     eval_matches_the_reference_loss_and_gradients \
-    eval_refuses_bad_input; do
+    eval_refuses_bad_input \
+    eval_without_batch_walks_the_whole_file \
+    sample_is_deterministic_and_continues_the_prompt; do
     run_test "$t" "$t"
 done
 echo "[==========] $((passed + ${#failed[@]})) test(s) run."

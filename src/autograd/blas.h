@@ -11,6 +11,10 @@ void ksa_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, ksa_real a
               const ksa_real *A, size_t lda, const ksa_real *B, size_t ldb, ksa_real beta,
               ksa_real *C, size_t ldc);
 
+/* Best GFLOP/s of `reps` square n x n x n GEMMs of ksa_real on the current threads (after
+ * one warm-up): the machine's peak, the MFU denominator. Allocates 3 n^2 reals.       */
+double ksa_blas_measure_gflops(size_t n, int reps);
+
 /* 1 when OpenBLAS was built with OpenMP (one shared thread pool, DESIGN.md §4). */
 int ksa_blas_uses_openmp(void);
 

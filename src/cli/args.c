@@ -45,8 +45,34 @@ static ksa_status set_arg(const ksa_arg *a, const char *value)
     }
 }
 
+typedef struct {
+    ksa_model_config *model;
+    ksa_train_config *train;
+    const char *path;
+} file_ctx;
+
+static ksa_status set_file_key(void *ctx, const char *key, const char *value,
+                               const char *origin)
+{
+    file_ctx *fc = ctx;
+    if (ksa_model_config_has_key(key))
+        return ksa_model_config_set(fc->model, key, value, origin);
+    if (ksa_train_config_has_key(key))
+        return ksa_train_config_set(fc->train, key, value, origin, fc->path);
+    return ksa_fail(KSA_EINVAL, "%s: unknown configuration key '%s'", origin, key);
+}
+
 ksa_status ksa_args_parse(int argc, char **argv, const ksa_arg *args, size_t n_args,
                           ksa_model_config *cfg, const char **config_path)
+{
+    ksa_train_config ignored;
+    ksa_train_config_defaults(&ignored);
+    return ksa_args_parse_train(argc, argv, args, n_args, cfg, &ignored, config_path);
+}
+
+ksa_status ksa_args_parse_train(int argc, char **argv, const ksa_arg *args, size_t n_args,
+                                ksa_model_config *cfg, ksa_train_config *train,
+                                const char **config_path)
 {
     char name[128];
     if (config_path)
@@ -58,7 +84,8 @@ ksa_status ksa_args_parse(int argc, char **argv, const ksa_arg *args, size_t n_a
             return ksa_fail(KSA_EINVAL, "--config needs a file name");
         if (!cfg)
             return ksa_fail(KSA_EINVAL, "this command takes no --config");
-        KSA_TRY(ksa_model_config_load(cfg, argv[i + 1]));
+        file_ctx fc = {cfg, train, argv[i + 1]};
+        KSA_TRY(ksa_config_file_read(argv[i + 1], set_file_key, &fc));
         if (config_path)
             *config_path = argv[i + 1];
     }
@@ -99,6 +126,8 @@ ksa_status ksa_args_parse(int argc, char **argv, const ksa_arg *args, size_t n_a
             KSA_TRY(set_arg(a, value));
         } else if (cfg && ksa_model_config_has_key(opt)) {
             KSA_TRY(ksa_model_config_set(cfg, opt, value, "command line"));
+        } else if (cfg && ksa_train_config_has_key(opt)) {
+            KSA_TRY(ksa_train_config_set(train, opt, value, "command line", NULL));
         } else {
             return ksa_fail(KSA_EINVAL, "unknown option or configuration key '%s'", argv[i - 1]);
         }

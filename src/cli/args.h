@@ -7,6 +7,7 @@
 #define KSA_CLI_ARGS_H
 
 #include "model/config.h"
+#include "optim/train_config.h"
 
 typedef enum {
     KSA_ARG_STRING, /* const char *  */
@@ -26,9 +27,16 @@ typedef struct {
 } ksa_arg;
 
 /* Parses argv (after the command name). cfg may be NULL for commands without a model
- * configuration; config_path receives the --config value (may be NULL). */
+ * configuration; config_path receives the --config value (may be NULL). Training keys in
+ * the file or on the command line are accepted and ignored (a configuration file holds
+ * both kinds).                                                                          */
 ksa_status ksa_args_parse(int argc, char **argv, const ksa_arg *args, size_t n_args,
                           ksa_model_config *cfg, const char **config_path);
+
+/* The same, keeping the training keys in *train. */
+ksa_status ksa_args_parse_train(int argc, char **argv, const ksa_arg *args, size_t n_args,
+                                ksa_model_config *cfg, ksa_train_config *train,
+                                const char **config_path);
 
 /* Prints the options of a command. */
 void ksa_args_usage(FILE *f, const char *command, const ksa_arg *args, size_t n_args);

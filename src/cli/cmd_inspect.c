@@ -9,6 +9,20 @@
 
 static double gib(size_t bytes) { return (double)bytes / (double)(1ull << 30); }
 
+void ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_len, FILE *f)
+{
+    size_t per_param = m->params.numel * sizeof(float);
+    size_t arena = ksa_model_arena_bytes(m, micro_batch, seq_len);
+    fprintf(f, "# memory of one training step, %zu x %zu tokens, one rank:\n", micro_batch,
+            seq_len);
+    fprintf(f, "  parameters         %8.3f GiB\n", gib(per_param));
+    fprintf(f, "  gradients          %8.3f GiB\n", gib(per_param));
+    fprintf(f, "  AdamW moments      %8.3f GiB  (divided by the rank count under MPI)\n",
+            gib(2 * per_param));
+    fprintf(f, "  activations arena  %8.3f GiB\n", gib(arena));
+    fprintf(f, "  total              %8.3f GiB\n", gib(4 * per_param + arena));
+}
+
 int ksa_cmd_inspect(int argc, char **argv)
 {
     ksa_model_config cfg;
@@ -45,15 +59,7 @@ int ksa_cmd_inspect(int argc, char **argv)
     ksa_model_layout_print(&m.layout, stdout);
     size_t n = ksa_params_count(&m.params);
     printf("\n# parameters: %zu (%.3f M) in %zu tensors\n", n, (double)n / 1e6, m.params.n);
-    size_t per_param = m.params.numel * sizeof(float);
-    size_t arena = ksa_model_arena_bytes(&m, (size_t)micro_batch, (size_t)seq_len);
-    printf("# memory of one training step, %ld x %ld tokens, one rank:\n", micro_batch, seq_len);
-    printf("  parameters         %8.3f GiB\n", gib(per_param));
-    printf("  gradients          %8.3f GiB\n", gib(per_param));
-    printf("  AdamW moments      %8.3f GiB  (divided by the rank count under MPI)\n",
-           gib(2 * per_param));
-    printf("  activations arena  %8.3f GiB\n", gib(arena));
-    printf("  total              %8.3f GiB\n", gib(4 * per_param + arena));
+    ksa_print_memory_plan(&m, (size_t)micro_batch, (size_t)seq_len, stdout);
     ksa_model_free(&m);
     return 0;
 }

@@ -12,12 +12,13 @@ typedef struct {
 } command;
 
 static const command commands[] = {
-    {"demo", ksa_cmd_demo, "train a small composite graph on the bytes of a text file"},
     {"eval", ksa_cmd_eval, "loss (and gradients) of a checkpoint on rows of a token file"},
     {"init", ksa_cmd_init, "write a freshly initialised model as a checkpoint"},
     {"inspect", ksa_cmd_inspect, "show a configuration: layers, parameter count, memory"},
     {"gradcheck", ksa_cmd_gradcheck, "finite-difference check of the model's gradients (float64)"},
+    {"train", ksa_cmd_train, "train a model (docs/training.md)"},
     {"prepare", ksa_cmd_prepare, "tokenise text files into train and validation token files"},
+    {"sample", ksa_cmd_sample, "generate text from a checkpoint (full recompute, no KV cache)"},
 };
 
 static void usage(FILE *out)

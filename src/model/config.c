@@ -14,7 +14,7 @@
  * Defaults: the training reference's for the summary keys (KSA_SPEC §1.1) except the
  * position-id types, where the released origin / last_chunk_slice_right pair is the
  * project default (KSA_SPEC §12 item 14); a small backbone for the others.               */
-#define KEY(name, kind, def) {#name, kind, offsetof(ksa_model_config, name), def}
+#define KEY(name, kind, def) {#name, kind, offsetof(ksa_model_config, name), def, 0}
 static const ksa_config_key model_keys[] = {
     KEY(vocab_size, KSA_KEY_INT, "257"),
     KEY(hidden_size, KSA_KEY_INT, "256"),
@@ -264,19 +264,18 @@ static int find_name(const char *v, const char *const *names, size_t n)
     return -1;
 }
 
-ksa_status ksa_model_config_set(ksa_model_config *c, const char *key, const char *value,
-                                const char *origin)
+ksa_status ksa_config_key_set(const ksa_config_key *k, void *base, const char *value,
+                              const char *origin)
 {
-    const ksa_config_key *k = find_key(key);
-    if (!k)
-        return ksa_fail(KSA_EINVAL, "%s: unknown configuration key '%s'", origin, key);
-    char v[KSA_CONFIG_STR];
-    if (strlen(value) >= sizeof v)
+    const char *key = k->name;
+    size_t cap = k->str_cap ? k->str_cap : KSA_CONFIG_STR;
+    char v[4096];
+    if (strlen(value) >= sizeof v || (k->kind == KSA_KEY_STRING && strlen(value) >= cap))
         return ksa_fail(KSA_EINVAL, "%s: value of '%s' is longer than %zu characters", origin,
-                        key, sizeof v - 1);
+                        key, (k->kind == KSA_KEY_STRING ? cap : sizeof v) - 1);
     strcpy(v, value);
     strip(v);
-    char *field = (char *)c + k->offset;
+    char *field = (char *)base + k->offset;
     char *end = NULL;
     errno = 0;
     switch (k->kind) {
@@ -302,8 +301,24 @@ ksa_status ksa_model_config_set(ksa_model_config *c, const char *key, const char
                             origin, key, v);
         return KSA_OK;
     case KSA_KEY_STRING:
-        break;
+        strcpy(field, v);
+        return KSA_OK;
     }
+    return KSA_OK;
+}
+
+ksa_status ksa_model_config_set(ksa_model_config *c, const char *key, const char *value,
+                                const char *origin)
+{
+    const ksa_config_key *k = find_key(key);
+    if (!k)
+        return ksa_fail(KSA_EINVAL, "%s: unknown configuration key '%s'", origin, key);
+    if (k->kind != KSA_KEY_STRING)
+        return ksa_config_key_set(k, c, value, origin);
+    /* strings of the model: check them before storing */
+    ksa_model_config scratch_cfg;
+    KSA_TRY(ksa_config_key_set(k, &scratch_cfg, value, origin));
+    const char *v = (const char *)&scratch_cfg + k->offset;
     if (!strcmp(key, "summary_chunk_position_ids_type") && find_name(v, chunk_pos_names, 2) < 0)
         return ksa_fail(KSA_EINVAL, "%s: %s = '%s' (expected origin or inner_chunk)", origin,
                         key, v);
@@ -318,7 +333,7 @@ ksa_status ksa_model_config_set(ksa_model_config *c, const char *key, const char
         if (ksa_pattern_expand(v, scratch, KSA_MAX_LAYERS, &n) != KSA_OK)
             return ksa_fail(KSA_EINVAL, "%s: %s: %s", origin, key, ksa_last_error());
     }
-    strcpy(field, v);
+    strcpy((char *)c + k->offset, v);
     return KSA_OK;
 }
 
@@ -335,12 +350,12 @@ void ksa_model_config_defaults(ksa_model_config *c)
         }
 }
 
-ksa_status ksa_model_config_load(ksa_model_config *c, const char *path)
+ksa_status ksa_config_file_read(const char *path, ksa_config_setter set, void *ctx)
 {
     FILE *f = fopen(path, "r");
     if (!f)
         return ksa_fail(KSA_EIO, "cannot open configuration '%s': %s", path, strerror(errno));
-    char line[1024], origin[600];
+    char line[4096], origin[600];
     ksa_status st = KSA_OK;
     for (int lineno = 1; st == KSA_OK && fgets(line, sizeof line, f); lineno++) {
         snprintf(origin, sizeof origin, "%s:%d", path, lineno);
@@ -364,16 +379,23 @@ ksa_status ksa_model_config_load(ksa_model_config *c, const char *path)
         }
         *eq = '\0';
         strip(line);
-        if (!ksa_model_config_has_key(line)) {
-            st = ksa_fail(KSA_EINVAL, "%s: unknown configuration key '%s'", origin, line);
-            break;
-        }
-        st = ksa_model_config_set(c, line, eq + 1, origin);
+        st = set(ctx, line, eq + 1, origin);
     }
     if (st == KSA_OK && ferror(f))
         st = ksa_fail(KSA_EIO, "cannot read configuration '%s': %s", path, strerror(errno));
     fclose(f);
     return st;
+}
+
+static ksa_status set_model_key(void *ctx, const char *key, const char *value,
+                                const char *origin)
+{
+    return ksa_model_config_set(ctx, key, value, origin);
+}
+
+ksa_status ksa_model_config_load(ksa_model_config *c, const char *path)
+{
+    return ksa_config_file_read(path, set_model_key, c);
 }
 
 /* ---- validation and the per-layer layout ---------------------------------------------- */

@@ -82,10 +82,22 @@ typedef enum { KSA_KEY_INT, KSA_KEY_FLOAT, KSA_KEY_BOOL, KSA_KEY_STRING } ksa_ke
 typedef struct {
     const char *name;
     ksa_key_kind kind;
-    size_t offset; /* into ksa_model_config */
+    size_t offset; /* into the configuration struct the table describes */
     const char *default_value;
+    size_t str_cap; /* STRING: bytes of the field (0: KSA_CONFIG_STR) */
 } ksa_config_key;
 const ksa_config_key *ksa_model_config_keys(size_t *n);
+
+/* Parses `value` (quotes stripped) by the key's kind into base + k->offset. Errors name
+ * origin, key and value. Shared by the model and training configurations.               */
+ksa_status ksa_config_key_set(const ksa_config_key *k, void *base, const char *value,
+                              const char *origin);
+
+/* Reads `key = value` lines (# comments, blank lines) of a configuration file and hands
+ * each to set(ctx, key, value, origin), origin being "path:line".                       */
+typedef ksa_status (*ksa_config_setter)(void *ctx, const char *key, const char *value,
+                                        const char *origin);
+ksa_status ksa_config_file_read(const char *path, ksa_config_setter set, void *ctx);
 
 /* ---- the pattern language of KSA_SPEC §1.3 ------------------------------------------- *
  *   expr := term ('+' term)* ; term := factor ('*' INT)* | INT '*' factor ;

@@ -1,0 +1,157 @@
+/* train_config.c - training keys: table, defaults, paths, validation. */
+#include "train_config.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/path.h"
+
+#define KEY(name, kind, def) \
+    {#name, kind, offsetof(ksa_train_config, name), def, sizeof(((ksa_train_config *)0)->name)}
+static const ksa_config_key train_keys[] = {
+    KEY(data, KSA_KEY_STRING, ""),
+    KEY(data_mix, KSA_KEY_STRING, ""),
+    KEY(val_data, KSA_KEY_STRING, ""),
+    KEY(dtype, KSA_KEY_STRING, ""),
+    KEY(seq_len, KSA_KEY_INT, "1024"),
+    KEY(global_batch, KSA_KEY_INT, "8"),
+    KEY(micro_batch, KSA_KEY_INT, "1"),
+    KEY(steps, KSA_KEY_INT, "1000"),
+    KEY(lr, KSA_KEY_FLOAT, "4e-4"),
+    KEY(min_lr, KSA_KEY_FLOAT, "1e-7"),
+    KEY(lr_schedule, KSA_KEY_STRING, "wsd"),
+    KEY(warmup_steps, KSA_KEY_INT, "1000"),
+    KEY(decay_steps, KSA_KEY_INT, "1000"),
+    KEY(weight_decay, KSA_KEY_FLOAT, "0.01"),
+    KEY(beta1, KSA_KEY_FLOAT, "0.9"),
+    KEY(beta2, KSA_KEY_FLOAT, "0.95"),
+    KEY(adam_eps, KSA_KEY_FLOAT, "1e-8"),
+    KEY(clip_value, KSA_KEY_FLOAT, "1.0"),
+    KEY(clip_norm, KSA_KEY_FLOAT, "0"),
+    KEY(seed, KSA_KEY_INT, "42"),
+    KEY(eval_every, KSA_KEY_INT, "100"),
+    KEY(eval_batches, KSA_KEY_INT, "8"),
+    KEY(log, KSA_KEY_STRING, ""),
+    KEY(threads, KSA_KEY_INT, "0"),
+    KEY(peak_gflops, KSA_KEY_FLOAT, "0"),
+};
+#undef KEY
+#define N_KEYS (sizeof train_keys / sizeof train_keys[0])
+
+const ksa_config_key *ksa_train_config_keys(size_t *n)
+{
+    *n = N_KEYS;
+    return train_keys;
+}
+
+static const ksa_config_key *find_key(const char *name)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (!strcmp(train_keys[i].name, name))
+            return &train_keys[i];
+    return NULL;
+}
+
+int ksa_train_config_has_key(const char *key) { return find_key(key) != NULL; }
+
+static int is_path_key(const char *key)
+{
+    return !strcmp(key, "data") || !strcmp(key, "data_mix") || !strcmp(key, "val_data") ||
+           !strcmp(key, "log");
+}
+
+ksa_status ksa_train_config_set(ksa_train_config *c, const char *key, const char *value,
+                                const char *origin, const char *base_file)
+{
+    const ksa_config_key *k = find_key(key);
+    if (!k)
+        return ksa_fail(KSA_EINVAL, "%s: unknown configuration key '%s'", origin, key);
+    KSA_TRY(ksa_config_key_set(k, c, value, origin));
+    char *field = (char *)c + k->offset;
+    if (is_path_key(key) && base_file && field[0]) {
+        char *resolved = ksa_path_resolve(base_file, field);
+        if (strlen(resolved) >= k->str_cap) {
+            ksa_free(resolved);
+            return ksa_fail(KSA_EINVAL, "%s: %s: resolved path too long", origin, key);
+        }
+        strcpy(field, resolved);
+        ksa_free(resolved);
+    }
+    if (!strcmp(key, "lr_schedule") && strcmp(field, "constant") && strcmp(field, "cosine") &&
+        strcmp(field, "wsd"))
+        return ksa_fail(KSA_EINVAL, "%s: lr_schedule = '%s' (expected constant, cosine or wsd)",
+                        origin, field);
+    if (!strcmp(key, "dtype") && field[0] && strcmp(field, "uint16") && strcmp(field, "uint32"))
+        return ksa_fail(KSA_EINVAL, "%s: dtype = '%s' (expected uint16 or uint32)", origin,
+                        field);
+    /* the command line's data source replaces the file's other one */
+    if (!base_file && !strcmp(key, "data"))
+        c->data_mix[0] = '\0';
+    if (!base_file && !strcmp(key, "data_mix"))
+        c->data[0] = '\0';
+    return KSA_OK;
+}
+
+void ksa_train_config_defaults(ksa_train_config *c)
+{
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        ksa_status st = ksa_config_key_set(&train_keys[i], c, train_keys[i].default_value,
+                                           "default");
+        KSA_ASSERT(st == KSA_OK, "bad built-in default: %s", ksa_last_error());
+    }
+}
+
+ksa_status ksa_train_config_validate(const ksa_train_config *c, int n_ranks)
+{
+    if (c->data[0] && c->data_mix[0])
+        return ksa_fail(KSA_EINVAL, "give either data (a token file) or data_mix (a mixture "
+                                    "list), not both: data = %s, data_mix = %s",
+                        c->data, c->data_mix);
+    if (!c->data[0] && !c->data_mix[0])
+        return ksa_fail(KSA_EINVAL, "no training data: set data = FILE or data_mix = LIST");
+    if (c->seq_len < 1 || c->global_batch < 1 || c->micro_batch < 1 || c->steps < 1)
+        return ksa_fail(KSA_EINVAL, "seq_len, global_batch, micro_batch and steps must be at "
+                                    "least 1");
+    long per_rank = c->global_batch / n_ranks;
+    if (c->global_batch % ((long)n_ranks * c->micro_batch))
+        return ksa_fail(KSA_EINVAL,
+                        "global_batch = %ld is not a multiple of micro_batch (%ld) x ranks (%d)",
+                        c->global_batch, c->micro_batch, n_ranks);
+    (void)per_rank;
+    if (!(c->lr >= 0) || !(c->min_lr >= 0) || c->min_lr > c->lr)
+        return ksa_fail(KSA_EINVAL, "need 0 <= min_lr <= lr, got lr = %g, min_lr = %g", c->lr,
+                        c->min_lr);
+    if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1))
+        return ksa_fail(KSA_EINVAL, "beta1 = %g and beta2 = %g must lie in [0, 1)", c->beta1,
+                        c->beta2);
+    if (!(c->adam_eps > 0))
+        return ksa_fail(KSA_EINVAL, "adam_eps = %g must be positive", c->adam_eps);
+    if (c->clip_value < 0 || c->clip_norm < 0 || c->weight_decay < 0 || c->peak_gflops < 0)
+        return ksa_fail(KSA_EINVAL,
+                        "clip_value, clip_norm, weight_decay and peak_gflops must not be negative");
+    if (c->eval_batches < 1 && c->val_data[0])
+        return ksa_fail(KSA_EINVAL, "eval_batches must be at least 1");
+    return KSA_OK;
+}
+
+void ksa_train_config_write(const ksa_train_config *c, FILE *f)
+{
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const ksa_config_key *k = &train_keys[i];
+        const char *field = (const char *)c + k->offset;
+        switch (k->kind) {
+        case KSA_KEY_INT:
+        case KSA_KEY_BOOL:
+            fprintf(f, "%s = %ld\n", k->name, *(const long *)field);
+            break;
+        case KSA_KEY_FLOAT:
+            fprintf(f, "%s = %.9g\n", k->name, *(const double *)field);
+            break;
+        case KSA_KEY_STRING:
+            fprintf(f, "%s = %s\n", k->name, field);
+            break;
+        }
+    }
+}

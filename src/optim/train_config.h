@@ -1,0 +1,48 @@
+/* train_config.h - the training keys (issue table; KSA_SPEC §9.5-§9.6 defaults). They live
+ * in the same `key = value` files as the model keys and are overridden the same way.
+ * Paths named in a configuration file are resolved against that file's folder; on the
+ * command line against the current folder. `data` and `data_mix` exclude each other:
+ * whichever the command line gives replaces the other from the file.                    */
+#ifndef KSA_OPTIM_TRAIN_CONFIG_H
+#define KSA_OPTIM_TRAIN_CONFIG_H
+
+#include <stdio.h>
+
+#include "model/config.h"
+
+#define KSA_PATH_STR 1024
+
+typedef struct {
+    char data[KSA_PATH_STR];     /* token file ... */
+    char data_mix[KSA_PATH_STR]; /* ... or mixture list (exactly one of the two) */
+    char val_data[KSA_PATH_STR]; /* validation token file (optional) */
+    char dtype[16];              /* "", uint16, uint32: for headerless files without .meta */
+    long seq_len;                /* text tokens per row (a row is seq_len + 1 tokens) */
+    long global_batch;           /* rows per optimizer step, all ranks */
+    long micro_batch;            /* rows per forward/backward */
+    long steps;                  /* optimizer steps of the run */
+    double lr, min_lr;
+    char lr_schedule[32];        /* constant | cosine | wsd */
+    long warmup_steps, decay_steps;
+    double weight_decay, beta1, beta2, adam_eps;
+    double clip_value;           /* element-wise clipping bound (0: off) */
+    double clip_norm;            /* global-norm clipping (0: off) */
+    long seed;
+    long eval_every, eval_batches; /* validation every N steps (0: only at the end), rows */
+    char log[KSA_PATH_STR];      /* JSONL log ("": none) */
+    long threads;                /* 0: OMP_NUM_THREADS / cores */
+    double peak_gflops;          /* MFU denominator (0: measure sgemm once and cache it) */
+} ksa_train_config;
+
+void ksa_train_config_defaults(ksa_train_config *c);
+int ksa_train_config_has_key(const char *key);
+/* base_file: the configuration file the value comes from (paths are resolved against its
+ * folder), or NULL for the command line. */
+ksa_status ksa_train_config_set(ksa_train_config *c, const char *key, const char *value,
+                                const char *origin, const char *base_file);
+/* Checks the values that must hold together (data xor data_mix, batch divisibility ...). */
+ksa_status ksa_train_config_validate(const ksa_train_config *c, int n_ranks);
+void ksa_train_config_write(const ksa_train_config *c, FILE *f);
+const ksa_config_key *ksa_train_config_keys(size_t *n);
+
+#endif

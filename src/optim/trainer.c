@@ -1,0 +1,191 @@
+/* trainer.c - the training step (see trainer.h). */
+#include "trainer.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "model/layout.h"
+#include "optim/adamw.h"
+#include "optim/clip.h"
+
+ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config *c)
+{
+    memset(t, 0, sizeof *t);
+    t->model = m;
+    t->cfg = c;
+    KSA_TRY(ksa_train_config_validate(c, 1));
+    ksa_loader_options lo = {.seq_len = (size_t)c->seq_len,
+                             .global_batch = (size_t)c->global_batch,
+                             .vocab_size = m->V,
+                             .seed = (uint64_t)c->seed,
+                             .dtype = KSA_DTYPE_AUTO};
+    if (c->dtype[0])
+        KSA_TRY(ksa_tokfile_parse_dtype(c->dtype, &lo.dtype));
+    if (c->data[0])
+        KSA_TRY(ksa_loader_open_file(&t->loader, c->data, &lo));
+    else
+        KSA_TRY(ksa_loader_open_mixture(&t->loader, c->data_mix, &lo));
+    if (c->val_data[0]) {
+        ksa_status st = ksa_val_reader_open(&t->val, c->val_data, lo.dtype, m->V,
+                                            (size_t)c->seq_len, (size_t)c->micro_batch);
+        if (st != KSA_OK) {
+            ksa_loader_close(&t->loader);
+            return st;
+        }
+        t->has_val = 1;
+    }
+    ksa_lr_kind kind;
+    KSA_TRY(ksa_lr_schedule_parse_kind(c->lr_schedule, &kind));
+    t->schedule = (ksa_lr_schedule){.kind = kind, .lr = c->lr, .min_lr = c->min_lr,
+                                    .warmup_steps = c->warmup_steps,
+                                    .decay_steps = c->decay_steps, .steps = c->steps};
+    size_t n = m->params.numel;
+    t->exp_avg = ksa_alloc_zero(n * sizeof(ksa_real));
+    t->exp_avg_sq = ksa_alloc_zero(n * sizeof(ksa_real));
+    ksa_arena_init(&t->arena, ksa_model_arena_bytes(m, (size_t)c->micro_batch, (size_t)c->seq_len));
+    ksa_tape_init(&t->tape, &t->arena, ksa_model_tape_nodes(m));
+    t->tokens = ksa_alloc((size_t)c->global_batch * ((size_t)c->seq_len + 1) * sizeof(int32_t));
+    return KSA_OK;
+}
+
+void ksa_trainer_free(ksa_trainer *t)
+{
+    ksa_loader_close(&t->loader);
+    if (t->has_val)
+        ksa_val_reader_close(&t->val);
+    ksa_free(t->exp_avg);
+    ksa_free(t->exp_avg_sq);
+    ksa_tape_free(&t->tape);
+    ksa_arena_free(&t->arena);
+    ksa_free(t->tokens);
+    memset(t, 0, sizeof *t);
+}
+
+/* Names the first parameter whose gradient holds a non-finite value. */
+static ksa_status check_finite(const ksa_trainer *t, double loss)
+{
+    const ksa_params *p = &t->model->params;
+    for (size_t i = 0; i < p->n; i++) {
+        const ksa_param *e = &p->table[i];
+        size_t j = ksa_first_nonfinite(p->grad + e->offset, e->numel);
+        if (j < e->numel)
+            return ksa_fail(KSA_ENUMERIC,
+                            "step %ld: non-finite gradient %g in %s (element %zu); loss %g",
+                            t->step + 1, (double)p->grad[e->offset + j], e->name, j, loss);
+    }
+    if (!isfinite(loss))
+        return ksa_fail(KSA_ENUMERIC, "step %ld: the loss is %g", t->step + 1, loss);
+    return KSA_OK;
+}
+
+ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
+{
+    const ksa_train_config *c = t->cfg;
+    ksa_model *m = t->model;
+    double t0 = ksa_now();
+    size_t G = (size_t)c->global_batch, mb = (size_t)c->micro_batch, L = (size_t)c->seq_len;
+    ksa_loader_batch_at(&t->loader, t->tokens, (uint64_t)t->step, 0, 1);
+    ksa_params_zero_grad(&m->params);
+    double loss = 0, norm = (double)(G * L);
+    for (size_t r = 0; r < G; r += mb) {
+        ksa_tape_reset(&t->tape);
+        double part;
+        ksa_tensor *l = ksa_model_forward(m, &t->tape, t->tokens + r * (L + 1), mb, L, norm,
+                                          &part, NULL);
+        ksa_tape_backward(&t->tape, l);
+        loss += part;
+    }
+    KSA_TRY(check_finite(t, loss));
+    ksa_real *g = m->params.grad;
+    size_t n = m->params.numel;
+    ksa_clip_values(g, n, c->clip_value);
+    double grad_norm = sqrt(ksa_sum_squares(g, n));
+    double factor = ksa_clip_norm_factor(grad_norm, c->clip_norm);
+    if (factor != 1)
+        ksa_scale(g, n, factor);
+    double lr = ksa_lr_at(&t->schedule, t->step);
+    ksa_adamw_hparams hp = {.lr = lr, .beta1 = c->beta1, .beta2 = c->beta2, .eps = c->adam_eps,
+                            .weight_decay = c->weight_decay};
+    ksa_adamw_update(m->params.data, t->exp_avg, t->exp_avg_sq, g, n, &hp, t->step + 1);
+    t->step++;
+    t->tokens_seen += G * L;
+    stats->loss = loss;
+    stats->lr = lr;
+    stats->grad_norm = grad_norm;
+    stats->tokens = G * L;
+    stats->seconds = ksa_now() - t0;
+    return KSA_OK;
+}
+
+ksa_status ksa_trainer_validate(ksa_trainer *t, double *val_loss)
+{
+    KSA_ASSERT(t->has_val, "validation without a validation file");
+    const ksa_train_config *c = t->cfg;
+    size_t L = (size_t)c->seq_len, mb = (size_t)c->micro_batch;
+    size_t want = (size_t)c->eval_batches;
+    ksa_val_reader_rewind(&t->val);
+    /* every row counts: collect the sum of token losses and the number of targets */
+    double sum = 0;
+    size_t rows = 0;
+    int recording = t->tape.recording;
+    t->tape.recording = 0;
+    while (rows < want) {
+        size_t got = ksa_val_reader_next(&t->val, t->tokens);
+        if (got == 0)
+            break;
+        if (got > want - rows)
+            got = want - rows;
+        ksa_tape_reset(&t->tape);
+        double part;
+        ksa_model_forward(t->model, &t->tape, t->tokens, got, L, 1.0, &part, NULL);
+        sum += part;
+        rows += got;
+        (void)mb;
+    }
+    t->tape.recording = recording;
+    if (rows == 0)
+        return ksa_fail(KSA_EFORMAT, "validation file '%s' holds no row of %zu tokens",
+                        c->val_data, L + 1);
+    *val_loss = sum / (double)(rows * L);
+    return KSA_OK;
+}
+
+/* ---- FLOPs ------------------------------------------------------------------------------ */
+/* Visible (query, key) pairs of one sequence of T text tokens in a summary layer with
+ * window W (KSA_SPEC §3.5, any T): text query of chunk c, offset o: (o + 1) + C·min(c, W)
+ * + S·max(0, c − W) keys; summary query s_c.j of a complete chunk: C + j + 1.            */
+static double summary_layer_pairs(size_t T, size_t C, size_t S, size_t W)
+{
+    double pairs = 0;
+    size_t n_chunks = (T + C - 1) / C;
+    for (size_t c = 0; c < n_chunks; c++) {
+        size_t len = c * C + C <= T ? C : T - c * C;
+        size_t in_window = c < W ? c : W, old = c > W ? c - W : 0;
+        pairs += (double)len * (double)(len + 1) / 2 +
+                 (double)len * (double)(C * in_window + S * old);
+        if (len == C)
+            pairs += (double)(S * C) + (double)S * (double)(S + 1) / 2;
+    }
+    return pairs;
+}
+
+double ksa_model_step_flops(const ksa_model *m, size_t G, size_t T)
+{
+    const ksa_model_layout *l = &m->layout;
+    double dense = 0;
+    for (size_t i = 0; i < m->params.n; i++) {
+        const ksa_param *e = &m->params.table[i];
+        int is_table = !strcmp(e->name, "model.embed_tokens.weight") ||
+                       !strcmp(e->name, "summary_embedding.weight");
+        if (e->ndim == 2 && !is_table)
+            dense += (double)e->numel;
+    }
+    if (m->lm_head < 0) /* tied: the embedding matrix is the LM head */
+        dense += (double)(m->V * m->D);
+    double rows = (double)G * (double)(T + ksa_layout_summary_rows(l, T));
+    double pairs = 0;
+    for (size_t i = 0; i < l->n_layers; i++)
+        pairs += l->ksa && l->is_summary[i] ? summary_layer_pairs(T, l->C, l->S, l->window[i])
+                                            : (double)T * (double)(T + 1) / 2;
+    return 6 * dense * rows + 12.0 * (double)m->dh * (double)m->Hq * pairs * (double)G;
+}

@@ -1,0 +1,58 @@
+/* trainer.h - one optimizer step at a time: data, micro-batches, clipping, AdamW.
+ *
+ * The step is a pure function of (parameters, moments, step number): the loader is
+ * step-addressed (data/loader.h), so the trainer's whole state is the model, the AdamW
+ * moments and `step`. Per step, on the global batch of G rows of L + 1 tokens:
+ *   1. zero the gradients; for each micro-batch of `micro_batch` rows: forward, backward,
+ *      with the loss scaled by 1/(G·L) (the targets of the whole global batch), so that the
+ *      accumulated gradient is that of the mean loss whatever the micro-batch size;
+ *   2. stop on a non-finite loss or gradient, naming the step and the first parameter;
+ *   3. clip each gradient element to [-clip_value, clip_value]; grad_norm = the global L2
+ *      norm after that; if clip_norm > 0 and grad_norm > clip_norm, scale to clip_norm;
+ *   4. AdamW with the schedule's learning rate of this (0-based) step, decay on every
+ *      parameter (KSA_SPEC §9.5: one group, norms and embeddings included).            */
+#ifndef KSA_OPTIM_TRAINER_H
+#define KSA_OPTIM_TRAINER_H
+
+#include "autograd/tape.h"
+#include "data/loader.h"
+#include "model/decoder.h"
+#include "optim/lr_schedule.h"
+#include "optim/train_config.h"
+
+typedef struct {
+    ksa_model *model;             /* borrowed */
+    const ksa_train_config *cfg;  /* borrowed */
+    ksa_loader loader;            /* owned */
+    ksa_val_reader val;           /* owned when has_val */
+    int has_val;
+    ksa_lr_schedule schedule;
+    ksa_real *exp_avg, *exp_avg_sq; /* owned AdamW moments, the parameter buffer's layout */
+    ksa_arena arena;              /* owned: one micro-batch forward + backward */
+    ksa_tape tape;
+    int32_t *tokens;              /* owned: [global_batch, seq_len + 1] */
+    long step;                    /* optimizer steps completed */
+    size_t tokens_seen;           /* text tokens of completed steps */
+} ksa_trainer;
+
+typedef struct {
+    double loss;        /* mean over the global batch's targets */
+    double lr;          /* learning rate used by this step */
+    double grad_norm;   /* after value clipping, before norm clipping */
+    size_t tokens;      /* text tokens of this step */
+    double seconds;     /* wall time of this step */
+} ksa_step_stats;
+
+ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config *c);
+void ksa_trainer_free(ksa_trainer *t);
+ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats);
+/* Mean loss over the first eval_batches rows of the validation file (no gradients). */
+ksa_status ksa_trainer_validate(ksa_trainer *t, double *val_loss);
+
+/* Model FLOPs of one step of G rows of T text tokens, the MFU numerator:
+ * 6 · dense parameters · (text + summary rows) + 12 · head_dim · query heads · visible
+ * (query, key) pairs over all layers; dense parameters are the matrices of the linear
+ * layers and the LM head (embedding lookups are not FLOPs; recomputation not counted). */
+double ksa_model_step_flops(const ksa_model *m, size_t G, size_t T);
+
+#endif
