@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include <hdf5.h>
+#include <mpi.h>
 
 #ifdef KSA_REAL_DOUBLE
 #define REAL_MEM_TYPE H5T_NATIVE_DOUBLE
@@ -136,12 +138,42 @@ static void param_dims(const ksa_param *e, hsize_t dims[2])
 /* ---- opening files --------------------------------------------------------------------- */
 /* The one place a file-access property list is made: parallel (MPI-IO) writing will set
  * H5Pset_fapl_mpio here.                                                                    */
+static int mpi_active(void)
+{
+    int init = 0, fin = 0;
+    MPI_Initialized(&init);
+    MPI_Finalized(&fin);
+    return init && !fin;
+}
+
+/* Under MPI (ksa train initialises it) files are opened with the MPI-IO driver on
+ * MPI_COMM_WORLD and datasets written collectively, so that each rank can write its own
+ * shard of a logical dataset; with one rank that is simply the whole tensor. Without MPI
+ * (eval, inspect, tests) the default driver is used.                                   */
 static hid_t file_access_plist(const char *path, ksa_status *st)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl < 0)
         *st = fail_h5(KSA_EIO, path, "cannot create a file-access property list");
+    else if (mpi_active() && H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL) < 0) {
+        *st = fail_h5(KSA_EIO, path, "cannot select the MPI-IO driver");
+        H5Pclose(fapl);
+        fapl = -1;
+    }
     return fapl;
+}
+
+/* Collective transfers under MPI-IO, the default otherwise. */
+static hid_t transfer_plist(void)
+{
+    if (!mpi_active())
+        return H5P_DEFAULT;
+    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+    if (dxpl >= 0 && H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE) < 0) {
+        H5Pclose(dxpl);
+        return -1;
+    }
+    return dxpl;
 }
 
 /* Opens any HDF5 file read-only; errors say whether it is missing, unreadable or not HDF5. */
@@ -249,6 +281,13 @@ static ksa_status writer_commit(ckpt_writer *w)
         if (fd >= 0)
             close(fd);
     }
+    /* Test-only fault hook (docs/checkpoints.md): KSA_TEST_FAULT=kill_before_rename:TEXT
+     * kills the process with SIGKILL when the complete .tmp of a checkpoint whose path
+     * contains TEXT is about to be renamed: the crash a save must survive.              */
+    const char *fault = getenv("KSA_TEST_FAULT");
+    if (st == KSA_OK && fault && !strncmp(fault, "kill_before_rename:", 19) &&
+        strstr(w->path, fault + 19))
+        raise(SIGKILL);
     if (st == KSA_OK && rename(w->tmp, w->path) != 0)
         st =
             fail_at(KSA_EIO, w->path, "cannot rename '%s' into place: %s", w->tmp, strerror(errno));
@@ -315,8 +354,13 @@ static ksa_status write_tensor(const char *path, hid_t group, const char *gname,
     if (space < 0 || (dset = H5Dcreate2(group, e->name, FILE_REAL_TYPE, space, H5P_DEFAULT,
                                         H5P_DEFAULT, H5P_DEFAULT)) < 0)
         st = fail_h5(KSA_EIO, path, "cannot create dataset /%s/%s", gname, e->name);
-    else if (H5Dwrite(dset, REAL_MEM_TYPE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0)
-        st = fail_h5(KSA_EIO, path, "cannot write dataset /%s/%s", gname, e->name);
+    else {
+        hid_t dxpl = transfer_plist();
+        if (dxpl < 0 || H5Dwrite(dset, REAL_MEM_TYPE, H5S_ALL, H5S_ALL, dxpl, x) < 0)
+            st = fail_h5(KSA_EIO, path, "cannot write dataset /%s/%s", gname, e->name);
+        if (dxpl > 0 && dxpl != H5P_DEFAULT)
+            H5Pclose(dxpl);
+    }
     close_id(dset, &st, path, e->name);
     close_id(space, &st, path, "a dataspace");
     return st;
@@ -416,8 +460,12 @@ static ksa_status write_tokenizer(const char *path, hid_t file, int eot_id)
     return st;
 }
 
-ksa_status ksa_ckpt_write_model(const char *path, const ksa_model_config *cfg, const ksa_params *p,
-                                int eot_id)
+static ksa_status write_train_state(const char *path, hid_t file,
+                                    const ksa_ckpt_train_state *ts, const ksa_params *p);
+
+static ksa_status write_checkpoint(const char *path, const ksa_model_config *cfg,
+                                   const ksa_params *p, int eot_id,
+                                   const ksa_ckpt_train_state *ts)
 {
     /* a reader must be able to rebuild the model from /config alone: refuse what it would
      * refuse, before any file exists                                                      */
@@ -439,11 +487,106 @@ ksa_status ksa_ckpt_write_model(const char *path, const ksa_model_config *cfg, c
         st = write_tensors(path, w.file, "params", p, p->data);
     if (st == KSA_OK)
         st = write_tokenizer(path, w.file, eot_id);
+    if (st == KSA_OK && ts)
+        st = write_train_state(path, w.file, ts, p);
     if (st != KSA_OK) {
         writer_abort(&w);
         return st;
     }
     return writer_commit(&w);
+}
+
+ksa_status ksa_ckpt_write_model(const char *path, const ksa_model_config *cfg, const ksa_params *p,
+                                int eot_id)
+{
+    return write_checkpoint(path, cfg, p, eot_id, NULL);
+}
+
+ksa_status ksa_ckpt_write_training(const char *path, const ksa_model_config *cfg,
+                                   const ksa_params *p, int eot_id,
+                                   const ksa_ckpt_train_state *ts)
+{
+    return write_checkpoint(path, cfg, p, eot_id, ts);
+}
+
+/* "dir/x" -> "<cwd>/dir/x" (paths of /train are absolute: a resume works from anywhere) */
+static void absolute_path(char *out, size_t cap, const char *in)
+{
+    char cwd[4096];
+    if (in[0] == '/' || in[0] == '\0' || !getcwd(cwd, sizeof cwd))
+        snprintf(out, cap, "%s", in);
+    else
+        snprintf(out, cap, "%s/%s", cwd, in);
+}
+
+static int is_path_key(const char *name)
+{
+    return !strcmp(name, "data") || !strcmp(name, "data_mix") || !strcmp(name, "val_data") ||
+           !strcmp(name, "log") || !strcmp(name, "out");
+}
+
+/* /optim (AdamW hyperparameters and moments) and /train (step, tokens, every training key). */
+static ksa_status write_train_state(const char *path, hid_t file,
+                                    const ksa_ckpt_train_state *ts, const ksa_params *p)
+{
+    const ksa_train_config *tc = ts->train;
+    ksa_status st = KSA_OK;
+    hid_t optim = H5Gcreate2(file, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (optim < 0)
+        return fail_h5(KSA_EIO, path, "cannot create group /optim");
+    st = write_attr_string(path, optim, "/optim", "type", "adamw");
+    if (st == KSA_OK)
+        st = write_attr_double(path, optim, "/optim", "beta1", tc->beta1);
+    if (st == KSA_OK)
+        st = write_attr_double(path, optim, "/optim", "beta2", tc->beta2);
+    if (st == KSA_OK)
+        st = write_attr_double(path, optim, "/optim", "eps", tc->adam_eps);
+    if (st == KSA_OK)
+        st = write_attr_double(path, optim, "/optim", "weight_decay", tc->weight_decay);
+    close_id(optim, &st, path, "/optim");
+    if (st == KSA_OK)
+        st = write_tensors(path, file, "optim/exp_avg", p, ts->exp_avg);
+    if (st == KSA_OK)
+        st = write_tensors(path, file, "optim/exp_avg_sq", p, ts->exp_avg_sq);
+    if (st != KSA_OK)
+        return st;
+
+    hid_t train = H5Gcreate2(file, "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (train < 0)
+        return fail_h5(KSA_EIO, path, "cannot create group /train");
+    st = write_attr_int(path, train, "/train", "step", ts->step);
+    if (st == KSA_OK)
+        st = write_attr_int(path, train, "/train", "tokens_seen", (long long)ts->tokens_seen);
+    if (st == KSA_OK)
+        st = write_attr_int(path, train, "/train", "world_size", ts->world_size);
+    if (st == KSA_OK) /* the loader is step-addressed: (seed, step) is its whole state */
+        st = write_attr_string(path, train, "/train", "data_order",
+                               "step-addressed (seed, step)");
+    size_t n_keys;
+    const ksa_config_key *keys = ksa_train_config_keys(&n_keys);
+    for (size_t i = 0; i < n_keys && st == KSA_OK; i++) {
+        const ksa_config_key *k = &keys[i];
+        const char *field = (const char *)tc + k->offset;
+        char abs[8192];
+        switch (k->kind) {
+        case KSA_KEY_INT:
+        case KSA_KEY_BOOL:
+            st = write_attr_int(path, train, "/train", k->name, *(const long *)field);
+            break;
+        case KSA_KEY_FLOAT:
+            st = write_attr_double(path, train, "/train", k->name, *(const double *)field);
+            break;
+        case KSA_KEY_STRING:
+            if (is_path_key(k->name))
+                absolute_path(abs, sizeof abs, field);
+            else
+                snprintf(abs, sizeof abs, "%s", field);
+            st = write_attr_string(path, train, "/train", k->name, abs);
+            break;
+        }
+    }
+    close_id(train, &st, path, "/train");
+    return st;
 }
 
 ksa_status ksa_ckpt_write_grads(const char *path, const ksa_params *p)
@@ -794,7 +937,8 @@ ksa_status ksa_ckpt_read_config(const char *path, ksa_model_config *cfg)
     return st;
 }
 
-static ksa_status read_tensor(const char *path, hid_t group, const ksa_param *e, ksa_real *x)
+static ksa_status read_tensor(const char *path, hid_t group, const char *gname, const ksa_param *e,
+                              ksa_real *x)
 {
     char want[64], got[128];
     hsize_t want_dims[2], dims[H5S_MAX_RANK];
@@ -802,33 +946,33 @@ static ksa_status read_tensor(const char *path, hid_t group, const ksa_param *e,
     format_dims(want, sizeof want, e->ndim, want_dims);
     htri_t has = H5Lexists(group, e->name, H5P_DEFAULT);
     if (has < 0)
-        return fail_h5(KSA_EFORMAT, path, "cannot look up /params/%s", e->name);
+        return fail_h5(KSA_EFORMAT, path, "cannot look up /%s/%s", gname, e->name);
     if (!has)
-        return fail_at(KSA_EFORMAT, path, "/params/%s is missing (the configuration needs %s)",
-                       e->name, want);
+        return fail_at(KSA_EFORMAT, path, "/%s/%s is missing (the configuration needs %s)",
+                       gname, e->name, want);
     ksa_status st = KSA_OK;
     hid_t dset = H5Dopen2(group, e->name, H5P_DEFAULT), space = -1, type = -1;
     int ndim = -1;
     if (dset < 0 || (space = H5Dget_space(dset)) < 0 || (type = H5Dget_type(dset)) < 0 ||
         (ndim = H5Sget_simple_extent_ndims(space)) < 0 ||
         H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
-        st = fail_h5(KSA_EFORMAT, path, "cannot open dataset /params/%s", e->name);
+        st = fail_h5(KSA_EFORMAT, path, "cannot open dataset /%s/%s", gname, e->name);
         goto done;
     }
     int same = ndim == e->ndim;
     for (int d = 0; same && d < ndim; d++)
         same = dims[d] == want_dims[d];
     if (!same) {
-        st = fail_at(KSA_EFORMAT, path, "/params/%s has shape %s, the configuration needs %s",
-                     e->name, format_dims(got, sizeof got, ndim, dims), want);
+        st = fail_at(KSA_EFORMAT, path, "/%s/%s has shape %s, the configuration needs %s",
+                     gname, e->name, format_dims(got, sizeof got, ndim, dims), want);
         goto done;
     }
     if (H5Tget_class(type) != H5T_FLOAT) {
-        st = fail_at(KSA_EFORMAT, path, "/params/%s does not hold floating-point numbers", e->name);
+        st = fail_at(KSA_EFORMAT, path, "/%s/%s does not hold floating-point numbers", gname, e->name);
         goto done;
     }
     if (H5Dread(dset, REAL_MEM_TYPE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0)
-        st = fail_h5(KSA_EIO, path, "cannot read dataset /params/%s", e->name);
+        st = fail_h5(KSA_EIO, path, "cannot read dataset /%s/%s", gname, e->name);
 done:
     close_id(type, &st, path, e->name);
     close_id(space, &st, path, e->name);
@@ -870,7 +1014,7 @@ ksa_status ksa_ckpt_read_params(const char *path, ksa_params *p, int allow_extra
     KSA_TRY(open_checkpoint(path, &file));
     ksa_status st = open_group(path, file, "params", &group);
     for (size_t i = 0; i < p->n && st == KSA_OK; i++)
-        st = read_tensor(path, group, &p->table[i], p->data + p->table[i].offset);
+        st = read_tensor(path, group, "params", &p->table[i], p->data + p->table[i].offset);
     if (st == KSA_OK && !allow_extra)
         st = check_extra(path, group, p);
     close_id(group, &st, path, "/params");
@@ -915,6 +1059,95 @@ ksa_status ksa_ckpt_has(const char *path, const char *object, int *found)
     }
     *found = st == KSA_OK && present;
     free(buf);
+    close_id(file, &st, path, "the file");
+    return st;
+}
+
+/* ---- training state: /train and /optim ---------------------------------------------------- */
+typedef struct {
+    const char *path;
+    ksa_train_config *tc;
+    long *step;
+    unsigned long long *tokens_seen;
+    int have_step, have_tokens;
+    ksa_status st;
+} train_reader;
+
+static herr_t apply_train_attr(hid_t group, const char *name, const H5A_info_t *info, void *data)
+{
+    (void)info;
+    train_reader *r = data;
+    char text[VALUE_MAX], origin[512];
+    value_kind kind;
+    r->st = read_attr_text(r->path, group, "/train", name, text, sizeof text, &kind);
+    if (r->st != KSA_OK)
+        return -1;
+    if (!strcmp(name, "step") || !strcmp(name, "tokens_seen")) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(text, &end, 10);
+        if (kind != VALUE_INT || errno || *end || v < 0) {
+            r->st = fail_at(KSA_EFORMAT, r->path, "/train attribute %s is '%s', expected a "
+                                                  "non-negative integer", name, text);
+            return -1;
+        }
+        if (!strcmp(name, "step"))
+            *r->step = (long)v, r->have_step = 1;
+        else
+            *r->tokens_seen = (unsigned long long)v, r->have_tokens = 1;
+        return 0;
+    }
+    if (!strcmp(name, "world_size") || !strcmp(name, "data_order"))
+        return 0; /* informational */
+    if (!ksa_train_config_has_key(name)) {
+        fprintf(stderr, "warning: %s: /train attribute '%s' is not a known key; ignored\n",
+                r->path, name);
+        return 0;
+    }
+    snprintf(origin, sizeof origin, "checkpoint %s: /train attribute '%s'", r->path, name);
+    r->st = ksa_train_config_set(r->tc, name, text, origin, NULL);
+    return r->st == KSA_OK ? 0 : -1;
+}
+
+ksa_status ksa_ckpt_read_train(const char *path, ksa_train_config *tc, long *step,
+                               unsigned long long *tokens_seen)
+{
+    hid_t file, group = -1;
+    KSA_TRY(open_checkpoint(path, &file));
+    ksa_train_config_defaults(tc);
+    train_reader r = {.path = path, .tc = tc, .step = step, .tokens_seen = tokens_seen,
+                      .st = KSA_OK};
+    ksa_status st = open_group(path, file, "train", &group);
+    if (st != KSA_OK)
+        st = fail_at(KSA_EFORMAT, path, "no /train group: a model-only checkpoint cannot be "
+                                        "resumed (use --init-from to start a run from it)");
+    if (st == KSA_OK &&
+        H5Aiterate2(group, H5_INDEX_NAME, H5_ITER_INC, NULL, apply_train_attr, &r) < 0)
+        st = r.st != KSA_OK ? r.st : fail_h5(KSA_EFORMAT, path, "cannot list /train attributes");
+    if (st == KSA_OK && (!r.have_step || !r.have_tokens))
+        st = fail_at(KSA_EFORMAT, path, "/train lacks the attribute '%s'",
+                     r.have_step ? "tokens_seen" : "step");
+    close_id(group, &st, path, "/train");
+    close_id(file, &st, path, "the file");
+    return st;
+}
+
+ksa_status ksa_ckpt_read_moments(const char *path, const ksa_params *p, ksa_real *exp_avg,
+                                 ksa_real *exp_avg_sq)
+{
+    hid_t file;
+    KSA_TRY(open_checkpoint(path, &file));
+    ksa_status st = KSA_OK;
+    const char *names[2] = {"optim/exp_avg", "optim/exp_avg_sq"};
+    ksa_real *dst[2] = {exp_avg, exp_avg_sq};
+    for (int k = 0; k < 2 && st == KSA_OK; k++) {
+        hid_t group;
+        st = open_group(path, file, names[k], &group);
+        for (size_t i = 0; i < p->n && st == KSA_OK; i++)
+            st = read_tensor(path, group, names[k], &p->table[i], dst[k] + p->table[i].offset);
+        if (group >= 0)
+            close_id(group, &st, path, names[k]);
+    }
     close_id(file, &st, path, "the file");
     return st;
 }

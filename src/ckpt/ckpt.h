@@ -13,6 +13,7 @@
 #include "autograd/core.h"
 #include "autograd/params.h"
 #include "model/config.h"
+#include "optim/train_config.h"
 
 #define KSA_CKPT_FORMAT "ksa-checkpoint"
 #define KSA_CKPT_FORMAT_VERSION 1
@@ -46,5 +47,27 @@ ksa_status ksa_ckpt_write_grads(const char *path, const ksa_params *p);
 /* *found = 1 if the HDF5 file at path holds an object (group or dataset) at `object`, an
  * absolute path such as "/params/model.norm.weight"; 0 otherwise. Any HDF5 file.         */
 ksa_status ksa_ckpt_has(const char *path, const char *object, int *found);
+
+/* ---- training checkpoints: the model plus /optim and /train ------------------------- */
+typedef struct {
+    const ksa_train_config *train;  /* every training key; paths are stored absolute */
+    long step;                      /* optimizer steps completed */
+    unsigned long long tokens_seen; /* text tokens of those steps */
+    int world_size;                 /* ranks of the run (informational) */
+    const ksa_real *exp_avg;        /* AdamW moments, the parameter buffer's layout */
+    const ksa_real *exp_avg_sq;
+} ksa_ckpt_train_state;
+
+/* A model checkpoint plus /optim (type, beta1, beta2, eps, weight_decay; exp_avg/<name>,
+ * exp_avg_sq/<name>) and /train (step, tokens_seen, world_size, every training key). */
+ksa_status ksa_ckpt_write_training(const char *path, const ksa_model_config *cfg,
+                                   const ksa_params *p, int eot_id,
+                                   const ksa_ckpt_train_state *ts);
+/* /train into tc (starting from the defaults), step and tokens_seen. */
+ksa_status ksa_ckpt_read_train(const char *path, ksa_train_config *tc, long *step,
+                               unsigned long long *tokens_seen);
+/* /optim/exp_avg and /optim/exp_avg_sq into buffers of the parameter buffer's layout. */
+ksa_status ksa_ckpt_read_moments(const char *path, const ksa_params *p, ksa_real *exp_avg,
+                                 ksa_real *exp_avg_sq);
 
 #endif

@@ -4,16 +4,21 @@
  * ETA), validation loss every eval_every steps, a JSONL log with --log, and optionally a
  * sample of text from the trained model. MFU = ksa_model_step_flops / step time / peak,
  * the peak being peak_gflops or a measured sgemm (cached per thread count).            */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "autograd/blas.h"
+#include "ckpt/ckpt.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "dist/dist.h"
 #include "model/decoder.h"
 #include "model/sample.h"
 #include "optim/trainer.h"
@@ -58,13 +63,154 @@ static double machine_peak_gflops(int threads)
     return v;
 }
 
+/* ---- checkpoints of a run: DIR/step_%08d.h5 ---------------------------------------------- */
+static volatile sig_atomic_t stop_requested = 0;
+static void request_stop(int sig) { stop_requested = sig; }
+
+/* Step number of a file name "step_%08ld.h5", or -1 (".tmp" files and others). */
+static long checkpoint_step(const char *name)
+{
+    long step;
+    char tail[8];
+    if (strlen(name) != 16 || sscanf(name, "step_%8ld%3s", &step, tail) != 2 ||
+        strcmp(tail, ".h5") != 0)
+        return -1;
+    return step;
+}
+
+/* Steps of the checkpoints in dir, ascending; returns how many (at most cap). */
+static size_t list_checkpoints(const char *dir, long *steps, size_t cap)
+{
+    DIR *d = opendir(dir);
+    size_t n = 0;
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < cap) {
+        long s = checkpoint_step(e->d_name);
+        if (s >= 0)
+            steps[n++] = s;
+    }
+    closedir(d);
+    for (size_t i = 1; i < n; i++) /* insertion sort: a few hundred entries at most */
+        for (size_t j = i; j > 0 && steps[j - 1] > steps[j]; j--) {
+            long t = steps[j];
+            steps[j] = steps[j - 1];
+            steps[j - 1] = t;
+        }
+    return n;
+}
+
+/* A folder means its highest-numbered checkpoint. */
+static ksa_status resolve_resume(const char *arg, char *path, size_t cap)
+{
+    struct stat sb;
+    if (stat(arg, &sb) != 0)
+        return ksa_fail(KSA_EIO, "--resume %s: %s", arg, strerror(errno));
+    if (!S_ISDIR(sb.st_mode)) {
+        snprintf(path, cap, "%s", arg);
+        return KSA_OK;
+    }
+    long steps[4096];
+    size_t n = list_checkpoints(arg, steps, 4096);
+    if (n == 0)
+        return ksa_fail(KSA_EIO, "--resume %s: the folder holds no step_*.h5 checkpoint", arg);
+    snprintf(path, cap, "%s/step_%08ld.h5", arg, steps[n - 1]);
+    return KSA_OK;
+}
+
+static ksa_status make_folder(const char *dir)
+{
+    char buf[KSA_PATH_STR];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(buf, 0755);
+            *p = '/';
+        }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return ksa_fail(KSA_EIO, "cannot create the checkpoint folder '%s': %s", dir,
+                        strerror(errno));
+    return KSA_OK;
+}
+
+/* Saves DIR/step_N.h5, then removes the oldest beyond `keep` (only once the new one is in
+ * place, so a failed save never costs an older checkpoint). */
+static ksa_status save_checkpoint(const ksa_trainer *t, const ksa_train_config *tc)
+{
+    char path[KSA_PATH_STR + 32];
+    KSA_TRY(make_folder(tc->out));
+    snprintf(path, sizeof path, "%s/step_%08ld.h5", tc->out, t->step);
+    double t0 = ksa_now();
+    KSA_TRY(ksa_trainer_save(t, path));
+    printf("# saved %s (%.2f s)\n", path, ksa_now() - t0);
+    if (tc->keep > 0) {
+        long steps[4096];
+        size_t n = list_checkpoints(tc->out, steps, 4096);
+        for (size_t i = 0; i + (size_t)tc->keep < n; i++) {
+            char old[KSA_PATH_STR + 32];
+            snprintf(old, sizeof old, "%s/step_%08ld.h5", tc->out, steps[i]);
+            if (unlink(old) != 0)
+                fprintf(stderr, "warning: cannot remove old checkpoint %s: %s\n", old,
+                        strerror(errno));
+        }
+    }
+    return KSA_OK;
+}
+
+/* On resume only these training keys may differ from the checkpoint's. */
+static int may_change_on_resume(const char *key)
+{
+    static const char *const allowed[] = {"steps", "out", "log", "save_every", "keep",
+                                          "eval_every", "threads"};
+    for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
+        if (!strcmp(key, allowed[i]))
+            return 1;
+    return 0;
+}
+
+static ksa_status compare_keys(const ksa_config_key *keys, size_t n, const void *a,
+                               const void *b, const char *what, int train)
+{
+    for (size_t i = 0; i < n; i++) {
+        const ksa_config_key *k = &keys[i];
+        if (train && may_change_on_resume(k->name))
+            continue;
+        size_t size = k->kind == KSA_KEY_STRING ? strlen((const char *)a + k->offset) + 1
+                      : k->kind == KSA_KEY_FLOAT ? sizeof(double)
+                                                 : sizeof(long);
+        if (memcmp((const char *)a + k->offset, (const char *)b + k->offset, size) != 0)
+            return ksa_fail(KSA_EINVAL,
+                            "--resume: %s key '%s' differs from the checkpoint's; a resumed run "
+                            "may change only steps, out, log, save_every, keep, eval_every and "
+                            "threads",
+                            what, k->name);
+    }
+    return KSA_OK;
+}
+
 static void format_duration(char *buf, size_t cap, double seconds)
 {
     long s = seconds > 0 ? (long)(seconds + 0.5) : 0;
     snprintf(buf, cap, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
 }
 
+static int train_main(int argc, char **argv);
+
+/* MPI is up for the whole run: checkpoints are written with MPI-IO (parallel HDF5). */
 int ksa_cmd_train(int argc, char **argv)
+{
+    if (ksa_dist_init(&argc, &argv) != KSA_OK) {
+        fprintf(stderr, "ksa train: %s\n", ksa_last_error());
+        return 1;
+    }
+    int rc = train_main(argc, argv);
+    ksa_dist_finalize();
+    return rc;
+}
+
+static int train_main(int argc, char **argv)
 {
     ksa_model_config mc;
     ksa_train_config tc;
@@ -72,18 +218,61 @@ int ksa_cmd_train(int argc, char **argv)
     ksa_train_config_defaults(&tc);
     int dry_run = 0, help = 0;
     long sample_tokens = 0;
-    const char *prompt = "";
+    const char *prompt = "", *resume = NULL;
     const ksa_arg args[] = {
         {"dry_run", KSA_ARG_FLAG, &dry_run, NULL, 0, "print the plan and exit"},
+        {"resume", KSA_ARG_STRING, &resume, NULL, 0, "continue the run of a checkpoint (file or folder)"},
         {"sample", KSA_ARG_LONG, &sample_tokens, NULL, 0, "after training, print N sampled tokens"},
         {"prompt", KSA_ARG_STRING, &prompt, NULL, 0, "the sample's prompt (default: empty)"},
         {"help", KSA_ARG_FLAG, &help, NULL, 0, "this text"},
     };
     size_t n_args = sizeof args / sizeof args[0];
+    /* --resume: the configuration comes from the checkpoint, the command line may change
+     * only a few keys (checked below against this copy) */
+    char resume_path[KSA_PATH_STR + 32] = "";
+    ksa_model_config stored_mc;
+    ksa_train_config stored_tc;
+    long resume_step = 0;
+    unsigned long long resume_tokens = 0;
+    for (int i = 0; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--resume")) {
+            for (int j = 0; j < argc; j++)
+                if (!strcmp(argv[j], "--config")) {
+                    fprintf(stderr, "ksa train: --resume takes its configuration from the "
+                                    "checkpoint; drop --config\n");
+                    return 2;
+                }
+            if (resolve_resume(argv[i + 1], resume_path, sizeof resume_path) != KSA_OK ||
+                ksa_ckpt_read_config(resume_path, &mc) != KSA_OK ||
+                ksa_ckpt_read_train(resume_path, &tc, &resume_step, &resume_tokens) != KSA_OK) {
+                fprintf(stderr, "ksa train: %s\n", ksa_last_error());
+                return 1;
+            }
+            stored_mc = mc;
+            stored_tc = tc;
+        }
     const char *config_path;
     if (ksa_args_parse_train(argc, argv, args, n_args, &mc, &tc, &config_path) != KSA_OK) {
         fprintf(stderr, "ksa train: %s\n", ksa_last_error());
         return 2;
+    }
+    if (resume_path[0]) {
+        size_t nk;
+        const ksa_config_key *mk = ksa_model_config_keys(&nk);
+        ksa_status st = compare_keys(mk, nk, &mc, &stored_mc, "model", 0);
+        const ksa_config_key *tk = ksa_train_config_keys(&nk);
+        if (st == KSA_OK)
+            st = compare_keys(tk, nk, &tc, &stored_tc, "training", 1);
+        if (st != KSA_OK) {
+            fprintf(stderr, "ksa train: %s\n", ksa_last_error());
+            return 2;
+        }
+        if (tc.steps <= resume_step) {
+            fprintf(stderr, "ksa train: %s has completed %ld steps; steps = %ld leaves nothing to "
+                            "do (raise --steps)\n",
+                    resume_path, resume_step, tc.steps);
+            return 2;
+        }
     }
     if (help) {
         ksa_args_usage(stdout, "train", args, n_args);
@@ -98,7 +287,8 @@ int ksa_cmd_train(int argc, char **argv)
         return 2;
     }
     printf("# ksa train (%s build, %d threads), configuration %s\n", KSA_REAL_NAME,
-           ksa_threads_get(), config_path ? config_path : "(built-in defaults)");
+           ksa_threads_get(),
+           resume_path[0] ? resume_path : config_path ? config_path : "(built-in defaults)");
     ksa_model_config_write(&mc, stdout);
     ksa_train_config_write(&tc, stdout);
     printf("# layers\n");
@@ -124,8 +314,17 @@ int ksa_cmd_train(int argc, char **argv)
         ksa_model_free(&m);
         return 1;
     }
+    if (resume_path[0]) {
+        if (ksa_trainer_resume(&t, resume_path) != KSA_OK) {
+            fprintf(stderr, "ksa train: %s\n", ksa_last_error());
+            goto done;
+        }
+        printf("# resumed from %s after step %ld (%zu tokens seen)\n", resume_path, t.step,
+               t.tokens_seen);
+    }
     ksa_loader_print(&t.loader, stdout);
-    if (tc.log[0] && !(log = fopen(tc.log, "w"))) {
+    /* a resumed run appends to its log: the log reads as one run */
+    if (tc.log[0] && !(log = fopen(tc.log, resume_path[0] ? "a" : "w"))) {
         fprintf(stderr, "ksa train: cannot open log '%s': %s\n", tc.log, strerror(errno));
         goto done;
     }
@@ -134,9 +333,14 @@ int ksa_cmd_train(int argc, char **argv)
            tc.peak_gflops > 0 ? "peak_gflops" : "measured sgemm");
     fflush(stdout);
 
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = request_stop;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     double t_start = ksa_now(), first5 = 0, last5[5] = {0};
-    long n_first = 0;
-    for (long s = 0; s < tc.steps; s++) {
+    long n_first = 0, start_step = t.step;
+    while (t.step < tc.steps) {
         ksa_step_stats st;
         if (ksa_trainer_step(&t, &st) != KSA_OK) {
             fprintf(stderr, "ksa train: %s\n", ksa_last_error());
@@ -149,7 +353,7 @@ int ksa_cmd_train(int argc, char **argv)
         double elapsed = ksa_now() - t_start;
         double tok_s = (double)st.tokens / st.seconds;
         double mfu = step_flops / st.seconds / (peak * 1e9);
-        double eta = elapsed / (double)step * (double)(tc.steps - step);
+        double eta = elapsed / (double)(step - start_step) * (double)(tc.steps - step);
         char el[32], et[32];
         format_duration(el, sizeof el, elapsed);
         format_duration(et, sizeof et, eta);
@@ -178,8 +382,24 @@ int ksa_cmd_train(int argc, char **argv)
             fprintf(log, "}\n");
             fflush(log);
         }
+        int periodic = tc.save_every > 0 && step % tc.save_every == 0;
+        if (tc.out[0] && (periodic || step == tc.steps || stop_requested) &&
+            save_checkpoint(&t, &tc) != KSA_OK) {
+            fprintf(stderr, "ksa train: %s\n", ksa_last_error());
+            goto done;
+        }
+        if (stop_requested) {
+            printf("# stopped by signal %d after step %ld/%ld\n", (int)stop_requested, step,
+                   tc.steps);
+            if (tc.out[0])
+                printf("# resume with: ksa train --resume %s\n", tc.out);
+            else
+                printf("# no checkpoint saved (give --out DIR to save one)\n");
+            rc = tc.out[0] ? 0 : 1;
+            goto done;
+        }
     }
-    if (tc.steps >= 10) {
+    if (tc.steps - start_step >= 10) {
         double l5 = 0;
         for (int i = 0; i < 5; i++)
             l5 += last5[i];

@@ -33,6 +33,9 @@ static const ksa_config_key train_keys[] = {
     KEY(eval_every, KSA_KEY_INT, "100"),
     KEY(eval_batches, KSA_KEY_INT, "8"),
     KEY(log, KSA_KEY_STRING, ""),
+    KEY(out, KSA_KEY_STRING, ""),
+    KEY(save_every, KSA_KEY_INT, "0"),
+    KEY(keep, KSA_KEY_INT, "0"),
     KEY(threads, KSA_KEY_INT, "0"),
     KEY(peak_gflops, KSA_KEY_FLOAT, "0"),
 };
@@ -58,7 +61,7 @@ int ksa_train_config_has_key(const char *key) { return find_key(key) != NULL; }
 static int is_path_key(const char *key)
 {
     return !strcmp(key, "data") || !strcmp(key, "data_mix") || !strcmp(key, "val_data") ||
-           !strcmp(key, "log");
+           !strcmp(key, "log") || !strcmp(key, "out");
 }
 
 ksa_status ksa_train_config_set(ksa_train_config *c, const char *key, const char *value,
@@ -86,9 +89,9 @@ ksa_status ksa_train_config_set(ksa_train_config *c, const char *key, const char
         return ksa_fail(KSA_EINVAL, "%s: dtype = '%s' (expected uint16 or uint32)", origin,
                         field);
     /* the command line's data source replaces the file's other one */
-    if (!base_file && !strcmp(key, "data"))
+    if (!base_file && !strcmp(key, "data") && field[0])
         c->data_mix[0] = '\0';
-    if (!base_file && !strcmp(key, "data_mix"))
+    if (!base_file && !strcmp(key, "data_mix") && field[0])
         c->data[0] = '\0';
     return KSA_OK;
 }

@@ -30,6 +30,9 @@ typedef struct {
     long seed;
     long eval_every, eval_batches; /* validation every N steps (0: only at the end), rows */
     char log[KSA_PATH_STR];      /* JSONL log ("": none) */
+    char out[KSA_PATH_STR];      /* checkpoint folder ("": no checkpoints) */
+    long save_every;             /* checkpoint every N steps (0: only at the end) */
+    long keep;                   /* keep the newest K checkpoints (0: all) */
     long threads;                /* 0: OMP_NUM_THREADS / cores */
     double peak_gflops;          /* MFU denominator (0: measure sgemm once and cache it) */
 } ksa_train_config;

@@ -4,6 +4,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "ckpt/ckpt.h"
+#include "data/tokenizer.h"
 #include "model/layout.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
@@ -114,6 +116,31 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
     stats->grad_norm = grad_norm;
     stats->tokens = G * L;
     stats->seconds = ksa_now() - t0;
+    return KSA_OK;
+}
+
+ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path)
+{
+    ksa_ckpt_train_state ts = {.train = t->cfg,
+                               .step = t->step,
+                               .tokens_seen = t->tokens_seen,
+                               .world_size = 1,
+                               .exp_avg = t->exp_avg,
+                               .exp_avg_sq = t->exp_avg_sq};
+    return ksa_ckpt_write_training(path, &t->model->config, &t->model->params,
+                                   KSA_TOKENIZER_EOT, &ts);
+}
+
+ksa_status ksa_trainer_resume(ksa_trainer *t, const char *path)
+{
+    ksa_train_config stored;
+    long step;
+    unsigned long long tokens;
+    KSA_TRY(ksa_ckpt_read_train(path, &stored, &step, &tokens));
+    KSA_TRY(ksa_ckpt_read_params(path, &t->model->params, 0));
+    KSA_TRY(ksa_ckpt_read_moments(path, &t->model->params, t->exp_avg, t->exp_avg_sq));
+    t->step = step;
+    t->tokens_seen = (size_t)tokens;
     return KSA_OK;
 }
 

@@ -46,6 +46,12 @@ typedef struct {
 ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config *c);
 void ksa_trainer_free(ksa_trainer *t);
 ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats);
+/* Writes a training checkpoint of the current state (model, moments, step, keys). */
+ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path);
+/* Continues from a training checkpoint: parameters, AdamW moments, step, tokens seen.
+ * The model and the training keys must already be those of the checkpoint.            */
+ksa_status ksa_trainer_resume(ksa_trainer *t, const char *path);
+
 /* Mean loss over the first eval_batches rows of the validation file (no gradients). */
 ksa_status ksa_trainer_validate(ksa_trainer *t, double *val_loss);
 

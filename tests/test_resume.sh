@@ -1,0 +1,158 @@
+#!/bin/bash
+# test_resume.sh - training checkpoints end to end: exact resume, the state is really read,
+# signals, crashes during a save, keep, contradictions, readers (h5py, h5dump).
+# Prints a cmocka-style summary so tests/run_tests.sh counts its tests.
+set -u
+BIN=${BIN:-bin}
+KSA="$(cd "$(dirname "$BIN/ksa")" && pwd)/ksa"
+PY=${PY:-/usr/bin/python3}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+passed=0
+failed=()
+CONF="$PWD/configs/tiny.conf"
+# a short, fast run of the demo model
+RUN=(--config "$CONF" --seq-len 64 --global-batch 4 --micro-batch 2 --eval-every 0 --val-data "")
+
+run_test() {
+    echo "[ RUN      ] $1"
+    ( set -e; "$2" ) >"$TMP/out" 2>&1   # not inside `if`: set -e must stay active
+    if [ $? = 0 ]; then
+        echo "[       OK ] $1"
+        passed=$((passed + 1))
+    else
+        sed 's/^/    /' "$TMP/out"
+        echo "[  FAILED  ] $1"
+        failed+=("$1")
+    fi
+}
+
+expect_error() {
+    local msg=$1
+    shift
+    if "$@" >"$TMP/stdout" 2>"$TMP/stderr"; then
+        echo "expected failure, got success: $*"
+        return 1
+    fi
+    grep -qF -- "$msg" "$TMP/stderr" || { echo "stderr lacks '$msg':"; cat "$TMP/stderr"; return 1; }
+}
+
+# losses (and grad norms) of steps FROM..TO of a JSONL log, one per line
+losses() { "$PY" -c "
+import json, sys
+for r in map(json.loads, open(sys.argv[1])):
+    if int(sys.argv[2]) <= r['step'] <= int(sys.argv[3]): print(r['step'], repr(r['loss']), repr(r['grad_norm']))
+" "$1" "$2" "$3"; }
+
+resume_continues_the_run_bit_for_bit() {
+    "$KSA" train "${RUN[@]}" --steps 8 --save-every 4 --out "$TMP/a" --log "$TMP/a.jsonl" >/dev/null
+    [ -f "$TMP/a/step_00000004.h5" ] && [ -f "$TMP/a/step_00000008.h5" ]
+    # from another folder: the data paths in the checkpoint are absolute
+    (cd / && "$KSA" train --resume "$TMP/a/step_00000004.h5" --out "$TMP/b" \
+        --log "$TMP/b.jsonl" >/dev/null)
+    [ "$(head -c 11 "$TMP/b.jsonl")" = '{"step": 5,' ]   # the resumed log starts at N+1
+    diff <(losses "$TMP/a.jsonl" 5 8) <(losses "$TMP/b.jsonl" 5 8)
+    cmp <(h5dump -d /params/model.norm.weight "$TMP/a/step_00000008.h5" | tail -n +2) \
+        <(h5dump -d /params/model.norm.weight "$TMP/b/step_00000008.h5" | tail -n +2)
+}
+
+resume_reads_the_optimizer_state() {
+    "$KSA" train "${RUN[@]}" --steps 6 --save-every 3 --out "$TMP/c" --log "$TMP/c.jsonl" >/dev/null
+    mkdir -p "$TMP/d"
+    cp "$TMP/c/step_00000003.h5" "$TMP/d/"
+    "$PY" - "$TMP/d/step_00000003.h5" <<'PYEOF'
+import sys, h5py
+with h5py.File(sys.argv[1], "r+") as f:
+    for name in f["optim/exp_avg"]:
+        f["optim/exp_avg"][name][...] *= -3.0   # perturbed first moments
+PYEOF
+    "$KSA" train --resume "$TMP/d" --out "$TMP/d2" --log "$TMP/d.jsonl" >/dev/null
+    ! diff -q <(losses "$TMP/c.jsonl" 5 6) <(losses "$TMP/d.jsonl" 5 6) >/dev/null
+}
+
+checkpoints_are_readable_by_h5py_and_h5dump() {
+    "$KSA" train "${RUN[@]}" --steps 2 --out "$TMP/e" >/dev/null
+    local f="$TMP/e/step_00000002.h5"
+    h5dump -H "$f" >/dev/null
+    h5dump -A -g /train "$f" | grep -q 'ATTRIBUTE "step"'
+    "$PY" - "$f" "$PWD" <<'PYEOF'
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+assert f.attrs["format"] == "ksa-checkpoint" and f.attrs["format_version"] == 1
+cfg, train, optim = f["config"].attrs, f["train"].attrs, f["optim"].attrs
+assert cfg["hidden_size"] == 128 and cfg["summary_layer_freq"] == "([1]*3+[0]*1)"
+assert train["step"] == 2 and train["tokens_seen"] == 2 * 4 * 64 and train["world_size"] == 1
+assert train["seq_len"] == 64 and train["lr_schedule"] == "wsd"
+assert train["data"].startswith("/") and train["data"].endswith("build/data/kjv.bin")
+assert optim["type"] == "adamw" and abs(optim["beta2"] - 0.95) < 1e-12
+names = sorted(f["params"])
+assert names == sorted(f["optim/exp_avg"]) == sorted(f["optim/exp_avg_sq"])
+for n in names:
+    p, m, v = f["params"][n], f["optim/exp_avg"][n], f["optim/exp_avg_sq"][n]
+    assert p.dtype == np.float32 and p.shape == m.shape == v.shape, n
+    assert np.all(v[()] >= 0), n
+    # two steps were taken: the moments are real (the last summary layer's summary queries
+    # feed nothing that is read later: their gradient, hence their moments, are exactly 0)
+    assert np.any(m[()] != 0) or "2.self_attn.q_proj_summary" in n, n
+print(len(names), "parameters with their moments")
+PYEOF
+}
+
+sigterm_finishes_the_step_and_saves() {
+    "$KSA" train "${RUN[@]}" --steps 100000 --out "$TMP/f" --log "$TMP/f.jsonl" >"$TMP/f.out" &
+    local pid=$!
+    for _ in $(seq 100); do [ -s "$TMP/f.jsonl" ] && break; sleep 0.1; done
+    kill -TERM $pid
+    wait $pid
+    grep -q "resume with: ksa train --resume $TMP/f" "$TMP/f.out"
+    local n
+    n=$(ls "$TMP/f" | sed -n 's/^step_0*\([0-9]*\)\.h5$/\1/p')
+    [ "$n" = "$(tail -1 "$TMP/f.jsonl" | sed 's/{"step": \([0-9]*\),.*/\1/')" ]   # the last step logged
+    "$KSA" train --resume "$TMP/f" --steps $((n + 1)) --out "$TMP/f" >/dev/null
+}
+
+a_crash_during_a_save_leaves_the_previous_checkpoint() {
+    if KSA_TEST_FAULT=kill_before_rename:step_00000004 "$KSA" train "${RUN[@]}" --steps 6 \
+        --save-every 2 --out "$TMP/g" >/dev/null 2>&1; then
+        echo "the run should have been killed"; return 1
+    fi
+    [ -f "$TMP/g/step_00000002.h5" ] && [ ! -f "$TMP/g/step_00000004.h5" ]
+    [ -f "$TMP/g/step_00000004.h5.tmp" ]      # the interrupted save, never renamed
+    "$KSA" train --resume "$TMP/g" --out "$TMP/g" >"$TMP/g.out"   # picks step 2, ignores .tmp
+    grep -q "resumed from $TMP/g/step_00000002.h5 after step 2" "$TMP/g.out"
+}
+
+keep_removes_only_older_checkpoints() {
+    "$KSA" train "${RUN[@]}" --steps 5 --save-every 1 --keep 2 --out "$TMP/h" >/dev/null
+    [ "$(ls "$TMP/h" | tr '\n' ' ')" = "step_00000004.h5 step_00000005.h5 " ]
+}
+
+contradicting_resumes_are_refused_and_touch_nothing() {
+    "$KSA" train "${RUN[@]}" --steps 2 --out "$TMP/i" >/dev/null
+    local sum
+    sum=$(md5sum "$TMP/i/step_00000002.h5")
+    expect_error "training key 'lr' differs" "$KSA" train --resume "$TMP/i" --steps 4 --lr 1
+    expect_error "model key 'hidden_size' differs" "$KSA" train --resume "$TMP/i" --steps 4 --hidden-size 64
+    expect_error "drop --config" "$KSA" train --resume "$TMP/i" --config "$CONF"
+    expect_error "steps = 2 leaves nothing to do" "$KSA" train --resume "$TMP/i"
+    expect_error "holds no step_*.h5" "$KSA" train --resume "$TMP"
+    expect_error "no /train group" "$KSA" train --resume tests/refs/causal_plain.h5 --steps 3
+    head -c 100000 "$TMP/i/step_00000002.h5" >"$TMP/trunc.h5"
+    expect_error "trunc.h5" "$KSA" train --resume "$TMP/trunc.h5" --steps 3
+    [ "$(md5sum "$TMP/i/step_00000002.h5")" = "$sum" ]
+}
+
+echo "[==========] Running test_resume.sh"
+for t in resume_continues_the_run_bit_for_bit resume_reads_the_optimizer_state \
+    checkpoints_are_readable_by_h5py_and_h5dump sigterm_finishes_the_step_and_saves \
+    a_crash_during_a_save_leaves_the_previous_checkpoint keep_removes_only_older_checkpoints \
+    contradicting_resumes_are_refused_and_touch_nothing; do
+    run_test "$t" "$t"
+done
+echo "[==========] $((passed + ${#failed[@]})) test(s) run."
+echo "[  PASSED  ] ${passed} test(s)."
+if ((${#failed[@]})); then
+    echo "[  FAILED  ] ${#failed[@]} test(s), listed below:"
+    printf '[  FAILED  ] %s\n' "${failed[@]}"
+    exit 1
+fi
