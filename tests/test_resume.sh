@@ -142,11 +142,34 @@ contradicting_resumes_are_refused_and_touch_nothing() {
     [ "$(md5sum "$TMP/i/step_00000002.h5")" = "$sum" ]
 }
 
+fine_tuning_starts_from_a_checkpoints_parameters() {
+    "$KSA" train "${RUN[@]}" --steps 6 --lr-schedule constant --warmup-steps 0 --out "$TMP/j" \
+        --log "$TMP/j0.jsonl" >/dev/null
+    # fresh optimizer and schedule, another learning rate: the log starts again at step 1
+    "$KSA" train "${RUN[@]}" --init-from "$TMP/j/step_00000006.h5" --lr 1e-4 --min-lr 1e-5 --steps 2 \
+        --log "$TMP/j1.jsonl" >"$TMP/j1.out"
+    grep -q "model.norm.weight \[128\]: loaded" "$TMP/j1.out"
+    [ "$(head -c 11 "$TMP/j1.jsonl")" = '{"step": 1,' ]
+    "$PY" - "$TMP/j0.jsonl" "$TMP/j1.jsonl" <<'PYEOF'
+import json, sys
+base = [json.loads(l) for l in open(sys.argv[1])]
+tuned = [json.loads(l) for l in open(sys.argv[2])]
+# the fine-tuned run starts where the first one ended, far below a fresh model's loss
+assert tuned[0]["loss"] < base[0]["loss"] - 0.3, (base[0]["loss"], tuned[0]["loss"])
+assert tuned[0]["lr"] == 0.0 and base[-1]["lr"] == 3e-3   # its own warmup from 0
+PYEOF
+    expect_error "the checkpoint has [257, 128], the configuration needs [257, 64]" \
+        "$KSA" train "${RUN[@]}" --init-from "$TMP/j/step_00000006.h5" --hidden-size 64 --steps 1
+    expect_error "give one of them" \
+        "$KSA" train --init-from "$TMP/j/step_00000006.h5" --resume "$TMP/j" --steps 9
+}
+
 echo "[==========] Running test_resume.sh"
 for t in resume_continues_the_run_bit_for_bit resume_reads_the_optimizer_state \
     checkpoints_are_readable_by_h5py_and_h5dump sigterm_finishes_the_step_and_saves \
     a_crash_during_a_save_leaves_the_previous_checkpoint keep_removes_only_older_checkpoints \
-    contradicting_resumes_are_refused_and_touch_nothing; do
+    contradicting_resumes_are_refused_and_touch_nothing \
+    fine_tuning_starts_from_a_checkpoints_parameters; do
     run_test "$t" "$t"
 done
 echo "[==========] $((passed + ${#failed[@]})) test(s) run."

@@ -16,6 +16,7 @@
 
 #include "autograd/blas.h"
 #include "ckpt/ckpt.h"
+#include "ckpt/init_from.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "dist/dist.h"
@@ -218,10 +219,12 @@ static int train_main(int argc, char **argv)
     ksa_train_config_defaults(&tc);
     int dry_run = 0, help = 0;
     long sample_tokens = 0;
-    const char *prompt = "", *resume = NULL;
+    const char *prompt = "", *resume = NULL, *init_from = NULL, *summary_init = "copy";
     const ksa_arg args[] = {
         {"dry_run", KSA_ARG_FLAG, &dry_run, NULL, 0, "print the plan and exit"},
         {"resume", KSA_ARG_STRING, &resume, NULL, 0, "continue the run of a checkpoint (file or folder)"},
+        {"init_from", KSA_ARG_STRING, &init_from, NULL, 0, "start from a checkpoint's parameters (fine-tuning)"},
+        {"summary_init", KSA_ARG_STRING, &summary_init, NULL, 0, "copy (default) | scratch: summary parameters the --init-from checkpoint lacks"},
         {"sample", KSA_ARG_LONG, &sample_tokens, NULL, 0, "after training, print N sampled tokens"},
         {"prompt", KSA_ARG_STRING, &prompt, NULL, 0, "the sample's prompt (default: empty)"},
         {"help", KSA_ARG_FLAG, &help, NULL, 0, "this text"},
@@ -254,6 +257,19 @@ static int train_main(int argc, char **argv)
     const char *config_path;
     if (ksa_args_parse_train(argc, argv, args, n_args, &mc, &tc, &config_path) != KSA_OK) {
         fprintf(stderr, "ksa train: %s\n", ksa_last_error());
+        return 2;
+    }
+    ksa_summary_init how = KSA_INIT_SUMMARY_COPY;
+    if (!strcmp(summary_init, "scratch"))
+        how = KSA_INIT_SUMMARY_SCRATCH;
+    else if (strcmp(summary_init, "copy") != 0) {
+        fprintf(stderr, "ksa train: --summary-init '%s' (expected copy or scratch)\n",
+                summary_init);
+        return 2;
+    }
+    if (init_from && resume_path[0]) {
+        fprintf(stderr, "ksa train: --init-from starts a new run, --resume continues one: give "
+                        "one of them\n");
         return 2;
     }
     if (resume_path[0]) {
@@ -309,6 +325,14 @@ static int train_main(int argc, char **argv)
     FILE *log = NULL;
     ksa_trainer t;
     ksa_model_init_weights(&m, (uint64_t)tc.seed);
+    if (init_from) { /* parameters only: fresh optimizer, schedule and data */
+        printf("# parameters from %s:\n", init_from);
+        if (ksa_ckpt_init_from(init_from, &m, how, (uint64_t)tc.seed, stdout) != KSA_OK) {
+            fprintf(stderr, "ksa train: %s\n", ksa_last_error());
+            ksa_model_free(&m);
+            return 1;
+        }
+    }
     if (ksa_trainer_init(&t, &m, &tc) != KSA_OK) {
         fprintf(stderr, "ksa train: %s\n", ksa_last_error());
         ksa_model_free(&m);

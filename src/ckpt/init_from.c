@@ -1,0 +1,508 @@
+/* init_from.c - a checkpoint's parameters into a model of another configuration (init_from.h).
+ *
+ * Three passes, so that a refusal never touches the model:
+ *   1. validate the file alone: format and /config (ksa_ckpt_read_config), then every dataset
+ *      its /config declares (the file's own table, ksa_model_declare) exists, holds floats
+ *      and has the declared shape (CHECKPOINT_FORMAT.md, "Writing": a reader checks every
+ *      dataset's shape against /config);
+ *   2. plan: compare the file's table with the model's, name by name (load / copy / draw /
+ *      keep / ignore), refusing shape-fixing differences and missing parameters;
+ *   3. read the planned datasets into the model's slices (H5Dread converts float32 to
+ *      ksa_real), then make the copies and draws, then write the report.
+ * HDF5's automatic error printing is off; failures name the file and the dataset, with the
+ * innermost message of HDF5's error stack.                                                  */
+#include "init_from.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hdf5.h>
+
+#include "ckpt/ckpt.h"
+
+#ifdef KSA_REAL_DOUBLE
+#define REAL_MEM_TYPE H5T_NATIVE_DOUBLE
+#else
+#define REAL_MEM_TYPE H5T_NATIVE_FLOAT
+#endif
+
+#define SUMMARY_EMBEDDING "summary_embedding.weight"
+#define SUMMARY_SUFFIX "_summary.weight"
+#define SUMMARY_EMBEDDING_STD 0.02 /* KSA_SPEC §9.1 / §9.7 */
+
+/* ---- errors -------------------------------------------------------------------------------- */
+static herr_t grab_innermost(unsigned n, const H5E_error2_t *e, void *data)
+{
+    if (n == 0 && e->desc) /* walking upward, entry 0 is the most specific error */
+        snprintf((char *)data, 256, "%s", e->desc);
+    return 0;
+}
+
+/* "checkpoint <path>: <message>", with HDF5's reason appended when h5 is set. */
+__attribute__((format(printf, 4, 5))) static ksa_status fail(ksa_status code, const char *path,
+                                                             int h5, const char *fmt, ...)
+{
+    char msg[1024], reason[256] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (h5) {
+        H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, grab_innermost, reason);
+        H5Eclear2(H5E_DEFAULT);
+    }
+    if (reason[0])
+        return ksa_fail(code, "checkpoint %s: %s (HDF5: %s)", path, msg, reason);
+    return ksa_fail(code, "checkpoint %s: %s", path, msg);
+}
+
+/* Closes an open HDF5 id; a failure becomes *st unless an error is already recorded. */
+static void close_id(hid_t id, ksa_status *st, const char *path, const char *what)
+{
+    if (id < 0)
+        return;
+    herr_t rc;
+    switch (H5Iget_type(id)) {
+    case H5I_FILE:
+        rc = H5Fclose(id);
+        break;
+    case H5I_GROUP:
+        rc = H5Gclose(id);
+        break;
+    case H5I_DATATYPE:
+        rc = H5Tclose(id);
+        break;
+    case H5I_DATASPACE:
+        rc = H5Sclose(id);
+        break;
+    case H5I_DATASET:
+        rc = H5Dclose(id);
+        break;
+    default:
+        rc = H5Idec_ref(id) < 0 ? -1 : 0;
+        break;
+    }
+    if (rc < 0 && *st == KSA_OK)
+        *st = fail(KSA_EIO, path, 1, "cannot close %s", what);
+}
+
+/* "[64, 32]" */
+static const char *format_dims(char *buf, size_t cap, int ndim, const hsize_t *dims)
+{
+    size_t len = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < ndim && len < cap; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%llu", i ? ", " : "",
+                                (unsigned long long)dims[i]);
+    if (len < cap)
+        snprintf(buf + len, cap - len, "]");
+    return buf;
+}
+
+static const char *param_shape(char *buf, size_t cap, const ksa_param *e)
+{
+    hsize_t dims[2] = {e->shape[0], e->ndim == 2 ? e->shape[1] : 0};
+    return format_dims(buf, cap, e->ndim, dims);
+}
+
+static int same_shape(const ksa_param *a, const ksa_param *b)
+{
+    return a->ndim == b->ndim && a->shape[0] == b->shape[0] &&
+           (a->ndim == 1 || a->shape[1] == b->shape[1]);
+}
+
+/* ---- pass 1: the file agrees with its own /config ------------------------------------------ */
+static ksa_status check_dataset(const char *path, hid_t group, const ksa_param *e)
+{
+    char want[64], got[128];
+    param_shape(want, sizeof want, e);
+    htri_t has = H5Lexists(group, e->name, H5P_DEFAULT);
+    if (has < 0)
+        return fail(KSA_EFORMAT, path, 1, "cannot look up /params/%s", e->name);
+    if (!has)
+        return fail(KSA_EFORMAT, path, 0,
+                    "/params/%s is missing (the checkpoint's own /config declares it, %s)", e->name,
+                    want);
+    ksa_status st = KSA_OK;
+    hsize_t dims[H5S_MAX_RANK];
+    int ndim = -1;
+    hid_t dset = H5Dopen2(group, e->name, H5P_DEFAULT), space = -1, type = -1;
+    if (dset < 0 || (space = H5Dget_space(dset)) < 0 || (type = H5Dget_type(dset)) < 0 ||
+        (ndim = H5Sget_simple_extent_ndims(space)) < 0 ||
+        H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
+        st = fail(KSA_EFORMAT, path, 1, "cannot open dataset /params/%s", e->name);
+        goto done;
+    }
+    int same = ndim == e->ndim;
+    for (int d = 0; same && d < ndim; d++)
+        same = dims[d] == e->shape[d];
+    if (!same)
+        st = fail(KSA_EFORMAT, path, 0,
+                  "/params/%s has shape %s, the checkpoint's own /config declares %s", e->name,
+                  format_dims(got, sizeof got, ndim, dims), want);
+    else if (H5Tget_class(type) != H5T_FLOAT)
+        st = fail(KSA_EFORMAT, path, 0, "/params/%s does not hold floating-point numbers", e->name);
+done:
+    close_id(type, &st, path, e->name);
+    close_id(space, &st, path, e->name);
+    close_id(dset, &st, path, e->name);
+    return st;
+}
+
+/* ---- pass 2: the plan ------------------------------------------------------------------------ */
+typedef enum {
+    ACT_LOAD,   /* read the file's dataset of the same name */
+    ACT_COPY,   /* copy the model's parameter src once it is loaded */
+    ACT_NORMAL, /* draw from N(0, 0.02^2) */
+    ACT_KEEP    /* leave the model's value */
+} action;
+
+typedef struct {
+    action act;
+    long src;         /* ACT_COPY: index into the model's table */
+    const char *note; /* shown after "; " in the report, or NULL */
+} plan_entry;
+
+typedef struct {
+    char *name;     /* owned */
+    char shape[64]; /* "[40, 8]", or "" when unknown */
+    const char *note;
+} ignored_entry;
+
+typedef struct {
+    plan_entry *plan;   /* [model params], owned */
+    ignored_entry *ign; /* owned */
+    size_t n_ign, cap_ign;
+} init_plan;
+
+static void add_ignored(init_plan *pl, const char *name, const char *shape, const char *note)
+{
+    if (pl->n_ign == pl->cap_ign) {
+        pl->cap_ign = pl->cap_ign ? 2 * pl->cap_ign : 16;
+        pl->ign = realloc(pl->ign, pl->cap_ign * sizeof *pl->ign);
+        KSA_ASSERT(pl->ign, "out of memory for %zu ignored parameters", pl->cap_ign);
+    }
+    ignored_entry *g = &pl->ign[pl->n_ign++];
+    g->name = strdup(name);
+    KSA_ASSERT(g->name, "out of memory copying a parameter name");
+    snprintf(g->shape, sizeof g->shape, "%s", shape);
+    g->note = note;
+}
+
+static void plan_free(init_plan *pl)
+{
+    for (size_t i = 0; i < pl->n_ign; i++)
+        free(pl->ign[i].name);
+    free(pl->ign);
+    free(pl->plan);
+}
+
+/* Keys whose values fix parameter shapes; they must agree between file and model. */
+typedef struct {
+    const char *name;
+    long file, model;
+} key_diff;
+
+static int first_shape_key_diff(const ksa_model_config *f, const ksa_model_config *c, key_diff *d)
+{
+    const key_diff keys[] = {
+        {"hidden_size", f->hidden_size, c->hidden_size},
+        {"num_hidden_layers", f->num_hidden_layers, c->num_hidden_layers},
+        {"vocab_size", f->vocab_size, c->vocab_size},
+        {"num_attention_heads", f->num_attention_heads, c->num_attention_heads},
+        {"num_key_value_heads", f->num_key_value_heads, c->num_key_value_heads},
+        {"head_dim", f->head_dim, c->head_dim},
+        {"intermediate_size", f->intermediate_size, c->intermediate_size},
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (keys[i].file != keys[i].model) {
+            *d = keys[i];
+            return 1;
+        }
+    return 0;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+/* Summary-only parameters (KSA_SPEC §5): the summary embedding and every *_summary weight. */
+static int is_summary_param(const char *name)
+{
+    return !strcmp(name, SUMMARY_EMBEDDING) || ends_with(name, SUMMARY_SUFFIX);
+}
+
+/* A parameter both sides have: the shapes must agree (pass 1 made the file's table its
+ * datasets' truth). The message names the key behind the difference when it can.           */
+static ksa_status refuse_shape(const char *path, const ksa_param *fe, const ksa_param *me,
+                               const ksa_model *fm, const ksa_model *m)
+{
+    char got[64], want[64], why[192] = "";
+    key_diff d;
+    if (first_shape_key_diff(&fm->config, &m->config, &d))
+        snprintf(why, sizeof why, " (%s is %ld in the checkpoint, %ld in the configuration)",
+                 d.name, d.file, d.model);
+    else if (fm->layout.S != m->layout.S)
+        snprintf(why, sizeof why,
+                 " (summary_token_num is %zu in the checkpoint, %zu in the configuration)",
+                 fm->layout.S, m->layout.S);
+    return fail(KSA_EINVAL, path, 0, "%s: the checkpoint has %s, the configuration needs %s%s",
+                me->name, param_shape(got, sizeof got, fe), param_shape(want, sizeof want, me),
+                why);
+}
+
+/* The model's parameters against the file's table. */
+static ksa_status make_plan(const char *path, const ksa_model *fm, const ksa_model *m,
+                            ksa_summary_init how, init_plan *pl)
+{
+    const ksa_params *fp = &fm->params, *mp = &m->params;
+    for (size_t i = 0; i < mp->n; i++) {
+        long j = ksa_params_find(fp, mp->table[i].name);
+        if (j >= 0 && !same_shape(&fp->table[j], &mp->table[i]))
+            return refuse_shape(path, &fp->table[j], &mp->table[i], fm, m);
+        pl->plan[i] = (plan_entry){.act = ACT_LOAD, .src = -1, .note = NULL};
+    }
+    /* a layer count difference changes no shape; nor can any other shape key differ
+     * without a shape difference above, but say so rather than rely on it              */
+    key_diff d;
+    if (first_shape_key_diff(&fm->config, &m->config, &d))
+        return fail(KSA_EINVAL, path, 0,
+                    "%s: the checkpoint has %ld, the configuration needs %ld; it cannot change "
+                    "when initialising from a checkpoint",
+                    d.name, d.file, d.model);
+    for (size_t i = 0; i < mp->n; i++) {
+        const ksa_param *e = &mp->table[i];
+        plan_entry *pe = &pl->plan[i];
+        char want[64];
+        if (ksa_params_find(fp, e->name) >= 0)
+            continue; /* ACT_LOAD */
+        if (is_summary_param(e->name)) {
+            if (how == KSA_INIT_SUMMARY_SCRATCH) {
+                pe->act = ACT_KEEP;
+            } else if (!strcmp(e->name, SUMMARY_EMBEDDING)) {
+                pe->act = ACT_NORMAL;
+            } else { /* "...q_proj_summary.weight" -> "...q_proj.weight" */
+                char shared[KSA_PARAM_NAME_MAX];
+                size_t stem = strlen(e->name) - strlen(SUMMARY_SUFFIX);
+                snprintf(shared, sizeof shared, "%.*s.weight", (int)stem, e->name);
+                long src = ksa_params_find(mp, shared);
+                if (src < 0 || ksa_params_find(fp, shared) < 0)
+                    return fail(KSA_EFORMAT, path, 0,
+                                "/params/%s is missing and so is %s, to copy it from", e->name,
+                                shared);
+                pe->act = ACT_COPY;
+                pe->src = src;
+            }
+        } else if (!strcmp(e->name, "lm_head.weight") && fm->config.tie_word_embeddings) {
+            pe->act = ACT_COPY;
+            pe->src = m->embed_tokens;
+            pe->note = "the checkpoint ties lm_head to model.embed_tokens.weight";
+        } else {
+            return fail(KSA_EFORMAT, path, 0,
+                        "/params/%s is missing (the configuration needs %s; the checkpoint's "
+                        "/config does not declare it)",
+                        e->name, param_shape(want, sizeof want, e));
+        }
+    }
+    for (size_t j = 0; j < fp->n; j++) {
+        const ksa_param *e = &fp->table[j];
+        char shape[64];
+        if (ksa_params_find(mp, e->name) >= 0)
+            continue;
+        const char *note = !strcmp(e->name, "lm_head.weight")
+                               ? "the configuration ties lm_head to model.embed_tokens.weight"
+                               : "not a parameter of the configuration";
+        add_ignored(pl, e->name, param_shape(shape, sizeof shape, e), note);
+    }
+    return KSA_OK;
+}
+
+/* Objects in /params that the file's /config does not declare (written by another tool):
+ * never loaded, only reported.                                                               */
+static ksa_status list_undeclared(const char *path, hid_t group, const ksa_params *fp,
+                                  init_plan *pl)
+{
+    H5G_info_t info;
+    if (H5Gget_info(group, &info) < 0)
+        return fail(KSA_EFORMAT, path, 1, "cannot list /params");
+    for (hsize_t i = 0; i < info.nlinks; i++) {
+        ssize_t len =
+            H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, NULL, 0, H5P_DEFAULT);
+        if (len < 0)
+            return fail(KSA_EFORMAT, path, 1, "cannot list /params");
+        char *name = malloc((size_t)len + 1);
+        KSA_ASSERT(name, "out of memory for a name of %zd bytes", len);
+        ksa_status st = KSA_OK;
+        if (H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, (size_t)len + 1,
+                               H5P_DEFAULT) < 0)
+            st = fail(KSA_EFORMAT, path, 1, "cannot list /params");
+        else if (ksa_params_find(fp, name) < 0)
+            add_ignored(pl, name, "", "not declared by the checkpoint's /config");
+        free(name);
+        if (st != KSA_OK)
+            return st;
+    }
+    return KSA_OK;
+}
+
+/* ---- pass 3: reading, copies, draws ---------------------------------------------------------- */
+static ksa_status read_dataset(const char *path, hid_t group, const ksa_param *e, ksa_real *x)
+{
+    ksa_status st = KSA_OK;
+    hid_t dset = H5Dopen2(group, e->name, H5P_DEFAULT);
+    if (dset < 0)
+        return fail(KSA_EIO, path, 1, "cannot open dataset /params/%s", e->name);
+    if (H5Dread(dset, REAL_MEM_TYPE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0)
+        st = fail(KSA_EIO, path, 1, "cannot read dataset /params/%s", e->name);
+    close_id(dset, &st, path, e->name);
+    return st;
+}
+
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double uniform01(uint64_t *s)
+{
+    return ((double)(splitmix(s) >> 11) + 0.5) * 0x1.0p-53;
+}
+
+static double std_normal(uint64_t *s)
+{
+    double u1 = uniform01(s), u2 = uniform01(s);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* One stream per parameter name (FNV-1a), so the values depend on the seed and the name only. */
+static void draw_normal(ksa_real *w, size_t n, double std, uint64_t seed, const char *name)
+{
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (const char *c = name; *c; c++)
+        h = (h ^ (unsigned char)*c) * 0x100000001B3ull;
+    uint64_t s = seed ^ h;
+    for (size_t j = 0; j < n; j++)
+        w[j] = (ksa_real)(std * std_normal(&s));
+}
+
+/* ---- the report ------------------------------------------------------------------------------ */
+static const char *model_kind(const ksa_model *m)
+{
+    return m->layout.ksa ? "summary attention" : "causal";
+}
+
+static void write_report(FILE *f, const char *path, const ksa_model *fm, const ksa_model *m,
+                         ksa_summary_init how, const init_plan *pl)
+{
+    size_t n_load = 0, n_created = 0, n_kept = 0;
+    fprintf(f,
+            "init-from %s: a %s checkpoint into a %s configuration; missing summary "
+            "parameters: %s\n",
+            path, model_kind(fm), model_kind(m),
+            how == KSA_INIT_SUMMARY_COPY ? "copies of the shared ones (KSA_SPEC 9.1)"
+                                         : "from-scratch init (KSA_SPEC 9.7)");
+    for (size_t i = 0; i < m->params.n; i++) {
+        const ksa_param *e = &m->params.table[i];
+        const plan_entry *pe = &pl->plan[i];
+        char shape[64], what[160];
+        switch (pe->act) {
+        case ACT_LOAD:
+            snprintf(what, sizeof what, "loaded");
+            n_load++;
+            break;
+        case ACT_COPY:
+            snprintf(what, sizeof what, "created (copy of %s)", m->params.table[pe->src].name);
+            n_created++;
+            break;
+        case ACT_NORMAL:
+            snprintf(what, sizeof what, "created (N(0, 0.02^2))");
+            n_created++;
+            break;
+        case ACT_KEEP:
+            snprintf(what, sizeof what, "kept (from-scratch init)");
+            n_kept++;
+            break;
+        }
+        fprintf(f, "  %s %s: %s%s%s\n", e->name, param_shape(shape, sizeof shape, e), what,
+                pe->note ? "; " : "", pe->note ? pe->note : "");
+    }
+    for (size_t i = 0; i < pl->n_ign; i++) {
+        const ignored_entry *g = &pl->ign[i];
+        fprintf(f, "  %s%s%s: ignored; %s\n", g->name, g->shape[0] ? " " : "", g->shape, g->note);
+    }
+    fprintf(f, "init-from %s: %zu loaded, %zu created, %zu kept, %zu ignored\n", path, n_load,
+            n_created, n_kept, pl->n_ign);
+}
+
+/* ---- entry point ----------------------------------------------------------------------------- */
+ksa_status ksa_ckpt_init_from(const char *path, ksa_model *m, ksa_summary_init how, uint64_t seed,
+                              FILE *report)
+{
+    KSA_ASSERT(m->params.data, "init-from %s: the model's parameters are not allocated", path);
+    KSA_ASSERT(how == KSA_INIT_SUMMARY_COPY || how == KSA_INIT_SUMMARY_SCRATCH,
+               "init-from: unknown summary initialisation %d", (int)how);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+
+    ksa_model_config fcfg;
+    KSA_TRY(ksa_ckpt_read_config(path, &fcfg)); /* format, version, a valid /config */
+    ksa_model fm; /* the file's own table: names and shapes only, no buffers */
+    if (ksa_model_declare(&fm, &fcfg) != KSA_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", ksa_last_error());
+        ksa_model_free(&fm);
+        return fail(KSA_EFORMAT, path, 0, "/config is not a valid model: %s", why);
+    }
+    init_plan pl = {0};
+    pl.plan = calloc(m->params.n ? m->params.n : 1, sizeof *pl.plan);
+    KSA_ASSERT(pl.plan, "out of memory for %zu plan entries", m->params.n);
+
+    ksa_status st = KSA_OK;
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), group = -1;
+    if (file < 0) {
+        st = fail(KSA_EIO, path, 1, "cannot open the file");
+    } else {
+        htri_t has = H5Lexists(file, "params", H5P_DEFAULT);
+        if (has < 0)
+            st = fail(KSA_EFORMAT, path, 1, "cannot look up /params");
+        else if (!has)
+            st = fail(KSA_EFORMAT, path, 0, "no /params group");
+        else if ((group = H5Gopen2(file, "params", H5P_DEFAULT)) < 0)
+            st = fail(KSA_EFORMAT, path, 1, "cannot open /params as a group");
+    }
+    for (size_t j = 0; j < fm.params.n && st == KSA_OK; j++)
+        st = check_dataset(path, group, &fm.params.table[j]);
+    if (st == KSA_OK)
+        st = make_plan(path, &fm, m, how, &pl);
+    if (st == KSA_OK)
+        st = list_undeclared(path, group, &fm.params, &pl);
+
+    /* nothing in m has changed up to here */
+    ksa_params *p = &m->params;
+    for (size_t i = 0; i < p->n && st == KSA_OK; i++)
+        if (pl.plan[i].act == ACT_LOAD)
+            st = read_dataset(path, group, &p->table[i], p->data + p->table[i].offset);
+    for (size_t i = 0; i < p->n && st == KSA_OK; i++) {
+        const ksa_param *e = &p->table[i];
+        if (pl.plan[i].act == ACT_COPY) {
+            const ksa_param *src = &p->table[pl.plan[i].src];
+            KSA_ASSERT(pl.plan[pl.plan[i].src].act == ACT_LOAD && same_shape(src, e),
+                       "init-from: %s must be a loaded copy of %s", e->name, src->name);
+            memcpy(p->data + e->offset, p->data + src->offset, e->numel * sizeof(ksa_real));
+        } else if (pl.plan[i].act == ACT_NORMAL) {
+            draw_normal(p->data + e->offset, e->numel, SUMMARY_EMBEDDING_STD, seed, e->name);
+        }
+    }
+    close_id(group, &st, path, "/params");
+    close_id(file, &st, path, "the file");
+    if (st == KSA_OK && report)
+        write_report(report, path, &fm, m, how, &pl);
+    plan_free(&pl);
+    ksa_model_free(&fm);
+    return st;
+}
