@@ -217,6 +217,90 @@ sample_is_deterministic_and_continues_the_prompt() {
     expect_error "--temperature must be >= 0" "${s[@]}" --temperature -1
 }
 
+inspect_prints_a_checkpoint() {
+    small_model
+    "$KSA" inspect "$TMP/small.h5" >"$TMP/i"
+    grep -qx 'format = "ksa-checkpoint"' "$TMP/i"
+    grep -qx 'format_version = 1' "$TMP/i"
+    grep -qx 'summary_layer_freq = "\[1,0\]"' "$TMP/i"
+    grep -qx 'layer 0: summary W=2' "$TMP/i"
+    grep -qx 'layer 1: causal bypass' "$TMP/i"
+    grep -q '^# parameters: 12688 (0.013 M) in 29 tensors$' "$TMP/i"
+    grep -qE '^model\.layers\.0\.self_attn\.k_proj_summary\.weight +\[8, 16\] +float32$' "$TMP/i"
+    grep -qE '^lm_head\.weight +\[257, 16\] +float32$' "$TMP/i"
+    grep -qx 'type = "byte"' "$TMP/i"
+    grep -qx '# training state: absent (no /train: not a training checkpoint)' "$TMP/i"
+    # the count of the configuration the file was made from
+    "$KSA" inspect --config "$TMP/small.conf" | grep -q '^# parameters: 12688 '
+    expect_error "a checkpoint takes no options" "$KSA" inspect "$TMP/small.h5" --seq-len 8
+}
+
+# Each bad file must make `ksa inspect` and `ksa eval` fail naming the problem, and no
+# file may change. The corrupted file has the object header of the parameter nearest the
+# middle of the file zeroed: weights carry no checksum, so only damaged metadata can be
+# noticed without reading (and judging) every value.
+bad_checkpoint_files_are_refused_by_eval_and_inspect() {
+    small_model
+    local d="$TMP/bad" good="$TMP/small.h5"
+    mkdir -p "$d"
+    printf '\x05\x00\x06\x00\x07\x00\x08\x00\x09\x00' >"$d/tok.bin"
+    echo uint16 >"$d/tok.bin.meta"
+    "$KSA" eval --ckpt "$good" --data "$d/tok.bin" --seq-len 4 >/dev/null # the data is fine
+    local size
+    size=$(stat -c %s "$good")
+    head -c $((size / 2)) "$good" >"$d/truncated.h5"
+    local off name
+    read -r off name < <("$PY" - "$good" <<'PYEOF'
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")
+mid = f.id.get_filesize() // 2
+addr = {n: h5py.h5o.get_info(d.id).addr for n, d in f["params"].items()}
+name = min(addr, key=lambda n: abs(addr[n] - mid))
+print(addr[name], name)
+PYEOF
+)
+    cp "$good" "$d/corrupted.h5"
+    dd if=/dev/zero of="$d/corrupted.h5" bs=1 seek="$off" count=64 conv=notrunc status=none
+    "$PY" - "$good" "$d" <<'PYEOF'
+import sys, shutil, h5py, numpy as np
+good, d = sys.argv[1], sys.argv[2]
+with h5py.File(d + "/nonksa.h5", "w") as f:
+    f["x"] = np.zeros(3, "f4")
+def edited(name, change):
+    shutil.copy(good, d + "/" + name)
+    with h5py.File(d + "/" + name, "a") as f:
+        change(f)
+edited("version.h5", lambda f: f.attrs.modify("format_version", 2))
+def reshape(f):
+    del f["params/model.layers.1.mlp.up_proj.weight"]
+    f["params/model.layers.1.mlp.up_proj.weight"] = np.zeros((16, 24), "f4")
+edited("shape.h5", reshape)
+edited("no_dataset.h5", lambda f: f.__delitem__("params/lm_head.weight"))
+PYEOF
+    md5sum "$good" "$d"/*.h5 >"$TMP/sums"
+    local cases=(
+        "missing.h5|cannot open checkpoint $d/missing.h5: No such file or directory"
+        "truncated.h5|truncated file"
+        "corrupted.h5|cannot open dataset /params/$name"
+        "nonksa.h5|no root attribute 'format': not a ksa checkpoint"
+        "version.h5|format_version 2 is newer than this program reads (1)"
+        "shape.h5|/params/model.layers.1.mlp.up_proj.weight has shape [16, 24], the configuration needs [24, 16]"
+        "no_dataset.h5|/params/lm_head.weight is missing (the configuration needs [257, 16])"
+    )
+    local c f msg
+    for c in "${cases[@]}"; do
+        f="$d/${c%%|*}" msg="${c#*|}"
+        expect_error "$msg" "$KSA" inspect "$f"
+        grep -qF "$f" "$TMP/stderr"
+        [ ! -s "$TMP/stdout" ] # nothing printed but the error
+        expect_error "$msg" "$KSA" eval --ckpt "$f" --data "$d/tok.bin" --seq-len 4
+        grep -qF "$f" "$TMP/stderr"
+    done
+    md5sum -c --quiet "$TMP/sums"
+    [ ! -e "$d/missing.h5" ]
+    [ "$(ls "$d" | grep -c '\.h5$')" = 6 ] # nothing created either
+}
+
 echo "[==========] Running test_cli.sh"
 for t in gradcheck_passes_on_configs_that_switch_on_every_flag \
     gradcheck_selects_parameters_and_rejects_unknown_ones \
@@ -225,7 +309,9 @@ for t in gradcheck_passes_on_configs_that_switch_on_every_flag \
     eval_matches_the_reference_loss_and_gradients \
     eval_refuses_bad_input \
     eval_without_batch_walks_the_whole_file \
-    sample_is_deterministic_and_continues_the_prompt; do
+    sample_is_deterministic_and_continues_the_prompt \
+    inspect_prints_a_checkpoint \
+    bad_checkpoint_files_are_refused_by_eval_and_inspect; do
     run_test "$t" "$t"
 done
 echo "[==========] $((passed + ${#failed[@]})) test(s) run."

@@ -40,6 +40,13 @@ size_t ksa_params_add(ksa_params *p, const char *name, int ndim, size_t d0, size
     return p->n++;
 }
 
+void ksa_params_pad(ksa_params *p, size_t multiple)
+{
+    KSA_ASSERT(!p->data, "padding requested after the buffers were allocated");
+    KSA_ASSERT(multiple >= 1, "padding multiple must be at least 1");
+    p->numel = (p->numel + multiple - 1) / multiple * multiple;
+}
+
 void ksa_params_alloc(ksa_params *p)
 {
     KSA_ASSERT(!p->data, "parameter buffers allocated twice");

@@ -35,6 +35,10 @@ void ksa_params_free(ksa_params *p);
  * ndim == 1. Names must be unique and shorter than KSA_PARAM_NAME_MAX.                   */
 size_t ksa_params_add(ksa_params *p, const char *name, int ndim, size_t d0, size_t d1);
 
+/* Rounds the buffer length up to a multiple of `multiple` (before ksa_params_alloc), so that
+ * N ranks can own equal contiguous slices of it (DESIGN.md §5). The padding is zero. */
+void ksa_params_pad(ksa_params *p, size_t multiple);
+
 /* Allocates data (zeroed) and grad (zeroed) and builds the tensor views. */
 void ksa_params_alloc(ksa_params *p);
 

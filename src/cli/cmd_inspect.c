@@ -1,8 +1,10 @@
 /* cmd_inspect.c - `ksa inspect --config X [--seq-len L] [--micro-batch B]`: the resolved
- * configuration, layer kinds, parameter count and the memory one training step needs. */
+ * configuration, layer kinds, parameter count and the memory one training step needs.
+ * `ksa inspect FILE.h5`: what a checkpoint holds, from its metadata alone (ckpt_info.h). */
 #include <stdio.h>
 #include <string.h>
 
+#include "ckpt/ckpt_info.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "model/decoder.h"
@@ -23,8 +25,30 @@ void ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_le
     fprintf(f, "  total              %8.3f GiB\n", gib(4 * per_param + arena));
 }
 
+/* `ksa inspect FILE`: exit 0, 1 when the file is refused (nothing but the error printed) or
+ * its training state is incomplete (printed with the problems marked).                   */
+static int inspect_checkpoint(const char *path)
+{
+    ksa_status st = ksa_ckpt_info_print(path, stdout);
+    fflush(stdout);
+    if (st != KSA_OK) {
+        fprintf(stderr, "ksa inspect: %s\n", ksa_last_error());
+        return 1;
+    }
+    return 0;
+}
+
 int ksa_cmd_inspect(int argc, char **argv)
 {
+    if (argc >= 1 && strncmp(argv[0], "--", 2) != 0) { /* a file, not an option */
+        if (argc > 1) {
+            fprintf(stderr, "ksa inspect: a checkpoint takes no options ('%s' after %s); "
+                            "usage: ksa inspect FILE.h5\n",
+                    argv[1], argv[0]);
+            return 2;
+        }
+        return inspect_checkpoint(argv[0]);
+    }
     ksa_model_config cfg;
     ksa_model_config_defaults(&cfg);
     long seq_len = 2048, micro_batch = 1;
@@ -42,6 +66,10 @@ int ksa_cmd_inspect(int argc, char **argv)
     }
     if (help) {
         ksa_args_usage(stdout, "inspect", args, n_args);
+        printf("   or: ksa inspect FILE.h5\n"
+               "  a checkpoint's format, configuration, layers, parameters with shapes, "
+               "tokenizer,\n  optimizer and training state, from its metadata alone (fast "
+               "on any size)\n");
         return 0;
     }
     if (seq_len < 1 || micro_batch < 1) {

@@ -152,7 +152,7 @@ static ksa_status save_checkpoint(const ksa_trainer *t, const ksa_train_config *
         for (size_t i = 0; i + (size_t)tc->keep < n; i++) {
             char old[KSA_PATH_STR + 32];
             snprintf(old, sizeof old, "%s/step_%08ld.h5", tc->out, steps[i]);
-            if (unlink(old) != 0)
+            if (ksa_dist_rank() == 0 && unlink(old) != 0)
                 fprintf(stderr, "warning: cannot remove old checkpoint %s: %s\n", old,
                         strerror(errno));
         }
@@ -203,10 +203,14 @@ static int train_main(int argc, char **argv);
 int ksa_cmd_train(int argc, char **argv)
 {
     if (ksa_dist_init(&argc, &argv) != KSA_OK) {
-        fprintf(stderr, "ksa train: %s\n", ksa_last_error());
+        fprintf(stderr, "[rank %d] ksa train: %s\n", ksa_dist_rank(), ksa_last_error());
         return 1;
     }
+    /* only rank 0 prints progress and writes logs; errors come from every rank */
+    if (ksa_dist_rank() != 0 && !freopen("/dev/null", "w", stdout))
+        fprintf(stderr, "[rank %d] cannot silence stdout\n", ksa_dist_rank());
     int rc = train_main(argc, argv);
+    fflush(stdout);
     ksa_dist_finalize();
     return rc;
 }
@@ -248,7 +252,7 @@ static int train_main(int argc, char **argv)
             if (resolve_resume(argv[i + 1], resume_path, sizeof resume_path) != KSA_OK ||
                 ksa_ckpt_read_config(resume_path, &mc) != KSA_OK ||
                 ksa_ckpt_read_train(resume_path, &tc, &resume_step, &resume_tokens) != KSA_OK) {
-                fprintf(stderr, "ksa train: %s\n", ksa_last_error());
+                fprintf(stderr, "[rank %d] ksa train: %s\n", ksa_dist_rank(), ksa_last_error());
                 return 1;
             }
             stored_mc = mc;
@@ -256,7 +260,7 @@ static int train_main(int argc, char **argv)
         }
     const char *config_path;
     if (ksa_args_parse_train(argc, argv, args, n_args, &mc, &tc, &config_path) != KSA_OK) {
-        fprintf(stderr, "ksa train: %s\n", ksa_last_error());
+        fprintf(stderr, "[rank %d] ksa train: %s\n", ksa_dist_rank(), ksa_last_error());
         return 2;
     }
     ksa_summary_init how = KSA_INIT_SUMMARY_COPY;
@@ -280,7 +284,7 @@ static int train_main(int argc, char **argv)
         if (st == KSA_OK)
             st = compare_keys(tk, nk, &tc, &stored_tc, "training", 1);
         if (st != KSA_OK) {
-            fprintf(stderr, "ksa train: %s\n", ksa_last_error());
+            fprintf(stderr, "[rank %d] ksa train: %s\n", ksa_dist_rank(), ksa_last_error());
             return 2;
         }
         if (tc.steps <= resume_step) {
@@ -295,15 +299,22 @@ static int train_main(int argc, char **argv)
         printf("configuration keys: see docs/configs.md and docs/training.md\n");
         return 0;
     }
-    if (tc.threads > 0)
+    int n_ranks = ksa_dist_size();
+    if (tc.threads > 0) {
         ksa_threads_set((int)tc.threads);
+    } else if (!getenv("OMP_NUM_THREADS")) { /* the host's cores shared by its ranks */
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        int per_rank = (int)(cores / ksa_dist_local_size());
+        ksa_threads_set(per_rank > 0 ? per_rank : 1);
+    }
     ksa_model m;
-    if (ksa_model_init(&m, &mc) != KSA_OK || ksa_train_config_validate(&tc, 1) != KSA_OK) {
-        fprintf(stderr, "ksa train: %s\n", ksa_last_error());
+    if (ksa_model_init_for_ranks(&m, &mc, n_ranks) != KSA_OK ||
+        ksa_train_config_validate(&tc, n_ranks) != KSA_OK) {
+        fprintf(stderr, "[rank %d] ksa train: %s\n", ksa_dist_rank(), ksa_last_error());
         return 2;
     }
-    printf("# ksa train (%s build, %d threads), configuration %s\n", KSA_REAL_NAME,
-           ksa_threads_get(),
+    printf("# ksa train (%s build, %d rank%s x %d threads), configuration %s\n", KSA_REAL_NAME,
+           n_ranks, n_ranks > 1 ? "s" : "", ksa_threads_get(),
            resume_path[0] ? resume_path : config_path ? config_path : "(built-in defaults)");
     ksa_model_config_write(&mc, stdout);
     ksa_train_config_write(&tc, stdout);
@@ -328,19 +339,19 @@ static int train_main(int argc, char **argv)
     if (init_from) { /* parameters only: fresh optimizer, schedule and data */
         printf("# parameters from %s:\n", init_from);
         if (ksa_ckpt_init_from(init_from, &m, how, (uint64_t)tc.seed, stdout) != KSA_OK) {
-            fprintf(stderr, "ksa train: %s\n", ksa_last_error());
+            fprintf(stderr, "[rank %d] ksa train: %s\n", ksa_dist_rank(), ksa_last_error());
             ksa_model_free(&m);
             return 1;
         }
     }
     if (ksa_trainer_init(&t, &m, &tc) != KSA_OK) {
-        fprintf(stderr, "ksa train: %s\n", ksa_last_error());
+        fprintf(stderr, "[rank %d] ksa train: %s\n", ksa_dist_rank(), ksa_last_error());
         ksa_model_free(&m);
         return 1;
     }
     if (resume_path[0]) {
         if (ksa_trainer_resume(&t, resume_path) != KSA_OK) {
-            fprintf(stderr, "ksa train: %s\n", ksa_last_error());
+            fprintf(stderr, "[rank %d] ksa train: %s\n", ksa_dist_rank(), ksa_last_error());
             goto done;
         }
         printf("# resumed from %s after step %ld (%zu tokens seen)\n", resume_path, t.step,
@@ -348,11 +359,17 @@ static int train_main(int argc, char **argv)
     }
     ksa_loader_print(&t.loader, stdout);
     /* a resumed run appends to its log: the log reads as one run */
-    if (tc.log[0] && !(log = fopen(tc.log, resume_path[0] ? "a" : "w"))) {
+    printf("# optimizer state on this rank: %.3f MiB (AdamW moments of %zu of %zu elements)\n",
+           2.0 * (double)(t.slice_hi - t.slice_lo) * sizeof(ksa_real) / 1048576.0,
+           t.slice_hi - t.slice_lo, m.params.numel);
+    if (t.rank == 0 && tc.log[0] && !(log = fopen(tc.log, resume_path[0] ? "a" : "w"))) {
         fprintf(stderr, "ksa train: cannot open log '%s': %s\n", tc.log, strerror(errno));
         goto done;
     }
-    double peak = tc.peak_gflops > 0 ? tc.peak_gflops : machine_peak_gflops(ksa_threads_get());
+    /* rank 0 prints MFU; the other ranks do not measure (they would slow each other) */
+    double peak = tc.peak_gflops > 0 ? tc.peak_gflops
+                  : t.rank == 0      ? machine_peak_gflops(ksa_threads_get())
+                                     : 1;
     printf("# MFU against a peak of %.1f GFLOP/s (%s)\n", peak,
            tc.peak_gflops > 0 ? "peak_gflops" : "measured sgemm");
     fflush(stdout);
@@ -367,7 +384,7 @@ static int train_main(int argc, char **argv)
     while (t.step < tc.steps) {
         ksa_step_stats st;
         if (ksa_trainer_step(&t, &st) != KSA_OK) {
-            fprintf(stderr, "ksa train: %s\n", ksa_last_error());
+            fprintf(stderr, "[rank %d] ksa train: %s\n", ksa_dist_rank(), ksa_last_error());
             goto done;
         }
         long step = t.step; /* 1-based number of the step just completed */
@@ -376,7 +393,8 @@ static int train_main(int argc, char **argv)
         last5[(step - 1) % 5] = st.loss;
         double elapsed = ksa_now() - t_start;
         double tok_s = (double)st.tokens / st.seconds;
-        double mfu = step_flops / st.seconds / (peak * 1e9);
+        /* the machine's peak: this rank's (its threads) times the ranks (one per core group) */
+        double mfu = step_flops / st.seconds / (peak * 1e9 * n_ranks);
         double eta = elapsed / (double)(step - start_step) * (double)(tc.steps - step);
         char el[32], et[32];
         format_duration(el, sizeof el, elapsed);
@@ -385,7 +403,7 @@ static int train_main(int argc, char **argv)
                                    step == tc.steps);
         double val_loss = 0;
         if (do_val && ksa_trainer_validate(&t, &val_loss) != KSA_OK) {
-            fprintf(stderr, "ksa train: %s\n", ksa_last_error());
+            fprintf(stderr, "[rank %d] ksa train: %s\n", ksa_dist_rank(), ksa_last_error());
             goto done;
         }
         printf("step %*ld/%ld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | MFU "
@@ -409,7 +427,7 @@ static int train_main(int argc, char **argv)
         int periodic = tc.save_every > 0 && step % tc.save_every == 0;
         if (tc.out[0] && (periodic || step == tc.steps || stop_requested) &&
             save_checkpoint(&t, &tc) != KSA_OK) {
-            fprintf(stderr, "ksa train: %s\n", ksa_last_error());
+            fprintf(stderr, "[rank %d] ksa train: %s\n", ksa_dist_rank(), ksa_last_error());
             goto done;
         }
         if (stop_requested) {
@@ -435,7 +453,7 @@ static int train_main(int argc, char **argv)
         fflush(stdout);
         if (ksa_sample_text(&m, prompt, (size_t)sample_tokens, 0.8, 40, (uint64_t)tc.seed,
                             stdout) != KSA_OK) {
-            fprintf(stderr, "ksa train: %s\n", ksa_last_error());
+            fprintf(stderr, "[rank %d] ksa train: %s\n", ksa_dist_rank(), ksa_last_error());
             goto done;
         }
         printf("\n");

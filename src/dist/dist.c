@@ -1,7 +1,16 @@
 /* dist.c - MPI start-up and shutdown. */
 #include "dist.h"
 
+#include <limits.h>
+#include <stdlib.h>
+
 #include <mpi.h>
+
+#ifdef KSA_REAL_DOUBLE
+#define MPI_REAL_T MPI_DOUBLE
+#else
+#define MPI_REAL_T MPI_FLOAT
+#endif
 
 ksa_status ksa_dist_init(int *argc, char ***argv)
 {
@@ -38,4 +47,97 @@ int ksa_dist_size(void)
     if (initialized)
         MPI_Comm_size(MPI_COMM_WORLD, &size);
     return size;
+}
+
+int ksa_dist_local_size(void)
+{
+    int initialized = 0, n = 1;
+    MPI_Initialized(&initialized);
+    if (!initialized)
+        return 1;
+    MPI_Comm local;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local) ==
+        MPI_SUCCESS) {
+        MPI_Comm_size(local, &n);
+        MPI_Comm_free(&local);
+    }
+    return n;
+}
+
+static size_t max_count(void)
+{
+    const char *e = getenv("KSA_MPI_MAX_COUNT");
+    long v = e ? strtol(e, NULL, 10) : 0;
+    return v > 0 && v < INT_MAX ? (size_t)v : (size_t)INT_MAX;
+}
+
+static ksa_status mpi_fail(int rc, const char *what)
+{
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, text, &len);
+    return ksa_fail(KSA_EMPI, "%s failed: %s", what, text);
+}
+
+ksa_status ksa_dist_reduce_scatter(const ksa_real *grad, ksa_real *slice, size_t s)
+{
+    int n = ksa_dist_size(), r = ksa_dist_rank(), rc;
+    size_t cap = max_count();
+    if (n == 1) {
+        for (size_t i = 0; i < s; i++)
+            slice[i] = grad[i];
+        return KSA_OK;
+    }
+    if (s <= cap) {
+        rc = MPI_Reduce_scatter_block(grad, slice, (int)s, MPI_REAL_T, MPI_SUM, MPI_COMM_WORLD);
+        return rc == MPI_SUCCESS ? KSA_OK : mpi_fail(rc, "MPI_Reduce_scatter_block");
+    }
+    /* in pieces: rank q receives the sum of everyone's q-th slice, piece by piece */
+    for (int q = 0; q < n; q++)
+        for (size_t off = 0; off < s; off += cap) {
+            size_t len = s - off < cap ? s - off : cap;
+            rc = MPI_Reduce(grad + (size_t)q * s + off, q == r ? slice + off : NULL, (int)len,
+                            MPI_REAL_T, MPI_SUM, q, MPI_COMM_WORLD);
+            if (rc != MPI_SUCCESS)
+                return mpi_fail(rc, "MPI_Reduce");
+        }
+    return KSA_OK;
+}
+
+ksa_status ksa_dist_allgather(ksa_real *data, size_t s)
+{
+    int n = ksa_dist_size(), rc;
+    size_t cap = max_count();
+    if (n == 1)
+        return KSA_OK;
+    if (s <= cap) {
+        rc = MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, (int)s, MPI_REAL_T,
+                           MPI_COMM_WORLD);
+        return rc == MPI_SUCCESS ? KSA_OK : mpi_fail(rc, "MPI_Allgather");
+    }
+    for (int q = 0; q < n; q++)
+        for (size_t off = 0; off < s; off += cap) {
+            size_t len = s - off < cap ? s - off : cap;
+            rc = MPI_Bcast(data + (size_t)q * s + off, (int)len, MPI_REAL_T, q, MPI_COMM_WORLD);
+            if (rc != MPI_SUCCESS)
+                return mpi_fail(rc, "MPI_Bcast");
+        }
+    return KSA_OK;
+}
+
+ksa_status ksa_dist_sum(double *x, int n)
+{
+    if (ksa_dist_size() == 1)
+        return KSA_OK;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? KSA_OK : mpi_fail(rc, "MPI_Allreduce");
+}
+
+int ksa_dist_any(int flag)
+{
+    if (ksa_dist_size() == 1)
+        return flag != 0;
+    int v = flag != 0, any = v;
+    MPI_Allreduce(&v, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    return any;
 }

@@ -11,5 +11,22 @@ ksa_status ksa_dist_init(int *argc, char ***argv);
 void ksa_dist_finalize(void);
 int ksa_dist_rank(void);
 int ksa_dist_size(void);
+/* Ranks on this host (MPI_COMM_TYPE_SHARED), for the default thread count per rank. */
+int ksa_dist_local_size(void);
+
+/* ---- collectives over the flat buffers (DESIGN.md §5) ---------------------------------- *
+ * MPI counts are int: buffers longer than the largest count (INT_MAX, or KSA_MPI_MAX_COUNT
+ * from the environment, which tests set small to exercise it) are moved in pieces.      */
+
+/* grad: [N·s] on every rank (N = ranks); slice: [s]. slice = sum over ranks of
+ * grad[r·s, (r+1)·s) for this rank r (MPI_Reduce_scatter_block, or per-rank reduces). */
+ksa_status ksa_dist_reduce_scatter(const ksa_real *grad, ksa_real *slice, size_t s);
+/* data: [N·s]; on entry this rank's slice [r·s, (r+1)·s) is current; on return every
+ * rank holds every slice (in-place allgather, or per-rank broadcasts).             */
+ksa_status ksa_dist_allgather(ksa_real *data, size_t s);
+/* x[i] = sum over ranks of x[i], in place. */
+ksa_status ksa_dist_sum(double *x, int n);
+/* 1 on every rank if flag is non-zero on any rank. */
+int ksa_dist_any(int flag);
 
 #endif

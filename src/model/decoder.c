@@ -42,7 +42,14 @@ static long add_layer_param(ksa_model *m, size_t i, const char *suffix, int ndim
 
 ksa_status ksa_model_init(ksa_model *m, const ksa_model_config *c)
 {
+    return ksa_model_init_for_ranks(m, c, 1);
+}
+
+ksa_status ksa_model_init_for_ranks(ksa_model *m, const ksa_model_config *c, int n_ranks)
+{
+    KSA_ASSERT(n_ranks >= 1, "rank count %d", n_ranks);
     KSA_TRY(ksa_model_declare(m, c));
+    ksa_params_pad(&m->params, 16 * (size_t)n_ranks); /* equal, 64-byte aligned slices */
     ksa_params_alloc(&m->params);
     return KSA_OK;
 }

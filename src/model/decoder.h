@@ -27,6 +27,8 @@ typedef struct {
 /* Resolves the configuration, declares every parameter (KSA_SPEC §7.1 names) and allocates
  * the buffers (zeroed). Returns KSA_EINVAL with the configuration's message.             */
 ksa_status ksa_model_init(ksa_model *m, const ksa_model_config *c);
+/* The same with the flat buffers padded so that n_ranks equal slices cover them. */
+ksa_status ksa_model_init_for_ranks(ksa_model *m, const ksa_model_config *c, int n_ranks);
 /* The same without allocating the buffers: names, shapes and counts only (sizing a model
  * that does not fit this machine). ksa_model_free releases it.                           */
 ksa_status ksa_model_declare(ksa_model *m, const ksa_model_config *c);

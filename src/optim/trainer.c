@@ -2,9 +2,12 @@
 #include "trainer.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ckpt/ckpt.h"
+#include "dist/dist.h"
 #include "data/tokenizer.h"
 #include "model/layout.h"
 #include "optim/adamw.h"
@@ -15,7 +18,12 @@ ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config
     memset(t, 0, sizeof *t);
     t->model = m;
     t->cfg = c;
-    KSA_TRY(ksa_train_config_validate(c, 1));
+    t->rank = ksa_dist_rank();
+    t->n_ranks = ksa_dist_size();
+    KSA_TRY(ksa_train_config_validate(c, t->n_ranks));
+    KSA_ASSERT(m->params.numel % (size_t)t->n_ranks == 0,
+               "parameter buffer of %zu elements is not padded for %d ranks "
+               "(ksa_model_init_for_ranks)", m->params.numel, t->n_ranks);
     ksa_loader_options lo = {.seq_len = (size_t)c->seq_len,
                              .global_batch = (size_t)c->global_batch,
                              .vocab_size = m->V,
@@ -41,12 +49,16 @@ ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config
     t->schedule = (ksa_lr_schedule){.kind = kind, .lr = c->lr, .min_lr = c->min_lr,
                                     .warmup_steps = c->warmup_steps,
                                     .decay_steps = c->decay_steps, .steps = c->steps};
-    size_t n = m->params.numel;
-    t->exp_avg = ksa_alloc_zero(n * sizeof(ksa_real));
-    t->exp_avg_sq = ksa_alloc_zero(n * sizeof(ksa_real));
+    size_t slice = m->params.numel / (size_t)t->n_ranks;
+    t->slice_lo = (size_t)t->rank * slice;
+    t->slice_hi = t->slice_lo + slice;
+    t->exp_avg = ksa_alloc_zero(slice * sizeof(ksa_real));
+    t->exp_avg_sq = ksa_alloc_zero(slice * sizeof(ksa_real));
+    t->grad_slice = ksa_alloc_zero(slice * sizeof(ksa_real));
     ksa_arena_init(&t->arena, ksa_model_arena_bytes(m, (size_t)c->micro_batch, (size_t)c->seq_len));
     ksa_tape_init(&t->tape, &t->arena, ksa_model_tape_nodes(m));
-    t->tokens = ksa_alloc((size_t)c->global_batch * ((size_t)c->seq_len + 1) * sizeof(int32_t));
+    size_t rows = (size_t)c->global_batch / (size_t)t->n_ranks;
+    t->tokens = ksa_alloc(rows * ((size_t)c->seq_len + 1) * sizeof(int32_t));
     return KSA_OK;
 }
 
@@ -57,27 +69,32 @@ void ksa_trainer_free(ksa_trainer *t)
         ksa_val_reader_close(&t->val);
     ksa_free(t->exp_avg);
     ksa_free(t->exp_avg_sq);
+    ksa_free(t->grad_slice);
     ksa_tape_free(&t->tape);
     ksa_arena_free(&t->arena);
     ksa_free(t->tokens);
     memset(t, 0, sizeof *t);
 }
 
-/* Names the first parameter whose gradient holds a non-finite value. */
-static ksa_status check_finite(const ksa_trainer *t, double loss)
+/* The parameter holding flat element i, or NULL for padding between parameters. */
+static const ksa_param *param_at(const ksa_params *p, size_t i)
 {
-    const ksa_params *p = &t->model->params;
-    for (size_t i = 0; i < p->n; i++) {
-        const ksa_param *e = &p->table[i];
-        size_t j = ksa_first_nonfinite(p->grad + e->offset, e->numel);
-        if (j < e->numel)
-            return ksa_fail(KSA_ENUMERIC,
-                            "step %ld: non-finite gradient %g in %s (element %zu); loss %g",
-                            t->step + 1, (double)p->grad[e->offset + j], e->name, j, loss);
-    }
-    if (!isfinite(loss))
-        return ksa_fail(KSA_ENUMERIC, "step %ld: the loss is %g", t->step + 1, loss);
-    return KSA_OK;
+    for (size_t k = 0; k < p->n; k++)
+        if (i >= p->table[k].offset && i < p->table[k].offset + p->table[k].numel)
+            return &p->table[k];
+    return NULL;
+}
+
+/* Test-only fault hook (docs/mpi.md): KSA_TEST_FAULT=step_error:RANK:STEP makes that rank
+ * fail at that (1-based) step, step_nan:RANK:STEP puts a NaN into its gradient. */
+static int injected_fault(const char *kind, int rank, long step)
+{
+    const char *f = getenv("KSA_TEST_FAULT");
+    size_t n = strlen(kind);
+    int r;
+    long st;
+    return f && !strncmp(f, kind, n) && f[n] == ':' && sscanf(f + n + 1, "%d:%ld", &r, &st) == 2 &&
+           r == rank && st == step;
 }
 
 ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
@@ -86,10 +103,11 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
     ksa_model *m = t->model;
     double t0 = ksa_now();
     size_t G = (size_t)c->global_batch, mb = (size_t)c->micro_batch, L = (size_t)c->seq_len;
-    ksa_loader_batch_at(&t->loader, t->tokens, (uint64_t)t->step, 0, 1);
+    size_t rows = G / (size_t)t->n_ranks;
+    ksa_loader_batch_at(&t->loader, t->tokens, (uint64_t)t->step, t->rank, t->n_ranks);
     ksa_params_zero_grad(&m->params);
     double loss = 0, norm = (double)(G * L);
-    for (size_t r = 0; r < G; r += mb) {
+    for (size_t r = 0; r < rows; r += mb) {
         ksa_tape_reset(&t->tape);
         double part;
         ksa_tensor *l = ksa_model_forward(m, &t->tape, t->tokens + r * (L + 1), mb, L, norm,
@@ -97,18 +115,44 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
         ksa_tape_backward(&t->tape, l);
         loss += part;
     }
-    KSA_TRY(check_finite(t, loss));
-    ksa_real *g = m->params.grad;
-    size_t n = m->params.numel;
-    ksa_clip_values(g, n, c->clip_value);
-    double grad_norm = sqrt(ksa_sum_squares(g, n));
+    long step1 = t->step + 1;
+    int local_error = injected_fault("step_error", t->rank, step1);
+    if (injected_fault("step_nan", t->rank, step1))
+        m->params.grad[0] = (ksa_real)NAN;
+
+    size_t s = t->slice_hi - t->slice_lo;
+    KSA_TRY(ksa_dist_reduce_scatter(m->params.grad, t->grad_slice, s));
+    size_t bad = ksa_first_nonfinite(t->grad_slice, s);
+    ksa_clip_values(t->grad_slice, s, c->clip_value);
+    double sums[4] = {loss, ksa_sum_squares(t->grad_slice, s), bad < s, local_error};
+    KSA_TRY(ksa_dist_sum(sums, 4));
+    loss = sums[0];
+    if (sums[3] > 0) {
+        if (local_error)
+            return ksa_fail(KSA_EINVAL, "step %ld: fault injected by KSA_TEST_FAULT", step1);
+        return ksa_fail(KSA_EINVAL, "step %ld: stopped because another rank failed", step1);
+    }
+    if (sums[2] > 0 || !isfinite(loss)) {
+        if (bad < s) {
+            const ksa_param *e = param_at(&m->params, t->slice_lo + bad);
+            return ksa_fail(KSA_ENUMERIC, "step %ld: non-finite gradient %g in %s (element %zu); loss %g",
+                            step1, (double)t->grad_slice[bad], e ? e->name : "(padding)",
+                            e ? t->slice_lo + bad - e->offset : 0, loss);
+        }
+        return ksa_fail(KSA_ENUMERIC, "step %ld: the loss is %g or another rank's gradient is "
+                                      "not finite",
+                        step1, loss);
+    }
+    double grad_norm = sqrt(sums[1]);
     double factor = ksa_clip_norm_factor(grad_norm, c->clip_norm);
     if (factor != 1)
-        ksa_scale(g, n, factor);
+        ksa_scale(t->grad_slice, s, factor);
     double lr = ksa_lr_at(&t->schedule, t->step);
     ksa_adamw_hparams hp = {.lr = lr, .beta1 = c->beta1, .beta2 = c->beta2, .eps = c->adam_eps,
                             .weight_decay = c->weight_decay};
-    ksa_adamw_update(m->params.data, t->exp_avg, t->exp_avg_sq, g, n, &hp, t->step + 1);
+    ksa_adamw_update(m->params.data + t->slice_lo, t->exp_avg, t->exp_avg_sq, t->grad_slice, s,
+                     &hp, t->step + 1);
+    KSA_TRY(ksa_dist_allgather(m->params.data, s));
     t->step++;
     t->tokens_seen += G * L;
     stats->loss = loss;
@@ -121,6 +165,9 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
 
 ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path)
 {
+    if (t->n_ranks > 1)
+        return ksa_fail(KSA_EINVAL, "checkpoints of a run on %d ranks are not written yet "
+                                    "(sharded optimizer state)", t->n_ranks);
     ksa_ckpt_train_state ts = {.train = t->cfg,
                                .step = t->step,
                                .tokens_seen = t->tokens_seen,
@@ -133,6 +180,8 @@ ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path)
 
 ksa_status ksa_trainer_resume(ksa_trainer *t, const char *path)
 {
+    if (t->n_ranks > 1)
+        return ksa_fail(KSA_EINVAL, "resuming on %d ranks is not supported yet", t->n_ranks);
     ksa_train_config stored;
     long step;
     unsigned long long tokens;
@@ -156,20 +205,24 @@ ksa_status ksa_trainer_validate(ksa_trainer *t, double *val_loss)
     size_t rows = 0;
     int recording = t->tape.recording;
     t->tape.recording = 0;
-    while (rows < want) {
+    /* batches of micro_batch rows; batch b belongs to rank b mod N */
+    for (size_t b = 0; rows < want; b++) {
         size_t got = ksa_val_reader_next(&t->val, t->tokens);
         if (got == 0)
             break;
         if (got > want - rows)
             got = want - rows;
-        ksa_tape_reset(&t->tape);
-        double part;
-        ksa_model_forward(t->model, &t->tape, t->tokens, got, L, 1.0, &part, NULL);
-        sum += part;
+        if (b % (size_t)t->n_ranks == (size_t)t->rank) {
+            ksa_tape_reset(&t->tape);
+            double part;
+            ksa_model_forward(t->model, &t->tape, t->tokens, got, L, 1.0, &part, NULL);
+            sum += part;
+        }
         rows += got;
         (void)mb;
     }
     t->tape.recording = recording;
+    KSA_TRY(ksa_dist_sum(&sum, 1));
     if (rows == 0)
         return ksa_fail(KSA_EFORMAT, "validation file '%s' holds no row of %zu tokens",
                         c->val_data, L + 1);

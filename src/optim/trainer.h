@@ -27,10 +27,13 @@ typedef struct {
     ksa_val_reader val;           /* owned when has_val */
     int has_val;
     ksa_lr_schedule schedule;
-    ksa_real *exp_avg, *exp_avg_sq; /* owned AdamW moments, the parameter buffer's layout */
+    int rank, n_ranks;            /* this process among the ranks of the run */
+    size_t slice_lo, slice_hi;    /* the part of the flat buffer this rank owns (ZeRO) */
+    ksa_real *exp_avg, *exp_avg_sq; /* owned AdamW moments of the slice only */
+    ksa_real *grad_slice;         /* owned: the summed gradient of the slice */
     ksa_arena arena;              /* owned: one micro-batch forward + backward */
     ksa_tape tape;
-    int32_t *tokens;              /* owned: [global_batch, seq_len + 1] */
+    int32_t *tokens;              /* owned: [global_batch / ranks, seq_len + 1] */
     long step;                    /* optimizer steps completed */
     size_t tokens_seen;           /* text tokens of completed steps */
 } ksa_trainer;

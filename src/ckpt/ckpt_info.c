@@ -1,0 +1,858 @@
+/* ckpt_info.c - `ksa inspect FILE`: a checkpoint's content from its metadata alone.
+ *
+ * The file is first read with ksa_ckpt_read_config, so opening, format checks and /config
+ * fail with exactly the messages `ksa eval` and `ksa train` give. Then everything else is
+ * collected (attribute values, dataset names, shapes and types; never dataset values) and
+ * checked against the parameter table ksa_model_declare builds from /config, and only then
+ * printed: a file that cannot be loaded as a model prints nothing but the error.          */
+#include "ckpt_info.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <hdf5.h>
+
+#include "ckpt/ckpt.h"
+#include "model/decoder.h"
+#include "optim/train_config.h"
+
+#define MAX_SHOWN 16  /* values of an array attribute printed before "..." */
+#define MAX_READ 4096 /* larger array attributes are summarised, not read */
+static const char *const moment_groups[] = {"exp_avg", "exp_avg_sq"};
+#define N_MOMENTS 2
+
+/* ---- errors (as ckpt.c: the file, the object, HDF5's innermost reason) -------------------- */
+static herr_t grab_innermost(unsigned n, const H5E_error2_t *e, void *data)
+{
+    if (n == 0 && e->desc)
+        snprintf((char *)data, 256, "%s", e->desc);
+    return 0;
+}
+
+static ksa_status vfail(ksa_status code, const char *path, int h5, const char *fmt, va_list ap)
+{
+    char msg[768], reason[256] = "";
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (h5) {
+        H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, grab_innermost, reason);
+        H5Eclear2(H5E_DEFAULT);
+    }
+    if (reason[0])
+        return ksa_fail(code, "checkpoint %s: %s (HDF5: %s)", path, msg, reason);
+    return ksa_fail(code, "checkpoint %s: %s", path, msg);
+}
+
+/* After a failed H5* call. */
+__attribute__((format(printf, 3, 4))) static ksa_status fail_h5(ksa_status code, const char *path,
+                                                                const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ksa_status st = vfail(code, path, 1, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+/* For metadata that was read but is wrong. */
+__attribute__((format(printf, 3, 4))) static ksa_status fail_at(ksa_status code, const char *path,
+                                                                const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ksa_status st = vfail(code, path, 0, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+/* Closes an HDF5 id of any kind if open (errors on close of a read-only file are moot). */
+static void close_id(hid_t id)
+{
+    if (id < 0)
+        return;
+    switch (H5Iget_type(id)) {
+    case H5I_FILE:
+        H5Fclose(id);
+        break;
+    case H5I_GROUP:
+        H5Gclose(id);
+        break;
+    case H5I_DATATYPE:
+        H5Tclose(id);
+        break;
+    case H5I_DATASPACE:
+        H5Sclose(id);
+        break;
+    case H5I_DATASET:
+        H5Dclose(id);
+        break;
+    case H5I_ATTR:
+        H5Aclose(id);
+        break;
+    default:
+        H5Idec_ref(id);
+        break;
+    }
+}
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s);
+    KSA_ASSERT(d, "out of memory copying %zu bytes", strlen(s));
+    return d;
+}
+
+/* ---- what is collected ------------------------------------------------------------------- */
+typedef struct {
+    char *name;  /* owned */
+    char *value; /* owned, printable: strings quoted, arrays as [a, b, ...] */
+    char *text;  /* owned, a single string's bare text, else NULL */
+} attr_text;
+
+typedef struct {
+    int present;  /* the group exists */
+    attr_text *v; /* owned, n entries, sorted by name */
+    size_t n;
+} attr_set;
+
+typedef struct {
+    char **v; /* owned messages */
+    size_t n, cap;
+} text_list;
+
+typedef struct {
+    const char *path;
+    long long file_bytes;
+    ksa_model model; /* declared from /config: names and shapes, no buffers */
+    attr_set root, config, tokenizer, optim, train;
+    char (*dtype)[24];               /* [model.params.n]: the type of /params/<name> */
+    size_t moments_found[N_MOMENTS]; /* parameters with a well-formed moment dataset */
+    text_list problems;              /* of the training state: printed, then reported */
+} ckpt_info;
+
+static void text_list_push(text_list *l, char *s)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 8;
+        l->v = realloc(l->v, l->cap * sizeof *l->v);
+        KSA_ASSERT(l->v, "out of memory for %zu messages", l->cap);
+    }
+    l->v[l->n++] = s;
+}
+
+static void text_list_free(text_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+__attribute__((format(printf, 2, 3))) static void add_problem(ckpt_info *info, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    text_list_push(&info->problems, xstrdup(msg));
+}
+
+static void attr_set_free(attr_set *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->v[i].name);
+        free(s->v[i].value);
+        free(s->v[i].text);
+    }
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+static const attr_text *attr_find(const attr_set *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (!strcmp(s->v[i].name, name))
+            return &s->v[i];
+    return NULL;
+}
+
+static void info_free(ckpt_info *info)
+{
+    ksa_model_free(&info->model);
+    attr_set_free(&info->root);
+    attr_set_free(&info->config);
+    attr_set_free(&info->tokenizer);
+    attr_set_free(&info->optim);
+    attr_set_free(&info->train);
+    free(info->dtype);
+    text_list_free(&info->problems);
+}
+
+/* ---- formatting --------------------------------------------------------------------------- */
+/* Shortest decimal text that reads back to x in the attribute's precision; integral values
+ * keep a ".0" so that a float reads as one (rope_theta = 10000.0, not 1e+04).            */
+static void format_real(char *out, size_t cap, double x, int single)
+{
+    if (x == (double)(long long)x && x > -1e15 && x < 1e15) {
+        snprintf(out, cap, "%.1f", x);
+        return;
+    }
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(out, cap, "%.*g", prec, x);
+        double y = strtod(out, NULL);
+        if (single ? (float)y == (float)x : y == x)
+            return;
+    }
+}
+
+/* "[64, 32]" */
+static const char *format_dims(char *buf, size_t cap, int ndim, const hsize_t *dims)
+{
+    size_t len = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < ndim && len < cap; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%llu", i ? ", " : "",
+                                (unsigned long long)dims[i]);
+    if (len < cap)
+        snprintf(buf + len, cap - len, "]");
+    return buf;
+}
+
+static void quote_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(f, "\\%c", *s);
+        else if (*s == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+/* "float32", "bfloat16", "int64", "float32 big-endian", ... */
+static void describe_type(hid_t t, char *buf, size_t cap)
+{
+    H5T_class_t cls = H5Tget_class(t);
+    size_t bits = 8 * H5Tget_size(t);
+    const char *order = H5Tget_order(t) == H5T_ORDER_BE && bits > 8 ? " big-endian" : "";
+    if (cls == H5T_FLOAT) {
+        size_t spos, epos, esize, mpos, msize;
+        int bf16 =
+            bits == 16 && H5Tget_fields(t, &spos, &epos, &esize, &mpos, &msize) >= 0 && esize == 8;
+        snprintf(buf, cap, "%sfloat%zu%s", bf16 ? "b" : "", bits, order);
+    } else if (cls == H5T_INTEGER) {
+        snprintf(buf, cap, "%sint%zu%s", H5Tget_sign(t) == H5T_SGN_NONE ? "u" : "", bits, order);
+    } else {
+        snprintf(buf, cap, "HDF5 type class %d", (int)cls);
+    }
+}
+
+/* ---- reading attribute values --------------------------------------------------------------- */
+/* Prints the n values of an integer or enum attribute (enums, such as h5py's booleans, do
+ * not convert to integers: read in the native enum type, then convert its base type).   */
+static herr_t print_integers(hid_t attr, hid_t ftype, size_t n, FILE *f)
+{
+    H5T_class_t cls = H5Tget_class(ftype);
+    herr_t rc = 0;
+    if (cls == H5T_INTEGER && H5Tget_sign(ftype) == H5T_SGN_NONE) {
+        unsigned long long *u = calloc(n, sizeof *u);
+        KSA_ASSERT(u, "out of memory for %zu values", n);
+        if ((rc = H5Aread(attr, H5T_NATIVE_ULLONG, u)) >= 0)
+            for (size_t i = 0; i < n && i < MAX_SHOWN; i++)
+                fprintf(f, "%s%llu", i ? ", " : "", u[i]);
+        free(u);
+        return rc;
+    }
+    long long *v = calloc(n, sizeof *v);
+    KSA_ASSERT(v, "out of memory for %zu values", n);
+    if (cls == H5T_INTEGER) {
+        rc = H5Aread(attr, H5T_NATIVE_LLONG, v);
+    } else { /* each element occupies at most 8 bytes before and exactly 8 after */
+        hid_t mtype = H5Tget_native_type(ftype, H5T_DIR_ASCEND), base = -1;
+        if (mtype < 0 || (base = H5Tget_super(mtype)) < 0 || H5Tget_size(mtype) > 8 ||
+            H5Aread(attr, mtype, v) < 0 ||
+            H5Tconvert(base, H5T_NATIVE_LLONG, n, v, NULL, H5P_DEFAULT) < 0)
+            rc = -1;
+        close_id(base);
+        close_id(mtype);
+    }
+    if (rc >= 0)
+        for (size_t i = 0; i < n && i < MAX_SHOWN; i++)
+            fprintf(f, "%s%lld", i ? ", " : "", v[i]);
+    free(v);
+    return rc;
+}
+
+static herr_t print_floats(hid_t attr, hid_t ftype, size_t n, FILE *f)
+{
+    double *v = calloc(n, sizeof *v);
+    KSA_ASSERT(v, "out of memory for %zu values", n);
+    herr_t rc = H5Aread(attr, H5T_NATIVE_DOUBLE, v);
+    char text[32];
+    if (rc >= 0)
+        for (size_t i = 0; i < n && i < MAX_SHOWN; i++) {
+            format_real(text, sizeof text, v[i], H5Tget_size(ftype) <= 4);
+            fprintf(f, "%s%s", i ? ", " : "", text);
+        }
+    free(v);
+    return rc;
+}
+
+/* Variable- or fixed-length strings; *first gets the first one's text (malloc'ed). */
+static herr_t print_strings(hid_t attr, hid_t ftype, hid_t space, size_t n, FILE *f, char **first)
+{
+    htri_t var = H5Tis_variable_str(ftype);
+    H5T_cset_t cset = H5Tget_cset(ftype);
+    size_t fsize = H5Tget_size(ftype);
+    hid_t mtype = H5Tcopy(H5T_C_S1);
+    herr_t rc = -1;
+    if (var < 0 || cset < 0 || fsize == 0 || mtype < 0 || H5Tset_cset(mtype, cset) < 0) {
+        close_id(mtype);
+        return -1;
+    }
+    if (var) {
+        char **s = calloc(n, sizeof *s);
+        KSA_ASSERT(s, "out of memory for %zu strings", n);
+        if (H5Tset_size(mtype, H5T_VARIABLE) >= 0 && (rc = H5Aread(attr, mtype, s)) >= 0) {
+            for (size_t i = 0; i < n && i < MAX_SHOWN; i++) {
+                fputs(i ? ", " : "", f);
+                quote_string(f, s[i] ? s[i] : "");
+            }
+            *first = xstrdup(s[0] ? s[0] : "");
+            H5Dvlen_reclaim(mtype, space, H5P_DEFAULT, s);
+        }
+        free(s);
+    } else { /* NUL- or space-padded: converting to NUL-terminated, one byte longer, drops it */
+        char *buf = calloc(n, fsize + 1);
+        KSA_ASSERT(buf, "out of memory for %zu strings of %zu bytes", n, fsize);
+        if (H5Tset_size(mtype, fsize + 1) >= 0 && H5Tset_strpad(mtype, H5T_STR_NULLTERM) >= 0 &&
+            (rc = H5Aread(attr, mtype, buf)) >= 0) {
+            for (size_t i = 0; i < n && i < MAX_SHOWN; i++) {
+                fputs(i ? ", " : "", f);
+                quote_string(f, buf + i * (fsize + 1));
+            }
+            *first = xstrdup(buf);
+        }
+        free(buf);
+    }
+    close_id(mtype);
+    return rc;
+}
+
+/* The value of attribute `name` of loc (`where` names loc in messages: "/train"). */
+static ksa_status read_attr(const char *path, hid_t loc, const char *where, const char *name,
+                            attr_text *out)
+{
+    ksa_status st = KSA_OK;
+    char *buf = NULL, *first = NULL;
+    size_t len = 0;
+    hid_t attr = H5Aopen(loc, name, H5P_DEFAULT), space = -1, ftype = -1;
+    if (attr < 0 || (space = H5Aget_space(attr)) < 0 || (ftype = H5Aget_type(attr)) < 0) {
+        st = fail_h5(KSA_EFORMAT, path, "cannot open %s attribute '%s'", where, name);
+        goto done;
+    }
+    H5S_class_t sclass = H5Sget_simple_extent_type(space);
+    hssize_t npoints = H5Sget_simple_extent_npoints(space);
+    if (sclass == H5S_NO_CLASS || npoints < 0) {
+        st = fail_h5(KSA_EFORMAT, path, "cannot read the dataspace of %s attribute '%s'", where,
+                     name);
+        goto done;
+    }
+    size_t n = (size_t)npoints;
+    int array = sclass == H5S_SIMPLE && n != 1; /* [1]: as H5LT writes a single value */
+    FILE *f = open_memstream(&buf, &len);
+    KSA_ASSERT(f, "open_memstream: %s", strerror(errno));
+    H5T_class_t tclass = H5Tget_class(ftype);
+    herr_t rc = 0;
+    if (sclass == H5S_NULL || n == 0) {
+        fputs("(no value)", f);
+    } else if (n > MAX_READ) {
+        fprintf(f, "(%zu values)", n);
+    } else {
+        fputs(array ? "[" : "", f);
+        if (tclass == H5T_INTEGER || tclass == H5T_ENUM)
+            rc = print_integers(attr, ftype, n, f);
+        else if (tclass == H5T_FLOAT)
+            rc = print_floats(attr, ftype, n, f);
+        else if (tclass == H5T_STRING)
+            rc = print_strings(attr, ftype, space, n, f, &first);
+        else
+            fprintf(f, "(HDF5 type class %d)", (int)tclass);
+        if (array && n > MAX_SHOWN)
+            fprintf(f, ", ... (%zu values)", n);
+        fputs(array ? "]" : "", f);
+    }
+    fclose(f);
+    if (rc < 0) {
+        st = fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
+        goto done;
+    }
+    out->name = xstrdup(name);
+    out->value = buf;
+    out->text = array ? NULL : first;
+    buf = NULL;
+    if (!array)
+        first = NULL;
+done:
+    free(buf);
+    free(first);
+    close_id(ftype);
+    close_id(space);
+    close_id(attr);
+    return st;
+}
+
+static herr_t collect_attr_name(hid_t loc, const char *name, const H5A_info_t *info, void *data)
+{
+    (void)loc, (void)info;
+    text_list_push(data, xstrdup(name));
+    return 0;
+}
+
+static herr_t collect_link_name(hid_t group, const char *name, const H5L_info_t *info, void *data)
+{
+    (void)group, (void)info;
+    text_list_push(data, xstrdup(name));
+    return 0;
+}
+
+/* Every attribute of loc, in name order. */
+static ksa_status read_attrs(const char *path, hid_t loc, const char *where, attr_set *s)
+{
+    text_list names = {0};
+    ksa_status st = KSA_OK;
+    if (H5Aiterate2(loc, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_attr_name, &names) < 0)
+        st = fail_h5(KSA_EFORMAT, path, "cannot list the attributes of %s", where);
+    s->present = 1;
+    s->v = calloc(names.n ? names.n : 1, sizeof *s->v);
+    KSA_ASSERT(s->v, "out of memory for %zu attributes", names.n);
+    for (size_t i = 0; i < names.n && st == KSA_OK; i++)
+        if ((st = read_attr(path, loc, where, names.v[i], &s->v[i])) == KSA_OK)
+            s->n++;
+    text_list_free(&names);
+    return st;
+}
+
+/* ---- groups and datasets --------------------------------------------------------------------- */
+/* Opens the group at `name` (absolute) if it exists: *group = -1 when it does not. */
+static ksa_status open_group_if_any(const char *path, hid_t file, const char *name, hid_t *group)
+{
+    *group = -1;
+    htri_t has = H5Lexists(file, name, H5P_DEFAULT);
+    if (has < 0)
+        return fail_h5(KSA_EFORMAT, path, "cannot look up %s", name);
+    if (!has)
+        return KSA_OK;
+    hid_t obj = H5Oopen(file, name, H5P_DEFAULT);
+    if (obj < 0)
+        return fail_h5(KSA_EFORMAT, path, "cannot open %s", name);
+    H5I_type_t type = H5Iget_type(obj);
+    if (type != H5I_GROUP) {
+        close_id(obj);
+        return fail_at(KSA_EFORMAT, path, "%s is not a group", name);
+    }
+    *group = obj;
+    return KSA_OK;
+}
+
+typedef enum { DSET_OK, DSET_MISSING, DSET_NOT_DATASET } dset_state;
+
+typedef struct {
+    dset_state state;
+    int ndim, is_float;
+    hsize_t dims[H5S_MAX_RANK];
+    char dtype[24];
+} dset_meta;
+
+/* Shape and type of group/name (`where` = "/params/<name>" in messages), no values. An HDF5
+ * failure (corrupted metadata) is an error; a missing name or a group is reported in m.  */
+static ksa_status read_dset_meta(const char *path, hid_t group, const char *name, const char *where,
+                                 dset_meta *m)
+{
+    memset(m, 0, sizeof *m);
+    htri_t has = H5Lexists(group, name, H5P_DEFAULT);
+    if (has < 0)
+        return fail_h5(KSA_EFORMAT, path, "cannot look up %s", where);
+    if (!has) {
+        m->state = DSET_MISSING;
+        return KSA_OK;
+    }
+    hid_t obj = H5Oopen(group, name, H5P_DEFAULT), space = -1, type = -1;
+    if (obj < 0)
+        return fail_h5(KSA_EFORMAT, path, "cannot open dataset %s", where);
+    ksa_status st = KSA_OK;
+    if (H5Iget_type(obj) != H5I_DATASET) {
+        m->state = DSET_NOT_DATASET;
+    } else if ((space = H5Dget_space(obj)) < 0 || (type = H5Dget_type(obj)) < 0 ||
+               (m->ndim = H5Sget_simple_extent_ndims(space)) < 0 ||
+               H5Sget_simple_extent_dims(space, m->dims, NULL) < 0) {
+        st = fail_h5(KSA_EFORMAT, path, "cannot read the shape and type of dataset %s", where);
+    } else {
+        m->is_float = H5Tget_class(type) == H5T_FLOAT;
+        describe_type(type, m->dtype, sizeof m->dtype);
+    }
+    close_id(type);
+    close_id(space);
+    close_id(obj);
+    return st;
+}
+
+static int same_shape(const dset_meta *m, const ksa_param *e)
+{
+    if (m->ndim != e->ndim)
+        return 0;
+    for (int d = 0; d < e->ndim; d++)
+        if (m->dims[d] != e->shape[d])
+            return 0;
+    return 1;
+}
+
+static const char *param_dims(char *buf, size_t cap, const ksa_param *e)
+{
+    hsize_t dims[2] = {e->shape[0], e->shape[1]};
+    return format_dims(buf, cap, e->ndim, dims);
+}
+
+/* The names of every link in group. */
+static ksa_status list_links(const char *path, hid_t group, const char *where, text_list *names)
+{
+    hsize_t idx = 0;
+    if (H5Literate(group, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_link_name, names) < 0)
+        return fail_h5(KSA_EFORMAT, path, "cannot list %s", where);
+    return KSA_OK;
+}
+
+/* /params: every parameter of the table, with its shape and a float type; nothing else. */
+static ksa_status check_params(ckpt_info *info, hid_t file)
+{
+    const char *path = info->path;
+    const ksa_params *p = &info->model.params;
+    hid_t group;
+    KSA_TRY(open_group_if_any(path, file, "/params", &group));
+    if (group < 0)
+        return fail_at(KSA_EFORMAT, path, "no /params group");
+    info->dtype = calloc(p->n ? p->n : 1, sizeof *info->dtype);
+    KSA_ASSERT(info->dtype, "out of memory for %zu names", p->n);
+    ksa_status st = KSA_OK;
+    char where[160], want[64], got[128];
+    for (size_t i = 0; i < p->n && st == KSA_OK; i++) {
+        const ksa_param *e = &p->table[i];
+        dset_meta m;
+        snprintf(where, sizeof where, "/params/%s", e->name);
+        if ((st = read_dset_meta(path, group, e->name, where, &m)) != KSA_OK)
+            break;
+        param_dims(want, sizeof want, e);
+        if (m.state == DSET_MISSING)
+            st = fail_at(KSA_EFORMAT, path, "%s is missing (the configuration needs %s)", where,
+                         want);
+        else if (m.state == DSET_NOT_DATASET)
+            st = fail_at(KSA_EFORMAT, path, "%s is not a dataset", where);
+        else if (!same_shape(&m, e))
+            st = fail_at(KSA_EFORMAT, path, "%s has shape %s, the configuration needs %s", where,
+                         format_dims(got, sizeof got, m.ndim, m.dims), want);
+        else if (!m.is_float)
+            st = fail_at(KSA_EFORMAT, path, "%s holds %s, not floating-point numbers", where,
+                         m.dtype);
+        else
+            snprintf(info->dtype[i], sizeof info->dtype[i], "%s", m.dtype);
+    }
+    text_list names = {0};
+    if (st == KSA_OK)
+        st = list_links(path, group, "/params", &names);
+    for (size_t i = 0; i < names.n && st == KSA_OK; i++)
+        if (ksa_params_find(p, names.v[i]) < 0)
+            st = fail_at(KSA_EFORMAT, path, "/params/%s is not a parameter of the configuration",
+                         names.v[i]);
+    text_list_free(&names);
+    close_id(group);
+    return st;
+}
+
+/* /optim/<moment>: one dataset per parameter with its shape; problems are recorded. */
+static ksa_status check_moment(ckpt_info *info, hid_t file, size_t k)
+{
+    const char *path = info->path, *moment = moment_groups[k];
+    const ksa_params *p = &info->model.params;
+    char gname[32], where[192], want[64], got[128];
+    snprintf(gname, sizeof gname, "/optim/%s", moment);
+    hid_t group;
+    KSA_TRY(open_group_if_any(path, file, gname, &group));
+    if (group < 0) {
+        add_problem(info, "no %s group: the optimizer state has no %s moments", gname, moment);
+        return KSA_OK;
+    }
+    ksa_status st = KSA_OK;
+    for (size_t i = 0; i < p->n && st == KSA_OK; i++) {
+        const ksa_param *e = &p->table[i];
+        dset_meta m;
+        snprintf(where, sizeof where, "%s/%s", gname, e->name);
+        if ((st = read_dset_meta(path, group, e->name, where, &m)) != KSA_OK)
+            break;
+        param_dims(want, sizeof want, e);
+        if (m.state == DSET_MISSING)
+            add_problem(info, "%s is missing", where);
+        else if (m.state == DSET_NOT_DATASET)
+            add_problem(info, "%s is not a dataset", where);
+        else if (!same_shape(&m, e))
+            add_problem(info, "%s has shape %s, the parameter has %s", where,
+                        format_dims(got, sizeof got, m.ndim, m.dims), want);
+        else if (!m.is_float)
+            add_problem(info, "%s holds %s, not floating-point numbers", where, m.dtype);
+        else
+            info->moments_found[k]++;
+    }
+    text_list names = {0};
+    if (st == KSA_OK)
+        st = list_links(path, group, gname, &names);
+    for (size_t i = 0; i < names.n && st == KSA_OK; i++)
+        if (ksa_params_find(p, names.v[i]) < 0)
+            add_problem(info, "%s/%s is not a parameter of the configuration", gname, names.v[i]);
+    text_list_free(&names);
+    close_id(group);
+    return st;
+}
+
+/* Attributes CHECKPOINT_FORMAT.md requires of /optim and /train. */
+static const char *const optim_required[] = {"type", "beta1", "beta2", "eps", "weight_decay"};
+static const char *const train_state[] = {"step", "tokens_seen", "seed", "world_size"};
+static const char *const train_schedule[] = {"lr_schedule",  "lr",          "min_lr",
+                                             "warmup_steps", "decay_steps", "steps"};
+static const char *const train_data[] = {"data", "data_mix", "val_data"};
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+static ksa_status check_training_state(ckpt_info *info, hid_t file)
+{
+    const char *path = info->path;
+    hid_t group;
+    KSA_TRY(open_group_if_any(path, file, "/optim", &group));
+    if (group >= 0) {
+        ksa_status st = read_attrs(path, group, "/optim", &info->optim);
+        close_id(group);
+        KSA_TRY(st);
+        for (size_t i = 0; i < COUNT(optim_required); i++)
+            if (!attr_find(&info->optim, optim_required[i]))
+                add_problem(info, "/optim lacks the attribute '%s'", optim_required[i]);
+        const attr_text *type = attr_find(&info->optim, "type");
+        if (type && (!type->text || strcmp(type->text, "adamw") != 0))
+            add_problem(info, "/optim type is %s, this program knows only \"adamw\"", type->value);
+        for (size_t k = 0; k < N_MOMENTS; k++)
+            KSA_TRY(check_moment(info, file, k));
+    }
+    KSA_TRY(open_group_if_any(path, file, "/train", &group));
+    if (group >= 0) {
+        ksa_status st = read_attrs(path, group, "/train", &info->train);
+        close_id(group);
+        KSA_TRY(st);
+        for (size_t i = 0; i < COUNT(train_state); i++)
+            if (!attr_find(&info->train, train_state[i]))
+                add_problem(info, "/train lacks the attribute '%s'", train_state[i]);
+        for (size_t i = 0; i < COUNT(train_data); i++) { /* resumable from any folder */
+            const attr_text *a = attr_find(&info->train, train_data[i]);
+            if (a && a->text && a->text[0] && a->text[0] != '/')
+                add_problem(info, "/train %s = %s is not an absolute path", a->name, a->value);
+        }
+    }
+    if (info->train.present && !info->optim.present)
+        add_problem(info, "/train is present but /optim is not: the run cannot be resumed");
+    if (info->optim.present && !info->train.present)
+        add_problem(info, "/optim is present but /train is not: the run cannot be resumed");
+    return KSA_OK;
+}
+
+static ksa_status collect(ckpt_info *info)
+{
+    const char *path = info->path;
+    struct stat sb;
+    info->file_bytes = stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), group = -1;
+    if (file < 0)
+        return fail_h5(KSA_EIO, path, "cannot open the file");
+    ksa_status st = read_attrs(path, file, "root", &info->root);
+    if (st == KSA_OK && (st = open_group_if_any(path, file, "/config", &group)) == KSA_OK) {
+        st = read_attrs(path, group, "/config", &info->config); /* it exists: read_config */
+        close_id(group);
+    }
+    if (st == KSA_OK)
+        st = check_params(info, file);
+    if (st == KSA_OK && (st = open_group_if_any(path, file, "/tokenizer", &group)) == KSA_OK &&
+        group >= 0) {
+        st = read_attrs(path, group, "/tokenizer", &info->tokenizer);
+        close_id(group);
+    }
+    if (st == KSA_OK)
+        st = check_training_state(info, file);
+    close_id(file);
+    return st;
+}
+
+/* ---- printing ------------------------------------------------------------------------------- */
+static void print_attr_or_absent(const attr_set *s, const char *name, FILE *out)
+{
+    const attr_text *a = attr_find(s, name);
+    if (a)
+        fprintf(out, "%s = %s\n", a->name, a->value);
+    else
+        fprintf(out, "# %s: absent\n", name);
+}
+
+static int in_list(const char *name, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(name, list[i]))
+            return 1;
+    return 0;
+}
+
+static void print_config(const ckpt_info *info, FILE *out)
+{
+    size_t n;
+    const ksa_config_key *keys = ksa_model_config_keys(&n);
+    fprintf(out, "\n# model configuration (/config)\n");
+    for (size_t i = 0; i < n; i++) /* the configuration table's order: related keys together */
+        if (attr_find(&info->config, keys[i].name))
+            print_attr_or_absent(&info->config, keys[i].name, out);
+    for (size_t i = 0; i < n; i++)
+        if (!attr_find(&info->config, keys[i].name))
+            print_attr_or_absent(&info->config, keys[i].name, out);
+    for (size_t i = 0; i < info->config.n; i++)
+        if (!ksa_model_config_has_key(info->config.v[i].name))
+            fprintf(out, "%s = %s  # not a model configuration key: ignored\n",
+                    info->config.v[i].name, info->config.v[i].value);
+    fprintf(out, "\n# layers\n");
+    ksa_model_layout_print(&info->model.layout, out);
+}
+
+static void print_params(const ckpt_info *info, FILE *out)
+{
+    const ksa_params *p = &info->model.params;
+    size_t count = ksa_params_count(p), width = 0;
+    fprintf(out, "\n# parameters: %zu (%.3f M) in %zu tensors\n", count, (double)count / 1e6, p->n);
+    for (size_t i = 0; i < p->n; i++)
+        if (strlen(p->table[i].name) > width)
+            width = strlen(p->table[i].name);
+    char dims[64];
+    for (size_t i = 0; i < p->n; i++)
+        fprintf(out, "%-*s  %-12s  %s\n", (int)width, p->table[i].name,
+                param_dims(dims, sizeof dims, &p->table[i]), info->dtype[i]);
+}
+
+static void print_optim(const ckpt_info *info, FILE *out)
+{
+    if (!info->optim.present) {
+        fprintf(out, "\n# optimizer: absent (no /optim: not a training checkpoint)\n");
+        return;
+    }
+    fprintf(out, "\n# optimizer (/optim)\n");
+    for (size_t i = 0; i < COUNT(optim_required); i++)
+        print_attr_or_absent(&info->optim, optim_required[i], out);
+    for (size_t i = 0; i < info->optim.n; i++)
+        if (!in_list(info->optim.v[i].name, optim_required, COUNT(optim_required)))
+            fprintf(out, "%s = %s\n", info->optim.v[i].name, info->optim.v[i].value);
+    size_t n = info->model.params.n;
+    if (info->moments_found[0] == n && info->moments_found[1] == n)
+        fprintf(out,
+                "moments: exp_avg and exp_avg_sq present for all %zu parameters, with "
+                "their shapes\n",
+                n);
+    else
+        fprintf(out, "moments: exp_avg for %zu of %zu parameters, exp_avg_sq for %zu of %zu\n",
+                info->moments_found[0], n, info->moments_found[1], n);
+}
+
+static void print_train(const ckpt_info *info, FILE *out)
+{
+    if (!info->train.present) {
+        fprintf(out, "\n# training state: absent (no /train: not a training checkpoint)\n");
+        return;
+    }
+    const attr_set *t = &info->train;
+    fprintf(out, "\n# training state (/train)\n");
+    for (size_t i = 0; i < COUNT(train_state); i++)
+        print_attr_or_absent(t, train_state[i], out);
+    fprintf(out, "# schedule\n");
+    for (size_t i = 0; i < COUNT(train_schedule); i++)
+        print_attr_or_absent(t, train_schedule[i], out);
+    fprintf(out, "# data\n");
+    for (size_t i = 0; i < COUNT(train_data); i++)
+        print_attr_or_absent(t, train_data[i], out);
+    /* the rest: training keys in the configuration table's order, then anything else
+     * (data-loader and RNG state) by name                                              */
+    size_t n;
+    const ksa_config_key *keys = ksa_train_config_keys(&n);
+    int header = 0;
+    for (size_t pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < (pass ? t->n : n); i++) {
+            const char *name = pass ? t->v[i].name : keys[i].name;
+            const attr_text *a = attr_find(t, name);
+            if (!a || in_list(name, train_state, COUNT(train_state)) ||
+                in_list(name, train_schedule, COUNT(train_schedule)) ||
+                in_list(name, train_data, COUNT(train_data)) ||
+                (pass == 1 && ksa_train_config_has_key(name)))
+                continue;
+            if (!header++)
+                fprintf(out, "# other training keys and state\n");
+            fprintf(out, "%s = %s\n", a->name, a->value);
+        }
+}
+
+static void print_info(const ckpt_info *info, FILE *out)
+{
+    fprintf(out, "# checkpoint %s (%lld bytes)\n", info->path, info->file_bytes);
+    print_attr_or_absent(&info->root, "format", out);
+    print_attr_or_absent(&info->root, "format_version", out);
+    print_config(info, out);
+    print_params(info, out);
+    if (info->tokenizer.present) {
+        fprintf(out, "\n# tokenizer (/tokenizer)\n");
+        print_attr_or_absent(&info->tokenizer, "type", out);
+        for (size_t i = 0; i < info->tokenizer.n; i++)
+            if (strcmp(info->tokenizer.v[i].name, "type") != 0)
+                fprintf(out, "%s = %s\n", info->tokenizer.v[i].name, info->tokenizer.v[i].value);
+    } else {
+        fprintf(out, "\n# tokenizer: absent (no /tokenizer): byte tokenizer assumed, no "
+                     "special tokens\n");
+    }
+    print_optim(info, out);
+    print_train(info, out);
+    if (info->problems.n) {
+        fprintf(out, "\n# problems: this run cannot be resumed from this file\n");
+        for (size_t i = 0; i < info->problems.n; i++)
+            fprintf(out, "PROBLEM: %s\n", info->problems.v[i]);
+    }
+}
+
+ksa_status ksa_ckpt_info_print(const char *path, FILE *out)
+{
+    ckpt_info info;
+    memset(&info, 0, sizeof info);
+    info.path = path;
+    ksa_model_config cfg;
+    /* open, format, format_version and /config exactly as every other reader checks them */
+    KSA_TRY(ksa_ckpt_read_config(path, &cfg));
+    if (ksa_model_declare(&info.model, &cfg) != KSA_OK) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", ksa_last_error());
+        ksa_model_free(&info.model);
+        return fail_at(KSA_EFORMAT, path, "/config is not a valid model: %s", why);
+    }
+    ksa_status st = collect(&info);
+    if (st == KSA_OK) {
+        print_info(&info, out);
+        if (info.problems.n > 1)
+            st = fail_at(KSA_EFORMAT, path,
+                         "%s (and %zu more problems, listed above): the training state is "
+                         "incomplete",
+                         info.problems.v[0], info.problems.n - 1);
+        else if (info.problems.n == 1)
+            st = fail_at(KSA_EFORMAT, path, "%s: the training state is incomplete",
+                         info.problems.v[0]);
+    }
+    info_free(&info);
+    return st;
+}

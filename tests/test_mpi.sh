@@ -1,0 +1,106 @@
+#!/bin/bash
+# test_mpi.sh - data-parallel training under mpirun: the same losses on 1, 2 and 4 ranks,
+# optimizer memory falling as 1/N, collectives in pieces, errors on any rank ending the
+# job. Prints a cmocka-style summary so tests/run_tests.sh counts its tests.
+set -u
+BIN=${BIN:-bin}
+KSA="$BIN/ksa"
+PY=${PY:-/usr/bin/python3}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
+MPIRUN=(timeout 300 mpirun -x OMP_NUM_THREADS -x KSA_TEST_FAULT -x KSA_MPI_MAX_COUNT)
+[ -n "${ASAN_OPTIONS:-}" ] && MPIRUN+=(-x ASAN_OPTIONS)
+RUN=(--config configs/tiny.conf --seq-len 64 --global-batch 8 --micro-batch 1 --eval-every 0
+    --val-data "" --lr-schedule constant --warmup-steps 0)
+export KSA_TEST_FAULT="" KSA_MPI_MAX_COUNT=""
+passed=0
+failed=()
+
+run_test() {
+    echo "[ RUN      ] $1"
+    ( set -e; "$2" ) >"$TMP/out" 2>&1   # not inside `if`: set -e must stay active
+    if [ $? = 0 ]; then
+        echo "[       OK ] $1"
+        passed=$((passed + 1))
+    else
+        sed 's/^/    /' "$TMP/out"
+        echo "[  FAILED  ] $1"
+        failed+=("$1")
+    fi
+}
+
+# compare.py A B: losses within 1e-5 relative and grad norms within 1e-4 at every step
+compare() { "$PY" - "$@" <<'PYEOF'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+assert [r["step"] for r in a] == [r["step"] for r in b] and len(a) > 0
+for x, y in zip(a, b):
+    assert abs(x["loss"] - y["loss"]) <= 1e-5 * abs(x["loss"]), (x["step"], x["loss"], y["loss"])
+    assert abs(x["grad_norm"] - y["grad_norm"]) <= 1e-4 * abs(x["grad_norm"]), (x["step"], x["grad_norm"], y["grad_norm"])
+print("agree over", len(a), "steps")
+PYEOF
+}
+
+losses_agree_on_1_2_and_4_ranks() {
+    "${MPIRUN[@]}" -np 1 "$KSA" train "${RUN[@]}" --steps 20 --log "$TMP/r1.jsonl" >"$TMP/r1.out"
+    "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --steps 20 --log "$TMP/r2.jsonl" >"$TMP/r2.out"
+    "${MPIRUN[@]}" -np 4 "$KSA" train "${RUN[@]}" --steps 20 --log "$TMP/r4.jsonl" >"$TMP/r4.out"
+    compare "$TMP/r1.jsonl" "$TMP/r2.jsonl"
+    compare "$TMP/r1.jsonl" "$TMP/r4.jsonl"
+    # only rank 0 prints: one progress line per step
+    [ "$(grep -c '^step ' "$TMP/r4.out")" = 20 ]
+    # optimizer state per rank falls as 1/N
+    local b1 b2 b4
+    b1=$(sed -n 's/.*moments of \([0-9]*\) of.*/\1/p' "$TMP/r1.out")
+    b2=$(sed -n 's/.*moments of \([0-9]*\) of.*/\1/p' "$TMP/r2.out")
+    b4=$(sed -n 's/.*moments of \([0-9]*\) of.*/\1/p' "$TMP/r4.out")
+    echo "moment elements per rank: $b1 $b2 $b4"
+    [ $((b1)) = $((2 * b2)) ] && [ $((b1)) = $((4 * b4)) ]
+}
+
+collectives_in_pieces_give_the_same_run() {
+    "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --steps 3 --log "$TMP/p0.jsonl" >/dev/null
+    KSA_MPI_MAX_COUNT=1000 "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --steps 3 \
+        --log "$TMP/p1.jsonl" >/dev/null
+    compare "$TMP/p0.jsonl" "$TMP/p1.jsonl"
+}
+
+a_rank_count_that_does_not_divide_the_batch_is_refused() {
+    if "${MPIRUN[@]}" -np 4 "$KSA" train "${RUN[@]}" --micro-batch 4 --steps 1 \
+        >/dev/null 2>"$TMP/err"; then
+        echo "expected failure"; return 1
+    fi
+    grep -q "global_batch = 8 is not a multiple of micro_batch (4) x ranks (4)" "$TMP/err"
+}
+
+an_error_on_one_rank_ends_the_job() {
+    local t0=$SECONDS
+    if KSA_TEST_FAULT=step_error:1:3 "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --steps 50 \
+        >"$TMP/f.out" 2>"$TMP/f.err"; then
+        echo "expected failure"; return 1
+    fi
+    grep -q "\[rank 1\] ksa train: step 3: fault injected by KSA_TEST_FAULT" "$TMP/f.err"
+    ! grep -q "^step 3/" "$TMP/f.out"
+    [ $((SECONDS - t0)) -lt 60 ]
+    if KSA_TEST_FAULT=step_nan:1:2 "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --steps 50 \
+        >/dev/null 2>"$TMP/n.err"; then
+        echo "expected failure"; return 1
+    fi
+    grep -q "step 2: non-finite gradient" "$TMP/n.err"
+}
+
+echo "[==========] Running test_mpi.sh"
+for t in losses_agree_on_1_2_and_4_ranks collectives_in_pieces_give_the_same_run \
+    a_rank_count_that_does_not_divide_the_batch_is_refused an_error_on_one_rank_ends_the_job; do
+    run_test "$t" "$t"
+done
+echo "[==========] $((passed + ${#failed[@]})) test(s) run."
+echo "[  PASSED  ] ${passed} test(s)."
+if ((${#failed[@]})); then
+    echo "[  FAILED  ] ${#failed[@]} test(s), listed below:"
+    printf '[  FAILED  ] %s\n' "${failed[@]}"
+    exit 1
+fi
