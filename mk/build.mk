@@ -81,7 +81,7 @@ $(BUILD)/tests/f64/%: $(BUILD)/f64/tests/%.o $(BUILD)/f64/tests/testutil.o $(LIB
 # Every test program runs in both precisions; its cmocka summary reaches the console and
 # the run fails if any program fails. OMP threads fixed at 2 (the machine's cores).
 test: $(TESTS32) $(TESTS64) $(BINS) $(DEMO_TOKENS)
-	@BIN=$(BIN) PY=$(PY) bash tests/run_tests.sh $(TESTS32) $(TESTS64) $(TEST_SH)
+	@BUILD=$(BUILD) BIN=$(BIN) PY=$(PY) bash tests/run_tests.sh $(TESTS32) $(TESTS64) $(TEST_SH)
 
 asan:
 	$(MAKE) BUILD=build/asan BIN=build/asan/bin SAN=1 ASAN_OPTIONS=detect_leaks=0 test

@@ -92,9 +92,74 @@ an_error_on_one_rank_ends_the_job() {
     grep -q "step 2: non-finite gradient" "$TMP/n.err"
 }
 
+eval_gives_the_same_result_on_several_ranks() {
+    "$KSA" init --config configs/tiny.conf --out "$TMP/m.h5" >/dev/null
+    local args=(eval --ckpt "$TMP/m.h5" --data build/data/kjv.val.bin --seq-len 128 --json)
+    "${MPIRUN[@]}" -np 1 "$KSA" "${args[@]}" --batch 5 --grads-out "$TMP/g1.h5" >"$TMP/e1" 2>/dev/null
+    "${MPIRUN[@]}" -np 3 "$KSA" "${args[@]}" --batch 5 --grads-out "$TMP/g3.h5" >"$TMP/e3" 2>/dev/null
+    "${MPIRUN[@]}" -np 1 "$KSA" "${args[@]}" >"$TMP/w1" 2>/dev/null
+    "${MPIRUN[@]}" -np 2 "$KSA" "${args[@]}" >"$TMP/w2" 2>/dev/null
+    "$PY" - "$TMP" <<'PYEOF'
+import json, sys, h5py, numpy as np
+d = sys.argv[1]
+for a, b in (("e1", "e3"), ("w1", "w2")):
+    x, y = (json.load(open(f"{d}/{n}")) for n in (a, b))
+    assert x["tokens"] == y["tokens"] and abs(x["loss"] - y["loss"]) <= 1e-6 * x["loss"], (x, y)
+g1, g3 = h5py.File(f"{d}/g1.h5", "r")["grads"], h5py.File(f"{d}/g3.h5", "r")["grads"]
+for n in g1:
+    m = np.abs(g1[n][()]).max()
+    assert np.abs(g1[n][()] - g3[n][()]).max() <= 1e-4 * m + 1e-12, n
+print("eval agrees on 1, 2 and 3 ranks")
+PYEOF
+}
+
+# Checkpoints written by 2 and 4 ranks (each rank its own slice of the moments) hold what
+# one rank writes, and any of them resumes on another rank count continuing the same run.
+sharded_checkpoints_match_and_resume_on_other_rank_counts() {
+    local n
+    for n in 1 2 4; do
+        "${MPIRUN[@]}" -np $n "$KSA" train "${RUN[@]}" --steps 8 --save-every 4 \
+            --out "$TMP/c$n" --log "$TMP/c$n.jsonl" >/dev/null
+    done
+    "$PY" - "$TMP" <<'PYEOF'
+import sys, h5py, numpy as np
+d = sys.argv[1]
+ref = h5py.File(f"{d}/c1/step_00000004.h5", "r")
+lr = float(ref["train"].attrs["lr"])
+for n in (2, 4):
+    f = h5py.File(f"{d}/c{n}/step_00000004.h5", "r")
+    assert f["train"].attrs["world_size"] == n
+    for g in ("optim/exp_avg", "optim/exp_avg_sq", "params"):
+        assert sorted(f[g]) == sorted(ref[g]), g
+        for k in ref[g]:
+            a, b = ref[g][k][()], f[g][k][()]
+            m = np.abs(a).max()
+            # moments: 1e-4 relative. Parameters: also 1e-4 relative, plus 1 % of lr: Adam
+            # divides by sqrt(v), so a gradient that is a sum of cancelling terms (whose
+            # rounding differs with the summation order) moves its parameter by a
+            # normalised step whose last digits differ (~lr x its relative rounding).
+            tol = 1e-4 * m + (0.01 * lr if g == "params" else 0.0)
+            assert np.abs(a - b).max() <= tol, (n, g, k, np.abs(a - b).max(), tol)
+print("checkpoints of 1, 2 and 4 ranks agree")
+PYEOF
+    # resume across rank counts: 2 -> 1, 1 -> 4, 4 -> 2 continue the uninterrupted run
+    "${MPIRUN[@]}" -np 1 "$KSA" train --resume "$TMP/c2/step_00000004.h5" --out "$TMP/x21" \
+        --log "$TMP/x21.jsonl" >/dev/null
+    "${MPIRUN[@]}" -np 4 "$KSA" train --resume "$TMP/c1/step_00000004.h5" --out "$TMP/x14" \
+        --log "$TMP/x14.jsonl" >/dev/null
+    "${MPIRUN[@]}" -np 2 "$KSA" train --resume "$TMP/c4/step_00000004.h5" --out "$TMP/x42" \
+        --log "$TMP/x42.jsonl" >/dev/null
+    tail -4 "$TMP/c1.jsonl" >"$TMP/c1.tail"
+    compare "$TMP/c1.tail" "$TMP/x21.jsonl"
+    compare "$TMP/c1.tail" "$TMP/x14.jsonl"
+    compare "$TMP/c1.tail" "$TMP/x42.jsonl"
+}
+
 echo "[==========] Running test_mpi.sh"
 for t in losses_agree_on_1_2_and_4_ranks collectives_in_pieces_give_the_same_run \
-    a_rank_count_that_does_not_divide_the_batch_is_refused an_error_on_one_rank_ends_the_job; do
+    a_rank_count_that_does_not_divide_the_batch_is_refused an_error_on_one_rank_ends_the_job \
+    eval_gives_the_same_result_on_several_ranks \
+    sharded_checkpoints_match_and_resume_on_other_rank_counts; do
     run_test "$t" "$t"
 done
 echo "[==========] $((passed + ${#failed[@]})) test(s) run."

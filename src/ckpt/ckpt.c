@@ -3,7 +3,16 @@
  * Every HDF5 call is checked; HDF5's automatic error printing is switched off at each entry
  * point and failures are reported through ksa_fail with the file, the object and the
  * innermost message of HDF5's error stack. Memory of the parameters is ksa_real (float or
- * double), the file is always float32: HDF5 converts on write and read.                    */
+ * double), the file is always float32: HDF5 converts on write and read.
+ *
+ * Parallel writing (DESIGN.md §5-6). Under MPI a file is created with the MPI-IO driver and
+ * every rank makes the same sequence of collective calls: H5Fcreate, every group,
+ * attribute and dataset creation (with the same values), one collective H5Dwrite per
+ * dataset, H5Fclose. In each H5Dwrite a rank selects only its part: the elements of the
+ * dataset's parameter inside its range [lo, hi) of the flat buffer, as at most three
+ * hyperslabs (ksa_ckpt_slice_blocks), or nothing. After every such step the ranks compare
+ * their status (agree), so that they all go on or all give up together. Readers open files
+ * independently with the default driver and read the hyperslabs of a slice the same way. */
 #include "ckpt.h"
 
 #include <errno.h>
@@ -135,9 +144,88 @@ static void param_dims(const ksa_param *e, hsize_t dims[2])
     dims[1] = e->ndim == 2 ? e->shape[1] : 0;
 }
 
-/* ---- opening files --------------------------------------------------------------------- */
-/* The one place a file-access property list is made: parallel (MPI-IO) writing will set
- * H5Pset_fapl_mpio here.                                                                    */
+/* ---- a slice of the flat buffer, parameter by parameter ------------------------------------ *
+ * Parameter e holds elements [e->offset, e->offset + e->numel) of the flat buffer and is seen
+ * as a matrix [R, C] of its own elements (a weight [out, in]: C = in; a 1-D parameter: R = 1,
+ * C = n). The part of a slice [lo, hi) inside e is a run [i0, i1) of e's elements, from
+ * (r0, c0) to just before (r1, c1) with r = i / C, c = i % C. In row-major order it is
+ *   a partial first row   row r0, columns c0 .. C-1      if c0 > 0 and the run leaves row r0,
+ *   whole rows            rows r0' .. r1-1, all columns  r0' = r0, or r0 + 1 after the above,
+ *   a partial last row    row r1, columns 0 .. c1-1      if c1 > 0,
+ * or one piece of a single row when the run starts and ends in row r0. Elements of the
+ * slice outside every parameter (alignment gaps, padding) belong to no block.
+ *
+ * Example: e = [4, 6] at offset 32 (elements 32 .. 55), slice [37, 51): i0 = 5, i1 = 19, so
+ * (r0, c0) = (0, 5) and (r1, c1) = (3, 1):
+ *   {row 0, col 5, 1 x 1, first 0}  {rows 1-2, col 0, 2 x 6, first 1}  {row 3, col 0, 1 x 1,
+ *   first 13}: 1 + 12 + 1 = 14 = 51 - 37 elements, slice indices 0 .. 13 in order.
+ * Slice [16, 40) (it starts in the gap before e): i0 = 0, i1 = 8: {row 0, 1 x 6, first 16}
+ * {row 1, col 0, 1 x 2, first 22}. Slice [56, 64): nothing of e, 0 blocks.                 */
+size_t ksa_ckpt_slice_blocks(const ksa_param *e, size_t lo, size_t hi,
+                             ksa_ckpt_block blocks[KSA_CKPT_MAX_BLOCKS])
+{
+    size_t end = e->offset + e->numel;
+    size_t a = lo > e->offset ? lo : e->offset, b = hi < end ? hi : end;
+    if (a >= b)
+        return 0;
+    size_t C = e->ndim == 2 ? e->shape[1] : e->numel; /* > 0: e has elements */
+    size_t i0 = a - e->offset, i1 = b - e->offset;
+    size_t r0 = i0 / C, c0 = i0 % C, r1 = i1 / C, c1 = i1 % C;
+    size_t n = 0, first = a - lo;
+    if (r0 == r1) { /* within one row, c0 < c1 */
+        blocks[n++] =
+            (ksa_ckpt_block){.row = r0, .col = c0, .rows = 1, .cols = c1 - c0, .first = first};
+        return n;
+    }
+    if (c0 > 0) {
+        blocks[n++] =
+            (ksa_ckpt_block){.row = r0, .col = c0, .rows = 1, .cols = C - c0, .first = first};
+        first += C - c0;
+        r0++;
+    }
+    if (r1 > r0) {
+        blocks[n++] =
+            (ksa_ckpt_block){.row = r0, .col = 0, .rows = r1 - r0, .cols = C, .first = first};
+        first += (r1 - r0) * C;
+    }
+    if (c1 > 0)
+        blocks[n++] = (ksa_ckpt_block){.row = r1, .col = 0, .rows = 1, .cols = c1, .first = first};
+    return n;
+}
+
+/* Selects in `space` (a dataspace of e's shape) the elements of e inside [lo, hi) of the flat
+ * buffer, and makes *mem a 1-D memory dataspace of the matching run of the slice array,
+ * which starts at index *first and holds *count elements. When the slice holds nothing of e,
+ * both select nothing (*count = 0): a rank still joins a collective transfer that way.     */
+static ksa_status select_slice(const char *path, const char *gname, const ksa_param *e, size_t lo,
+                               size_t hi, hid_t space, hid_t *mem, size_t *first, size_t *count)
+{
+    ksa_ckpt_block b[KSA_CKPT_MAX_BLOCKS];
+    size_t nb = ksa_ckpt_slice_blocks(e, lo, hi, b);
+    herr_t rc = nb ? 0 : H5Sselect_none(space);
+    *first = nb ? b[0].first : 0;
+    *count = 0;
+    for (size_t k = 0; k < nb && rc >= 0; k++) {
+        hsize_t start[2] = {b[k].row, b[k].col}, extent[2] = {b[k].rows, b[k].cols};
+        if (e->ndim == 1)
+            start[0] = b[k].col, extent[0] = b[k].cols;
+        rc = H5Sselect_hyperslab(space, k ? H5S_SELECT_OR : H5S_SELECT_SET, start, NULL, extent,
+                                 NULL);
+        *count += b[k].rows * b[k].cols;
+    }
+    hsize_t n = *count ? *count : 1;
+    *mem = rc < 0 ? -1 : H5Screate_simple(1, &n, NULL);
+    if (*mem >= 0 && !*count && H5Sselect_none(*mem) < 0) {
+        H5Sclose(*mem);
+        *mem = -1;
+    }
+    if (*mem < 0)
+        return fail_h5(KSA_EIO, path, "cannot select elements [%zu, %zu) of the buffer in /%s/%s",
+                       lo, hi, gname, e->name);
+    return KSA_OK;
+}
+
+/* ---- MPI: ranks and agreement ---------------------------------------------------------------- */
 static int mpi_active(void)
 {
     int init = 0, fin = 0;
@@ -146,10 +234,59 @@ static int mpi_active(void)
     return init && !fin;
 }
 
-/* Under MPI (ksa train initialises it) files are opened with the MPI-IO driver on
- * MPI_COMM_WORLD and datasets written collectively, so that each rank can write its own
- * shard of a logical dataset; with one rank that is simply the whole tensor. Without MPI
- * (eval, inspect, tests) the default driver is used.                                   */
+/* Rank and size in MPI_COMM_WORLD; 0 and 1 without MPI. */
+static int mpi_rank(void)
+{
+    int rank = 0;
+    if (mpi_active())
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    return rank;
+}
+
+static int mpi_size(void)
+{
+    int size = 1;
+    if (mpi_active())
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+    return size;
+}
+
+static ksa_status fail_mpi(const char *path, int rc, const char *what)
+{
+    char text[MPI_MAX_ERROR_STRING] = "";
+    int len = 0;
+    MPI_Error_string(rc, text, &len);
+    return ksa_fail(KSA_EMPI, "checkpoint %s: %s failed: %s", path, what, text);
+}
+
+/* Every rank's status after one step of a collective write (called by all ranks, with
+ * MPI): if any rank failed, every rank returns an error, so all of them take the same
+ * path next: on to the next collective call, or together to writer_abort. No rank is
+ * ever left waiting in a collective that another will not enter. A failing rank keeps its
+ * own message; the others name the first failing rank. One allreduce of two ints: cheap
+ * enough to call after every dataset.                                                     */
+static ksa_status agree(const char *path, ksa_status st)
+{
+    if (mpi_size() == 1)
+        return st;
+    struct {
+        int code, rank;
+    } in = {(int)st, mpi_rank()}, out;
+    int rc = MPI_Allreduce(&in, &out, 1, MPI_2INT, MPI_MAXLOC, MPI_COMM_WORLD);
+    if (rc != MPI_SUCCESS)
+        return st != KSA_OK ? st : fail_mpi(path, rc, "MPI_Allreduce of the ranks' status");
+    if (st != KSA_OK || out.code == KSA_OK)
+        return st;
+    return ksa_fail((ksa_status)out.code,
+                    "checkpoint %s: not written because rank %d failed (its message says why)",
+                    path, out.rank);
+}
+
+/* ---- opening files --------------------------------------------------------------------- */
+/* Writers only. Under MPI (ksa train initialises it) files are created with the MPI-IO
+ * driver on MPI_COMM_WORLD and datasets written collectively, so that each rank writes its
+ * own part of every logical dataset; with one rank that is simply the whole tensor.
+ * Without MPI (tests, tools) the default driver is used.                               */
 static hid_t file_access_plist(const char *path, ksa_status *st)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -176,7 +313,8 @@ static hid_t transfer_plist(void)
     return dxpl;
 }
 
-/* Opens any HDF5 file read-only; errors say whether it is missing, unreadable or not HDF5. */
+/* Opens any HDF5 file read-only; errors say whether it is missing, unreadable or not HDF5.
+ * Always the default driver: reading is independent, any rank may read alone.             */
 static ksa_status open_hdf5(const char *path, hid_t *file)
 {
     *file = -1;
@@ -191,34 +329,34 @@ static ksa_status open_hdf5(const char *path, hid_t *file)
         return fail_h5(KSA_EIO, path, "cannot read the file");
     if (!is)
         return ksa_fail(KSA_EFORMAT, "checkpoint %s is not an HDF5 file", path);
-    ksa_status st = KSA_OK;
-    hid_t fapl = file_access_plist(path, &st);
-    if (fapl < 0)
-        return st;
-    *file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    *file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (*file < 0)
-        st = fail_h5(KSA_EIO, path, "cannot open the file");
-    close_id(fapl, &st, path, "the file-access property list");
-    return st;
+        return fail_h5(KSA_EIO, path, "cannot open the file");
+    return KSA_OK;
 }
 
-/* ---- writing: <path>.tmp, flush, close, fsync, rename ------------------------------------ */
+/* ---- writing: <path>.tmp, flush, close, fsync, rename ------------------------------------ *
+ * Under MPI every function here is called by all ranks at the same point (after agree), and
+ * the file system work (fsync, rename, unlink) is rank 0's.                                */
 typedef struct {
     const char *path; /* final name, borrowed */
     char *tmp;        /* "<path>.tmp", owned */
     hid_t file;
 } ckpt_writer;
 
+/* All ranks, after they agreed that the write failed: nothing remains under either name. */
 static void writer_abort(ckpt_writer *w)
 {
     if (w->file >= 0)
         H5Fclose(w->file); /* best effort: the error being reported is the first one */
     w->file = -1;
-    if (unlink(w->tmp) != 0 && errno != ENOENT)
+    if (mpi_rank() == 0 && unlink(w->tmp) != 0 && errno != ENOENT)
         fprintf(stderr, "[rank %d] warning: cannot remove '%s': %s\n", ksa_log_rank, w->tmp,
                 strerror(errno));
     free(w->tmp);
     w->tmp = NULL;
+    if (mpi_size() > 1) /* no rank returns while the .tmp may still be there */
+        MPI_Barrier(MPI_COMM_WORLD);
 }
 
 static ksa_status writer_open(ckpt_writer *w, const char *path)
@@ -233,18 +371,18 @@ static ksa_status writer_open(ckpt_writer *w, const char *path)
     memcpy(w->tmp + n, ".tmp", sizeof ".tmp");
     ksa_status st = KSA_OK;
     hid_t fapl = file_access_plist(path, &st);
-    if (fapl < 0) {
-        free(w->tmp);
-        return st;
+    st = agree(path, st); /* H5Fcreate is collective: all ranks or none */
+    if (st == KSA_OK) {
+        errno = 0;
+        w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        if (w->file < 0 && errno) /* the usual case (no folder, no permission): say it plainly */
+            st = fail_at(KSA_EIO, path, "cannot create '%s': %s", w->tmp, strerror(errno));
+        else if (w->file < 0)
+            st = fail_h5(KSA_EIO, path, "cannot create '%s'", w->tmp);
+        H5Eclear2(H5E_DEFAULT);
     }
-    errno = 0;
-    w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    if (w->file < 0 && errno) /* the usual case (no folder, no permission): say it plainly */
-        st = fail_at(KSA_EIO, path, "cannot create '%s': %s", w->tmp, strerror(errno));
-    else if (w->file < 0)
-        st = fail_h5(KSA_EIO, path, "cannot create '%s'", w->tmp);
-    H5Eclear2(H5E_DEFAULT);
     close_id(fapl, &st, path, "the file-access property list");
+    st = agree(path, st);
     if (st != KSA_OK)
         writer_abort(w);
     return st;
@@ -264,23 +402,15 @@ static void sync_parent_folder(const char *path)
     free(copy);
 }
 
-/* Finishes a write: on any failure nothing remains under either name. */
-static ksa_status writer_commit(ckpt_writer *w)
+/* Rank 0, once every rank's part is in the closed file: fsync and rename into place. */
+static ksa_status writer_install(ckpt_writer *w)
 {
     ksa_status st = KSA_OK;
-    if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0)
-        st = fail_h5(KSA_EIO, w->path, "cannot flush '%s'", w->tmp);
-    herr_t rc = H5Fclose(w->file);
-    w->file = -1;
-    if (rc < 0 && st == KSA_OK)
-        st = fail_h5(KSA_EIO, w->path, "cannot close '%s'", w->tmp);
-    if (st == KSA_OK) {
-        int fd = open(w->tmp, O_RDONLY);
-        if (fd < 0 || fsync(fd) != 0)
-            st = fail_at(KSA_EIO, w->path, "cannot sync '%s' to disk: %s", w->tmp, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-    }
+    int fd = open(w->tmp, O_RDONLY);
+    if (fd < 0 || fsync(fd) != 0)
+        st = fail_at(KSA_EIO, w->path, "cannot sync '%s' to disk: %s", w->tmp, strerror(errno));
+    if (fd >= 0)
+        close(fd);
     /* Test-only fault hook (docs/checkpoints.md): KSA_TEST_FAULT=kill_before_rename:TEXT
      * kills the process with SIGKILL when the complete .tmp of a checkpoint whose path
      * contains TEXT is about to be renamed: the crash a save must survive.              */
@@ -291,11 +421,29 @@ static ksa_status writer_commit(ckpt_writer *w)
     if (st == KSA_OK && rename(w->tmp, w->path) != 0)
         st =
             fail_at(KSA_EIO, w->path, "cannot rename '%s' into place: %s", w->tmp, strerror(errno));
+    if (st == KSA_OK)
+        sync_parent_folder(w->path);
+    return st;
+}
+
+/* Finishes a write (all ranks): on any failure nothing remains under either name. */
+static ksa_status writer_commit(ckpt_writer *w)
+{
+    ksa_status st = KSA_OK;
+    if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0)
+        st = fail_h5(KSA_EIO, w->path, "cannot flush '%s'", w->tmp);
+    herr_t rc = H5Fclose(w->file); /* collective: every rank's data is in the file after it */
+    w->file = -1;
+    if (rc < 0 && st == KSA_OK)
+        st = fail_h5(KSA_EIO, w->path, "cannot close '%s'", w->tmp);
+    st = agree(w->path, st);
+    if (st == KSA_OK && mpi_rank() == 0)
+        st = writer_install(w);
+    st = agree(w->path, st); /* also the barrier: no rank returns before the file is in place */
     if (st != KSA_OK) {
         writer_abort(w);
         return st;
     }
-    sync_parent_folder(w->path);
     free(w->tmp);
     w->tmp = NULL;
     return KSA_OK;
@@ -344,40 +492,158 @@ static ksa_status write_attr_string(const char *path, hid_t loc, const char *whe
     return st;
 }
 
-static ksa_status write_tensor(const char *path, hid_t group, const char *gname, const ksa_param *e,
-                               const ksa_real *x)
+/* What this rank writes of every dataset: the elements [lo, hi) of the flat buffer, from an
+ * array that holds element g at data[g - origin] (origin 0 for p->data and p->grad, the
+ * slice's start for the moments of a slice).                                               */
+typedef struct {
+    const ksa_real *data;
+    size_t origin;
+    size_t lo, hi;
+} rank_part;
+
+/* Test-only fault hook (docs/checkpoints.md): KSA_TEST_FAULT=ckpt_error:RANK makes rank RANK
+ * fail just before its collective write of the first /optim/exp_avg_sq dataset, where the
+ * other ranks are about to enter that collective: every rank must still return an error. */
+static int injected_write_error(const char *gname)
 {
+    const char *f = getenv("KSA_TEST_FAULT");
+    int rank;
+    return f && !strncmp(f, "ckpt_error:", 11) && sscanf(f + 11, "%d", &rank) == 1 &&
+           rank == mpi_rank() && !strcmp(gname, "optim/exp_avg_sq");
+}
+
+/* Dataset /gname/<e->name> (all ranks create it) and this rank's part of it (one collective
+ * write under MPI, where a rank holding nothing of e selects nothing).                    */
+static ksa_status write_tensor(const char *path, hid_t group, const char *gname, const ksa_param *e,
+                               const rank_part *part)
+{
+    static const ksa_real nothing = 0; /* a valid buffer for an empty selection */
     ksa_status st = KSA_OK;
     hsize_t dims[2];
     param_dims(e, dims);
-    hid_t space = H5Screate_simple(e->ndim, dims, NULL), dset = -1;
-    if (space < 0 || (dset = H5Dcreate2(group, e->name, FILE_REAL_TYPE, space, H5P_DEFAULT,
-                                        H5P_DEFAULT, H5P_DEFAULT)) < 0)
+    hid_t space = H5Screate_simple(e->ndim, dims, NULL), dcpl = -1, dset = -1, mem = -1;
+    hid_t dxpl = H5P_DEFAULT;
+    /* no fill value: every element is written below (once), a fill would write it twice */
+    if (space < 0 || (dcpl = H5Pcreate(H5P_DATASET_CREATE)) < 0 ||
+        H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
+        (dset = H5Dcreate2(group, e->name, FILE_REAL_TYPE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT)) <
+            0)
         st = fail_h5(KSA_EIO, path, "cannot create dataset /%s/%s", gname, e->name);
-    else {
-        hid_t dxpl = transfer_plist();
-        if (dxpl < 0 || H5Dwrite(dset, REAL_MEM_TYPE, H5S_ALL, H5S_ALL, dxpl, x) < 0)
-            st = fail_h5(KSA_EIO, path, "cannot write dataset /%s/%s", gname, e->name);
-        if (dxpl > 0 && dxpl != H5P_DEFAULT)
-            H5Pclose(dxpl);
-    }
+    size_t first = 0, count = 0;
+    if (st == KSA_OK)
+        st = select_slice(path, gname, e, part->lo, part->hi, space, &mem, &first, &count);
+    if (st == KSA_OK && (dxpl = transfer_plist()) < 0)
+        st = fail_h5(KSA_EIO, path, "cannot make a transfer property list for /%s/%s", gname,
+                     e->name);
+    if (st == KSA_OK && injected_write_error(gname))
+        st = fail_at(KSA_EIO, path, "/%s/%s: write error injected by KSA_TEST_FAULT", gname,
+                     e->name);
+    st = agree(path, st); /* every rank enters the collective write, or none does */
+    if (st == KSA_OK &&
+        H5Dwrite(dset, REAL_MEM_TYPE, mem, space, dxpl,
+                 count ? part->data + (part->lo + first - part->origin) : &nothing) < 0)
+        st = fail_h5(KSA_EIO, path, "cannot write dataset /%s/%s", gname, e->name);
+    if (dxpl != H5P_DEFAULT)
+        close_id(dxpl, &st, path, "a transfer property list");
+    close_id(mem, &st, path, "a dataspace");
     close_id(dset, &st, path, e->name);
+    close_id(dcpl, &st, path, "a dataset-creation property list");
     close_id(space, &st, path, "a dataspace");
-    return st;
+    return agree(path, st);
 }
 
-/* Group /gname with one dataset per parameter; base is p->data or p->grad (same layout). */
+/* Group /gname with one dataset per parameter; part comes from p->data, p->grad or the
+ * moments (all of the buffer's layout).                                                    */
 static ksa_status write_tensors(const char *path, hid_t file, const char *gname,
-                                const ksa_params *p, const ksa_real *base)
+                                const ksa_params *p, const rank_part *part)
 {
+    ksa_status st = KSA_OK;
     hid_t group = H5Gcreate2(file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (group < 0)
-        return fail_h5(KSA_EIO, path, "cannot create group /%s", gname);
-    ksa_status st = KSA_OK;
+        st = fail_h5(KSA_EIO, path, "cannot create group /%s", gname);
+    st = agree(path, st);
     for (size_t i = 0; i < p->n && st == KSA_OK; i++)
-        st = write_tensor(path, group, gname, &p->table[i], base + p->table[i].offset);
+        st = write_tensor(path, group, gname, &p->table[i], part);
     close_id(group, &st, path, gname);
-    return st;
+    return agree(path, st);
+}
+
+/* ---- who writes what ----------------------------------------------------------------------- */
+/* The range [lo, hi) of the flat buffer this rank writes, in /params, /grads and the moments;
+ * the moment arrays it holds start at element origin.                                      */
+typedef struct {
+    size_t lo, hi, origin;
+} write_plan;
+
+/* The even split of n elements: rank r of N writes [r·s, (r+1)·s) ∩ [0, n), s = ceil(n/N). */
+static void even_share(size_t n, write_plan *wp)
+{
+    size_t N = (size_t)mpi_size(), s = (n + N - 1) / N;
+    wp->lo = (size_t)mpi_rank() * s;
+    wp->lo = wp->lo < n ? wp->lo : n;
+    wp->hi = n - wp->lo < s ? n : wp->lo + s;
+}
+
+static int by_start(const void *a, const void *b)
+{
+    const unsigned long long *x = a, *y = b;
+    return (x[0] > y[0]) - (x[0] < y[0]);
+}
+
+/* Without optimizer slices (ts NULL) or when every rank holds the whole buffer, the buffer is
+ * split evenly. Otherwise each rank writes its own slice: the ranks' slices (gathered: one
+ * collective) must tile the buffer, else a slice would be written twice or not at all.    */
+static ksa_status plan_write(const char *path, const ksa_params *p, const ksa_ckpt_train_state *ts,
+                             write_plan *wp)
+{
+    memset(wp, 0, sizeof *wp);
+    even_share(p->numel, wp);
+    if (!ts)
+        return KSA_OK;
+    size_t lo = ts->slice_lo, hi = ts->slice_hi;
+    if (lo == 0 && hi == 0)
+        hi = p->numel; /* a zero-initialised struct: the whole buffer */
+    KSA_ASSERT(lo <= hi, "checkpoint %s: optimizer slice [%zu, %zu) ends before it starts", path,
+               lo, hi);
+    KSA_ASSERT(lo == hi || (ts->exp_avg && ts->exp_avg_sq),
+               "checkpoint %s: optimizer slice [%zu, %zu) without moment arrays", path, lo, hi);
+    int N = mpi_size();
+    unsigned long long mine[2] = {lo, hi}, *all = malloc(2 * (size_t)N * sizeof *all);
+    KSA_ASSERT(all, "out of memory for the slices of %d ranks", N);
+    int rc = N == 1 ? MPI_SUCCESS
+                    : MPI_Allgather(mine, 2, MPI_UNSIGNED_LONG_LONG, all, 2, MPI_UNSIGNED_LONG_LONG,
+                                    MPI_COMM_WORLD);
+    if (rc != MPI_SUCCESS) {
+        free(all);
+        return fail_mpi(path, rc, "MPI_Allgather of the optimizer slices");
+    }
+    if (N == 1)
+        memcpy(all, mine, sizeof mine);
+    int all_whole = 1;
+    for (int r = 0; r < N; r++)
+        all_whole &= all[2 * r] == 0 && all[2 * r + 1] >= p->numel;
+    if (!all_whole) { /* every rank sees the same slices, so all agree on the verdict */
+        qsort(all, (size_t)N, sizeof mine, by_start);
+        unsigned long long next = 0;
+        for (int r = 0; r < N; r++) {
+            if (all[2 * r] == all[2 * r + 1])
+                continue; /* an empty slice */
+            KSA_ASSERT(all[2 * r] == next,
+                       "checkpoint %s: the ranks' optimizer slices do not tile the buffer of "
+                       "%zu elements: one is [%llu, %llu), the next expected start is %llu",
+                       path, p->numel, all[2 * r], all[2 * r + 1], next);
+            next = all[2 * r + 1];
+        }
+        KSA_ASSERT(next >= p->numel,
+                   "checkpoint %s: the ranks' optimizer slices end at %llu, the buffer has %zu "
+                   "elements",
+                   path, next, p->numel);
+        wp->lo = lo;
+        wp->hi = hi;
+    }
+    free(all);
+    wp->origin = lo;
+    return KSA_OK;
 }
 
 /* The pattern keys hold either an integer or a pattern (KSA_SPEC §1.3). */
@@ -460,8 +726,8 @@ static ksa_status write_tokenizer(const char *path, hid_t file, int eot_id)
     return st;
 }
 
-static ksa_status write_train_state(const char *path, hid_t file,
-                                    const ksa_ckpt_train_state *ts, const ksa_params *p);
+static ksa_status write_train_state(const char *path, hid_t file, const ksa_ckpt_train_state *ts,
+                                    const ksa_params *p, const write_plan *wp);
 
 static ksa_status write_checkpoint(const char *path, const ksa_model_config *cfg,
                                    const ksa_params *p, int eot_id,
@@ -476,19 +742,25 @@ static ksa_status write_checkpoint(const char *path, const ksa_model_config *cfg
         snprintf(why, sizeof why, "%s", ksa_last_error());
         return fail_at(KSA_EINVAL, path, "refusing to write an invalid configuration: %s", why);
     }
+    write_plan wp;
+    KSA_TRY(plan_write(path, p, ts, &wp));
     ckpt_writer w;
     KSA_TRY(writer_open(&w, path));
+    /* under MPI: after each step every rank knows whether all succeeded (agree) */
     ksa_status st = write_attr_string(path, w.file, "root", "format", KSA_CKPT_FORMAT);
     if (st == KSA_OK)
         st = write_attr_int(path, w.file, "root", "format_version", KSA_CKPT_FORMAT_VERSION);
+    st = agree(path, st);
     if (st == KSA_OK)
-        st = write_config(path, w.file, cfg, &layout);
+        st = agree(path, write_config(path, w.file, cfg, &layout));
+    if (st == KSA_OK) {
+        rank_part params = {p->data, 0, wp.lo, wp.hi};
+        st = write_tensors(path, w.file, "params", p, &params);
+    }
     if (st == KSA_OK)
-        st = write_tensors(path, w.file, "params", p, p->data);
-    if (st == KSA_OK)
-        st = write_tokenizer(path, w.file, eot_id);
+        st = agree(path, write_tokenizer(path, w.file, eot_id));
     if (st == KSA_OK && ts)
-        st = write_train_state(path, w.file, ts, p);
+        st = write_train_state(path, w.file, ts, p, &wp);
     if (st != KSA_OK) {
         writer_abort(&w);
         return st;
@@ -526,14 +798,14 @@ static int is_path_key(const char *name)
 }
 
 /* /optim (AdamW hyperparameters and moments) and /train (step, tokens, every training key). */
-static ksa_status write_train_state(const char *path, hid_t file,
-                                    const ksa_ckpt_train_state *ts, const ksa_params *p)
+static ksa_status write_train_state(const char *path, hid_t file, const ksa_ckpt_train_state *ts,
+                                    const ksa_params *p, const write_plan *wp)
 {
     const ksa_train_config *tc = ts->train;
     ksa_status st = KSA_OK;
     hid_t optim = H5Gcreate2(file, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (optim < 0)
-        return fail_h5(KSA_EIO, path, "cannot create group /optim");
+        return agree(path, fail_h5(KSA_EIO, path, "cannot create group /optim"));
     st = write_attr_string(path, optim, "/optim", "type", "adamw");
     if (st == KSA_OK)
         st = write_attr_double(path, optim, "/optim", "beta1", tc->beta1);
@@ -544,16 +816,19 @@ static ksa_status write_train_state(const char *path, hid_t file,
     if (st == KSA_OK)
         st = write_attr_double(path, optim, "/optim", "weight_decay", tc->weight_decay);
     close_id(optim, &st, path, "/optim");
+    st = agree(path, st);
+    rank_part m = {ts->exp_avg, wp->origin, wp->lo, wp->hi};
+    rank_part v = {ts->exp_avg_sq, wp->origin, wp->lo, wp->hi};
     if (st == KSA_OK)
-        st = write_tensors(path, file, "optim/exp_avg", p, ts->exp_avg);
+        st = write_tensors(path, file, "optim/exp_avg", p, &m);
     if (st == KSA_OK)
-        st = write_tensors(path, file, "optim/exp_avg_sq", p, ts->exp_avg_sq);
+        st = write_tensors(path, file, "optim/exp_avg_sq", p, &v);
     if (st != KSA_OK)
         return st;
 
     hid_t train = H5Gcreate2(file, "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (train < 0)
-        return fail_h5(KSA_EIO, path, "cannot create group /train");
+        return agree(path, fail_h5(KSA_EIO, path, "cannot create group /train"));
     st = write_attr_int(path, train, "/train", "step", ts->step);
     if (st == KSA_OK)
         st = write_attr_int(path, train, "/train", "tokens_seen", (long long)ts->tokens_seen);
@@ -586,15 +861,18 @@ static ksa_status write_train_state(const char *path, hid_t file,
         }
     }
     close_id(train, &st, path, "/train");
-    return st;
+    return agree(path, st);
 }
 
 ksa_status ksa_ckpt_write_grads(const char *path, const ksa_params *p)
 {
     KSA_ASSERT(p->grad, "checkpoint %s: parameter buffers are not allocated", path);
+    write_plan wp;
+    KSA_TRY(plan_write(path, p, NULL, &wp));
     ckpt_writer w;
     KSA_TRY(writer_open(&w, path));
-    ksa_status st = write_tensors(path, w.file, "grads", p, p->grad);
+    rank_part grads = {p->grad, 0, wp.lo, wp.hi};
+    ksa_status st = write_tensors(path, w.file, "grads", p, &grads);
     if (st != KSA_OK) {
         writer_abort(&w);
         return st;
@@ -937,8 +1215,10 @@ ksa_status ksa_ckpt_read_config(const char *path, ksa_model_config *cfg)
     return st;
 }
 
+/* Checks /gname/<e->name> (present, e's shape, floats) and reads the elements of e inside
+ * [lo, hi) of the flat buffer, element g into base[g - lo] (independent I/O).              */
 static ksa_status read_tensor(const char *path, hid_t group, const char *gname, const ksa_param *e,
-                              ksa_real *x)
+                              ksa_real *base, size_t lo, size_t hi)
 {
     char want[64], got[128];
     hsize_t want_dims[2], dims[H5S_MAX_RANK];
@@ -951,7 +1231,7 @@ static ksa_status read_tensor(const char *path, hid_t group, const char *gname, 
         return fail_at(KSA_EFORMAT, path, "/%s/%s is missing (the configuration needs %s)",
                        gname, e->name, want);
     ksa_status st = KSA_OK;
-    hid_t dset = H5Dopen2(group, e->name, H5P_DEFAULT), space = -1, type = -1;
+    hid_t dset = H5Dopen2(group, e->name, H5P_DEFAULT), space = -1, type = -1, mem = -1;
     int ndim = -1;
     if (dset < 0 || (space = H5Dget_space(dset)) < 0 || (type = H5Dget_type(dset)) < 0 ||
         (ndim = H5Sget_simple_extent_ndims(space)) < 0 ||
@@ -971,9 +1251,13 @@ static ksa_status read_tensor(const char *path, hid_t group, const char *gname, 
         st = fail_at(KSA_EFORMAT, path, "/%s/%s does not hold floating-point numbers", gname, e->name);
         goto done;
     }
-    if (H5Dread(dset, REAL_MEM_TYPE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0)
+    size_t first, count;
+    st = select_slice(path, gname, e, lo, hi, space, &mem, &first, &count);
+    if (st == KSA_OK && count &&
+        H5Dread(dset, REAL_MEM_TYPE, mem, space, H5P_DEFAULT, base + first) < 0)
         st = fail_h5(KSA_EIO, path, "cannot read dataset /%s/%s", gname, e->name);
 done:
+    close_id(mem, &st, path, "a dataspace");
     close_id(type, &st, path, e->name);
     close_id(space, &st, path, e->name);
     close_id(dset, &st, path, e->name);
@@ -1014,7 +1298,7 @@ ksa_status ksa_ckpt_read_params(const char *path, ksa_params *p, int allow_extra
     KSA_TRY(open_checkpoint(path, &file));
     ksa_status st = open_group(path, file, "params", &group);
     for (size_t i = 0; i < p->n && st == KSA_OK; i++)
-        st = read_tensor(path, group, "params", &p->table[i], p->data + p->table[i].offset);
+        st = read_tensor(path, group, "params", &p->table[i], p->data, 0, p->numel);
     if (st == KSA_OK && !allow_extra)
         st = check_extra(path, group, p);
     close_id(group, &st, path, "/params");
@@ -1135,16 +1419,28 @@ ksa_status ksa_ckpt_read_train(const char *path, ksa_train_config *tc, long *ste
 ksa_status ksa_ckpt_read_moments(const char *path, const ksa_params *p, ksa_real *exp_avg,
                                  ksa_real *exp_avg_sq)
 {
-    hid_t file;
+    return ksa_ckpt_read_moments_slice(path, p, 0, p->numel, exp_avg, exp_avg_sq);
+}
+
+ksa_status ksa_ckpt_read_moments_slice(const char *path, const ksa_params *p, size_t lo, size_t hi,
+                                       ksa_real *exp_avg, ksa_real *exp_avg_sq)
+{
+    KSA_ASSERT(lo <= hi, "checkpoint %s: slice [%zu, %zu) ends before it starts", path, lo, hi);
+    if (hi > lo) { /* elements of no parameter stay 0 */
+        memset(exp_avg, 0, (hi - lo) * sizeof *exp_avg);
+        memset(exp_avg_sq, 0, (hi - lo) * sizeof *exp_avg_sq);
+    }
+    hid_t file, optim;
     KSA_TRY(open_checkpoint(path, &file));
-    ksa_status st = KSA_OK;
+    ksa_status st = open_group(path, file, "optim", &optim); /* H5Lexists needs the parent */
+    close_id(optim, &st, path, "/optim");
     const char *names[2] = {"optim/exp_avg", "optim/exp_avg_sq"};
     ksa_real *dst[2] = {exp_avg, exp_avg_sq};
     for (int k = 0; k < 2 && st == KSA_OK; k++) {
         hid_t group;
         st = open_group(path, file, names[k], &group);
         for (size_t i = 0; i < p->n && st == KSA_OK; i++)
-            st = read_tensor(path, group, names[k], &p->table[i], dst[k] + p->table[i].offset);
+            st = read_tensor(path, group, names[k], &p->table[i], dst[k], lo, hi);
         if (group >= 0)
             close_id(group, &st, path, names[k]);
     }

@@ -6,7 +6,14 @@
  * place: a failed or interrupted save never leaves a file under the final name and never
  * damages the previous one. Readers check `format` and `format_version` first, then every
  * shape against the configuration; errors name the file and the dataset or attribute.
- * Training state (/optim, /train) and parallel (MPI-IO) writing come with later issues.     */
+ *
+ * Under MPI (MPI initialised and not finalised; a singleton counts) every writer is
+ * COLLECTIVE: all ranks of MPI_COMM_WORLD call it with the same arguments (the same path,
+ * configuration, parameter values and training keys; only the optimizer slices differ).
+ * The file is written with the MPI-IO driver, each rank writing its own part of every
+ * dataset; the ranks compare their status after every step, so an error on any rank
+ * makes every rank return an error (no rank is left waiting in a collective) and leaves
+ * no file behind. Readers are independent: any rank may call them alone (default driver). */
 #ifndef KSA_CKPT_CKPT_H
 #define KSA_CKPT_CKPT_H
 
@@ -54,20 +61,62 @@ typedef struct {
     long step;                      /* optimizer steps completed */
     unsigned long long tokens_seen; /* text tokens of those steps */
     int world_size;                 /* ranks of the run (informational) */
-    const ksa_real *exp_avg;        /* AdamW moments, the parameter buffer's layout */
-    const ksa_real *exp_avg_sq;
+    /* The AdamW moments this rank holds: elements [slice_lo, slice_hi) of the flat
+     * parameter buffer (DESIGN.md §5), the moments of element slice_lo + i at index i, so
+     * arrays of slice_hi - slice_lo elements; slice_hi may pass p->numel (padding). The
+     * whole buffer is slice_lo = 0, slice_hi = p->numel, and so is slice_lo = slice_hi = 0
+     * (a zero-initialised struct). With several ranks the slices must tile the buffer
+     * (sorted by start, each starting where the previous one ends, from 0 to at least
+     * p->numel; empty slices allowed), or every rank must hold the whole buffer; anything
+     * else is a bug and aborts on every rank.                                            */
+    size_t slice_lo, slice_hi;
+    const ksa_real *exp_avg;    /* [slice_hi - slice_lo] */
+    const ksa_real *exp_avg_sq; /* [slice_hi - slice_lo] */
 } ksa_ckpt_train_state;
 
 /* A model checkpoint plus /optim (type, beta1, beta2, eps, weight_decay; exp_avg/<name>,
- * exp_avg_sq/<name>) and /train (step, tokens_seen, world_size, every training key). */
+ * exp_avg_sq/<name> with each parameter's full shape) and /train (step, tokens_seen,
+ * world_size, every training key). Collective under MPI: each rank writes the moments of
+ * its slice, and the parameters of the same range of the buffer (so every element of
+ * every dataset is written exactly once; when every rank holds the whole buffer, the
+ * buffer is split evenly between the ranks instead).                                      */
 ksa_status ksa_ckpt_write_training(const char *path, const ksa_model_config *cfg,
                                    const ksa_params *p, int eot_id,
                                    const ksa_ckpt_train_state *ts);
 /* /train into tc (starting from the defaults), step and tokens_seen. */
 ksa_status ksa_ckpt_read_train(const char *path, ksa_train_config *tc, long *step,
                                unsigned long long *tokens_seen);
-/* /optim/exp_avg and /optim/exp_avg_sq into buffers of the parameter buffer's layout. */
+/* /optim/exp_avg and /optim/exp_avg_sq into buffers of the parameter buffer's layout
+ * ([p->numel]; padding elements are set to 0). Same as the slice [0, p->numel).          */
 ksa_status ksa_ckpt_read_moments(const char *path, const ksa_params *p, ksa_real *exp_avg,
                                  ksa_real *exp_avg_sq);
+/* The moments of elements [lo, hi) of the flat buffer only, whatever the number of ranks
+ * that wrote the file: exp_avg[i], exp_avg_sq[i] (arrays of hi - lo) receive element
+ * lo + i; elements that belong to no parameter (gaps, padding, beyond p->numel) are set
+ * to 0; lo == hi reads nothing. Every dataset's shape is checked, but only the hyperslabs
+ * of the slice are read: no rank needs memory for the whole optimizer state. Independent
+ * (not collective): each rank reads its own slice with the default driver.               */
+ksa_status ksa_ckpt_read_moments_slice(const char *path, const ksa_params *p, size_t lo, size_t hi,
+                                       ksa_real *exp_avg, ksa_real *exp_avg_sq);
+
+/* ---- a slice of the flat buffer, parameter by parameter ------------------------------ */
+/* A rectangle of one parameter seen as a matrix [rows, cols] of its own elements: a linear
+ * weight [out, in] is [out, in], a 1-D parameter of n elements is [1, n].                 */
+typedef struct {
+    size_t row, col;   /* first element: row, column */
+    size_t rows, cols; /* extent, both >= 1 */
+    size_t first;      /* its first element is element lo + first of the buffer (the slice
+                        * array's index first) */
+} ksa_ckpt_block;
+
+#define KSA_CKPT_MAX_BLOCKS 3
+
+/* The elements of parameter e that lie in [lo, hi) of the flat buffer, as at most three
+ * blocks in row-major order (a partial first row, whole rows, a partial last row; one
+ * block for a 1-D parameter). Returns their number, 0 when the slice holds nothing of e.
+ * Together they are one contiguous run of the slice array: block k + 1 starts where block
+ * k ends, from blocks[0].first (see ckpt.c for an example).                               */
+size_t ksa_ckpt_slice_blocks(const ksa_param *e, size_t lo, size_t hi,
+                             ksa_ckpt_block blocks[KSA_CKPT_MAX_BLOCKS]);
 
 #endif

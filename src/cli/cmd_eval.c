@@ -14,6 +14,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "data/loader.h"
+#include "dist/dist.h"
 #include "data/tokenizer.h"
 #include "data/tokfile.h"
 #include "model/decoder.h"
@@ -52,7 +53,24 @@ static void print_whole_file(double loss, size_t n_rows, size_t L, size_t n_byte
            grads_out ? grads_out : "");
 }
 
+static int eval_main(int argc, char **argv);
+
+/* Under mpirun the rows are split over the ranks (row b on rank b mod N): same result. */
 int ksa_cmd_eval(int argc, char **argv)
+{
+    if (ksa_dist_init(&argc, &argv) != KSA_OK) {
+        fprintf(stderr, "ksa eval: %s\n", ksa_last_error());
+        return 1;
+    }
+    if (ksa_dist_rank() != 0 && !freopen("/dev/null", "w", stdout))
+        fprintf(stderr, "[rank %d] cannot silence stdout\n", ksa_dist_rank());
+    int rc = eval_main(argc, argv);
+    fflush(stdout);
+    ksa_dist_finalize();
+    return rc;
+}
+
+static int eval_main(int argc, char **argv)
 {
     const char *ckpt = NULL, *data = NULL, *grads_out = NULL, *dtype_name = NULL;
     long seq_len = 0, batch = -1, offset = -1, threads = 0; /* -1: not given */
@@ -116,7 +134,8 @@ int ksa_cmd_eval(int argc, char **argv)
     if (ksa_ckpt_read_config(ckpt, &cfg) != KSA_OK || ksa_model_init(&m, &cfg) != KSA_OK)
         goto fail;
     have_model = 1;
-    ksa_model_layout_print(&m.layout, json ? stderr : stdout); /* JSON mode: stdout is one line */
+    if (ksa_dist_rank() == 0) /* JSON mode: stdout is one line */
+        ksa_model_layout_print(&m.layout, json ? stderr : stdout);
     if (ksa_ckpt_read_params(ckpt, &m.params, 0) != KSA_OK)
         goto fail;
     if (whole) { /* one row at a time from the validation reader */
@@ -140,12 +159,15 @@ int ksa_cmd_eval(int argc, char **argv)
     ksa_params_zero_grad(&m.params);
     double total = 0;
     size_t n_bytes = 0; /* targets that are bytes (ids < 256; end-of-text is not one) */
+    int rank = ksa_dist_rank(), n_ranks = ksa_dist_size();
     for (size_t b = 0; b < B; b++) {
         const int32_t *row = tokens + (whole ? 0 : b * (L + 1));
         if (whole) {
             size_t got = ksa_val_reader_next(&vr, tokens);
             KSA_ASSERT(got == 1, "row %zu of the %zu of '%s'", b, B, data);
         }
+        if (b % (size_t)n_ranks != (size_t)rank) /* under MPI, row b is rank b mod N's */
+            continue;
         for (size_t t = 1; t <= L; t++)
             n_bytes += row[t] < KSA_TOKENIZER_EOT;
         ksa_tape_reset(&tp);
@@ -155,7 +177,13 @@ int ksa_cmd_eval(int argc, char **argv)
             ksa_tape_backward(&tp, loss);
         total += part;
     }
-    if (grads_out && ksa_ckpt_write_grads(grads_out, &m.params) != KSA_OK)
+    double sums[2] = {total, (double)n_bytes};
+    if (ksa_dist_sum(sums, 2) != KSA_OK)
+        goto fail;
+    total = sums[0];
+    n_bytes = (size_t)sums[1];
+    if (grads_out && (ksa_dist_sum_reals(m.params.grad, m.params.numel) != KSA_OK ||
+                      ksa_ckpt_write_grads(grads_out, &m.params) != KSA_OK))
         goto fail;
     if (whole)
         print_whole_file(total, B, L, n_bytes, data, json, ksa_now() - t0, grads_out);
@@ -168,7 +196,7 @@ int ksa_cmd_eval(int argc, char **argv)
     rc = 0;
     goto done;
 fail:
-    fprintf(stderr, "ksa eval: %s\n", ksa_last_error());
+    fprintf(stderr, "[rank %d] ksa eval: %s\n", ksa_dist_rank(), ksa_last_error());
 done:
     if (tp.nodes)
         ksa_tape_free(&tp);

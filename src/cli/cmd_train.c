@@ -424,15 +424,16 @@ static int train_main(int argc, char **argv)
             fprintf(log, "}\n");
             fflush(log);
         }
+        /* the ranks agree on a stop, so that all of them save at the same step */
+        int stop = ksa_dist_any(stop_requested != 0);
         int periodic = tc.save_every > 0 && step % tc.save_every == 0;
-        if (tc.out[0] && (periodic || step == tc.steps || stop_requested) &&
+        if (tc.out[0] && (periodic || step == tc.steps || stop) &&
             save_checkpoint(&t, &tc) != KSA_OK) {
             fprintf(stderr, "[rank %d] ksa train: %s\n", ksa_dist_rank(), ksa_last_error());
             goto done;
         }
-        if (stop_requested) {
-            printf("# stopped by signal %d after step %ld/%ld\n", (int)stop_requested, step,
-                   tc.steps);
+        if (stop) {
+            printf("# stopped by a signal after step %ld/%ld\n", step, tc.steps);
             if (tc.out[0])
                 printf("# resume with: ksa train --resume %s\n", tc.out);
             else

@@ -24,6 +24,8 @@ ksa_status ksa_dist_reduce_scatter(const ksa_real *grad, ksa_real *slice, size_t
 /* data: [N·s]; on entry this rank's slice [r·s, (r+1)·s) is current; on return every
  * rank holds every slice (in-place allgather, or per-rank broadcasts).             */
 ksa_status ksa_dist_allgather(ksa_real *data, size_t s);
+/* buf[i] = sum over ranks of buf[i], in place (n may exceed an int count). */
+ksa_status ksa_dist_sum_reals(ksa_real *buf, size_t n);
 /* x[i] = sum over ranks of x[i], in place. */
 ksa_status ksa_dist_sum(double *x, int n);
 /* 1 on every rank if flag is non-zero on any rank. */

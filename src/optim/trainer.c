@@ -163,31 +163,33 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
     return KSA_OK;
 }
 
+/* Collective under MPI: every rank writes its own slice of the moments (CHECKPOINT_FORMAT:
+ * the datasets keep the parameters' full shapes whatever the rank count). */
 ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path)
 {
-    if (t->n_ranks > 1)
-        return ksa_fail(KSA_EINVAL, "checkpoints of a run on %d ranks are not written yet "
-                                    "(sharded optimizer state)", t->n_ranks);
     ksa_ckpt_train_state ts = {.train = t->cfg,
                                .step = t->step,
                                .tokens_seen = t->tokens_seen,
-                               .world_size = 1,
+                               .world_size = t->n_ranks,
+                               .slice_lo = t->slice_lo,
+                               .slice_hi = t->slice_hi,
                                .exp_avg = t->exp_avg,
                                .exp_avg_sq = t->exp_avg_sq};
     return ksa_ckpt_write_training(path, &t->model->config, &t->model->params,
                                    KSA_TOKENIZER_EOT, &ts);
 }
 
+/* Each rank reads the parameters and only its own slice of the moments: a checkpoint
+ * written by N ranks resumes on M. */
 ksa_status ksa_trainer_resume(ksa_trainer *t, const char *path)
 {
-    if (t->n_ranks > 1)
-        return ksa_fail(KSA_EINVAL, "resuming on %d ranks is not supported yet", t->n_ranks);
     ksa_train_config stored;
     long step;
     unsigned long long tokens;
     KSA_TRY(ksa_ckpt_read_train(path, &stored, &step, &tokens));
     KSA_TRY(ksa_ckpt_read_params(path, &t->model->params, 0));
-    KSA_TRY(ksa_ckpt_read_moments(path, &t->model->params, t->exp_avg, t->exp_avg_sq));
+    KSA_TRY(ksa_ckpt_read_moments_slice(path, &t->model->params, t->slice_lo, t->slice_hi,
+                                        t->exp_avg, t->exp_avg_sq));
     t->step = step;
     t->tokens_seen = (size_t)tokens;
     return KSA_OK;
