@@ -366,12 +366,20 @@ static int train_main(int argc, char **argv)
         fprintf(stderr, "ksa train: cannot open log '%s': %s\n", tc.log, strerror(errno));
         goto done;
     }
-    /* rank 0 prints MFU; the other ranks do not measure (they would slow each other) */
-    double peak = tc.peak_gflops > 0 ? tc.peak_gflops
-                  : t.rank == 0      ? machine_peak_gflops(ksa_threads_get())
-                                     : 1;
+    /* The machine's peak: a host's sgemm peak with all its cores (measured once and cached,
+     * by rank 0 only: the other ranks would slow it), times the hosts of the run. */
+    int local = ksa_dist_local_size(), hosts = n_ranks / (local > 0 ? local : 1);
+    double peak = tc.peak_gflops;
+    if (!(peak > 0) && t.rank == 0) {
+        int threads = ksa_threads_get(), cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+        ksa_threads_set(cores > 0 ? cores : 1);
+        peak = machine_peak_gflops(ksa_threads_get()) * (hosts > 0 ? hosts : 1);
+        ksa_threads_set(threads);
+    }
+    if (!(peak > 0))
+        peak = 1; /* ranks other than 0 do not print MFU */
     printf("# MFU against a peak of %.1f GFLOP/s (%s)\n", peak,
-           tc.peak_gflops > 0 ? "peak_gflops" : "measured sgemm");
+           tc.peak_gflops > 0 ? "peak_gflops" : "sgemm on all cores, measured once and cached");
     fflush(stdout);
 
     struct sigaction sa;
@@ -393,8 +401,7 @@ static int train_main(int argc, char **argv)
         last5[(step - 1) % 5] = st.loss;
         double elapsed = ksa_now() - t_start;
         double tok_s = (double)st.tokens / st.seconds;
-        /* the machine's peak: this rank's (its threads) times the ranks (one per core group) */
-        double mfu = step_flops / st.seconds / (peak * 1e9 * n_ranks);
+        double mfu = step_flops / st.seconds / (peak * 1e9);
         double eta = elapsed / (double)(step - start_step) * (double)(tc.steps - step);
         char el[32], et[32];
         format_duration(el, sizeof el, elapsed);
