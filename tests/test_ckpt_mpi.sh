@@ -7,34 +7,18 @@
 #
 # The test programs are found in $BUILD/tests/{f32,f64} (BUILD defaults to the folder
 # above $BIN, i.e. build/h11 for BIN=build/h11/bin, else build/).
+. "$(dirname "$0")/shlib.sh"
 set -u
 BIN=${BIN:-bin}
 BUILD=${BUILD:-$(dirname "$BIN")}
 [ -x "$BUILD/tests/f32/test_ckpt_mpi" ] || BUILD=build
 PY=${PY:-/usr/bin/python3}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
 # a hang (a rank left waiting in a collective) fails the test instead of blocking make
 MPIRUN=(timeout 120 mpirun --allow-run-as-root --oversubscribe -x OMP_NUM_THREADS
     -x KSA_CKPT_MPI_DIR)
 [ -n "${ASAN_OPTIONS:-}" ] && MPIRUN+=(-x ASAN_OPTIONS)
-passed=0
-failed=()
-
-run_test() {
-    echo "[ RUN      ] $1"
-    ( set -e; "$2" ) >"$TMP/out" 2>&1   # not inside `if`: set -e must stay active
-    if [ $? = 0 ]; then
-        echo "[       OK ] $1"
-        passed=$((passed + 1))
-    else
-        sed 's/^/    /' "$TMP/out"
-        echo "[  FAILED  ] $1"
-        failed+=("$1")
-    fi
-}
 
 # ranks PREC N: one run of the program on N ranks in $TMP/PREC (writes npN.h5, reads all)
 ranks() {
@@ -105,10 +89,4 @@ for t in sharded_files_of_1_to_4_ranks_read_back_on_other_counts_float32 \
     h5py_sees_every_slice_in_its_place; do
     run_test "$t" "$t"
 done
-echo "[==========] $((passed + ${#failed[@]})) test(s) run."
-echo "[  PASSED  ] ${passed} test(s)."
-if ((${#failed[@]})); then
-    echo "[  FAILED  ] ${#failed[@]} test(s), listed below:"
-    printf '[  FAILED  ] %s\n' "${failed[@]}"
-    exit 1
-fi
+finish

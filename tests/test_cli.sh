@@ -1,40 +1,11 @@
 #!/bin/bash
 # test_cli.sh - end-to-end tests of the `ksa` command (run by `make test` with BIN set).
 # Prints a cmocka-style summary so tests/run_tests.sh counts its tests.
+. "$(dirname "$0")/shlib.sh"
 set -u
 BIN=${BIN:-bin}
 KSA="$BIN/ksa"
 PY=${PY:-/usr/bin/python3}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-passed=0
-failed=()
-
-# run_test NAME FUNCTION: runs FUNCTION, records the result by its exit status.
-run_test() {
-    echo "[ RUN      ] $1"
-    # not inside `if`: there bash would ignore set -e within the function
-    ( set -e; "$2" ) >"$TMP/out" 2>&1
-    if [ $? = 0 ]; then
-        echo "[       OK ] $1"
-        passed=$((passed + 1))
-    else
-        sed 's/^/    /' "$TMP/out"
-        echo "[  FAILED  ] $1"
-        failed+=("$1")
-    fi
-}
-
-# expect_error MESSAGE CMD...: CMD must exit non-zero and print MESSAGE on stderr.
-expect_error() {
-    local msg=$1
-    shift
-    if "$@" >"$TMP/stdout" 2>"$TMP/stderr"; then
-        echo "expected failure, got success: $*"
-        return 1
-    fi
-    grep -qF -- "$msg" "$TMP/stderr" || { echo "stderr lacks '$msg':"; cat "$TMP/stderr"; return 1; }
-}
 
 gradcheck_passes_on_configs_that_switch_on_every_flag() {
     for conf in tests/configs/gc_*.conf; do
@@ -314,10 +285,4 @@ for t in gradcheck_passes_on_configs_that_switch_on_every_flag \
     bad_checkpoint_files_are_refused_by_eval_and_inspect; do
     run_test "$t" "$t"
 done
-echo "[==========] $((passed + ${#failed[@]})) test(s) run."
-echo "[  PASSED  ] ${passed} test(s)."
-if ((${#failed[@]})); then
-    echo "[  FAILED  ] ${#failed[@]} test(s), listed below:"
-    printf '[  FAILED  ] %s\n' "${failed[@]}"
-    exit 1
-fi
+finish

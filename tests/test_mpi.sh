@@ -2,12 +2,11 @@
 # test_mpi.sh - data-parallel training under mpirun: the same losses on 1, 2 and 4 ranks,
 # optimizer memory falling as 1/N, collectives in pieces, errors on any rank ending the
 # job. Prints a cmocka-style summary so tests/run_tests.sh counts its tests.
+. "$(dirname "$0")/shlib.sh"
 set -u
 BIN=${BIN:-bin}
 KSA="$BIN/ksa"
 PY=${PY:-/usr/bin/python3}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
 MPIRUN=(timeout 300 mpirun -x OMP_NUM_THREADS -x KSA_TEST_FAULT -x KSA_MPI_MAX_COUNT)
@@ -15,21 +14,6 @@ MPIRUN=(timeout 300 mpirun -x OMP_NUM_THREADS -x KSA_TEST_FAULT -x KSA_MPI_MAX_C
 RUN=(--config configs/tiny.conf --seq-len 64 --global-batch 8 --micro-batch 1 --eval-every 0
     --val-data "" --lr-schedule constant --warmup-steps 0)
 export KSA_TEST_FAULT="" KSA_MPI_MAX_COUNT=""
-passed=0
-failed=()
-
-run_test() {
-    echo "[ RUN      ] $1"
-    ( set -e; "$2" ) >"$TMP/out" 2>&1   # not inside `if`: set -e must stay active
-    if [ $? = 0 ]; then
-        echo "[       OK ] $1"
-        passed=$((passed + 1))
-    else
-        sed 's/^/    /' "$TMP/out"
-        echo "[  FAILED  ] $1"
-        failed+=("$1")
-    fi
-}
 
 # compare.py A B: losses within 1e-5 relative and grad norms within 1e-4 at every step
 compare() { "$PY" - "$@" <<'PYEOF'
@@ -162,10 +146,4 @@ for t in losses_agree_on_1_2_and_4_ranks collectives_in_pieces_give_the_same_run
     sharded_checkpoints_match_and_resume_on_other_rank_counts; do
     run_test "$t" "$t"
 done
-echo "[==========] $((passed + ${#failed[@]})) test(s) run."
-echo "[  PASSED  ] ${passed} test(s)."
-if ((${#failed[@]})); then
-    echo "[  FAILED  ] ${#failed[@]} test(s), listed below:"
-    printf '[  FAILED  ] %s\n' "${failed[@]}"
-    exit 1
-fi
+finish

@@ -4,38 +4,9 @@
 # file and line. Prints a cmocka-style summary so tests/run_tests.sh counts its tests. If
 # /usr/bin/python3 lacks matplotlib (the script's interpreter), the tests are skipped and
 # counted as passed, with a note.
+. "$(dirname "$0")/shlib.sh"
 set -u
 PLOT=scripts/plot_loss.py
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-passed=0
-failed=()
-
-# run_test NAME FUNCTION: runs FUNCTION, records the result by its exit status.
-run_test() {
-    echo "[ RUN      ] $1"
-    # not inside `if`: there bash would ignore set -e within the function
-    ( set -e; "$2" ) >"$TMP/out" 2>&1
-    if [ $? = 0 ]; then
-        echo "[       OK ] $1"
-        passed=$((passed + 1))
-    else
-        sed 's/^/    /' "$TMP/out"
-        echo "[  FAILED  ] $1"
-        failed+=("$1")
-    fi
-}
-
-# expect_error MESSAGE CMD...: CMD must exit non-zero and print MESSAGE on stderr.
-expect_error() {
-    local msg=$1
-    shift
-    if "$@" >"$TMP/stdout" 2>"$TMP/stderr"; then
-        echo "expected failure, got success: $*"
-        return 1
-    fi
-    grep -qF -- "$msg" "$TMP/stderr" || { echo "stderr lacks '$msg':"; cat "$TMP/stderr"; return 1; }
-}
 
 # expect_png FILE: FILE exists, is not empty and starts with the 8-byte PNG signature.
 expect_png() {
@@ -117,10 +88,4 @@ else
         run_test "$t" "$t"
     done
 fi
-echo "[==========] $((passed + ${#failed[@]})) test(s) run."
-echo "[  PASSED  ] ${passed} test(s)."
-if ((${#failed[@]})); then
-    echo "[  FAILED  ] ${#failed[@]} test(s), listed below:"
-    printf '[  FAILED  ] %s\n' "${failed[@]}"
-    exit 1
-fi
+finish

@@ -2,40 +2,14 @@
 # test_resume.sh - training checkpoints end to end: exact resume, the state is really read,
 # signals, crashes during a save, keep, contradictions, readers (h5py, h5dump).
 # Prints a cmocka-style summary so tests/run_tests.sh counts its tests.
+. "$(dirname "$0")/shlib.sh"
 set -u
 BIN=${BIN:-bin}
 KSA="$(cd "$(dirname "$BIN/ksa")" && pwd)/ksa"
 PY=${PY:-/usr/bin/python3}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-passed=0
-failed=()
 CONF="$PWD/configs/tiny.conf"
 # a short, fast run of the demo model
 RUN=(--config "$CONF" --seq-len 64 --global-batch 4 --micro-batch 2 --eval-every 0 --val-data "")
-
-run_test() {
-    echo "[ RUN      ] $1"
-    ( set -e; "$2" ) >"$TMP/out" 2>&1   # not inside `if`: set -e must stay active
-    if [ $? = 0 ]; then
-        echo "[       OK ] $1"
-        passed=$((passed + 1))
-    else
-        sed 's/^/    /' "$TMP/out"
-        echo "[  FAILED  ] $1"
-        failed+=("$1")
-    fi
-}
-
-expect_error() {
-    local msg=$1
-    shift
-    if "$@" >"$TMP/stdout" 2>"$TMP/stderr"; then
-        echo "expected failure, got success: $*"
-        return 1
-    fi
-    grep -qF -- "$msg" "$TMP/stderr" || { echo "stderr lacks '$msg':"; cat "$TMP/stderr"; return 1; }
-}
 
 # losses (and grad norms) of steps FROM..TO of a JSONL log, one per line
 losses() { "$PY" -c "
@@ -172,10 +146,4 @@ for t in resume_continues_the_run_bit_for_bit resume_reads_the_optimizer_state \
     fine_tuning_starts_from_a_checkpoints_parameters; do
     run_test "$t" "$t"
 done
-echo "[==========] $((passed + ${#failed[@]})) test(s) run."
-echo "[  PASSED  ] ${passed} test(s)."
-if ((${#failed[@]})); then
-    echo "[  FAILED  ] ${#failed[@]} test(s), listed below:"
-    printf '[  FAILED  ] %s\n' "${failed[@]}"
-    exit 1
-fi
+finish

@@ -1,37 +1,11 @@
 #!/bin/bash
 # test_train.sh - `ksa train` end to end on the embedded default data (build/data/kjv.bin,
 # made by `make`). Prints a cmocka-style summary so tests/run_tests.sh counts its tests.
+. "$(dirname "$0")/shlib.sh"
 set -u
 BIN=${BIN:-bin}
 KSA="$BIN/ksa"
 PY=${PY:-/usr/bin/python3}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-passed=0
-failed=()
-
-run_test() {
-    echo "[ RUN      ] $1"
-    ( set -e; "$2" ) >"$TMP/out" 2>&1   # not inside `if`: set -e must stay active
-    if [ $? = 0 ]; then
-        echo "[       OK ] $1"
-        passed=$((passed + 1))
-    else
-        sed 's/^/    /' "$TMP/out"
-        echo "[  FAILED  ] $1"
-        failed+=("$1")
-    fi
-}
-
-expect_error() {
-    local msg=$1
-    shift
-    if "$@" >"$TMP/stdout" 2>"$TMP/stderr"; then
-        echo "expected failure, got success: $*"
-        return 1
-    fi
-    grep -qF -- "$msg" "$TMP/stderr" || { echo "stderr lacks '$msg':"; cat "$TMP/stderr"; return 1; }
-}
 
 # The issue's bar: configs/tiny.conf, 40 steps at a constant learning rate, the mean loss of
 # the last 5 steps at least 0.3 below that of the first 5; the log has the keys.
@@ -99,10 +73,4 @@ for t in tiny_config_learns_and_logs_every_step \
     config_paths_resolve_against_the_config_folder; do
     run_test "$t" "$t"
 done
-echo "[==========] $((passed + ${#failed[@]})) test(s) run."
-echo "[  PASSED  ] ${passed} test(s)."
-if ((${#failed[@]})); then
-    echo "[  FAILED  ] ${#failed[@]} test(s), listed below:"
-    printf '[  FAILED  ] %s\n' "${failed[@]}"
-    exit 1
-fi
+finish

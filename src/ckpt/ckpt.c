@@ -14,6 +14,7 @@
  * their status (agree), so that they all go on or all give up together. Readers open files
  * independently with the default driver and read the hyperslabs of a slice the same way. */
 #include "ckpt.h"
+#include "h5util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,27 +42,7 @@
 #define VALUE_MAX (KSA_CONFIG_STR * 2) /* longest attribute text we read */
 
 /* ---- errors ---------------------------------------------------------------------------- */
-static herr_t grab_innermost(unsigned n, const H5E_error2_t *e, void *data)
-{
-    if (n == 0 && e->desc) /* walking upward, entry 0 is the most specific error */
-        snprintf((char *)data, 256, "%s", e->desc);
-    return 0;
-}
 
-/* Records "checkpoint <path>: <message>", with HDF5's own reason appended when h5 is set
- * (the error stack of the call that just failed), and returns code.                      */
-static ksa_status vfail(ksa_status code, const char *path, int h5, const char *fmt, va_list ap)
-{
-    char msg[768], reason[256] = "";
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    if (h5) {
-        H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, grab_innermost, reason);
-        H5Eclear2(H5E_DEFAULT);
-    }
-    if (reason[0])
-        return ksa_fail(code, "checkpoint %s: %s (HDF5: %s)", path, msg, reason);
-    return ksa_fail(code, "checkpoint %s: %s", path, msg);
-}
 
 /* After a failed H5* call. */
 __attribute__((format(printf, 3, 4))) static ksa_status fail_h5(ksa_status code, const char *path,
@@ -69,7 +50,7 @@ __attribute__((format(printf, 3, 4))) static ksa_status fail_h5(ksa_status code,
 {
     va_list ap;
     va_start(ap, fmt);
-    ksa_status st = vfail(code, path, 1, fmt, ap);
+    ksa_status st = ksa_h5_vfail(code, path, 1, fmt, ap);
     va_end(ap);
     return st;
 }
@@ -80,7 +61,7 @@ __attribute__((format(printf, 3, 4))) static ksa_status fail_at(ksa_status code,
 {
     va_list ap;
     va_start(ap, fmt);
-    ksa_status st = vfail(code, path, 0, fmt, ap);
+    ksa_status st = ksa_h5_vfail(code, path, 0, fmt, ap);
     va_end(ap);
     return st;
 }
@@ -88,55 +69,11 @@ __attribute__((format(printf, 3, 4))) static ksa_status fail_at(ksa_status code,
 /* Closes any HDF5 id if it is open; a failure becomes *st unless an error is already set. */
 static void close_id(hid_t id, ksa_status *st, const char *path, const char *what)
 {
-    if (id < 0)
-        return;
-    herr_t rc;
-    switch (H5Iget_type(id)) {
-    case H5I_FILE:
-        rc = H5Fclose(id);
-        break;
-    case H5I_GROUP:
-        rc = H5Gclose(id);
-        break;
-    case H5I_DATATYPE:
-        rc = H5Tclose(id);
-        break;
-    case H5I_DATASPACE:
-        rc = H5Sclose(id);
-        break;
-    case H5I_DATASET:
-        rc = H5Dclose(id);
-        break;
-    case H5I_ATTR:
-        rc = H5Aclose(id);
-        break;
-    case H5I_GENPROP_LST:
-        rc = H5Pclose(id);
-        break;
-    default:
-        rc = H5Idec_ref(id) < 0 ? -1 : 0;
-        break;
-    }
-    if (rc < 0 && *st == KSA_OK)
-        *st = fail_h5(KSA_EIO, path, "cannot close %s", what);
+    ksa_h5_close(id, st, path, what);
 }
 
-static void h5_quiet(void)
-{
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
+static void h5_quiet(void) { ksa_h5_quiet(); }
 
-/* "[64, 32]" */
-static const char *format_dims(char *buf, size_t cap, int ndim, const hsize_t *dims)
-{
-    size_t len = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < ndim && len < cap; i++)
-        len += (size_t)snprintf(buf + len, cap - len, "%s%llu", i ? ", " : "",
-                                (unsigned long long)dims[i]);
-    if (len < cap)
-        snprintf(buf + len, cap - len, "]");
-    return buf;
-}
 
 static void param_dims(const ksa_param *e, hsize_t dims[2])
 {
@@ -1223,7 +1160,7 @@ static ksa_status read_tensor(const char *path, hid_t group, const char *gname, 
     char want[64], got[128];
     hsize_t want_dims[2], dims[H5S_MAX_RANK];
     param_dims(e, want_dims);
-    format_dims(want, sizeof want, e->ndim, want_dims);
+    ksa_h5_format_dims(want, sizeof want, e->ndim, want_dims);
     htri_t has = H5Lexists(group, e->name, H5P_DEFAULT);
     if (has < 0)
         return fail_h5(KSA_EFORMAT, path, "cannot look up /%s/%s", gname, e->name);
@@ -1244,7 +1181,7 @@ static ksa_status read_tensor(const char *path, hid_t group, const char *gname, 
         same = dims[d] == want_dims[d];
     if (!same) {
         st = fail_at(KSA_EFORMAT, path, "/%s/%s has shape %s, the configuration needs %s",
-                     gname, e->name, format_dims(got, sizeof got, ndim, dims), want);
+                     gname, e->name, ksa_h5_format_dims(got, sizeof got, ndim, dims), want);
         goto done;
     }
     if (H5Tget_class(type) != H5T_FLOAT) {

@@ -12,6 +12,7 @@
  * HDF5's automatic error printing is off; failures name the file and the dataset, with the
  * innermost message of HDF5's error stack.                                                  */
 #include "init_from.h"
+#include "h5util.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -33,77 +34,14 @@
 #define SUMMARY_EMBEDDING_STD 0.02 /* KSA_SPEC §9.1 / §9.7 */
 
 /* ---- errors -------------------------------------------------------------------------------- */
-static herr_t grab_innermost(unsigned n, const H5E_error2_t *e, void *data)
-{
-    if (n == 0 && e->desc) /* walking upward, entry 0 is the most specific error */
-        snprintf((char *)data, 256, "%s", e->desc);
-    return 0;
-}
 
-/* "checkpoint <path>: <message>", with HDF5's reason appended when h5 is set. */
-__attribute__((format(printf, 4, 5))) static ksa_status fail(ksa_status code, const char *path,
-                                                             int h5, const char *fmt, ...)
-{
-    char msg[1024], reason[256] = "";
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (h5) {
-        H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, grab_innermost, reason);
-        H5Eclear2(H5E_DEFAULT);
-    }
-    if (reason[0])
-        return ksa_fail(code, "checkpoint %s: %s (HDF5: %s)", path, msg, reason);
-    return ksa_fail(code, "checkpoint %s: %s", path, msg);
-}
 
-/* Closes an open HDF5 id; a failure becomes *st unless an error is already recorded. */
-static void close_id(hid_t id, ksa_status *st, const char *path, const char *what)
-{
-    if (id < 0)
-        return;
-    herr_t rc;
-    switch (H5Iget_type(id)) {
-    case H5I_FILE:
-        rc = H5Fclose(id);
-        break;
-    case H5I_GROUP:
-        rc = H5Gclose(id);
-        break;
-    case H5I_DATATYPE:
-        rc = H5Tclose(id);
-        break;
-    case H5I_DATASPACE:
-        rc = H5Sclose(id);
-        break;
-    case H5I_DATASET:
-        rc = H5Dclose(id);
-        break;
-    default:
-        rc = H5Idec_ref(id) < 0 ? -1 : 0;
-        break;
-    }
-    if (rc < 0 && *st == KSA_OK)
-        *st = fail(KSA_EIO, path, 1, "cannot close %s", what);
-}
 
-/* "[64, 32]" */
-static const char *format_dims(char *buf, size_t cap, int ndim, const hsize_t *dims)
-{
-    size_t len = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < ndim && len < cap; i++)
-        len += (size_t)snprintf(buf + len, cap - len, "%s%llu", i ? ", " : "",
-                                (unsigned long long)dims[i]);
-    if (len < cap)
-        snprintf(buf + len, cap - len, "]");
-    return buf;
-}
 
 static const char *param_shape(char *buf, size_t cap, const ksa_param *e)
 {
     hsize_t dims[2] = {e->shape[0], e->ndim == 2 ? e->shape[1] : 0};
-    return format_dims(buf, cap, e->ndim, dims);
+    return ksa_h5_format_dims(buf, cap, e->ndim, dims);
 }
 
 static int same_shape(const ksa_param *a, const ksa_param *b)
@@ -119,9 +57,9 @@ static ksa_status check_dataset(const char *path, hid_t group, const ksa_param *
     param_shape(want, sizeof want, e);
     htri_t has = H5Lexists(group, e->name, H5P_DEFAULT);
     if (has < 0)
-        return fail(KSA_EFORMAT, path, 1, "cannot look up /params/%s", e->name);
+        return ksa_h5_fail(KSA_EFORMAT, path, 1, "cannot look up /params/%s", e->name);
     if (!has)
-        return fail(KSA_EFORMAT, path, 0,
+        return ksa_h5_fail(KSA_EFORMAT, path, 0,
                     "/params/%s is missing (the checkpoint's own /config declares it, %s)", e->name,
                     want);
     ksa_status st = KSA_OK;
@@ -131,22 +69,22 @@ static ksa_status check_dataset(const char *path, hid_t group, const ksa_param *
     if (dset < 0 || (space = H5Dget_space(dset)) < 0 || (type = H5Dget_type(dset)) < 0 ||
         (ndim = H5Sget_simple_extent_ndims(space)) < 0 ||
         H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
-        st = fail(KSA_EFORMAT, path, 1, "cannot open dataset /params/%s", e->name);
+        st = ksa_h5_fail(KSA_EFORMAT, path, 1, "cannot open dataset /params/%s", e->name);
         goto done;
     }
     int same = ndim == e->ndim;
     for (int d = 0; same && d < ndim; d++)
         same = dims[d] == e->shape[d];
     if (!same)
-        st = fail(KSA_EFORMAT, path, 0,
+        st = ksa_h5_fail(KSA_EFORMAT, path, 0,
                   "/params/%s has shape %s, the checkpoint's own /config declares %s", e->name,
-                  format_dims(got, sizeof got, ndim, dims), want);
+                  ksa_h5_format_dims(got, sizeof got, ndim, dims), want);
     else if (H5Tget_class(type) != H5T_FLOAT)
-        st = fail(KSA_EFORMAT, path, 0, "/params/%s does not hold floating-point numbers", e->name);
+        st = ksa_h5_fail(KSA_EFORMAT, path, 0, "/params/%s does not hold floating-point numbers", e->name);
 done:
-    close_id(type, &st, path, e->name);
-    close_id(space, &st, path, e->name);
-    close_id(dset, &st, path, e->name);
+    ksa_h5_close(type, &st, path, e->name);
+    ksa_h5_close(space, &st, path, e->name);
+    ksa_h5_close(dset, &st, path, e->name);
     return st;
 }
 
@@ -249,7 +187,7 @@ static ksa_status refuse_shape(const char *path, const ksa_param *fe, const ksa_
         snprintf(why, sizeof why,
                  " (summary_token_num is %zu in the checkpoint, %zu in the configuration)",
                  fm->layout.S, m->layout.S);
-    return fail(KSA_EINVAL, path, 0, "%s: the checkpoint has %s, the configuration needs %s%s",
+    return ksa_h5_fail(KSA_EINVAL, path, 0, "%s: the checkpoint has %s, the configuration needs %s%s",
                 me->name, param_shape(got, sizeof got, fe), param_shape(want, sizeof want, me),
                 why);
 }
@@ -269,7 +207,7 @@ static ksa_status make_plan(const char *path, const ksa_model *fm, const ksa_mod
      * without a shape difference above, but say so rather than rely on it              */
     key_diff d;
     if (first_shape_key_diff(&fm->config, &m->config, &d))
-        return fail(KSA_EINVAL, path, 0,
+        return ksa_h5_fail(KSA_EINVAL, path, 0,
                     "%s: the checkpoint has %ld, the configuration needs %ld; it cannot change "
                     "when initialising from a checkpoint",
                     d.name, d.file, d.model);
@@ -290,7 +228,7 @@ static ksa_status make_plan(const char *path, const ksa_model *fm, const ksa_mod
                 snprintf(shared, sizeof shared, "%.*s.weight", (int)stem, e->name);
                 long src = ksa_params_find(mp, shared);
                 if (src < 0 || ksa_params_find(fp, shared) < 0)
-                    return fail(KSA_EFORMAT, path, 0,
+                    return ksa_h5_fail(KSA_EFORMAT, path, 0,
                                 "/params/%s is missing and so is %s, to copy it from", e->name,
                                 shared);
                 pe->act = ACT_COPY;
@@ -301,7 +239,7 @@ static ksa_status make_plan(const char *path, const ksa_model *fm, const ksa_mod
             pe->src = m->embed_tokens;
             pe->note = "the checkpoint ties lm_head to model.embed_tokens.weight";
         } else {
-            return fail(KSA_EFORMAT, path, 0,
+            return ksa_h5_fail(KSA_EFORMAT, path, 0,
                         "/params/%s is missing (the configuration needs %s; the checkpoint's "
                         "/config does not declare it)",
                         e->name, param_shape(want, sizeof want, e));
@@ -327,18 +265,18 @@ static ksa_status list_undeclared(const char *path, hid_t group, const ksa_param
 {
     H5G_info_t info;
     if (H5Gget_info(group, &info) < 0)
-        return fail(KSA_EFORMAT, path, 1, "cannot list /params");
+        return ksa_h5_fail(KSA_EFORMAT, path, 1, "cannot list /params");
     for (hsize_t i = 0; i < info.nlinks; i++) {
         ssize_t len =
             H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, NULL, 0, H5P_DEFAULT);
         if (len < 0)
-            return fail(KSA_EFORMAT, path, 1, "cannot list /params");
+            return ksa_h5_fail(KSA_EFORMAT, path, 1, "cannot list /params");
         char *name = malloc((size_t)len + 1);
         KSA_ASSERT(name, "out of memory for a name of %zd bytes", len);
         ksa_status st = KSA_OK;
         if (H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, (size_t)len + 1,
                                H5P_DEFAULT) < 0)
-            st = fail(KSA_EFORMAT, path, 1, "cannot list /params");
+            st = ksa_h5_fail(KSA_EFORMAT, path, 1, "cannot list /params");
         else if (ksa_params_find(fp, name) < 0)
             add_ignored(pl, name, "", "not declared by the checkpoint's /config");
         free(name);
@@ -354,10 +292,10 @@ static ksa_status read_dataset(const char *path, hid_t group, const ksa_param *e
     ksa_status st = KSA_OK;
     hid_t dset = H5Dopen2(group, e->name, H5P_DEFAULT);
     if (dset < 0)
-        return fail(KSA_EIO, path, 1, "cannot open dataset /params/%s", e->name);
+        return ksa_h5_fail(KSA_EIO, path, 1, "cannot open dataset /params/%s", e->name);
     if (H5Dread(dset, REAL_MEM_TYPE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) < 0)
-        st = fail(KSA_EIO, path, 1, "cannot read dataset /params/%s", e->name);
-    close_id(dset, &st, path, e->name);
+        st = ksa_h5_fail(KSA_EIO, path, 1, "cannot read dataset /params/%s", e->name);
+    ksa_h5_close(dset, &st, path, e->name);
     return st;
 }
 
@@ -456,7 +394,7 @@ ksa_status ksa_ckpt_init_from(const char *path, ksa_model *m, ksa_summary_init h
         char why[512];
         snprintf(why, sizeof why, "%s", ksa_last_error());
         ksa_model_free(&fm);
-        return fail(KSA_EFORMAT, path, 0, "/config is not a valid model: %s", why);
+        return ksa_h5_fail(KSA_EFORMAT, path, 0, "/config is not a valid model: %s", why);
     }
     init_plan pl = {0};
     pl.plan = calloc(m->params.n ? m->params.n : 1, sizeof *pl.plan);
@@ -465,15 +403,15 @@ ksa_status ksa_ckpt_init_from(const char *path, ksa_model *m, ksa_summary_init h
     ksa_status st = KSA_OK;
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), group = -1;
     if (file < 0) {
-        st = fail(KSA_EIO, path, 1, "cannot open the file");
+        st = ksa_h5_fail(KSA_EIO, path, 1, "cannot open the file");
     } else {
         htri_t has = H5Lexists(file, "params", H5P_DEFAULT);
         if (has < 0)
-            st = fail(KSA_EFORMAT, path, 1, "cannot look up /params");
+            st = ksa_h5_fail(KSA_EFORMAT, path, 1, "cannot look up /params");
         else if (!has)
-            st = fail(KSA_EFORMAT, path, 0, "no /params group");
+            st = ksa_h5_fail(KSA_EFORMAT, path, 0, "no /params group");
         else if ((group = H5Gopen2(file, "params", H5P_DEFAULT)) < 0)
-            st = fail(KSA_EFORMAT, path, 1, "cannot open /params as a group");
+            st = ksa_h5_fail(KSA_EFORMAT, path, 1, "cannot open /params as a group");
     }
     for (size_t j = 0; j < fm.params.n && st == KSA_OK; j++)
         st = check_dataset(path, group, &fm.params.table[j]);
@@ -498,8 +436,8 @@ ksa_status ksa_ckpt_init_from(const char *path, ksa_model *m, ksa_summary_init h
             draw_normal(p->data + e->offset, e->numel, SUMMARY_EMBEDDING_STD, seed, e->name);
         }
     }
-    close_id(group, &st, path, "/params");
-    close_id(file, &st, path, "the file");
+    ksa_h5_close(group, &st, path, "/params");
+    ksa_h5_close(file, &st, path, "the file");
     if (st == KSA_OK && report)
         write_report(report, path, &fm, m, how, &pl);
     plan_free(&pl);

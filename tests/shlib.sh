@@ -1,0 +1,43 @@
+# shlib.sh - the harness of the end-to-end shell tests (tests/test_*.sh), sourced by each.
+# A test is a function run with `run_test NAME FUNCTION` in a subshell with `set -e`; the
+# script ends with `finish`, which prints a cmocka-style summary (so tests/run_tests.sh
+# counts the tests) and exits 1 if any failed. $TMP is a fresh folder removed at exit.
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+passed=0
+failed=()
+
+run_test() {
+    echo "[ RUN      ] $1"
+    ( set -e; "$2" ) >"$TMP/out" 2>&1   # not inside `if`: set -e must stay active
+    if [ $? = 0 ]; then
+        echo "[       OK ] $1"
+        passed=$((passed + 1))
+    else
+        sed 's/^/    /' "$TMP/out"
+        echo "[  FAILED  ] $1"
+        failed+=("$1")
+    fi
+}
+
+# expect_error MESSAGE CMD...: CMD must exit non-zero and print MESSAGE on stderr.
+expect_error() {
+    local msg=$1
+    shift
+    if "$@" >"$TMP/stdout" 2>"$TMP/stderr"; then
+        echo "expected failure, got success: $*"
+        return 1
+    fi
+    grep -qF -- "$msg" "$TMP/stderr" || { echo "stderr lacks '$msg':"; cat "$TMP/stderr"; return 1; }
+}
+
+finish() {
+    echo "[==========] $((passed + ${#failed[@]})) test(s) run."
+    echo "[  PASSED  ] ${passed} test(s)."
+    if ((${#failed[@]})); then
+        echo "[  FAILED  ] ${#failed[@]} test(s), listed below:"
+        printf '[  FAILED  ] %s\n' "${failed[@]}"
+        exit 1
+    fi
+    exit 0
+}
