@@ -25,35 +25,16 @@ static char dir[64];
 static int make_dir(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/ksa_info_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return test_scratch_make(dir, sizeof dir, "ksa_info");
 }
 
 static int remove_dir(void **state)
 {
     (void)state;
-    DIR *d = opendir(dir);
-    if (!d)
-        return -1;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char sub[512];
-        snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-            unlink(sub);
-    }
-    closedir(d);
-    return rmdir(dir);
+    return test_remove_tree(dir);
 }
 
-static const char *in_dir(const char *name)
-{
-    static char bufs[8][512];
-    static int next;
-    char *b = bufs[next++ % 8];
-    snprintf(b, sizeof bufs[0], "%s/%s", dir, name);
-    return b;
-}
+static const char *in_dir(const char *name) { return test_path_in(dir, name); }
 
 /* ---- running the inspector ------------------------------------------------------------------ */
 /* What ksa_ckpt_info_print printed (malloc'ed) and its status. */

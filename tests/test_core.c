@@ -31,33 +31,9 @@ static void arena_hands_out_aligned_memory_and_resets(void **state)
     ksa_arena_free(&a);
 }
 
-/* Runs fn in a child process; returns 1 if it died of SIGABRT with `needle` on stderr. */
-static int aborts_with(void (*fn)(void), const char *needle)
+static void overflow_child(const void *arg)
 {
-    int pipefd[2];
-    assert_int_equal(pipe(pipefd), 0);
-    fflush(stdout), fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(pipefd[1], 2);
-        close(pipefd[0]);
-        fn();
-        _exit(0);
-    }
-    close(pipefd[1]);
-    char buf[2048] = {0};
-    size_t got = 0;
-    ssize_t r;
-    while (got < sizeof buf - 1 && (r = read(pipefd[0], buf + got, sizeof buf - 1 - got)) > 0)
-        got += (size_t)r;
-    close(pipefd[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    return WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT && strstr(buf, needle) != NULL;
-}
-
-static void overflow_child(void)
-{
+    (void)arg;
     ksa_arena a;
     ksa_arena_init(&a, 256);
     ksa_arena_alloc(&a, 200);
@@ -67,11 +43,12 @@ static void overflow_child(void)
 static void arena_overflow_aborts_with_the_sizes(void **state)
 {
     (void)state;
-    assert_true(aborts_with(overflow_child, "arena overflow: asked 100 bytes, 256 used of 256"));
+    test_expect_abort(overflow_child, NULL, "arena overflow: asked 100 bytes, 256 used of 256");
 }
 
-static void tape_full_child(void)
+static void tape_full_child(const void *arg)
 {
+    (void)arg;
     ksa_arena a;
     ksa_arena_init(&a, 256);
     ksa_tape tp;
@@ -83,7 +60,7 @@ static void tape_full_child(void)
 static void a_full_tape_aborts_naming_the_op(void **state)
 {
     (void)state;
-    assert_true(aborts_with(tape_full_child, "tape full: 1 nodes (pushing linear)"));
+    test_expect_abort(tape_full_child, NULL, "tape full: 1 nodes (pushing linear)");
 }
 
 static void views_share_data_and_resolve_gradients_through_the_base(void **state)

@@ -24,42 +24,16 @@ static char dir[64];
 static int make_dir(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/ksa_init_from_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
-}
-
-static int remove_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (!d)
-        return remove(path);
-    struct dirent *e;
-    int rc = 0;
-    while ((e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        char sub[1024];
-        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-        rc |= remove_tree(sub);
-    }
-    closedir(d);
-    return rc | rmdir(path);
+    return test_scratch_make(dir, sizeof dir, "ksa_init_from");
 }
 
 static int remove_dir(void **state)
 {
     (void)state;
-    return remove_tree(dir);
+    return test_remove_tree(dir);
 }
 
-static const char *in_dir(const char *name)
-{
-    static char bufs[8][512];
-    static int next;
-    char *b = bufs[next++ % 8];
-    snprintf(b, sizeof bufs[0], "%s/%s", dir, name);
-    return b;
-}
+static const char *in_dir(const char *name) { return test_path_in(dir, name); }
 
 /* ---- configurations and models ---------------------------------------------------------- */
 #define SMALL                                                                                      \

@@ -1,9 +1,15 @@
 /* testutil.c - see testutil.h. */
 #include "testutil.h"
 
+#include <dirent.h>
+#include <omp.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 test_rng test_rng_seed(uint64_t seed)
 {
@@ -160,4 +166,68 @@ double test_dot_dd(const double *y, const double *c, size_t n)
     for (size_t i = 0; i < n; i++)
         s += y[i] * c[i];
     return s;
+}
+
+int test_scratch_make(char *dir, size_t cap, const char *prefix)
+{
+    snprintf(dir, cap, "/tmp/%s_XXXXXX", prefix);
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+int test_remove_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return remove(path);
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char sub[1024];
+        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        rc |= test_remove_tree(sub);
+    }
+    closedir(d);
+    return rc | rmdir(path);
+}
+
+const char *test_path_in(const char *dir, const char *name)
+{
+    static char bufs[8][512];
+    static int next;
+    char *b = bufs[next++ % 8];
+    snprintf(b, sizeof bufs[0], "%s/%s", dir, name);
+    return b;
+}
+
+void test_expect_abort(void (*fn)(const void *arg), const void *arg, const char *needle)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(stdout), fflush(stderr);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(10);
+        omp_set_num_threads(1);
+        dup2(fds[1], STDERR_FILENO);
+        close(fds[0]);
+        fn(arg);
+        _exit(0); /* reached only if nothing aborted */
+    }
+    close(fds[1]);
+    char msg[4096];
+    size_t len = 0;
+    ssize_t got;
+    while (len < sizeof msg - 1 && (got = read(fds[0], msg + len, sizeof msg - 1 - len)) > 0)
+        len += (size_t)got;
+    msg[len] = '\0';
+    close(fds[0]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    if (!(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT))
+        fail_msg("child did not abort (status 0x%x), stderr: %s", status, msg);
+    if (!strstr(msg, needle))
+        fail_msg("abort message lacks '%s': %s", needle, msg);
 }

@@ -59,6 +59,20 @@ typedef double (*test_loss_fn)(void *ctx);
 void test_fd_grad(test_loss_fn f, void *ctx, ksa_real *x, size_t n, double *out);
 void test_fd_grad_d(test_loss_fn f, void *ctx, double *x, size_t n, double *out);
 
+/* ---- aborts: internal errors (KSA_ASSERT) ------------------------------------------- *
+ * Runs fn(arg) in a child process (one OpenMP thread: libgomp's pool does not survive fork;
+ * a 10 s alarm so a missing check fails instead of hanging) and fails the test unless the
+ * child dies of SIGABRT with `needle` in what it wrote to stderr.                        */
+void test_expect_abort(void (*fn)(const void *arg), const void *arg, const char *needle);
+
+/* ---- a scratch folder per test program ---------------------------------------------- *
+ * test_scratch_make: mkdtemp "/tmp/<prefix>_XXXXXX" into dir (0 on success);
+ * test_remove_tree: removes a folder and everything below it (0 on success);
+ * test_path_in: "dir/name" in one of a few rotating buffers (several may be live at once). */
+int test_scratch_make(char *dir, size_t cap, const char *prefix);
+int test_remove_tree(const char *path);
+const char *test_path_in(const char *dir, const char *name);
+
 /* sum_i y[i] * c[i] in double */
 double test_dot(const ksa_real *y, const double *c, size_t n);
 double test_dot_dd(const double *y, const double *c, size_t n);

@@ -41,39 +41,7 @@
 
 #define VALUE_MAX (KSA_CONFIG_STR * 2) /* longest attribute text we read */
 
-/* ---- errors ---------------------------------------------------------------------------- */
-
-
-/* After a failed H5* call. */
-__attribute__((format(printf, 3, 4))) static ksa_status fail_h5(ksa_status code, const char *path,
-                                                                const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    ksa_status st = ksa_h5_vfail(code, path, 1, fmt, ap);
-    va_end(ap);
-    return st;
-}
-
-/* For content that was read but is wrong, or a failed system call (message says which). */
-__attribute__((format(printf, 3, 4))) static ksa_status fail_at(ksa_status code, const char *path,
-                                                                const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    ksa_status st = ksa_h5_vfail(code, path, 0, fmt, ap);
-    va_end(ap);
-    return st;
-}
-
-/* Closes any HDF5 id if it is open; a failure becomes *st unless an error is already set. */
-static void close_id(hid_t id, ksa_status *st, const char *path, const char *what)
-{
-    ksa_h5_close(id, st, path, what);
-}
-
-static void h5_quiet(void) { ksa_h5_quiet(); }
-
+/* Errors, closing ids and shapes: h5util.h. */
 
 static void param_dims(const ksa_param *e, hsize_t dims[2])
 {
@@ -157,8 +125,9 @@ static ksa_status select_slice(const char *path, const char *gname, const ksa_pa
         *mem = -1;
     }
     if (*mem < 0)
-        return fail_h5(KSA_EIO, path, "cannot select elements [%zu, %zu) of the buffer in /%s/%s",
-                       lo, hi, gname, e->name);
+        return ksa_h5_fail_h5(KSA_EIO, path,
+                              "cannot select elements [%zu, %zu) of the buffer in /%s/%s", lo, hi,
+                              gname, e->name);
     return KSA_OK;
 }
 
@@ -228,9 +197,9 @@ static hid_t file_access_plist(const char *path, ksa_status *st)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl < 0)
-        *st = fail_h5(KSA_EIO, path, "cannot create a file-access property list");
+        *st = ksa_h5_fail_h5(KSA_EIO, path, "cannot create a file-access property list");
     else if (mpi_active() && H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL) < 0) {
-        *st = fail_h5(KSA_EIO, path, "cannot select the MPI-IO driver");
+        *st = ksa_h5_fail_h5(KSA_EIO, path, "cannot select the MPI-IO driver");
         H5Pclose(fapl);
         fapl = -1;
     }
@@ -255,7 +224,7 @@ static hid_t transfer_plist(void)
 static ksa_status open_hdf5(const char *path, hid_t *file)
 {
     *file = -1;
-    h5_quiet();
+    ksa_h5_quiet();
     struct stat sb;
     if (stat(path, &sb) != 0)
         return ksa_fail(KSA_EIO, "cannot open checkpoint %s: %s", path, strerror(errno));
@@ -263,12 +232,12 @@ static ksa_status open_hdf5(const char *path, hid_t *file)
         return ksa_fail(KSA_EIO, "cannot open checkpoint %s: not a regular file", path);
     htri_t is = H5Fis_hdf5(path);
     if (is < 0)
-        return fail_h5(KSA_EIO, path, "cannot read the file");
+        return ksa_h5_fail_h5(KSA_EIO, path, "cannot read the file");
     if (!is)
         return ksa_fail(KSA_EFORMAT, "checkpoint %s is not an HDF5 file", path);
     *file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (*file < 0)
-        return fail_h5(KSA_EIO, path, "cannot open the file");
+        return ksa_h5_fail_h5(KSA_EIO, path, "cannot open the file");
     return KSA_OK;
 }
 
@@ -298,7 +267,7 @@ static void writer_abort(ckpt_writer *w)
 
 static ksa_status writer_open(ckpt_writer *w, const char *path)
 {
-    h5_quiet();
+    ksa_h5_quiet();
     w->path = path;
     w->file = -1;
     size_t n = strlen(path);
@@ -313,12 +282,12 @@ static ksa_status writer_open(ckpt_writer *w, const char *path)
         errno = 0;
         w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
         if (w->file < 0 && errno) /* the usual case (no folder, no permission): say it plainly */
-            st = fail_at(KSA_EIO, path, "cannot create '%s': %s", w->tmp, strerror(errno));
+            st = ksa_h5_fail_at(KSA_EIO, path, "cannot create '%s': %s", w->tmp, strerror(errno));
         else if (w->file < 0)
-            st = fail_h5(KSA_EIO, path, "cannot create '%s'", w->tmp);
+            st = ksa_h5_fail_h5(KSA_EIO, path, "cannot create '%s'", w->tmp);
         H5Eclear2(H5E_DEFAULT);
     }
-    close_id(fapl, &st, path, "the file-access property list");
+    ksa_h5_close(fapl, &st, path, "the file-access property list");
     st = agree(path, st);
     if (st != KSA_OK)
         writer_abort(w);
@@ -345,7 +314,8 @@ static ksa_status writer_install(ckpt_writer *w)
     ksa_status st = KSA_OK;
     int fd = open(w->tmp, O_RDONLY);
     if (fd < 0 || fsync(fd) != 0)
-        st = fail_at(KSA_EIO, w->path, "cannot sync '%s' to disk: %s", w->tmp, strerror(errno));
+        st = ksa_h5_fail_at(KSA_EIO, w->path, "cannot sync '%s' to disk: %s", w->tmp,
+                            strerror(errno));
     if (fd >= 0)
         close(fd);
     /* Test-only fault hook (docs/checkpoints.md): KSA_TEST_FAULT=kill_before_rename:TEXT
@@ -356,8 +326,8 @@ static ksa_status writer_install(ckpt_writer *w)
         strstr(w->path, fault + 19))
         raise(SIGKILL);
     if (st == KSA_OK && rename(w->tmp, w->path) != 0)
-        st =
-            fail_at(KSA_EIO, w->path, "cannot rename '%s' into place: %s", w->tmp, strerror(errno));
+        st = ksa_h5_fail_at(KSA_EIO, w->path, "cannot rename '%s' into place: %s", w->tmp,
+                            strerror(errno));
     if (st == KSA_OK)
         sync_parent_folder(w->path);
     return st;
@@ -368,11 +338,11 @@ static ksa_status writer_commit(ckpt_writer *w)
 {
     ksa_status st = KSA_OK;
     if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0)
-        st = fail_h5(KSA_EIO, w->path, "cannot flush '%s'", w->tmp);
+        st = ksa_h5_fail_h5(KSA_EIO, w->path, "cannot flush '%s'", w->tmp);
     herr_t rc = H5Fclose(w->file); /* collective: every rank's data is in the file after it */
     w->file = -1;
     if (rc < 0 && st == KSA_OK)
-        st = fail_h5(KSA_EIO, w->path, "cannot close '%s'", w->tmp);
+        st = ksa_h5_fail_h5(KSA_EIO, w->path, "cannot close '%s'", w->tmp);
     st = agree(w->path, st);
     if (st == KSA_OK && mpi_rank() == 0)
         st = writer_install(w);
@@ -397,9 +367,9 @@ static ksa_status write_attr(const char *path, hid_t loc, const char *where, con
     if (space < 0 ||
         (attr = H5Acreate2(loc, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
         H5Awrite(attr, mem_type, value) < 0)
-        st = fail_h5(KSA_EIO, path, "cannot write %s attribute '%s'", where, name);
-    close_id(attr, &st, path, name);
-    close_id(space, &st, path, "a dataspace");
+        st = ksa_h5_fail_h5(KSA_EIO, path, "cannot write %s attribute '%s'", where, name);
+    ksa_h5_close(attr, &st, path, name);
+    ksa_h5_close(space, &st, path, "a dataspace");
     return st;
 }
 
@@ -422,10 +392,11 @@ static ksa_status write_attr_string(const char *path, hid_t loc, const char *whe
     ksa_status st = KSA_OK;
     hid_t type = H5Tcopy(H5T_C_S1);
     if (type < 0 || H5Tset_size(type, H5T_VARIABLE) < 0 || H5Tset_cset(type, H5T_CSET_UTF8) < 0)
-        st = fail_h5(KSA_EIO, path, "cannot make a string type for %s attribute '%s'", where, name);
+        st = ksa_h5_fail_h5(KSA_EIO, path, "cannot make a string type for %s attribute '%s'", where,
+                            name);
     else
         st = write_attr(path, loc, where, name, type, type, &s);
-    close_id(type, &st, path, "a string type");
+    ksa_h5_close(type, &st, path, "a string type");
     return st;
 }
 
@@ -465,27 +436,27 @@ static ksa_status write_tensor(const char *path, hid_t group, const char *gname,
         H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) < 0 ||
         (dset = H5Dcreate2(group, e->name, FILE_REAL_TYPE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT)) <
             0)
-        st = fail_h5(KSA_EIO, path, "cannot create dataset /%s/%s", gname, e->name);
+        st = ksa_h5_fail_h5(KSA_EIO, path, "cannot create dataset /%s/%s", gname, e->name);
     size_t first = 0, count = 0;
     if (st == KSA_OK)
         st = select_slice(path, gname, e, part->lo, part->hi, space, &mem, &first, &count);
     if (st == KSA_OK && (dxpl = transfer_plist()) < 0)
-        st = fail_h5(KSA_EIO, path, "cannot make a transfer property list for /%s/%s", gname,
-                     e->name);
+        st = ksa_h5_fail_h5(KSA_EIO, path, "cannot make a transfer property list for /%s/%s", gname,
+                            e->name);
     if (st == KSA_OK && injected_write_error(gname))
-        st = fail_at(KSA_EIO, path, "/%s/%s: write error injected by KSA_TEST_FAULT", gname,
-                     e->name);
+        st = ksa_h5_fail_at(KSA_EIO, path, "/%s/%s: write error injected by KSA_TEST_FAULT", gname,
+                            e->name);
     st = agree(path, st); /* every rank enters the collective write, or none does */
     if (st == KSA_OK &&
         H5Dwrite(dset, REAL_MEM_TYPE, mem, space, dxpl,
                  count ? part->data + (part->lo + first - part->origin) : &nothing) < 0)
-        st = fail_h5(KSA_EIO, path, "cannot write dataset /%s/%s", gname, e->name);
+        st = ksa_h5_fail_h5(KSA_EIO, path, "cannot write dataset /%s/%s", gname, e->name);
     if (dxpl != H5P_DEFAULT)
-        close_id(dxpl, &st, path, "a transfer property list");
-    close_id(mem, &st, path, "a dataspace");
-    close_id(dset, &st, path, e->name);
-    close_id(dcpl, &st, path, "a dataset-creation property list");
-    close_id(space, &st, path, "a dataspace");
+        ksa_h5_close(dxpl, &st, path, "a transfer property list");
+    ksa_h5_close(mem, &st, path, "a dataspace");
+    ksa_h5_close(dset, &st, path, e->name);
+    ksa_h5_close(dcpl, &st, path, "a dataset-creation property list");
+    ksa_h5_close(space, &st, path, "a dataspace");
     return agree(path, st);
 }
 
@@ -497,11 +468,11 @@ static ksa_status write_tensors(const char *path, hid_t file, const char *gname,
     ksa_status st = KSA_OK;
     hid_t group = H5Gcreate2(file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (group < 0)
-        st = fail_h5(KSA_EIO, path, "cannot create group /%s", gname);
+        st = ksa_h5_fail_h5(KSA_EIO, path, "cannot create group /%s", gname);
     st = agree(path, st);
     for (size_t i = 0; i < p->n && st == KSA_OK; i++)
         st = write_tensor(path, group, gname, &p->table[i], part);
-    close_id(group, &st, path, gname);
+    ksa_h5_close(group, &st, path, gname);
     return agree(path, st);
 }
 
@@ -614,7 +585,7 @@ static ksa_status write_config(const char *path, hid_t file, const ksa_model_con
     int token_begin_used = layout->ksa && !layout->independent_embedding;
     hid_t group = H5Gcreate2(file, "config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (group < 0)
-        return fail_h5(KSA_EIO, path, "cannot create group /config");
+        return ksa_h5_fail_h5(KSA_EIO, path, "cannot create group /config");
     size_t n;
     const ksa_config_key *keys = ksa_model_config_keys(&n);
     ksa_status st = KSA_OK;
@@ -647,7 +618,7 @@ static ksa_status write_config(const char *path, hid_t file, const ksa_model_con
             break;
         }
     }
-    close_id(group, &st, path, "/config");
+    ksa_h5_close(group, &st, path, "/config");
     return st;
 }
 
@@ -655,11 +626,11 @@ static ksa_status write_tokenizer(const char *path, hid_t file, int eot_id)
 {
     hid_t group = H5Gcreate2(file, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (group < 0)
-        return fail_h5(KSA_EIO, path, "cannot create group /tokenizer");
+        return ksa_h5_fail_h5(KSA_EIO, path, "cannot create group /tokenizer");
     ksa_status st = write_attr_string(path, group, "/tokenizer", "type", "byte");
     if (st == KSA_OK && eot_id >= 0)
         st = write_attr_int(path, group, "/tokenizer", "eot_id", eot_id);
-    close_id(group, &st, path, "/tokenizer");
+    ksa_h5_close(group, &st, path, "/tokenizer");
     return st;
 }
 
@@ -667,8 +638,7 @@ static ksa_status write_train_state(const char *path, hid_t file, const ksa_ckpt
                                     const ksa_params *p, const write_plan *wp);
 
 static ksa_status write_checkpoint(const char *path, const ksa_model_config *cfg,
-                                   const ksa_params *p, int eot_id,
-                                   const ksa_ckpt_train_state *ts)
+                                   const ksa_params *p, int eot_id, const ksa_ckpt_train_state *ts)
 {
     /* a reader must be able to rebuild the model from /config alone: refuse what it would
      * refuse, before any file exists                                                      */
@@ -677,7 +647,8 @@ static ksa_status write_checkpoint(const char *path, const ksa_model_config *cfg
     if (ksa_model_config_resolve(cfg, &layout) != KSA_OK) {
         char why[512];
         snprintf(why, sizeof why, "%s", ksa_last_error());
-        return fail_at(KSA_EINVAL, path, "refusing to write an invalid configuration: %s", why);
+        return ksa_h5_fail_at(KSA_EINVAL, path, "refusing to write an invalid configuration: %s",
+                              why);
     }
     write_plan wp;
     KSA_TRY(plan_write(path, p, ts, &wp));
@@ -712,8 +683,7 @@ ksa_status ksa_ckpt_write_model(const char *path, const ksa_model_config *cfg, c
 }
 
 ksa_status ksa_ckpt_write_training(const char *path, const ksa_model_config *cfg,
-                                   const ksa_params *p, int eot_id,
-                                   const ksa_ckpt_train_state *ts)
+                                   const ksa_params *p, int eot_id, const ksa_ckpt_train_state *ts)
 {
     return write_checkpoint(path, cfg, p, eot_id, ts);
 }
@@ -742,7 +712,7 @@ static ksa_status write_train_state(const char *path, hid_t file, const ksa_ckpt
     ksa_status st = KSA_OK;
     hid_t optim = H5Gcreate2(file, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (optim < 0)
-        return agree(path, fail_h5(KSA_EIO, path, "cannot create group /optim"));
+        return agree(path, ksa_h5_fail_h5(KSA_EIO, path, "cannot create group /optim"));
     st = write_attr_string(path, optim, "/optim", "type", "adamw");
     if (st == KSA_OK)
         st = write_attr_double(path, optim, "/optim", "beta1", tc->beta1);
@@ -752,7 +722,7 @@ static ksa_status write_train_state(const char *path, hid_t file, const ksa_ckpt
         st = write_attr_double(path, optim, "/optim", "eps", tc->adam_eps);
     if (st == KSA_OK)
         st = write_attr_double(path, optim, "/optim", "weight_decay", tc->weight_decay);
-    close_id(optim, &st, path, "/optim");
+    ksa_h5_close(optim, &st, path, "/optim");
     st = agree(path, st);
     rank_part m = {ts->exp_avg, wp->origin, wp->lo, wp->hi};
     rank_part v = {ts->exp_avg_sq, wp->origin, wp->lo, wp->hi};
@@ -765,15 +735,14 @@ static ksa_status write_train_state(const char *path, hid_t file, const ksa_ckpt
 
     hid_t train = H5Gcreate2(file, "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (train < 0)
-        return agree(path, fail_h5(KSA_EIO, path, "cannot create group /train"));
+        return agree(path, ksa_h5_fail_h5(KSA_EIO, path, "cannot create group /train"));
     st = write_attr_int(path, train, "/train", "step", ts->step);
     if (st == KSA_OK)
         st = write_attr_int(path, train, "/train", "tokens_seen", (long long)ts->tokens_seen);
     if (st == KSA_OK)
         st = write_attr_int(path, train, "/train", "world_size", ts->world_size);
     if (st == KSA_OK) /* the loader is step-addressed: (seed, step) is its whole state */
-        st = write_attr_string(path, train, "/train", "data_order",
-                               "step-addressed (seed, step)");
+        st = write_attr_string(path, train, "/train", "data_order", "step-addressed (seed, step)");
     size_t n_keys;
     const ksa_config_key *keys = ksa_train_config_keys(&n_keys);
     for (size_t i = 0; i < n_keys && st == KSA_OK; i++) {
@@ -797,7 +766,7 @@ static ksa_status write_train_state(const char *path, hid_t file, const ksa_ckpt
             break;
         }
     }
-    close_id(train, &st, path, "/train");
+    ksa_h5_close(train, &st, path, "/train");
     return agree(path, st);
 }
 
@@ -841,16 +810,18 @@ static ksa_status read_integer_text(const char *path, hid_t attr, hid_t ftype, i
     if (!is_enum) { /* HDF5 converts any width; the sign decides the memory type */
         H5T_sign_t sign = H5Tget_sign(ftype);
         if (sign == H5T_SGN_ERROR)
-            return fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
+            return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
         if (sign == H5T_SGN_NONE) {
             unsigned long long u;
             if (H5Aread(attr, H5T_NATIVE_ULLONG, &u) < 0)
-                return fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
+                return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where,
+                                      name);
             snprintf(out, cap, "%llu", u);
         } else {
             long long v;
             if (H5Aread(attr, H5T_NATIVE_LLONG, &v) < 0)
-                return fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
+                return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where,
+                                      name);
             snprintf(out, cap, "%lld", v);
         }
         return KSA_OK;
@@ -863,12 +834,13 @@ static ksa_status read_integer_text(const char *path, hid_t attr, hid_t ftype, i
     if ((mtype = H5Tget_native_type(ftype, H5T_DIR_ASCEND)) < 0 ||
         (base = H5Tget_super(mtype)) < 0 || (size = H5Tget_size(mtype)) == 0 ||
         (sign = H5Tget_sign(base)) == H5T_SGN_ERROR)
-        st = fail_h5(KSA_EFORMAT, path, "cannot read the type of %s attribute '%s'", where, name);
+        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read the type of %s attribute '%s'", where,
+                            name);
     else if (size != 1 && size != 2 && size != 4 && size != 8)
-        st = fail_at(KSA_EFORMAT, path, "%s attribute '%s' is an enum of %zu bytes", where, name,
-                     size);
+        st = ksa_h5_fail_at(KSA_EFORMAT, path, "%s attribute '%s' is an enum of %zu bytes", where,
+                            name, size);
     else if (H5Aread(attr, mtype, raw) < 0)
-        st = fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
+        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
     if (st == KSA_OK) {
         int sgn = sign != H5T_SGN_NONE;
         long long v;
@@ -902,8 +874,8 @@ static ksa_status read_integer_text(const char *path, hid_t attr, hid_t ftype, i
         }
         snprintf(out, cap, "%lld", v);
     }
-    close_id(base, &st, path, "an enum base type");
-    close_id(mtype, &st, path, "an enum type");
+    ksa_h5_close(base, &st, path, "an enum base type");
+    ksa_h5_close(mtype, &st, path, "an enum type");
     return st;
 }
 
@@ -916,39 +888,40 @@ static ksa_status read_string_text(const char *path, hid_t attr, hid_t ftype, hi
     size_t fsize = H5Tget_size(ftype);
     hid_t mtype = H5Tcopy(H5T_C_S1);
     if (var < 0 || cset < 0 || fsize == 0 || mtype < 0 || H5Tset_cset(mtype, cset) < 0) {
-        st = fail_h5(KSA_EFORMAT, path, "cannot read the type of %s attribute '%s'", where, name);
-        close_id(mtype, &st, path, "a string type");
+        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read the type of %s attribute '%s'", where,
+                            name);
+        ksa_h5_close(mtype, &st, path, "a string type");
         return st;
     }
     char *text = NULL;
     if (var) {
         char *s = NULL;
         if (H5Tset_size(mtype, H5T_VARIABLE) < 0 || H5Aread(attr, mtype, &s) < 0)
-            st = fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
+            st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
         else
             text = strdup(s ? s : "");
         if (s && H5Dvlen_reclaim(mtype, space, H5P_DEFAULT, &s) < 0 && st == KSA_OK)
-            st = fail_h5(KSA_EIO, path, "cannot free %s attribute '%s'", where, name);
+            st = ksa_h5_fail_h5(KSA_EIO, path, "cannot free %s attribute '%s'", where, name);
     } else { /* fixed length, NUL- or space-padded: HDF5's conversion to a NUL-terminated
               * type one byte longer drops the padding                                     */
         text = calloc(fsize + 1, 1);
         if (text && (H5Tset_size(mtype, fsize + 1) < 0 ||
                      H5Tset_strpad(mtype, H5T_STR_NULLTERM) < 0 || H5Aread(attr, mtype, text) < 0))
-            st = fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
+            st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
     }
     KSA_ASSERT(st != KSA_OK || text, "out of memory reading a string attribute");
     if (st == KSA_OK) {
         size_t len = strlen(text);
         if (len >= cap)
-            st = fail_at(KSA_EFORMAT, path,
-                         "%s attribute '%s' holds %zu characters, at most %zu "
-                         "are supported",
-                         where, name, len, cap - 1);
+            st = ksa_h5_fail_at(KSA_EFORMAT, path,
+                                "%s attribute '%s' holds %zu characters, at most %zu "
+                                "are supported",
+                                where, name, len, cap - 1);
         else
             memcpy(out, text, len + 1);
     }
     free(text);
-    close_id(mtype, &st, path, "a string type");
+    ksa_h5_close(mtype, &st, path, "a string type");
     return st;
 }
 
@@ -960,19 +933,19 @@ static ksa_status read_attr_text(const char *path, hid_t loc, const char *where,
     ksa_status st = KSA_OK;
     hid_t attr = H5Aopen(loc, name, H5P_DEFAULT), space = -1, ftype = -1;
     if (attr < 0 || (space = H5Aget_space(attr)) < 0 || (ftype = H5Aget_type(attr)) < 0) {
-        st = fail_h5(KSA_EFORMAT, path, "cannot open %s attribute '%s'", where, name);
+        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot open %s attribute '%s'", where, name);
         goto done;
     }
     H5S_class_t sclass = H5Sget_simple_extent_type(space);
     hssize_t npoints = H5Sget_simple_extent_npoints(space);
     if (sclass == H5S_NO_CLASS || npoints < 0) {
-        st = fail_h5(KSA_EFORMAT, path, "cannot read the dataspace of %s attribute '%s'", where,
-                     name);
+        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read the dataspace of %s attribute '%s'",
+                            where, name);
         goto done;
     }
     if (sclass != H5S_SCALAR && !(sclass == H5S_SIMPLE && npoints == 1)) {
-        st = fail_at(KSA_EFORMAT, path, "%s attribute '%s' holds %lld values, expected one", where,
-                     name, sclass == H5S_NULL ? 0LL : (long long)npoints);
+        st = ksa_h5_fail_at(KSA_EFORMAT, path, "%s attribute '%s' holds %lld values, expected one",
+                            where, name, sclass == H5S_NULL ? 0LL : (long long)npoints);
         goto done;
     }
     H5T_class_t tclass = H5Tget_class(ftype);
@@ -987,7 +960,7 @@ static ksa_status read_attr_text(const char *path, hid_t loc, const char *where,
         double v;
         size_t size = H5Tget_size(ftype);
         if (size == 0 || H5Aread(attr, H5T_NATIVE_DOUBLE, &v) < 0)
-            st = fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
+            st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
         else
             format_real(out, cap, v, size <= 4);
         break;
@@ -997,15 +970,16 @@ static ksa_status read_attr_text(const char *path, hid_t loc, const char *where,
         st = read_string_text(path, attr, ftype, space, where, name, out, cap);
         break;
     default:
-        st = fail_at(KSA_EFORMAT, path,
-                     "%s attribute '%s' has HDF5 type class %d; expected an integer, a float or "
-                     "a string",
-                     where, name, (int)tclass);
+        st = ksa_h5_fail_at(
+            KSA_EFORMAT, path,
+            "%s attribute '%s' has HDF5 type class %d; expected an integer, a float or "
+            "a string",
+            where, name, (int)tclass);
     }
 done:
-    close_id(ftype, &st, path, name);
-    close_id(space, &st, path, name);
-    close_id(attr, &st, path, name);
+    ksa_h5_close(ftype, &st, path, name);
+    ksa_h5_close(space, &st, path, name);
+    ksa_h5_close(attr, &st, path, name);
     return st;
 }
 
@@ -1014,9 +988,10 @@ static ksa_status require_root_attr(const char *path, hid_t file, const char *na
 {
     htri_t has = H5Aexists(file, name);
     if (has < 0)
-        return fail_h5(KSA_EFORMAT, path, "cannot look up root attribute '%s'", name);
+        return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot look up root attribute '%s'", name);
     if (!has)
-        return fail_at(KSA_EFORMAT, path, "no root attribute '%s': not a ksa checkpoint", name);
+        return ksa_h5_fail_at(KSA_EFORMAT, path, "no root attribute '%s': not a ksa checkpoint",
+                              name);
     return KSA_OK;
 }
 
@@ -1027,27 +1002,28 @@ static ksa_status check_format(const char *path, hid_t file)
     KSA_TRY(require_root_attr(path, file, "format"));
     KSA_TRY(read_attr_text(path, file, "root", "format", text, sizeof text, &kind));
     if (kind != VALUE_STRING || strcmp(text, KSA_CKPT_FORMAT) != 0)
-        return fail_at(KSA_EFORMAT, path,
-                       "root attribute format is '%s', expected '%s': not a "
-                       "ksa checkpoint",
-                       text, KSA_CKPT_FORMAT);
+        return ksa_h5_fail_at(KSA_EFORMAT, path,
+                              "root attribute format is '%s', expected '%s': not a "
+                              "ksa checkpoint",
+                              text, KSA_CKPT_FORMAT);
     KSA_TRY(require_root_attr(path, file, "format_version"));
     KSA_TRY(read_attr_text(path, file, "root", "format_version", text, sizeof text, &kind));
     char *end;
     errno = 0;
     long long version = strtoll(text, &end, 10);
     if (kind == VALUE_STRING || errno || *end)
-        return fail_at(KSA_EFORMAT, path,
-                       "root attribute format_version is '%s', expected an "
-                       "integer",
-                       text);
+        return ksa_h5_fail_at(KSA_EFORMAT, path,
+                              "root attribute format_version is '%s', expected an "
+                              "integer",
+                              text);
     if (version > KSA_CKPT_FORMAT_VERSION)
-        return fail_at(KSA_EFORMAT, path,
-                       "format_version %lld is newer than this program "
-                       "reads (%d); use a newer ksa",
-                       version, KSA_CKPT_FORMAT_VERSION);
+        return ksa_h5_fail_at(KSA_EFORMAT, path,
+                              "format_version %lld is newer than this program "
+                              "reads (%d); use a newer ksa",
+                              version, KSA_CKPT_FORMAT_VERSION);
     if (version < 1)
-        return fail_at(KSA_EFORMAT, path, "format_version %lld is not a valid version", version);
+        return ksa_h5_fail_at(KSA_EFORMAT, path, "format_version %lld is not a valid version",
+                              version);
     return KSA_OK;
 }
 
@@ -1067,12 +1043,12 @@ static ksa_status open_group(const char *path, hid_t file, const char *gname, hi
     *group = -1;
     htri_t has = H5Lexists(file, gname, H5P_DEFAULT);
     if (has < 0)
-        return fail_h5(KSA_EFORMAT, path, "cannot look up /%s", gname);
+        return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot look up /%s", gname);
     if (!has)
-        return fail_at(KSA_EFORMAT, path, "no /%s group", gname);
+        return ksa_h5_fail_at(KSA_EFORMAT, path, "no /%s group", gname);
     *group = H5Gopen2(file, gname, H5P_DEFAULT);
     if (*group < 0)
-        return fail_h5(KSA_EFORMAT, path, "cannot open /%s as a group", gname);
+        return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot open /%s as a group", gname);
     return KSA_OK;
 }
 
@@ -1131,24 +1107,25 @@ ksa_status ksa_ckpt_read_config(const char *path, ksa_model_config *cfg)
     ksa_status st = open_group(path, file, "config", &group);
     if (st == KSA_OK &&
         H5Aiterate2(group, H5_INDEX_NAME, H5_ITER_INC, NULL, apply_config_attr, &r) < 0)
-        st = r.st != KSA_OK ? r.st : fail_h5(KSA_EFORMAT, path, "cannot list /config attributes");
+        st = r.st != KSA_OK ? r.st
+                            : ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot list /config attributes");
     for (size_t i = 0; i < r.n_keys && st == KSA_OK; i++)
         if (!r.seen[i] && !key_may_be_missing(r.keys[i].name, cfg))
-            st = fail_at(KSA_EFORMAT, path,
-                         "/config lacks the attribute '%s' (defaults differ "
-                         "between tools, so it cannot be assumed)",
-                         r.keys[i].name);
+            st = ksa_h5_fail_at(KSA_EFORMAT, path,
+                                "/config lacks the attribute '%s' (defaults differ "
+                                "between tools, so it cannot be assumed)",
+                                r.keys[i].name);
     if (st == KSA_OK) {
         ksa_model_layout layout;
         if (ksa_model_config_resolve(cfg, &layout) != KSA_OK) {
             char why[512];
             snprintf(why, sizeof why, "%s", ksa_last_error());
-            st = fail_at(KSA_EFORMAT, path, "/config is not a valid model: %s", why);
+            st = ksa_h5_fail_at(KSA_EFORMAT, path, "/config is not a valid model: %s", why);
         }
     }
     free(r.seen);
-    close_id(group, &st, path, "/config");
-    close_id(file, &st, path, "the file");
+    ksa_h5_close(group, &st, path, "/config");
+    ksa_h5_close(file, &st, path, "the file");
     return st;
 }
 
@@ -1163,41 +1140,42 @@ static ksa_status read_tensor(const char *path, hid_t group, const char *gname, 
     ksa_h5_format_dims(want, sizeof want, e->ndim, want_dims);
     htri_t has = H5Lexists(group, e->name, H5P_DEFAULT);
     if (has < 0)
-        return fail_h5(KSA_EFORMAT, path, "cannot look up /%s/%s", gname, e->name);
+        return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot look up /%s/%s", gname, e->name);
     if (!has)
-        return fail_at(KSA_EFORMAT, path, "/%s/%s is missing (the configuration needs %s)",
-                       gname, e->name, want);
+        return ksa_h5_fail_at(KSA_EFORMAT, path, "/%s/%s is missing (the configuration needs %s)",
+                              gname, e->name, want);
     ksa_status st = KSA_OK;
     hid_t dset = H5Dopen2(group, e->name, H5P_DEFAULT), space = -1, type = -1, mem = -1;
     int ndim = -1;
     if (dset < 0 || (space = H5Dget_space(dset)) < 0 || (type = H5Dget_type(dset)) < 0 ||
         (ndim = H5Sget_simple_extent_ndims(space)) < 0 ||
         H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
-        st = fail_h5(KSA_EFORMAT, path, "cannot open dataset /%s/%s", gname, e->name);
+        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot open dataset /%s/%s", gname, e->name);
         goto done;
     }
     int same = ndim == e->ndim;
     for (int d = 0; same && d < ndim; d++)
         same = dims[d] == want_dims[d];
     if (!same) {
-        st = fail_at(KSA_EFORMAT, path, "/%s/%s has shape %s, the configuration needs %s",
-                     gname, e->name, ksa_h5_format_dims(got, sizeof got, ndim, dims), want);
+        st = ksa_h5_fail_at(KSA_EFORMAT, path, "/%s/%s has shape %s, the configuration needs %s",
+                            gname, e->name, ksa_h5_format_dims(got, sizeof got, ndim, dims), want);
         goto done;
     }
     if (H5Tget_class(type) != H5T_FLOAT) {
-        st = fail_at(KSA_EFORMAT, path, "/%s/%s does not hold floating-point numbers", gname, e->name);
+        st = ksa_h5_fail_at(KSA_EFORMAT, path, "/%s/%s does not hold floating-point numbers", gname,
+                            e->name);
         goto done;
     }
     size_t first, count;
     st = select_slice(path, gname, e, lo, hi, space, &mem, &first, &count);
     if (st == KSA_OK && count &&
         H5Dread(dset, REAL_MEM_TYPE, mem, space, H5P_DEFAULT, base + first) < 0)
-        st = fail_h5(KSA_EIO, path, "cannot read dataset /%s/%s", gname, e->name);
+        st = ksa_h5_fail_h5(KSA_EIO, path, "cannot read dataset /%s/%s", gname, e->name);
 done:
-    close_id(mem, &st, path, "a dataspace");
-    close_id(type, &st, path, e->name);
-    close_id(space, &st, path, e->name);
-    close_id(dset, &st, path, e->name);
+    ksa_h5_close(mem, &st, path, "a dataspace");
+    ksa_h5_close(type, &st, path, e->name);
+    ksa_h5_close(space, &st, path, e->name);
+    ksa_h5_close(dset, &st, path, e->name);
     return st;
 }
 
@@ -1206,21 +1184,21 @@ static ksa_status check_extra(const char *path, hid_t group, const ksa_params *p
 {
     H5G_info_t info;
     if (H5Gget_info(group, &info) < 0)
-        return fail_h5(KSA_EFORMAT, path, "cannot list /params");
+        return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot list /params");
     for (hsize_t i = 0; i < info.nlinks; i++) {
         ssize_t len =
             H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, NULL, 0, H5P_DEFAULT);
         if (len < 0)
-            return fail_h5(KSA_EFORMAT, path, "cannot list /params");
+            return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot list /params");
         char *name = malloc((size_t)len + 1);
         KSA_ASSERT(name, "out of memory for a name of %zd bytes", len);
         ksa_status st = KSA_OK;
         if (H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, (size_t)len + 1,
                                H5P_DEFAULT) < 0)
-            st = fail_h5(KSA_EFORMAT, path, "cannot list /params");
+            st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot list /params");
         else if (ksa_params_find(p, name) < 0)
-            st = fail_at(KSA_EFORMAT, path, "/params/%s is not a parameter of the configuration",
-                         name);
+            st = ksa_h5_fail_at(KSA_EFORMAT, path,
+                                "/params/%s is not a parameter of the configuration", name);
         free(name);
         if (st != KSA_OK)
             return st;
@@ -1238,8 +1216,8 @@ ksa_status ksa_ckpt_read_params(const char *path, ksa_params *p, int allow_extra
         st = read_tensor(path, group, "params", &p->table[i], p->data, 0, p->numel);
     if (st == KSA_OK && !allow_extra)
         st = check_extra(path, group, p);
-    close_id(group, &st, path, "/params");
-    close_id(file, &st, path, "the file");
+    ksa_h5_close(group, &st, path, "/params");
+    ksa_h5_close(file, &st, path, "the file");
     return st;
 }
 
@@ -1263,15 +1241,15 @@ ksa_status ksa_ckpt_has(const char *path, const char *object, int *found)
             *slash = '\0';
         htri_t has = H5Lexists(file, buf, H5P_DEFAULT);
         if (has < 0)
-            st = fail_h5(KSA_EFORMAT, path, "cannot look up '%s'", buf);
+            st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot look up '%s'", buf);
         present = has > 0;
         if (present && slash && st == KSA_OK) {
             hid_t obj = H5Oopen(file, buf, H5P_DEFAULT);
             if (obj < 0)
-                st = fail_h5(KSA_EFORMAT, path, "cannot open '%s'", buf);
+                st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot open '%s'", buf);
             else
                 present = H5Iget_type(obj) == H5I_GROUP;
-            close_id(obj, &st, path, buf);
+            ksa_h5_close(obj, &st, path, buf);
         }
         if (!slash)
             break;
@@ -1280,7 +1258,7 @@ ksa_status ksa_ckpt_has(const char *path, const char *object, int *found)
     }
     *found = st == KSA_OK && present;
     free(buf);
-    close_id(file, &st, path, "the file");
+    ksa_h5_close(file, &st, path, "the file");
     return st;
 }
 
@@ -1308,8 +1286,10 @@ static herr_t apply_train_attr(hid_t group, const char *name, const H5A_info_t *
         errno = 0;
         long long v = strtoll(text, &end, 10);
         if (kind != VALUE_INT || errno || *end || v < 0) {
-            r->st = fail_at(KSA_EFORMAT, r->path, "/train attribute %s is '%s', expected a "
-                                                  "non-negative integer", name, text);
+            r->st = ksa_h5_fail_at(KSA_EFORMAT, r->path,
+                                   "/train attribute %s is '%s', expected a "
+                                   "non-negative integer",
+                                   name, text);
             return -1;
         }
         if (!strcmp(name, "step"))
@@ -1321,8 +1301,8 @@ static herr_t apply_train_attr(hid_t group, const char *name, const H5A_info_t *
     if (!strcmp(name, "world_size") || !strcmp(name, "data_order"))
         return 0; /* informational */
     if (!ksa_train_config_has_key(name)) {
-        fprintf(stderr, "warning: %s: /train attribute '%s' is not a known key; ignored\n",
-                r->path, name);
+        fprintf(stderr, "warning: %s: /train attribute '%s' is not a known key; ignored\n", r->path,
+                name);
         return 0;
     }
     snprintf(origin, sizeof origin, "checkpoint %s: /train attribute '%s'", r->path, name);
@@ -1336,20 +1316,22 @@ ksa_status ksa_ckpt_read_train(const char *path, ksa_train_config *tc, long *ste
     hid_t file, group = -1;
     KSA_TRY(open_checkpoint(path, &file));
     ksa_train_config_defaults(tc);
-    train_reader r = {.path = path, .tc = tc, .step = step, .tokens_seen = tokens_seen,
-                      .st = KSA_OK};
+    train_reader r = {
+        .path = path, .tc = tc, .step = step, .tokens_seen = tokens_seen, .st = KSA_OK};
     ksa_status st = open_group(path, file, "train", &group);
     if (st != KSA_OK)
-        st = fail_at(KSA_EFORMAT, path, "no /train group: a model-only checkpoint cannot be "
-                                        "resumed (use --init-from to start a run from it)");
+        st = ksa_h5_fail_at(KSA_EFORMAT, path,
+                            "no /train group: a model-only checkpoint cannot be "
+                            "resumed (use --init-from to start a run from it)");
     if (st == KSA_OK &&
         H5Aiterate2(group, H5_INDEX_NAME, H5_ITER_INC, NULL, apply_train_attr, &r) < 0)
-        st = r.st != KSA_OK ? r.st : fail_h5(KSA_EFORMAT, path, "cannot list /train attributes");
+        st = r.st != KSA_OK ? r.st
+                            : ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot list /train attributes");
     if (st == KSA_OK && (!r.have_step || !r.have_tokens))
-        st = fail_at(KSA_EFORMAT, path, "/train lacks the attribute '%s'",
-                     r.have_step ? "tokens_seen" : "step");
-    close_id(group, &st, path, "/train");
-    close_id(file, &st, path, "the file");
+        st = ksa_h5_fail_at(KSA_EFORMAT, path, "/train lacks the attribute '%s'",
+                            r.have_step ? "tokens_seen" : "step");
+    ksa_h5_close(group, &st, path, "/train");
+    ksa_h5_close(file, &st, path, "the file");
     return st;
 }
 
@@ -1370,7 +1352,7 @@ ksa_status ksa_ckpt_read_moments_slice(const char *path, const ksa_params *p, si
     hid_t file, optim;
     KSA_TRY(open_checkpoint(path, &file));
     ksa_status st = open_group(path, file, "optim", &optim); /* H5Lexists needs the parent */
-    close_id(optim, &st, path, "/optim");
+    ksa_h5_close(optim, &st, path, "/optim");
     const char *names[2] = {"optim/exp_avg", "optim/exp_avg_sq"};
     ksa_real *dst[2] = {exp_avg, exp_avg_sq};
     for (int k = 0; k < 2 && st == KSA_OK; k++) {
@@ -1379,8 +1361,8 @@ ksa_status ksa_ckpt_read_moments_slice(const char *path, const ksa_params *p, si
         for (size_t i = 0; i < p->n && st == KSA_OK; i++)
             st = read_tensor(path, group, names[k], &p->table[i], dst[k], lo, hi);
         if (group >= 0)
-            close_id(group, &st, path, names[k]);
+            ksa_h5_close(group, &st, path, names[k]);
     }
-    close_id(file, &st, path, "the file");
+    ksa_h5_close(file, &st, path, "the file");
     return st;
 }

@@ -6,6 +6,7 @@
  * checked against the parameter table ksa_model_declare builds from /config, and only then
  * printed: a file that cannot be loaded as a model prints nothing but the error.          */
 #include "ckpt_info.h"
+#include "h5util.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -23,79 +24,6 @@
 #define MAX_READ 4096 /* larger array attributes are summarised, not read */
 static const char *const moment_groups[] = {"exp_avg", "exp_avg_sq"};
 #define N_MOMENTS 2
-
-/* ---- errors (as ckpt.c: the file, the object, HDF5's innermost reason) -------------------- */
-static herr_t grab_innermost(unsigned n, const H5E_error2_t *e, void *data)
-{
-    if (n == 0 && e->desc)
-        snprintf((char *)data, 256, "%s", e->desc);
-    return 0;
-}
-
-static ksa_status vfail(ksa_status code, const char *path, int h5, const char *fmt, va_list ap)
-{
-    char msg[768], reason[256] = "";
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    if (h5) {
-        H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, grab_innermost, reason);
-        H5Eclear2(H5E_DEFAULT);
-    }
-    if (reason[0])
-        return ksa_fail(code, "checkpoint %s: %s (HDF5: %s)", path, msg, reason);
-    return ksa_fail(code, "checkpoint %s: %s", path, msg);
-}
-
-/* After a failed H5* call. */
-__attribute__((format(printf, 3, 4))) static ksa_status fail_h5(ksa_status code, const char *path,
-                                                                const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    ksa_status st = vfail(code, path, 1, fmt, ap);
-    va_end(ap);
-    return st;
-}
-
-/* For metadata that was read but is wrong. */
-__attribute__((format(printf, 3, 4))) static ksa_status fail_at(ksa_status code, const char *path,
-                                                                const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    ksa_status st = vfail(code, path, 0, fmt, ap);
-    va_end(ap);
-    return st;
-}
-
-/* Closes an HDF5 id of any kind if open (errors on close of a read-only file are moot). */
-static void close_id(hid_t id)
-{
-    if (id < 0)
-        return;
-    switch (H5Iget_type(id)) {
-    case H5I_FILE:
-        H5Fclose(id);
-        break;
-    case H5I_GROUP:
-        H5Gclose(id);
-        break;
-    case H5I_DATATYPE:
-        H5Tclose(id);
-        break;
-    case H5I_DATASPACE:
-        H5Sclose(id);
-        break;
-    case H5I_DATASET:
-        H5Dclose(id);
-        break;
-    case H5I_ATTR:
-        H5Aclose(id);
-        break;
-    default:
-        H5Idec_ref(id);
-        break;
-    }
-}
 
 static char *xstrdup(const char *s)
 {
@@ -209,17 +137,6 @@ static void format_real(char *out, size_t cap, double x, int single)
 }
 
 /* "[64, 32]" */
-static const char *format_dims(char *buf, size_t cap, int ndim, const hsize_t *dims)
-{
-    size_t len = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < ndim && len < cap; i++)
-        len += (size_t)snprintf(buf + len, cap - len, "%s%llu", i ? ", " : "",
-                                (unsigned long long)dims[i]);
-    if (len < cap)
-        snprintf(buf + len, cap - len, "]");
-    return buf;
-}
-
 static void quote_string(FILE *f, const char *s)
 {
     fputc('"', f);
@@ -278,8 +195,8 @@ static herr_t print_integers(hid_t attr, hid_t ftype, size_t n, FILE *f)
             H5Aread(attr, mtype, v) < 0 ||
             H5Tconvert(base, H5T_NATIVE_LLONG, n, v, NULL, H5P_DEFAULT) < 0)
             rc = -1;
-        close_id(base);
-        close_id(mtype);
+        ksa_h5_close(base, NULL, "", "");
+        ksa_h5_close(mtype, NULL, "", "");
     }
     if (rc >= 0)
         for (size_t i = 0; i < n && i < MAX_SHOWN; i++)
@@ -312,7 +229,7 @@ static herr_t print_strings(hid_t attr, hid_t ftype, hid_t space, size_t n, FILE
     hid_t mtype = H5Tcopy(H5T_C_S1);
     herr_t rc = -1;
     if (var < 0 || cset < 0 || fsize == 0 || mtype < 0 || H5Tset_cset(mtype, cset) < 0) {
-        close_id(mtype);
+        ksa_h5_close(mtype, NULL, "", "");
         return -1;
     }
     if (var) {
@@ -340,7 +257,7 @@ static herr_t print_strings(hid_t attr, hid_t ftype, hid_t space, size_t n, FILE
         }
         free(buf);
     }
-    close_id(mtype);
+    ksa_h5_close(mtype, NULL, "", "");
     return rc;
 }
 
@@ -353,14 +270,14 @@ static ksa_status read_attr(const char *path, hid_t loc, const char *where, cons
     size_t len = 0;
     hid_t attr = H5Aopen(loc, name, H5P_DEFAULT), space = -1, ftype = -1;
     if (attr < 0 || (space = H5Aget_space(attr)) < 0 || (ftype = H5Aget_type(attr)) < 0) {
-        st = fail_h5(KSA_EFORMAT, path, "cannot open %s attribute '%s'", where, name);
+        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot open %s attribute '%s'", where, name);
         goto done;
     }
     H5S_class_t sclass = H5Sget_simple_extent_type(space);
     hssize_t npoints = H5Sget_simple_extent_npoints(space);
     if (sclass == H5S_NO_CLASS || npoints < 0) {
-        st = fail_h5(KSA_EFORMAT, path, "cannot read the dataspace of %s attribute '%s'", where,
-                     name);
+        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read the dataspace of %s attribute '%s'",
+                            where, name);
         goto done;
     }
     size_t n = (size_t)npoints;
@@ -389,7 +306,7 @@ static ksa_status read_attr(const char *path, hid_t loc, const char *where, cons
     }
     fclose(f);
     if (rc < 0) {
-        st = fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
+        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
         goto done;
     }
     out->name = xstrdup(name);
@@ -401,9 +318,9 @@ static ksa_status read_attr(const char *path, hid_t loc, const char *where, cons
 done:
     free(buf);
     free(first);
-    close_id(ftype);
-    close_id(space);
-    close_id(attr);
+    ksa_h5_close(ftype, NULL, "", "");
+    ksa_h5_close(space, NULL, "", "");
+    ksa_h5_close(attr, NULL, "", "");
     return st;
 }
 
@@ -427,7 +344,7 @@ static ksa_status read_attrs(const char *path, hid_t loc, const char *where, att
     text_list names = {0};
     ksa_status st = KSA_OK;
     if (H5Aiterate2(loc, H5_INDEX_NAME, H5_ITER_INC, NULL, collect_attr_name, &names) < 0)
-        st = fail_h5(KSA_EFORMAT, path, "cannot list the attributes of %s", where);
+        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot list the attributes of %s", where);
     s->present = 1;
     s->v = calloc(names.n ? names.n : 1, sizeof *s->v);
     KSA_ASSERT(s->v, "out of memory for %zu attributes", names.n);
@@ -445,16 +362,16 @@ static ksa_status open_group_if_any(const char *path, hid_t file, const char *na
     *group = -1;
     htri_t has = H5Lexists(file, name, H5P_DEFAULT);
     if (has < 0)
-        return fail_h5(KSA_EFORMAT, path, "cannot look up %s", name);
+        return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot look up %s", name);
     if (!has)
         return KSA_OK;
     hid_t obj = H5Oopen(file, name, H5P_DEFAULT);
     if (obj < 0)
-        return fail_h5(KSA_EFORMAT, path, "cannot open %s", name);
+        return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot open %s", name);
     H5I_type_t type = H5Iget_type(obj);
     if (type != H5I_GROUP) {
-        close_id(obj);
-        return fail_at(KSA_EFORMAT, path, "%s is not a group", name);
+        ksa_h5_close(obj, NULL, "", "");
+        return ksa_h5_fail_at(KSA_EFORMAT, path, "%s is not a group", name);
     }
     *group = obj;
     return KSA_OK;
@@ -477,28 +394,29 @@ static ksa_status read_dset_meta(const char *path, hid_t group, const char *name
     memset(m, 0, sizeof *m);
     htri_t has = H5Lexists(group, name, H5P_DEFAULT);
     if (has < 0)
-        return fail_h5(KSA_EFORMAT, path, "cannot look up %s", where);
+        return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot look up %s", where);
     if (!has) {
         m->state = DSET_MISSING;
         return KSA_OK;
     }
     hid_t obj = H5Oopen(group, name, H5P_DEFAULT), space = -1, type = -1;
     if (obj < 0)
-        return fail_h5(KSA_EFORMAT, path, "cannot open dataset %s", where);
+        return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot open dataset %s", where);
     ksa_status st = KSA_OK;
     if (H5Iget_type(obj) != H5I_DATASET) {
         m->state = DSET_NOT_DATASET;
     } else if ((space = H5Dget_space(obj)) < 0 || (type = H5Dget_type(obj)) < 0 ||
                (m->ndim = H5Sget_simple_extent_ndims(space)) < 0 ||
                H5Sget_simple_extent_dims(space, m->dims, NULL) < 0) {
-        st = fail_h5(KSA_EFORMAT, path, "cannot read the shape and type of dataset %s", where);
+        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read the shape and type of dataset %s",
+                            where);
     } else {
         m->is_float = H5Tget_class(type) == H5T_FLOAT;
         describe_type(type, m->dtype, sizeof m->dtype);
     }
-    close_id(type);
-    close_id(space);
-    close_id(obj);
+    ksa_h5_close(type, NULL, "", "");
+    ksa_h5_close(space, NULL, "", "");
+    ksa_h5_close(obj, NULL, "", "");
     return st;
 }
 
@@ -515,7 +433,7 @@ static int same_shape(const dset_meta *m, const ksa_param *e)
 static const char *param_dims(char *buf, size_t cap, const ksa_param *e)
 {
     hsize_t dims[2] = {e->shape[0], e->shape[1]};
-    return format_dims(buf, cap, e->ndim, dims);
+    return ksa_h5_format_dims(buf, cap, e->ndim, dims);
 }
 
 /* The names of every link in group. */
@@ -523,7 +441,7 @@ static ksa_status list_links(const char *path, hid_t group, const char *where, t
 {
     hsize_t idx = 0;
     if (H5Literate(group, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_link_name, names) < 0)
-        return fail_h5(KSA_EFORMAT, path, "cannot list %s", where);
+        return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot list %s", where);
     return KSA_OK;
 }
 
@@ -535,7 +453,7 @@ static ksa_status check_params(ckpt_info *info, hid_t file)
     hid_t group;
     KSA_TRY(open_group_if_any(path, file, "/params", &group));
     if (group < 0)
-        return fail_at(KSA_EFORMAT, path, "no /params group");
+        return ksa_h5_fail_at(KSA_EFORMAT, path, "no /params group");
     info->dtype = calloc(p->n ? p->n : 1, sizeof *info->dtype);
     KSA_ASSERT(info->dtype, "out of memory for %zu names", p->n);
     ksa_status st = KSA_OK;
@@ -548,16 +466,16 @@ static ksa_status check_params(ckpt_info *info, hid_t file)
             break;
         param_dims(want, sizeof want, e);
         if (m.state == DSET_MISSING)
-            st = fail_at(KSA_EFORMAT, path, "%s is missing (the configuration needs %s)", where,
-                         want);
+            st = ksa_h5_fail_at(KSA_EFORMAT, path, "%s is missing (the configuration needs %s)",
+                                where, want);
         else if (m.state == DSET_NOT_DATASET)
-            st = fail_at(KSA_EFORMAT, path, "%s is not a dataset", where);
+            st = ksa_h5_fail_at(KSA_EFORMAT, path, "%s is not a dataset", where);
         else if (!same_shape(&m, e))
-            st = fail_at(KSA_EFORMAT, path, "%s has shape %s, the configuration needs %s", where,
-                         format_dims(got, sizeof got, m.ndim, m.dims), want);
+            st = ksa_h5_fail_at(KSA_EFORMAT, path, "%s has shape %s, the configuration needs %s",
+                                where, ksa_h5_format_dims(got, sizeof got, m.ndim, m.dims), want);
         else if (!m.is_float)
-            st = fail_at(KSA_EFORMAT, path, "%s holds %s, not floating-point numbers", where,
-                         m.dtype);
+            st = ksa_h5_fail_at(KSA_EFORMAT, path, "%s holds %s, not floating-point numbers", where,
+                                m.dtype);
         else
             snprintf(info->dtype[i], sizeof info->dtype[i], "%s", m.dtype);
     }
@@ -566,10 +484,10 @@ static ksa_status check_params(ckpt_info *info, hid_t file)
         st = list_links(path, group, "/params", &names);
     for (size_t i = 0; i < names.n && st == KSA_OK; i++)
         if (ksa_params_find(p, names.v[i]) < 0)
-            st = fail_at(KSA_EFORMAT, path, "/params/%s is not a parameter of the configuration",
-                         names.v[i]);
+            st = ksa_h5_fail_at(KSA_EFORMAT, path,
+                                "/params/%s is not a parameter of the configuration", names.v[i]);
     text_list_free(&names);
-    close_id(group);
+    ksa_h5_close(group, NULL, "", "");
     return st;
 }
 
@@ -600,7 +518,7 @@ static ksa_status check_moment(ckpt_info *info, hid_t file, size_t k)
             add_problem(info, "%s is not a dataset", where);
         else if (!same_shape(&m, e))
             add_problem(info, "%s has shape %s, the parameter has %s", where,
-                        format_dims(got, sizeof got, m.ndim, m.dims), want);
+                        ksa_h5_format_dims(got, sizeof got, m.ndim, m.dims), want);
         else if (!m.is_float)
             add_problem(info, "%s holds %s, not floating-point numbers", where, m.dtype);
         else
@@ -613,7 +531,7 @@ static ksa_status check_moment(ckpt_info *info, hid_t file, size_t k)
         if (ksa_params_find(p, names.v[i]) < 0)
             add_problem(info, "%s/%s is not a parameter of the configuration", gname, names.v[i]);
     text_list_free(&names);
-    close_id(group);
+    ksa_h5_close(group, NULL, "", "");
     return st;
 }
 
@@ -632,7 +550,7 @@ static ksa_status check_training_state(ckpt_info *info, hid_t file)
     KSA_TRY(open_group_if_any(path, file, "/optim", &group));
     if (group >= 0) {
         ksa_status st = read_attrs(path, group, "/optim", &info->optim);
-        close_id(group);
+        ksa_h5_close(group, NULL, "", "");
         KSA_TRY(st);
         for (size_t i = 0; i < COUNT(optim_required); i++)
             if (!attr_find(&info->optim, optim_required[i]))
@@ -646,7 +564,7 @@ static ksa_status check_training_state(ckpt_info *info, hid_t file)
     KSA_TRY(open_group_if_any(path, file, "/train", &group));
     if (group >= 0) {
         ksa_status st = read_attrs(path, group, "/train", &info->train);
-        close_id(group);
+        ksa_h5_close(group, NULL, "", "");
         KSA_TRY(st);
         for (size_t i = 0; i < COUNT(train_state); i++)
             if (!attr_find(&info->train, train_state[i]))
@@ -669,25 +587,25 @@ static ksa_status collect(ckpt_info *info)
     const char *path = info->path;
     struct stat sb;
     info->file_bytes = stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    ksa_h5_quiet();
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), group = -1;
     if (file < 0)
-        return fail_h5(KSA_EIO, path, "cannot open the file");
+        return ksa_h5_fail_h5(KSA_EIO, path, "cannot open the file");
     ksa_status st = read_attrs(path, file, "root", &info->root);
     if (st == KSA_OK && (st = open_group_if_any(path, file, "/config", &group)) == KSA_OK) {
         st = read_attrs(path, group, "/config", &info->config); /* it exists: read_config */
-        close_id(group);
+        ksa_h5_close(group, NULL, "", "");
     }
     if (st == KSA_OK)
         st = check_params(info, file);
     if (st == KSA_OK && (st = open_group_if_any(path, file, "/tokenizer", &group)) == KSA_OK &&
         group >= 0) {
         st = read_attrs(path, group, "/tokenizer", &info->tokenizer);
-        close_id(group);
+        ksa_h5_close(group, NULL, "", "");
     }
     if (st == KSA_OK)
         st = check_training_state(info, file);
-    close_id(file);
+    ksa_h5_close(file, NULL, "", "");
     return st;
 }
 
@@ -839,19 +757,19 @@ ksa_status ksa_ckpt_info_print(const char *path, FILE *out)
         char why[512];
         snprintf(why, sizeof why, "%s", ksa_last_error());
         ksa_model_free(&info.model);
-        return fail_at(KSA_EFORMAT, path, "/config is not a valid model: %s", why);
+        return ksa_h5_fail_at(KSA_EFORMAT, path, "/config is not a valid model: %s", why);
     }
     ksa_status st = collect(&info);
     if (st == KSA_OK) {
         print_info(&info, out);
         if (info.problems.n > 1)
-            st = fail_at(KSA_EFORMAT, path,
-                         "%s (and %zu more problems, listed above): the training state is "
-                         "incomplete",
-                         info.problems.v[0], info.problems.n - 1);
+            st = ksa_h5_fail_at(KSA_EFORMAT, path,
+                                "%s (and %zu more problems, listed above): the training state is "
+                                "incomplete",
+                                info.problems.v[0], info.problems.n - 1);
         else if (info.problems.n == 1)
-            st = fail_at(KSA_EFORMAT, path, "%s: the training state is incomplete",
-                         info.problems.v[0]);
+            st = ksa_h5_fail_at(KSA_EFORMAT, path, "%s: the training state is incomplete",
+                                info.problems.v[0]);
     }
     info_free(&info);
     return st;

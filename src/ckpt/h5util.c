@@ -32,6 +32,24 @@ ksa_status ksa_h5_fail(ksa_status code, const char *path, int h5, const char *fm
     return st;
 }
 
+ksa_status ksa_h5_fail_h5(ksa_status code, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ksa_status st = ksa_h5_vfail(code, path, 1, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+ksa_status ksa_h5_fail_at(ksa_status code, const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ksa_status st = ksa_h5_vfail(code, path, 0, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
 void ksa_h5_close(hid_t id, ksa_status *st, const char *path, const char *what)
 {
     if (id < 0)
@@ -67,7 +85,10 @@ void ksa_h5_close(hid_t id, ksa_status *st, const char *path, const char *what)
         *st = ksa_h5_fail(KSA_EIO, path, 1, "cannot close %s", what);
 }
 
-void ksa_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+void ksa_h5_quiet(void)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
 
 const char *ksa_h5_format_dims(char *buf, size_t cap, int ndim, const hsize_t *dims)
 {

@@ -17,6 +17,13 @@ ksa_status ksa_h5_vfail(ksa_status code, const char *path, int h5, const char *f
 ksa_status ksa_h5_fail(ksa_status code, const char *path, int h5, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* After a failed H5* call (HDF5's reason appended). */
+ksa_status ksa_h5_fail_h5(ksa_status code, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* For content that was read but is wrong, or a failed system call (no HDF5 reason). */
+ksa_status ksa_h5_fail_at(ksa_status code, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Closes any open HDF5 id (id < 0: nothing); a failure becomes *st unless an error is
  * already recorded there (st may be NULL: failures are then ignored).               */
 void ksa_h5_close(hid_t id, ksa_status *st, const char *path, const char *what);

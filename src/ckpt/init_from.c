@@ -35,9 +35,6 @@
 
 /* ---- errors -------------------------------------------------------------------------------- */
 
-
-
-
 static const char *param_shape(char *buf, size_t cap, const ksa_param *e)
 {
     hsize_t dims[2] = {e->shape[0], e->ndim == 2 ? e->shape[1] : 0};
@@ -60,8 +57,8 @@ static ksa_status check_dataset(const char *path, hid_t group, const ksa_param *
         return ksa_h5_fail(KSA_EFORMAT, path, 1, "cannot look up /params/%s", e->name);
     if (!has)
         return ksa_h5_fail(KSA_EFORMAT, path, 0,
-                    "/params/%s is missing (the checkpoint's own /config declares it, %s)", e->name,
-                    want);
+                           "/params/%s is missing (the checkpoint's own /config declares it, %s)",
+                           e->name, want);
     ksa_status st = KSA_OK;
     hsize_t dims[H5S_MAX_RANK];
     int ndim = -1;
@@ -77,10 +74,11 @@ static ksa_status check_dataset(const char *path, hid_t group, const ksa_param *
         same = dims[d] == e->shape[d];
     if (!same)
         st = ksa_h5_fail(KSA_EFORMAT, path, 0,
-                  "/params/%s has shape %s, the checkpoint's own /config declares %s", e->name,
-                  ksa_h5_format_dims(got, sizeof got, ndim, dims), want);
+                         "/params/%s has shape %s, the checkpoint's own /config declares %s",
+                         e->name, ksa_h5_format_dims(got, sizeof got, ndim, dims), want);
     else if (H5Tget_class(type) != H5T_FLOAT)
-        st = ksa_h5_fail(KSA_EFORMAT, path, 0, "/params/%s does not hold floating-point numbers", e->name);
+        st = ksa_h5_fail(KSA_EFORMAT, path, 0, "/params/%s does not hold floating-point numbers",
+                         e->name);
 done:
     ksa_h5_close(type, &st, path, e->name);
     ksa_h5_close(space, &st, path, e->name);
@@ -187,9 +185,9 @@ static ksa_status refuse_shape(const char *path, const ksa_param *fe, const ksa_
         snprintf(why, sizeof why,
                  " (summary_token_num is %zu in the checkpoint, %zu in the configuration)",
                  fm->layout.S, m->layout.S);
-    return ksa_h5_fail(KSA_EINVAL, path, 0, "%s: the checkpoint has %s, the configuration needs %s%s",
-                me->name, param_shape(got, sizeof got, fe), param_shape(want, sizeof want, me),
-                why);
+    return ksa_h5_fail(KSA_EINVAL, path, 0,
+                       "%s: the checkpoint has %s, the configuration needs %s%s", me->name,
+                       param_shape(got, sizeof got, fe), param_shape(want, sizeof want, me), why);
 }
 
 /* The model's parameters against the file's table. */
@@ -207,10 +205,11 @@ static ksa_status make_plan(const char *path, const ksa_model *fm, const ksa_mod
      * without a shape difference above, but say so rather than rely on it              */
     key_diff d;
     if (first_shape_key_diff(&fm->config, &m->config, &d))
-        return ksa_h5_fail(KSA_EINVAL, path, 0,
-                    "%s: the checkpoint has %ld, the configuration needs %ld; it cannot change "
-                    "when initialising from a checkpoint",
-                    d.name, d.file, d.model);
+        return ksa_h5_fail(
+            KSA_EINVAL, path, 0,
+            "%s: the checkpoint has %ld, the configuration needs %ld; it cannot change "
+            "when initialising from a checkpoint",
+            d.name, d.file, d.model);
     for (size_t i = 0; i < mp->n; i++) {
         const ksa_param *e = &mp->table[i];
         plan_entry *pe = &pl->plan[i];
@@ -229,8 +228,8 @@ static ksa_status make_plan(const char *path, const ksa_model *fm, const ksa_mod
                 long src = ksa_params_find(mp, shared);
                 if (src < 0 || ksa_params_find(fp, shared) < 0)
                     return ksa_h5_fail(KSA_EFORMAT, path, 0,
-                                "/params/%s is missing and so is %s, to copy it from", e->name,
-                                shared);
+                                       "/params/%s is missing and so is %s, to copy it from",
+                                       e->name, shared);
                 pe->act = ACT_COPY;
                 pe->src = src;
             }
@@ -239,10 +238,11 @@ static ksa_status make_plan(const char *path, const ksa_model *fm, const ksa_mod
             pe->src = m->embed_tokens;
             pe->note = "the checkpoint ties lm_head to model.embed_tokens.weight";
         } else {
-            return ksa_h5_fail(KSA_EFORMAT, path, 0,
-                        "/params/%s is missing (the configuration needs %s; the checkpoint's "
-                        "/config does not declare it)",
-                        e->name, param_shape(want, sizeof want, e));
+            return ksa_h5_fail(
+                KSA_EFORMAT, path, 0,
+                "/params/%s is missing (the configuration needs %s; the checkpoint's "
+                "/config does not declare it)",
+                e->name, param_shape(want, sizeof want, e));
         }
     }
     for (size_t j = 0; j < fp->n; j++) {
@@ -385,7 +385,7 @@ ksa_status ksa_ckpt_init_from(const char *path, ksa_model *m, ksa_summary_init h
     KSA_ASSERT(m->params.data, "init-from %s: the model's parameters are not allocated", path);
     KSA_ASSERT(how == KSA_INIT_SUMMARY_COPY || how == KSA_INIT_SUMMARY_SCRATCH,
                "init-from: unknown summary initialisation %d", (int)how);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    ksa_h5_quiet();
 
     ksa_model_config fcfg;
     KSA_TRY(ksa_ckpt_read_config(path, &fcfg)); /* format, version, a valid /config */

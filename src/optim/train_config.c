@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "data/path.h"
+#include "optim/lr_schedule.h"
 
 #define KEY(name, kind, def) \
     {#name, kind, offsetof(ksa_train_config, name), def, sizeof(((ksa_train_config *)0)->name)}
@@ -81,8 +82,8 @@ ksa_status ksa_train_config_set(ksa_train_config *c, const char *key, const char
         strcpy(field, resolved);
         ksa_free(resolved);
     }
-    if (!strcmp(key, "lr_schedule") && strcmp(field, "constant") && strcmp(field, "cosine") &&
-        strcmp(field, "wsd"))
+    ksa_lr_kind kind;
+    if (!strcmp(key, "lr_schedule") && ksa_lr_schedule_parse_kind(field, &kind) != KSA_OK)
         return ksa_fail(KSA_EINVAL, "%s: lr_schedule = '%s' (expected constant, cosine or wsd)",
                         origin, field);
     if (!strcmp(key, "dtype") && field[0] && strcmp(field, "uint16") && strcmp(field, "uint32"))
@@ -117,12 +118,10 @@ ksa_status ksa_train_config_validate(const ksa_train_config *c, int n_ranks)
     if (c->seq_len < 1 || c->global_batch < 1 || c->micro_batch < 1 || c->steps < 1)
         return ksa_fail(KSA_EINVAL, "seq_len, global_batch, micro_batch and steps must be at "
                                     "least 1");
-    long per_rank = c->global_batch / n_ranks;
     if (c->global_batch % ((long)n_ranks * c->micro_batch))
         return ksa_fail(KSA_EINVAL,
                         "global_batch = %ld is not a multiple of micro_batch (%ld) x ranks (%d)",
                         c->global_batch, c->micro_batch, n_ranks);
-    (void)per_rank;
     if (!(c->lr >= 0) || !(c->min_lr >= 0) || c->min_lr > c->lr)
         return ksa_fail(KSA_EINVAL, "need 0 <= min_lr <= lr, got lr = %g, min_lr = %g", c->lr,
                         c->min_lr);

@@ -199,7 +199,7 @@ ksa_status ksa_trainer_validate(ksa_trainer *t, double *val_loss)
 {
     KSA_ASSERT(t->has_val, "validation without a validation file");
     const ksa_train_config *c = t->cfg;
-    size_t L = (size_t)c->seq_len, mb = (size_t)c->micro_batch;
+    size_t L = (size_t)c->seq_len;
     size_t want = (size_t)c->eval_batches;
     ksa_val_reader_rewind(&t->val);
     /* every row counts: collect the sum of token losses and the number of targets */
@@ -221,7 +221,6 @@ ksa_status ksa_trainer_validate(ksa_trainer *t, double *val_loss)
             sum += part;
         }
         rows += got;
-        (void)mb;
     }
     t->tape.recording = recording;
     KSA_TRY(ksa_dist_sum(&sum, 1));
