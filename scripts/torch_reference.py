@@ -382,6 +382,10 @@ def causal_mask(n):
 # The model (KSA_SPEC 6)
 # ---------------------------------------------------------------------------------------------
 
+# The eps of q_norm_summary / k_norm_summary (KSA_SPEC 5.4): hard-coded, not rms_norm_eps.
+SUMMARY_QK_NORM_EPS = 1e-6
+
+
 def rmsnorm(x, w, eps):
     """y = w * x / sqrt(mean(x^2) + eps) over the last axis."""
     return w * (x / torch.sqrt((x * x).mean(dim=-1, keepdim=True) + eps))
@@ -463,10 +467,12 @@ def summary_block(m, P, i, h, lay, pos, mask):
 
     def head_norm(y, name):
         w = P[pre + "self_attn.%s.weight" % name]
-        if m.indep_qkv and m.indep_qkn:
-            ws = P[pre + "self_attn.%s_summary.weight" % name]
-            w = torch.where(is_sum[:, None], ws[None, :], w[None, :])[None, :, None, :]
-        return rmsnorm(y, w, m.eps)
+        y_text = rmsnorm(y, w, m.eps)
+        if not (m.indep_qkv and m.indep_qkn):
+            return y_text
+        # {q,k}_norm_summary: eps fixed at 1e-6 whatever rms_norm_eps is (KSA_SPEC 5.4, 6.1)
+        y_sum = rmsnorm(y, P[pre + "self_attn.%s_summary.weight" % name], SUMMARY_QK_NORM_EPS)
+        return torch.where(is_sum[None, :, None, None], y_sum, y_text)
 
     q, k = head_norm(q, "q_norm"), head_norm(k, "k_norm")
     cos, sin = rope_tables(pos, m.dh, m.theta)
@@ -636,6 +642,38 @@ FIXTURES = [
                   "summary_layer_freq as an all-ones pattern ([1]*2); S=3, C=6, L=37 (tail of "
                   "1); right slices of S=3 (positions a+1, a+3, a+5); GQA 4/1; tied; "
                   "independent q/k/v and q/k norms without independent attention layernorm"),
+    dict(name="ksa_eps1e-3_qknorm_long", seed=1006, nseq=1, L=300,
+         cfg=base_cfg(vocab_size=61, hidden_size=32, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                      intermediate_size=16, rms_norm_eps=1e-3, max_position_embeddings=512,
+                      summary_chunk_size=4, summary_token_num=1,
+                      summary_sliding_chunk_num="[3,0]", summary_layer_freq=0,
+                      summary_independent_parameters=True, summary_independent_qkv=True,
+                      summary_independent_attention_layernorm=False,
+                      summary_independent_qk_norm=True,
+                      summary_chunk_position_ids_type="origin",
+                      summary_token_position_ids_type="last_chunk_slice_right"),
+         features="rms_norm_eps = 1e-3 with independent q/k norms: every norm uses 1e-3 "
+                  "except q_norm_summary / k_norm_summary, fixed at 1e-6 (KSA_SPEC 5.4, 6.1); "
+                  "L=300 (75 chunks, 3 query blocks of the C kernels, so the multi-threaded "
+                  "backward splits every kv head's work and sums partial dK/dV); W=3 and W=0; "
+                  "GQA 4/2; independent q/k/v, shared attention layernorm; untied"),
+    dict(name="ksa_eps0.1_ln_qknorm", seed=1007, nseq=2, L=25,
+         cfg=base_cfg(vocab_size=53, hidden_size=32, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=1, head_dim=8,
+                      intermediate_size=24, rms_norm_eps=0.1,
+                      summary_chunk_size=3, summary_token_num=2,
+                      summary_sliding_chunk_num=1, summary_layer_freq=0,
+                      summary_independent_parameters=True, summary_independent_qkv=None,
+                      summary_independent_attention_layernorm=True,
+                      summary_independent_qk_norm=True,
+                      summary_chunk_position_ids_type="origin",
+                      summary_token_position_ids_type="last_chunk_slice_right"),
+         features="rms_norm_eps = 0.1 (large enough to change every norm by several percent) "
+                  "with independent attention layernorm (eps 0.1, like every norm) and "
+                  "independent q/k norms (eps 1e-6 whatever rms_norm_eps is); S=2, C=3, "
+                  "L=25 (tail of 1); W=1; GQA 4/1; q/k/v resolved from "
+                  "summary_independent_parameters; untied"),
     dict(name="causal_plain", seed=1005, nseq=2, L=40,
          cfg=base_cfg(vocab_size=61, hidden_size=32, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, head_dim=8,

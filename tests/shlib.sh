@@ -2,12 +2,17 @@
 # A test is a function run with `run_test NAME FUNCTION` in a subshell with `set -e`; the
 # script ends with `finish`, which prints a cmocka-style summary (so tests/run_tests.sh
 # counts the tests) and exits 1 if any failed. $TMP is a fresh folder removed at exit.
+# Assert with one command per line: under set -e, `[ a ] && [ b ]` ignores a failing `[ a ]`
+# and `! cmd` never fails a test (use must_fail); tests/mutate_shell_tests.py checks that
+# every assertion of a suite can fail.
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 passed=0
 failed=()
 
+# KSA_TEST_ONLY=NAME runs only the test NAME (tests/mutate_shell_tests.py uses it).
 run_test() {
+    [ -n "${KSA_TEST_ONLY:-}" ] && [ "$1" != "$KSA_TEST_ONLY" ] && return 0
     echo "[ RUN      ] $1"
     ( set -e; "$2" ) >"$TMP/out" 2>&1   # not inside `if`: set -e must stay active
     if [ $? = 0 ]; then
@@ -29,6 +34,15 @@ expect_error() {
         return 1
     fi
     grep -qF -- "$msg" "$TMP/stderr" || { echo "stderr lacks '$msg':"; cat "$TMP/stderr"; return 1; }
+}
+
+# must_fail CMD...: CMD must exit non-zero (a check that something is absent). Unlike `! CMD`,
+# it fails the test wherever it stands: bash's set -e ignores a `!` pipeline's status.
+must_fail() {
+    if "$@"; then
+        echo "expected failure, got success: $*"
+        return 1
+    fi
 }
 
 finish() {

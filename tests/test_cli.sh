@@ -17,6 +17,24 @@ gradcheck_passes_on_configs_that_switch_on_every_flag() {
     "$KSA" gradcheck --config tests/configs/gc_qkv_left.conf --seq-len 3 --batch 1 >/dev/null
 }
 
+gradcheck_has_an_absolute_floor_and_can_fail() {
+    # rms_norm_eps 0.1 makes some gradients ~5e-5: their finite-difference floor (~1e-9
+    # absolute) is above 1e-5 relative, so a relative criterion alone reports this correct
+    # model FAILED; atol + rtol*max|num| passes it
+    local gc=("$KSA" gradcheck --config tests/configs/gc_shared_tied_inner_zeros.conf
+        --rms-norm-eps 0.1 --seed 3)
+    "${gc[@]}" >"$TMP/gc" || { cat "$TMP/gc"; return 1; }
+    grep -q "atol 1e-08, rtol 1e-05" "$TMP/gc"
+    grep -q "): ok$" "$TMP/gc"
+    # without the floor the same run fails, naming the tensors
+    if "${gc[@]}" --atol 0 >"$TMP/gc0"; then
+        echo "expected failure with --atol 0"; return 1
+    fi
+    grep -q "k_norm.weight .* FAIL$" "$TMP/gc0"
+    grep -q "): FAILED$" "$TMP/gc0"
+    expect_error "--rtol and --atol must be >= 0" "${gc[@]}" --rtol -1
+}
+
 gradcheck_selects_parameters_and_rejects_unknown_ones() {
     "$KSA" gradcheck --config tests/configs/gc_causal.conf --params model.norm.weight \
         lm_head.weight >"$TMP/gc"
@@ -77,6 +95,19 @@ for n in names:
     m = np.abs(b).max()
     assert np.abs(a - b).max() <= 2e-3 * m + (0 if m else 0), n
 print("eval matches the reference:", out)
+PYEOF
+    # the float64 build agrees to 1e-12: only a full-precision (%.17g) loss can show it
+    # (the whole-file output, and the --batch output)
+    "$BIN/ksa64" eval --ckpt "$fx" --data "$TMP/row.bin" --seq-len "$L" --json >"$TMP/eval64.json"
+    "$BIN/ksa64" eval --ckpt "$fx" --data "$TMP/row.bin" --seq-len "$L" --batch 1 --json \
+        >>"$TMP/eval64.json"
+    "$PY" - "$fx" "$TMP/eval64.json" <<'PYEOF'
+import sys, json, h5py
+want = float(h5py.File(sys.argv[1], "r")["outputs/loss"][()])
+got = [json.loads(line)["loss"] for line in open(sys.argv[2])]
+assert len(got) == 2, got
+for g in got:
+    assert abs(g - want) <= 1e-12 * abs(want), (g, want)
 PYEOF
 }
 
@@ -179,7 +210,7 @@ sample_is_deterministic_and_continues_the_prompt() {
     [ "$(head -c 16 "$TMP/p")" = "In the beginning" ]
     [ "$(stat -c %s "$TMP/p")" -le 36 ]
     grep -q "at most 20 tokens, temperature 0" "$TMP/p.err"
-    ! grep -q "endoftext" "$TMP/g1" "$TMP/t1" "$TMP/p"
+    must_fail grep -q "endoftext" "$TMP/g1" "$TMP/t1" "$TMP/p"
     "${s[@]}" --tokens 0 --prompt "abc" >"$TMP/p0" 2>/dev/null
     [ "$(cat "$TMP/p0")" = "abc" ]
     "$KSA" init --config tests/configs/gc_causal.conf --out "$TMP/v19.h5" >/dev/null
@@ -274,6 +305,7 @@ PYEOF
 
 echo "[==========] Running test_cli.sh"
 for t in gradcheck_passes_on_configs_that_switch_on_every_flag \
+    gradcheck_has_an_absolute_floor_and_can_fail \
     gradcheck_selects_parameters_and_rejects_unknown_ones \
     configuration_errors_name_the_problem \
     inspect_prints_layers_parameters_and_memory_of_shipped_configs \

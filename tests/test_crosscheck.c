@@ -7,6 +7,9 @@
  *   loss within 1e-5 relative; logits within 1e-4·max|logit| (float32 build); for every parameter
  *   max|Δgrad| <= 2e-3·max|grad| (float32 build), 1e-6·max|grad| (float64 build);
  *   gradients that are zero in the reference must be exactly zero here.
+ * Each fixture runs with 1, 2 and 3 threads (the attention backward sums per-thread dK/dV
+ * partials; 3 splits the work unevenly): every run must match the reference, and the
+ * gradients of 2 and 3 threads must match those of 1 thread within THREAD_RTOL·max|grad|.
  * KSA_REFS_DIR overrides the folder (make crosscheck regenerates fixtures elsewhere).    */
 #include "testutil.h"
 
@@ -25,7 +28,9 @@
 #define GRAD_RTOL 1e-6
 #define LOGIT_RTOL 1e-6 /* the fixture stores logits as float32 */
 #define LOSS_RTOL 1e-12
+#define THREAD_RTOL 1e-12
 #else
+#define THREAD_RTOL 1e-5
 #define GRAD_RTOL 2e-3
 #define LOGIT_RTOL 1e-4
 #define LOSS_RTOL 1e-5
@@ -57,8 +62,11 @@ static void *read_dataset(hid_t f, const char *name, hid_t type, size_t elem, si
     return buf;
 }
 
-static void check_fixture(const char *path)
+/* Runs the fixture with `threads` threads, compares with the reference and returns a copy of
+ * the gradient (all parameters, flat). */
+static ksa_real *check_fixture(const char *path, int threads)
 {
+    ksa_threads_set(threads);
     ksa_model_config cfg;
     if (ksa_ckpt_read_config(path, &cfg) != KSA_OK)
         fail_msg("%s", ksa_last_error());
@@ -87,7 +95,7 @@ static void check_fixture(const char *path)
                                       &logits);
     ksa_tape_backward(&tp, l);
     char what[512];
-    snprintf(what, sizeof what, "%s: loss", path);
+    snprintf(what, sizeof what, "%s, %d threads: loss", path, threads);
     ksa_expect_close_dd(&loss, loss_ref, 1, 0, LOSS_RTOL, what);
 
     double *logits_ref = read_dataset(f, "/outputs/logits", H5T_NATIVE_DOUBLE, 8, &n, NULL);
@@ -96,7 +104,7 @@ static void check_fixture(const char *path)
     double max_logit = 0;
     for (size_t i = 0; i < n; i++)
         max_logit = fmax(max_logit, fabs(logits_ref[i]));
-    snprintf(what, sizeof what, "%s: logits", path);
+    snprintf(what, sizeof what, "%s, %d threads: logits", path, threads);
     ksa_expect_close(logits->data, logits_ref, n, LOGIT_RTOL * max_logit, 0, what);
 
     for (size_t i = 0; i < m.params.n; i++) {
@@ -116,19 +124,51 @@ static void check_fixture(const char *path)
         if (max_g == 0) { /* structurally zero: must be exactly zero here too */
             for (size_t j = 0; j < n; j++)
                 if (mine[j] != 0)
-                    fail_msg("%s: %s is zero in the reference, %g here at %zu", path, e->name,
-                             (double)mine[j], j);
+                    fail_msg("%s, %d threads: %s is zero in the reference, %g here at %zu",
+                             path, threads, e->name, (double)mine[j], j);
         } else if (!(max_diff <= GRAD_RTOL * max_g)) {
-            fail_msg("%s: %s max|diff| %.3g > %.1g * max|grad| %.3g", path, e->name, max_diff,
-                     GRAD_RTOL, max_g);
+            fail_msg("%s, %d threads: %s max|diff| %.3g > %.1g * max|grad| %.3g", path, threads,
+                     e->name, max_diff, GRAD_RTOL, max_g);
         }
         free(g);
     }
     H5Fclose(f);
     free(tokens), free(loss_ref), free(logits_ref);
+    ksa_real *grad = malloc(m.params.numel * sizeof *grad);
+    memcpy(grad, m.params.grad, m.params.numel * sizeof *grad);
     ksa_tape_free(&tp);
     ksa_arena_free(&arena);
     ksa_model_free(&m);
+    return grad;
+}
+
+/* The fixture with 1, 2 and 3 threads: each against the reference, and 2 and 3 against 1. */
+static void check_fixture_on_thread_counts(const char *path)
+{
+    int saved_threads = ksa_threads_get();
+    ksa_real *one = check_fixture(path, 1);
+    ksa_model_config cfg;
+    assert_int_equal(ksa_ckpt_read_config(path, &cfg), KSA_OK);
+    ksa_model m;
+    assert_int_equal(ksa_model_init(&m, &cfg), KSA_OK);
+    for (int threads = 2; threads <= 3; threads++) {
+        ksa_real *g = check_fixture(path, threads);
+        for (size_t i = 0; i < m.params.n; i++) {
+            const ksa_param *e = &m.params.table[i];
+            double max_g = 0, max_diff = 0;
+            for (size_t j = e->offset; j < e->offset + e->numel; j++) {
+                max_g = fmax(max_g, fabs((double)one[j]));
+                max_diff = fmax(max_diff, fabs((double)g[j] - (double)one[j]));
+            }
+            if (!(max_diff <= THREAD_RTOL * max_g))
+                fail_msg("%s: %s with %d threads differs from 1 thread by %.3g (max|grad| %.3g)",
+                         path, e->name, threads, max_diff, max_g);
+        }
+        free(g);
+    }
+    ksa_model_free(&m);
+    free(one);
+    ksa_threads_set(saved_threads);
 }
 
 static void model_matches_the_pytorch_reference_on_every_fixture(void **state)
@@ -146,12 +186,12 @@ static void model_matches_the_pytorch_reference_on_every_fixture(void **state)
             continue;
         char path[1024];
         snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
-        check_fixture(path);
+        check_fixture_on_thread_counts(path);
         n_files++;
     }
     closedir(d);
     printf("compared %d fixtures of %s\n", n_files, dir);
-    assert_true(n_files >= 5);
+    assert_true(n_files >= 7);
 }
 
 int main(void)

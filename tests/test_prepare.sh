@@ -3,50 +3,23 @@
 # `make test` with BIN set): exit codes, the files written, nothing written on bad input.
 # The splitting itself is tested in test_prepare.c. Prints a cmocka-style summary so
 # tests/run_tests.sh counts its tests.
+. "$(dirname "$0")/shlib.sh"
 set -u
 BIN=${BIN:-bin}
 KSA="$BIN/ksa"
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-passed=0
-failed=()
-
-# run_test NAME FUNCTION: runs FUNCTION, records the result by its exit status.
-run_test() {
-    echo "[ RUN      ] $1"
-    ( set -e; "$2" ) >"$TMP/log" 2>&1
-    if [ $? = 0 ]; then
-        echo "[       OK ] $1"
-        passed=$((passed + 1))
-    else
-        sed 's/^/    /' "$TMP/log"
-        echo "[  FAILED  ] $1"
-        failed+=("$1")
-    fi
-}
-
-# expect_error MESSAGE CMD...: CMD must exit non-zero and print MESSAGE on stderr.
-expect_error() {
-    local msg=$1
-    shift
-    if "$@" >"$TMP/stdout" 2>"$TMP/stderr"; then
-        echo "expected failure, got success: $*"
-        return 1
-    fi
-    grep -qF -- "$msg" "$TMP/stderr" ||
-        { echo "stderr lacks '$msg':"; cat "$TMP/stderr"; return 1; }
-}
 
 prepare_writes_train_and_validation_files_with_meta() {
     local d="$TMP/ok"
     mkdir -p "$d"
     printf 'In the beginning God created the heaven and the earth.\n' >"$d/a.txt"
     printf 'Grüße 日本語 🙂\n' >"$d/b.txt"
-    local bytes=$(( $(stat -c %s "$d/a.txt") + $(stat -c %s "$d/b.txt") ))
+    local bytes tokens
+    bytes=$(( $(stat -c %s "$d/a.txt") + $(stat -c %s "$d/b.txt") ))
     "$KSA" prepare --input "$d/a.txt" "$d/b.txt" --out "$d/P.bin" --val-fraction 0.2 >"$d/out"
     grep -q "2 files, $bytes bytes" "$d/out"
-    [ "$(cat "$d/P.bin.meta")" = uint16 ] && [ "$(cat "$d/P.val.bin.meta")" = uint16 ]
-    local tokens=$(( ($(stat -c %s "$d/P.bin") + $(stat -c %s "$d/P.val.bin")) / 2 ))
+    [ "$(cat "$d/P.bin.meta")" = uint16 ]
+    [ "$(cat "$d/P.val.bin.meta")" = uint16 ]
+    tokens=$(( ($(stat -c %s "$d/P.bin") + $(stat -c %s "$d/P.val.bin")) / 2 ))
     [ "$tokens" = $((bytes + 2)) ]   # one end-of-text per input file
     [ -z "$(ls "$d" | grep '\.tmp$')" ]
     "$KSA" prepare --input "$d/a.txt" --out "$d/W.bin" --vocab-size 70000 >/dev/null
@@ -69,13 +42,9 @@ bad_command_lines_fail_and_write_nothing() {
     "$KSA" prepare --help | grep -q "usage: ksa prepare"
 }
 
-run_test prepare_writes_train_and_validation_files_with_meta \
-    prepare_writes_train_and_validation_files_with_meta
-run_test bad_command_lines_fail_and_write_nothing bad_command_lines_fail_and_write_nothing
-
-echo "[  PASSED  ] ${passed} test(s)."
-if ((${#failed[@]})); then
-    echo "[  FAILED  ] ${#failed[@]} test(s), listed below:"
-    printf '[  FAILED  ] %s\n' "${failed[@]}"
-    exit 1
-fi
+echo "[==========] Running test_prepare.sh"
+for t in prepare_writes_train_and_validation_files_with_meta \
+    bad_command_lines_fail_and_write_nothing; do
+    run_test "$t" "$t"
+done
+finish

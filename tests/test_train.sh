@@ -35,7 +35,7 @@ dry_run_prints_the_plan_and_trains_nothing() {
     grep -q "^# parameters: 28453376" "$TMP/plan"
     grep -q "activations arena" "$TMP/plan"
     grep -q "^layer 3: causal bypass" "$TMP/plan"
-    ! grep -q "^step " "$TMP/plan"
+    must_fail grep -q "^step " "$TMP/plan"
 }
 
 bad_training_input_is_refused() {

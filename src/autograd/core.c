@@ -93,3 +93,14 @@ double ksa_now(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+/* ---- numbers as text ------------------------------------------------------------------ */
+const char *ksa_format_double(char buf[32], double v)
+{
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, 32, "%.*g", digits, v);
+        if (digits == 17 || strtod(buf, NULL) == v || v != v)
+            break;
+    }
+    return buf;
+}

@@ -61,6 +61,11 @@ void ksa_free(void *p);
 void ksa_threads_set(int n);
 int ksa_threads_get(void);
 
+/* ---- numbers as text ------------------------------------------------------------------ */
+/* The shortest "%.Ng" (N = 15, 16 or 17) that reads back as exactly v: full precision
+ * without the noise digits of %.17g (0.0003, not 0.00029999999999999997). Returns buf. */
+const char *ksa_format_double(char buf[32], double v);
+
 /* ---- time ----------------------------------------------------------------------------- */
 double ksa_now(void); /* seconds, monotonic */
 

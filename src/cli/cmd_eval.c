@@ -36,9 +36,9 @@ static void print_whole_file(double loss, size_t n_rows, size_t L, size_t n_byte
     size_t n = n_rows * L;
     double ppl = exp(loss), bpb = loss * (double)n / log(2.0) / (double)n_bytes;
     if (json) {
-        printf("{\"loss\": %.9g, \"tokens\": %zu, \"perplexity\": %.9g, ", loss, n, ppl);
+        printf("{\"loss\": %.17g, \"tokens\": %zu, \"perplexity\": %.17g, ", loss, n, ppl);
         if (n_bytes)
-            printf("\"bits_per_byte\": %.9g}\n", bpb);
+            printf("\"bits_per_byte\": %.17g}\n", bpb);
         else /* no byte among the targets: undefined (JSON has no NaN) */
             printf("\"bits_per_byte\": null}\n");
         return;
@@ -188,7 +188,7 @@ static int eval_main(int argc, char **argv)
     if (whole)
         print_whole_file(total, B, L, n_bytes, data, json, ksa_now() - t0, grads_out);
     else if (json)
-        printf("{\"loss\": %.9g, \"tokens\": %zu}\n", total, B * L);
+        printf("{\"loss\": %.17g, \"tokens\": %zu}\n", total, B * L);
     else
         printf("loss %.6f over %zu tokens (%zu rows of %zu from token %ld of %s), %.2f s%s%s\n",
                total, B * L, B, L, offset, data, ksa_now() - t0,

@@ -423,11 +423,11 @@ static int train_main(int argc, char **argv)
         fflush(stdout);
         if (log) {
             fprintf(log,
-                    "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
+                    "{\"step\": %ld, \"loss\": %.17g, \"lr\": %.17g, \"grad_norm\": %.17g, "
                     "\"tokens_per_s\": %.9g, \"tokens\": %zu, \"mfu\": %.9g, \"elapsed\": %.9g",
                     step, st.loss, st.lr, st.grad_norm, tok_s, t.tokens_seen, mfu, elapsed);
             if (do_val)
-                fprintf(log, ", \"val_loss\": %.9g", val_loss);
+                fprintf(log, ", \"val_loss\": %.17g", val_loss);
             fprintf(log, "}\n");
             fflush(log);
         }

@@ -522,9 +522,11 @@ void ksa_model_config_write(const ksa_model_config *c, FILE *f)
                 fprintf(f, "%s = %ld\n", k->name, v);
             break;
         }
-        case KSA_KEY_FLOAT:
-            fprintf(f, "%s = %.17g\n", k->name, *(const double *)field);
+        case KSA_KEY_FLOAT: {
+            char num[32];
+            fprintf(f, "%s = %s\n", k->name, ksa_format_double(num, *(const double *)field));
             break;
+        }
         case KSA_KEY_STRING:
             fprintf(f, "%s = %s\n", k->name, field);
             break;

@@ -194,14 +194,21 @@ static ksa_tensor *rows_of(step_ctx *s, ksa_tensor *x, int summary)
     return summary ? ksa_tensor_rows(s->a, x, s->Nt, s->Ns) : ksa_tensor_rows(s->a, x, 0, s->Nt);
 }
 
+/* The eps of q_norm_summary / k_norm_summary: fixed at 1e-6 whatever rms_norm_eps is
+ * (KSA_SPEC.md 5.4 and 6.1; the training reference hard-codes it). */
+#define KSA_SUMMARY_QK_NORM_EPS 1e-6
+
+/* RMSNorm of all rows with w_text, or, with two streams and a summary weight, of the text rows
+ * with (w_text, eps) and the summary rows with (w_sum, eps_sum). */
 static ksa_tensor *norm_split(ksa_model *m, step_ctx *s, ksa_tensor *x, long w_text, long w_sum,
-                              int two_streams)
+                              double eps_sum, int two_streams)
 {
     ksa_real eps = (ksa_real)m->config.rms_norm_eps;
     if (!two_streams || w_sum < 0)
         return ksa_op_rmsnorm(s->tp, x, P(m, w_text), eps);
-    return ksa_op_concat_rows(s->tp, ksa_op_rmsnorm(s->tp, rows_of(s, x, 0), P(m, w_text), eps),
-                              ksa_op_rmsnorm(s->tp, rows_of(s, x, 1), P(m, w_sum), eps));
+    return ksa_op_concat_rows(
+        s->tp, ksa_op_rmsnorm(s->tp, rows_of(s, x, 0), P(m, w_text), eps),
+        ksa_op_rmsnorm(s->tp, rows_of(s, x, 1), P(m, w_sum), (ksa_real)eps_sum));
 }
 
 static ksa_tensor *linear_split(ksa_model *m, step_ctx *s, ksa_tensor *x, long w_text,
@@ -229,13 +236,16 @@ static ksa_tensor *attention_block(ksa_model *m, step_ctx *s, const ksa_layer_pa
                                    ksa_tensor *h, int two_streams, size_t W)
 {
     ksa_tape *tp = s->tp;
+    /* input_layernorm_summary uses rms_norm_eps like every other norm (KSA_SPEC.md 6.1) */
     ksa_tensor *x = norm_split(m, s, h, lp->input_layernorm, lp->input_layernorm_summary,
-                               two_streams);
+                               m->config.rms_norm_eps, two_streams);
     ksa_tensor *q = linear_split(m, s, x, lp->q_proj, lp->q_proj_summary, two_streams);
     ksa_tensor *k = linear_split(m, s, x, lp->k_proj, lp->k_proj_summary, two_streams);
     ksa_tensor *v = linear_split(m, s, x, lp->v_proj, lp->v_proj_summary, two_streams);
-    q = norm_split(m, s, q, lp->q_norm, lp->q_norm_summary, two_streams);
-    k = norm_split(m, s, k, lp->k_norm, lp->k_norm_summary, two_streams);
+    q = norm_split(m, s, q, lp->q_norm, lp->q_norm_summary, KSA_SUMMARY_QK_NORM_EPS,
+                   two_streams);
+    k = norm_split(m, s, k, lp->k_norm, lp->k_norm_summary, KSA_SUMMARY_QK_NORM_EPS,
+                   two_streams);
     double theta = m->config.rope_theta;
     q = ksa_op_rope(tp, q, s->pos, m->Hq, theta);
     k = ksa_op_rope(tp, k, s->pos, m->Hkv, theta);

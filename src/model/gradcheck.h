@@ -2,24 +2,39 @@
  *
  * For each selected parameter, every element is perturbed by ±h, h = 1e-6·max(1, |w|), the
  * loss recomputed without recording, and the central difference compared with the
- * backward's gradient: error = max|analytic − numeric| / max|numeric| (max|analytic| when
- * every numeric value is 0, so a structurally zero gradient must come out exactly 0).    */
+ * backward's gradient. A tensor passes when
+ *     max|analytic − numeric| <= atol + rtol · max|numeric|
+ * rtol catches wrong gradients of any size; atol is the floor of the central difference
+ * itself (the rounding of two float64 losses divided by 2h: ~1e-10 to 1e-9 for losses of a
+ * few nats and h = 1e-6), without which a correct tensor with tiny gradients fails. A
+ * structurally zero gradient (every numeric value 0) must come out within atol of 0.     */
 #ifndef KSA_MODEL_GRADCHECK_H
 #define KSA_MODEL_GRADCHECK_H
 
 #include "model/decoder.h"
 
+/* Defaults of `ksa gradcheck` (docs/model.md). Bugs give relative errors of 1e-3 and more;
+ * a correct model 1e-9 to 1e-6 of max|numeric|, or ~1e-9 absolute where gradients are tiny. */
+#define KSA_GRADCHECK_RTOL 1e-5
+#define KSA_GRADCHECK_ATOL 1e-8
+
 typedef struct {
     char name[KSA_PARAM_NAME_MAX];
     size_t numel;
-    double max_abs_numeric, max_abs_diff, error;
+    int checked; /* 0: not selected, the numbers below are 0 */
+    double max_abs_numeric, max_abs_analytic, max_abs_diff;
 } ksa_gradcheck_result;
 
 /* Checks the parameters whose index has select[i] != 0 (select NULL: all) on the batch
- * tokens [nseq, T+1]. results: one per parameter of the table (unselected ones get
- * error = -1). Returns the largest error. The model's grads hold the analytic gradient
- * afterwards; its parameters are restored exactly.                                      */
-double ksa_gradcheck_run(ksa_model *m, const int32_t *tokens, size_t nseq, size_t T,
-                         const int *select, ksa_gradcheck_result *results);
+ * tokens [nseq, T+1]. results: one per parameter of the table. The model's grads hold the
+ * analytic gradient afterwards; its parameters are restored exactly.                     */
+void ksa_gradcheck_run(ksa_model *m, const int32_t *tokens, size_t nseq, size_t T,
+                       const int *select, ksa_gradcheck_result *results);
+
+/* atol + rtol · max|numeric|: the largest max|analytic − numeric| r may have. */
+double ksa_gradcheck_bound(const ksa_gradcheck_result *r, double atol, double rtol);
+
+/* 1 if r was checked and max|analytic − numeric| <= its bound (NaN fails). */
+int ksa_gradcheck_passes(const ksa_gradcheck_result *r, double atol, double rtol);
 
 #endif

@@ -148,9 +148,11 @@ void ksa_train_config_write(const ksa_train_config *c, FILE *f)
         case KSA_KEY_BOOL:
             fprintf(f, "%s = %ld\n", k->name, *(const long *)field);
             break;
-        case KSA_KEY_FLOAT:
-            fprintf(f, "%s = %.9g\n", k->name, *(const double *)field);
+        case KSA_KEY_FLOAT: {
+            char num[32];
+            fprintf(f, "%s = %s\n", k->name, ksa_format_double(num, *(const double *)field));
             break;
+        }
         case KSA_KEY_STRING:
             fprintf(f, "%s = %s\n", k->name, field);
             break;
