@@ -8,7 +8,7 @@
 # Idempotent: when every package is present it only runs dpkg-query and exits.
 set -eu
 
-CORE="build-essential pkg-config \
+CORE="build-essential pkg-config clang-format \
 libopenblas-dev libopenblas-openmp-dev \
 libopenmpi-dev openmpi-bin \
 libhdf5-openmpi-dev hdf5-tools \

@@ -25,7 +25,9 @@ Mutation operators, one mutant per assertion line, the first that applies:
               (a top-level function, not a test, holding `return 1`, `exit 1` or a Python
               `assert`): prefixed with `mutant_fail`, which runs it and returns 1.
   5. if       `if CMD; then` with a `return 1` within the next lines: `if true || CMD; then`.
-  6. assert   in a Python heredoc of a test: `assert X` becomes `assert False and X`.
+  6. assert   in a Python heredoc of a test: `assert X` becomes `assert False and X`, or
+              `assert False and (X)` when the assert is one line (so that `A or B` and
+              `A if C else B` fail too).
 Only lines inside the test functions themselves are mutated (not helpers, not top-level
 code); assignments, `local`, loop control and commands that merely produce data are not
 assertions. A mutant is checked with `bash -n` first: one that is not valid shell is a bug
@@ -34,6 +36,7 @@ of this script and is reported as INVALID.
 Usage: tests/mutate_shell_tests.py [--list] [--timeout SECONDS] tests/test_x.sh...
 """
 import argparse
+import ast
 import os
 import re
 import shutil
@@ -277,6 +280,18 @@ def mutate(L, after, helpers):
     return None
 
 
+def false_assert(line):
+    """`assert X, msg` -> `assert False and (X), msg`; a multi-line assert (which does not
+    parse alone) -> `assert False and X...`, which stays valid whatever follows."""
+    indent, stmt = re.match(r"(\s*)(.*)", line).groups()
+    try:
+        test = ast.parse(stmt).body[0].test
+    except SyntaxError:
+        return line.replace("assert ", "assert False and ", 1)
+    b, s, e = stmt.encode(), test.col_offset, test.end_col_offset   # offsets in bytes
+    return indent + (b[:s] + b"False and (" + b[s:e] + b")" + b[e:]).decode()
+
+
 def mutants(path, tests=None):
     """The suite's lines and its mutants [(physical index, test, operator, new lines)],
     for the given tests (default: the functions named in the suite's top-level code)."""
@@ -308,8 +323,7 @@ def mutants(path, tests=None):
                 out.append((L.idxs[0], test, m[0], dict(zip(L.idxs, new))))
         for i in range(logical[a].idxs[0], logical[b].idxs[0]):
             if heredoc_lines.get(i) and re.match(r"\s*assert\s", lines[i]):
-                new = re.sub(r"assert\s", "assert False and ", lines[i], count=1)
-                out.append((i, test, "assert", {i: new}))
+                out.append((i, test, "assert", {i: false_assert(lines[i])}))
     out.sort(key=lambda m: m[0])
     return lines, out
 

@@ -10,8 +10,8 @@ static void updates_match_torch_adamw_formula(void **state)
 {
     (void)state;
     enum { n = 37, steps = 5 };
-    ksa_adamw_hparams hp = {.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8,
-                            .weight_decay = 0.1};
+    ksa_adamw_hparams hp = {
+        .lr = 1e-2, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
     test_rng rng = test_rng_seed(1);
     ksa_real p[n], m[n] = {0}, v[n] = {0}, g[n];
     double pd[n], md[n] = {0}, vd[n] = {0};

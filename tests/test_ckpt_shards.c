@@ -32,7 +32,10 @@ static int remove_dir(void **state)
     return test_remove_tree(dir);
 }
 
-static const char *in_dir(const char *name) { return test_path_in(dir, name); }
+static const char *in_dir(const char *name)
+{
+    return test_path_in(dir, name);
+}
 
 /* ---- parameter tables ---------------------------------------------------------------------- */
 typedef struct {

@@ -35,8 +35,8 @@ static void bad_patterns_are_refused_with_the_position(void **state)
     (void)state;
     long v[KSA_MAX_LAYERS];
     size_t n;
-    const char *bad[] = {"", "[", "[1,]", "[1]*", "([1]", "[1]+", "[-1]", "[1] [2]", "abc",
-                         "[1]*0", "[1]*100000"};
+    const char *bad[] = {"",     "[",       "[1,]", "[1]*",  "([1]",      "[1]+",
+                         "[-1]", "[1] [2]", "abc",  "[1]*0", "[1]*100000"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(ksa_pattern_expand(bad[i], v, KSA_MAX_LAYERS, &n), KSA_EINVAL);
         assert_non_null(strstr(ksa_last_error(), "pattern '"));
@@ -159,8 +159,8 @@ static void invalid_configurations_are_refused(void **state)
     const char *len[] = {KSA_ON, "summary_independent_parameters", "true",
                          "summary_sliding_chunk_num", "[1,2,3]"};
     expect_resolve_error(len, 10, "gives 3 values, num_hidden_layers is 4");
-    const char *freq[] = {KSA_ON, "summary_independent_parameters", "true",
-                          "summary_layer_freq", "[1,2,1,1]"};
+    const char *freq[] = {KSA_ON, "summary_independent_parameters", "true", "summary_layer_freq",
+                          "[1,2,1,1]"};
     expect_resolve_error(freq, 10, "entry 1 is 2");
     const char *begin[] = {KSA_ON};
     expect_resolve_error(begin, 6, "summary_token_begin must be set");

@@ -91,8 +91,7 @@ static ksa_real *check_fixture(const char *path, int threads)
     ksa_tape_init(&tp, &arena, ksa_model_tape_nodes(&m));
     double loss;
     ksa_tensor *logits;
-    ksa_tensor *l = ksa_model_forward(&m, &tp, tokens, nseq, T, (double)(nseq * T), &loss,
-                                      &logits);
+    ksa_tensor *l = ksa_model_forward(&m, &tp, tokens, nseq, T, (double)(nseq * T), &loss, &logits);
     ksa_tape_backward(&tp, l);
     char what[512];
     snprintf(what, sizeof what, "%s, %d threads: loss", path, threads);
@@ -124,8 +123,8 @@ static ksa_real *check_fixture(const char *path, int threads)
         if (max_g == 0) { /* structurally zero: must be exactly zero here too */
             for (size_t j = 0; j < n; j++)
                 if (mine[j] != 0)
-                    fail_msg("%s, %d threads: %s is zero in the reference, %g here at %zu",
-                             path, threads, e->name, (double)mine[j], j);
+                    fail_msg("%s, %d threads: %s is zero in the reference, %g here at %zu", path,
+                             threads, e->name, (double)mine[j], j);
         } else if (!(max_diff <= GRAD_RTOL * max_g)) {
             fail_msg("%s, %d threads: %s max|diff| %.3g > %.1g * max|grad| %.3g", path, threads,
                      e->name, max_diff, GRAD_RTOL, max_g);

@@ -20,32 +20,70 @@ static void configure(ksa_model_config *c, const char *const *kv)
             fail_msg("%s", ksa_last_error());
 }
 
-#define SMALL "vocab_size", "23", "hidden_size", "8", "intermediate_size", "10", \
-              "num_attention_heads", "4", "num_key_value_heads", "2", "head_dim", "4"
+#define SMALL                                                                                      \
+    "vocab_size", "23", "hidden_size", "8", "intermediate_size", "10", "num_attention_heads", "4", \
+        "num_key_value_heads", "2", "head_dim", "4"
 
 /* Configurations that together switch on every feature (issue: S = 2, tail chunk, W = 0,
  * W >= chunks, GQA, bypass layers in list and integer form, independent qkv / norm /
  * qk-norm, tied and untied heads, every position-id type). */
-static const char *const cfg_independent_all[] = {
-    SMALL, "num_hidden_layers", "3", "use_summary_attention", "true",
-    "summary_chunk_size", "3", "summary_token_num", "2", "summary_sliding_chunk_num", "[0,1,5]",
-    "summary_layer_freq", "[1,0,1]", "summary_independent_parameters", "true",
-    "summary_independent_attention_layernorm", "true", "summary_independent_qk_norm", "true",
-    "summary_chunk_position_ids_type", "origin",
-    "summary_token_position_ids_type", "last_chunk_slice_right", NULL};
-static const char *const cfg_shared_tied[] = {
-    SMALL, "num_hidden_layers", "3", "num_key_value_heads", "1", "use_summary_attention", "true",
-    "summary_chunk_size", "2", "summary_token_num", "1", "summary_sliding_chunk_num", "100",
-    "summary_layer_freq", "2", "summary_independent_parameters", "false",
-    "summary_token_begin", "22", "tie_word_embeddings", "true",
-    "summary_chunk_position_ids_type", "inner_chunk",
-    "summary_token_position_ids_type", "zeros", NULL};
-static const char *const cfg_qkv_only_left[] = {
-    SMALL, "num_hidden_layers", "2", "use_summary_attention", "true",
-    "summary_chunk_size", "4", "summary_token_num", "2", "summary_sliding_chunk_num", "0",
-    "summary_independent_parameters", "false", "summary_independent_qkv", "true",
-    "summary_token_begin", "3", "summary_token_position_ids_type", "last_chunk_slice_left",
-    NULL};
+static const char *const cfg_independent_all[] = {SMALL,
+                                                  "num_hidden_layers",
+                                                  "3",
+                                                  "use_summary_attention",
+                                                  "true",
+                                                  "summary_chunk_size",
+                                                  "3",
+                                                  "summary_token_num",
+                                                  "2",
+                                                  "summary_sliding_chunk_num",
+                                                  "[0,1,5]",
+                                                  "summary_layer_freq",
+                                                  "[1,0,1]",
+                                                  "summary_independent_parameters",
+                                                  "true",
+                                                  "summary_independent_attention_layernorm",
+                                                  "true",
+                                                  "summary_independent_qk_norm",
+                                                  "true",
+                                                  "summary_chunk_position_ids_type",
+                                                  "origin",
+                                                  "summary_token_position_ids_type",
+                                                  "last_chunk_slice_right",
+                                                  NULL};
+static const char *const cfg_shared_tied[] = {SMALL,         "num_hidden_layers",
+                                              "3",           "num_key_value_heads",
+                                              "1",           "use_summary_attention",
+                                              "true",        "summary_chunk_size",
+                                              "2",           "summary_token_num",
+                                              "1",           "summary_sliding_chunk_num",
+                                              "100",         "summary_layer_freq",
+                                              "2",           "summary_independent_parameters",
+                                              "false",       "summary_token_begin",
+                                              "22",          "tie_word_embeddings",
+                                              "true",        "summary_chunk_position_ids_type",
+                                              "inner_chunk", "summary_token_position_ids_type",
+                                              "zeros",       NULL};
+static const char *const cfg_qkv_only_left[] = {SMALL,
+                                                "num_hidden_layers",
+                                                "2",
+                                                "use_summary_attention",
+                                                "true",
+                                                "summary_chunk_size",
+                                                "4",
+                                                "summary_token_num",
+                                                "2",
+                                                "summary_sliding_chunk_num",
+                                                "0",
+                                                "summary_independent_parameters",
+                                                "false",
+                                                "summary_independent_qkv",
+                                                "true",
+                                                "summary_token_begin",
+                                                "3",
+                                                "summary_token_position_ids_type",
+                                                "last_chunk_slice_left",
+                                                NULL};
 static const char *const cfg_causal[] = {SMALL, "num_hidden_layers", "2", NULL};
 
 static int32_t *random_tokens(size_t nseq, size_t T, size_t V, uint64_t seed)
@@ -76,8 +114,14 @@ static void positions_match_the_spec_examples(void **state)
     (void)state;
     /* KSA_SPEC §2.5: C = 4, S = 2, L = 10 (HF layout: no tail summaries) */
     ksa_model_config c;
-    const char *kv[] = {"use_summary_attention", "true", "summary_chunk_size", "4",
-                        "summary_token_num", "2", "summary_independent_parameters", "true",
+    const char *kv[] = {"use_summary_attention",
+                        "true",
+                        "summary_chunk_size",
+                        "4",
+                        "summary_token_num",
+                        "2",
+                        "summary_independent_parameters",
+                        "true",
                         NULL};
     configure(&c, kv);
     ksa_model_layout l;
@@ -118,11 +162,13 @@ static void parameters_follow_the_checkpoint_names(void **state)
     configure(&c, cfg_independent_all);
     ksa_model m;
     assert_int_equal(ksa_model_init(&m, &c), KSA_OK);
-    const char *present[] = {"model.embed_tokens.weight", "summary_embedding.weight",
+    const char *present[] = {"model.embed_tokens.weight",
+                             "summary_embedding.weight",
                              "model.layers.0.input_layernorm_summary.weight",
                              "model.layers.0.self_attn.q_proj_summary.weight",
                              "model.layers.2.self_attn.k_norm_summary.weight",
-                             "model.layers.1.mlp.down_proj.weight", "model.norm.weight",
+                             "model.layers.1.mlp.down_proj.weight",
+                             "model.norm.weight",
                              "lm_head.weight"};
     for (size_t i = 0; i < sizeof present / sizeof present[0]; i++)
         if (ksa_params_find(&m.params, present[i]) < 0)
@@ -173,10 +219,10 @@ static void whole_model_gradients_match_finite_differences(void **state)
 {
     (void)state;
 #ifdef KSA_REAL_DOUBLE
-    check_model_gradients(cfg_independent_all, 1, 8, 1);   /* tail of 2, W = 0, 1, 5 */
-    check_model_gradients(cfg_shared_tied, 2, 7, 2);       /* W >= chunks, freq = 2, tied */
-    check_model_gradients(cfg_qkv_only_left, 2, 10, 3);    /* S = 2, W = 0, tail of 2 */
-    check_model_gradients(cfg_qkv_only_left, 1, 3, 4);     /* T < C: no summary rows */
+    check_model_gradients(cfg_independent_all, 1, 8, 1); /* tail of 2, W = 0, 1, 5 */
+    check_model_gradients(cfg_shared_tied, 2, 7, 2);     /* W >= chunks, freq = 2, tied */
+    check_model_gradients(cfg_qkv_only_left, 2, 10, 3);  /* S = 2, W = 0, tail of 2 */
+    check_model_gradients(cfg_qkv_only_left, 1, 3, 4);   /* T < C: no summary rows */
     check_model_gradients(cfg_causal, 2, 6, 5);
 #else
     skip();
@@ -188,10 +234,13 @@ static void whole_model_gradients_match_finite_differences(void **state)
 static void full_window_ksa_model_equals_the_causal_model(void **state)
 {
     (void)state;
-    const char *ksa_kv[] = {SMALL, "num_hidden_layers", "2", "use_summary_attention", "true",
-                            "summary_chunk_size", "3", "summary_token_num", "2",
-                            "summary_sliding_chunk_num", "4",
-                            "summary_independent_parameters", "true", NULL};
+    const char *ksa_kv[] = {SMALL,  "num_hidden_layers",
+                            "2",    "use_summary_attention",
+                            "true", "summary_chunk_size",
+                            "3",    "summary_token_num",
+                            "2",    "summary_sliding_chunk_num",
+                            "4",    "summary_independent_parameters",
+                            "true", NULL};
     ksa_model_config ck, cc;
     configure(&ck, ksa_kv);
     configure(&cc, cfg_causal);

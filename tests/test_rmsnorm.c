@@ -9,8 +9,7 @@
 #include "autograd/rmsnorm.h"
 
 /* ---- naive reference, double ----------------------------------------------------------- */
-static void ref_rmsnorm(double *y, const double *x, const double *w, size_t N, size_t D,
-                        double eps)
+static void ref_rmsnorm(double *y, const double *x, const double *w, size_t N, size_t D, double eps)
 {
     for (size_t n = 0; n < N; n++) {
         double ss = 0;

@@ -11,8 +11,8 @@
 #include "autograd/rope.h"
 
 /* ---- naive reference, double, straight from the formula -------------------------------- */
-static void ref_rope(double *y, const double *x, const int32_t *pos, size_t N, size_t H,
-                     size_t dh, double base)
+static void ref_rope(double *y, const double *x, const int32_t *pos, size_t N, size_t H, size_t dh,
+                     double base)
 {
     size_t half = dh / 2;
     for (size_t n = 0; n < N; n++)
@@ -34,10 +34,18 @@ static void fill_positions(int32_t *pos, size_t N, test_rng *rng)
 {
     for (size_t n = 0; n < N; n++) {
         switch (n % 4) {
-        case 0: pos[n] = (int32_t)n; break;
-        case 1: pos[n] = (int32_t)(8 * n + 7); break;
-        case 2: pos[n] = (int32_t)(131071 - n); break;
-        default: pos[n] = (int32_t)(test_rng_uniform(rng) * 131072); break;
+        case 0:
+            pos[n] = (int32_t)n;
+            break;
+        case 1:
+            pos[n] = (int32_t)(8 * n + 7);
+            break;
+        case 2:
+            pos[n] = (int32_t)(131071 - n);
+            break;
+        default:
+            pos[n] = (int32_t)(test_rng_uniform(rng) * 131072);
+            break;
         }
     }
 }
@@ -77,7 +85,7 @@ static double kernel_loss(void *p)
 
 /* {N, H, dh}: odd row counts, 1..4 heads, the smallest head, and dh/2 above the kernel's
  * block of 64 frequencies (130: a tail of one; 256: two full blocks).                   */
-static const size_t shapes[][3] = {{3, 1, 2}, {3, 2, 6}, {3, 3, 8},   {3, 4, 64},
+static const size_t shapes[][3] = {{3, 1, 2}, {3, 2, 6},   {3, 3, 8},  {3, 4, 64},
                                    {1, 1, 2}, {5, 2, 130}, {2, 1, 256}};
 static const double bases[] = {10000.0, 1000000.0};
 
@@ -235,8 +243,7 @@ static void forward_is_accurate_at_position_131071(void **state)
 
 /* Runs the op through the tape with d(loss)/dy = c; checks dx. x is [N, H*dh] or, with
  * three_d, [N, H, dh].                                                                   */
-static void check_gradients(size_t N, size_t H, size_t dh, double base, int three_d,
-                            uint64_t seed)
+static void check_gradients(size_t N, size_t H, size_t dh, double base, int three_d, uint64_t seed)
 {
     size_t n = N * H * dh;
     test_rng rng = test_rng_seed(seed);

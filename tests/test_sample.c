@@ -21,22 +21,31 @@ static void configure(ksa_model_config *c, const char *const *kv)
             fail_msg("%s", ksa_last_error());
 }
 
-#define SMALL "hidden_size", "16", "intermediate_size", "24", "num_attention_heads", "4", \
-              "num_key_value_heads", "2", "head_dim", "4", "num_hidden_layers", "2"
+#define SMALL                                                                                      \
+    "hidden_size", "16", "intermediate_size", "24", "num_attention_heads", "4",                    \
+        "num_key_value_heads", "2", "head_dim", "4", "num_hidden_layers", "2"
 
 /* C = 3, S = 2, W = 1 then a bypass layer: prefixes of 2 ... 13 tokens cross four chunk
  * boundaries, and the window is shorter than the prefix. */
-static const char *const cfg_ksa[] = {
-    SMALL, "vocab_size", "257", "use_summary_attention", "true", "summary_chunk_size", "3",
-    "summary_token_num", "2", "summary_sliding_chunk_num", "1", "summary_layer_freq", "[1,0]",
-    "summary_independent_parameters", "true", NULL};
+static const char *const cfg_ksa[] = {SMALL,   "vocab_size",
+                                      "257",   "use_summary_attention",
+                                      "true",  "summary_chunk_size",
+                                      "3",     "summary_token_num",
+                                      "2",     "summary_sliding_chunk_num",
+                                      "1",     "summary_layer_freq",
+                                      "[1,0]", "summary_independent_parameters",
+                                      "true",  NULL};
 static const char *const cfg_causal[] = {SMALL, "vocab_size", "257", NULL};
 /* special ids 257..299, and summary tokens embedded from ids 290, 291 */
-static const char *const cfg_ksa_v300[] = {
-    SMALL, "vocab_size", "300", "use_summary_attention", "true", "summary_chunk_size", "4",
-    "summary_token_num", "2", "summary_sliding_chunk_num", "2",
-    "summary_independent_parameters", "false", "summary_token_begin", "290",
-    "tie_word_embeddings", "false", NULL};
+static const char *const cfg_ksa_v300[] = {SMALL,   "vocab_size",
+                                           "300",   "use_summary_attention",
+                                           "true",  "summary_chunk_size",
+                                           "4",     "summary_token_num",
+                                           "2",     "summary_sliding_chunk_num",
+                                           "2",     "summary_independent_parameters",
+                                           "false", "summary_token_begin",
+                                           "290",   "tie_word_embeddings",
+                                           "false", NULL};
 static const char *const cfg_toy[] = {SMALL, "vocab_size", "23", NULL}; /* no end-of-text */
 
 static void model_init(ksa_model *m, const char *const *kv, uint64_t seed)
@@ -223,8 +232,8 @@ static void draws_follow_the_tempered_top_k_softmax(void **state)
             if (q == 0)
                 assert_int_equal(count[v], 0);
             else if (q > 0.02 && fabs(f - q) > 4.5 * sqrt(q * (1 - q) / (double)n_draws))
-                fail_msg("temperature %g, top_k %zu: id %zu drawn %.4f of the time, p = %.4f",
-                         temp, ks[c], v, f, q);
+                fail_msg("temperature %g, top_k %zu: id %zu drawn %.4f of the time, p = %.4f", temp,
+                         ks[c], v, f, q);
         }
     }
     free(lg);
@@ -240,8 +249,7 @@ static void draws_follow_the_tempered_top_k_softmax(void **state)
 static void ties_go_to_the_lowest_ids(void **state)
 {
     (void)state;
-    const char *const untied[] = {SMALL, "vocab_size", "257", "tie_word_embeddings", "false",
-                                  NULL};
+    const char *const untied[] = {SMALL, "vocab_size", "257", "tie_word_embeddings", "false", NULL};
     ksa_model m;
     model_init(&m, untied, 2);
     long h = ksa_params_find(&m.params, "lm_head.weight");
@@ -309,10 +317,13 @@ static void boost_end_of_text(ksa_model *m, double boost)
 static void generation_stops_at_end_of_text_without_emitting_it(void **state)
 {
     (void)state;
-    const char *const untied[] = {SMALL, "vocab_size", "257", "use_summary_attention", "true",
-                                  "summary_chunk_size", "3", "summary_token_num", "1",
-                                  "summary_independent_parameters", "true",
-                                  "tie_word_embeddings", "false", NULL};
+    const char *const untied[] = {SMALL,   "vocab_size",
+                                  "257",   "use_summary_attention",
+                                  "true",  "summary_chunk_size",
+                                  "3",     "summary_token_num",
+                                  "1",     "summary_independent_parameters",
+                                  "true",  "tie_word_embeddings",
+                                  "false", NULL};
     const int32_t prompt[] = {'e', 'n', 'd'};
     int32_t out[40];
     ksa_model m;

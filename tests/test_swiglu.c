@@ -10,7 +10,10 @@
 #include "autograd/swiglu.h"
 
 /* ---- naive reference, double ----------------------------------------------------------- */
-static double ref_silu(double z) { return z / (1.0 + exp(-z)); }
+static double ref_silu(double z)
+{
+    return z / (1.0 + exp(-z));
+}
 
 static void ref_swiglu(double *y, const double *gate, const double *up, size_t n)
 {
@@ -80,8 +83,8 @@ static void large_gates_give_finite_exact_results(void **state)
 {
     (void)state;
     enum { N = 2, I = 7, n = N * I };
-    const double gates[n] = {30,   -30,  88.8,   -88.8,  100, -100, 709.9,
-                             -709.9, 1000, -1000, 1e4, -1e4, 1e30, -1e30};
+    const double gates[n] = {30,     -30,  88.8,  -88.8, 100,  -100, 709.9,
+                             -709.9, 1000, -1000, 1e4,   -1e4, 1e30, -1e30};
     ksa_real g[n], u[n], y[n], dy[n], dg[n], du[n];
     test_rng rng = test_rng_seed(2);
     test_from_double(g, gates, n);

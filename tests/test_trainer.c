@@ -25,7 +25,8 @@ static int setup(void **state)
     FILE *f = fopen(data_path, "wb");
     test_rng r = test_rng_seed(3);
     for (int i = 0; i < 4000; i++) { /* a learnable sequence: mostly i mod 17, some noise */
-        uint16_t v = (uint16_t)(test_rng_uniform(&r) < 0.8 ? i % 17 : (int)(test_rng_uniform(&r) * 29));
+        uint16_t v =
+            (uint16_t)(test_rng_uniform(&r) < 0.8 ? i % 17 : (int)(test_rng_uniform(&r) * 29));
         fwrite(&v, 2, 1, f);
     }
     fclose(f);
@@ -49,12 +50,31 @@ static void small_model(ksa_model *m)
 {
     ksa_model_config c;
     ksa_model_config_defaults(&c);
-    const char *kv[] = {"vocab_size", "29", "hidden_size", "16", "intermediate_size", "24",
-                        "num_hidden_layers", "2", "num_attention_heads", "2",
-                        "num_key_value_heads", "1", "head_dim", "8", "use_summary_attention",
-                        "true", "summary_chunk_size", "4", "summary_token_num", "1",
-                        "summary_sliding_chunk_num", "2", "summary_independent_parameters",
-                        "true", NULL};
+    const char *kv[] = {"vocab_size",
+                        "29",
+                        "hidden_size",
+                        "16",
+                        "intermediate_size",
+                        "24",
+                        "num_hidden_layers",
+                        "2",
+                        "num_attention_heads",
+                        "2",
+                        "num_key_value_heads",
+                        "1",
+                        "head_dim",
+                        "8",
+                        "use_summary_attention",
+                        "true",
+                        "summary_chunk_size",
+                        "4",
+                        "summary_token_num",
+                        "1",
+                        "summary_sliding_chunk_num",
+                        "2",
+                        "summary_independent_parameters",
+                        "true",
+                        NULL};
     for (size_t i = 0; kv[i]; i += 2)
         assert_int_equal(ksa_model_config_set(&c, kv[i], kv[i + 1], "test"), KSA_OK);
     assert_int_equal(ksa_model_init(m, &c), KSA_OK);

@@ -72,8 +72,7 @@ static void check_case(size_t N, size_t V, double scale, int weighted, uint64_t 
     }
     double norm = 0.5 + (double)N;
     double value = 0;
-    ksa_tensor *loss =
-        ksa_op_cross_entropy(&tp, logits, target, weighted ? w : NULL, norm, &value);
+    ksa_tensor *loss = ksa_op_cross_entropy(&tp, logits, target, weighted ? w : NULL, norm, &value);
 
     case_ctx k = {.N = N, .V = V, .norm = norm, .target = target};
     k.logits = test_to_double(logits->data, N * V);

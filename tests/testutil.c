@@ -25,7 +25,10 @@ static uint64_t next_u64(test_rng *r)
     return z ^ (z >> 31);
 }
 
-double test_rng_uniform(test_rng *r) { return (double)(next_u64(r) >> 11) * 0x1.0p-53; }
+double test_rng_uniform(test_rng *r)
+{
+    return (double)(next_u64(r) >> 11) * 0x1.0p-53;
+}
 
 double test_rng_normal(test_rng *r)
 {
@@ -72,8 +75,8 @@ static void report_close(const char *what, size_t n, size_t worst, double got, d
     fail();
 }
 
-void ksa_expect_close_dd(const double *got, const double *want, size_t n, double atol,
-                         double rtol, const char *what)
+void ksa_expect_close_dd(const double *got, const double *want, size_t n, double atol, double rtol,
+                         const char *what)
 {
     size_t worst = 0, n_bad = 0;
     double worst_excess = -INFINITY, worst_bound = 0;
@@ -93,8 +96,8 @@ void ksa_expect_close_dd(const double *got, const double *want, size_t n, double
         report_close(what, n, worst, got[worst], want[worst], worst_bound, worst_excess, n_bad);
 }
 
-void ksa_expect_close(const ksa_real *got, const double *want, size_t n, double atol,
-                      double rtol, const char *what)
+void ksa_expect_close(const ksa_real *got, const double *want, size_t n, double atol, double rtol,
+                      const char *what)
 {
     double *g = test_to_double(got, n);
     ksa_expect_close_dd(g, want, n, atol, rtol, what);

@@ -29,23 +29,25 @@
 #endif
 
 /* ---- deterministic random numbers (splitmix64) ---------------------------------------- */
-typedef struct { uint64_t s; } test_rng;
+typedef struct {
+    uint64_t s;
+} test_rng;
 test_rng test_rng_seed(uint64_t seed);
-double test_rng_uniform(test_rng *r);              /* [0, 1) */
-double test_rng_normal(test_rng *r);               /* N(0, 1) */
+double test_rng_uniform(test_rng *r); /* [0, 1) */
+double test_rng_normal(test_rng *r);  /* N(0, 1) */
 void test_fill_uniform(ksa_real *x, size_t n, double lo, double hi, test_rng *r);
 void test_fill_uniform_d(double *x, size_t n, double lo, double hi, test_rng *r);
 
 /* ---- conversions ---------------------------------------------------------------------- */
-double *test_to_double(const ksa_real *x, size_t n);  /* malloc'ed copy */
+double *test_to_double(const ksa_real *x, size_t n); /* malloc'ed copy */
 void test_from_double(ksa_real *y, const double *x, size_t n);
 
 /* ---- closeness: |got - want| <= atol + rtol * |want| on every element ------------------ *
  * On failure prints `what`, the worst index, both values and the bound, then fails the test. */
-void ksa_expect_close(const ksa_real *got, const double *want, size_t n, double atol,
-                      double rtol, const char *what);
-void ksa_expect_close_dd(const double *got, const double *want, size_t n, double atol,
-                         double rtol, const char *what);
+void ksa_expect_close(const ksa_real *got, const double *want, size_t n, double atol, double rtol,
+                      const char *what);
+void ksa_expect_close_dd(const double *got, const double *want, size_t n, double atol, double rtol,
+                         const char *what);
 /* STYLE.md's finite-difference rule: |a - n| <= atol + rtol * max(|a|, |n|). */
 void ksa_expect_close_sym(const double *a, const double *b, size_t n, double atol, double rtol,
                           const char *what);

@@ -18,7 +18,10 @@ void ksa_arena_free(ksa_arena *a)
     a->capacity = a->used = a->peak = 0;
 }
 
-void ksa_arena_reset(ksa_arena *a) { a->used = 0; }
+void ksa_arena_reset(ksa_arena *a)
+{
+    a->used = 0;
+}
 
 void *ksa_arena_alloc(ksa_arena *a, size_t bytes)
 {
@@ -45,7 +48,10 @@ ksa_real *ksa_arena_zeros(ksa_arena *a, size_t n)
     return p;
 }
 
-size_t ksa_arena_mark(const ksa_arena *a) { return a->used; }
+size_t ksa_arena_mark(const ksa_arena *a)
+{
+    return a->used;
+}
 
 void ksa_arena_release(ksa_arena *a, size_t mark)
 {

@@ -16,10 +16,10 @@ typedef struct {
 
 void ksa_arena_init(ksa_arena *a, size_t capacity_bytes);
 void ksa_arena_free(ksa_arena *a);
-void ksa_arena_reset(ksa_arena *a);                   /* frees nothing, O(1) */
-void *ksa_arena_alloc(ksa_arena *a, size_t bytes);    /* 64-byte aligned, uninitialised */
-ksa_real *ksa_arena_reals(ksa_arena *a, size_t n);    /* uninitialised */
-ksa_real *ksa_arena_zeros(ksa_arena *a, size_t n);    /* zeroed */
+void ksa_arena_reset(ksa_arena *a);                /* frees nothing, O(1) */
+void *ksa_arena_alloc(ksa_arena *a, size_t bytes); /* 64-byte aligned, uninitialised */
+ksa_real *ksa_arena_reals(ksa_arena *a, size_t n); /* uninitialised */
+ksa_real *ksa_arena_zeros(ksa_arena *a, size_t n); /* zeroed */
 
 /* Scratch that lives only inside one call (kernel workspaces): take a mark, allocate, and
  * release back to the mark afterwards; everything allocated after the mark is given back. */

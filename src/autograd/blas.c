@@ -10,8 +10,8 @@ void ksa_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, ksa_real a
 {
     if (M == 0 || N == 0)
         return;
-    KSA_ASSERT(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX && lda <= INT_MAX &&
-                   ldb <= INT_MAX && ldc <= INT_MAX,
+    KSA_ASSERT(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX &&
+                   ldc <= INT_MAX,
                "gemm sizes exceed int: M=%zu N=%zu K=%zu", M, N, K);
     enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
     enum CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
@@ -24,7 +24,10 @@ void ksa_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, ksa_real a
 #endif
 }
 
-int ksa_blas_uses_openmp(void) { return openblas_get_parallel() == 2; }
+int ksa_blas_uses_openmp(void)
+{
+    return openblas_get_parallel() == 2;
+}
 
 double ksa_blas_measure_gflops(size_t n, int reps)
 {

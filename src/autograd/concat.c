@@ -14,8 +14,7 @@ void ksa_concat_rows_forward(ksa_real *y, const ksa_real *a, size_t na, const ks
 }
 
 /* ---- backward kernel: da += dy[0, na), db += dy[na, na + nb) -------------------------- */
-void ksa_concat_rows_backward(ksa_real *da, ksa_real *db, const ksa_real *dy, size_t na,
-                              size_t nb)
+void ksa_concat_rows_backward(ksa_real *da, ksa_real *db, const ksa_real *dy, size_t na, size_t nb)
 {
     if (da) {
 #pragma omp parallel for schedule(static)

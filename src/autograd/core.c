@@ -36,7 +36,10 @@ ksa_status ksa_fail(ksa_status code, const char *fmt, ...)
     return code;
 }
 
-const char *ksa_last_error(void) { return last_error; }
+const char *ksa_last_error(void)
+{
+    return last_error;
+}
 
 const char *ksa_status_name(ksa_status code)
 {
@@ -50,8 +53,8 @@ void ksa_assert_fail(const char *file, int line, const char *expr, const char *f
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "[rank %d] %s:%d: internal error: `%s` failed: %s\n", ksa_log_rank, file,
-            line, expr, msg);
+    fprintf(stderr, "[rank %d] %s:%d: internal error: `%s` failed: %s\n", ksa_log_rank, file, line,
+            expr, msg);
     fflush(stderr);
     abort();
 }
@@ -76,7 +79,10 @@ void *ksa_alloc_zero(size_t bytes)
     return p;
 }
 
-void ksa_free(void *p) { free(p); }
+void ksa_free(void *p)
+{
+    free(p);
+}
 
 void ksa_threads_set(int n)
 {
@@ -85,7 +91,10 @@ void ksa_threads_set(int n)
     openblas_set_num_threads(n); /* the OpenMP build of OpenBLAS shares this pool */
 }
 
-int ksa_threads_get(void) { return omp_get_max_threads(); }
+int ksa_threads_get(void)
+{
+    return omp_get_max_threads();
+}
 
 double ksa_now(void)
 {

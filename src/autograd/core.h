@@ -33,11 +33,11 @@ ksa_status ksa_fail(ksa_status code, const char *fmt, ...) __attribute__((format
 const char *ksa_last_error(void);
 const char *ksa_status_name(ksa_status code);
 
-#define KSA_TRY(expr)                                                                     \
-    do {                                                                                  \
-        ksa_status ksa_try_status_ = (expr);                                              \
-        if (ksa_try_status_ != KSA_OK)                                                    \
-            return ksa_try_status_;                                                       \
+#define KSA_TRY(expr)                                                                              \
+    do {                                                                                           \
+        ksa_status ksa_try_status_ = (expr);                                                       \
+        if (ksa_try_status_ != KSA_OK)                                                             \
+            return ksa_try_status_;                                                                \
     } while (0)
 
 /* ---- bugs: always compiled, abort with rank, place, expression and values ------------- */
@@ -46,15 +46,15 @@ extern int ksa_log_rank; /* set by src/dist once MPI is up; 0 before */
 void ksa_assert_fail(const char *file, int line, const char *expr, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 4, 5)));
 
-#define KSA_ASSERT(cond, ...)                                                             \
-    do {                                                                                  \
-        if (!(cond))                                                                      \
-            ksa_assert_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);                      \
+#define KSA_ASSERT(cond, ...)                                                                      \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            ksa_assert_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);                               \
     } while (0)
 
 /* ---- memory outside a step: 64-byte aligned, aborts naming the size on failure -------- */
-void *ksa_alloc(size_t bytes);        /* uninitialised */
-void *ksa_alloc_zero(size_t bytes);   /* zeroed        */
+void *ksa_alloc(size_t bytes);      /* uninitialised */
+void *ksa_alloc_zero(size_t bytes); /* zeroed        */
 void ksa_free(void *p);
 
 /* ---- threads: one knob for OpenMP loops and OpenBLAS (DESIGN.md §4) ------------------- */

@@ -6,7 +6,10 @@
 
 #define PARAM_ALIGN 16 /* elements */
 
-void ksa_params_init(ksa_params *p) { memset(p, 0, sizeof *p); }
+void ksa_params_init(ksa_params *p)
+{
+    memset(p, 0, sizeof *p);
+}
 
 void ksa_params_free(ksa_params *p)
 {
@@ -82,7 +85,10 @@ ksa_tensor *ksa_params_tensor(const ksa_params *p, size_t i)
     return &p->tensors[i];
 }
 
-void ksa_params_zero_grad(ksa_params *p) { memset(p->grad, 0, p->numel * sizeof(ksa_real)); }
+void ksa_params_zero_grad(ksa_params *p)
+{
+    memset(p->grad, 0, p->numel * sizeof(ksa_real));
+}
 
 size_t ksa_params_count(const ksa_params *p)
 {

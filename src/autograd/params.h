@@ -15,17 +15,17 @@ typedef struct {
     char name[KSA_PARAM_NAME_MAX]; /* "model.layers.3.self_attn.q_proj.weight" */
     size_t offset;                 /* same offset into data and grad */
     size_t numel;
-    int ndim;                      /* 2: linear weight [out, in]; 1: norm weight [D] */
+    int ndim; /* 2: linear weight [out, in]; 1: norm weight [D] */
     size_t shape[2];
 } ksa_param;
 
 typedef struct {
-    ksa_param *table;     /* owned, n entries */
-    ksa_tensor *tensors;  /* owned, n views (data + grad) once allocated */
+    ksa_param *table;    /* owned, n entries */
+    ksa_tensor *tensors; /* owned, n views (data + grad) once allocated */
     size_t n, capacity;
-    size_t numel;         /* elements of data and grad, padding included */
-    ksa_real *data;       /* owned, 64-byte aligned */
-    ksa_real *grad;       /* owned, same layout */
+    size_t numel;   /* elements of data and grad, padding included */
+    ksa_real *data; /* owned, 64-byte aligned */
+    ksa_real *grad; /* owned, same layout */
 } ksa_params;
 
 void ksa_params_init(ksa_params *p);

@@ -9,8 +9,8 @@
 #include <omp.h>
 
 /* ---- forward kernel ------------------------------------------------------------------- */
-void ksa_rmsnorm_forward(ksa_real *y, ksa_real *r, const ksa_real *x, const ksa_real *w,
-                         size_t N, size_t D, ksa_real eps)
+void ksa_rmsnorm_forward(ksa_real *y, ksa_real *r, const ksa_real *x, const ksa_real *w, size_t N,
+                         size_t D, ksa_real eps)
 {
 #pragma omp parallel for schedule(static)
     for (size_t n = 0; n < N; n++) {

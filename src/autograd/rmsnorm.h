@@ -6,8 +6,8 @@
 
 #include "tape.h"
 
-void ksa_rmsnorm_forward(ksa_real *y, ksa_real *r, const ksa_real *x, const ksa_real *w,
-                         size_t N, size_t D, ksa_real eps);
+void ksa_rmsnorm_forward(ksa_real *y, ksa_real *r, const ksa_real *x, const ksa_real *w, size_t N,
+                         size_t D, ksa_real eps);
 void ksa_rmsnorm_backward(ksa_real *dx, ksa_real *dw, const ksa_real *dy, const ksa_real *x,
                           const ksa_real *w, const ksa_real *r, size_t N, size_t D);
 

@@ -21,8 +21,8 @@
  * (row, i) and reused across the H heads. Both halves of a pair are read before either is
  * written, so dst may equal src. Each row is written by one thread and its values do not
  * depend on the thread count.                                                              */
-static void rotate_rows(ksa_real *dst, const ksa_real *src, const int32_t *pos, size_t N,
-                        size_t H, size_t dh, double base, double sign, int accumulate)
+static void rotate_rows(ksa_real *dst, const ksa_real *src, const int32_t *pos, size_t N, size_t H,
+                        size_t dh, double base, double sign, int accumulate)
 {
     KSA_ASSERT(dh % 2 == 0, "rope needs an even head_dim, got %zu", dh);
     KSA_ASSERT(base > 0, "rope base must be positive, got %g", base);
@@ -89,8 +89,8 @@ void ksa_rope_backward(ksa_real *dx, const ksa_real *dy, const int32_t *pos, siz
 static void rope_node_backward(ksa_tape *tp, const ksa_node *nd)
 {
     ksa_tensor *x = nd->in[0], *y = nd->out;
-    ksa_rope_backward(ksa_tape_grad(tp, x), ksa_tensor_grad_if_any(y), nd->saved[0],
-                      nd->iarg[0], nd->iarg[1], nd->iarg[2], nd->farg[0]);
+    ksa_rope_backward(ksa_tape_grad(tp, x), ksa_tensor_grad_if_any(y), nd->saved[0], nd->iarg[0],
+                      nd->iarg[1], nd->iarg[2], nd->farg[0]);
 }
 
 ksa_tensor *ksa_op_rope(ksa_tape *tp, ksa_tensor *x, const int32_t *pos, size_t H, double base)
@@ -104,8 +104,8 @@ ksa_tensor *ksa_op_rope(ksa_tape *tp, ksa_tensor *x, const int32_t *pos, size_t 
     KSA_ASSERT(x->ndim != 3 || (x->shape[1] == H && x->shape[2] == dh),
                "rope: x is [%zu, %zu, %zu] but %zu heads were asked", x->shape[0], x->shape[1],
                x->shape[2], H);
-    KSA_ASSERT(dh % 2 == 0, "rope needs an even head_dim, got %zu (x: %zu rows of %zu heads)",
-               dh, N, H);
+    KSA_ASSERT(dh % 2 == 0, "rope needs an even head_dim, got %zu (x: %zu rows of %zu heads)", dh,
+               N, H);
     KSA_ASSERT(N == 0 || pos, "rope: no positions for %zu rows", N);
     for (size_t n = 0; n < N; n++)
         KSA_ASSERT(pos[n] >= 0, "rope: row %zu has the negative position %d", n, (int)pos[n]);

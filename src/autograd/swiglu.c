@@ -24,8 +24,7 @@ static inline ksa_real sigmoid(ksa_real z)
 }
 
 /* ---- forward kernel ------------------------------------------------------------------- */
-void ksa_swiglu_forward(ksa_real *y, const ksa_real *gate, const ksa_real *up, size_t N,
-                        size_t I)
+void ksa_swiglu_forward(ksa_real *y, const ksa_real *gate, const ksa_real *up, size_t N, size_t I)
 {
     size_t n = N * I;
 #pragma omp parallel for schedule(static)
@@ -40,8 +39,8 @@ void ksa_swiglu_forward(ksa_real *y, const ksa_real *gate, const ksa_real *up, s
  * s' = s (1 - s), so silu'(g) = s + g s (1 - s) = s (1 + g (1 - s)):
  *   dgate += dy * up * s * (1 + g * (1 - s))
  *   dup   += dy * g * s                                                                   */
-void ksa_swiglu_backward(ksa_real *dgate, ksa_real *dup, const ksa_real *dy,
-                         const ksa_real *gate, const ksa_real *up, size_t N, size_t I)
+void ksa_swiglu_backward(ksa_real *dgate, ksa_real *dup, const ksa_real *dy, const ksa_real *gate,
+                         const ksa_real *up, size_t N, size_t I)
 {
     if (!dgate && !dup)
         return;
@@ -60,16 +59,15 @@ void ksa_swiglu_backward(ksa_real *dgate, ksa_real *dup, const ksa_real *dy,
 static void swiglu_node_backward(ksa_tape *tp, const ksa_node *nd)
 {
     ksa_tensor *gate = nd->in[0], *up = nd->in[1], *y = nd->out;
-    ksa_swiglu_backward(ksa_tape_grad(tp, gate), ksa_tape_grad(tp, up),
-                        ksa_tensor_grad_if_any(y), gate->data, up->data, ksa_rows(gate),
-                        ksa_cols(gate));
+    ksa_swiglu_backward(ksa_tape_grad(tp, gate), ksa_tape_grad(tp, up), ksa_tensor_grad_if_any(y),
+                        gate->data, up->data, ksa_rows(gate), ksa_cols(gate));
 }
 
 ksa_tensor *ksa_op_swiglu(ksa_tape *tp, ksa_tensor *gate, ksa_tensor *up)
 {
     KSA_ASSERT(gate->numel == up->numel && ksa_cols(gate) == ksa_cols(up),
-               "swiglu: gate has %zu elements in rows of %zu, up %zu in rows of %zu",
-               gate->numel, ksa_cols(gate), up->numel, ksa_cols(up));
+               "swiglu: gate has %zu elements in rows of %zu, up %zu in rows of %zu", gate->numel,
+               ksa_cols(gate), up->numel, ksa_cols(up));
     size_t N = ksa_rows(gate), I = ksa_cols(gate);
     ksa_tensor *y = ksa_tensor_like(tp->arena, gate);
     ksa_swiglu_forward(y->data, gate->data, up->data, N, I);

@@ -37,18 +37,18 @@ typedef void (*ksa_backward_fn)(struct ksa_tape *tp, const struct ksa_node *nd);
 typedef struct ksa_node {
     ksa_backward_fn backward;
     ksa_op op;
-    ksa_tensor *in[KSA_NODE_MAX_IN];     /* inputs (borrowed); unused slots NULL */
-    ksa_tensor *out;                     /* output (borrowed)                   */
-    void *saved[KSA_NODE_MAX_SAVED];     /* op context in the arena (borrowed)  */
-    size_t iarg[KSA_NODE_MAX_ARGS];      /* integer arguments (sizes, ...)      */
-    double farg[KSA_NODE_MAX_ARGS];      /* real arguments (eps, scale, ...)    */
+    ksa_tensor *in[KSA_NODE_MAX_IN]; /* inputs (borrowed); unused slots NULL */
+    ksa_tensor *out;                 /* output (borrowed)                   */
+    void *saved[KSA_NODE_MAX_SAVED]; /* op context in the arena (borrowed)  */
+    size_t iarg[KSA_NODE_MAX_ARGS];  /* integer arguments (sizes, ...)      */
+    double farg[KSA_NODE_MAX_ARGS];  /* real arguments (eps, scale, ...)    */
 } ksa_node;
 
 typedef struct ksa_tape {
-    ksa_arena *arena;  /* borrowed: activations, saved context, activation grads */
-    ksa_node *nodes;   /* owned, capacity entries */
+    ksa_arena *arena; /* borrowed: activations, saved context, activation grads */
+    ksa_node *nodes;  /* owned, capacity entries */
     size_t n, capacity;
-    int recording;     /* 0: no-grad mode (evaluation), ops push nothing */
+    int recording; /* 0: no-grad mode (evaluation), ops push nothing */
 } ksa_tape;
 
 void ksa_tape_init(ksa_tape *tp, ksa_arena *arena, size_t max_nodes);

@@ -25,7 +25,10 @@ ksa_tensor *ksa_tensor_new(ksa_arena *a, int ndim, const size_t *shape)
     return t;
 }
 
-ksa_tensor *ksa_tensor_1d(ksa_arena *a, size_t d0) { return ksa_tensor_new(a, 1, &d0); }
+ksa_tensor *ksa_tensor_1d(ksa_arena *a, size_t d0)
+{
+    return ksa_tensor_new(a, 1, &d0);
+}
 
 ksa_tensor *ksa_tensor_2d(ksa_arena *a, size_t d0, size_t d1)
 {
@@ -76,8 +79,8 @@ static ksa_tensor *make_view(ksa_arena *a, ksa_tensor *t, int ndim, const size_t
 
 ksa_tensor *ksa_tensor_rows(ksa_arena *a, ksa_tensor *t, size_t row0, size_t nrows)
 {
-    KSA_ASSERT(row0 + nrows <= t->shape[0], "rows [%zu, %zu) outside a tensor of %zu rows",
-               row0, row0 + nrows, t->shape[0]);
+    KSA_ASSERT(row0 + nrows <= t->shape[0], "rows [%zu, %zu) outside a tensor of %zu rows", row0,
+               row0 + nrows, t->shape[0]);
     size_t row_numel = t->shape[0] ? t->numel / t->shape[0] : 0;
     size_t shape[KSA_MAX_DIMS];
     memcpy(shape, t->shape, sizeof shape);
@@ -90,8 +93,7 @@ ksa_tensor *ksa_tensor_reshape(ksa_arena *a, ksa_tensor *t, int ndim, const size
     size_t numel = 1;
     for (int i = 0; i < ndim; i++)
         numel *= shape[i];
-    KSA_ASSERT(numel == t->numel, "reshape to %zu elements of a tensor of %zu", numel,
-               t->numel);
+    KSA_ASSERT(numel == t->numel, "reshape to %zu elements of a tensor of %zu", numel, t->numel);
     return make_view(a, t, ndim, shape, 0);
 }
 
@@ -113,7 +115,10 @@ ksa_real *ksa_tensor_grad_if_any(const ksa_tensor *t)
     return root->grad ? root->grad + off : NULL;
 }
 
-size_t ksa_cols(const ksa_tensor *t) { return t->shape[t->ndim - 1]; }
+size_t ksa_cols(const ksa_tensor *t)
+{
+    return t->shape[t->ndim - 1];
+}
 
 size_t ksa_rows(const ksa_tensor *t)
 {

@@ -13,14 +13,14 @@
 #define KSA_MAX_DIMS 4
 
 typedef struct ksa_tensor {
-    ksa_real *data;         /* borrowed */
-    ksa_real *grad;         /* borrowed; NULL until created (activations) */
-    struct ksa_tensor *base;/* non-NULL for a view: grad = base grad + base_offset */
-    size_t base_offset;     /* elements */
+    ksa_real *data;          /* borrowed */
+    ksa_real *grad;          /* borrowed; NULL until created (activations) */
+    struct ksa_tensor *base; /* non-NULL for a view: grad = base grad + base_offset */
+    size_t base_offset;      /* elements */
     size_t shape[KSA_MAX_DIMS];
     int ndim;
     size_t numel;
-    int requires_grad;      /* gradient flows into this tensor during backward */
+    int requires_grad; /* gradient flows into this tensor during backward */
 } ksa_tensor;
 
 /* New activation with uninitialised data, from the arena. */

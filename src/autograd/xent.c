@@ -13,8 +13,7 @@
 
 /* ---- forward kernel ------------------------------------------------------------------- */
 double ksa_xent_forward(double *lse, double *row_loss, const ksa_real *logits,
-                        const int32_t *target, const ksa_real *w, size_t N, size_t V,
-                        double norm)
+                        const int32_t *target, const ksa_real *w, size_t N, size_t V, double norm)
 {
 #pragma omp parallel for schedule(static)
     for (size_t n = 0; n < N; n++) {
@@ -63,8 +62,8 @@ static void xent_node_backward(ksa_tape *tp, const ksa_node *nd)
     ksa_tensor *logits = nd->in[0];
     size_t V = ksa_cols(logits), N = ksa_rows(logits);
     double dloss = (double)ksa_tensor_grad_if_any(nd->out)[0];
-    ksa_xent_backward(ksa_tape_grad(tp, logits), dloss, logits->data, nd->saved[0],
-                      nd->saved[1], nd->saved[2], N, V, nd->farg[0]);
+    ksa_xent_backward(ksa_tape_grad(tp, logits), dloss, logits->data, nd->saved[0], nd->saved[1],
+                      nd->saved[2], N, V, nd->farg[0]);
 }
 
 ksa_tensor *ksa_op_cross_entropy(ksa_tape *tp, ksa_tensor *logits, const int32_t *target,

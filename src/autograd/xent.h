@@ -7,8 +7,7 @@
 /* Forward: lse[n] and row_loss[n] = w[n] * (lse[n] - logits[n, target[n]]) for every row
  * (0 where w[n] == 0); returns sum_n row_loss[n] / norm, summed in double in row order. */
 double ksa_xent_forward(double *lse, double *row_loss, const ksa_real *logits,
-                        const int32_t *target, const ksa_real *w, size_t N, size_t V,
-                        double norm);
+                        const int32_t *target, const ksa_real *w, size_t N, size_t V, double norm);
 /* Backward: dlogits[n,:] += dloss * w[n] / norm * (softmax(logits[n,:]) - onehot(target[n])).
  * Rows with w[n] == 0 are not touched.                                                   */
 void ksa_xent_backward(ksa_real *dlogits, double dloss, const ksa_real *logits,

@@ -81,8 +81,7 @@ typedef struct {
  * every dataset is written exactly once; when every rank holds the whole buffer, the
  * buffer is split evenly between the ranks instead).                                      */
 ksa_status ksa_ckpt_write_training(const char *path, const ksa_model_config *cfg,
-                                   const ksa_params *p, int eot_id,
-                                   const ksa_ckpt_train_state *ts);
+                                   const ksa_params *p, int eot_id, const ksa_ckpt_train_state *ts);
 /* /train into tc (starting from the defaults), step and tokens_seen. */
 ksa_status ksa_ckpt_read_train(const char *path, ksa_train_config *tc, long *step,
                                unsigned long long *tokens_seen);

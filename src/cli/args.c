@@ -28,8 +28,7 @@ static ksa_status set_arg(const ksa_arg *a, const char *value)
     case KSA_ARG_LONG: {
         long v = strtol(value, &end, 10);
         if (errno || end == value || *end || v < 0)
-            return ksa_fail(KSA_EINVAL, "--%s: '%s' is not a non-negative integer", a->name,
-                            value);
+            return ksa_fail(KSA_EINVAL, "--%s: '%s' is not a non-negative integer", a->name, value);
         *(long *)a->dst = v;
         return KSA_OK;
     }
@@ -51,8 +50,7 @@ typedef struct {
     const char *path;
 } file_ctx;
 
-static ksa_status set_file_key(void *ctx, const char *key, const char *value,
-                               const char *origin)
+static ksa_status set_file_key(void *ctx, const char *key, const char *value, const char *origin)
 {
     file_ctx *fc = ctx;
     if (ksa_model_config_has_key(key))

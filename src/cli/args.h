@@ -18,10 +18,10 @@ typedef enum {
 } ksa_arg_kind;
 
 typedef struct {
-    const char *name;  /* without dashes, underscores: "seq_len" matches --seq-len */
+    const char *name; /* without dashes, underscores: "seq_len" matches --seq-len */
     ksa_arg_kind kind;
-    void *dst;         /* per kind above; LIST: const char ** array of capacity list_cap */
-    size_t *list_n;    /* LIST: number of values stored */
+    void *dst;      /* per kind above; LIST: const char ** array of capacity list_cap */
+    size_t *list_n; /* LIST: number of values stored */
     size_t list_cap;
     const char *help;
 } ksa_arg;

@@ -30,8 +30,8 @@ static const char whole_file_help[] =
     "                 byte); end-of-text targets count in the loss but are not bytes\n";
 
 /* The whole-file summary. loss: mean over the n_rows*L targets; n_bytes of them are bytes. */
-static void print_whole_file(double loss, size_t n_rows, size_t L, size_t n_bytes,
-                             const char *path, int json, double seconds, const char *grads_out)
+static void print_whole_file(double loss, size_t n_rows, size_t L, size_t n_bytes, const char *path,
+                             int json, double seconds, const char *grads_out)
 {
     size_t n = n_rows * L;
     double ppl = exp(loss), bpb = loss * (double)n / log(2.0) / (double)n_bytes;
@@ -48,8 +48,8 @@ static void print_whole_file(double loss, size_t n_rows, size_t L, size_t n_byte
         printf("bits per byte %.6f", bpb);
     else
         printf("bits per byte undefined (no byte among the targets)");
-    printf(" over %zu tokens (%zu target bytes; the whole of %s: %zu rows of %zu), %.2f s%s%s\n",
-           n, n_bytes, path, n_rows, L, seconds, grads_out ? ", gradients written to " : "",
+    printf(" over %zu tokens (%zu target bytes; the whole of %s: %zu rows of %zu), %.2f s%s%s\n", n,
+           n_bytes, path, n_rows, L, seconds, grads_out ? ", gradients written to " : "",
            grads_out ? grads_out : "");
 }
 
@@ -83,7 +83,8 @@ static int eval_main(int argc, char **argv)
          "rows (default: every full row of the whole file, see below)"},
         {"offset", KSA_ARG_LONG, &offset, NULL, 0,
          "first token of row 0 (default 0; only with --batch)"},
-        {"dtype", KSA_ARG_STRING, &dtype_name, NULL, 0, "uint16|uint32 for a headerless file without .meta"},
+        {"dtype", KSA_ARG_STRING, &dtype_name, NULL, 0,
+         "uint16|uint32 for a headerless file without .meta"},
         {"grads_out", KSA_ARG_STRING, &grads_out, NULL, 0, "write d(mean loss)/d(param) here"},
         {"json", KSA_ARG_FLAG, &json, NULL, 0,
          "print {\"loss\": ..., \"tokens\": ...} (whole file: also perplexity, bits_per_byte)"},

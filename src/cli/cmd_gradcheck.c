@@ -94,8 +94,7 @@ int ksa_cmd_gradcheck(int argc, char **argv)
         for (size_t i = 0; i < n_names; i++) {
             long k = ksa_params_find(&m.params, param_names[i]);
             if (k < 0) {
-                fprintf(stderr, "ksa gradcheck: the model has no parameter '%s'\n",
-                        param_names[i]);
+                fprintf(stderr, "ksa gradcheck: the model has no parameter '%s'\n", param_names[i]);
                 free(select);
                 ksa_model_free(&m);
                 return 2;
@@ -111,7 +110,8 @@ int ksa_cmd_gradcheck(int argc, char **argv)
         if (m.params.table[i].ndim == 1)
             for (size_t j = 0; j < m.params.table[i].numel; j++) {
                 s = s * 6364136223846793005ull + 1442695040888963407ull;
-                m.params.data[m.params.table[i].offset + j] += 0.3 * ((double)(s >> 11) * 0x1.0p-53 - 0.5);
+                m.params.data[m.params.table[i].offset + j] +=
+                    0.3 * ((double)(s >> 11) * 0x1.0p-53 - 0.5);
             }
     size_t T = (size_t)seq_len, B = (size_t)batch;
     int32_t *tokens = malloc(B * (T + 1) * sizeof *tokens);
@@ -128,8 +128,8 @@ int ksa_cmd_gradcheck(int argc, char **argv)
     printf("a tensor passes when max|analytic - numeric| <= atol + rtol * max|numeric|, "
            "atol %.3g, rtol %.3g\n",
            atol, rtol);
-    printf("%-56s %8s %11s %11s %11s %11s\n", "parameter", "elements", "max|num|",
-           "max|diff|", "atol", "rtol*max|num|");
+    printf("%-56s %8s %11s %11s %11s %11s\n", "parameter", "elements", "max|num|", "max|diff|",
+           "atol", "rtol*max|num|");
     int failed = 0;
     size_t worst = m.params.n; /* the tensor nearest to (or furthest beyond) its bound */
     double worst_ratio = -1;
@@ -143,15 +143,15 @@ int ksa_cmd_gradcheck(int argc, char **argv)
         double ratio = bad ? INFINITY : (bound > 0 ? r->max_abs_diff / bound : 0);
         if (ratio > worst_ratio)
             worst_ratio = ratio, worst = i;
-        printf("%-56s %8zu %11.4g %11.4g %11.4g %11.4g%s\n", r->name, r->numel,
-               r->max_abs_numeric, r->max_abs_diff, atol, rtol * r->max_abs_numeric,
-               bad ? "  FAIL" : "");
+        printf("%-56s %8zu %11.4g %11.4g %11.4g %11.4g%s\n", r->name, r->numel, r->max_abs_numeric,
+               r->max_abs_diff, atol, rtol * r->max_abs_numeric, bad ? "  FAIL" : "");
     }
     if (worst < m.params.n)
         printf("closest to its bound: %s, max|diff| %.4g vs %.4g (atol %.3g + rtol*max|num| "
                "%.3g): %s\n",
-               res[worst].name, res[worst].max_abs_diff, ksa_gradcheck_bound(&res[worst], atol, rtol),
-               atol, rtol * res[worst].max_abs_numeric, failed ? "FAILED" : "ok");
+               res[worst].name, res[worst].max_abs_diff,
+               ksa_gradcheck_bound(&res[worst], atol, rtol), atol,
+               rtol * res[worst].max_abs_numeric, failed ? "FAILED" : "ok");
     free(res);
     free(select);
     free(tokens);

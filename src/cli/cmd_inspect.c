@@ -9,7 +9,10 @@
 #include "cli/commands.h"
 #include "model/decoder.h"
 
-static double gib(size_t bytes) { return (double)bytes / (double)(1ull << 30); }
+static double gib(size_t bytes)
+{
+    return (double)bytes / (double)(1ull << 30);
+}
 
 void ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_len, FILE *f)
 {
@@ -42,8 +45,9 @@ int ksa_cmd_inspect(int argc, char **argv)
 {
     if (argc >= 1 && strncmp(argv[0], "--", 2) != 0) { /* a file, not an option */
         if (argc > 1) {
-            fprintf(stderr, "ksa inspect: a checkpoint takes no options ('%s' after %s); "
-                            "usage: ksa inspect FILE.h5\n",
+            fprintf(stderr,
+                    "ksa inspect: a checkpoint takes no options ('%s' after %s); "
+                    "usage: ksa inspect FILE.h5\n",
                     argv[1], argv[0]);
             return 2;
         }

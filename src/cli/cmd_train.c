@@ -66,7 +66,10 @@ static double machine_peak_gflops(int threads)
 
 /* ---- checkpoints of a run: DIR/step_%08d.h5 ---------------------------------------------- */
 static volatile sig_atomic_t stop_requested = 0;
-static void request_stop(int sig) { stop_requested = sig; }
+static void request_stop(int sig)
+{
+    stop_requested = sig;
+}
 
 /* Step number of a file name "step_%08ld.h5", or -1 (".tmp" files and others). */
 static long checkpoint_step(const char *name)
@@ -163,22 +166,22 @@ static ksa_status save_checkpoint(const ksa_trainer *t, const ksa_train_config *
 /* On resume only these training keys may differ from the checkpoint's. */
 static int may_change_on_resume(const char *key)
 {
-    static const char *const allowed[] = {"steps", "out", "log", "save_every", "keep",
-                                          "eval_every", "threads"};
+    static const char *const allowed[] = {"steps", "out",        "log",    "save_every",
+                                          "keep",  "eval_every", "threads"};
     for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
         if (!strcmp(key, allowed[i]))
             return 1;
     return 0;
 }
 
-static ksa_status compare_keys(const ksa_config_key *keys, size_t n, const void *a,
-                               const void *b, const char *what, int train)
+static ksa_status compare_keys(const ksa_config_key *keys, size_t n, const void *a, const void *b,
+                               const char *what, int train)
 {
     for (size_t i = 0; i < n; i++) {
         const ksa_config_key *k = &keys[i];
         if (train && may_change_on_resume(k->name))
             continue;
-        size_t size = k->kind == KSA_KEY_STRING ? strlen((const char *)a + k->offset) + 1
+        size_t size = k->kind == KSA_KEY_STRING  ? strlen((const char *)a + k->offset) + 1
                       : k->kind == KSA_KEY_FLOAT ? sizeof(double)
                                                  : sizeof(long);
         if (memcmp((const char *)a + k->offset, (const char *)b + k->offset, size) != 0)
@@ -226,9 +229,12 @@ static int train_main(int argc, char **argv)
     const char *prompt = "", *resume = NULL, *init_from = NULL, *summary_init = "copy";
     const ksa_arg args[] = {
         {"dry_run", KSA_ARG_FLAG, &dry_run, NULL, 0, "print the plan and exit"},
-        {"resume", KSA_ARG_STRING, &resume, NULL, 0, "continue the run of a checkpoint (file or folder)"},
-        {"init_from", KSA_ARG_STRING, &init_from, NULL, 0, "start from a checkpoint's parameters (fine-tuning)"},
-        {"summary_init", KSA_ARG_STRING, &summary_init, NULL, 0, "copy (default) | scratch: summary parameters the --init-from checkpoint lacks"},
+        {"resume", KSA_ARG_STRING, &resume, NULL, 0,
+         "continue the run of a checkpoint (file or folder)"},
+        {"init_from", KSA_ARG_STRING, &init_from, NULL, 0,
+         "start from a checkpoint's parameters (fine-tuning)"},
+        {"summary_init", KSA_ARG_STRING, &summary_init, NULL, 0,
+         "copy (default) | scratch: summary parameters the --init-from checkpoint lacks"},
         {"sample", KSA_ARG_LONG, &sample_tokens, NULL, 0, "after training, print N sampled tokens"},
         {"prompt", KSA_ARG_STRING, &prompt, NULL, 0, "the sample's prompt (default: empty)"},
         {"help", KSA_ARG_FLAG, &help, NULL, 0, "this text"},
@@ -288,8 +294,9 @@ static int train_main(int argc, char **argv)
             return 2;
         }
         if (tc.steps <= resume_step) {
-            fprintf(stderr, "ksa train: %s has completed %ld steps; steps = %ld leaves nothing to "
-                            "do (raise --steps)\n",
+            fprintf(stderr,
+                    "ksa train: %s has completed %ld steps; steps = %ld leaves nothing to "
+                    "do (raise --steps)\n",
                     resume_path, resume_step, tc.steps);
             return 2;
         }
@@ -315,7 +322,9 @@ static int train_main(int argc, char **argv)
     }
     printf("# ksa train (%s build, %d rank%s x %d threads), configuration %s\n", KSA_REAL_NAME,
            n_ranks, n_ranks > 1 ? "s" : "", ksa_threads_get(),
-           resume_path[0] ? resume_path : config_path ? config_path : "(built-in defaults)");
+           resume_path[0] ? resume_path
+           : config_path  ? config_path
+                          : "(built-in defaults)");
     ksa_model_config_write(&mc, stdout);
     ksa_train_config_write(&tc, stdout);
     printf("# layers\n");
@@ -406,8 +415,8 @@ static int train_main(int argc, char **argv)
         char el[32], et[32];
         format_duration(el, sizeof el, elapsed);
         format_duration(et, sizeof et, eta);
-        int do_val = t.has_val && ((tc.eval_every > 0 && step % tc.eval_every == 0) ||
-                                   step == tc.steps);
+        int do_val =
+            t.has_val && ((tc.eval_every > 0 && step % tc.eval_every == 0) || step == tc.steps);
         double val_loss = 0;
         if (do_val && ksa_trainer_validate(&t, &val_loss) != KSA_OK) {
             fprintf(stderr, "[rank %d] ksa train: %s\n", ksa_dist_rank(), ksa_last_error());
@@ -453,8 +462,8 @@ static int train_main(int argc, char **argv)
         double l5 = 0;
         for (int i = 0; i < 5; i++)
             l5 += last5[i];
-        printf("# mean loss of the first 5 steps %.4f, of the last 5 steps %.4f\n",
-               first5 / 5, l5 / 5);
+        printf("# mean loss of the first 5 steps %.4f, of the last 5 steps %.4f\n", first5 / 5,
+               l5 / 5);
     }
     if (sample_tokens > 0) {
         printf("# sample (%ld tokens, temperature 0.8, top-k 40):\n", sample_tokens);

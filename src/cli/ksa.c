@@ -14,7 +14,8 @@ typedef struct {
 static const command commands[] = {
     {"eval", ksa_cmd_eval, "loss (and gradients) of a checkpoint on rows of a token file"},
     {"init", ksa_cmd_init, "write a freshly initialised model as a checkpoint"},
-    {"inspect", ksa_cmd_inspect, "show a configuration or a checkpoint: layers, parameters, memory, training state"},
+    {"inspect", ksa_cmd_inspect,
+     "show a configuration or a checkpoint: layers, parameters, memory, training state"},
     {"gradcheck", ksa_cmd_gradcheck, "finite-difference check of the model's gradients (float64)"},
     {"train", ksa_cmd_train, "train a model (docs/training.md)"},
     {"prepare", ksa_cmd_prepare, "tokenise text files into train and validation token files"},

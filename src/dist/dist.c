@@ -132,8 +132,8 @@ ksa_status ksa_dist_sum_reals(ksa_real *buf, size_t n)
     size_t cap = max_count();
     for (size_t off = 0; off < n; off += cap) {
         size_t len = n - off < cap ? n - off : cap;
-        int rc = MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)len, MPI_REAL_T, MPI_SUM,
-                               MPI_COMM_WORLD);
+        int rc =
+            MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)len, MPI_REAL_T, MPI_SUM, MPI_COMM_WORLD);
         if (rc != MPI_SUCCESS)
             return mpi_fail(rc, "MPI_Allreduce");
     }

@@ -14,7 +14,10 @@
  * Defaults: the training reference's for the summary keys (KSA_SPEC §1.1) except the
  * position-id types, where the released origin / last_chunk_slice_right pair is the
  * project default (KSA_SPEC §12 item 14); a small backbone for the others.               */
-#define KEY(name, kind, def) {#name, kind, offsetof(ksa_model_config, name), def, 0}
+#define KEY(name, kind, def)                                                                       \
+    {                                                                                              \
+#name, kind, offsetof(ksa_model_config, name), def, 0                                      \
+    }
 static const ksa_config_key model_keys[] = {
     KEY(vocab_size, KSA_KEY_INT, "257"),
     KEY(hidden_size, KSA_KEY_INT, "256"),
@@ -57,7 +60,10 @@ static const ksa_config_key *find_key(const char *name)
     return NULL;
 }
 
-int ksa_model_config_has_key(const char *key) { return find_key(key) != NULL; }
+int ksa_model_config_has_key(const char *key)
+{
+    return find_key(key) != NULL;
+}
 
 /* ---- the pattern language ------------------------------------------------------------- */
 typedef struct {
@@ -271,8 +277,8 @@ ksa_status ksa_config_key_set(const ksa_config_key *k, void *base, const char *v
     size_t cap = k->str_cap ? k->str_cap : KSA_CONFIG_STR;
     char v[4096];
     if (strlen(value) >= sizeof v || (k->kind == KSA_KEY_STRING && strlen(value) >= cap))
-        return ksa_fail(KSA_EINVAL, "%s: value of '%s' is longer than %zu characters", origin,
-                        key, (k->kind == KSA_KEY_STRING ? cap : sizeof v) - 1);
+        return ksa_fail(KSA_EINVAL, "%s: value of '%s' is longer than %zu characters", origin, key,
+                        (k->kind == KSA_KEY_STRING ? cap : sizeof v) - 1);
     strcpy(v, value);
     strip(v);
     char *field = (char *)base + k->offset;
@@ -297,8 +303,8 @@ ksa_status ksa_config_key_set(const ksa_config_key *k, void *base, const char *v
     }
     case KSA_KEY_BOOL:
         if (parse_bool(v, (long *)field) != KSA_OK)
-            return ksa_fail(KSA_EINVAL, "%s: %s = '%s' is not a boolean (true/false/1/0)",
-                            origin, key, v);
+            return ksa_fail(KSA_EINVAL, "%s: %s = '%s' is not a boolean (true/false/1/0)", origin,
+                            key, v);
         return KSA_OK;
     case KSA_KEY_STRING:
         strcpy(field, v);
@@ -320,8 +326,8 @@ ksa_status ksa_model_config_set(ksa_model_config *c, const char *key, const char
     KSA_TRY(ksa_config_key_set(k, &scratch_cfg, value, origin));
     const char *v = (const char *)&scratch_cfg + k->offset;
     if (!strcmp(key, "summary_chunk_position_ids_type") && find_name(v, chunk_pos_names, 2) < 0)
-        return ksa_fail(KSA_EINVAL, "%s: %s = '%s' (expected origin or inner_chunk)", origin,
-                        key, v);
+        return ksa_fail(KSA_EINVAL, "%s: %s = '%s' (expected origin or inner_chunk)", origin, key,
+                        v);
     if (!strcmp(key, "summary_token_position_ids_type") && find_name(v, summary_pos_names, 3) < 0)
         return ksa_fail(KSA_EINVAL,
                         "%s: %s = '%s' (expected zeros, last_chunk_slice_right or "
@@ -344,8 +350,8 @@ void ksa_model_config_defaults(ksa_model_config *c)
     c->summary_token_begin = -1;
     for (size_t i = 0; i < N_KEYS; i++)
         if (model_keys[i].default_value[0]) {
-            ksa_status st = ksa_model_config_set(c, model_keys[i].name,
-                                                 model_keys[i].default_value, "default");
+            ksa_status st =
+                ksa_model_config_set(c, model_keys[i].name, model_keys[i].default_value, "default");
             KSA_ASSERT(st == KSA_OK, "bad built-in default: %s", ksa_last_error());
         }
 }
@@ -387,8 +393,7 @@ ksa_status ksa_config_file_read(const char *path, ksa_config_setter set, void *c
     return st;
 }
 
-static ksa_status set_model_key(void *ctx, const char *key, const char *value,
-                                const char *origin)
+static ksa_status set_model_key(void *ctx, const char *key, const char *value, const char *origin)
 {
     return ksa_model_config_set(ctx, key, value, origin);
 }
@@ -399,8 +404,8 @@ ksa_status ksa_model_config_load(ksa_model_config *c, const char *path)
 }
 
 /* ---- validation and the per-layer layout ---------------------------------------------- */
-static ksa_status expand_per_layer(const char *key, const char *text, size_t n_layers,
-                                   long *values, int *is_plain_int)
+static ksa_status expand_per_layer(const char *key, const char *text, size_t n_layers, long *values,
+                                   int *is_plain_int)
 {
     size_t n;
     KSA_TRY(ksa_pattern_expand(text, values, KSA_MAX_LAYERS, &n));
@@ -467,10 +472,10 @@ ksa_status ksa_model_config_resolve(const ksa_model_config *c, ksa_model_layout 
     out->independent_norm = (int)c->summary_independent_attention_layernorm;
     /* q/k_norm_summary exist only beside independent q/k/v (CHECKPOINT_FORMAT.md) */
     out->independent_qk_norm = out->independent_qkv && c->summary_independent_qk_norm;
-    out->chunk_pos = (ksa_chunk_pos_type)find_name(c->summary_chunk_position_ids_type,
-                                                   chunk_pos_names, 2);
-    out->summary_pos = (ksa_summary_pos_type)find_name(c->summary_token_position_ids_type,
-                                                       summary_pos_names, 3);
+    out->chunk_pos =
+        (ksa_chunk_pos_type)find_name(c->summary_chunk_position_ids_type, chunk_pos_names, 2);
+    out->summary_pos =
+        (ksa_summary_pos_type)find_name(c->summary_token_position_ids_type, summary_pos_names, 3);
     if (!out->independent_embedding) {
         if (c->summary_token_begin < 0)
             return ksa_fail(KSA_EINVAL,

@@ -26,24 +26,24 @@ typedef struct {
     long vocab_size, hidden_size, num_hidden_layers, num_attention_heads, num_key_value_heads;
     long head_dim, intermediate_size, max_position_embeddings;
     double rope_theta, rms_norm_eps;
-    long tie_word_embeddings;                   /* bool */
+    long tie_word_embeddings; /* bool */
     /* summary attention (ignored when use_summary_attention is false) */
-    long use_summary_attention;                 /* bool */
-    long summary_chunk_size, summary_token_num; /* C, S */
+    long use_summary_attention;                     /* bool */
+    long summary_chunk_size, summary_token_num;     /* C, S */
     char summary_sliding_chunk_num[KSA_CONFIG_STR]; /* int or pattern, as given (unquoted) */
     char summary_layer_freq[KSA_CONFIG_STR];        /* 0, N, or 0/1 pattern */
-    long summary_independent_parameters;        /* bool */
-    long summary_independent_qkv;               /* bool, -1 = unset: follows the previous */
-    long summary_independent_attention_layernorm; /* bool */
-    long summary_independent_qk_norm;           /* bool */
+    long summary_independent_parameters;            /* bool */
+    long summary_independent_qkv;                   /* bool, -1 = unset: follows the previous */
+    long summary_independent_attention_layernorm;   /* bool */
+    long summary_independent_qk_norm;               /* bool */
     char summary_chunk_position_ids_type[KSA_CONFIG_STR]; /* origin | inner_chunk */
     char summary_token_position_ids_type[KSA_CONFIG_STR]; /* zeros | last_chunk_slice_... */
-    long summary_token_begin;                   /* -1 = unset (needed only when shared) */
+    long summary_token_begin;                             /* -1 = unset (needed only when shared) */
 } ksa_model_config;
 
 /* What the configuration means, layer by layer (ksa_model_config_resolve). */
 typedef struct {
-    int ksa;                  /* summary attention active: use_summary_attention, C > 0, S > 0 */
+    int ksa; /* summary attention active: use_summary_attention, C > 0, S > 0 */
     size_t C, S;
     int independent_embedding; /* summary_embedding [S, D] instead of token ids begin + j */
     int independent_qkv, independent_norm, independent_qk_norm;

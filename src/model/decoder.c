@@ -72,9 +72,9 @@ ksa_status ksa_model_declare(ksa_model *m, const ksa_model_config *c)
     m->layers = calloc(l->n_layers, sizeof *m->layers);
     KSA_ASSERT(m->layers, "out of memory for %zu layers", l->n_layers);
     m->embed_tokens = add_param(m, "model.embed_tokens.weight", 2, V, D);
-    m->summary_embedding =
-        l->ksa && l->independent_embedding ? add_param(m, "summary_embedding.weight", 2, l->S, D)
-                                           : -1;
+    m->summary_embedding = l->ksa && l->independent_embedding
+                               ? add_param(m, "summary_embedding.weight", 2, l->S, D)
+                               : -1;
     for (size_t i = 0; i < l->n_layers; i++) {
         ksa_layer_params *lp = &m->layers[i];
         int sa = l->ksa && l->is_summary[i];
@@ -92,12 +92,12 @@ ksa_status ksa_model_declare(ksa_model *m, const ksa_model_config *c)
         lp->q_proj_summary = lp->k_proj_summary = lp->v_proj_summary = -1;
         lp->q_norm_summary = lp->k_norm_summary = -1;
         if (sa && l->independent_qkv) {
-            lp->q_proj_summary = add_layer_param(m, i, "self_attn.q_proj_summary.weight", 2,
-                                                 q_out, D);
-            lp->k_proj_summary = add_layer_param(m, i, "self_attn.k_proj_summary.weight", 2,
-                                                 kv_out, D);
-            lp->v_proj_summary = add_layer_param(m, i, "self_attn.v_proj_summary.weight", 2,
-                                                 kv_out, D);
+            lp->q_proj_summary =
+                add_layer_param(m, i, "self_attn.q_proj_summary.weight", 2, q_out, D);
+            lp->k_proj_summary =
+                add_layer_param(m, i, "self_attn.k_proj_summary.weight", 2, kv_out, D);
+            lp->v_proj_summary =
+                add_layer_param(m, i, "self_attn.v_proj_summary.weight", 2, kv_out, D);
             if (l->independent_qk_norm) {
                 lp->q_norm_summary =
                     add_layer_param(m, i, "self_attn.q_norm_summary.weight", 1, m->dh, 0);
@@ -132,7 +132,10 @@ static uint64_t splitmix(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-static double uniform01(uint64_t *s) { return ((double)(splitmix(s) >> 11) + 0.5) * 0x1.0p-53; }
+static double uniform01(uint64_t *s)
+{
+    return ((double)(splitmix(s) >> 11) + 0.5) * 0x1.0p-53;
+}
 
 static double std_normal(uint64_t *s)
 {
@@ -184,7 +187,7 @@ typedef struct {
     ksa_tape *tp;
     ksa_arena *a;
     size_t nseq, T, NS, Nt, Ns;
-    const int32_t *pos;      /* [Nt + Ns] all rows */
+    const int32_t *pos; /* [Nt + Ns] all rows */
 } step_ctx;
 
 /* Applies the text-row op f_text to rows [0, Nt) and f_sum to rows [Nt, Nt + Ns), or one op
@@ -211,8 +214,8 @@ static ksa_tensor *norm_split(ksa_model *m, step_ctx *s, ksa_tensor *x, long w_t
         ksa_op_rmsnorm(s->tp, rows_of(s, x, 1), P(m, w_sum), (ksa_real)eps_sum));
 }
 
-static ksa_tensor *linear_split(ksa_model *m, step_ctx *s, ksa_tensor *x, long w_text,
-                                long w_sum, int two_streams)
+static ksa_tensor *linear_split(ksa_model *m, step_ctx *s, ksa_tensor *x, long w_text, long w_sum,
+                                int two_streams)
 {
     if (!two_streams || w_sum < 0)
         return ksa_op_linear(s->tp, x, P(m, w_text));
@@ -220,8 +223,7 @@ static ksa_tensor *linear_split(ksa_model *m, step_ctx *s, ksa_tensor *x, long w
                               ksa_op_linear(s->tp, rows_of(s, x, 1), P(m, w_sum)));
 }
 
-static ksa_tensor *mlp_block(ksa_model *m, step_ctx *s, const ksa_layer_params *lp,
-                             ksa_tensor *h)
+static ksa_tensor *mlp_block(ksa_model *m, step_ctx *s, const ksa_layer_params *lp, ksa_tensor *h)
 {
     ksa_tensor *x = ksa_op_rmsnorm(s->tp, h, P(m, lp->post_attention_layernorm),
                                    (ksa_real)m->config.rms_norm_eps);
@@ -242,17 +244,20 @@ static ksa_tensor *attention_block(ksa_model *m, step_ctx *s, const ksa_layer_pa
     ksa_tensor *q = linear_split(m, s, x, lp->q_proj, lp->q_proj_summary, two_streams);
     ksa_tensor *k = linear_split(m, s, x, lp->k_proj, lp->k_proj_summary, two_streams);
     ksa_tensor *v = linear_split(m, s, x, lp->v_proj, lp->v_proj_summary, two_streams);
-    q = norm_split(m, s, q, lp->q_norm, lp->q_norm_summary, KSA_SUMMARY_QK_NORM_EPS,
-                   two_streams);
-    k = norm_split(m, s, k, lp->k_norm, lp->k_norm_summary, KSA_SUMMARY_QK_NORM_EPS,
-                   two_streams);
+    q = norm_split(m, s, q, lp->q_norm, lp->q_norm_summary, KSA_SUMMARY_QK_NORM_EPS, two_streams);
+    k = norm_split(m, s, k, lp->k_norm, lp->k_norm_summary, KSA_SUMMARY_QK_NORM_EPS, two_streams);
     double theta = m->config.rope_theta;
     q = ksa_op_rope(tp, q, s->pos, m->Hq, theta);
     k = ksa_op_rope(tp, k, s->pos, m->Hkv, theta);
     ksa_tensor *o;
     if (two_streams) {
-        ksa_summary_attn_dims d = {.nseq = s->nseq, .T = s->T, .C = m->layout.C,
-                                   .S = m->layout.S, .W = W, .Hq = m->Hq, .Hkv = m->Hkv,
+        ksa_summary_attn_dims d = {.nseq = s->nseq,
+                                   .T = s->T,
+                                   .C = m->layout.C,
+                                   .S = m->layout.S,
+                                   .W = W,
+                                   .Hq = m->Hq,
+                                   .Hkv = m->Hkv,
                                    .dh = m->dh};
         o = ksa_op_summary_attention(tp, q, k, v, &d);
     } else {
@@ -308,8 +313,8 @@ ksa_tensor *ksa_model_forward(ksa_model *m, ksa_tape *tp, const int32_t *tokens,
         }
     }
 
-    ksa_tensor *y = ksa_op_rmsnorm(tp, rows_of(&s, h, 0), P(m, m->norm),
-                                   (ksa_real)m->config.rms_norm_eps);
+    ksa_tensor *y =
+        ksa_op_rmsnorm(tp, rows_of(&s, h, 0), P(m, m->norm), (ksa_real)m->config.rms_norm_eps);
     ksa_tensor *logits = ksa_op_linear(tp, y, P(m, m->lm_head >= 0 ? m->lm_head : m->embed_tokens));
     if (logits_out)
         *logits_out = logits;
@@ -343,8 +348,13 @@ size_t ksa_model_arena_bytes(const ksa_model *m, size_t nseq, size_t T)
     size_t reals = 2 * (l->n_layers * per_layer + 4 * N * m->D + 2 * Nt * m->V + Nt * m->D);
     size_t bytes = reals * sizeof(ksa_real);
     /* attention workspaces (the larger of forward and backward, per layer) */
-    ksa_summary_attn_dims d = {.nseq = nseq, .T = T, .C = l->ksa ? l->C : 1,
-                               .S = l->ksa ? l->S : 0, .W = 0, .Hq = m->Hq, .Hkv = m->Hkv,
+    ksa_summary_attn_dims d = {.nseq = nseq,
+                               .T = T,
+                               .C = l->ksa ? l->C : 1,
+                               .S = l->ksa ? l->S : 0,
+                               .W = 0,
+                               .Hq = m->Hq,
+                               .Hkv = m->Hkv,
                                .dh = m->dh};
     int nt = ksa_threads_get();
     size_t ws = ksa_summary_attn_backward_workspace_size(&d, nt);

@@ -16,12 +16,12 @@ typedef struct {
 } ksa_layer_params;
 
 typedef struct {
-    ksa_model_config config;         /* as given (written back to checkpoints unchanged) */
-    ksa_model_layout layout;         /* resolved per-layer kinds and windows */
-    size_t D, I, V, Hq, Hkv, dh;     /* hidden, intermediate, vocab, heads, head_dim */
-    ksa_params params;               /* owned: names, flat data and grad buffers */
+    ksa_model_config config;     /* as given (written back to checkpoints unchanged) */
+    ksa_model_layout layout;     /* resolved per-layer kinds and windows */
+    size_t D, I, V, Hq, Hkv, dh; /* hidden, intermediate, vocab, heads, head_dim */
+    ksa_params params;           /* owned: names, flat data and grad buffers */
     long embed_tokens, summary_embedding, norm, lm_head; /* -1 when absent */
-    ksa_layer_params *layers;        /* owned, n_layers entries */
+    ksa_layer_params *layers;                            /* owned, n_layers entries */
 } ksa_model;
 
 /* Resolves the configuration, declares every parameter (KSA_SPEC §7.1 names) and allocates

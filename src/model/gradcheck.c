@@ -34,8 +34,7 @@ void ksa_gradcheck_run(ksa_model *m, const int32_t *tokens, size_t nseq, size_t 
     ksa_params_zero_grad(&m->params);
     ksa_tape_reset(&tp);
     double value;
-    ksa_tensor *loss =
-        ksa_model_forward(m, &tp, tokens, nseq, T, (double)(nseq * T), &value, NULL);
+    ksa_tensor *loss = ksa_model_forward(m, &tp, tokens, nseq, T, (double)(nseq * T), &value, NULL);
     ksa_tape_backward(&tp, loss);
 
     for (size_t i = 0; i < m->params.n; i++) {

@@ -16,7 +16,8 @@ size_t ksa_layout_summary_rows(const ksa_model_layout *l, size_t T);
 /* Position ids of every row of the two-stream buffer (KSA_SPEC §2.4, with the correct chunk
  * start a = c*C): pos [nseq*T + nseq*NS]. Text: origin -> t, inner_chunk -> t mod C
  * (always t without summary attention). Summary s_c.j with a = c*C, len = C:
- *   zeros -> 0;  right -> max(a, a + ((j+1)*len) div S - 1);  left -> max(a, a + (j*len) div S - 1) */
+ *   zeros -> 0;  right -> max(a, a + ((j+1)*len) div S - 1);  left -> max(a, a + (j*len) div S - 1)
+ */
 void ksa_layout_positions(int32_t *pos, const ksa_model_layout *l, size_t nseq, size_t T);
 
 #endif

@@ -8,8 +8,10 @@
 #include "data/path.h"
 #include "optim/lr_schedule.h"
 
-#define KEY(name, kind, def) \
-    {#name, kind, offsetof(ksa_train_config, name), def, sizeof(((ksa_train_config *)0)->name)}
+#define KEY(name, kind, def)                                                                       \
+    {                                                                                              \
+#name, kind, offsetof(ksa_train_config, name), def, sizeof(((ksa_train_config *)0)->name)  \
+    }
 static const ksa_config_key train_keys[] = {
     KEY(data, KSA_KEY_STRING, ""),
     KEY(data_mix, KSA_KEY_STRING, ""),
@@ -57,7 +59,10 @@ static const ksa_config_key *find_key(const char *name)
     return NULL;
 }
 
-int ksa_train_config_has_key(const char *key) { return find_key(key) != NULL; }
+int ksa_train_config_has_key(const char *key)
+{
+    return find_key(key) != NULL;
+}
 
 static int is_path_key(const char *key)
 {
@@ -87,8 +92,7 @@ ksa_status ksa_train_config_set(ksa_train_config *c, const char *key, const char
         return ksa_fail(KSA_EINVAL, "%s: lr_schedule = '%s' (expected constant, cosine or wsd)",
                         origin, field);
     if (!strcmp(key, "dtype") && field[0] && strcmp(field, "uint16") && strcmp(field, "uint32"))
-        return ksa_fail(KSA_EINVAL, "%s: dtype = '%s' (expected uint16 or uint32)", origin,
-                        field);
+        return ksa_fail(KSA_EINVAL, "%s: dtype = '%s' (expected uint16 or uint32)", origin, field);
     /* the command line's data source replaces the file's other one */
     if (!base_file && !strcmp(key, "data") && field[0])
         c->data_mix[0] = '\0';
@@ -101,8 +105,8 @@ void ksa_train_config_defaults(ksa_train_config *c)
 {
     memset(c, 0, sizeof *c);
     for (size_t i = 0; i < N_KEYS; i++) {
-        ksa_status st = ksa_config_key_set(&train_keys[i], c, train_keys[i].default_value,
-                                           "default");
+        ksa_status st =
+            ksa_config_key_set(&train_keys[i], c, train_keys[i].default_value, "default");
         KSA_ASSERT(st == KSA_OK, "bad built-in default: %s", ksa_last_error());
     }
 }
@@ -110,8 +114,9 @@ void ksa_train_config_defaults(ksa_train_config *c)
 ksa_status ksa_train_config_validate(const ksa_train_config *c, int n_ranks)
 {
     if (c->data[0] && c->data_mix[0])
-        return ksa_fail(KSA_EINVAL, "give either data (a token file) or data_mix (a mixture "
-                                    "list), not both: data = %s, data_mix = %s",
+        return ksa_fail(KSA_EINVAL,
+                        "give either data (a token file) or data_mix (a mixture "
+                        "list), not both: data = %s, data_mix = %s",
                         c->data, c->data_mix);
     if (!c->data[0] && !c->data_mix[0])
         return ksa_fail(KSA_EINVAL, "no training data: set data = FILE or data_mix = LIST");

@@ -22,19 +22,19 @@ typedef struct {
     long micro_batch;            /* rows per forward/backward */
     long steps;                  /* optimizer steps of the run */
     double lr, min_lr;
-    char lr_schedule[32];        /* constant | cosine | wsd */
+    char lr_schedule[32]; /* constant | cosine | wsd */
     long warmup_steps, decay_steps;
     double weight_decay, beta1, beta2, adam_eps;
-    double clip_value;           /* element-wise clipping bound (0: off) */
-    double clip_norm;            /* global-norm clipping (0: off) */
+    double clip_value; /* element-wise clipping bound (0: off) */
+    double clip_norm;  /* global-norm clipping (0: off) */
     long seed;
     long eval_every, eval_batches; /* validation every N steps (0: only at the end), rows */
-    char log[KSA_PATH_STR];      /* JSONL log ("": none) */
-    char out[KSA_PATH_STR];      /* checkpoint folder ("": no checkpoints) */
-    long save_every;             /* checkpoint every N steps (0: only at the end) */
-    long keep;                   /* keep the newest K checkpoints (0: all) */
-    long threads;                /* 0: OMP_NUM_THREADS / cores */
-    double peak_gflops;          /* MFU denominator (0: measure sgemm once and cache it) */
+    char log[KSA_PATH_STR];        /* JSONL log ("": none) */
+    char out[KSA_PATH_STR];        /* checkpoint folder ("": no checkpoints) */
+    long save_every;               /* checkpoint every N steps (0: only at the end) */
+    long keep;                     /* keep the newest K checkpoints (0: all) */
+    long threads;                  /* 0: OMP_NUM_THREADS / cores */
+    double peak_gflops;            /* MFU denominator (0: measure sgemm once and cache it) */
 } ksa_train_config;
 
 void ksa_train_config_defaults(ksa_train_config *c);

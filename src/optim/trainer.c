@@ -23,7 +23,8 @@ ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config
     KSA_TRY(ksa_train_config_validate(c, t->n_ranks));
     KSA_ASSERT(m->params.numel % (size_t)t->n_ranks == 0,
                "parameter buffer of %zu elements is not padded for %d ranks "
-               "(ksa_model_init_for_ranks)", m->params.numel, t->n_ranks);
+               "(ksa_model_init_for_ranks)",
+               m->params.numel, t->n_ranks);
     ksa_loader_options lo = {.seq_len = (size_t)c->seq_len,
                              .global_batch = (size_t)c->global_batch,
                              .vocab_size = m->V,
@@ -46,9 +47,12 @@ ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config
     }
     ksa_lr_kind kind;
     KSA_TRY(ksa_lr_schedule_parse_kind(c->lr_schedule, &kind));
-    t->schedule = (ksa_lr_schedule){.kind = kind, .lr = c->lr, .min_lr = c->min_lr,
+    t->schedule = (ksa_lr_schedule){.kind = kind,
+                                    .lr = c->lr,
+                                    .min_lr = c->min_lr,
                                     .warmup_steps = c->warmup_steps,
-                                    .decay_steps = c->decay_steps, .steps = c->steps};
+                                    .decay_steps = c->decay_steps,
+                                    .steps = c->steps};
     size_t slice = m->params.numel / (size_t)t->n_ranks;
     t->slice_lo = (size_t)t->rank * slice;
     t->slice_hi = t->slice_lo + slice;
@@ -110,8 +114,8 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
     for (size_t r = 0; r < rows; r += mb) {
         ksa_tape_reset(&t->tape);
         double part;
-        ksa_tensor *l = ksa_model_forward(m, &t->tape, t->tokens + r * (L + 1), mb, L, norm,
-                                          &part, NULL);
+        ksa_tensor *l =
+            ksa_model_forward(m, &t->tape, t->tokens + r * (L + 1), mb, L, norm, &part, NULL);
         ksa_tape_backward(&t->tape, l);
         loss += part;
     }
@@ -135,12 +139,14 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
     if (sums[2] > 0 || !isfinite(loss)) {
         if (bad < s) {
             const ksa_param *e = param_at(&m->params, t->slice_lo + bad);
-            return ksa_fail(KSA_ENUMERIC, "step %ld: non-finite gradient %g in %s (element %zu); loss %g",
-                            step1, (double)t->grad_slice[bad], e ? e->name : "(padding)",
+            return ksa_fail(KSA_ENUMERIC,
+                            "step %ld: non-finite gradient %g in %s (element %zu); loss %g", step1,
+                            (double)t->grad_slice[bad], e ? e->name : "(padding)",
                             e ? t->slice_lo + bad - e->offset : 0, loss);
         }
-        return ksa_fail(KSA_ENUMERIC, "step %ld: the loss is %g or another rank's gradient is "
-                                      "not finite",
+        return ksa_fail(KSA_ENUMERIC,
+                        "step %ld: the loss is %g or another rank's gradient is "
+                        "not finite",
                         step1, loss);
     }
     double grad_norm = sqrt(sums[1]);
@@ -148,10 +154,13 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
     if (factor != 1)
         ksa_scale(t->grad_slice, s, factor);
     double lr = ksa_lr_at(&t->schedule, t->step);
-    ksa_adamw_hparams hp = {.lr = lr, .beta1 = c->beta1, .beta2 = c->beta2, .eps = c->adam_eps,
+    ksa_adamw_hparams hp = {.lr = lr,
+                            .beta1 = c->beta1,
+                            .beta2 = c->beta2,
+                            .eps = c->adam_eps,
                             .weight_decay = c->weight_decay};
-    ksa_adamw_update(m->params.data + t->slice_lo, t->exp_avg, t->exp_avg_sq, t->grad_slice, s,
-                     &hp, t->step + 1);
+    ksa_adamw_update(m->params.data + t->slice_lo, t->exp_avg, t->exp_avg_sq, t->grad_slice, s, &hp,
+                     t->step + 1);
     KSA_TRY(ksa_dist_allgather(m->params.data, s));
     t->step++;
     t->tokens_seen += G * L;
@@ -175,8 +184,8 @@ ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path)
                                .slice_hi = t->slice_hi,
                                .exp_avg = t->exp_avg,
                                .exp_avg_sq = t->exp_avg_sq};
-    return ksa_ckpt_write_training(path, &t->model->config, &t->model->params,
-                                   KSA_TOKENIZER_EOT, &ts);
+    return ksa_ckpt_write_training(path, &t->model->config, &t->model->params, KSA_TOKENIZER_EOT,
+                                   &ts);
 }
 
 /* Each rank reads the parameters and only its own slice of the moments: a checkpoint
@@ -225,8 +234,8 @@ ksa_status ksa_trainer_validate(ksa_trainer *t, double *val_loss)
     t->tape.recording = recording;
     KSA_TRY(ksa_dist_sum(&sum, 1));
     if (rows == 0)
-        return ksa_fail(KSA_EFORMAT, "validation file '%s' holds no row of %zu tokens",
-                        c->val_data, L + 1);
+        return ksa_fail(KSA_EFORMAT, "validation file '%s' holds no row of %zu tokens", c->val_data,
+                        L + 1);
     *val_loss = sum / (double)(rows * L);
     return KSA_OK;
 }
@@ -242,8 +251,8 @@ static double summary_layer_pairs(size_t T, size_t C, size_t S, size_t W)
     for (size_t c = 0; c < n_chunks; c++) {
         size_t len = c * C + C <= T ? C : T - c * C;
         size_t in_window = c < W ? c : W, old = c > W ? c - W : 0;
-        pairs += (double)len * (double)(len + 1) / 2 +
-                 (double)len * (double)(C * in_window + S * old);
+        pairs +=
+            (double)len * (double)(len + 1) / 2 + (double)len * (double)(C * in_window + S * old);
         if (len == C)
             pairs += (double)(S * C) + (double)S * (double)(S + 1) / 2;
     }

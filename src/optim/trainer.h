@@ -21,29 +21,29 @@
 #include "optim/train_config.h"
 
 typedef struct {
-    ksa_model *model;             /* borrowed */
-    const ksa_train_config *cfg;  /* borrowed */
-    ksa_loader loader;            /* owned */
-    ksa_val_reader val;           /* owned when has_val */
+    ksa_model *model;            /* borrowed */
+    const ksa_train_config *cfg; /* borrowed */
+    ksa_loader loader;           /* owned */
+    ksa_val_reader val;          /* owned when has_val */
     int has_val;
     ksa_lr_schedule schedule;
-    int rank, n_ranks;            /* this process among the ranks of the run */
-    size_t slice_lo, slice_hi;    /* the part of the flat buffer this rank owns (ZeRO) */
+    int rank, n_ranks;              /* this process among the ranks of the run */
+    size_t slice_lo, slice_hi;      /* the part of the flat buffer this rank owns (ZeRO) */
     ksa_real *exp_avg, *exp_avg_sq; /* owned AdamW moments of the slice only */
-    ksa_real *grad_slice;         /* owned: the summed gradient of the slice */
-    ksa_arena arena;              /* owned: one micro-batch forward + backward */
+    ksa_real *grad_slice;           /* owned: the summed gradient of the slice */
+    ksa_arena arena;                /* owned: one micro-batch forward + backward */
     ksa_tape tape;
-    int32_t *tokens;              /* owned: [global_batch / ranks, seq_len + 1] */
-    long step;                    /* optimizer steps completed */
-    size_t tokens_seen;           /* text tokens of completed steps */
+    int32_t *tokens;    /* owned: [global_batch / ranks, seq_len + 1] */
+    long step;          /* optimizer steps completed */
+    size_t tokens_seen; /* text tokens of completed steps */
 } ksa_trainer;
 
 typedef struct {
-    double loss;        /* mean over the global batch's targets */
-    double lr;          /* learning rate used by this step */
-    double grad_norm;   /* after value clipping, before norm clipping */
-    size_t tokens;      /* text tokens of this step */
-    double seconds;     /* wall time of this step */
+    double loss;      /* mean over the global batch's targets */
+    double lr;        /* learning rate used by this step */
+    double grad_norm; /* after value clipping, before norm clipping */
+    size_t tokens;    /* text tokens of this step */
+    double seconds;   /* wall time of this step */
 } ksa_step_stats;
 
 ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config *c);
