@@ -19,7 +19,8 @@
 #include <string.h>
 
 #include "autograd/blas.h"
-#include "autograd/core.h"
+#include "core/core.h"
+#include "core/rng.h"
 #include "model/causal_attn.h"
 #include "model/summary_attn.h"
 
@@ -115,13 +116,11 @@ static double causal_pairs(size_t T)
 }
 
 /* ---- timing --------------------------------------------------------------------------- */
-static ksa_real *randoms(size_t n, uint64_t *state)
+static ksa_real *randoms(size_t n, ksa_rng *rng)
 {
     ksa_real *x = ksa_alloc((n ? n : 1) * sizeof *x);
-    for (size_t i = 0; i < n; i++) {
-        *state = *state * 6364136223846793005ull + 1442695040888963407ull;
-        x[i] = (ksa_real)((double)(*state >> 11) * 0x1.0p-53 * 2 - 1);
-    }
+    for (size_t i = 0; i < n; i++)
+        x[i] = (ksa_real)(ksa_rng_uniform(rng) * 2 - 1);
     return x;
 }
 
@@ -166,7 +165,7 @@ static void run_init(run *r, const options *op, size_t T, int summary)
     size_t rows = T + (summary ? ksa_summary_attn_summary_rows(&r->d) : 0);
     size_t nq = rows * op->Hq * op->dh, nk = rows * op->Hkv * op->dh;
     r->tq = T * op->Hq * op->dh, r->tk = T * op->Hkv * op->dh;
-    uint64_t st = 42;
+    ksa_rng st = ksa_rng_at(42);
     r->q = randoms(nq, &st), r->k = randoms(nk, &st), r->v = randoms(nk, &st);
     r->dout = randoms(nq, &st);
     r->o = ksa_alloc(nq * sizeof(ksa_real)), r->lse = ksa_alloc(rows * op->Hq * sizeof(ksa_real));
@@ -237,7 +236,7 @@ static void time_pair(const options *op, size_t T, timing *ts, timing *tc)
 static double sgemm_peak(void)
 {
     size_t n = 3072;
-    uint64_t st = 7;
+    ksa_rng st = ksa_rng_at(7);
     ksa_real *a = randoms(n * n, &st), *b = randoms(n * n, &st), *c = ksa_alloc(n * n * sizeof *c);
     double best = 1e30;
     for (int r = 0; r < 4; r++) { /* the first run warms up the thread pool */

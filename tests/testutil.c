@@ -13,27 +13,17 @@
 
 test_rng test_rng_seed(uint64_t seed)
 {
-    test_rng r = {seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull};
-    return r;
-}
-
-static uint64_t next_u64(test_rng *r)
-{
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return ksa_rng_at(seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull);
 }
 
 double test_rng_uniform(test_rng *r)
 {
-    return (double)(next_u64(r) >> 11) * 0x1.0p-53;
+    return ksa_rng_uniform(r);
 }
 
 double test_rng_normal(test_rng *r)
 {
-    double u1 = test_rng_uniform(r), u2 = test_rng_uniform(r);
-    return sqrt(-2.0 * log(u1 + 1e-300)) * cos(6.283185307179586 * u2);
+    return ksa_rng_normal(r);
 }
 
 void test_fill_uniform(ksa_real *x, size_t n, double lo, double hi, test_rng *r)

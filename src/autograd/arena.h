@@ -5,7 +5,7 @@
 #ifndef KSA_AUTOGRAD_ARENA_H
 #define KSA_AUTOGRAD_ARENA_H
 
-#include "core.h"
+#include "core/core.h"
 
 typedef struct {
     char *base;      /* owned, 64-byte aligned */

@@ -5,7 +5,7 @@
 #ifndef KSA_AUTOGRAD_BLAS_H
 #define KSA_AUTOGRAD_BLAS_H
 
-#include "core.h"
+#include "core/core.h"
 
 void ksa_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, ksa_real alpha,
               const ksa_real *A, size_t lda, const ksa_real *B, size_t ldb, ksa_real beta,

@@ -17,7 +17,7 @@
 #ifndef KSA_CKPT_CKPT_H
 #define KSA_CKPT_CKPT_H
 
-#include "autograd/core.h"
+#include "core/core.h"
 #include "autograd/params.h"
 #include "model/config.h"
 #include "optim/train_config.h"

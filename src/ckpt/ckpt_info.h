@@ -10,7 +10,7 @@
 
 #include <stdio.h>
 
-#include "autograd/core.h"
+#include "core/core.h"
 
 /* Checks the checkpoint at path and prints, to out:
  *   the file, format and format_version;

@@ -9,7 +9,7 @@
 
 #include <hdf5.h>
 
-#include "autograd/core.h"
+#include "core/core.h"
 
 /* Records "checkpoint <path>: <message>", with the innermost message of HDF5's error stack
  * appended when h5 is set (the stack of the call that just failed), and returns code.   */

@@ -22,6 +22,7 @@
 #include <hdf5.h>
 
 #include "ckpt/ckpt.h"
+#include "core/rng.h"
 
 #ifdef KSA_REAL_DOUBLE
 #define REAL_MEM_TYPE H5T_NATIVE_DOUBLE
@@ -299,34 +300,12 @@ static ksa_status read_dataset(const char *path, hid_t group, const ksa_param *e
     return st;
 }
 
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double uniform01(uint64_t *s)
-{
-    return ((double)(splitmix(s) >> 11) + 0.5) * 0x1.0p-53;
-}
-
-static double std_normal(uint64_t *s)
-{
-    double u1 = uniform01(s), u2 = uniform01(s);
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
-
 /* One stream per parameter name (FNV-1a), so the values depend on the seed and the name only. */
 static void draw_normal(ksa_real *w, size_t n, double std, uint64_t seed, const char *name)
 {
-    uint64_t h = 0xCBF29CE484222325ull;
-    for (const char *c = name; *c; c++)
-        h = (h ^ (unsigned char)*c) * 0x100000001B3ull;
-    uint64_t s = seed ^ h;
+    ksa_rng s = ksa_rng_at(seed ^ ksa_hash_string(name));
     for (size_t j = 0; j < n; j++)
-        w[j] = (ksa_real)(std * std_normal(&s));
+        w[j] = (ksa_real)(std * ksa_rng_normal(&s));
 }
 
 /* ---- the report ------------------------------------------------------------------------------ */

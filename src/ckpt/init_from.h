@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "autograd/core.h"
+#include "core/core.h"
 #include "model/decoder.h"
 
 /* What becomes of the summary-only parameters the checkpoint lacks. */

@@ -102,23 +102,8 @@ int ksa_cmd_gradcheck(int argc, char **argv)
             select[k] = 1;
         }
     }
-    /* KSA_SPEC §9.7 initialisation; norm weights moved off 1 so that a mix-up between two
-     * norms (e.g. q_norm and q_norm_summary) changes the loss and is caught. */
-    ksa_model_init_weights(&m, (uint64_t)seed);
-    uint64_t s = (uint64_t)seed * 0x9E3779B97F4A7C15ull + 1;
-    for (size_t i = 0; i < m.params.n; i++)
-        if (m.params.table[i].ndim == 1)
-            for (size_t j = 0; j < m.params.table[i].numel; j++) {
-                s = s * 6364136223846793005ull + 1442695040888963407ull;
-                m.params.data[m.params.table[i].offset + j] +=
-                    0.3 * ((double)(s >> 11) * 0x1.0p-53 - 0.5);
-            }
     size_t T = (size_t)seq_len, B = (size_t)batch;
-    int32_t *tokens = malloc(B * (T + 1) * sizeof *tokens);
-    for (size_t i = 0; i < B * (T + 1); i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        tokens[i] = (int32_t)((s >> 33) % m.V);
-    }
+    int32_t *tokens = ksa_gradcheck_setup(&m, (uint64_t)seed, B, T);
     printf("gradcheck (%s): %s, %zu parameters in %zu tensors, %zu rows of %zu tokens\n",
            KSA_REAL_NAME, config_path ? config_path : "built-in defaults",
            ksa_params_count(&m.params), m.params.n, B, T);
@@ -154,7 +139,7 @@ int ksa_cmd_gradcheck(int argc, char **argv)
                rtol * res[worst].max_abs_numeric, failed ? "FAILED" : "ok");
     free(res);
     free(select);
-    free(tokens);
+    ksa_free(tokens);
     ksa_model_free(&m);
     return failed ? 1 : 0;
 #endif

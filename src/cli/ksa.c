@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "autograd/core.h"
+#include "core/core.h"
 #include "cli/commands.h"
 
 typedef struct {

@@ -5,25 +5,18 @@
 #include <string.h>
 
 #include "data/mixture.h"
+#include "core/rng.h"
 #include "data/path.h"
 
 /* ---- counter-based randomness ---------------------------------------------------------- */
-
-/* splitmix64's finaliser: a bijection of 64-bit integers that mixes every input bit. */
-static uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 /* A hash of a triple; each step is a bijection, so for a fixed prefix different last
  * arguments never collide. The constants keep (0, 0, 0) away from mix64's fixed point 0. */
 static uint64_t hash3(uint64_t a, uint64_t b, uint64_t c)
 {
-    uint64_t h = mix64(a + 0x9E3779B97F4A7C15ull);
-    h = mix64(h ^ (b + 0x243F6A8885A308D3ull));
-    return mix64(h ^ (c + 0x13198A2E03707344ull));
+    uint64_t h = ksa_mix64(a + 0x9E3779B97F4A7C15ull);
+    h = ksa_mix64(h ^ (b + 0x243F6A8885A308D3ull));
+    return ksa_mix64(h ^ (c + 0x13198A2E03707344ull));
 }
 
 /* Domain tags, so the permutation keys and the mixture draws are unrelated streams. */
@@ -47,11 +40,11 @@ static uint64_t permute(uint64_t x, uint64_t n, uint64_t key)
     uint64_t mask = h == 64 ? ~0ull : (1ull << h) - 1;
     uint64_t round_key[FEISTEL_ROUNDS];
     for (int i = 0; i < FEISTEL_ROUNDS; i++)
-        round_key[i] = mix64(key + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull);
+        round_key[i] = ksa_mix64(key + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull);
     do {
         uint64_t l = x >> h, r = x & mask;
         for (int i = 0; i < FEISTEL_ROUNDS; i++) {
-            uint64_t t = l ^ (mix64(r ^ round_key[i]) & mask);
+            uint64_t t = l ^ (ksa_mix64(r ^ round_key[i]) & mask);
             l = r;
             r = t;
         }
@@ -200,10 +193,10 @@ ksa_loader_row ksa_loader_locate(const ksa_loader *ld, uint64_t step, size_t row
         return r;
     }
     uint64_t h = hash3(ld->seed, step, row);
-    double u = (double)(mix64(h ^ TAG_SOURCE) >> 11) * 0x1.0p-53; /* uniform in [0, 1) */
+    double u = (double)(ksa_mix64(h ^ TAG_SOURCE) >> 11) * 0x1.0p-53; /* uniform in [0, 1) */
     while (r.source + 1 < ld->n_sources && u >= ld->sources[r.source].cum)
         r.source++;
-    r.window = (size_t)below(mix64(h ^ TAG_WINDOW), ld->sources[r.source].n_windows);
+    r.window = (size_t)below(ksa_mix64(h ^ TAG_WINDOW), ld->sources[r.source].n_windows);
     return r;
 }
 

@@ -26,7 +26,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "autograd/core.h"
+#include "core/core.h"
 #include "data/tokfile.h"
 
 typedef struct {

@@ -14,7 +14,7 @@
 
 #include <stddef.h>
 
-#include "autograd/core.h"
+#include "core/core.h"
 
 typedef struct {
     char *name;    /* owned: the line's name, or its path as written when it has none */

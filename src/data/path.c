@@ -4,7 +4,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "autograd/core.h"
+#include "core/core.h"
 
 char *ksa_path_concat(const char *a, const char *b)
 {

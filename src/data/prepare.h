@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "autograd/core.h"
+#include "core/core.h"
 #include "data/tokfile.h"
 
 typedef struct {

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "autograd/core.h"
+#include "core/core.h"
 
 #define KSA_TOKENIZER_EOT 256       /* end of text: follows every document */
 #define KSA_TOKENIZER_MIN_VOCAB 257 /* 256 bytes + end-of-text */

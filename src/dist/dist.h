@@ -4,7 +4,7 @@
 #ifndef KSA_DIST_DIST_H
 #define KSA_DIST_DIST_H
 
-#include "autograd/core.h"
+#include "core/core.h"
 
 /* MPI_Init (once); sets ksa_log_rank so errors are prefixed with the rank. */
 ksa_status ksa_dist_init(int *argc, char ***argv);

@@ -9,9 +9,9 @@
 
 #include <stdio.h>
 
-#include "autograd/core.h"
+#include "core/core.h"
+#include "core/settings.h"
 
-#define KSA_CONFIG_STR 256
 #define KSA_MAX_LAYERS 1024
 
 typedef enum { KSA_POS_ORIGIN, KSA_POS_INNER_CHUNK } ksa_chunk_pos_type;
@@ -77,27 +77,9 @@ void ksa_model_config_write(const ksa_model_config *c, FILE *f);
 /* One line per layer group: kinds and windows, e.g. "layers 0-2: summary W=128". */
 void ksa_model_layout_print(const ksa_model_layout *l, FILE *f);
 
-/* ---- key table, for generic writers (checkpoint /config attributes) ------------------ */
-typedef enum { KSA_KEY_INT, KSA_KEY_FLOAT, KSA_KEY_BOOL, KSA_KEY_STRING } ksa_key_kind;
-typedef struct {
-    const char *name;
-    ksa_key_kind kind;
-    size_t offset; /* into the configuration struct the table describes */
-    const char *default_value;
-    size_t str_cap; /* STRING: bytes of the field (0: KSA_CONFIG_STR) */
-} ksa_config_key;
+/* The key table of ksa_model_config (core/settings.h), for generic readers and writers
+ * (checkpoint /config attributes). */
 const ksa_config_key *ksa_model_config_keys(size_t *n);
-
-/* Parses `value` (quotes stripped) by the key's kind into base + k->offset. Errors name
- * origin, key and value. Shared by the model and training configurations.               */
-ksa_status ksa_config_key_set(const ksa_config_key *k, void *base, const char *value,
-                              const char *origin);
-
-/* Reads `key = value` lines (# comments, blank lines) of a configuration file and hands
- * each to set(ctx, key, value, origin), origin being "path:line".                       */
-typedef ksa_status (*ksa_config_setter)(void *ctx, const char *key, const char *value,
-                                        const char *origin);
-ksa_status ksa_config_file_read(const char *path, ksa_config_setter set, void *ctx);
 
 /* ---- the pattern language of KSA_SPEC §1.3 ------------------------------------------- *
  *   expr := term ('+' term)* ; term := factor ('*' INT)* | INT '*' factor ;

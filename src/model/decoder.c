@@ -9,6 +9,8 @@
  * every row (§6.3). Reference: scripts/torch_reference.py.                              */
 #include "decoder.h"
 
+#include "core/rng.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,25 +126,6 @@ void ksa_model_free(ksa_model *m)
 }
 
 /* ---- initialisation (KSA_SPEC §9.7) ---------------------------------------------------- */
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double uniform01(uint64_t *s)
-{
-    return ((double)(splitmix(s) >> 11) + 0.5) * 0x1.0p-53;
-}
-
-static double std_normal(uint64_t *s)
-{
-    double u1 = uniform01(s), u2 = uniform01(s);
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
-
 static int ends_with(const char *s, const char *suffix)
 {
     size_t n = strlen(s), k = strlen(suffix);
@@ -156,22 +139,22 @@ void ksa_model_init_weights(ksa_model *m, uint64_t seed)
         const ksa_param *e = &p->table[i];
         ksa_real *w = p->data + e->offset;
         /* one stream per parameter: independent of declaration order and rank count */
-        uint64_t s = seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(i + 1));
+        ksa_rng s = ksa_rng_at(seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(i + 1)));
         if (e->ndim == 1) { /* every RMSNorm weight */
             for (size_t j = 0; j < e->numel; j++)
                 w[j] = 1;
         } else if (ends_with(e->name, "embed_tokens.weight") ||
                    ends_with(e->name, "summary_embedding.weight")) {
             for (size_t j = 0; j < e->numel; j++)
-                w[j] = (ksa_real)(0.02 * std_normal(&s));
+                w[j] = (ksa_real)(0.02 * ksa_rng_normal(&s));
         } else if (!strcmp(e->name, "lm_head.weight")) { /* LeCun normal */
             double std = sqrt(1.0 / (double)e->shape[1]);
             for (size_t j = 0; j < e->numel; j++)
-                w[j] = (ksa_real)(std * std_normal(&s));
+                w[j] = (ksa_real)(std * ksa_rng_normal(&s));
         } else { /* attention and MLP linears: Xavier uniform, gain 1 */
             double a = sqrt(6.0 / (double)(e->shape[0] + e->shape[1]));
             for (size_t j = 0; j < e->numel; j++)
-                w[j] = (ksa_real)(a * (2 * uniform01(&s) - 1));
+                w[j] = (ksa_real)(a * (2 * ksa_rng_uniform_open(&s) - 1));
         }
     }
 }

@@ -2,7 +2,26 @@
 #include "gradcheck.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "core/rng.h"
+
+int32_t *ksa_gradcheck_setup(ksa_model *m, uint64_t seed, size_t nseq, size_t T)
+{
+    ksa_model_init_weights(m, seed);
+    ksa_rng r = ksa_rng_at(seed * 0x9E3779B97F4A7C15ull + 1);
+    for (size_t i = 0; i < m->params.n; i++) {
+        const ksa_param *e = &m->params.table[i];
+        if (e->ndim == 1)
+            for (size_t j = 0; j < e->numel; j++)
+                m->params.data[e->offset + j] += (ksa_real)(0.3 * (ksa_rng_uniform(&r) - 0.5));
+    }
+    int32_t *tokens = ksa_alloc(nseq * (T + 1) * sizeof *tokens);
+    for (size_t i = 0; i < nseq * (T + 1); i++)
+        tokens[i] = (int32_t)(ksa_rng_next(&r) % (uint64_t)m->V);
+    return tokens;
+}
 
 typedef struct {
     ksa_model *m;

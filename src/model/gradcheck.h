@@ -25,6 +25,11 @@ typedef struct {
     double max_abs_numeric, max_abs_analytic, max_abs_diff;
 } ksa_gradcheck_result;
 
+/* Initialises m's weights (KSA_SPEC §9.7 from `seed`, then every norm weight moved off 1 by
+ * U(-0.15, 0.15), so that a mix-up between two norms, e.g. q_norm and q_norm_summary,
+ * changes the loss) and returns nseq rows of T + 1 random token ids (malloc'ed).         */
+int32_t *ksa_gradcheck_setup(ksa_model *m, uint64_t seed, size_t nseq, size_t T);
+
 /* Checks the parameters whose index has select[i] != 0 (select NULL: all) on the batch
  * tokens [nseq, T+1]. results: one per parameter of the table. The model's grads hold the
  * analytic gradient afterwards; its parameters are restored exactly.                     */

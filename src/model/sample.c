@@ -12,22 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rng.h"
 #include "data/tokenizer.h"
 
 /* ---- deterministic draws ---------------------------------------------------------------- */
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double uniform01(uint64_t *s)
-{
-    return (double)(splitmix(s) >> 11) * 0x1.0p-53;
-}
-
 /* ---- choosing one token ----------------------------------------------------------------- */
 typedef struct {
     double logit;
@@ -47,7 +35,7 @@ static int by_logit_desc(const void *a, const void *b)
  * temperature 0: argmax (first maximum); else one draw from softmax(logits / temperature)
  * over the top_k largest (0 = all), consuming one uniform of *rng.                        */
 static ksa_status choose_token(int32_t *id, const ksa_real *logits, size_t Vs, double temperature,
-                               size_t top_k, uint64_t *rng, candidate *cand, size_t position)
+                               size_t top_k, ksa_rng *rng, candidate *cand, size_t position)
 {
     size_t best = 0;
     for (size_t v = 0; v < Vs; v++) {
@@ -74,7 +62,7 @@ static ksa_status choose_token(int32_t *id, const ksa_real *logits, size_t Vs, d
         cand[i].logit = exp((cand[i].logit - top) / temperature);
         sum += cand[i].logit;
     }
-    double u = uniform01(rng) * sum, acc = 0;
+    double u = ksa_rng_uniform(rng) * sum, acc = 0;
     for (size_t i = 0; i < k; i++) {
         acc += cand[i].logit;
         if (u < acc) {
@@ -124,7 +112,7 @@ ksa_status ksa_sample(ksa_model *m, const int32_t *prompt, size_t n_prompt, int3
     ksa_tape_init(&tp, &arena, ksa_model_tape_nodes(m));
     tp.recording = 0;
 
-    uint64_t rng = seed;
+    ksa_rng rng = ksa_rng_at(seed);
     ksa_status st = KSA_OK;
     size_t T = n0, n = 0;
     while (n < n_new) {

@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "autograd/core.h"
+#include "core/core.h"
 #include "model/decoder.h"
 
 /* Generates up to n_new tokens after prompt[0..n_prompt) into out[0..*n_out).

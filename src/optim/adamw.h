@@ -2,7 +2,7 @@
 #ifndef KSA_OPTIM_ADAMW_H
 #define KSA_OPTIM_ADAMW_H
 
-#include "autograd/core.h"
+#include "core/core.h"
 
 typedef struct {
     double lr, beta1, beta2, eps, weight_decay;

@@ -17,7 +17,7 @@
 #ifndef KSA_OPTIM_CLIP_H
 #define KSA_OPTIM_CLIP_H
 
-#include "autograd/core.h"
+#include "core/core.h"
 
 /* Element-wise value clipping of g to [-clip_value, clip_value] (clip_value <= 0: off), in
  * place. +inf becomes +clip_value and -inf -clip_value; NaN stays NaN. That is why the bounds

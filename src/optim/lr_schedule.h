@@ -26,7 +26,7 @@
 #ifndef KSA_OPTIM_LR_SCHEDULE_H
 #define KSA_OPTIM_LR_SCHEDULE_H
 
-#include "autograd/core.h"
+#include "core/core.h"
 
 typedef enum { KSA_LR_CONSTANT, KSA_LR_COSINE, KSA_LR_WSD } ksa_lr_kind;
 

@@ -53,10 +53,7 @@ const ksa_config_key *ksa_train_config_keys(size_t *n)
 
 static const ksa_config_key *find_key(const char *name)
 {
-    for (size_t i = 0; i < N_KEYS; i++)
-        if (!strcmp(train_keys[i].name, name))
-            return &train_keys[i];
-    return NULL;
+    return ksa_config_key_find(train_keys, N_KEYS, name);
 }
 
 int ksa_train_config_has_key(const char *key)
@@ -145,22 +142,5 @@ ksa_status ksa_train_config_validate(const ksa_train_config *c, int n_ranks)
 
 void ksa_train_config_write(const ksa_train_config *c, FILE *f)
 {
-    for (size_t i = 0; i < N_KEYS; i++) {
-        const ksa_config_key *k = &train_keys[i];
-        const char *field = (const char *)c + k->offset;
-        switch (k->kind) {
-        case KSA_KEY_INT:
-        case KSA_KEY_BOOL:
-            fprintf(f, "%s = %ld\n", k->name, *(const long *)field);
-            break;
-        case KSA_KEY_FLOAT: {
-            char num[32];
-            fprintf(f, "%s = %s\n", k->name, ksa_format_double(num, *(const double *)field));
-            break;
-        }
-        case KSA_KEY_STRING:
-            fprintf(f, "%s = %s\n", k->name, field);
-            break;
-        }
-    }
+    ksa_config_keys_write(train_keys, N_KEYS, c, f);
 }

@@ -1,5 +1,5 @@
 /* core.c - status messages, asserts, aligned allocation, thread knob, clock. */
-#include "core.h"
+#include "core/core.h"
 
 #include <stdarg.h>
 #include <stdio.h>

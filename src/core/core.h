@@ -2,8 +2,8 @@
  *
  * Everything in src/ is written once against ksa_real and compiled twice (DESIGN.md §4):
  * float (bin/ksa) and, with -DKSA_REAL_DOUBLE, double (bin/ksa64, gradient checks).       */
-#ifndef KSA_AUTOGRAD_CORE_H
-#define KSA_AUTOGRAD_CORE_H
+#ifndef KSA_CORE_CORE_H
+#define KSA_CORE_CORE_H
 
 #include <stddef.h>
 #include <stdint.h>
