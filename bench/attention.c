@@ -194,18 +194,20 @@ static timing run_once(run *r)
 {
     const ksa_summary_attn_dims *d = &r->d;
     size_t tq = r->tq, tk = r->tk, tl = d->T * d->Hq;
+    ksa_attn_qkv qkv = {{r->q, r->q + tq}, {r->k, r->k + tk}, {r->v, r->v + tk}};
     double t0 = ksa_now();
     if (r->summary)
-        ksa_summary_attn_forward(r->o, r->o + tq, r->lse, r->lse + tl, r->q, r->q + tq, r->k,
-                                 r->k + tk, r->v, r->v + tk, r->ws, r->wb, d);
+        ksa_summary_attn_forward((ksa_attn_out){r->o, r->o + tq},
+                                 (ksa_attn_out){r->lse, r->lse + tl}, qkv, r->ws, r->wb, d);
     else
         ksa_causal_attn_forward(r->o, r->lse, r->q, r->k, r->v, r->ws, r->wb, 1, d->T, d->Hq,
                                 d->Hkv, d->dh);
     double t1 = ksa_now();
     if (r->summary)
-        ksa_summary_attn_backward(r->dq, r->dq + tq, r->dk, r->dk + tk, r->dv, r->dv + tk, r->dout,
-                                  r->dout + tq, r->q, r->q + tq, r->k, r->k + tk, r->v, r->v + tk,
-                                  r->o, r->o + tq, r->lse, r->lse + tl, r->ws, r->wb, d);
+        ksa_summary_attn_backward(
+            (ksa_attn_out){r->dq, r->dq + tq}, (ksa_attn_out){r->dk, r->dk + tk},
+            (ksa_attn_out){r->dv, r->dv + tk}, (ksa_attn_in){r->dout, r->dout + tq}, qkv,
+            (ksa_attn_in){r->o, r->o + tq}, (ksa_attn_in){r->lse, r->lse + tl}, r->ws, r->wb, d);
     else
         ksa_causal_attn_backward(r->dq, r->dk, r->dv, r->dout, r->q, r->k, r->v, r->o, r->lse,
                                  r->ws, r->wb, 1, d->T, d->Hq, d->Hkv, d->dh);

@@ -56,7 +56,7 @@ BINS := $(BIN)/ksa $(BIN)/ksa64
 DEMO_DATA := build/data/kjv.txt
 DEMO_TOKENS := build/data/kjv.bin
 
-.PHONY: all build test asan demo clean format format-check bench crosscheck
+.PHONY: all build test asan demo clean format format-check bench crosscheck mutants
 .DEFAULT_GOAL := all
 .SECONDARY:
 all: build $(DEMO_TOKENS)
@@ -76,10 +76,12 @@ $(BIN)/ksa64: $(LIB64) $(CLI64)
 	@mkdir -p $(BIN)
 	$(CC) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/f32/%: $(BUILD)/f32/tests/%.o $(BUILD)/f32/tests/testutil.o $(LIB32)
+$(BUILD)/tests/f32/%: $(BUILD)/f32/tests/%.o $(BUILD)/f32/tests/testutil.o \
+                   $(BUILD)/f32/tests/opcheck.o $(BUILD)/f32/tests/attncheck.o $(LIB32)
 	@mkdir -p $(dir $@)
 	$(CC) $^ -o $@ $(LDLIBS) $(CMOCKA_LIBS)
-$(BUILD)/tests/f64/%: $(BUILD)/f64/tests/%.o $(BUILD)/f64/tests/testutil.o $(LIB64)
+$(BUILD)/tests/f64/%: $(BUILD)/f64/tests/%.o $(BUILD)/f64/tests/testutil.o \
+                   $(BUILD)/f64/tests/opcheck.o $(BUILD)/f64/tests/attncheck.o $(LIB64)
 	@mkdir -p $(dir $@)
 	$(CC) $^ -o $@ $(LDLIBS) $(CMOCKA_LIBS)
 
@@ -123,6 +125,15 @@ crosscheck: $(BUILD)/tests/f32/test_crosscheck $(BUILD)/tests/f64/test_crosschec
 	    echo "note: $${f##*/} regenerated differently (torch build or script drift)"; done
 	KSA_REFS_DIR=$(BUILD)/refs $(BUILD)/tests/f32/test_crosscheck
 	KSA_REFS_DIR=$(BUILD)/refs $(BUILD)/tests/f64/test_crosscheck
+
+# A test of the tests: every assertion of the shell suites must be able to fail
+# (tests/mutate_shell_tests.py). MUTANT_SUITES=... picks the suites; .ci/run runs the ones
+# whose checks were last reworked (~8 minutes on 2 cores).
+MUTANT_SUITES ?= tests/test_prepare.sh tests/test_resume.sh tests/test_cli.sh \
+                 tests/test_train.sh tests/test_mpi.sh tests/test_docs.sh tests/test_plot.sh \
+                 tests/test_ckpt_mpi.sh
+mutants: $(BINS) $(DEMO_TOKENS)
+	BUILD=$(BUILD) BIN=$(BIN) PY=$(PY) $(PY) tests/mutate_shell_tests.py $(MUTANT_SUITES)
 
 # Every C file is clang-format clean (.clang-format); .ci/run runs format-check.
 FORMAT_SRC = $(wildcard src/*/*.c src/*/*.h tests/*.c tests/*.h bench/*.c)

@@ -1,16 +1,11 @@
 /* test_add.c - residual add forward against a naive double reference; da and db against
  * central finite differences (of the reference, and in the float64 build of the kernel);
  * a tensor added to itself, NULL gradients, accumulation and the shape check.           */
-#include "testutil.h"
+#include "opcheck.h"
 
 #include <math.h>
-#include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
-#include <omp.h>
 
 #include "autograd/add.h"
 
@@ -20,28 +15,6 @@ static void ref_add(double *y, const double *a, const double *b, size_t n)
     for (size_t i = 0; i < n; i++)
         y[i] = a[i] + b[i];
 }
-
-typedef struct {
-    size_t n;
-    double *a, *b, *c, *y; /* reference inputs, loss coefficients, scratch output */
-    ksa_real *ar, *br, *yr;
-} case_ctx;
-
-static double ref_loss(void *p)
-{
-    case_ctx *k = p;
-    ref_add(k->y, k->a, k->b, k->n);
-    return test_dot_dd(k->y, k->c, k->n);
-}
-
-#ifdef KSA_REAL_DOUBLE
-static double kernel_loss(void *p)
-{
-    case_ctx *k = p;
-    ksa_add_forward(k->yr, k->ar, k->br, k->n);
-    return test_dot(k->yr, k->c, k->n);
-}
-#endif
 
 /* {ndim, d0, d1, d2}: odd sizes, 1x1, a 3-d activation, a long row */
 static const size_t shapes[][4] = {{2, 3, 6, 0}, {2, 1, 1, 0},    {2, 17, 33, 0},
@@ -69,117 +42,92 @@ static void forward_matches_naive_reference(void **state)
     }
 }
 
-/* Runs the op through the tape with d(loss)/dy = c; checks y's shape, da and db. */
-static void check_gradients(int ndim, const size_t *shape, uint64_t seed)
+/* ---- the op through the tape: opcheck.h ------------------------------------------------ */
+static ksa_tensor *build(ksa_tape *tp, ksa_tensor *const *in, void *ctx)
 {
-    test_rng rng = test_rng_seed(seed);
-    ksa_arena arena;
-    ksa_arena_init(&arena, 1 << 20);
-    memset(arena.base, 0xff, arena.capacity); /* NaN garbage: arena memory is uninitialised */
-    ksa_tape tp;
-    ksa_tape_init(&tp, &arena, 16);
-
-    ksa_tensor *a = ksa_tensor_new(&arena, ndim, shape), *b = ksa_tensor_new(&arena, ndim, shape);
-    size_t n = a->numel;
-    a->requires_grad = b->requires_grad = 1;
-    test_fill_uniform(a->data, n, -2, 2, &rng);
-    test_fill_uniform(b->data, n, -2, 2, &rng);
-    double *c = malloc(n * sizeof *c);
-    test_fill_uniform_d(c, n, -1, 1, &rng);
-
-    ksa_tensor *y = ksa_op_add(&tp, a, b);
-    assert_int_equal(y->ndim, ndim);
-    for (int i = 0; i < ndim; i++)
-        assert_int_equal(y->shape[i], shape[i]);
-    assert_int_equal(tp.n, 1);
-    test_from_double(ksa_tensor_grad(&arena, y), c, n);
-    ksa_tape_replay(&tp);
-
-    case_ctx k = {.n = n, .c = c};
-    k.a = test_to_double(a->data, n);
-    k.b = test_to_double(b->data, n);
-    k.y = malloc(n * sizeof *k.y);
-    double *num_da = malloc(n * sizeof *num_da), *num_db = malloc(n * sizeof *num_db);
-    test_fd_grad_d(ref_loss, &k, k.a, n, num_da);
-    test_fd_grad_d(ref_loss, &k, k.b, n, num_db);
-    ksa_expect_close(a->grad, num_da, n, TEST_BWD_ATOL, TEST_BWD_RTOL,
-                     "da vs differences of the reference");
-    ksa_expect_close(b->grad, num_db, n, TEST_BWD_ATOL, TEST_BWD_RTOL,
-                     "db vs differences of the reference");
-#ifdef KSA_REAL_DOUBLE
-    k.ar = a->data, k.br = b->data;
-    k.yr = malloc(n * sizeof *k.yr);
-    test_fd_grad(kernel_loss, &k, a->data, n, num_da);
-    test_fd_grad(kernel_loss, &k, b->data, n, num_db);
-    double *ga = test_to_double(a->grad, n), *gb = test_to_double(b->grad, n);
-    ksa_expect_close_sym(ga, num_da, n, 1e-8, 1e-6, "da vs differences of the kernel");
-    ksa_expect_close_sym(gb, num_db, n, 1e-8, 1e-6, "db vs differences of the kernel");
-    free(ga), free(gb), free(k.yr);
-#endif
-    free(c), free(k.a), free(k.b), free(k.y), free(num_da), free(num_db);
-    ksa_tape_free(&tp);
-    ksa_arena_free(&arena);
+    return ksa_op_add(tp, in[0], in[1]);
 }
 
+static void ref(double *y, double *const *x, void *ctx)
+{
+    ref_add(y, x[0], x[1], *(const size_t *)ctx);
+}
+
+static void kernel(ksa_real *y, ksa_real *const *x, void *ctx)
+{
+    ksa_add_forward(y, x[0], x[1], *(const size_t *)ctx);
+}
+
+/* a and b of one shape, values in [-2, 2]; y of that shape; *n (the ctx) its size. */
+static opcheck_case add_case(int ndim, const size_t *shape, size_t *n)
+{
+    opcheck_case cs = {.op = "add", .n_in = 2, .out_ndim = ndim, .ctx = n};
+    cs.in[0] = (opcheck_input){.name = "a", .ndim = ndim, .lo = -2, .hi = 2};
+    cs.in[1] = (opcheck_input){.name = "b", .ndim = ndim, .lo = -2, .hi = 2};
+    *n = 1;
+    for (int d = 0; d < ndim; d++) {
+        cs.in[0].shape[d] = cs.in[1].shape[d] = cs.out_shape[d] = shape[d];
+        *n *= shape[d];
+    }
+    cs.build = build, cs.ref = ref, cs.kernel = kernel;
+    return cs;
+}
+
+/* y's shape, da and db against differences of the reference and of the kernel. */
 static void backward_matches_finite_differences(void **state)
 {
     (void)state;
-    for (size_t s = 0; s < N_SHAPES; s++)
-        check_gradients((int)shapes[s][0], &shapes[s][1], 10 + s);
+    for (size_t s = 0; s < N_SHAPES; s++) {
+        size_t n;
+        opcheck_case cs = add_case((int)shapes[s][0], &shapes[s][1], &n);
+        opcheck(&cs, 10 + s);
+    }
 }
 
-/* y = a + a: both inputs are the same tensor, so it receives 2 c. */
+/* y = a + a: both inputs are the same tensor, so it receives 2 c, exactly. */
+static ksa_tensor *build_twice(ksa_tape *tp, ksa_tensor *const *in, void *ctx)
+{
+    return ksa_op_add(tp, in[0], in[0]);
+}
+
+static void ref_twice(double *y, double *const *x, void *ctx)
+{
+    ref_add(y, x[0], x[0], *(const size_t *)ctx);
+}
+
+static void kernel_twice(ksa_real *y, ksa_real *const *x, void *ctx)
+{
+    ksa_add_forward(y, x[0], x[0], *(const size_t *)ctx);
+}
+
 static void a_tensor_added_to_itself_gets_twice_the_gradient(void **state)
 {
     (void)state;
     size_t n = 7;
-    ksa_arena arena;
-    ksa_arena_init(&arena, 1 << 16);
-    ksa_tape tp;
-    ksa_tape_init(&tp, &arena, 4);
-    test_rng rng = test_rng_seed(3);
-    ksa_tensor *a = ksa_tensor_2d(&arena, 1, n);
-    a->requires_grad = 1;
-    test_fill_uniform(a->data, n, -1, 1, &rng);
-    ksa_tensor *y = ksa_op_add(&tp, a, a);
-    double c[7], want[7];
-    test_fill_uniform_d(c, n, -1, 1, &rng);
-    test_from_double(ksa_tensor_grad(&arena, y), c, n);
-    ksa_tape_replay(&tp);
+    opcheck_case cs = {.op = "add", .n_in = 1, .out_ndim = 2, .out_shape = {1, n}, .ctx = &n};
+    cs.in[0] = (opcheck_input){.name = "a", .ndim = 2, .shape = {1, n}, .lo = -1, .hi = 1};
+    cs.build = build_twice, cs.ref = ref_twice, cs.kernel = kernel_twice;
+    opcheck_run r;
+    opcheck_begin(&r, &cs, 3);
+    double want[7];
     for (size_t i = 0; i < n; i++)
-        want[i] = 2 * (double)(ksa_real)c[i];
-    ksa_expect_close(a->grad, want, n, 0, 0, "d(a + a)/da"); /* exact: x + x = 2x */
-    ksa_tape_free(&tp);
-    ksa_arena_free(&arena);
+        want[i] = 2 * (double)(ksa_real)r.c[i];
+    ksa_expect_close(r.in[0]->grad, want, n, 0, 0, "d(a + a)/da"); /* exact: x + x = 2x */
+    opcheck_end(&r);
 }
 
-/* Only the input that needs a gradient gets one; nothing recorded when neither does. */
+/* Only the input that needs a gradient gets one, exactly dy (opcheck: a gets none, and
+ * nothing is recorded when neither needs one).                                         */
 static void only_inputs_that_need_a_gradient_get_one(void **state)
 {
     (void)state;
-    size_t n = 6;
-    ksa_arena arena;
-    ksa_arena_init(&arena, 1 << 16);
-    ksa_tape tp;
-    ksa_tape_init(&tp, &arena, 4);
-    test_rng rng = test_rng_seed(4);
-    ksa_tensor *a = ksa_tensor_2d(&arena, 2, 3), *b = ksa_tensor_2d(&arena, 2, 3);
-    test_fill_uniform(a->data, n, -1, 1, &rng);
-    test_fill_uniform(b->data, n, -1, 1, &rng);
-    ksa_tensor *y = ksa_op_add(&tp, a, b);
-    assert_int_equal(tp.n, 0);
-    assert_int_equal(y->requires_grad, 0);
-    b->requires_grad = 1;
-    y = ksa_op_add(&tp, a, b);
-    assert_int_equal(tp.n, 1);
-    double c[6];
-    test_fill_uniform_d(c, n, -1, 1, &rng);
-    test_from_double(ksa_tensor_grad(&arena, y), c, n);
-    ksa_tape_replay(&tp);
-    assert_null(a->grad);
-    ksa_expect_close(b->grad, c, n, TEST_FWD_ATOL, TEST_FWD_RTOL, "db alone");
-    ksa_tape_free(&tp);
-    ksa_arena_free(&arena);
+    size_t n;
+    opcheck_case cs = add_case(2, (const size_t[]){2, 3}, &n);
+    cs.in[0].no_grad = 1;
+    opcheck_run r;
+    opcheck_begin(&r, &cs, 4);
+    ksa_expect_close(r.in[1]->grad, r.c, n, TEST_FWD_ATOL, TEST_FWD_RTOL, "db alone");
+    opcheck_end(&r);
 }
 
 static void backward_adds_into_existing_grads(void **state)

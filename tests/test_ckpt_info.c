@@ -18,6 +18,7 @@
 #include "ckpt/ckpt.h"
 #include "ckpt/ckpt_info.h"
 #include "model/decoder.h"
+#include "train/train_config.h"
 
 /* ---- the scratch folder ----------------------------------------------------------------- */
 static char dir[64];
@@ -47,7 +48,9 @@ static char *info_of(const char *path, ksa_status *st)
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
     assert_non_null(f);
-    *st = ksa_ckpt_info_print(path, f);
+    size_t n_keys;
+    const ksa_config_key *keys = ksa_train_config_keys(&n_keys);
+    *st = ksa_ckpt_info_print(path, keys, n_keys, f);
     fclose(f);
     return buf;
 }

@@ -24,7 +24,7 @@
 #include "autograd/params.h"
 #include "ckpt/ckpt.h"
 #include "model/config.h"
-#include "optim/train_config.h"
+#include "train/train_config.h"
 
 static int rank, n_ranks;
 static char dir[512];
@@ -257,14 +257,20 @@ static void sharded_init(sharded_run *r)
     }
     for (size_t g = 0; g < r->p.numel; g++)
         r->p.data[g] = g >= lo && g < hi ? (ksa_real)expected(PARAMS, g) : 1000 + rank;
-    r->ts = (ksa_ckpt_train_state){.train = &r->tc,
-                                   .step = 5,
-                                   .tokens_seen = 640,
-                                   .world_size = n_ranks,
-                                   .slice_lo = lo,
-                                   .slice_hi = hi,
-                                   .exp_avg = r->m,
-                                   .exp_avg_sq = r->v};
+    size_t n_keys;
+    const ksa_config_key *keys = ksa_train_config_keys(&n_keys);
+    r->ts = (ksa_ckpt_train_state){
+        .train_keys = keys,
+        .n_train_keys = n_keys,
+        .train = &r->tc,
+        .adamw = {r->tc.beta1, r->tc.beta2, r->tc.adam_eps, r->tc.weight_decay},
+        .step = 5,
+        .tokens_seen = 640,
+        .world_size = n_ranks,
+        .slice_lo = lo,
+        .slice_hi = hi,
+        .exp_avg = r->m,
+        .exp_avg_sq = r->v};
 }
 
 static void sharded_free(sharded_run *r)
@@ -297,7 +303,7 @@ static void each_rank_writes_its_slice_into_the_logical_datasets(void **state)
     long step = 0;
     unsigned long long tokens = 0;
     ksa_train_config tc;
-    if (ksa_ckpt_read_train(path, &tc, &step, &tokens) != KSA_OK)
+    if (ksa_train_config_read_checkpoint(path, &tc, &step, &tokens) != KSA_OK)
         fail_msg("%s", ksa_last_error());
     assert_int_equal(step, 5);
     assert_int_equal(tokens, 640);
@@ -361,7 +367,8 @@ static void an_error_on_one_rank_fails_the_save_on_every_rank(void **state)
     long step = 0;
     unsigned long long tokens;
     ksa_train_config tc;
-    if ((ksa_ckpt_read_train(path, &tc, &step, &tokens) != KSA_OK || step != 5) && bad++ == 0)
+    if ((ksa_train_config_read_checkpoint(path, &tc, &step, &tokens) != KSA_OK || step != 5) &&
+        bad++ == 0)
         fprintf(stderr, "[rank %d] the previous checkpoint changed (step %ld): %s\n", rank, step,
                 ksa_last_error());
     bad += check_my_slice(path, &r.p);

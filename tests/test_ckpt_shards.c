@@ -15,7 +15,7 @@
 #include "autograd/params.h"
 #include "ckpt/ckpt.h"
 #include "model/config.h"
-#include "optim/train_config.h"
+#include "train/train_config.h"
 
 /* ---- the scratch folder ----------------------------------------------------------------- */
 static char dir[64];
@@ -245,7 +245,12 @@ static void write_training(const char *path, const ksa_params *p, const ksa_real
     tiny_config(&c);
     ksa_train_config tc;
     ksa_train_config_defaults(&tc);
-    ksa_ckpt_train_state ts = {.train = &tc,
+    size_t n_keys;
+    const ksa_config_key *keys = ksa_train_config_keys(&n_keys);
+    ksa_ckpt_train_state ts = {.train_keys = keys,
+                               .n_train_keys = n_keys,
+                               .train = &tc,
+                               .adamw = {tc.beta1, tc.beta2, tc.adam_eps, tc.weight_decay},
                                .step = 3,
                                .tokens_seen = 96,
                                .world_size = 1,

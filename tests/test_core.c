@@ -1,15 +1,20 @@
 /* test_core.c - arena, tensor views, parameter table, status messages, asserts. */
 #include "testutil.h"
 
+#include <math.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "autograd/blas.h"
 #include "autograd/params.h"
 #include "autograd/tape.h"
+#include "core/rng.h"
+#include "core/settings.h"
 
 static void arena_hands_out_aligned_memory_and_resets(void **state)
 {
@@ -50,17 +55,19 @@ static void tape_full_child(const void *arg)
 {
     (void)arg;
     ksa_arena a;
-    ksa_arena_init(&a, 256);
+    ksa_arena_init(&a, 4096);
     ksa_tape tp;
     ksa_tape_init(&tp, &a, 1);
-    ksa_tape_push(&tp, NULL, KSA_OP_ADD);
-    ksa_tape_push(&tp, NULL, KSA_OP_LINEAR);
+    ksa_tensor *x = ksa_tensor_1d(&a, 4), *y = ksa_tensor_1d(&a, 4);
+    x->requires_grad = 1;
+    ksa_tape_record(&tp, NULL, "add", y, 1, &x, 0);
+    ksa_tape_record(&tp, NULL, "linear", y, 1, &x, 0);
 }
 
 static void a_full_tape_aborts_naming_the_op(void **state)
 {
     (void)state;
-    test_expect_abort(tape_full_child, NULL, "tape full: 1 nodes (pushing linear)");
+    test_expect_abort(tape_full_child, NULL, "tape full: 1 nodes (recording linear)");
 }
 
 static void views_share_data_and_resolve_gradients_through_the_base(void **state)
@@ -129,7 +136,141 @@ static void failures_carry_their_message(void **state)
     assert_int_equal(tries(), KSA_EIO);
     assert_string_equal(ksa_last_error(), "cannot open 'x.bin': No such file or directory");
     assert_string_equal(ksa_status_name(KSA_EIO), "i/o error");
-    assert_string_equal(ksa_op_name(KSA_OP_SUMMARY_ATTN), "summary_attention");
+}
+
+/* The shortest of %.15g, %.16g, %.17g that reads back exactly. */
+static void doubles_print_in_the_shortest_exact_form(void **state)
+{
+    (void)state;
+    char buf[32];
+    assert_string_equal(ksa_format_double(buf, 3e-4), "0.0003");
+    assert_string_equal(ksa_format_double(buf, 1e-6), "1e-06");
+    assert_string_equal(ksa_format_double(buf, 0.1 + 0.2), "0.30000000000000004");
+    double hard[] = {1.0 / 3, 2.0 / 3, 4e-7 * 3, 5.0514227253425075, 1e308, -0.0};
+    for (size_t i = 0; i < sizeof hard / sizeof hard[0]; i++)
+        assert_true(strtod(ksa_format_double(buf, hard[i]), NULL) == hard[i]);
+}
+
+/* splitmix64: the published first outputs from state 0, and draws in their ranges. */
+static void the_rng_is_splitmix64(void **state)
+{
+    (void)state;
+    ksa_rng r = ksa_rng_at(0);
+    assert_true(ksa_rng_next(&r) == 0xE220A8397B1DCDAFull);
+    assert_true(ksa_rng_next(&r) == 0x6E789E6AA1B965F4ull);
+    assert_true(ksa_rng_next(&r) == 0x06C45D188009454Full);
+    r = ksa_rng_at(12345);
+    double sum = 0, sum2 = 0;
+    for (int i = 0; i < 20000; i++) {
+        double u = ksa_rng_uniform(&r), o = ksa_rng_uniform_open(&r), z = ksa_rng_normal(&r);
+        assert_true(u >= 0 && u < 1 && o > 0 && o < 1);
+        sum += z, sum2 += z * z;
+    }
+    assert_true(fabs(sum / 20000) < 0.03 && fabs(sum2 / 20000 - 1) < 0.05);
+    assert_true(ksa_hash_string("") == 0xCBF29CE484222325ull); /* FNV-1a offset basis */
+    assert_true(ksa_hash_string("a") == 0xAF63DC4C8601EC8Cull);
+}
+
+typedef struct {
+    long steps, flag;
+    double lr;
+    char name[16];
+} demo_settings;
+
+static const ksa_config_key demo_keys[] = {
+    KSA_KEY(demo_settings, steps, KSA_KEY_INT, "10"),
+    KSA_KEY(demo_settings, flag, KSA_KEY_BOOL, "false"),
+    KSA_KEY(demo_settings, lr, KSA_KEY_FLOAT, "3e-4"),
+    KSA_KEY(demo_settings, name, KSA_KEY_STRING, "x"),
+};
+
+/* A table parses by kind, refuses bad values naming them, and writes itself back. */
+static void settings_tables_parse_and_write(void **state)
+{
+    (void)state;
+    demo_settings d = {0};
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(ksa_config_key_set(&demo_keys[i], &d, demo_keys[i].default_value, "t"),
+                         KSA_OK);
+    assert_int_equal(ksa_config_key_set(&demo_keys[1], &d, " 'true' ", "t"), KSA_OK);
+    assert_int_equal(d.flag, 1);
+    assert_ptr_equal(ksa_config_key_find(demo_keys, 4, "lr"), &demo_keys[2]);
+    assert_null(ksa_config_key_find(demo_keys, 4, "nope"));
+    assert_int_equal(ksa_config_key_set(&demo_keys[0], &d, "-3", "f.conf:2"), KSA_EINVAL);
+    assert_string_equal(ksa_last_error(), "f.conf:2: steps = -3 must not be negative");
+    assert_int_equal(ksa_config_key_set(&demo_keys[3], &d, "0123456789abcdef", "cli"),
+                     KSA_EINVAL); /* 16 characters do not fit name[16] */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ksa_config_keys_write(demo_keys, 4, &d, f);
+    fclose(f);
+    assert_string_equal(buf, "steps = 10\nflag = true\nlr = 0.0003\nname = x\n");
+    free(buf);
+}
+
+/* The OpenMP build of OpenBLAS is linked: one thread pool (DESIGN.md §4). */
+static void openblas_is_the_openmp_build(void **state)
+{
+    (void)state;
+    assert_true(ksa_blas_uses_openmp());
+}
+
+/* Nothing is recorded when no input wants a gradient; otherwise one node with a zeroed
+ * context of the asked size. */
+static void ops_record_only_what_needs_a_gradient(void **state)
+{
+    (void)state;
+    ksa_arena a;
+    ksa_arena_init(&a, 1 << 12);
+    ksa_tape tp;
+    ksa_tape_init(&tp, &a, 4);
+    ksa_tensor *x = ksa_tensor_1d(&a, 4), *y = ksa_tensor_1d(&a, 4);
+    assert_null(ksa_tape_record(&tp, NULL, "add", y, 1, &x, 8));
+    assert_int_equal(tp.n, 0);
+    assert_int_equal(y->requires_grad, 0);
+    x->requires_grad = 1;
+    tp.recording = 0; /* no-grad mode */
+    assert_null(ksa_tape_record(&tp, NULL, "add", y, 1, &x, 8));
+    tp.recording = 1;
+    ksa_node *nd = ksa_tape_record(&tp, NULL, "add", y, 1, &x, 24);
+    assert_non_null(nd);
+    assert_int_equal(tp.n, 1);
+    assert_int_equal(y->requires_grad, 1);
+    assert_ptr_equal(nd->in[0], x);
+    assert_null(nd->in[1]);
+    assert_string_equal(nd->op, "add");
+    for (size_t i = 0; i < 24; i++)
+        assert_int_equal(((unsigned char *)nd->ctx)[i], 0);
+    ksa_tape_free(&tp);
+    ksa_arena_free(&a);
+}
+
+static void twin_child(const void *arg)
+{
+    (void)arg;
+    ksa_params p;
+    ksa_params_init(&p);
+    size_t a = ksa_params_add(&p, "a.weight", 2, 2, 3);
+    size_t b = ksa_params_add(&p, "a_summary.weight", 2, 2, 3);
+    ksa_params_set_role(&p, b, KSA_ROLE_LINEAR, 1, (long)a);
+    size_t c = ksa_params_add(&p, "b_summary.weight", 2, 2, 3);
+    ksa_params_set_role(&p, c, KSA_ROLE_LINEAR, 1, (long)b); /* a summary twin: a bug */
+}
+
+/* Roles default by rank; a summary parameter's twin must be an earlier shared one. */
+static void parameters_carry_a_role_and_a_twin(void **state)
+{
+    (void)state;
+    ksa_params p;
+    ksa_params_init(&p);
+    size_t w = ksa_params_add(&p, "w", 2, 4, 3), g = ksa_params_add(&p, "g", 1, 4, 0);
+    assert_int_equal(p.table[w].role, KSA_ROLE_LINEAR);
+    assert_int_equal(p.table[g].role, KSA_ROLE_NORM);
+    assert_int_equal(p.table[w].twin, -1);
+    assert_int_equal(p.table[w].summary, 0);
+    ksa_params_free(&p);
+    test_expect_abort(twin_child, NULL, "twin 1 must be an earlier shared parameter");
 }
 
 int main(void)
@@ -141,6 +282,12 @@ int main(void)
         cmocka_unit_test(views_share_data_and_resolve_gradients_through_the_base),
         cmocka_unit_test(parameters_are_aligned_named_and_counted),
         cmocka_unit_test(failures_carry_their_message),
+        cmocka_unit_test(doubles_print_in_the_shortest_exact_form),
+        cmocka_unit_test(the_rng_is_splitmix64),
+        cmocka_unit_test(settings_tables_parse_and_write),
+        cmocka_unit_test(openblas_is_the_openmp_build),
+        cmocka_unit_test(ops_record_only_what_needs_a_gradient),
+        cmocka_unit_test(parameters_carry_a_role_and_a_twin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

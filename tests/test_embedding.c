@@ -2,16 +2,11 @@
  * gradient against central finite differences (of the reference, and in the float64 build
  * of the kernel); repeated ids, accumulation, the ids copy, thread-count determinism and
  * the abort on an id outside the table.                                                  */
-#include "testutil.h"
+#include "opcheck.h"
 
 #include <math.h>
-#include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
-#include <omp.h>
 
 #include "autograd/embedding.h"
 
@@ -22,29 +17,6 @@ static void ref_embedding(double *out, const double *table, const int32_t *ids, 
         for (size_t d = 0; d < D; d++)
             out[n * D + d] = table[(size_t)ids[n] * D + d];
 }
-
-typedef struct {
-    size_t N, V, D;
-    const int32_t *ids;
-    double *table, *c, *out; /* reference input, loss coefficients, scratch output */
-    ksa_real *tabler, *outr;
-} case_ctx;
-
-static double ref_loss(void *p)
-{
-    case_ctx *k = p;
-    ref_embedding(k->out, k->table, k->ids, k->N, k->D);
-    return test_dot_dd(k->out, k->c, k->N * k->D);
-}
-
-#ifdef KSA_REAL_DOUBLE
-static double kernel_loss(void *p)
-{
-    case_ctx *k = p;
-    ksa_embedding_forward(k->outr, k->tabler, k->ids, k->N, k->V, k->D);
-    return test_dot(k->outr, k->c, k->N * k->D);
-}
-#endif
 
 static void fill_ids(int32_t *ids, size_t N, size_t V, test_rng *rng)
 {
@@ -77,57 +49,64 @@ static void forward_copies_the_rows_the_ids_name(void **state)
     }
 }
 
-/* Runs the op through the tape with d(loss)/dout = c; checks dtable. */
-static void check_gradients(size_t V, size_t D, size_t N, uint64_t seed)
+/* ---- the op through the tape: opcheck.h ------------------------------------------------ */
+typedef struct {
+    size_t V, D, N;
+    int32_t *ids;    /* N ids                                                          */
+    int32_t *reused; /* NULL, or the caller's buffer the op is given, reused after it */
+} lookup_ctx;
+
+static void draw_ids(void *ctx, test_rng *rng)
 {
-    test_rng rng = test_rng_seed(seed);
-    ksa_arena arena;
-    ksa_arena_init(&arena, 1 << 20);
-    memset(arena.base, 0xff, arena.capacity); /* NaN garbage: arena memory is uninitialised */
-    ksa_tape tp;
-    ksa_tape_init(&tp, &arena, 16);
-
-    ksa_tensor *table = ksa_tensor_2d(&arena, V, D);
-    table->requires_grad = 1;
-    test_fill_uniform(table->data, V * D, -2, 2, &rng);
-    int32_t *ids = malloc(N * sizeof *ids);
-    fill_ids(ids, N, V, &rng);
-    double *c = malloc(N * D * sizeof *c);
-    test_fill_uniform_d(c, N * D, -1, 1, &rng);
-
-    ksa_tensor *out = ksa_op_embedding(&tp, table, ids, N);
-    assert_int_equal(out->ndim, 2);
-    assert_int_equal(out->shape[0], N);
-    assert_int_equal(out->shape[1], D);
-    assert_int_equal(tp.n, 1);
-    test_from_double(ksa_tensor_grad(&arena, out), c, N * D);
-    ksa_tape_replay(&tp);
-
-    case_ctx k = {.N = N, .V = V, .D = D, .ids = ids, .c = c};
-    k.table = test_to_double(table->data, V * D);
-    k.out = malloc(N * D * sizeof *k.out);
-    double *num = malloc(V * D * sizeof *num);
-    test_fd_grad_d(ref_loss, &k, k.table, V * D, num);
-    ksa_expect_close(table->grad, num, V * D, TEST_BWD_ATOL, TEST_BWD_RTOL,
-                     "dtable vs differences of the reference");
-#ifdef KSA_REAL_DOUBLE
-    k.tabler = table->data;
-    k.outr = malloc(N * D * sizeof *k.outr);
-    test_fd_grad(kernel_loss, &k, table->data, V * D, num);
-    double *a = test_to_double(table->grad, V * D);
-    ksa_expect_close_sym(a, num, V * D, 1e-8, 1e-6, "dtable vs differences of the kernel");
-    free(a), free(k.outr);
-#endif
-    free(ids), free(c), free(k.table), free(k.out), free(num);
-    ksa_tape_free(&tp);
-    ksa_arena_free(&arena);
+    lookup_ctx *k = ctx;
+    fill_ids(k->ids, k->N, k->V, rng);
 }
 
+static ksa_tensor *build(ksa_tape *tp, ksa_tensor *const *in, void *ctx)
+{
+    const lookup_ctx *k = ctx;
+    if (!k->reused)
+        return ksa_op_embedding(tp, in[0], k->ids, k->N);
+    memcpy(k->reused, k->ids, k->N * sizeof *k->ids);
+    ksa_tensor *out = ksa_op_embedding(tp, in[0], k->reused, k->N);
+    memset(k->reused, 0, k->N * sizeof *k->ids); /* the next batch overwrites the buffer */
+    return out;
+}
+
+static void ref(double *y, double *const *x, void *ctx)
+{
+    const lookup_ctx *k = ctx;
+    ref_embedding(y, x[0], k->ids, k->N, k->D);
+}
+
+static void kernel(ksa_real *y, ksa_real *const *x, void *ctx)
+{
+    const lookup_ctx *k = ctx;
+    ksa_embedding_forward(y, x[0], k->ids, k->N, k->V, k->D);
+}
+
+/* The table [V, D], values in [-xmax, xmax]; out [N, D]. */
+static opcheck_case embedding_case(lookup_ctx *k, double xmax)
+{
+    opcheck_case cs = {.op = "embedding", .n_in = 1, .out_ndim = 2, .out_shape = {k->N, k->D}};
+    cs.in[0] = (opcheck_input){.name = "table", .ndim = 2, .shape = {k->V, k->D}, .lo = -xmax};
+    cs.in[0].hi = xmax;
+    cs.ctx = k, cs.build = build, cs.ref = ref, cs.kernel = kernel;
+    return cs;
+}
+
+/* N random ids: dtable against differences of the reference and of the kernel. */
 static void backward_matches_finite_differences(void **state)
 {
     (void)state;
-    for (size_t s = 0; s < N_SHAPES; s++)
-        check_gradients(shapes[s][0], shapes[s][1], shapes[s][2], 10 + s);
+    for (size_t s = 0; s < N_SHAPES; s++) {
+        lookup_ctx k = {.V = shapes[s][0], .D = shapes[s][1], .N = shapes[s][2]};
+        k.ids = malloc(k.N * sizeof *k.ids);
+        opcheck_case cs = embedding_case(&k, 2);
+        cs.setup = draw_ids;
+        opcheck(&cs, 10 + s);
+        free(k.ids);
+    }
 }
 
 static void repeated_ids_sum_their_gradients_and_unused_rows_stay_zero(void **state)
@@ -175,33 +154,22 @@ static void backward_adds_into_existing_grads(void **state)
     ksa_embedding_backward(NULL, dout, ids, N, V, D);
 }
 
-/* The op copies ids: the caller's buffer may be reused before backward runs. */
+/* The op copies ids: the caller's buffer may be reused before backward runs (opcheck:
+ * dtable against differences at the ids given; here: the kernel's exactly).           */
 static void caller_may_reuse_its_ids_buffer_before_backward(void **state)
 {
     (void)state;
     enum { V = 5, D = 3, N = 4 };
-    ksa_arena arena;
-    ksa_arena_init(&arena, 1 << 16);
-    ksa_tape tp;
-    ksa_tape_init(&tp, &arena, 4);
-    test_rng rng = test_rng_seed(11);
-    ksa_tensor *table = ksa_tensor_2d(&arena, V, D);
-    table->requires_grad = 1;
-    test_fill_uniform(table->data, V * D, -1, 1, &rng);
-    int32_t ids[N] = {4, 1, 4, 2};
-    ksa_tensor *out = ksa_op_embedding(&tp, table, ids, N);
-    const int32_t original[N] = {4, 1, 4, 2};
-    for (size_t n = 0; n < N; n++)
-        ids[n] = 0; /* the next batch overwrites the buffer */
-    ksa_real *dout = ksa_tensor_grad(&arena, out);
-    test_fill_uniform(dout, N * D, -1, 1, &rng);
-    ksa_tape_replay(&tp);
+    int32_t ids[N] = {4, 1, 4, 2}, buffer[N];
+    lookup_ctx k = {.V = V, .D = D, .N = N, .ids = ids, .reused = buffer};
+    opcheck_case cs = embedding_case(&k, 1);
+    opcheck_run r;
+    opcheck_begin(&r, &cs, 11);
     ksa_real want[V * D];
     memset(want, 0, sizeof want);
-    ksa_embedding_backward(want, dout, original, N, V, D);
-    assert_memory_equal(table->grad, want, sizeof want);
-    ksa_tape_free(&tp);
-    ksa_arena_free(&arena);
+    ksa_embedding_backward(want, r.y->grad, ids, N, V, D);
+    assert_memory_equal(r.in[0]->grad, want, sizeof want);
+    opcheck_end(&r);
 }
 
 static void nothing_is_recorded_when_the_table_needs_no_gradient(void **state)

@@ -1,7 +1,7 @@
 /* test_linear.c - y = x · wᵀ forward against a naive double reference; dx and dw against
  * central finite differences (of the reference, and in the float64 build of the kernel);
  * accumulation, NULL gradients, leading dimensions and thread-count determinism.        */
-#include "testutil.h"
+#include "opcheck.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -20,28 +20,6 @@ static void ref_linear(double *y, const double *x, const double *w, size_t N, si
             y[n * out + o] = s;
         }
 }
-
-typedef struct {
-    size_t N, in, out;
-    double *x, *w, *c, *y; /* reference inputs, loss coefficients, scratch output */
-    ksa_real *xr, *wr, *yr;
-} case_ctx;
-
-static double ref_loss(void *p)
-{
-    case_ctx *k = p;
-    ref_linear(k->y, k->x, k->w, k->N, k->in, k->out);
-    return test_dot_dd(k->y, k->c, k->N * k->out);
-}
-
-#ifdef KSA_REAL_DOUBLE
-static double kernel_loss(void *p)
-{
-    case_ctx *k = p;
-    ksa_linear_forward(k->yr, k->xr, k->wr, k->N, k->in, k->out);
-    return test_dot(k->yr, k->c, k->N * k->out);
-}
-#endif
 
 /* {N, in, out}: odd sizes, 1x1, a single output, a single input, and BLAS-sized blocks */
 static const size_t shapes[][3] = {{3, 6, 5}, {1, 1, 1},   {17, 33, 9}, {5, 7, 1},
@@ -68,68 +46,55 @@ static void forward_matches_naive_reference(void **state)
     }
 }
 
-/* Runs the op through the tape on x of shape xshape (last dimension in) with
- * d(loss)/dy = c; checks y's shape, dx and dw.                                           */
-static void check_gradients(int ndim, const size_t *xshape, size_t out, uint64_t seed)
+/* ---- the op through the tape: opcheck.h ------------------------------------------------ */
+typedef struct {
+    size_t N, in, out; /* rows of x (every leading index), its last dimension, w's rows */
+} linear_ctx;
+
+static ksa_tensor *build(ksa_tape *tp, ksa_tensor *const *in, void *ctx)
 {
-    test_rng rng = test_rng_seed(seed);
-    ksa_arena arena;
-    ksa_arena_init(&arena, 1 << 20);
-    memset(arena.base, 0xff, arena.capacity); /* NaN garbage: arena memory is uninitialised */
-    ksa_tape tp;
-    ksa_tape_init(&tp, &arena, 16);
-
-    ksa_tensor *x = ksa_tensor_new(&arena, ndim, xshape);
-    size_t in = xshape[ndim - 1], N = x->numel / in;
-    ksa_tensor *w = ksa_tensor_2d(&arena, out, in);
-    x->requires_grad = w->requires_grad = 1;
-    test_fill_uniform(x->data, N * in, -2, 2, &rng);
-    test_fill_uniform(w->data, out * in, -1, 1, &rng);
-    double *c = malloc(N * out * sizeof *c);
-    test_fill_uniform_d(c, N * out, -1, 1, &rng);
-
-    ksa_tensor *y = ksa_op_linear(&tp, x, w);
-    assert_int_equal(y->ndim, ndim);
-    for (int i = 0; i < ndim - 1; i++)
-        assert_int_equal(y->shape[i], xshape[i]);
-    assert_int_equal(y->shape[ndim - 1], out);
-    assert_int_equal(tp.n, 1);
-    ksa_real *dy = ksa_tensor_grad(&arena, y);
-    test_from_double(dy, c, N * out);
-    ksa_tape_replay(&tp);
-
-    case_ctx k = {.N = N, .in = in, .out = out, .c = c};
-    k.x = test_to_double(x->data, N * in);
-    k.w = test_to_double(w->data, out * in);
-    k.y = malloc(N * out * sizeof *k.y);
-    double *num_dx = malloc(N * in * sizeof *num_dx), *num_dw = malloc(out * in * sizeof *num_dw);
-    test_fd_grad_d(ref_loss, &k, k.x, N * in, num_dx);
-    test_fd_grad_d(ref_loss, &k, k.w, out * in, num_dw);
-    ksa_expect_close(x->grad, num_dx, N * in, TEST_BWD_ATOL, TEST_BWD_RTOL,
-                     "dx vs differences of the reference");
-    ksa_expect_close(w->grad, num_dw, out * in, TEST_BWD_ATOL, TEST_BWD_RTOL,
-                     "dw vs differences of the reference");
-#ifdef KSA_REAL_DOUBLE
-    k.xr = x->data, k.wr = w->data;
-    k.yr = malloc(N * out * sizeof *k.yr);
-    test_fd_grad(kernel_loss, &k, x->data, N * in, num_dx);
-    test_fd_grad(kernel_loss, &k, w->data, out * in, num_dw);
-    double *ax = test_to_double(x->grad, N * in), *aw = test_to_double(w->grad, out * in);
-    ksa_expect_close_sym(ax, num_dx, N * in, 1e-8, 1e-6, "dx vs differences of the kernel");
-    ksa_expect_close_sym(aw, num_dw, out * in, 1e-8, 1e-6, "dw vs differences of the kernel");
-    free(ax), free(aw), free(k.yr);
-#endif
-    free(c), free(k.x), free(k.w), free(k.y), free(num_dx), free(num_dw);
-    ksa_tape_free(&tp);
-    ksa_arena_free(&arena);
+    return ksa_op_linear(tp, in[0], in[1]);
 }
 
+static void ref(double *y, double *const *x, void *ctx)
+{
+    const linear_ctx *k = ctx;
+    ref_linear(y, x[0], x[1], k->N, k->in, k->out);
+}
+
+static void kernel(ksa_real *y, ksa_real *const *x, void *ctx)
+{
+    const linear_ctx *k = ctx;
+    ksa_linear_forward(y, x[0], x[1], k->N, k->in, k->out);
+}
+
+/* x of shape xshape (last dimension in) with values in [-xmax, xmax], w [out, in] in
+ * [-1, 1]; y keeps x's leading dimensions and ends in out. k (the ctx) is filled in.   */
+static opcheck_case linear_case(linear_ctx *k, int ndim, const size_t *xshape, size_t out,
+                                double xmax)
+{
+    opcheck_case cs = {.op = "linear", .n_in = 2, .out_ndim = ndim, .ctx = k};
+    size_t in = xshape[ndim - 1], N = 1;
+    cs.in[0] = (opcheck_input){.name = "x", .ndim = ndim, .lo = -xmax, .hi = xmax};
+    cs.in[1] = (opcheck_input){.name = "w", .ndim = 2, .shape = {out, in}, .lo = -1, .hi = 1};
+    for (int d = 0; d < ndim - 1; d++)
+        N *= xshape[d];
+    memcpy(cs.in[0].shape, xshape, (size_t)ndim * sizeof *xshape);
+    memcpy(cs.out_shape, xshape, (size_t)ndim * sizeof *xshape);
+    cs.out_shape[ndim - 1] = out;
+    *k = (linear_ctx){.N = N, .in = in, .out = out};
+    cs.build = build, cs.ref = ref, cs.kernel = kernel;
+    return cs;
+}
+
+/* y's shape, dx and dw against differences of the reference and of the kernel. */
 static void backward_matches_finite_differences(void **state)
 {
     (void)state;
     for (size_t s = 0; s < N_SHAPES; s++) {
-        size_t xshape[2] = {shapes[s][0], shapes[s][1]};
-        check_gradients(2, xshape, shapes[s][2], 10 + s);
+        linear_ctx k;
+        opcheck_case cs = linear_case(&k, 2, shapes[s], shapes[s][2], 2);
+        opcheck(&cs, 10 + s);
     }
 }
 
@@ -138,8 +103,11 @@ static void input_of_any_rank_keeps_its_leading_dimensions(void **state)
 {
     (void)state;
     const size_t x3[3] = {2, 3, 6}, x4[4] = {2, 1, 3, 5};
-    check_gradients(3, x3, 5, 30);
-    check_gradients(4, x4, 4, 31);
+    linear_ctx k;
+    opcheck_case cs = linear_case(&k, 3, x3, 5, 2);
+    opcheck(&cs, 30);
+    cs = linear_case(&k, 4, x4, 4, 2);
+    opcheck(&cs, 31);
 }
 
 static void nothing_is_recorded_when_no_input_needs_a_gradient(void **state)
@@ -170,44 +138,12 @@ static void nothing_is_recorded_when_no_input_needs_a_gradient(void **state)
 static void backward_fills_only_the_gradients_that_are_needed(void **state)
 {
     (void)state;
-    size_t N = 4, in = 7, out = 3;
+    const size_t xshape[2] = {4, 7};
     for (int which = 0; which < 2; which++) {
-        ksa_arena arena;
-        ksa_arena_init(&arena, 1 << 16);
-        ksa_tape tp;
-        ksa_tape_init(&tp, &arena, 4);
-        test_rng rng = test_rng_seed(40 + (uint64_t)which);
-        ksa_tensor *x = ksa_tensor_2d(&arena, N, in), *w = ksa_tensor_2d(&arena, out, in);
-        test_fill_uniform(x->data, N * in, -1, 1, &rng);
-        test_fill_uniform(w->data, out * in, -1, 1, &rng);
-        double *c = malloc(N * out * sizeof *c);
-        test_fill_uniform_d(c, N * out, -1, 1, &rng);
-        (which ? w : x)->requires_grad = 1;
-        ksa_tensor *y = ksa_op_linear(&tp, x, w);
-        assert_int_equal(tp.n, 1);
-        test_from_double(ksa_tensor_grad(&arena, y), c, N * out);
-        ksa_tape_replay(&tp);
-
-        case_ctx k = {.N = N, .in = in, .out = out, .c = c};
-        k.x = test_to_double(x->data, N * in);
-        k.w = test_to_double(w->data, out * in);
-        k.y = malloc(N * out * sizeof *k.y);
-        if (which == 0) {
-            double *num = malloc(N * in * sizeof *num);
-            test_fd_grad_d(ref_loss, &k, k.x, N * in, num);
-            assert_null(w->grad);
-            ksa_expect_close(x->grad, num, N * in, TEST_BWD_ATOL, TEST_BWD_RTOL, "dx alone");
-            free(num);
-        } else {
-            double *num = malloc(out * in * sizeof *num);
-            test_fd_grad_d(ref_loss, &k, k.w, out * in, num);
-            assert_null(x->grad);
-            ksa_expect_close(w->grad, num, out * in, TEST_BWD_ATOL, TEST_BWD_RTOL, "dw alone");
-            free(num);
-        }
-        free(c), free(k.x), free(k.w), free(k.y);
-        ksa_tape_free(&tp);
-        ksa_arena_free(&arena);
+        linear_ctx k;
+        opcheck_case cs = linear_case(&k, 2, xshape, 3, 1);
+        cs.in[1 - which].no_grad = 1; /* which = 0: dx alone, 1: dw alone */
+        opcheck(&cs, 40 + (uint64_t)which);
     }
 }
 

@@ -2,7 +2,7 @@
  * (identity at position 0, norm of each (i, i + dh/2) pair kept, scores depending on the
  * position difference only, accuracy at position 131071); gradients against central finite
  * differences (of the reference, and in the float64 build of the kernel).                  */
-#include "testutil.h"
+#include "opcheck.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -49,30 +49,6 @@ static void fill_positions(int32_t *pos, size_t N, test_rng *rng)
         }
     }
 }
-
-typedef struct {
-    size_t N, H, dh;
-    double base;
-    const int32_t *pos;
-    double *x, *c, *y; /* reference input, loss coefficients, scratch output */
-    ksa_real *xr, *yr;
-} case_ctx;
-
-static double ref_loss(void *p)
-{
-    case_ctx *k = p;
-    ref_rope(k->y, k->x, k->pos, k->N, k->H, k->dh, k->base);
-    return test_dot_dd(k->y, k->c, k->N * k->H * k->dh);
-}
-
-#ifdef KSA_REAL_DOUBLE
-static double kernel_loss(void *p)
-{
-    case_ctx *k = p;
-    ksa_rope_forward(k->yr, k->xr, k->pos, k->N, k->H, k->dh, k->base);
-    return test_dot(k->yr, k->c, k->N * k->H * k->dh);
-}
-#endif
 
 /* Forward tolerance. float: the ordinary one. double: the angle p·θ_i itself rounds by up to
  * ~p·2^-53 ≈ 1.5e-11 rad at p = 131071, so two faithful implementations of the formula (pow
@@ -241,60 +217,74 @@ static void forward_is_accurate_at_position_131071(void **state)
     free(x), free(y), free(xd), free(yd);
 }
 
-/* Runs the op through the tape with d(loss)/dy = c; checks dx. x is [N, H*dh] or, with
- * three_d, [N, H, dh].                                                                   */
-static void check_gradients(size_t N, size_t H, size_t dh, double base, int three_d, uint64_t seed)
+/* ---- the op through the tape: opcheck.h ------------------------------------------------ */
+typedef struct {
+    size_t N, H, dh;
+    double base;
+    int32_t *pos;    /* N positions                                                  */
+    int32_t *reused; /* NULL, or the caller's buffer the op is given, reused after it */
+} rope_ctx;
+
+static void draw_positions(void *ctx, test_rng *rng)
 {
-    size_t n = N * H * dh;
-    test_rng rng = test_rng_seed(seed);
-    ksa_arena arena;
-    ksa_arena_init(&arena, 1 << 20);
-    ksa_tape tp;
-    ksa_tape_init(&tp, &arena, 4);
-
-    ksa_tensor *x = three_d ? ksa_tensor_3d(&arena, N, H, dh) : ksa_tensor_2d(&arena, N, H * dh);
-    x->requires_grad = 1;
-    test_fill_uniform(x->data, n, -1, 1, &rng);
-    int32_t *pos = malloc(N * sizeof *pos);
-    fill_positions(pos, N, &rng);
-    double *c = malloc(n * sizeof *c);
-    test_fill_uniform_d(c, n, -1, 1, &rng);
-
-    ksa_tensor *y = ksa_op_rope(&tp, x, pos, H, base);
-    assert_int_equal(tp.n, 1);
-    assert_int_equal(y->ndim, x->ndim);
-    ksa_real *dy = ksa_tensor_grad(&arena, y);
-    test_from_double(dy, c, n);
-    ksa_tape_replay(&tp);
-    assert_non_null(x->grad);
-
-    case_ctx k = {.N = N, .H = H, .dh = dh, .base = base, .pos = pos, .c = c};
-    k.x = test_to_double(x->data, n);
-    k.y = malloc(n * sizeof *k.y);
-    double *num_dx = malloc(n * sizeof *num_dx);
-    test_fd_grad_d(ref_loss, &k, k.x, n, num_dx);
-    ksa_expect_close(x->grad, num_dx, n, TEST_BWD_ATOL, TEST_BWD_RTOL,
-                     "dx vs differences of the reference");
-#ifdef KSA_REAL_DOUBLE
-    k.xr = x->data;
-    k.yr = malloc(n * sizeof *k.yr);
-    test_fd_grad(kernel_loss, &k, x->data, n, num_dx);
-    double *ax = test_to_double(x->grad, n);
-    ksa_expect_close_sym(ax, num_dx, n, 1e-8, 1e-6, "dx vs differences of the kernel");
-    free(ax), free(k.yr);
-#endif
-    free(pos), free(c), free(k.x), free(k.y), free(num_dx);
-    ksa_tape_free(&tp);
-    ksa_arena_free(&arena);
+    rope_ctx *k = ctx;
+    fill_positions(k->pos, k->N, rng);
 }
 
+static ksa_tensor *build(ksa_tape *tp, ksa_tensor *const *in, void *ctx)
+{
+    const rope_ctx *k = ctx;
+    if (!k->reused)
+        return ksa_op_rope(tp, in[0], k->pos, k->H, k->base);
+    memcpy(k->reused, k->pos, k->N * sizeof *k->pos);
+    ksa_tensor *y = ksa_op_rope(tp, in[0], k->reused, k->H, k->base);
+    for (size_t i = 0; i < k->N; i++)
+        k->reused[i] = 77777; /* the next batch overwrites the buffer before backward */
+    return y;
+}
+
+static void ref(double *y, double *const *x, void *ctx)
+{
+    const rope_ctx *k = ctx;
+    ref_rope(y, x[0], k->pos, k->N, k->H, k->dh, k->base);
+}
+
+static void kernel(ksa_real *y, ksa_real *const *x, void *ctx)
+{
+    const rope_ctx *k = ctx;
+    ksa_rope_forward(y, x[0], k->pos, k->N, k->H, k->dh, k->base);
+}
+
+/* x [N, H*dh] or, with three_d, [N, H, dh], values in [-1, 1]; y keeps x's shape. */
+static opcheck_case rope_case(rope_ctx *k, int three_d)
+{
+    opcheck_case cs = {
+        .op = "rope", .n_in = 1, .fwd_atol = ROPE_FWD_ATOL, .fwd_rtol = TEST_FWD_RTOL};
+    cs.in[0] = (opcheck_input){.name = "x", .ndim = 2, .shape = {k->N, k->H * k->dh}};
+    if (three_d)
+        cs.in[0] = (opcheck_input){.name = "x", .ndim = 3, .shape = {k->N, k->H, k->dh}};
+    cs.in[0].lo = -1, cs.in[0].hi = 1;
+    cs.out_ndim = cs.in[0].ndim;
+    memcpy(cs.out_shape, cs.in[0].shape, sizeof cs.out_shape);
+    cs.ctx = k, cs.build = build, cs.ref = ref, cs.kernel = kernel;
+    return cs;
+}
+
+/* Positions as the model makes them, x 2-d and 3-d in turn: dx against differences of
+ * the reference and of the kernel.                                                     */
 static void backward_matches_finite_differences(void **state)
 {
     (void)state;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        for (size_t b = 0; b < sizeof bases / sizeof bases[0]; b++)
-            check_gradients(shapes[s][0], shapes[s][1], shapes[s][2], bases[b], (int)(s % 2),
-                            10 + 2 * s + b);
+        for (size_t b = 0; b < sizeof bases / sizeof bases[0]; b++) {
+            rope_ctx k = {
+                .N = shapes[s][0], .H = shapes[s][1], .dh = shapes[s][2], .base = bases[b]};
+            k.pos = malloc(k.N * sizeof *k.pos);
+            opcheck_case cs = rope_case(&k, (int)(s % 2));
+            cs.setup = draw_positions;
+            opcheck(&cs, 10 + 2 * s + b);
+            free(k.pos);
+        }
 }
 
 /* Adds into dx, leaving what was there; dx = NULL is accepted and touches nothing. */
@@ -321,56 +311,32 @@ static void backward_adds_into_existing_grads(void **state)
     assert_true(diff > 0.1);
 }
 
-/* The op copies pos: the caller may rebuild its position buffer before backward runs. */
+/* The op copies pos: the caller may rebuild its position buffer before backward runs
+ * (opcheck: dx against differences at the positions given; here: the kernel's exactly). */
 static void op_keeps_its_own_copy_of_the_positions(void **state)
 {
     (void)state;
-    size_t N = 3, H = 2, dh = 8, n = N * H * dh;
-    test_rng rng = test_rng_seed(8);
-    ksa_arena arena;
-    ksa_arena_init(&arena, 1 << 16);
-    ksa_tape tp;
-    ksa_tape_init(&tp, &arena, 4);
-    ksa_tensor *x = ksa_tensor_2d(&arena, N, H * dh);
-    x->requires_grad = 1;
-    test_fill_uniform(x->data, n, -1, 1, &rng);
-    int32_t pos[3] = {5, 23, 1000};
-    const int32_t pos_kept[3] = {5, 23, 1000};
-    ksa_tensor *y = ksa_op_rope(&tp, x, pos, H, 10000.0);
-    ksa_real *dy = ksa_tensor_grad(&arena, y);
-    test_fill_uniform(dy, n, -1, 1, &rng);
-    for (size_t i = 0; i < N; i++)
-        pos[i] = 77777;
-    ksa_tape_replay(&tp);
+    int32_t pos[3] = {5, 23, 1000}, buffer[3];
+    rope_ctx k = {.N = 3, .H = 2, .dh = 8, .base = 10000.0, .pos = pos, .reused = buffer};
+    opcheck_case cs = rope_case(&k, 0);
+    opcheck_run r;
+    opcheck_begin(&r, &cs, 8);
     ksa_real want[48];
     memset(want, 0, sizeof want);
-    ksa_rope_backward(want, dy, pos_kept, N, H, dh, 10000.0);
-    assert_memory_equal(x->grad, want, n * sizeof *want);
-    ksa_tape_free(&tp);
-    ksa_arena_free(&arena);
+    ksa_rope_backward(want, r.y->grad, pos, k.N, k.H, k.dh, k.base);
+    assert_memory_equal(r.in[0]->grad, want, sizeof want);
+    opcheck_end(&r);
 }
 
+/* x [3, 4, 6] at positions 0, 1 and 131071 (opcheck: without gradients nothing is recorded
+ * and y is the same, matching the reference).                                            */
 static void op_records_nothing_when_x_needs_no_gradient(void **state)
 {
     (void)state;
-    size_t N = 3, H = 4, dh = 6, n = N * H * dh;
-    test_rng rng = test_rng_seed(9);
-    ksa_arena arena;
-    ksa_arena_init(&arena, 1 << 16);
-    ksa_tape tp;
-    ksa_tape_init(&tp, &arena, 4);
-    ksa_tensor *x = ksa_tensor_3d(&arena, N, H, dh);
-    test_fill_uniform(x->data, n, -1, 1, &rng);
     int32_t pos[3] = {0, 1, 131071};
-    ksa_tensor *y = ksa_op_rope(&tp, x, pos, H, 10000.0);
-    assert_int_equal(tp.n, 0);
-    assert_int_equal(y->requires_grad, 0);
-    double *xd = test_to_double(x->data, n), *yd = malloc(n * sizeof *yd);
-    ref_rope(yd, xd, pos, N, H, dh, 10000.0);
-    ksa_expect_close(y->data, yd, n, ROPE_FWD_ATOL, TEST_FWD_RTOL, "rope without gradient");
-    free(xd), free(yd);
-    ksa_tape_free(&tp);
-    ksa_arena_free(&arena);
+    rope_ctx k = {.N = 3, .H = 4, .dh = 6, .base = 10000.0, .pos = pos};
+    opcheck_case cs = rope_case(&k, 1);
+    opcheck(&cs, 9);
 }
 
 /* Forward and backward give the same bits with 1 and 2 threads (DESIGN.md §4). Enough rows

@@ -1,7 +1,7 @@
 /* test_swiglu.c - SwiGLU forward against a naive double reference, including gate values
  * large enough to overflow exp; gradients of gate and up against central finite differences
  * (of the reference, and in the float64 build of the kernel).                              */
-#include "testutil.h"
+#include "opcheck.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -31,29 +31,6 @@ static void fill_gate(ksa_real *g, size_t n, test_rng *rng)
     for (size_t k = 3; k < n; k += 7)
         g[k] = (ksa_real)big_gates[(k / 7) % (sizeof big_gates / sizeof big_gates[0])];
 }
-
-typedef struct {
-    size_t n;
-    double *gate, *up, *c, *y; /* reference inputs, loss coefficients, scratch output */
-    ksa_real *gr, *ur, *yr;
-    size_t N, I;
-} case_ctx;
-
-static double ref_loss(void *p)
-{
-    case_ctx *k = p;
-    ref_swiglu(k->y, k->gate, k->up, k->n);
-    return test_dot_dd(k->y, k->c, k->n);
-}
-
-#ifdef KSA_REAL_DOUBLE
-static double kernel_loss(void *p)
-{
-    case_ctx *k = p;
-    ksa_swiglu_forward(k->yr, k->gr, k->ur, k->N, k->I);
-    return test_dot(k->yr, k->c, k->n);
-}
-#endif
 
 static const size_t shapes[][2] = {{3, 5}, {1, 1}, {3, 7}, {5, 9}, {4, 64}, {17, 33}, {2, 256}};
 
@@ -142,66 +119,52 @@ static void very_negative_gates_keep_relative_precision(void **state)
     ksa_expect_close(du, want_du, n, 0, rtol, "dup at very negative gates");
 }
 
-/* Runs the op through the tape with d(loss)/dy = c; checks dgate and dup. */
-static void check_gradients(size_t N, size_t I, uint64_t seed)
+/* ---- the op through the tape: opcheck.h ------------------------------------------------ */
+static ksa_tensor *build(ksa_tape *tp, ksa_tensor *const *in, void *ctx)
 {
-    size_t n = N * I;
-    test_rng rng = test_rng_seed(seed);
-    ksa_arena arena;
-    ksa_arena_init(&arena, 1 << 20);
-    ksa_tape tp;
-    ksa_tape_init(&tp, &arena, 4);
-
-    ksa_tensor *gate = ksa_tensor_2d(&arena, N, I), *up = ksa_tensor_2d(&arena, N, I);
-    gate->requires_grad = up->requires_grad = 1;
-    fill_gate(gate->data, n, &rng);
-    test_fill_uniform(up->data, n, -2, 2, &rng);
-    double *c = malloc(n * sizeof *c);
-    test_fill_uniform_d(c, n, -1, 1, &rng);
-    /* y ~ gate where the gate is large: scale those c so every term of the loss is O(1);
-     * a loss of ~1e3 would round to ~1e-13, i.e. ~1e-7 in a difference quotient (h = 1e-6) */
-    for (size_t i = 0; i < n; i++)
-        c[i] /= fmax(1.0, fabs((double)gate->data[i]));
-
-    ksa_tensor *y = ksa_op_swiglu(&tp, gate, up);
-    assert_int_equal(tp.n, 1);
-    ksa_real *dy = ksa_tensor_grad(&arena, y);
-    test_from_double(dy, c, n);
-    ksa_tape_replay(&tp);
-    assert_non_null(gate->grad);
-    assert_non_null(up->grad);
-
-    case_ctx k = {.n = n, .N = N, .I = I, .c = c};
-    k.gate = test_to_double(gate->data, n);
-    k.up = test_to_double(up->data, n);
-    k.y = malloc(n * sizeof *k.y);
-    double *num_dg = malloc(n * sizeof *num_dg), *num_du = malloc(n * sizeof *num_du);
-    test_fd_grad_d(ref_loss, &k, k.gate, n, num_dg);
-    test_fd_grad_d(ref_loss, &k, k.up, n, num_du);
-    ksa_expect_close(gate->grad, num_dg, n, TEST_BWD_ATOL, TEST_BWD_RTOL,
-                     "dgate vs differences of the reference");
-    ksa_expect_close(up->grad, num_du, n, TEST_BWD_ATOL, TEST_BWD_RTOL,
-                     "dup vs differences of the reference");
-#ifdef KSA_REAL_DOUBLE
-    k.gr = gate->data, k.ur = up->data;
-    k.yr = malloc(n * sizeof *k.yr);
-    test_fd_grad(kernel_loss, &k, gate->data, n, num_dg);
-    test_fd_grad(kernel_loss, &k, up->data, n, num_du);
-    double *ag = test_to_double(gate->grad, n), *au = test_to_double(up->grad, n);
-    ksa_expect_close_sym(ag, num_dg, n, 1e-8, 1e-6, "dgate vs differences of the kernel");
-    ksa_expect_close_sym(au, num_du, n, 1e-8, 1e-6, "dup vs differences of the kernel");
-    free(ag), free(au), free(k.yr);
-#endif
-    free(c), free(k.gate), free(k.up), free(k.y), free(num_dg), free(num_du);
-    ksa_tape_free(&tp);
-    ksa_arena_free(&arena);
+    return ksa_op_swiglu(tp, in[0], in[1]);
 }
 
+static void ref(double *y, double *const *x, void *ctx)
+{
+    const size_t *NI = ctx;
+    ref_swiglu(y, x[0], x[1], NI[0] * NI[1]);
+}
+
+static void kernel(ksa_real *y, ksa_real *const *x, void *ctx)
+{
+    const size_t *NI = ctx;
+    ksa_swiglu_forward(y, x[0], x[1], NI[0], NI[1]);
+}
+
+/* y ~ gate where the gate is large: scale those c so every term of the loss is O(1); a loss
+ * of ~1e3 would round to ~1e-13, i.e. ~1e-7 in a difference quotient (h = 1e-6)          */
+static void scale_c(double *c, size_t n, ksa_tensor *const *in, void *ctx)
+{
+    for (size_t i = 0; i < n; i++)
+        c[i] /= fmax(1.0, fabs((double)in[0]->data[i]));
+}
+
+/* gate (fill_gate) and up (in [-2, 2]) of shape NI = {N, I}, the ctx */
+static opcheck_case swiglu_case(size_t *NI)
+{
+    opcheck_case cs = {.op = "swiglu", .n_in = 2, .out_ndim = 2, .out_shape = {NI[0], NI[1]}};
+    cs.in[0] =
+        (opcheck_input){.name = "gate", .ndim = 2, .shape = {NI[0], NI[1]}, .fill = fill_gate};
+    cs.in[1] = (opcheck_input){.name = "up", .ndim = 2, .shape = {NI[0], NI[1]}, .lo = -2, .hi = 2};
+    cs.ctx = NI, cs.build = build, cs.ref = ref, cs.kernel = kernel, cs.scale_c = scale_c;
+    return cs;
+}
+
+/* dgate and dup against differences of the reference and of the kernel. */
 static void backward_matches_finite_differences(void **state)
 {
     (void)state;
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-        check_gradients(shapes[s][0], shapes[s][1], 10 + s);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        size_t NI[2] = {shapes[s][0], shapes[s][1]};
+        opcheck_case cs = swiglu_case(NI);
+        opcheck(&cs, 10 + s);
+    }
 }
 
 /* Adds into dgate and dup, leaving what was there; either may be NULL, and the other then
@@ -233,38 +196,20 @@ static void backward_adds_into_existing_grads(void **state)
 }
 
 /* Only up needs a gradient (gate from a frozen path): gate gets no gradient buffer, up's is
- * right; with neither, nothing is recorded.                                              */
+ * right (opcheck) and the kernel's exactly; with neither, nothing is recorded (opcheck).  */
 static void op_gives_gradients_only_to_inputs_that_need_them(void **state)
 {
     (void)state;
-    size_t N = 3, I = 5, n = N * I;
-    test_rng rng = test_rng_seed(8);
-    ksa_arena arena;
-    ksa_arena_init(&arena, 1 << 16);
-    ksa_tape tp;
-    ksa_tape_init(&tp, &arena, 4);
-    ksa_tensor *gate = ksa_tensor_2d(&arena, N, I), *up = ksa_tensor_2d(&arena, N, I);
-    fill_gate(gate->data, n, &rng);
-    test_fill_uniform(up->data, n, -2, 2, &rng);
-
-    ksa_tensor *y0 = ksa_op_swiglu(&tp, gate, up);
-    assert_int_equal(tp.n, 0);
-    assert_int_equal(y0->requires_grad, 0);
-
-    up->requires_grad = 1;
-    ksa_tensor *y = ksa_op_swiglu(&tp, gate, up);
-    assert_int_equal(tp.n, 1);
-    assert_memory_equal(y->data, y0->data, n * sizeof *y->data);
-    ksa_real *dy = ksa_tensor_grad(&arena, y);
-    test_fill_uniform(dy, n, -1, 1, &rng);
-    ksa_tape_replay(&tp);
-    assert_null(gate->grad);
+    size_t NI[2] = {3, 5}, n = 15;
+    opcheck_case cs = swiglu_case(NI);
+    cs.in[0].no_grad = 1;
+    opcheck_run r;
+    opcheck_begin(&r, &cs, 8);
     ksa_real want[15];
     memset(want, 0, sizeof want);
-    ksa_swiglu_backward(NULL, want, dy, gate->data, up->data, N, I);
-    assert_memory_equal(up->grad, want, n * sizeof *want);
-    ksa_tape_free(&tp);
-    ksa_arena_free(&arena);
+    ksa_swiglu_backward(NULL, want, r.y->grad, r.in[0]->data, r.in[1]->data, NI[0], NI[1]);
+    assert_memory_equal(r.in[1]->grad, want, n * sizeof *want);
+    opcheck_end(&r);
 }
 
 /* Forward and backward give the same bits with 1 and 2 threads (DESIGN.md §4). */

@@ -11,7 +11,7 @@
 
 #include "model/decoder.h"
 #include "model/layout.h"
-#include "optim/trainer.h"
+#include "train/trainer.h"
 
 static char tmpdir[64];
 static char data_path[128];

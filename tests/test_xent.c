@@ -1,6 +1,6 @@
 /* test_xent.c - fused softmax + cross-entropy: loss against a naive double reference,
  * dlogits against finite differences, row weights, the normaliser, extreme logits.      */
-#include "testutil.h"
+#include "opcheck.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -26,82 +26,78 @@ static double ref_xent(const double *logits, const int32_t *target, const double
     return total / norm;
 }
 
+/* ---- the op through the tape: opcheck.h ------------------------------------------------ */
 typedef struct {
     size_t N, V;
-    double norm;
-    double *logits, *w;
-    const int32_t *target;
-    ksa_real *logits_r, *w_r;
-} case_ctx;
+    int weighted;    /* 0: w = NULL, every row weighs 1 */
+    double norm;     /* 0.5 + N */
+    int32_t *target; /* N targets, drawn after the logits, */
+    ksa_real *w;     /* ... with N weights (every third row 0) */
+    double *wd;      /* w in double, for the reference */
+    double value;    /* the loss the op reports in double */
+} xent_ctx;
 
-static double ref_loss(void *p)
+static void setup(void *ctx, test_rng *rng)
 {
-    case_ctx *k = p;
-    return ref_xent(k->logits, k->target, k->w, k->N, k->V, k->norm);
+    xent_ctx *k = ctx;
+    for (size_t n = 0; n < k->N; n++) {
+        k->target[n] = (int32_t)(test_rng_uniform(rng) * (double)k->V);
+        k->w[n] = (ksa_real)((n % 3 == 1) ? 0.0 : 0.5 + test_rng_uniform(rng));
+        k->wd[n] = (double)k->w[n];
+    }
 }
 
-#ifdef KSA_REAL_DOUBLE
-static double kernel_loss(void *p)
+static ksa_tensor *build(ksa_tape *tp, ksa_tensor *const *in, void *ctx)
 {
-    case_ctx *k = p;
+    xent_ctx *k = ctx;
+    return ksa_op_cross_entropy(tp, in[0], k->target, k->weighted ? k->w : NULL, k->norm,
+                                &k->value);
+}
+
+static void ref(double *y, double *const *x, void *ctx)
+{
+    const xent_ctx *k = ctx;
+    y[0] = ref_xent(x[0], k->target, k->weighted ? k->wd : NULL, k->N, k->V, k->norm);
+}
+
+static void kernel(ksa_real *y, ksa_real *const *x, void *ctx)
+{
+    const xent_ctx *k = ctx;
     double *lse = malloc(k->N * sizeof *lse), *rl = malloc(k->N * sizeof *rl);
-    double v = ksa_xent_forward(lse, rl, k->logits_r, k->target, k->w_r, k->N, k->V, k->norm);
+    y[0] = (ksa_real)ksa_xent_forward(lse, rl, x[0], k->target, k->weighted ? k->w : NULL, k->N,
+                                      k->V, k->norm);
     free(lse), free(rl);
-    return v;
 }
-#endif
 
-static const size_t shapes[][2] = {{3, 6}, {1, 2}, {5, 7}, {4, 257}, {17, 33}};
-
-/* Forward, then backward through the tape, against the reference; weights with zeros. */
+/* Logits [N, V] in [-scale, scale]: the loss tensor [1] and the reported value against the
+ * reference, dlogits against its differences (opcheck, the loss itself being y), rows of
+ * weight 0 without any gradient.                                                        */
 static void check_case(size_t N, size_t V, double scale, int weighted, uint64_t seed)
 {
-    test_rng rng = test_rng_seed(seed);
-    ksa_arena arena;
-    ksa_arena_init(&arena, 1 << 22);
-    ksa_tape tp;
-    ksa_tape_init(&tp, &arena, 4);
-    ksa_tensor *logits = ksa_tensor_2d(&arena, N, V);
-    logits->requires_grad = 1;
-    test_fill_uniform(logits->data, N * V, -scale, scale, &rng);
-    int32_t *target = malloc(N * sizeof *target);
-    ksa_real *w = malloc(N * sizeof *w);
-    for (size_t n = 0; n < N; n++) {
-        target[n] = (int32_t)(test_rng_uniform(&rng) * (double)V);
-        w[n] = (ksa_real)((n % 3 == 1) ? 0.0 : 0.5 + test_rng_uniform(&rng));
-    }
-    double norm = 0.5 + (double)N;
-    double value = 0;
-    ksa_tensor *loss = ksa_op_cross_entropy(&tp, logits, target, weighted ? w : NULL, norm, &value);
-
-    case_ctx k = {.N = N, .V = V, .norm = norm, .target = target};
-    k.logits = test_to_double(logits->data, N * V);
-    k.w = weighted ? test_to_double(w, N) : NULL;
-    double want = ref_loss(&k);
-    ksa_expect_close_dd(&value, &want, 1, TEST_FWD_ATOL, TEST_FWD_RTOL, "loss value");
-    ksa_expect_close(loss->data, &want, 1, TEST_FWD_ATOL, TEST_FWD_RTOL, "loss tensor");
-
-    ksa_tape_backward(&tp, loss);
-    double *num = malloc(N * V * sizeof *num);
-    test_fd_grad_d(ref_loss, &k, k.logits, N * V, num);
-    ksa_expect_close(logits->grad, num, N * V, TEST_BWD_ATOL, TEST_BWD_RTOL,
-                     "dlogits vs differences of the reference");
-#ifdef KSA_REAL_DOUBLE
-    k.logits_r = logits->data;
-    k.w_r = weighted ? w : NULL;
-    test_fd_grad(kernel_loss, &k, logits->data, N * V, num);
-    double *a = test_to_double(logits->grad, N * V);
-    ksa_expect_close_sym(a, num, N * V, 1e-8, 1e-6, "dlogits vs differences of the kernel");
-    free(a);
-#endif
+    xent_ctx k = {.N = N, .V = V, .weighted = weighted, .norm = 0.5 + (double)N};
+    k.target = malloc(N * sizeof *k.target);
+    k.w = malloc(N * sizeof *k.w);
+    k.wd = malloc(N * sizeof *k.wd);
+    opcheck_case cs = {.op = "cross_entropy", .n_in = 1, .out_ndim = 1, .out_shape = {1}};
+    cs.in[0] = (opcheck_input){.name = "logits", .ndim = 2, .shape = {N, V}, .lo = -scale};
+    cs.in[0].hi = scale;
+    cs.ctx = &k, cs.build = build, cs.ref = ref, cs.kernel = kernel, cs.setup = setup;
+    cs.scalar_loss = 1; /* the loss is y itself */
+    opcheck_run r;
+    opcheck_begin(&r, &cs, seed);
+    double want, *logits = test_to_double(r.in[0]->data, N * V);
+    ref(&want, &logits, &k);
+    ksa_expect_close_dd(&k.value, &want, 1, TEST_FWD_ATOL, TEST_FWD_RTOL, "loss value");
+    free(logits);
     if (weighted) /* rows of weight 0 get no gradient at all */
         for (size_t n = 1; n < N; n += 3)
             for (size_t v = 0; v < V; v++)
-                assert_true(logits->grad[n * V + v] == 0);
-    free(num), free(k.logits), free(k.w), free(target), free(w);
-    ksa_tape_free(&tp);
-    ksa_arena_free(&arena);
+                assert_true(r.in[0]->grad[n * V + v] == 0);
+    opcheck_end(&r);
+    free(k.target), free(k.w), free(k.wd);
 }
+
+static const size_t shapes[][2] = {{3, 6}, {1, 2}, {5, 7}, {4, 257}, {17, 33}};
 
 static void loss_and_gradient_match_reference(void **state)
 {

@@ -53,26 +53,17 @@ void test_from_double(ksa_real *y, const double *x, size_t n)
         y[i] = (ksa_real)x[i];
 }
 
-static void report_close(const char *what, size_t n, size_t worst, double got, double want,
-                         double bound, double excess, size_t n_bad)
-{
-    if (n_bad == 0)
-        return;
-    print_error("%s: %zu of %zu elements out of tolerance; worst at [%zu]: got %.12g, want "
-                "%.12g, |diff| %.3g > bound %.3g\n",
-                what, n_bad, n, worst, got, want, fabs(got - want), bound);
-    (void)excess;
-    fail();
-}
-
-void ksa_expect_close_dd(const double *got, const double *want, size_t n, double atol, double rtol,
-                         const char *what)
+/* |a - b| <= atol + rtol * scale on every element, scale = |b| or (sym) max(|a|, |b|); on
+ * failure prints what, how many elements fail, the worst one and its bound, and fails. */
+static void expect_close(const double *a, const double *b, size_t n, double atol, double rtol,
+                         int sym, const char *what)
 {
     size_t worst = 0, n_bad = 0;
     double worst_excess = -INFINITY, worst_bound = 0;
     for (size_t i = 0; i < n; i++) {
-        double bound = atol + rtol * fabs(want[i]);
-        double diff = fabs(got[i] - want[i]);
+        double scale = sym ? fmax(fabs(a[i]), fabs(b[i])) : fabs(b[i]);
+        double bound = atol + rtol * scale;
+        double diff = fabs(a[i] - b[i]);
         if (!(diff <= bound))
             n_bad++;
         double excess = isnan(diff) ? INFINITY : diff - bound;
@@ -82,8 +73,18 @@ void ksa_expect_close_dd(const double *got, const double *want, size_t n, double
             worst_bound = bound;
         }
     }
-    if (n_bad)
-        report_close(what, n, worst, got[worst], want[worst], worst_bound, worst_excess, n_bad);
+    if (n_bad == 0)
+        return;
+    print_error("%s: %zu of %zu elements out of tolerance; worst at [%zu]: got %.12g, want "
+                "%.12g, |diff| %.3g > bound %.3g\n",
+                what, n_bad, n, worst, a[worst], b[worst], fabs(a[worst] - b[worst]), worst_bound);
+    fail();
+}
+
+void ksa_expect_close_dd(const double *got, const double *want, size_t n, double atol, double rtol,
+                         const char *what)
+{
+    expect_close(got, want, n, atol, rtol, 0, what);
 }
 
 void ksa_expect_close(const ksa_real *got, const double *want, size_t n, double atol, double rtol,
@@ -97,22 +98,7 @@ void ksa_expect_close(const ksa_real *got, const double *want, size_t n, double 
 void ksa_expect_close_sym(const double *a, const double *b, size_t n, double atol, double rtol,
                           const char *what)
 {
-    size_t worst = 0, n_bad = 0;
-    double worst_excess = -INFINITY, worst_bound = 0;
-    for (size_t i = 0; i < n; i++) {
-        double bound = atol + rtol * fmax(fabs(a[i]), fabs(b[i]));
-        double diff = fabs(a[i] - b[i]);
-        if (!(diff <= bound))
-            n_bad++;
-        double excess = isnan(diff) ? INFINITY : diff - bound;
-        if (excess > worst_excess) {
-            worst_excess = excess;
-            worst = i;
-            worst_bound = bound;
-        }
-    }
-    if (n_bad)
-        report_close(what, n, worst, a[worst], b[worst], worst_bound, worst_excess, n_bad);
+    expect_close(a, b, n, atol, rtol, 1, what);
 }
 
 void test_fd_grad(test_loss_fn f, void *ctx, ksa_real *x, size_t n, double *out)

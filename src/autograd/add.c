@@ -68,13 +68,6 @@ ksa_tensor *ksa_op_add(ksa_tape *tp, ksa_tensor *a, ksa_tensor *b)
     }
     ksa_tensor *y = ksa_tensor_like(tp->arena, a);
     ksa_add_forward(y->data, a->data, b->data, y->numel);
-    ksa_tensor *inputs[] = {a, b};
-    if (ksa_tape_wants(tp, 2, inputs)) {
-        y->requires_grad = 1;
-        ksa_node *nd = ksa_tape_push(tp, add_node_backward, KSA_OP_ADD);
-        nd->in[0] = a;
-        nd->in[1] = b;
-        nd->out = y;
-    }
+    ksa_tape_record(tp, add_node_backward, "add", y, 2, (ksa_tensor *[]){a, b}, 0);
     return y;
 }

@@ -47,13 +47,6 @@ ksa_tensor *ksa_op_concat_rows(ksa_tape *tp, ksa_tensor *a, ksa_tensor *b)
     shape[0] = a->shape[0] + b->shape[0];
     ksa_tensor *y = ksa_tensor_new(tp->arena, a->ndim, shape);
     ksa_concat_rows_forward(y->data, a->data, a->numel, b->data, b->numel);
-    ksa_tensor *inputs[] = {a, b};
-    if (ksa_tape_wants(tp, 2, inputs)) {
-        y->requires_grad = 1;
-        ksa_node *nd = ksa_tape_push(tp, concat_node_backward, KSA_OP_CONCAT);
-        nd->in[0] = a;
-        nd->in[1] = b;
-        nd->out = y;
-    }
+    ksa_tape_record(tp, concat_node_backward, "concat_rows", y, 2, (ksa_tensor *[]){a, b}, 0);
     return y;
 }

@@ -55,11 +55,17 @@ void ksa_embedding_backward(ksa_real *dtable, const ksa_real *dout, const int32_
 }
 
 /* ---- tape wiring ---------------------------------------------------------------------- */
+typedef struct {
+    const int32_t *ids; /* [N], a copy in the arena */
+    size_t N;
+} embedding_ctx;
+
 static void embedding_node_backward(ksa_tape *tp, const ksa_node *nd)
 {
-    ksa_tensor *table = nd->in[0], *out = nd->out;
-    ksa_embedding_backward(ksa_tape_grad(tp, table), ksa_tensor_grad_if_any(out), nd->saved[0],
-                           nd->iarg[0], table->shape[0], table->shape[1]);
+    const embedding_ctx *c = nd->ctx;
+    ksa_tensor *table = nd->in[0];
+    ksa_embedding_backward(ksa_tape_grad(tp, table), ksa_tensor_grad_if_any(nd->out), c->ids, c->N,
+                           table->shape[0], table->shape[1]);
 }
 
 ksa_tensor *ksa_op_embedding(ksa_tape *tp, ksa_tensor *table, const int32_t *ids, size_t N)
@@ -69,17 +75,13 @@ ksa_tensor *ksa_op_embedding(ksa_tape *tp, ksa_tensor *table, const int32_t *ids
     KSA_ASSERT(N == 0 || ids, "embedding: %zu ids requested from a NULL pointer", N);
     ksa_tensor *out = ksa_tensor_2d(tp->arena, N, D);
     ksa_embedding_forward(out->data, table->data, ids, N, V, D);
-    ksa_tensor *inputs[] = {table};
-    if (ksa_tape_wants(tp, 1, inputs)) {
+    ksa_node *nd = ksa_tape_record(tp, embedding_node_backward, "embedding", out, 1, &table,
+                                   sizeof(embedding_ctx));
+    if (nd) {
         int32_t *ids_copy = ksa_arena_alloc(tp->arena, N * sizeof *ids_copy);
         if (N)
             memcpy(ids_copy, ids, N * sizeof *ids_copy);
-        out->requires_grad = 1;
-        ksa_node *nd = ksa_tape_push(tp, embedding_node_backward, KSA_OP_EMBEDDING);
-        nd->in[0] = table;
-        nd->out = out;
-        nd->saved[0] = ids_copy;
-        nd->iarg[0] = N;
+        *(embedding_ctx *)nd->ctx = (embedding_ctx){.ids = ids_copy, .N = N};
     }
     return out;
 }

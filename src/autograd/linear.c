@@ -63,13 +63,6 @@ ksa_tensor *ksa_op_linear(ksa_tape *tp, ksa_tensor *x, ksa_tensor *w)
     shape[x->ndim - 1] = out;
     ksa_tensor *y = ksa_tensor_new(tp->arena, x->ndim, shape);
     ksa_linear_forward(y->data, x->data, w->data, N, in, out);
-    ksa_tensor *inputs[] = {x, w};
-    if (ksa_tape_wants(tp, 2, inputs)) {
-        y->requires_grad = 1;
-        ksa_node *nd = ksa_tape_push(tp, linear_node_backward, KSA_OP_LINEAR);
-        nd->in[0] = x;
-        nd->in[1] = w;
-        nd->out = y;
-    }
+    ksa_tape_record(tp, linear_node_backward, "linear", y, 2, (ksa_tensor *[]){x, w}, 0);
     return y;
 }

@@ -39,8 +39,21 @@ size_t ksa_params_add(ksa_params *p, const char *name, int ndim, size_t d0, size
     e->shape[1] = ndim == 2 ? d1 : 0;
     e->numel = ndim == 2 ? d0 * d1 : d0;
     e->offset = p->numel;
+    e->role = ndim == 2 ? KSA_ROLE_LINEAR : KSA_ROLE_NORM;
+    e->twin = -1;
     p->numel += (e->numel + PARAM_ALIGN - 1) / PARAM_ALIGN * PARAM_ALIGN;
     return p->n++;
+}
+
+void ksa_params_set_role(ksa_params *p, size_t i, ksa_param_role role, int summary, long twin)
+{
+    KSA_ASSERT(i < p->n, "parameter %zu of %zu", i, p->n);
+    ksa_param *e = &p->table[i];
+    KSA_ASSERT(twin < (long)i && (twin < 0 || !p->table[twin].summary),
+               "parameter '%s': twin %ld must be an earlier shared parameter", e->name, twin);
+    e->role = role;
+    e->summary = summary;
+    e->twin = twin;
 }
 
 void ksa_params_pad(ksa_params *p, size_t multiple)

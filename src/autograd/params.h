@@ -11,12 +11,26 @@
 
 #define KSA_PARAM_NAME_MAX 96
 
+/* What a parameter is, set where the model declares it, so that initialisation, FLOP counts
+ * and --init-from never match name strings. */
+typedef enum {
+    KSA_ROLE_LINEAR = 0, /* a linear layer's weight [out, in] (the default of a 2-D parameter) */
+    KSA_ROLE_NORM,       /* an RMSNorm weight [n] (the default of a 1-D parameter) */
+    KSA_ROLE_EMBEDDING,  /* a lookup table [rows, D] */
+    KSA_ROLE_LM_HEAD,    /* the untied output head [V, D] */
+} ksa_param_role;
+
 typedef struct {
     char name[KSA_PARAM_NAME_MAX]; /* "model.layers.3.self_attn.q_proj.weight" */
     size_t offset;                 /* same offset into data and grad */
     size_t numel;
     int ndim; /* 2: linear weight [out, in]; 1: norm weight [D] */
     size_t shape[2];
+    ksa_param_role role;
+    int summary; /* 1: a summary-only parameter (KSA_SPEC §5), used by summary rows only */
+    long twin;   /* summary parameters: the index of the shared parameter they stand in for
+                  * (q_proj_summary -> q_proj), -1 when there is none (summary_embedding);
+                  * -1 for every other parameter */
 } ksa_param;
 
 typedef struct {
@@ -32,8 +46,13 @@ void ksa_params_init(ksa_params *p);
 void ksa_params_free(ksa_params *p);
 
 /* Declares a parameter (before ksa_params_alloc); returns its index. d1 is ignored when
- * ndim == 1. Names must be unique and shorter than KSA_PARAM_NAME_MAX.                   */
+ * ndim == 1; the role is LINEAR for ndim 2 and NORM for ndim 1 until ksa_params_set_role. Names
+ * must be unique and shorter than KSA_PARAM_NAME_MAX.                   */
 size_t ksa_params_add(ksa_params *p, const char *name, int ndim, size_t d0, size_t d1);
+
+/* Sets what parameter i is (ksa_params_add gives LINEAR or NORM by rank, not summary, no
+ * twin). A twin must be declared before and must not itself be a summary parameter.      */
+void ksa_params_set_role(ksa_params *p, size_t i, ksa_param_role role, int summary, long twin);
 
 /* Rounds the buffer length up to a multiple of `multiple` (before ksa_params_alloc), so that
  * N ranks can own equal contiguous slices of it (DESIGN.md §5). The padding is zero. */

@@ -69,7 +69,7 @@ static void rmsnorm_node_backward(ksa_tape *tp, const ksa_node *nd)
     ksa_tensor *x = nd->in[0], *w = nd->in[1], *y = nd->out;
     size_t D = w->numel, N = x->numel / D;
     ksa_rmsnorm_backward(ksa_tape_grad(tp, x), ksa_tape_grad(tp, w), ksa_tensor_grad_if_any(y),
-                         x->data, w->data, nd->saved[0], N, D);
+                         x->data, w->data, nd->ctx, N, D);
 }
 
 ksa_tensor *ksa_op_rmsnorm(ksa_tape *tp, ksa_tensor *x, ksa_tensor *w, ksa_real eps)
@@ -81,14 +81,9 @@ ksa_tensor *ksa_op_rmsnorm(ksa_tape *tp, ksa_tensor *x, ksa_tensor *w, ksa_real 
     ksa_tensor *y = ksa_tensor_like(tp->arena, x);
     ksa_real *r = ksa_arena_reals(tp->arena, N);
     ksa_rmsnorm_forward(y->data, r, x->data, w->data, N, D, eps);
-    ksa_tensor *inputs[] = {x, w};
-    if (ksa_tape_wants(tp, 2, inputs)) {
-        y->requires_grad = 1;
-        ksa_node *nd = ksa_tape_push(tp, rmsnorm_node_backward, KSA_OP_RMSNORM);
-        nd->in[0] = x;
-        nd->in[1] = w;
-        nd->out = y;
-        nd->saved[0] = r;
-    }
+    ksa_node *nd =
+        ksa_tape_record(tp, rmsnorm_node_backward, "rmsnorm", y, 2, (ksa_tensor *[]){x, w}, 0);
+    if (nd)
+        nd->ctx = r; /* the context: the rows' 1/rms, [N] */
     return y;
 }

@@ -86,11 +86,17 @@ void ksa_rope_backward(ksa_real *dx, const ksa_real *dy, const int32_t *pos, siz
 }
 
 /* ---- tape wiring ---------------------------------------------------------------------- */
+typedef struct {
+    const int32_t *pos; /* [N], a copy in the arena */
+    size_t N, H, dh;
+    double base;
+} rope_ctx;
+
 static void rope_node_backward(ksa_tape *tp, const ksa_node *nd)
 {
-    ksa_tensor *x = nd->in[0], *y = nd->out;
-    ksa_rope_backward(ksa_tape_grad(tp, x), ksa_tensor_grad_if_any(y), nd->saved[0], nd->iarg[0],
-                      nd->iarg[1], nd->iarg[2], nd->farg[0]);
+    const rope_ctx *c = nd->ctx;
+    ksa_rope_backward(ksa_tape_grad(tp, nd->in[0]), ksa_tensor_grad_if_any(nd->out), c->pos, c->N,
+                      c->H, c->dh, c->base);
 }
 
 ksa_tensor *ksa_op_rope(ksa_tape *tp, ksa_tensor *x, const int32_t *pos, size_t H, double base)
@@ -112,21 +118,13 @@ ksa_tensor *ksa_op_rope(ksa_tape *tp, ksa_tensor *x, const int32_t *pos, size_t 
 
     ksa_tensor *y = ksa_tensor_like(tp->arena, x);
     ksa_rope_forward(y->data, x->data, pos, N, H, dh, base);
-    ksa_tensor *inputs[] = {x};
-    if (ksa_tape_wants(tp, 1, inputs)) {
+    ksa_node *nd = ksa_tape_record(tp, rope_node_backward, "rope", y, 1, &x, sizeof(rope_ctx));
+    if (nd) {
         /* the caller's positions may be rebuilt before backward runs: keep a copy */
         int32_t *saved_pos = ksa_arena_alloc(tp->arena, N * sizeof *saved_pos);
         if (N)
             memcpy(saved_pos, pos, N * sizeof *saved_pos);
-        y->requires_grad = 1;
-        ksa_node *nd = ksa_tape_push(tp, rope_node_backward, KSA_OP_ROPE);
-        nd->in[0] = x;
-        nd->out = y;
-        nd->saved[0] = saved_pos;
-        nd->iarg[0] = N;
-        nd->iarg[1] = H;
-        nd->iarg[2] = dh;
-        nd->farg[0] = base;
+        *(rope_ctx *)nd->ctx = (rope_ctx){.pos = saved_pos, .N = N, .H = H, .dh = dh, .base = base};
     }
     return y;
 }

@@ -71,13 +71,6 @@ ksa_tensor *ksa_op_swiglu(ksa_tape *tp, ksa_tensor *gate, ksa_tensor *up)
     size_t N = ksa_rows(gate), I = ksa_cols(gate);
     ksa_tensor *y = ksa_tensor_like(tp->arena, gate);
     ksa_swiglu_forward(y->data, gate->data, up->data, N, I);
-    ksa_tensor *inputs[] = {gate, up};
-    if (ksa_tape_wants(tp, 2, inputs)) {
-        y->requires_grad = 1;
-        ksa_node *nd = ksa_tape_push(tp, swiglu_node_backward, KSA_OP_SWIGLU);
-        nd->in[0] = gate;
-        nd->in[1] = up;
-        nd->out = y;
-    }
+    ksa_tape_record(tp, swiglu_node_backward, "swiglu", y, 2, (ksa_tensor *[]){gate, up}, 0);
     return y;
 }

@@ -3,25 +3,6 @@
 
 #include <string.h>
 
-static const char *const op_names[] = {
-    [KSA_OP_LINEAR] = "linear",
-    [KSA_OP_EMBEDDING] = "embedding",
-    [KSA_OP_RMSNORM] = "rmsnorm",
-    [KSA_OP_ROPE] = "rope",
-    [KSA_OP_SWIGLU] = "swiglu",
-    [KSA_OP_ADD] = "add",
-    [KSA_OP_XENT] = "cross_entropy",
-    [KSA_OP_SUMMARY_ATTN] = "summary_attention",
-    [KSA_OP_CAUSAL_ATTN] = "causal_attention",
-    [KSA_OP_CONCAT] = "concat_rows",
-};
-_Static_assert(sizeof op_names / sizeof op_names[0] == KSA_OP_COUNT, "every op needs a name");
-
-const char *ksa_op_name(ksa_op op)
-{
-    return (op >= 0 && op < KSA_OP_COUNT && op_names[op]) ? op_names[op] : "unknown op";
-}
-
 void ksa_tape_init(ksa_tape *tp, ksa_arena *arena, size_t max_nodes)
 {
     tp->arena = arena;
@@ -54,14 +35,25 @@ int ksa_tape_wants(const ksa_tape *tp, int n, ksa_tensor *const *inputs)
     return 0;
 }
 
-ksa_node *ksa_tape_push(ksa_tape *tp, ksa_backward_fn backward, ksa_op op)
+ksa_node *ksa_tape_record(ksa_tape *tp, ksa_backward_fn backward, const char *op, ksa_tensor *out,
+                          int n_in, ksa_tensor *const *in, size_t ctx_bytes)
 {
-    KSA_ASSERT(tp->n < tp->capacity, "tape full: %zu nodes (pushing %s)", tp->capacity,
-               ksa_op_name(op));
+    KSA_ASSERT(n_in >= 0 && n_in <= KSA_NODE_MAX_IN, "%s: %d inputs", op, n_in);
+    if (!ksa_tape_wants(tp, n_in, in))
+        return NULL;
+    KSA_ASSERT(tp->n < tp->capacity, "tape full: %zu nodes (recording %s)", tp->capacity, op);
     ksa_node *nd = &tp->nodes[tp->n++];
     memset(nd, 0, sizeof *nd);
     nd->backward = backward;
     nd->op = op;
+    for (int i = 0; i < n_in; i++)
+        nd->in[i] = in[i];
+    nd->out = out;
+    out->requires_grad = 1;
+    if (ctx_bytes) {
+        nd->ctx = ksa_arena_alloc(tp->arena, ctx_bytes);
+        memset(nd->ctx, 0, ctx_bytes);
+    }
     return nd;
 }
 

@@ -10,25 +10,7 @@
 
 #include "tensor.h"
 
-typedef enum {
-    KSA_OP_LINEAR,
-    KSA_OP_EMBEDDING,
-    KSA_OP_RMSNORM,
-    KSA_OP_ROPE,
-    KSA_OP_SWIGLU,
-    KSA_OP_ADD,
-    KSA_OP_XENT,
-    KSA_OP_SUMMARY_ATTN,
-    KSA_OP_CAUSAL_ATTN,
-    KSA_OP_CONCAT,
-    KSA_OP_COUNT
-} ksa_op;
-
-const char *ksa_op_name(ksa_op op);
-
 #define KSA_NODE_MAX_IN 8
-#define KSA_NODE_MAX_SAVED 4
-#define KSA_NODE_MAX_ARGS 8
 
 struct ksa_tape;
 struct ksa_node;
@@ -36,12 +18,11 @@ typedef void (*ksa_backward_fn)(struct ksa_tape *tp, const struct ksa_node *nd);
 
 typedef struct ksa_node {
     ksa_backward_fn backward;
-    ksa_op op;
-    ksa_tensor *in[KSA_NODE_MAX_IN]; /* inputs (borrowed); unused slots NULL */
-    ksa_tensor *out;                 /* output (borrowed)                   */
-    void *saved[KSA_NODE_MAX_SAVED]; /* op context in the arena (borrowed)  */
-    size_t iarg[KSA_NODE_MAX_ARGS];  /* integer arguments (sizes, ...)      */
-    double farg[KSA_NODE_MAX_ARGS];  /* real arguments (eps, scale, ...)    */
+    const char *op;                  /* the op's name, for messages ("rope")             */
+    ksa_tensor *in[KSA_NODE_MAX_IN]; /* inputs (borrowed); unused slots NULL             */
+    ksa_tensor *out;                 /* output (borrowed)                                */
+    void *ctx;                       /* the op's own context struct, in the arena; NULL
+                                      * for ops that need none                           */
 } ksa_node;
 
 typedef struct ksa_tape {
@@ -59,8 +40,13 @@ void ksa_tape_reset(ksa_tape *tp);
 /* 1 if the tape records and any of the n inputs needs a gradient. */
 int ksa_tape_wants(const ksa_tape *tp, int n, ksa_tensor *const *inputs);
 
-/* Appends a node (aborts when the tape is full: a sizing bug). */
-ksa_node *ksa_tape_push(ksa_tape *tp, ksa_backward_fn backward, ksa_op op);
+/* How every op records itself, after its forward kernel: when ksa_tape_wants(n_in, in),
+ * marks out as needing a gradient, appends the node {backward, op, in, out} and gives it a
+ * zeroed context of ctx_bytes in the arena (nd->ctx; NULL for 0 bytes) for the op to fill;
+ * returns the node, or NULL when nothing is recorded. Aborts when the tape is full (a
+ * sizing bug). op names the op in messages. */
+ksa_node *ksa_tape_record(ksa_tape *tp, ksa_backward_fn backward, const char *op, ksa_tensor *out,
+                          int n_in, ksa_tensor *const *in, size_t ctx_bytes);
 
 /* Gradient of t for a backward function to add into; NULL when t needs none. */
 ksa_real *ksa_tape_grad(ksa_tape *tp, ksa_tensor *t);

@@ -47,13 +47,6 @@ ksa_tensor *ksa_tensor_like(ksa_arena *a, const ksa_tensor *t)
     return ksa_tensor_new(a, t->ndim, t->shape);
 }
 
-ksa_tensor *ksa_tensor_wrap(ksa_arena *a, ksa_real *data, int ndim, const size_t *shape)
-{
-    ksa_tensor *t = new_struct(a, ndim, shape);
-    t->data = data;
-    return t;
-}
-
 /* The tensor that owns the gradient buffer of t, and t's offset into it. */
 static ksa_tensor *grad_root(const ksa_tensor *t, size_t *offset)
 {

@@ -30,9 +30,6 @@ ksa_tensor *ksa_tensor_2d(ksa_arena *a, size_t d0, size_t d1);
 ksa_tensor *ksa_tensor_3d(ksa_arena *a, size_t d0, size_t d1, size_t d2);
 ksa_tensor *ksa_tensor_like(ksa_arena *a, const ksa_tensor *t);
 
-/* A tensor struct (from the arena) over caller-owned data; requires_grad = 0. */
-ksa_tensor *ksa_tensor_wrap(ksa_arena *a, ksa_real *data, int ndim, const size_t *shape);
-
 /* Rows [row0, row0 + nrows) of t (first dimension), sharing data and gradient. */
 ksa_tensor *ksa_tensor_rows(ksa_arena *a, ksa_tensor *t, size_t row0, size_t nrows);
 

@@ -57,13 +57,21 @@ void ksa_xent_backward(ksa_real *dlogits, double dloss, const ksa_real *logits,
 }
 
 /* ---- tape wiring ---------------------------------------------------------------------- */
+typedef struct {
+    const int32_t *target;  /* [N], a copy in the arena */
+    const ksa_real *weight; /* [N] or NULL, a copy */
+    const double *lse;      /* [N] */
+    double norm;
+} xent_ctx;
+
 static void xent_node_backward(ksa_tape *tp, const ksa_node *nd)
 {
+    const xent_ctx *c = nd->ctx;
     ksa_tensor *logits = nd->in[0];
     size_t V = ksa_cols(logits), N = ksa_rows(logits);
     double dloss = (double)ksa_tensor_grad_if_any(nd->out)[0];
-    ksa_xent_backward(ksa_tape_grad(tp, logits), dloss, logits->data, nd->saved[0], nd->saved[1],
-                      nd->saved[2], N, V, nd->farg[0]);
+    ksa_xent_backward(ksa_tape_grad(tp, logits), dloss, logits->data, c->target, c->weight, c->lse,
+                      N, V, c->norm);
 }
 
 ksa_tensor *ksa_op_cross_entropy(ksa_tape *tp, ksa_tensor *logits, const int32_t *target,
@@ -88,15 +96,9 @@ ksa_tensor *ksa_op_cross_entropy(ksa_tape *tp, ksa_tensor *logits, const int32_t
     loss->data[0] = (ksa_real)value;
     if (loss_value)
         *loss_value = value;
-    if (ksa_tape_wants(tp, 1, &logits)) {
-        loss->requires_grad = 1;
-        ksa_node *nd = ksa_tape_push(tp, xent_node_backward, KSA_OP_XENT);
-        nd->in[0] = logits;
-        nd->out = loss;
-        nd->saved[0] = tgt;
-        nd->saved[1] = wt;
-        nd->saved[2] = lse;
-        nd->farg[0] = norm;
-    }
+    ksa_node *nd = ksa_tape_record(tp, xent_node_backward, "cross_entropy", loss, 1, &logits,
+                                   sizeof(xent_ctx));
+    if (nd)
+        *(xent_ctx *)nd->ctx = (xent_ctx){.target = tgt, .weight = wt, .lse = lse, .norm = norm};
     return loss;
 }

@@ -30,6 +30,8 @@
 #include <hdf5.h>
 #include <mpi.h>
 
+#include "dist/dist.h"
+
 #ifdef KSA_REAL_DOUBLE
 #define REAL_MEM_TYPE H5T_NATIVE_DOUBLE
 #else
@@ -131,61 +133,21 @@ static ksa_status select_slice(const char *path, const char *gname, const ksa_pa
     return KSA_OK;
 }
 
-/* ---- MPI: ranks and agreement ---------------------------------------------------------------- */
-static int mpi_active(void)
-{
-    int init = 0, fin = 0;
-    MPI_Initialized(&init);
-    MPI_Finalized(&fin);
-    return init && !fin;
-}
-
-/* Rank and size in MPI_COMM_WORLD; 0 and 1 without MPI. */
-static int mpi_rank(void)
-{
-    int rank = 0;
-    if (mpi_active())
-        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    return rank;
-}
-
-static int mpi_size(void)
-{
-    int size = 1;
-    if (mpi_active())
-        MPI_Comm_size(MPI_COMM_WORLD, &size);
-    return size;
-}
-
-static ksa_status fail_mpi(const char *path, int rc, const char *what)
-{
-    char text[MPI_MAX_ERROR_STRING] = "";
-    int len = 0;
-    MPI_Error_string(rc, text, &len);
-    return ksa_fail(KSA_EMPI, "checkpoint %s: %s failed: %s", path, what, text);
-}
-
-/* Every rank's status after one step of a collective write (called by all ranks, with
- * MPI): if any rank failed, every rank returns an error, so all of them take the same
- * path next: on to the next collective call, or together to writer_abort. No rank is
- * ever left waiting in a collective that another will not enter. A failing rank keeps its
- * own message; the others name the first failing rank. One allreduce of two ints: cheap
- * enough to call after every dataset.                                                     */
+/* ---- MPI: ranks and agreement (src/dist) ------------------------------------------------- */
+/* After every step of a collective write (called by all ranks): if any rank failed, every rank
+ * returns an error (ksa_dist_agree), so all of them go on to the next collective call or
+ * together to writer_abort. A failing rank keeps its own message; the others name the first
+ * failing rank. */
 static ksa_status agree(const char *path, ksa_status st)
 {
-    if (mpi_size() == 1)
-        return st;
-    struct {
-        int code, rank;
-    } in = {(int)st, mpi_rank()}, out;
-    int rc = MPI_Allreduce(&in, &out, 1, MPI_2INT, MPI_MAXLOC, MPI_COMM_WORLD);
-    if (rc != MPI_SUCCESS)
-        return st != KSA_OK ? st : fail_mpi(path, rc, "MPI_Allreduce of the ranks' status");
-    if (st != KSA_OK || out.code == KSA_OK)
-        return st;
-    return ksa_fail((ksa_status)out.code,
-                    "checkpoint %s: not written because rank %d failed (its message says why)",
-                    path, out.rank);
+    int failed_rank;
+    ksa_status all = ksa_dist_agree(st, &failed_rank);
+    if (all == KSA_OK || st != KSA_OK)
+        return all;
+    if (failed_rank < 0) /* the agreement itself failed */
+        return ksa_fail(all, "checkpoint %s: %s", path, ksa_last_error());
+    return ksa_fail(all, "checkpoint %s: not written because rank %d failed (its message says why)",
+                    path, failed_rank);
 }
 
 /* ---- opening files --------------------------------------------------------------------- */
@@ -198,7 +160,7 @@ static hid_t file_access_plist(const char *path, ksa_status *st)
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl < 0)
         *st = ksa_h5_fail_h5(KSA_EIO, path, "cannot create a file-access property list");
-    else if (mpi_active() && H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL) < 0) {
+    else if (ksa_dist_active() && H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL) < 0) {
         *st = ksa_h5_fail_h5(KSA_EIO, path, "cannot select the MPI-IO driver");
         H5Pclose(fapl);
         fapl = -1;
@@ -209,7 +171,7 @@ static hid_t file_access_plist(const char *path, ksa_status *st)
 /* Collective transfers under MPI-IO, the default otherwise. */
 static hid_t transfer_plist(void)
 {
-    if (!mpi_active())
+    if (!ksa_dist_active())
         return H5P_DEFAULT;
     hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
     if (dxpl >= 0 && H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE) < 0) {
@@ -256,13 +218,12 @@ static void writer_abort(ckpt_writer *w)
     if (w->file >= 0)
         H5Fclose(w->file); /* best effort: the error being reported is the first one */
     w->file = -1;
-    if (mpi_rank() == 0 && unlink(w->tmp) != 0 && errno != ENOENT)
+    if (ksa_dist_rank() == 0 && unlink(w->tmp) != 0 && errno != ENOENT)
         fprintf(stderr, "[rank %d] warning: cannot remove '%s': %s\n", ksa_log_rank, w->tmp,
                 strerror(errno));
     free(w->tmp);
     w->tmp = NULL;
-    if (mpi_size() > 1) /* no rank returns while the .tmp may still be there */
-        MPI_Barrier(MPI_COMM_WORLD);
+    ksa_dist_barrier(); /* no rank returns while the .tmp may still be there */
 }
 
 static ksa_status writer_open(ckpt_writer *w, const char *path)
@@ -344,7 +305,7 @@ static ksa_status writer_commit(ckpt_writer *w)
     if (rc < 0 && st == KSA_OK)
         st = ksa_h5_fail_h5(KSA_EIO, w->path, "cannot close '%s'", w->tmp);
     st = agree(w->path, st);
-    if (st == KSA_OK && mpi_rank() == 0)
+    if (st == KSA_OK && ksa_dist_rank() == 0)
         st = writer_install(w);
     st = agree(w->path, st); /* also the barrier: no rank returns before the file is in place */
     if (st != KSA_OK) {
@@ -417,7 +378,7 @@ static int injected_write_error(const char *gname)
     const char *f = getenv("KSA_TEST_FAULT");
     int rank;
     return f && !strncmp(f, "ckpt_error:", 11) && sscanf(f + 11, "%d", &rank) == 1 &&
-           rank == mpi_rank() && !strcmp(gname, "optim/exp_avg_sq");
+           rank == ksa_dist_rank() && !strcmp(gname, "optim/exp_avg_sq");
 }
 
 /* Dataset /gname/<e->name> (all ranks create it) and this rank's part of it (one collective
@@ -486,15 +447,15 @@ typedef struct {
 /* The even split of n elements: rank r of N writes [r·s, (r+1)·s) ∩ [0, n), s = ceil(n/N). */
 static void even_share(size_t n, write_plan *wp)
 {
-    size_t N = (size_t)mpi_size(), s = (n + N - 1) / N;
-    wp->lo = (size_t)mpi_rank() * s;
+    size_t N = (size_t)ksa_dist_size(), s = (n + N - 1) / N;
+    wp->lo = (size_t)ksa_dist_rank() * s;
     wp->lo = wp->lo < n ? wp->lo : n;
     wp->hi = n - wp->lo < s ? n : wp->lo + s;
 }
 
 static int by_start(const void *a, const void *b)
 {
-    const unsigned long long *x = a, *y = b;
+    const uint64_t *x = a, *y = b;
     return (x[0] > y[0]) - (x[0] < y[0]);
 }
 
@@ -515,37 +476,34 @@ static ksa_status plan_write(const char *path, const ksa_params *p, const ksa_ck
                lo, hi);
     KSA_ASSERT(lo == hi || (ts->exp_avg && ts->exp_avg_sq),
                "checkpoint %s: optimizer slice [%zu, %zu) without moment arrays", path, lo, hi);
-    int N = mpi_size();
-    unsigned long long mine[2] = {lo, hi}, *all = malloc(2 * (size_t)N * sizeof *all);
+    int N = ksa_dist_size();
+    uint64_t mine[2] = {lo, hi}, *all = malloc(2 * (size_t)N * sizeof *all);
     KSA_ASSERT(all, "out of memory for the slices of %d ranks", N);
-    int rc = N == 1 ? MPI_SUCCESS
-                    : MPI_Allgather(mine, 2, MPI_UNSIGNED_LONG_LONG, all, 2, MPI_UNSIGNED_LONG_LONG,
-                                    MPI_COMM_WORLD);
-    if (rc != MPI_SUCCESS) {
+    if (ksa_dist_allgather_u64(mine, 2, all) != KSA_OK) {
         free(all);
-        return fail_mpi(path, rc, "MPI_Allgather of the optimizer slices");
+        return ksa_fail(KSA_EMPI, "checkpoint %s: the optimizer slices: %s", path,
+                        ksa_last_error());
     }
-    if (N == 1)
-        memcpy(all, mine, sizeof mine);
     int all_whole = 1;
     for (int r = 0; r < N; r++)
         all_whole &= all[2 * r] == 0 && all[2 * r + 1] >= p->numel;
     if (!all_whole) { /* every rank sees the same slices, so all agree on the verdict */
         qsort(all, (size_t)N, sizeof mine, by_start);
-        unsigned long long next = 0;
+        uint64_t next = 0;
         for (int r = 0; r < N; r++) {
             if (all[2 * r] == all[2 * r + 1])
                 continue; /* an empty slice */
             KSA_ASSERT(all[2 * r] == next,
                        "checkpoint %s: the ranks' optimizer slices do not tile the buffer of "
                        "%zu elements: one is [%llu, %llu), the next expected start is %llu",
-                       path, p->numel, all[2 * r], all[2 * r + 1], next);
+                       path, p->numel, (unsigned long long)all[2 * r],
+                       (unsigned long long)all[2 * r + 1], (unsigned long long)next);
             next = all[2 * r + 1];
         }
         KSA_ASSERT(next >= p->numel,
                    "checkpoint %s: the ranks' optimizer slices end at %llu, the buffer has %zu "
                    "elements",
-                   path, next, p->numel);
+                   path, (unsigned long long)next, p->numel);
         wp->lo = lo;
         wp->hi = hi;
     }
@@ -689,39 +647,24 @@ ksa_status ksa_ckpt_write_training(const char *path, const ksa_model_config *cfg
 }
 
 /* "dir/x" -> "<cwd>/dir/x" (paths of /train are absolute: a resume works from anywhere) */
-static void absolute_path(char *out, size_t cap, const char *in)
-{
-    char cwd[4096];
-    if (in[0] == '/' || in[0] == '\0' || !getcwd(cwd, sizeof cwd))
-        snprintf(out, cap, "%s", in);
-    else
-        snprintf(out, cap, "%s/%s", cwd, in);
-}
-
-static int is_path_key(const char *name)
-{
-    return !strcmp(name, "data") || !strcmp(name, "data_mix") || !strcmp(name, "val_data") ||
-           !strcmp(name, "log") || !strcmp(name, "out");
-}
-
 /* /optim (AdamW hyperparameters and moments) and /train (step, tokens, every training key). */
 static ksa_status write_train_state(const char *path, hid_t file, const ksa_ckpt_train_state *ts,
                                     const ksa_params *p, const write_plan *wp)
 {
-    const ksa_train_config *tc = ts->train;
+    const ksa_ckpt_adamw *a = &ts->adamw;
     ksa_status st = KSA_OK;
     hid_t optim = H5Gcreate2(file, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (optim < 0)
         return agree(path, ksa_h5_fail_h5(KSA_EIO, path, "cannot create group /optim"));
     st = write_attr_string(path, optim, "/optim", "type", "adamw");
     if (st == KSA_OK)
-        st = write_attr_double(path, optim, "/optim", "beta1", tc->beta1);
+        st = write_attr_double(path, optim, "/optim", "beta1", a->beta1);
     if (st == KSA_OK)
-        st = write_attr_double(path, optim, "/optim", "beta2", tc->beta2);
+        st = write_attr_double(path, optim, "/optim", "beta2", a->beta2);
     if (st == KSA_OK)
-        st = write_attr_double(path, optim, "/optim", "eps", tc->adam_eps);
+        st = write_attr_double(path, optim, "/optim", "eps", a->eps);
     if (st == KSA_OK)
-        st = write_attr_double(path, optim, "/optim", "weight_decay", tc->weight_decay);
+        st = write_attr_double(path, optim, "/optim", "weight_decay", a->weight_decay);
     ksa_h5_close(optim, &st, path, "/optim");
     st = agree(path, st);
     rank_part m = {ts->exp_avg, wp->origin, wp->lo, wp->hi};
@@ -743,12 +686,9 @@ static ksa_status write_train_state(const char *path, hid_t file, const ksa_ckpt
         st = write_attr_int(path, train, "/train", "world_size", ts->world_size);
     if (st == KSA_OK) /* the loader is step-addressed: (seed, step) is its whole state */
         st = write_attr_string(path, train, "/train", "data_order", "step-addressed (seed, step)");
-    size_t n_keys;
-    const ksa_config_key *keys = ksa_train_config_keys(&n_keys);
-    for (size_t i = 0; i < n_keys && st == KSA_OK; i++) {
-        const ksa_config_key *k = &keys[i];
-        const char *field = (const char *)tc + k->offset;
-        char abs[8192];
+    for (size_t i = 0; i < ts->n_train_keys && st == KSA_OK; i++) {
+        const ksa_config_key *k = &ts->train_keys[i];
+        const char *field = (const char *)ts->train + k->offset;
         switch (k->kind) {
         case KSA_KEY_INT:
         case KSA_KEY_BOOL:
@@ -758,11 +698,7 @@ static ksa_status write_train_state(const char *path, hid_t file, const ksa_ckpt
             st = write_attr_double(path, train, "/train", k->name, *(const double *)field);
             break;
         case KSA_KEY_STRING:
-            if (is_path_key(k->name))
-                absolute_path(abs, sizeof abs, field);
-            else
-                snprintf(abs, sizeof abs, "%s", field);
-            st = write_attr_string(path, train, "/train", k->name, abs);
+            st = write_attr_string(path, train, "/train", k->name, field);
             break;
         }
     }
@@ -789,198 +725,52 @@ ksa_status ksa_ckpt_write_grads(const char *path, const ksa_params *p)
 /* ---- reading attributes ------------------------------------------------------------------ */
 typedef enum { VALUE_INT, VALUE_FLOAT, VALUE_STRING } value_kind;
 
-/* Shortest decimal text that reads back to the same value in the attribute's precision, so a
- * float32 1e-5 becomes "1e-05", not "9.9999997473787516e-06".                             */
-static void format_real(char *out, size_t cap, double x, int single)
-{
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(out, cap, "%.*g", prec, x);
-        double y = strtod(out, NULL);
-        if (single ? (float)y == (float)x : y == x)
-            return;
-    }
-}
-
-/* Integer-like classes (integers, and enums such as h5py's booleans): the value as text. */
-static ksa_status read_integer_text(const char *path, hid_t attr, hid_t ftype, int is_enum,
-                                    const char *where, const char *name, char *out, size_t cap)
-{
-    ksa_status st = KSA_OK;
-    hid_t mtype = -1, base = -1;
-    if (!is_enum) { /* HDF5 converts any width; the sign decides the memory type */
-        H5T_sign_t sign = H5Tget_sign(ftype);
-        if (sign == H5T_SGN_ERROR)
-            return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
-        if (sign == H5T_SGN_NONE) {
-            unsigned long long u;
-            if (H5Aread(attr, H5T_NATIVE_ULLONG, &u) < 0)
-                return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where,
-                                      name);
-            snprintf(out, cap, "%llu", u);
-        } else {
-            long long v;
-            if (H5Aread(attr, H5T_NATIVE_LLONG, &v) < 0)
-                return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where,
-                                      name);
-            snprintf(out, cap, "%lld", v);
-        }
-        return KSA_OK;
-    }
-    /* enums do not convert to plain integers: read in the native enum type, then decode the
-     * bytes with its base integer type                                                      */
-    unsigned char raw[16] = {0};
-    size_t size = 0;
-    H5T_sign_t sign = H5T_SGN_ERROR;
-    if ((mtype = H5Tget_native_type(ftype, H5T_DIR_ASCEND)) < 0 ||
-        (base = H5Tget_super(mtype)) < 0 || (size = H5Tget_size(mtype)) == 0 ||
-        (sign = H5Tget_sign(base)) == H5T_SGN_ERROR)
-        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read the type of %s attribute '%s'", where,
-                            name);
-    else if (size != 1 && size != 2 && size != 4 && size != 8)
-        st = ksa_h5_fail_at(KSA_EFORMAT, path, "%s attribute '%s' is an enum of %zu bytes", where,
-                            name, size);
-    else if (H5Aread(attr, mtype, raw) < 0)
-        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
-    if (st == KSA_OK) {
-        int sgn = sign != H5T_SGN_NONE;
-        long long v;
-        switch (size) {
-        case 1: {
-            int8_t s;
-            uint8_t u;
-            memcpy(&s, raw, 1);
-            memcpy(&u, raw, 1);
-            v = sgn ? s : u;
-            break;
-        }
-        case 2: {
-            int16_t s;
-            uint16_t u;
-            memcpy(&s, raw, 2);
-            memcpy(&u, raw, 2);
-            v = sgn ? s : u;
-            break;
-        }
-        case 4: {
-            int32_t s;
-            uint32_t u;
-            memcpy(&s, raw, 4);
-            memcpy(&u, raw, 4);
-            v = sgn ? (long long)s : (long long)u;
-            break;
-        }
-        default:
-            memcpy(&v, raw, 8);
-        }
-        snprintf(out, cap, "%lld", v);
-    }
-    ksa_h5_close(base, &st, path, "an enum base type");
-    ksa_h5_close(mtype, &st, path, "an enum type");
-    return st;
-}
-
-static ksa_status read_string_text(const char *path, hid_t attr, hid_t ftype, hid_t space,
-                                   const char *where, const char *name, char *out, size_t cap)
-{
-    ksa_status st = KSA_OK;
-    htri_t var = H5Tis_variable_str(ftype);
-    H5T_cset_t cset = H5Tget_cset(ftype);
-    size_t fsize = H5Tget_size(ftype);
-    hid_t mtype = H5Tcopy(H5T_C_S1);
-    if (var < 0 || cset < 0 || fsize == 0 || mtype < 0 || H5Tset_cset(mtype, cset) < 0) {
-        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read the type of %s attribute '%s'", where,
-                            name);
-        ksa_h5_close(mtype, &st, path, "a string type");
-        return st;
-    }
-    char *text = NULL;
-    if (var) {
-        char *s = NULL;
-        if (H5Tset_size(mtype, H5T_VARIABLE) < 0 || H5Aread(attr, mtype, &s) < 0)
-            st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
-        else
-            text = strdup(s ? s : "");
-        if (s && H5Dvlen_reclaim(mtype, space, H5P_DEFAULT, &s) < 0 && st == KSA_OK)
-            st = ksa_h5_fail_h5(KSA_EIO, path, "cannot free %s attribute '%s'", where, name);
-    } else { /* fixed length, NUL- or space-padded: HDF5's conversion to a NUL-terminated
-              * type one byte longer drops the padding                                     */
-        text = calloc(fsize + 1, 1);
-        if (text && (H5Tset_size(mtype, fsize + 1) < 0 ||
-                     H5Tset_strpad(mtype, H5T_STR_NULLTERM) < 0 || H5Aread(attr, mtype, text) < 0))
-            st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
-    }
-    KSA_ASSERT(st != KSA_OK || text, "out of memory reading a string attribute");
-    if (st == KSA_OK) {
-        size_t len = strlen(text);
-        if (len >= cap)
-            st = ksa_h5_fail_at(KSA_EFORMAT, path,
-                                "%s attribute '%s' holds %zu characters, at most %zu "
-                                "are supported",
-                                where, name, len, cap - 1);
-        else
-            memcpy(out, text, len + 1);
-    }
-    free(text);
-    ksa_h5_close(mtype, &st, path, "a string type");
-    return st;
-}
-
 /* Reads one attribute holding a single value (scalar or one-element dataspace) as text: an
- * integer of any width or sign, a boolean enum, a float of any width, or a string.        */
+ * integer of any width or sign, a boolean enum, a float of any width (the shortest text that
+ * reads back in its precision), or a string of at most cap - 1 characters. */
 static ksa_status read_attr_text(const char *path, hid_t loc, const char *where, const char *name,
                                  char *out, size_t cap, value_kind *kind)
 {
+    ksa_h5_attr a;
+    KSA_TRY(ksa_h5_attr_read(path, loc, where, name, 1, &a));
     ksa_status st = KSA_OK;
-    hid_t attr = H5Aopen(loc, name, H5P_DEFAULT), space = -1, ftype = -1;
-    if (attr < 0 || (space = H5Aget_space(attr)) < 0 || (ftype = H5Aget_type(attr)) < 0) {
-        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot open %s attribute '%s'", where, name);
-        goto done;
-    }
-    H5S_class_t sclass = H5Sget_simple_extent_type(space);
-    hssize_t npoints = H5Sget_simple_extent_npoints(space);
-    if (sclass == H5S_NO_CLASS || npoints < 0) {
-        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read the dataspace of %s attribute '%s'",
-                            where, name);
-        goto done;
-    }
-    if (sclass != H5S_SCALAR && !(sclass == H5S_SIMPLE && npoints == 1)) {
-        st = ksa_h5_fail_at(KSA_EFORMAT, path, "%s attribute '%s' holds %lld values, expected one",
-                            where, name, sclass == H5S_NULL ? 0LL : (long long)npoints);
-        goto done;
-    }
-    H5T_class_t tclass = H5Tget_class(ftype);
-    switch (tclass) {
-    case H5T_INTEGER:
-    case H5T_ENUM:
-        *kind = VALUE_INT;
-        st = read_integer_text(path, attr, ftype, tclass == H5T_ENUM, where, name, out, cap);
-        break;
-    case H5T_FLOAT: {
-        *kind = VALUE_FLOAT;
-        double v;
-        size_t size = H5Tget_size(ftype);
-        if (size == 0 || H5Aread(attr, H5T_NATIVE_DOUBLE, &v) < 0)
-            st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
-        else
-            format_real(out, cap, v, size <= 4);
-        break;
-    }
-    case H5T_STRING:
-        *kind = VALUE_STRING;
-        st = read_string_text(path, attr, ftype, space, where, name, out, cap);
-        break;
-    default:
+    if (!a.scalar_like)
+        st = ksa_h5_fail_at(KSA_EFORMAT, path, "%s attribute '%s' holds %zu values, expected one",
+                            where, name, a.n);
+    else if (a.kind == KSA_H5_OTHER)
         st = ksa_h5_fail_at(
             KSA_EFORMAT, path,
             "%s attribute '%s' has HDF5 type class %d; expected an integer, a float or "
             "a string",
-            where, name, (int)tclass);
+            where, name, a.type_class);
+    else if (a.kind == KSA_H5_STRING && strlen(a.s[0]) >= cap)
+        st = ksa_h5_fail_at(KSA_EFORMAT, path,
+                            "%s attribute '%s' holds %zu characters, at most %zu "
+                            "are supported",
+                            where, name, strlen(a.s[0]), cap - 1);
+    if (st != KSA_OK) {
+        ksa_h5_attr_free(&a);
+        return st;
     }
-done:
-    ksa_h5_close(ftype, &st, path, name);
-    ksa_h5_close(space, &st, path, name);
-    ksa_h5_close(attr, &st, path, name);
-    return st;
+    switch (a.kind) {
+    case KSA_H5_INT:
+        *kind = VALUE_INT;
+        snprintf(out, cap, "%lld", a.i[0]);
+        break;
+    case KSA_H5_UINT:
+        *kind = VALUE_INT;
+        snprintf(out, cap, "%llu", a.u[0]);
+        break;
+    case KSA_H5_FLOAT:
+        *kind = VALUE_FLOAT;
+        ksa_h5_format_real(out, cap, a.f[0], a.single);
+        break;
+    default:
+        *kind = VALUE_STRING;
+        snprintf(out, cap, "%s", a.s[0]);
+    }
+    ksa_h5_attr_free(&a);
+    return KSA_OK;
 }
 
 /* ---- reading: format, /config, /params ----------------------------------------------------- */
@@ -1038,20 +828,6 @@ static ksa_status open_checkpoint(const char *path, hid_t *file)
     return st;
 }
 
-static ksa_status open_group(const char *path, hid_t file, const char *gname, hid_t *group)
-{
-    *group = -1;
-    htri_t has = H5Lexists(file, gname, H5P_DEFAULT);
-    if (has < 0)
-        return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot look up /%s", gname);
-    if (!has)
-        return ksa_h5_fail_at(KSA_EFORMAT, path, "no /%s group", gname);
-    *group = H5Gopen2(file, gname, H5P_DEFAULT);
-    if (*group < 0)
-        return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot open /%s as a group", gname);
-    return KSA_OK;
-}
-
 typedef struct {
     const char *path;
     ksa_model_config *cfg;
@@ -1104,7 +880,7 @@ ksa_status ksa_ckpt_read_config(const char *path, ksa_model_config *cfg)
     r.keys = ksa_model_config_keys(&r.n_keys);
     r.seen = calloc(r.n_keys, 1);
     KSA_ASSERT(r.seen, "out of memory");
-    ksa_status st = open_group(path, file, "config", &group);
+    ksa_status st = ksa_h5_open_group(path, file, "/config", 1, &group);
     if (st == KSA_OK &&
         H5Aiterate2(group, H5_INDEX_NAME, H5_ITER_INC, NULL, apply_config_attr, &r) < 0)
         st = r.st != KSA_OK ? r.st
@@ -1140,9 +916,9 @@ static ksa_status read_tensor(const char *path, hid_t group, const char *gname, 
     ksa_h5_format_dims(want, sizeof want, e->ndim, want_dims);
     htri_t has = H5Lexists(group, e->name, H5P_DEFAULT);
     if (has < 0)
-        return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot look up /%s/%s", gname, e->name);
+        return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot look up %s/%s", gname, e->name);
     if (!has)
-        return ksa_h5_fail_at(KSA_EFORMAT, path, "/%s/%s is missing (the configuration needs %s)",
+        return ksa_h5_fail_at(KSA_EFORMAT, path, "%s/%s is missing (the configuration needs %s)",
                               gname, e->name, want);
     ksa_status st = KSA_OK;
     hid_t dset = H5Dopen2(group, e->name, H5P_DEFAULT), space = -1, type = -1, mem = -1;
@@ -1150,27 +926,27 @@ static ksa_status read_tensor(const char *path, hid_t group, const char *gname, 
     if (dset < 0 || (space = H5Dget_space(dset)) < 0 || (type = H5Dget_type(dset)) < 0 ||
         (ndim = H5Sget_simple_extent_ndims(space)) < 0 ||
         H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
-        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot open dataset /%s/%s", gname, e->name);
+        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot open dataset %s/%s", gname, e->name);
         goto done;
     }
     int same = ndim == e->ndim;
     for (int d = 0; same && d < ndim; d++)
         same = dims[d] == want_dims[d];
     if (!same) {
-        st = ksa_h5_fail_at(KSA_EFORMAT, path, "/%s/%s has shape %s, the configuration needs %s",
+        st = ksa_h5_fail_at(KSA_EFORMAT, path, "%s/%s has shape %s, the configuration needs %s",
                             gname, e->name, ksa_h5_format_dims(got, sizeof got, ndim, dims), want);
         goto done;
     }
     if (H5Tget_class(type) != H5T_FLOAT) {
-        st = ksa_h5_fail_at(KSA_EFORMAT, path, "/%s/%s does not hold floating-point numbers", gname,
+        st = ksa_h5_fail_at(KSA_EFORMAT, path, "%s/%s does not hold floating-point numbers", gname,
                             e->name);
         goto done;
     }
     size_t first, count;
-    st = select_slice(path, gname, e, lo, hi, space, &mem, &first, &count);
+    st = select_slice(path, gname + 1, e, lo, hi, space, &mem, &first, &count); /* "params" */
     if (st == KSA_OK && count &&
         H5Dread(dset, REAL_MEM_TYPE, mem, space, H5P_DEFAULT, base + first) < 0)
-        st = ksa_h5_fail_h5(KSA_EIO, path, "cannot read dataset /%s/%s", gname, e->name);
+        st = ksa_h5_fail_h5(KSA_EIO, path, "cannot read dataset %s/%s", gname, e->name);
 done:
     ksa_h5_close(mem, &st, path, "a dataspace");
     ksa_h5_close(type, &st, path, e->name);
@@ -1211,9 +987,9 @@ ksa_status ksa_ckpt_read_params(const char *path, ksa_params *p, int allow_extra
     KSA_ASSERT(p->data, "checkpoint %s: parameter buffers are not allocated", path);
     hid_t file, group = -1;
     KSA_TRY(open_checkpoint(path, &file));
-    ksa_status st = open_group(path, file, "params", &group);
+    ksa_status st = ksa_h5_open_group(path, file, "/params", 1, &group);
     for (size_t i = 0; i < p->n && st == KSA_OK; i++)
-        st = read_tensor(path, group, "params", &p->table[i], p->data, 0, p->numel);
+        st = read_tensor(path, group, "/params", &p->table[i], p->data, 0, p->numel);
     if (st == KSA_OK && !allow_extra)
         st = check_extra(path, group, p);
     ksa_h5_close(group, &st, path, "/params");
@@ -1265,7 +1041,10 @@ ksa_status ksa_ckpt_has(const char *path, const char *object, int *found)
 /* ---- training state: /train and /optim ---------------------------------------------------- */
 typedef struct {
     const char *path;
-    ksa_train_config *tc;
+    const ksa_config_key *keys;
+    size_t n_keys;
+    ksa_config_setter set;
+    void *ctx;
     long *step;
     unsigned long long *tokens_seen;
     int have_step, have_tokens;
@@ -1300,25 +1079,31 @@ static herr_t apply_train_attr(hid_t group, const char *name, const H5A_info_t *
     }
     if (!strcmp(name, "world_size") || !strcmp(name, "data_order"))
         return 0; /* informational */
-    if (!ksa_train_config_has_key(name)) {
+    if (!ksa_config_key_find(r->keys, r->n_keys, name)) {
         fprintf(stderr, "warning: %s: /train attribute '%s' is not a known key; ignored\n", r->path,
                 name);
         return 0;
     }
     snprintf(origin, sizeof origin, "checkpoint %s: /train attribute '%s'", r->path, name);
-    r->st = ksa_train_config_set(r->tc, name, text, origin, NULL);
+    r->st = r->set(r->ctx, name, text, origin);
     return r->st == KSA_OK ? 0 : -1;
 }
 
-ksa_status ksa_ckpt_read_train(const char *path, ksa_train_config *tc, long *step,
+ksa_status ksa_ckpt_read_train(const char *path, const ksa_config_key *keys, size_t n_keys,
+                               ksa_config_setter set, void *ctx, long *step,
                                unsigned long long *tokens_seen)
 {
     hid_t file, group = -1;
     KSA_TRY(open_checkpoint(path, &file));
-    ksa_train_config_defaults(tc);
-    train_reader r = {
-        .path = path, .tc = tc, .step = step, .tokens_seen = tokens_seen, .st = KSA_OK};
-    ksa_status st = open_group(path, file, "train", &group);
+    train_reader r = {.path = path,
+                      .keys = keys,
+                      .n_keys = n_keys,
+                      .set = set,
+                      .ctx = ctx,
+                      .step = step,
+                      .tokens_seen = tokens_seen,
+                      .st = KSA_OK};
+    ksa_status st = ksa_h5_open_group(path, file, "/train", 1, &group);
     if (st != KSA_OK)
         st = ksa_h5_fail_at(KSA_EFORMAT, path,
                             "no /train group: a model-only checkpoint cannot be "
@@ -1351,13 +1136,14 @@ ksa_status ksa_ckpt_read_moments_slice(const char *path, const ksa_params *p, si
     }
     hid_t file, optim;
     KSA_TRY(open_checkpoint(path, &file));
-    ksa_status st = open_group(path, file, "optim", &optim); /* H5Lexists needs the parent */
+    ksa_status st =
+        ksa_h5_open_group(path, file, "/optim", 1, &optim); /* H5Lexists needs the parent */
     ksa_h5_close(optim, &st, path, "/optim");
-    const char *names[2] = {"optim/exp_avg", "optim/exp_avg_sq"};
+    const char *names[2] = {"/optim/exp_avg", "/optim/exp_avg_sq"};
     ksa_real *dst[2] = {exp_avg, exp_avg_sq};
     for (int k = 0; k < 2 && st == KSA_OK; k++) {
         hid_t group;
-        st = open_group(path, file, names[k], &group);
+        st = ksa_h5_open_group(path, file, names[k], 1, &group);
         for (size_t i = 0; i < p->n && st == KSA_OK; i++)
             st = read_tensor(path, group, names[k], &p->table[i], dst[k], lo, hi);
         if (group >= 0)

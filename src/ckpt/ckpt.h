@@ -20,7 +20,7 @@
 #include "core/core.h"
 #include "autograd/params.h"
 #include "model/config.h"
-#include "optim/train_config.h"
+#include "core/settings.h"
 
 #define KSA_CKPT_FORMAT "ksa-checkpoint"
 #define KSA_CKPT_FORMAT_VERSION 1
@@ -56,8 +56,18 @@ ksa_status ksa_ckpt_write_grads(const char *path, const ksa_params *p);
 ksa_status ksa_ckpt_has(const char *path, const char *object, int *found);
 
 /* ---- training checkpoints: the model plus /optim and /train ------------------------- */
+/* The AdamW hyperparameters written as /optim attributes. */
 typedef struct {
-    const ksa_train_config *train;  /* every training key; paths are stored absolute */
+    double beta1, beta2, eps, weight_decay;
+} ksa_ckpt_adamw;
+
+typedef struct {
+    /* The training settings, one /train attribute per key of the table, written as they are
+     * (the caller stores paths absolute): train_keys[0..n_train_keys) describe train. */
+    const ksa_config_key *train_keys;
+    size_t n_train_keys;
+    const void *train;
+    ksa_ckpt_adamw adamw;           /* /optim attributes */
     long step;                      /* optimizer steps completed */
     unsigned long long tokens_seen; /* text tokens of those steps */
     int world_size;                 /* ranks of the run (informational) */
@@ -82,8 +92,12 @@ typedef struct {
  * buffer is split evenly between the ranks instead).                                      */
 ksa_status ksa_ckpt_write_training(const char *path, const ksa_model_config *cfg,
                                    const ksa_params *p, int eot_id, const ksa_ckpt_train_state *ts);
-/* /train into tc (starting from the defaults), step and tokens_seen. */
-ksa_status ksa_ckpt_read_train(const char *path, ksa_train_config *tc, long *step,
+/* Reads /train: step and tokens_seen, and hands every attribute named like a key of
+ * keys[0..n_keys) to set(ctx, key, value as text, origin). world_size and data_order are
+ * informational; other attributes are reported on stderr and ignored. A model-only file (no
+ * /train) or a missing step / tokens_seen is an error.                                   */
+ksa_status ksa_ckpt_read_train(const char *path, const ksa_config_key *keys, size_t n_keys,
+                               ksa_config_setter set, void *ctx, long *step,
                                unsigned long long *tokens_seen);
 /* /optim/exp_avg and /optim/exp_avg_sq into buffers of the parameter buffer's layout
  * ([p->numel]; padding elements are set to 0). Same as the slice [0, p->numel).          */

@@ -18,7 +18,6 @@
 
 #include "ckpt/ckpt.h"
 #include "model/decoder.h"
-#include "optim/train_config.h"
 
 #define MAX_SHOWN 16  /* values of an array attribute printed before "..." */
 #define MAX_READ 4096 /* larger array attributes are summarised, not read */
@@ -52,6 +51,8 @@ typedef struct {
 
 typedef struct {
     const char *path;
+    const ksa_config_key *train_keys; /* the training settings' table: their print order */
+    size_t n_train_keys;
     long long file_bytes;
     ksa_model model; /* declared from /config: names and shapes, no buffers */
     attr_set root, config, tokenizer, optim, train;
@@ -124,16 +125,10 @@ static void info_free(ckpt_info *info)
  * keep a ".0" so that a float reads as one (rope_theta = 10000.0, not 1e+04).            */
 static void format_real(char *out, size_t cap, double x, int single)
 {
-    if (x == (double)(long long)x && x > -1e15 && x < 1e15) {
+    if (x == (double)(long long)x && x > -1e15 && x < 1e15)
         snprintf(out, cap, "%.1f", x);
-        return;
-    }
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(out, cap, "%.*g", prec, x);
-        double y = strtod(out, NULL);
-        if (single ? (float)y == (float)x : y == x)
-            return;
-    }
+    else
+        ksa_h5_format_real(out, cap, x, single);
 }
 
 /* "[64, 32]" */
@@ -170,158 +165,46 @@ static void describe_type(hid_t t, char *buf, size_t cap)
 }
 
 /* ---- reading attribute values --------------------------------------------------------------- */
-/* Prints the n values of an integer or enum attribute (enums, such as h5py's booleans, do
- * not convert to integers: read in the native enum type, then convert its base type).   */
-static herr_t print_integers(hid_t attr, hid_t ftype, size_t n, FILE *f)
-{
-    H5T_class_t cls = H5Tget_class(ftype);
-    herr_t rc = 0;
-    if (cls == H5T_INTEGER && H5Tget_sign(ftype) == H5T_SGN_NONE) {
-        unsigned long long *u = calloc(n, sizeof *u);
-        KSA_ASSERT(u, "out of memory for %zu values", n);
-        if ((rc = H5Aread(attr, H5T_NATIVE_ULLONG, u)) >= 0)
-            for (size_t i = 0; i < n && i < MAX_SHOWN; i++)
-                fprintf(f, "%s%llu", i ? ", " : "", u[i]);
-        free(u);
-        return rc;
-    }
-    long long *v = calloc(n, sizeof *v);
-    KSA_ASSERT(v, "out of memory for %zu values", n);
-    if (cls == H5T_INTEGER) {
-        rc = H5Aread(attr, H5T_NATIVE_LLONG, v);
-    } else { /* each element occupies at most 8 bytes before and exactly 8 after */
-        hid_t mtype = H5Tget_native_type(ftype, H5T_DIR_ASCEND), base = -1;
-        if (mtype < 0 || (base = H5Tget_super(mtype)) < 0 || H5Tget_size(mtype) > 8 ||
-            H5Aread(attr, mtype, v) < 0 ||
-            H5Tconvert(base, H5T_NATIVE_LLONG, n, v, NULL, H5P_DEFAULT) < 0)
-            rc = -1;
-        ksa_h5_close(base, NULL, "", "");
-        ksa_h5_close(mtype, NULL, "", "");
-    }
-    if (rc >= 0)
-        for (size_t i = 0; i < n && i < MAX_SHOWN; i++)
-            fprintf(f, "%s%lld", i ? ", " : "", v[i]);
-    free(v);
-    return rc;
-}
-
-static herr_t print_floats(hid_t attr, hid_t ftype, size_t n, FILE *f)
-{
-    double *v = calloc(n, sizeof *v);
-    KSA_ASSERT(v, "out of memory for %zu values", n);
-    herr_t rc = H5Aread(attr, H5T_NATIVE_DOUBLE, v);
-    char text[32];
-    if (rc >= 0)
-        for (size_t i = 0; i < n && i < MAX_SHOWN; i++) {
-            format_real(text, sizeof text, v[i], H5Tget_size(ftype) <= 4);
-            fprintf(f, "%s%s", i ? ", " : "", text);
-        }
-    free(v);
-    return rc;
-}
-
-/* Variable- or fixed-length strings; *first gets the first one's text (malloc'ed). */
-static herr_t print_strings(hid_t attr, hid_t ftype, hid_t space, size_t n, FILE *f, char **first)
-{
-    htri_t var = H5Tis_variable_str(ftype);
-    H5T_cset_t cset = H5Tget_cset(ftype);
-    size_t fsize = H5Tget_size(ftype);
-    hid_t mtype = H5Tcopy(H5T_C_S1);
-    herr_t rc = -1;
-    if (var < 0 || cset < 0 || fsize == 0 || mtype < 0 || H5Tset_cset(mtype, cset) < 0) {
-        ksa_h5_close(mtype, NULL, "", "");
-        return -1;
-    }
-    if (var) {
-        char **s = calloc(n, sizeof *s);
-        KSA_ASSERT(s, "out of memory for %zu strings", n);
-        if (H5Tset_size(mtype, H5T_VARIABLE) >= 0 && (rc = H5Aread(attr, mtype, s)) >= 0) {
-            for (size_t i = 0; i < n && i < MAX_SHOWN; i++) {
-                fputs(i ? ", " : "", f);
-                quote_string(f, s[i] ? s[i] : "");
-            }
-            *first = xstrdup(s[0] ? s[0] : "");
-            H5Dvlen_reclaim(mtype, space, H5P_DEFAULT, s);
-        }
-        free(s);
-    } else { /* NUL- or space-padded: converting to NUL-terminated, one byte longer, drops it */
-        char *buf = calloc(n, fsize + 1);
-        KSA_ASSERT(buf, "out of memory for %zu strings of %zu bytes", n, fsize);
-        if (H5Tset_size(mtype, fsize + 1) >= 0 && H5Tset_strpad(mtype, H5T_STR_NULLTERM) >= 0 &&
-            (rc = H5Aread(attr, mtype, buf)) >= 0) {
-            for (size_t i = 0; i < n && i < MAX_SHOWN; i++) {
-                fputs(i ? ", " : "", f);
-                quote_string(f, buf + i * (fsize + 1));
-            }
-            *first = xstrdup(buf);
-        }
-        free(buf);
-    }
-    ksa_h5_close(mtype, NULL, "", "");
-    return rc;
-}
-
 /* The value of attribute `name` of loc (`where` names loc in messages: "/train"). */
 static ksa_status read_attr(const char *path, hid_t loc, const char *where, const char *name,
                             attr_text *out)
 {
-    ksa_status st = KSA_OK;
-    char *buf = NULL, *first = NULL;
+    ksa_h5_attr a;
+    KSA_TRY(ksa_h5_attr_read(path, loc, where, name, MAX_READ, &a));
+    char *buf = NULL;
     size_t len = 0;
-    hid_t attr = H5Aopen(loc, name, H5P_DEFAULT), space = -1, ftype = -1;
-    if (attr < 0 || (space = H5Aget_space(attr)) < 0 || (ftype = H5Aget_type(attr)) < 0) {
-        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot open %s attribute '%s'", where, name);
-        goto done;
-    }
-    H5S_class_t sclass = H5Sget_simple_extent_type(space);
-    hssize_t npoints = H5Sget_simple_extent_npoints(space);
-    if (sclass == H5S_NO_CLASS || npoints < 0) {
-        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read the dataspace of %s attribute '%s'",
-                            where, name);
-        goto done;
-    }
-    size_t n = (size_t)npoints;
-    int array = sclass == H5S_SIMPLE && n != 1; /* [1]: as H5LT writes a single value */
     FILE *f = open_memstream(&buf, &len);
     KSA_ASSERT(f, "open_memstream: %s", strerror(errno));
-    H5T_class_t tclass = H5Tget_class(ftype);
-    herr_t rc = 0;
-    if (sclass == H5S_NULL || n == 0) {
+    if (a.n == 0) {
         fputs("(no value)", f);
-    } else if (n > MAX_READ) {
-        fprintf(f, "(%zu values)", n);
+    } else if (a.kind == KSA_H5_OTHER) {
+        fprintf(f, "(HDF5 type class %d)", a.type_class);
+    } else if (a.n_read == 0) {
+        fprintf(f, "(%zu values)", a.n);
     } else {
-        fputs(array ? "[" : "", f);
-        if (tclass == H5T_INTEGER || tclass == H5T_ENUM)
-            rc = print_integers(attr, ftype, n, f);
-        else if (tclass == H5T_FLOAT)
-            rc = print_floats(attr, ftype, n, f);
-        else if (tclass == H5T_STRING)
-            rc = print_strings(attr, ftype, space, n, f, &first);
-        else
-            fprintf(f, "(HDF5 type class %d)", (int)tclass);
-        if (array && n > MAX_SHOWN)
-            fprintf(f, ", ... (%zu values)", n);
-        fputs(array ? "]" : "", f);
+        fputs(a.array ? "[" : "", f);
+        for (size_t k = 0; k < a.n_read && k < MAX_SHOWN; k++) {
+            char text[32];
+            fputs(k ? ", " : "", f);
+            if (a.kind == KSA_H5_INT)
+                fprintf(f, "%lld", a.i[k]);
+            else if (a.kind == KSA_H5_UINT)
+                fprintf(f, "%llu", a.u[k]);
+            else if (a.kind == KSA_H5_FLOAT)
+                format_real(text, sizeof text, a.f[k], a.single), fputs(text, f);
+            else
+                quote_string(f, a.s[k]);
+        }
+        if (a.array && a.n > MAX_SHOWN)
+            fprintf(f, ", ... (%zu values)", a.n);
+        fputs(a.array ? "]" : "", f);
     }
     fclose(f);
-    if (rc < 0) {
-        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read %s attribute '%s'", where, name);
-        goto done;
-    }
     out->name = xstrdup(name);
     out->value = buf;
-    out->text = array ? NULL : first;
-    buf = NULL;
-    if (!array)
-        first = NULL;
-done:
-    free(buf);
-    free(first);
-    ksa_h5_close(ftype, NULL, "", "");
-    ksa_h5_close(space, NULL, "", "");
-    ksa_h5_close(attr, NULL, "", "");
-    return st;
+    out->text = !a.array && a.kind == KSA_H5_STRING && a.n_read ? xstrdup(a.s[0]) : NULL;
+    ksa_h5_attr_free(&a);
+    return KSA_OK;
 }
 
 static herr_t collect_attr_name(hid_t loc, const char *name, const H5A_info_t *info, void *data)
@@ -356,26 +239,6 @@ static ksa_status read_attrs(const char *path, hid_t loc, const char *where, att
 }
 
 /* ---- groups and datasets --------------------------------------------------------------------- */
-/* Opens the group at `name` (absolute) if it exists: *group = -1 when it does not. */
-static ksa_status open_group_if_any(const char *path, hid_t file, const char *name, hid_t *group)
-{
-    *group = -1;
-    htri_t has = H5Lexists(file, name, H5P_DEFAULT);
-    if (has < 0)
-        return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot look up %s", name);
-    if (!has)
-        return KSA_OK;
-    hid_t obj = H5Oopen(file, name, H5P_DEFAULT);
-    if (obj < 0)
-        return ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot open %s", name);
-    H5I_type_t type = H5Iget_type(obj);
-    if (type != H5I_GROUP) {
-        ksa_h5_close(obj, NULL, "", "");
-        return ksa_h5_fail_at(KSA_EFORMAT, path, "%s is not a group", name);
-    }
-    *group = obj;
-    return KSA_OK;
-}
 
 typedef enum { DSET_OK, DSET_MISSING, DSET_NOT_DATASET } dset_state;
 
@@ -451,7 +314,7 @@ static ksa_status check_params(ckpt_info *info, hid_t file)
     const char *path = info->path;
     const ksa_params *p = &info->model.params;
     hid_t group;
-    KSA_TRY(open_group_if_any(path, file, "/params", &group));
+    KSA_TRY(ksa_h5_open_group(path, file, "/params", 0, &group));
     if (group < 0)
         return ksa_h5_fail_at(KSA_EFORMAT, path, "no /params group");
     info->dtype = calloc(p->n ? p->n : 1, sizeof *info->dtype);
@@ -499,7 +362,7 @@ static ksa_status check_moment(ckpt_info *info, hid_t file, size_t k)
     char gname[32], where[192], want[64], got[128];
     snprintf(gname, sizeof gname, "/optim/%s", moment);
     hid_t group;
-    KSA_TRY(open_group_if_any(path, file, gname, &group));
+    KSA_TRY(ksa_h5_open_group(path, file, gname, 0, &group));
     if (group < 0) {
         add_problem(info, "no %s group: the optimizer state has no %s moments", gname, moment);
         return KSA_OK;
@@ -547,7 +410,7 @@ static ksa_status check_training_state(ckpt_info *info, hid_t file)
 {
     const char *path = info->path;
     hid_t group;
-    KSA_TRY(open_group_if_any(path, file, "/optim", &group));
+    KSA_TRY(ksa_h5_open_group(path, file, "/optim", 0, &group));
     if (group >= 0) {
         ksa_status st = read_attrs(path, group, "/optim", &info->optim);
         ksa_h5_close(group, NULL, "", "");
@@ -561,7 +424,7 @@ static ksa_status check_training_state(ckpt_info *info, hid_t file)
         for (size_t k = 0; k < N_MOMENTS; k++)
             KSA_TRY(check_moment(info, file, k));
     }
-    KSA_TRY(open_group_if_any(path, file, "/train", &group));
+    KSA_TRY(ksa_h5_open_group(path, file, "/train", 0, &group));
     if (group >= 0) {
         ksa_status st = read_attrs(path, group, "/train", &info->train);
         ksa_h5_close(group, NULL, "", "");
@@ -592,13 +455,13 @@ static ksa_status collect(ckpt_info *info)
     if (file < 0)
         return ksa_h5_fail_h5(KSA_EIO, path, "cannot open the file");
     ksa_status st = read_attrs(path, file, "root", &info->root);
-    if (st == KSA_OK && (st = open_group_if_any(path, file, "/config", &group)) == KSA_OK) {
+    if (st == KSA_OK && (st = ksa_h5_open_group(path, file, "/config", 0, &group)) == KSA_OK) {
         st = read_attrs(path, group, "/config", &info->config); /* it exists: read_config */
         ksa_h5_close(group, NULL, "", "");
     }
     if (st == KSA_OK)
         st = check_params(info, file);
-    if (st == KSA_OK && (st = open_group_if_any(path, file, "/tokenizer", &group)) == KSA_OK &&
+    if (st == KSA_OK && (st = ksa_h5_open_group(path, file, "/tokenizer", 0, &group)) == KSA_OK &&
         group >= 0) {
         st = read_attrs(path, group, "/tokenizer", &info->tokenizer);
         ksa_h5_close(group, NULL, "", "");
@@ -701,8 +564,8 @@ static void print_train(const ckpt_info *info, FILE *out)
         print_attr_or_absent(t, train_data[i], out);
     /* the rest: training keys in the configuration table's order, then anything else
      * (data-loader and RNG state) by name                                              */
-    size_t n;
-    const ksa_config_key *keys = ksa_train_config_keys(&n);
+    size_t n = info->n_train_keys;
+    const ksa_config_key *keys = info->train_keys;
     int header = 0;
     for (size_t pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < (pass ? t->n : n); i++) {
@@ -711,7 +574,7 @@ static void print_train(const ckpt_info *info, FILE *out)
             if (!a || in_list(name, train_state, COUNT(train_state)) ||
                 in_list(name, train_schedule, COUNT(train_schedule)) ||
                 in_list(name, train_data, COUNT(train_data)) ||
-                (pass == 1 && ksa_train_config_has_key(name)))
+                (pass == 1 && ksa_config_key_find(keys, n, name)))
                 continue;
             if (!header++)
                 fprintf(out, "# other training keys and state\n");
@@ -745,11 +608,14 @@ static void print_info(const ckpt_info *info, FILE *out)
     }
 }
 
-ksa_status ksa_ckpt_info_print(const char *path, FILE *out)
+ksa_status ksa_ckpt_info_print(const char *path, const ksa_config_key *train_keys,
+                               size_t n_train_keys, FILE *out)
 {
     ckpt_info info;
     memset(&info, 0, sizeof info);
     info.path = path;
+    info.train_keys = train_keys;
+    info.n_train_keys = n_train_keys;
     ksa_model_config cfg;
     /* open, format, format_version and /config exactly as every other reader checks them */
     KSA_TRY(ksa_ckpt_read_config(path, &cfg));

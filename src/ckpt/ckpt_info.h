@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "core/core.h"
+#include "core/settings.h"
 
 /* Checks the checkpoint at path and prints, to out:
  *   the file, format and format_version;
@@ -21,7 +22,8 @@
  *   the tokenizer (/tokenizer attributes, or "absent: byte tokenizer assumed");
  *   the optimizer (/optim attributes and whether both moments cover every parameter with
  *   its shape) and the training state (step, tokens_seen, seed, world_size, the schedule,
- *   the data paths, every other /train attribute), or that they are absent.
+ *   the data paths, the other training settings in the order of train_keys[0..n_train_keys),
+ *   then every other /train attribute), or that they are absent.
  *
  * Errors (message names the file and the object, nothing printed):
  *   KSA_EIO / KSA_EFORMAT for a missing, unreadable, truncated or non-HDF5 file, a file
@@ -33,6 +35,7 @@
  * wrong shape, a required /optim or /train attribute missing, an optimizer type other than
  * adamw) is printed with each problem marked, then reported as KSA_EFORMAT naming the
  * first one: the model can be evaluated, but the run cannot be resumed from this file.   */
-ksa_status ksa_ckpt_info_print(const char *path, FILE *out);
+ksa_status ksa_ckpt_info_print(const char *path, const ksa_config_key *train_keys,
+                               size_t n_train_keys, FILE *out);
 
 #endif

@@ -31,6 +31,42 @@ void ksa_h5_close(hid_t id, ksa_status *st, const char *path, const char *what);
 /* Switches HDF5's automatic error printing off: errors are reported by ksa_h5_fail. */
 void ksa_h5_quiet(void);
 
+/* Opens the group at the absolute path `name` ("/optim/exp_avg"): *group = -1 and KSA_OK when
+ * it does not exist and is not required; "no NAME group" when it is; an error when the object
+ * is not a group. The caller closes *group (ksa_h5_close). */
+ksa_status ksa_h5_open_group(const char *path, hid_t file, const char *name, int required,
+                             hid_t *group);
+
+/* ---- attribute values: the one reader of src/ckpt ---------------------------------------- */
+typedef enum { KSA_H5_INT, KSA_H5_UINT, KSA_H5_FLOAT, KSA_H5_STRING, KSA_H5_OTHER } ksa_h5_kind;
+
+/* The values of one attribute, decoded: integers of any width (INT signed, UINT unsigned) and
+ * enums such as h5py's booleans (INT), floats of any width (as double), fixed-length (NUL- or
+ * space-padded) and variable-length strings (as NUL-terminated text). */
+typedef struct {
+    ksa_h5_kind kind;
+    int type_class;        /* the HDF5 type class (what OTHER is) */
+    int single;            /* FLOAT stored in 4 bytes or fewer */
+    int scalar_like;       /* a scalar, or a simple dataspace of exactly one element */
+    int array;             /* a simple dataspace of n != 1 elements */
+    size_t n;              /* values stored (0: a null dataspace) */
+    size_t n_read;         /* values decoded below: n, or 0 when n > max_values or kind is OTHER */
+    long long *i;          /* INT   [n_read] */
+    unsigned long long *u; /* UINT  [n_read] */
+    double *f;             /* FLOAT [n_read] */
+    char **s;              /* STRING [n_read], each malloc'ed */
+} ksa_h5_attr;
+
+/* Reads attribute `name` of loc (`where` names loc in messages, e.g. "/train"), decoding at
+ * most max_values values. Errors name the file, where and the attribute. */
+ksa_status ksa_h5_attr_read(const char *path, hid_t loc, const char *where, const char *name,
+                            size_t max_values, ksa_h5_attr *a);
+void ksa_h5_attr_free(ksa_h5_attr *a);
+
+/* The shortest decimal text that reads back as x in the stored precision (single: float32),
+ * so a float32 1e-5 is "1e-05", not "9.9999997473787516e-06". */
+void ksa_h5_format_real(char *out, size_t cap, double x, int single);
+
 /* "[64, 32]" into buf; returns buf. */
 const char *ksa_h5_format_dims(char *buf, size_t cap, int ndim, const hsize_t *dims);
 

@@ -30,8 +30,6 @@
 #define REAL_MEM_TYPE H5T_NATIVE_FLOAT
 #endif
 
-#define SUMMARY_EMBEDDING "summary_embedding.weight"
-#define SUMMARY_SUFFIX "_summary.weight"
 #define SUMMARY_EMBEDDING_STD 0.02 /* KSA_SPEC §9.1 / §9.7 */
 
 /* ---- errors -------------------------------------------------------------------------------- */
@@ -160,18 +158,6 @@ static int first_shape_key_diff(const ksa_model_config *f, const ksa_model_confi
     return 0;
 }
 
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && !strcmp(s + n - k, suffix);
-}
-
-/* Summary-only parameters (KSA_SPEC §5): the summary embedding and every *_summary weight. */
-static int is_summary_param(const char *name)
-{
-    return !strcmp(name, SUMMARY_EMBEDDING) || ends_with(name, SUMMARY_SUFFIX);
-}
-
 /* A parameter both sides have: the shapes must agree (pass 1 made the file's table its
  * datasets' truth). The message names the key behind the difference when it can.           */
 static ksa_status refuse_shape(const char *path, const ksa_param *fe, const ksa_param *me,
@@ -216,25 +202,22 @@ static ksa_status make_plan(const char *path, const ksa_model *fm, const ksa_mod
         plan_entry *pe = &pl->plan[i];
         char want[64];
         if (ksa_params_find(fp, e->name) >= 0)
-            continue; /* ACT_LOAD */
-        if (is_summary_param(e->name)) {
+            continue;     /* ACT_LOAD */
+        if (e->summary) { /* KSA_SPEC §9.1: a copy of its shared twin, or drawn */
             if (how == KSA_INIT_SUMMARY_SCRATCH) {
                 pe->act = ACT_KEEP;
-            } else if (!strcmp(e->name, SUMMARY_EMBEDDING)) {
+            } else if (e->twin < 0) {
                 pe->act = ACT_NORMAL;
-            } else { /* "...q_proj_summary.weight" -> "...q_proj.weight" */
-                char shared[KSA_PARAM_NAME_MAX];
-                size_t stem = strlen(e->name) - strlen(SUMMARY_SUFFIX);
-                snprintf(shared, sizeof shared, "%.*s.weight", (int)stem, e->name);
-                long src = ksa_params_find(mp, shared);
-                if (src < 0 || ksa_params_find(fp, shared) < 0)
+            } else {
+                const char *shared = mp->table[e->twin].name;
+                if (ksa_params_find(fp, shared) < 0)
                     return ksa_h5_fail(KSA_EFORMAT, path, 0,
                                        "/params/%s is missing and so is %s, to copy it from",
                                        e->name, shared);
                 pe->act = ACT_COPY;
-                pe->src = src;
+                pe->src = e->twin;
             }
-        } else if (!strcmp(e->name, "lm_head.weight") && fm->config.tie_word_embeddings) {
+        } else if (e->role == KSA_ROLE_LM_HEAD && fm->config.tie_word_embeddings) {
             pe->act = ACT_COPY;
             pe->src = m->embed_tokens;
             pe->note = "the checkpoint ties lm_head to model.embed_tokens.weight";
@@ -251,7 +234,7 @@ static ksa_status make_plan(const char *path, const ksa_model *fm, const ksa_mod
         char shape[64];
         if (ksa_params_find(mp, e->name) >= 0)
             continue;
-        const char *note = !strcmp(e->name, "lm_head.weight")
+        const char *note = e->role == KSA_ROLE_LM_HEAD
                                ? "the configuration ties lm_head to model.embed_tokens.weight"
                                : "not a parameter of the configuration";
         add_ignored(pl, e->name, param_shape(shape, sizeof shape, e), note);

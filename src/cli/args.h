@@ -7,7 +7,7 @@
 #define KSA_CLI_ARGS_H
 
 #include "model/config.h"
-#include "optim/train_config.h"
+#include "train/train_config.h"
 
 typedef enum {
     KSA_ARG_STRING, /* const char *  */

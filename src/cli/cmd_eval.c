@@ -18,6 +18,7 @@
 #include "data/tokenizer.h"
 #include "data/tokfile.h"
 #include "model/decoder.h"
+#include "train/eval.h"
 
 static const char whole_file_help[] =
     "Without --batch, every full row of the file is evaluated (row b = tokens b*L ... b*L+L,\n"
@@ -58,157 +59,98 @@ static int eval_main(int argc, char **argv);
 /* Under mpirun the rows are split over the ranks (row b on rank b mod N): same result. */
 int ksa_cmd_eval(int argc, char **argv)
 {
-    if (ksa_dist_init(&argc, &argv) != KSA_OK) {
-        fprintf(stderr, "ksa eval: %s\n", ksa_last_error());
-        return 1;
-    }
-    if (ksa_dist_rank() != 0 && !freopen("/dev/null", "w", stdout))
-        fprintf(stderr, "[rank %d] cannot silence stdout\n", ksa_dist_rank());
-    int rc = eval_main(argc, argv);
-    fflush(stdout);
-    ksa_dist_finalize();
-    return rc;
+    return ksa_cli_run_on_ranks("eval", eval_main, argc, argv);
 }
 
-static int eval_main(int argc, char **argv)
+typedef struct {
+    const char *ckpt, *data, *grads_out, *dtype_name;
+    long seq_len, batch, offset, threads; /* batch, offset -1: not given */
+    int json, help;
+    ksa_dtype dtype;
+} eval_options;
+
+/* Parses argv into o; returns 0, or the exit code after printing the error. */
+static int parse_eval_args(int argc, char **argv, eval_options *o)
 {
-    const char *ckpt = NULL, *data = NULL, *grads_out = NULL, *dtype_name = NULL;
-    long seq_len = 0, batch = -1, offset = -1, threads = 0; /* -1: not given */
-    int json = 0, help = 0;
+    *o = (eval_options){.batch = -1, .offset = -1, .dtype = KSA_DTYPE_AUTO};
     const ksa_arg args[] = {
-        {"ckpt", KSA_ARG_STRING, &ckpt, NULL, 0, "checkpoint to evaluate (required)"},
-        {"data", KSA_ARG_STRING, &data, NULL, 0, "token file (required)"},
-        {"seq_len", KSA_ARG_LONG, &seq_len, NULL, 0, "text tokens per row (required)"},
-        {"batch", KSA_ARG_LONG, &batch, NULL, 0,
+        {"ckpt", KSA_ARG_STRING, &o->ckpt, NULL, 0, "checkpoint to evaluate (required)"},
+        {"data", KSA_ARG_STRING, &o->data, NULL, 0, "token file (required)"},
+        {"seq_len", KSA_ARG_LONG, &o->seq_len, NULL, 0, "text tokens per row (required)"},
+        {"batch", KSA_ARG_LONG, &o->batch, NULL, 0,
          "rows (default: every full row of the whole file, see below)"},
-        {"offset", KSA_ARG_LONG, &offset, NULL, 0,
+        {"offset", KSA_ARG_LONG, &o->offset, NULL, 0,
          "first token of row 0 (default 0; only with --batch)"},
-        {"dtype", KSA_ARG_STRING, &dtype_name, NULL, 0,
+        {"dtype", KSA_ARG_STRING, &o->dtype_name, NULL, 0,
          "uint16|uint32 for a headerless file without .meta"},
-        {"grads_out", KSA_ARG_STRING, &grads_out, NULL, 0, "write d(mean loss)/d(param) here"},
-        {"json", KSA_ARG_FLAG, &json, NULL, 0,
+        {"grads_out", KSA_ARG_STRING, &o->grads_out, NULL, 0, "write d(mean loss)/d(param) here"},
+        {"json", KSA_ARG_FLAG, &o->json, NULL, 0,
          "print {\"loss\": ..., \"tokens\": ...} (whole file: also perplexity, bits_per_byte)"},
-        {"threads", KSA_ARG_LONG, &threads, NULL, 0, "threads (default: OMP_NUM_THREADS)"},
-        {"help", KSA_ARG_FLAG, &help, NULL, 0, "this text"},
+        {"threads", KSA_ARG_LONG, &o->threads, NULL, 0, "threads (default: OMP_NUM_THREADS)"},
+        {"help", KSA_ARG_FLAG, &o->help, NULL, 0, "this text"},
     };
     size_t n_args = sizeof args / sizeof args[0];
-    if (ksa_args_parse(argc, argv, args, n_args, NULL, NULL) != KSA_OK) {
-        fprintf(stderr, "ksa eval: %s\n", ksa_last_error());
-        return 2;
-    }
-    if (help) {
+    if (ksa_args_parse(argc, argv, args, n_args, NULL, NULL) != KSA_OK)
+        return ksa_cli_error("eval", 2);
+    if (o->help) {
         ksa_args_usage(stdout, "eval", args, n_args);
         fputs(whole_file_help, stdout);
         return 0;
     }
-    if (!ckpt || !data || seq_len < 1 || batch == 0) {
-        fprintf(stderr, "ksa eval: --ckpt, --data and --seq-len (>= 1) are required; "
-                        "--batch must be at least 1\n");
-        return 2;
-    }
-    int whole = batch < 0;
-    if (whole && offset >= 0) {
-        fprintf(stderr, "ksa eval: --offset needs --batch (without --batch the whole file is "
-                        "evaluated from token 0)\n");
-        return 2;
-    }
-    if (offset < 0)
-        offset = 0;
-    if (threads > 0)
-        ksa_threads_set((int)threads);
-    ksa_dtype dtype = KSA_DTYPE_AUTO;
-    if (dtype_name && ksa_tokfile_parse_dtype(dtype_name, &dtype) != KSA_OK) {
-        fprintf(stderr, "ksa eval: --dtype: %s\n", ksa_last_error());
-        return 2;
-    }
+    if (!o->ckpt || !o->data || o->seq_len < 1 || o->batch == 0)
+        return ksa_cli_errorf("eval", 2,
+                              "--ckpt, --data and --seq-len (>= 1) are required; "
+                              "--batch must be at least 1");
+    if (o->batch < 0 && o->offset >= 0)
+        return ksa_cli_errorf("eval", 2,
+                              "--offset needs --batch (without --batch the whole file is "
+                              "evaluated from token 0)");
+    if (o->offset < 0)
+        o->offset = 0;
+    if (o->dtype_name && ksa_tokfile_parse_dtype(o->dtype_name, &o->dtype) != KSA_OK)
+        return ksa_cli_errorf("eval", 2, "--dtype: %s", ksa_last_error());
+    return 0;
+}
 
+static int eval_main(int argc, char **argv)
+{
+    eval_options o;
+    int rc = parse_eval_args(argc, argv, &o);
+    if (rc != 0 || o.help)
+        return rc;
+    if (o.threads > 0)
+        ksa_threads_set((int)o.threads);
     double t0 = ksa_now();
     ksa_model_config cfg;
     ksa_model m;
-    ksa_tokfile tf;
-    ksa_val_reader vr;
-    int have_model = 0, have_file = 0, have_reader = 0, rc = 1;
-    int32_t *tokens = NULL;
-    ksa_arena arena = {0};
-    ksa_tape tp = {0};
-    size_t L = (size_t)seq_len, B = whole ? 0 : (size_t)batch;
-    if (ksa_ckpt_read_config(ckpt, &cfg) != KSA_OK || ksa_model_init(&m, &cfg) != KSA_OK)
-        goto fail;
-    have_model = 1;
+    if (ksa_ckpt_read_config(o.ckpt, &cfg) != KSA_OK || ksa_model_init(&m, &cfg) != KSA_OK)
+        return ksa_cli_error("eval", 1);
     if (ksa_dist_rank() == 0) /* JSON mode: stdout is one line */
-        ksa_model_layout_print(&m.layout, json ? stderr : stdout);
-    if (ksa_ckpt_read_params(ckpt, &m.params, 0) != KSA_OK)
-        goto fail;
-    if (whole) { /* one row at a time from the validation reader */
-        if (ksa_val_reader_open(&vr, data, dtype, m.V, L, 1) != KSA_OK)
-            goto fail;
-        have_reader = 1;
-        B = vr.n_rows;
-        tokens = ksa_alloc((L + 1) * sizeof *tokens);
-    } else {
-        if (ksa_tokfile_open(&tf, data, dtype, m.V) != KSA_OK)
-            goto fail;
-        have_file = 1;
-        tokens = ksa_alloc(B * (L + 1) * sizeof *tokens);
-        if (ksa_loader_read_sequential(&tf, tokens, (size_t)offset, B, L) != KSA_OK)
-            goto fail;
+        ksa_model_layout_print(&m.layout, o.json ? stderr : stdout);
+    ksa_eval_rows rows = {0};
+    double loss;
+    size_t n_bytes;
+    rc = 1;
+    if (ksa_ckpt_read_params(o.ckpt, &m.params, 0) != KSA_OK ||
+        ksa_eval_rows_open(&rows, o.data, o.dtype, m.V, (size_t)o.seq_len, o.batch,
+                           (size_t)o.offset) != KSA_OK ||
+        ksa_eval_loss(&m, &rows, o.grads_out != NULL, &loss, &n_bytes) != KSA_OK ||
+        (o.grads_out && ksa_ckpt_write_grads(o.grads_out, &m.params) != KSA_OK)) {
+        ksa_cli_error("eval", 1);
+        goto done;
     }
-
-    ksa_arena_init(&arena, ksa_model_arena_bytes(&m, 1, L));
-    ksa_tape_init(&tp, &arena, ksa_model_tape_nodes(&m));
-    tp.recording = grads_out != NULL;
-    ksa_params_zero_grad(&m.params);
-    double total = 0;
-    size_t n_bytes = 0; /* targets that are bytes (ids < 256; end-of-text is not one) */
-    int rank = ksa_dist_rank(), n_ranks = ksa_dist_size();
-    for (size_t b = 0; b < B; b++) {
-        const int32_t *row = tokens + (whole ? 0 : b * (L + 1));
-        if (whole) {
-            size_t got = ksa_val_reader_next(&vr, tokens);
-            KSA_ASSERT(got == 1, "row %zu of the %zu of '%s'", b, B, data);
-        }
-        if (b % (size_t)n_ranks != (size_t)rank) /* under MPI, row b is rank b mod N's */
-            continue;
-        for (size_t t = 1; t <= L; t++)
-            n_bytes += row[t] < KSA_TOKENIZER_EOT;
-        ksa_tape_reset(&tp);
-        double part;
-        ksa_tensor *loss = ksa_model_forward(&m, &tp, row, 1, L, (double)(B * L), &part, NULL);
-        if (grads_out)
-            ksa_tape_backward(&tp, loss);
-        total += part;
-    }
-    double sums[2] = {total, (double)n_bytes};
-    if (ksa_dist_sum(sums, 2) != KSA_OK)
-        goto fail;
-    total = sums[0];
-    n_bytes = (size_t)sums[1];
-    if (grads_out && (ksa_dist_sum_reals(m.params.grad, m.params.numel) != KSA_OK ||
-                      ksa_ckpt_write_grads(grads_out, &m.params) != KSA_OK))
-        goto fail;
-    if (whole)
-        print_whole_file(total, B, L, n_bytes, data, json, ksa_now() - t0, grads_out);
-    else if (json)
-        printf("{\"loss\": %.17g, \"tokens\": %zu}\n", total, B * L);
+    size_t B = rows.B, L = rows.L;
+    if (rows.whole)
+        print_whole_file(loss, B, L, n_bytes, o.data, o.json, ksa_now() - t0, o.grads_out);
+    else if (o.json)
+        printf("{\"loss\": %.17g, \"tokens\": %zu}\n", loss, B * L);
     else
         printf("loss %.6f over %zu tokens (%zu rows of %zu from token %ld of %s), %.2f s%s%s\n",
-               total, B * L, B, L, offset, data, ksa_now() - t0,
-               grads_out ? ", gradients written to " : "", grads_out ? grads_out : "");
+               loss, B * L, B, L, o.offset, o.data, ksa_now() - t0,
+               o.grads_out ? ", gradients written to " : "", o.grads_out ? o.grads_out : "");
     rc = 0;
-    goto done;
-fail:
-    fprintf(stderr, "[rank %d] ksa eval: %s\n", ksa_dist_rank(), ksa_last_error());
 done:
-    if (tp.nodes)
-        ksa_tape_free(&tp);
-    if (arena.base)
-        ksa_arena_free(&arena);
-    ksa_free(tokens);
-    if (have_file)
-        ksa_tokfile_close(&tf);
-    if (have_reader)
-        ksa_val_reader_close(&vr);
-    if (have_model)
-        ksa_model_free(&m);
+    ksa_eval_rows_close(&rows);
+    ksa_model_free(&m);
     return rc;
 }

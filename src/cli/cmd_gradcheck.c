@@ -21,10 +21,8 @@ static int run_float64_build(int argc, char **argv)
 {
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 8);
-    if (n <= 0) {
-        fprintf(stderr, "ksa gradcheck: cannot find this executable's folder\n");
-        return 1;
-    }
+    if (n <= 0)
+        return ksa_cli_errorf("gradcheck", 1, "cannot find this executable's folder");
     self[n] = '\0';
     char *slash = strrchr(self, '/');
     strcpy(slash + 1, "ksa64");
@@ -34,10 +32,65 @@ static int run_float64_build(int argc, char **argv)
     for (int i = 0; i < argc; i++)
         args[i + 2] = argv[i];
     execv(self, args);
-    fprintf(stderr, "ksa gradcheck: cannot run the float64 build '%s' (build it with make)\n",
-            self);
+    ksa_cli_errorf("gradcheck", 1, "cannot run the float64 build '%s' (build it with make)", self);
     free(args);
     return 1;
+}
+#endif
+
+#ifdef KSA_REAL_DOUBLE
+/* The table of results, one line per checked tensor; returns 1 if any failed. */
+static int print_results(const ksa_gradcheck_result *res, size_t n, double atol, double rtol)
+{
+    printf("a tensor passes when max|analytic - numeric| <= atol + rtol * max|numeric|, "
+           "atol %.3g, rtol %.3g\n",
+           atol, rtol);
+    printf("%-56s %8s %11s %11s %11s %11s\n", "parameter", "elements", "max|num|", "max|diff|",
+           "atol", "rtol*max|num|");
+    int failed = 0;
+    size_t worst = n; /* the tensor nearest to (or furthest beyond) its bound */
+    double worst_ratio = -1;
+    for (size_t i = 0; i < n; i++) {
+        const ksa_gradcheck_result *r = &res[i];
+        if (!r->checked)
+            continue;
+        int bad = !ksa_gradcheck_passes(r, atol, rtol);
+        failed |= bad;
+        double bound = ksa_gradcheck_bound(r, atol, rtol);
+        double ratio = bad ? INFINITY : (bound > 0 ? r->max_abs_diff / bound : 0);
+        if (ratio > worst_ratio)
+            worst_ratio = ratio, worst = i;
+        printf("%-56s %8zu %11.4g %11.4g %11.4g %11.4g%s\n", r->name, r->numel, r->max_abs_numeric,
+               r->max_abs_diff, atol, rtol * r->max_abs_numeric, bad ? "  FAIL" : "");
+    }
+    if (worst < n)
+        printf("closest to its bound: %s, max|diff| %.4g vs %.4g (atol %.3g + rtol*max|num| "
+               "%.3g): %s\n",
+               res[worst].name, res[worst].max_abs_diff,
+               ksa_gradcheck_bound(&res[worst], atol, rtol), atol,
+               rtol * res[worst].max_abs_numeric, failed ? "FAILED" : "ok");
+    return failed;
+}
+
+/* select[i] = 1 for the named parameters (NULL: all, when names are none or "all"). Returns
+ * 0, or 2 after printing the error for an unknown name. */
+static int select_params(const ksa_model *m, const char *const *names, size_t n_names, int **select)
+{
+    *select = NULL;
+    if (!n_names || (n_names == 1 && !strcmp(names[0], "all")))
+        return 0;
+    *select = calloc(m->params.n, sizeof **select);
+    KSA_ASSERT(*select, "out of memory for %zu flags", m->params.n);
+    for (size_t i = 0; i < n_names; i++) {
+        long k = ksa_params_find(&m->params, names[i]);
+        if (k < 0) {
+            free(*select);
+            *select = NULL;
+            return ksa_cli_errorf("gradcheck", 2, "the model has no parameter '%s'", names[i]);
+        }
+        (*select)[k] = 1;
+    }
+    return 0;
 }
 #endif
 
@@ -66,41 +119,24 @@ int ksa_cmd_gradcheck(int argc, char **argv)
     };
     size_t n_args = sizeof args / sizeof args[0];
     const char *config_path;
-    if (ksa_args_parse(argc, argv, args, n_args, &cfg, &config_path) != KSA_OK) {
-        fprintf(stderr, "ksa gradcheck: %s\n", ksa_last_error());
-        return 2;
-    }
+    if (ksa_args_parse(argc, argv, args, n_args, &cfg, &config_path) != KSA_OK)
+        return ksa_cli_error("gradcheck", 2);
     if (help) {
         ksa_args_usage(stdout, "gradcheck", args, n_args);
         return 0;
     }
-    if (seq_len < 1 || batch < 1) {
-        fprintf(stderr, "ksa gradcheck: --seq-len and --batch must be at least 1\n");
-        return 2;
-    }
-    if (!(rtol >= 0) || !(atol >= 0)) {
-        fprintf(stderr, "ksa gradcheck: --rtol and --atol must be >= 0, got %g and %g\n", rtol,
-                atol);
-        return 2;
-    }
+    if (seq_len < 1 || batch < 1)
+        return ksa_cli_errorf("gradcheck", 2, "--seq-len and --batch must be at least 1");
+    if (!(rtol >= 0) || !(atol >= 0))
+        return ksa_cli_errorf("gradcheck", 2, "--rtol and --atol must be >= 0, got %g and %g", rtol,
+                              atol);
     ksa_model m;
-    if (ksa_model_init(&m, &cfg) != KSA_OK) {
-        fprintf(stderr, "ksa gradcheck: %s\n", ksa_last_error());
+    if (ksa_model_init(&m, &cfg) != KSA_OK)
+        return ksa_cli_error("gradcheck", 2);
+    int *select;
+    if (select_params(&m, param_names, n_names, &select) != 0) {
+        ksa_model_free(&m);
         return 2;
-    }
-    int *select = NULL;
-    if (n_names && !(n_names == 1 && !strcmp(param_names[0], "all"))) {
-        select = calloc(m.params.n, sizeof *select);
-        for (size_t i = 0; i < n_names; i++) {
-            long k = ksa_params_find(&m.params, param_names[i]);
-            if (k < 0) {
-                fprintf(stderr, "ksa gradcheck: the model has no parameter '%s'\n", param_names[i]);
-                free(select);
-                ksa_model_free(&m);
-                return 2;
-            }
-            select[k] = 1;
-        }
     }
     size_t T = (size_t)seq_len, B = (size_t)batch;
     int32_t *tokens = ksa_gradcheck_setup(&m, (uint64_t)seed, B, T);
@@ -109,34 +145,9 @@ int ksa_cmd_gradcheck(int argc, char **argv)
            ksa_params_count(&m.params), m.params.n, B, T);
     ksa_model_layout_print(&m.layout, stdout);
     ksa_gradcheck_result *res = calloc(m.params.n, sizeof *res);
+    KSA_ASSERT(res, "out of memory for %zu results", m.params.n);
     ksa_gradcheck_run(&m, tokens, B, T, select, res);
-    printf("a tensor passes when max|analytic - numeric| <= atol + rtol * max|numeric|, "
-           "atol %.3g, rtol %.3g\n",
-           atol, rtol);
-    printf("%-56s %8s %11s %11s %11s %11s\n", "parameter", "elements", "max|num|", "max|diff|",
-           "atol", "rtol*max|num|");
-    int failed = 0;
-    size_t worst = m.params.n; /* the tensor nearest to (or furthest beyond) its bound */
-    double worst_ratio = -1;
-    for (size_t i = 0; i < m.params.n; i++) {
-        const ksa_gradcheck_result *r = &res[i];
-        if (!r->checked)
-            continue;
-        int bad = !ksa_gradcheck_passes(r, atol, rtol);
-        failed |= bad;
-        double bound = ksa_gradcheck_bound(r, atol, rtol);
-        double ratio = bad ? INFINITY : (bound > 0 ? r->max_abs_diff / bound : 0);
-        if (ratio > worst_ratio)
-            worst_ratio = ratio, worst = i;
-        printf("%-56s %8zu %11.4g %11.4g %11.4g %11.4g%s\n", r->name, r->numel, r->max_abs_numeric,
-               r->max_abs_diff, atol, rtol * r->max_abs_numeric, bad ? "  FAIL" : "");
-    }
-    if (worst < m.params.n)
-        printf("closest to its bound: %s, max|diff| %.4g vs %.4g (atol %.3g + rtol*max|num| "
-               "%.3g): %s\n",
-               res[worst].name, res[worst].max_abs_diff,
-               ksa_gradcheck_bound(&res[worst], atol, rtol), atol,
-               rtol * res[worst].max_abs_numeric, failed ? "FAILED" : "ok");
+    int failed = print_results(res, m.params.n, atol, rtol);
     free(res);
     free(select);
     ksa_free(tokens);

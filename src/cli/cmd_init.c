@@ -23,27 +23,21 @@ int ksa_cmd_init(int argc, char **argv)
     };
     size_t n_args = sizeof args / sizeof args[0];
     const char *config_path;
-    if (ksa_args_parse(argc, argv, args, n_args, &cfg, &config_path) != KSA_OK) {
-        fprintf(stderr, "ksa init: %s\n", ksa_last_error());
-        return 2;
-    }
+    if (ksa_args_parse(argc, argv, args, n_args, &cfg, &config_path) != KSA_OK)
+        return ksa_cli_error("init", 2);
     if (help) {
         ksa_args_usage(stdout, "init", args, n_args);
         return 0;
     }
-    if (!out) {
-        fprintf(stderr, "ksa init: --out FILE is required\n");
-        return 2;
-    }
+    if (!out)
+        return ksa_cli_errorf("init", 2, "--out FILE is required");
     ksa_model m;
-    if (ksa_model_init(&m, &cfg) != KSA_OK) {
-        fprintf(stderr, "ksa init: %s\n", ksa_last_error());
-        return 2;
-    }
+    if (ksa_model_init(&m, &cfg) != KSA_OK)
+        return ksa_cli_error("init", 2);
     ksa_model_init_weights(&m, (uint64_t)seed);
     ksa_status st = ksa_ckpt_write_model(out, &cfg, &m.params, KSA_TOKENIZER_EOT);
     if (st != KSA_OK)
-        fprintf(stderr, "ksa init: %s\n", ksa_last_error());
+        ksa_cli_error("init", 0);
     else
         printf("wrote %s: %zu parameters (%s, seed %ld)\n", out, ksa_params_count(&m.params),
                config_path ? config_path : "built-in defaults", seed);

@@ -8,6 +8,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "model/decoder.h"
+#include "train/train_config.h"
 
 static double gib(size_t bytes)
 {
@@ -32,12 +33,12 @@ void ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_le
  * its training state is incomplete (printed with the problems marked).                   */
 static int inspect_checkpoint(const char *path)
 {
-    ksa_status st = ksa_ckpt_info_print(path, stdout);
+    size_t n_keys;
+    const ksa_config_key *keys = ksa_train_config_keys(&n_keys);
+    ksa_status st = ksa_ckpt_info_print(path, keys, n_keys, stdout);
     fflush(stdout);
-    if (st != KSA_OK) {
-        fprintf(stderr, "ksa inspect: %s\n", ksa_last_error());
-        return 1;
-    }
+    if (st != KSA_OK)
+        return ksa_cli_error("inspect", 1);
     return 0;
 }
 
@@ -45,11 +46,10 @@ int ksa_cmd_inspect(int argc, char **argv)
 {
     if (argc >= 1 && strncmp(argv[0], "--", 2) != 0) { /* a file, not an option */
         if (argc > 1) {
-            fprintf(stderr,
-                    "ksa inspect: a checkpoint takes no options ('%s' after %s); "
-                    "usage: ksa inspect FILE.h5\n",
-                    argv[1], argv[0]);
-            return 2;
+            return ksa_cli_errorf("inspect", 2,
+                                  "a checkpoint takes no options ('%s' after %s); "
+                                  "usage: ksa inspect FILE.h5",
+                                  argv[1], argv[0]);
         }
         return inspect_checkpoint(argv[0]);
     }
@@ -64,10 +64,8 @@ int ksa_cmd_inspect(int argc, char **argv)
     };
     size_t n_args = sizeof args / sizeof args[0];
     const char *config_path;
-    if (ksa_args_parse(argc, argv, args, n_args, &cfg, &config_path) != KSA_OK) {
-        fprintf(stderr, "ksa inspect: %s\n", ksa_last_error());
-        return 2;
-    }
+    if (ksa_args_parse(argc, argv, args, n_args, &cfg, &config_path) != KSA_OK)
+        return ksa_cli_error("inspect", 2);
     if (help) {
         ksa_args_usage(stdout, "inspect", args, n_args);
         printf("   or: ksa inspect FILE.h5\n"
@@ -76,15 +74,11 @@ int ksa_cmd_inspect(int argc, char **argv)
                "on any size)\n");
         return 0;
     }
-    if (seq_len < 1 || micro_batch < 1) {
-        fprintf(stderr, "ksa inspect: --seq-len and --micro-batch must be at least 1\n");
-        return 2;
-    }
+    if (seq_len < 1 || micro_batch < 1)
+        return ksa_cli_errorf("inspect", 2, "--seq-len and --micro-batch must be at least 1");
     ksa_model m;
-    if (ksa_model_declare(&m, &cfg) != KSA_OK) {
-        fprintf(stderr, "ksa inspect: %s\n", ksa_last_error());
-        return 2;
-    }
+    if (ksa_model_declare(&m, &cfg) != KSA_OK)
+        return ksa_cli_error("inspect", 2);
     printf("# configuration: %s\n", config_path ? config_path : "built-in defaults");
     ksa_model_config_write(&cfg, stdout);
     printf("\n# layers\n");

@@ -25,12 +25,13 @@ int ksa_cmd_prepare(int argc, char **argv)
     ksa_prepare_options o;
     ksa_prepare_result r;
     if (ksa_prepare_parse_args(&o, inputs, argc, argv) != KSA_OK) {
-        fprintf(stderr, "ksa prepare: %s\n%s", ksa_last_error(), usage);
+        ksa_cli_error("prepare", 2);
+        fputs(usage, stderr);
         ksa_free(inputs);
         return 1;
     }
     if (ksa_prepare_run(&o, &r) != KSA_OK) { /* nothing was written under a final name */
-        fprintf(stderr, "ksa prepare: %s\n", ksa_last_error());
+        ksa_cli_error("prepare", 0);
         ksa_free(inputs);
         return 1;
     }

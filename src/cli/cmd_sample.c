@@ -33,23 +33,17 @@ int ksa_cmd_sample(int argc, char **argv)
         {"help", KSA_ARG_FLAG, &help, NULL, 0, "this text"},
     };
     size_t n_args = sizeof args / sizeof args[0];
-    if (ksa_args_parse(argc, argv, args, n_args, NULL, NULL) != KSA_OK) {
-        fprintf(stderr, "ksa sample: %s\n", ksa_last_error());
-        return 2;
-    }
+    if (ksa_args_parse(argc, argv, args, n_args, NULL, NULL) != KSA_OK)
+        return ksa_cli_error("sample", 2);
     if (help) {
         ksa_args_usage(stdout, "sample", args, n_args);
         return 0;
     }
-    if (!ckpt) {
-        fprintf(stderr, "ksa sample: --ckpt FILE is required\n");
-        return 2;
-    }
-    if (!(temperature >= 0)) {
-        fprintf(stderr, "ksa sample: --temperature must be >= 0 (0 = greedy), got %g\n",
-                temperature);
-        return 2;
-    }
+    if (!ckpt)
+        return ksa_cli_errorf("sample", 2, "--ckpt FILE is required");
+    if (!(temperature >= 0))
+        return ksa_cli_errorf("sample", 2, "--temperature must be >= 0 (0 = greedy), got %g",
+                              temperature);
     if (threads > 0)
         ksa_threads_set((int)threads);
 
@@ -74,7 +68,7 @@ int ksa_cmd_sample(int argc, char **argv)
     rc = 0;
     goto done;
 fail:
-    fprintf(stderr, "ksa sample: %s\n", ksa_last_error());
+    ksa_cli_error("sample", 0);
 done:
     if (have_model)
         ksa_model_free(&m);

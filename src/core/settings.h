@@ -26,6 +26,13 @@ typedef struct {
     size_t str_cap;            /* STRING: bytes of the field (0: KSA_CONFIG_STR) */
 } ksa_config_key;
 
+/* One entry of a table describing the field `name` of struct `type`:
+ *   static const ksa_config_key keys[] = {KSA_KEY(my_config, lr, KSA_KEY_FLOAT, "4e-4"), ...}; */
+#define KSA_KEY(type, name, kind, def)                                                             \
+    {                                                                                              \
+#name, kind, offsetof(type, name), def, sizeof(((type *)0)->name)                          \
+    }
+
 /* The key called `name` in keys[0..n), or NULL. */
 const ksa_config_key *ksa_config_key_find(const ksa_config_key *keys, size_t n, const char *name);
 

@@ -3,6 +3,7 @@
 
 #include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <mpi.h>
 
@@ -24,36 +25,38 @@ ksa_status ksa_dist_init(int *argc, char ***argv)
 
 void ksa_dist_finalize(void)
 {
+    if (ksa_dist_active())
+        MPI_Finalize();
+}
+
+int ksa_dist_active(void)
+{
     int initialized = 0, finalized = 0;
     MPI_Initialized(&initialized);
     MPI_Finalized(&finalized);
-    if (initialized && !finalized)
-        MPI_Finalize();
+    return initialized && !finalized;
 }
 
 int ksa_dist_rank(void)
 {
-    int initialized = 0, rank = 0;
-    MPI_Initialized(&initialized);
-    if (initialized)
+    int rank = 0;
+    if (ksa_dist_active())
         MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     return rank;
 }
 
 int ksa_dist_size(void)
 {
-    int initialized = 0, size = 1;
-    MPI_Initialized(&initialized);
-    if (initialized)
+    int size = 1;
+    if (ksa_dist_active())
         MPI_Comm_size(MPI_COMM_WORLD, &size);
     return size;
 }
 
 int ksa_dist_local_size(void)
 {
-    int initialized = 0, n = 1;
-    MPI_Initialized(&initialized);
-    if (!initialized)
+    int n = 1;
+    if (!ksa_dist_active())
         return 1;
     MPI_Comm local;
     if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local) ==
@@ -155,4 +158,37 @@ int ksa_dist_any(int flag)
     int v = flag != 0, any = v;
     MPI_Allreduce(&v, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     return any;
+}
+
+void ksa_dist_barrier(void)
+{
+    if (ksa_dist_size() > 1)
+        MPI_Barrier(MPI_COMM_WORLD);
+}
+
+ksa_status ksa_dist_agree(ksa_status st, int *failed_rank)
+{
+    *failed_rank = -1;
+    if (ksa_dist_size() == 1)
+        return st;
+    struct {
+        int code, rank;
+    } in = {(int)st, ksa_dist_rank()}, out;
+    int rc = MPI_Allreduce(&in, &out, 1, MPI_2INT, MPI_MAXLOC, MPI_COMM_WORLD);
+    if (rc != MPI_SUCCESS)
+        return st != KSA_OK ? st : mpi_fail(rc, "MPI_Allreduce of the ranks' status");
+    if (st != KSA_OK || out.code == KSA_OK)
+        return st;
+    *failed_rank = out.rank;
+    return ksa_fail((ksa_status)out.code, "rank %d failed (its message says why)", out.rank);
+}
+
+ksa_status ksa_dist_allgather_u64(const uint64_t *mine, int n, uint64_t *all)
+{
+    if (ksa_dist_size() == 1) {
+        memcpy(all, mine, (size_t)n * sizeof *all);
+        return KSA_OK;
+    }
+    int rc = MPI_Allgather(mine, n, MPI_UINT64_T, all, n, MPI_UINT64_T, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? KSA_OK : mpi_fail(rc, "MPI_Allgather");
 }

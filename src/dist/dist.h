@@ -4,13 +4,17 @@
 #ifndef KSA_DIST_DIST_H
 #define KSA_DIST_DIST_H
 
+#include <stdint.h>
+
 #include "core/core.h"
 
 /* MPI_Init (once); sets ksa_log_rank so errors are prefixed with the rank. */
 ksa_status ksa_dist_init(int *argc, char ***argv);
 void ksa_dist_finalize(void);
-int ksa_dist_rank(void);
-int ksa_dist_size(void);
+int ksa_dist_rank(void); /* 0 without MPI (not initialised, or finalised) */
+int ksa_dist_size(void); /* 1 without MPI */
+/* 1 while MPI is initialised and not finalised (a singleton counts). */
+int ksa_dist_active(void);
 /* Ranks on this host (MPI_COMM_TYPE_SHARED), for the default thread count per rank. */
 int ksa_dist_local_size(void);
 
@@ -30,5 +34,18 @@ ksa_status ksa_dist_sum_reals(ksa_real *buf, size_t n);
 ksa_status ksa_dist_sum(double *x, int n);
 /* 1 on every rank if flag is non-zero on any rank. */
 int ksa_dist_any(int flag);
+
+/* Every rank's status after one step of a collective operation (all ranks call it): if any
+ * rank failed, every rank returns an error, so all of them take the same path next and no
+ * rank is left waiting in a collective another will not enter. A failing rank returns its
+ * own st (its message kept); the others return the first failing rank's code with the
+ * message "rank R failed (its message says why)" and *failed_rank = R (-1 otherwise). One
+ * allreduce of two ints. */
+ksa_status ksa_dist_agree(ksa_status st, int *failed_rank);
+
+/* all[r·n + i] = mine[i] of rank r (MPI_Allgather; a copy with one rank). */
+ksa_status ksa_dist_allgather_u64(const uint64_t *mine, int n, uint64_t *all);
+
+void ksa_dist_barrier(void); /* MPI_Barrier with several ranks */
 
 #endif

@@ -43,7 +43,8 @@ void ksa_causal_attn_forward(ksa_real *o, ksa_real *lse, const ksa_real *q, cons
                              size_t nseq, size_t T, size_t Hq, size_t Hkv, size_t dh)
 {
     ksa_summary_attn_dims d = causal_dims(nseq, T, Hq, Hkv, dh);
-    ksa_summary_attn_forward(o, NULL, lse, NULL, q, NULL, k, NULL, v, NULL, workspace,
+    ksa_attn_qkv in = {{q, NULL}, {k, NULL}, {v, NULL}};
+    ksa_summary_attn_forward((ksa_attn_out){o, NULL}, (ksa_attn_out){lse, NULL}, in, workspace,
                              workspace_bytes, &d);
 }
 
@@ -54,25 +55,34 @@ void ksa_causal_attn_backward(ksa_real *dq, ksa_real *dk, ksa_real *dv, const ks
                               size_t dh)
 {
     ksa_summary_attn_dims d = causal_dims(nseq, T, Hq, Hkv, dh);
-    ksa_summary_attn_backward(dq, NULL, dk, NULL, dv, NULL, dout, NULL, q, NULL, k, NULL, v, NULL,
-                              o, NULL, lse, NULL, workspace, workspace_bytes, &d);
+    ksa_attn_qkv in = {{q, NULL}, {k, NULL}, {v, NULL}};
+    ksa_summary_attn_backward((ksa_attn_out){dq, NULL}, (ksa_attn_out){dk, NULL},
+                              (ksa_attn_out){dv, NULL}, (ksa_attn_in){dout, NULL}, in,
+                              (ksa_attn_in){o, NULL}, (ksa_attn_in){lse, NULL}, workspace,
+                              workspace_bytes, &d);
 }
 
 /* ---- tape wiring ----------------------------------------------------------------------- *
  * The kernel's scratch is taken from the arena for the duration of the call only (the
  * arena's `used` is restored afterwards).                                                  */
+/* The node's context: the sizes and the forward's lse [nseq*T, Hq]. */
+typedef struct {
+    size_t nseq, T, Hq, Hkv, dh;
+    ksa_real *lse;
+} causal_attn_ctx;
+
 static void causal_attn_node_backward(ksa_tape *tp, const ksa_node *nd)
 {
+    const causal_attn_ctx *c = nd->ctx;
     ksa_tensor *q = nd->in[0], *k = nd->in[1], *v = nd->in[2], *o = nd->out;
-    size_t nseq = nd->iarg[0], T = nd->iarg[1], Hq = nd->iarg[2], Hkv = nd->iarg[3];
-    size_t dh = nd->iarg[4];
+    size_t nseq = c->nseq, T = c->T, Hq = c->Hq, Hkv = c->Hkv, dh = c->dh;
     ksa_real *dq = ksa_tape_grad(tp, q), *dk = ksa_tape_grad(tp, k);
     ksa_real *dv = ksa_tape_grad(tp, v);
     size_t mark = ksa_arena_mark(tp->arena);
     size_t bytes = ksa_causal_attn_backward_workspace_size(T, dh, ksa_threads_get());
     void *ws = ksa_arena_alloc(tp->arena, bytes);
     ksa_causal_attn_backward(dq, dk, dv, ksa_tensor_grad_if_any(o), q->data, k->data, v->data,
-                             o->data, nd->saved[0], ws, bytes, nseq, T, Hq, Hkv, dh);
+                             o->data, c->lse, ws, bytes, nseq, T, Hq, Hkv, dh);
     ksa_arena_release(tp->arena, mark);
 }
 
@@ -97,17 +107,9 @@ ksa_tensor *ksa_op_causal_attention(ksa_tape *tp, ksa_tensor *q, ksa_tensor *k, 
     ksa_causal_attn_forward(o->data, lse, q->data, k->data, v->data, ws, bytes, nseq, T, Hq, Hkv,
                             dh);
     ksa_arena_release(tp->arena, mark);
-    ksa_tensor *inputs[] = {q, k, v};
-    if (ksa_tape_wants(tp, 3, inputs)) {
-        o->requires_grad = 1;
-        ksa_node *nd = ksa_tape_push(tp, causal_attn_node_backward, KSA_OP_CAUSAL_ATTN);
-        nd->in[0] = q;
-        nd->in[1] = k;
-        nd->in[2] = v;
-        nd->out = o;
-        nd->saved[0] = lse;
-        size_t args[] = {nseq, T, Hq, Hkv, dh};
-        memcpy(nd->iarg, args, sizeof args);
-    }
+    ksa_node *nd = ksa_tape_record(tp, causal_attn_node_backward, "causal_attention", o, 3,
+                                   (ksa_tensor *[]){q, k, v}, sizeof(causal_attn_ctx));
+    if (nd)
+        *(causal_attn_ctx *)nd->ctx = (causal_attn_ctx){nseq, T, Hq, Hkv, dh, lse};
     return o;
 }

@@ -14,10 +14,7 @@
  * Defaults: the training reference's for the summary keys (KSA_SPEC §1.1) except the
  * position-id types, where the released origin / last_chunk_slice_right pair is the
  * project default (KSA_SPEC §12 item 14); a small backbone for the others.               */
-#define KEY(name, kind, def)                                                                       \
-    {                                                                                              \
-#name, kind, offsetof(ksa_model_config, name), def, 0                                      \
-    }
+#define KEY(name, kind, def) KSA_KEY(ksa_model_config, name, kind, def)
 static const ksa_config_key model_keys[] = {
     KEY(vocab_size, KSA_KEY_INT, "257"),
     KEY(hidden_size, KSA_KEY_INT, "256"),
@@ -314,9 +311,9 @@ static ksa_status expand_per_layer(const char *key, const char *text, size_t n_l
     return KSA_OK;
 }
 
-ksa_status ksa_model_config_resolve(const ksa_model_config *c, ksa_model_layout *out)
+/* The backbone keys: sizes, divisibility, RoPE, eps. */
+static ksa_status check_backbone(const ksa_model_config *c)
 {
-    memset(out, 0, sizeof *out);
     struct {
         const char *name;
         long value;
@@ -348,7 +345,39 @@ ksa_status ksa_model_config_resolve(const ksa_model_config *c, ksa_model_layout 
         return ksa_fail(KSA_EINVAL, "rope_theta = %g must be positive", c->rope_theta);
     if (!(c->rms_norm_eps > 0))
         return ksa_fail(KSA_EINVAL, "rms_norm_eps = %g must be positive", c->rms_norm_eps);
+    return KSA_OK;
+}
 
+/* Per layer: the window W (summary_sliding_chunk_num) and summary or bypass
+ * (summary_layer_freq: 0, N, or a 0/1 list). */
+static ksa_status resolve_layers(const ksa_model_config *c, ksa_model_layout *out)
+{
+    static long values[KSA_MAX_LAYERS];
+    size_t L = out->n_layers;
+    int plain;
+    KSA_TRY(expand_per_layer("summary_sliding_chunk_num", c->summary_sliding_chunk_num, L, values,
+                             &plain));
+    for (size_t i = 0; i < L; i++)
+        out->window[i] = (size_t)values[i];
+    KSA_TRY(expand_per_layer("summary_layer_freq", c->summary_layer_freq, L, values, &plain));
+    for (size_t i = 0; i < L; i++) {
+        if (plain) /* 0: every layer; N: layer i iff i mod N == 0 (KSA_SPEC §4.1) */
+            out->is_summary[i] = values[0] == 0 || i % (size_t)values[0] == 0;
+        else if (values[i] == 0 || values[i] == 1)
+            out->is_summary[i] = (int)values[i];
+        else
+            return ksa_fail(KSA_EINVAL,
+                            "summary_layer_freq = '%s': entry %zu is %ld, a list holds only 0 "
+                            "(bypass) and 1 (summary)",
+                            c->summary_layer_freq, i, values[i]);
+    }
+    return KSA_OK;
+}
+
+ksa_status ksa_model_config_resolve(const ksa_model_config *c, ksa_model_layout *out)
+{
+    memset(out, 0, sizeof *out);
+    KSA_TRY(check_backbone(c));
     size_t L = (size_t)c->num_hidden_layers;
     out->n_layers = L;
     out->ksa = c->use_summary_attention && c->summary_chunk_size > 0 && c->summary_token_num > 0;
@@ -378,25 +407,7 @@ ksa_status ksa_model_config_resolve(const ksa_model_config *c, ksa_model_layout 
                             c->summary_token_begin, c->summary_token_num, c->vocab_size);
     }
 
-    static long values[KSA_MAX_LAYERS];
-    int plain;
-    KSA_TRY(expand_per_layer("summary_sliding_chunk_num", c->summary_sliding_chunk_num, L, values,
-                             &plain));
-    for (size_t i = 0; i < L; i++)
-        out->window[i] = (size_t)values[i];
-    KSA_TRY(expand_per_layer("summary_layer_freq", c->summary_layer_freq, L, values, &plain));
-    for (size_t i = 0; i < L; i++) {
-        if (plain) /* 0: every layer; N: layer i iff i mod N == 0 (KSA_SPEC §4.1) */
-            out->is_summary[i] = values[0] == 0 || i % (size_t)values[0] == 0;
-        else if (values[i] == 0 || values[i] == 1)
-            out->is_summary[i] = (int)values[i];
-        else
-            return ksa_fail(KSA_EINVAL,
-                            "summary_layer_freq = '%s': entry %zu is %ld, a list holds only 0 "
-                            "(bypass) and 1 (summary)",
-                            c->summary_layer_freq, i, values[i]);
-    }
-    return KSA_OK;
+    return resolve_layers(c, out);
 }
 
 /* ---- printing ------------------------------------------------------------------------- */

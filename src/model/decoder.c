@@ -42,6 +42,15 @@ static long add_layer_param(ksa_model *m, size_t i, const char *suffix, int ndim
     return add_param(m, name, ndim, d0, d1);
 }
 
+/* A summary-only parameter of layer i with the shape of its shared twin (KSA_SPEC §5). */
+static long add_summary_twin(ksa_model *m, size_t i, const char *suffix, long twin)
+{
+    const ksa_param *t = &m->params.table[twin];
+    long k = add_layer_param(m, i, suffix, t->ndim, t->shape[0], t->shape[1]);
+    ksa_params_set_role(&m->params, (size_t)k, t->role, 1, twin);
+    return k;
+}
+
 ksa_status ksa_model_init(ksa_model *m, const ksa_model_config *c)
 {
     return ksa_model_init_for_ranks(m, c, 1);
@@ -74,16 +83,19 @@ ksa_status ksa_model_declare(ksa_model *m, const ksa_model_config *c)
     m->layers = calloc(l->n_layers, sizeof *m->layers);
     KSA_ASSERT(m->layers, "out of memory for %zu layers", l->n_layers);
     m->embed_tokens = add_param(m, "model.embed_tokens.weight", 2, V, D);
-    m->summary_embedding = l->ksa && l->independent_embedding
-                               ? add_param(m, "summary_embedding.weight", 2, l->S, D)
-                               : -1;
+    ksa_params_set_role(&m->params, (size_t)m->embed_tokens, KSA_ROLE_EMBEDDING, 0, -1);
+    m->summary_embedding = -1;
+    if (l->ksa && l->independent_embedding) {
+        m->summary_embedding = add_param(m, "summary_embedding.weight", 2, l->S, D);
+        ksa_params_set_role(&m->params, (size_t)m->summary_embedding, KSA_ROLE_EMBEDDING, 1, -1);
+    }
     for (size_t i = 0; i < l->n_layers; i++) {
         ksa_layer_params *lp = &m->layers[i];
         int sa = l->ksa && l->is_summary[i];
         lp->input_layernorm = add_layer_param(m, i, "input_layernorm.weight", 1, D, 0);
         lp->input_layernorm_summary =
             sa && l->independent_norm
-                ? add_layer_param(m, i, "input_layernorm_summary.weight", 1, D, 0)
+                ? add_summary_twin(m, i, "input_layernorm_summary.weight", lp->input_layernorm)
                 : -1;
         lp->q_proj = add_layer_param(m, i, "self_attn.q_proj.weight", 2, q_out, D);
         lp->k_proj = add_layer_param(m, i, "self_attn.k_proj.weight", 2, kv_out, D);
@@ -95,16 +107,16 @@ ksa_status ksa_model_declare(ksa_model *m, const ksa_model_config *c)
         lp->q_norm_summary = lp->k_norm_summary = -1;
         if (sa && l->independent_qkv) {
             lp->q_proj_summary =
-                add_layer_param(m, i, "self_attn.q_proj_summary.weight", 2, q_out, D);
+                add_summary_twin(m, i, "self_attn.q_proj_summary.weight", lp->q_proj);
             lp->k_proj_summary =
-                add_layer_param(m, i, "self_attn.k_proj_summary.weight", 2, kv_out, D);
+                add_summary_twin(m, i, "self_attn.k_proj_summary.weight", lp->k_proj);
             lp->v_proj_summary =
-                add_layer_param(m, i, "self_attn.v_proj_summary.weight", 2, kv_out, D);
+                add_summary_twin(m, i, "self_attn.v_proj_summary.weight", lp->v_proj);
             if (l->independent_qk_norm) {
                 lp->q_norm_summary =
-                    add_layer_param(m, i, "self_attn.q_norm_summary.weight", 1, m->dh, 0);
+                    add_summary_twin(m, i, "self_attn.q_norm_summary.weight", lp->q_norm);
                 lp->k_norm_summary =
-                    add_layer_param(m, i, "self_attn.k_norm_summary.weight", 1, m->dh, 0);
+                    add_summary_twin(m, i, "self_attn.k_norm_summary.weight", lp->k_norm);
             }
         }
         lp->post_attention_layernorm =
@@ -114,7 +126,11 @@ ksa_status ksa_model_declare(ksa_model *m, const ksa_model_config *c)
         lp->down_proj = add_layer_param(m, i, "mlp.down_proj.weight", 2, D, I);
     }
     m->norm = add_param(m, "model.norm.weight", 1, D, 0);
-    m->lm_head = c->tie_word_embeddings ? -1 : add_param(m, "lm_head.weight", 2, V, D);
+    m->lm_head = -1;
+    if (!c->tie_word_embeddings) {
+        m->lm_head = add_param(m, "lm_head.weight", 2, V, D);
+        ksa_params_set_role(&m->params, (size_t)m->lm_head, KSA_ROLE_LM_HEAD, 0, -1);
+    }
     return KSA_OK;
 }
 
@@ -126,12 +142,6 @@ void ksa_model_free(ksa_model *m)
 }
 
 /* ---- initialisation (KSA_SPEC §9.7) ---------------------------------------------------- */
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && !strcmp(s + n - k, suffix);
-}
-
 void ksa_model_init_weights(ksa_model *m, uint64_t seed)
 {
     ksa_params *p = &m->params;
@@ -140,21 +150,27 @@ void ksa_model_init_weights(ksa_model *m, uint64_t seed)
         ksa_real *w = p->data + e->offset;
         /* one stream per parameter: independent of declaration order and rank count */
         ksa_rng s = ksa_rng_at(seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(i + 1)));
-        if (e->ndim == 1) { /* every RMSNorm weight */
+        switch (e->role) {
+        case KSA_ROLE_NORM: /* every RMSNorm weight */
             for (size_t j = 0; j < e->numel; j++)
                 w[j] = 1;
-        } else if (ends_with(e->name, "embed_tokens.weight") ||
-                   ends_with(e->name, "summary_embedding.weight")) {
+            break;
+        case KSA_ROLE_EMBEDDING: /* embed_tokens, summary_embedding */
             for (size_t j = 0; j < e->numel; j++)
                 w[j] = (ksa_real)(0.02 * ksa_rng_normal(&s));
-        } else if (!strcmp(e->name, "lm_head.weight")) { /* LeCun normal */
+            break;
+        case KSA_ROLE_LM_HEAD: { /* LeCun normal */
             double std = sqrt(1.0 / (double)e->shape[1]);
             for (size_t j = 0; j < e->numel; j++)
                 w[j] = (ksa_real)(std * ksa_rng_normal(&s));
-        } else { /* attention and MLP linears: Xavier uniform, gain 1 */
+            break;
+        }
+        case KSA_ROLE_LINEAR: { /* attention and MLP linears: Xavier uniform, gain 1 */
             double a = sqrt(6.0 / (double)(e->shape[0] + e->shape[1]));
             for (size_t j = 0; j < e->numel; j++)
                 w[j] = (ksa_real)(a * (2 * ksa_rng_uniform_open(&s) - 1));
+            break;
+        }
         }
     }
 }

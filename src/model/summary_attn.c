@@ -397,25 +397,26 @@ static void forward_summary_query(const geom *g, const io *p, scratch *w, size_t
     p->lse_sum[row] = mx + (ksa_real)log((double)sum);
 }
 
+/* The inputs q, k, v of both passes; the rest of io is set by each. */
+static io io_of(ksa_attn_qkv in)
+{
+    io p = {.q_text = in.q.text,
+            .q_sum = in.q.sum,
+            .k_text = in.k.text,
+            .k_sum = in.k.sum,
+            .v_text = in.v.text,
+            .v_sum = in.v.sum};
+    return p;
+}
+
 /* ---- forward ---------------------------------------------------------------------------- */
-void ksa_summary_attn_forward(ksa_real *o_text, ksa_real *o_sum, ksa_real *lse_text,
-                              ksa_real *lse_sum, const ksa_real *q_text, const ksa_real *q_sum,
-                              const ksa_real *k_text, const ksa_real *k_sum, const ksa_real *v_text,
-                              const ksa_real *v_sum, void *workspace, size_t workspace_bytes,
-                              const ksa_summary_attn_dims *d)
+void ksa_summary_attn_forward(ksa_attn_out o, ksa_attn_out lse, ksa_attn_qkv in, void *workspace,
+                              size_t workspace_bytes, const ksa_summary_attn_dims *d)
 {
     geom g = make_geom(d);
     check_workspace(&g, 0, workspace, workspace_bytes);
-    io p = {.q_text = q_text,
-            .q_sum = q_sum,
-            .k_text = k_text,
-            .k_sum = k_sum,
-            .v_text = v_text,
-            .v_sum = v_sum,
-            .o_text = o_text,
-            .o_sum = o_sum,
-            .lse_text = lse_text,
-            .lse_sum = lse_sum};
+    io p = io_of(in);
+    p.o_text = o.text, p.o_sum = o.sum, p.lse_text = lse.text, p.lse_sum = lse.sum;
     size_t nqb = (g.T + BQ - 1) / BQ, n_text = g.nseq * g.Hq * nqb;
     size_t nch = g.T / g.C, n_sum = g.S ? g.nseq * nch * g.Hq : 0;
 #pragma omp parallel
@@ -581,38 +582,20 @@ static void backward_summary_chunk(const geom *g, const io *p, scratch *w, size_
 }
 
 /* ---- backward ------------------------------------------------------------------------- */
-void ksa_summary_attn_backward(ksa_real *dq_text, ksa_real *dq_sum, ksa_real *dk_text,
-                               ksa_real *dk_sum, ksa_real *dv_text, ksa_real *dv_sum,
-                               const ksa_real *do_text, const ksa_real *do_sum,
-                               const ksa_real *q_text, const ksa_real *q_sum,
-                               const ksa_real *k_text, const ksa_real *k_sum,
-                               const ksa_real *v_text, const ksa_real *v_sum,
-                               const ksa_real *o_text, const ksa_real *o_sum,
-                               const ksa_real *lse_text, const ksa_real *lse_sum, void *workspace,
+void ksa_summary_attn_backward(ksa_attn_out dq, ksa_attn_out dk, ksa_attn_out dv, ksa_attn_in dout,
+                               ksa_attn_qkv in, ksa_attn_in o, ksa_attn_in lse, void *workspace,
                                size_t workspace_bytes, const ksa_summary_attn_dims *d)
 {
     geom g = make_geom(d);
     check_workspace(&g, 1, workspace, workspace_bytes);
-    io p = {.q_text = q_text,
-            .q_sum = q_sum,
-            .k_text = k_text,
-            .k_sum = k_sum,
-            .v_text = v_text,
-            .v_sum = v_sum,
-            .do_text = do_text,
-            .do_sum = do_sum,
-            .oc_text = o_text,
-            .oc_sum = o_sum,
-            .lsec_text = lse_text,
-            .lsec_sum = lse_sum,
-            .dq_text = dq_text,
-            .dq_sum = dq_sum,
-            .dk_text = dk_text,
-            .dk_sum = dk_sum,
-            .dv_text = dv_text,
-            .dv_sum = dv_sum};
+    io p = io_of(in);
+    p.do_text = dout.text, p.do_sum = dout.sum, p.oc_text = o.text, p.oc_sum = o.sum;
+    p.lsec_text = lse.text, p.lsec_sum = lse.sum;
+    p.dq_text = dq.text, p.dq_sum = dq.sum, p.dk_text = dk.text, p.dk_sum = dk.sum;
+    p.dv_text = dv.text, p.dv_sum = dv.sum;
+    ksa_real *dk_text = dk.text, *dk_sum = dk.sum, *dv_text = dv.text, *dv_sum = dv.sum;
     int want_dk = dk_text || dk_sum, want_dv = dv_text || dv_sum;
-    int text_phase = dq_text || want_dk || want_dv;
+    int text_phase = dq.text || want_dk || want_dv;
     size_t nqb = (g.T + BQ - 1) / BQ, units = g.G * nqb, rows = g.T + g.NS;
     size_t nch = g.T / g.C, n_sum = g.S ? g.nseq * nch * g.Hkv : 0;
 #pragma omp parallel
@@ -658,39 +641,49 @@ static void scratch_end(ksa_arena *a, size_t mark)
     ksa_arena_release(a, mark);
 }
 
-static ksa_summary_attn_dims dims_from_node(const ksa_node *nd)
+/* The two streams of a combined buffer of nseq*T text rows then nseq*NS summary rows, each of
+ * `width` elements (H*dh for q, k, v, o; Hq for lse). NULL: none. */
+static ksa_attn_out streams(ksa_real *x, const ksa_summary_attn_dims *d, size_t width)
 {
-    ksa_summary_attn_dims d = {.nseq = nd->iarg[0],
-                               .T = nd->iarg[1],
-                               .C = nd->iarg[2],
-                               .S = nd->iarg[3],
-                               .W = nd->iarg[4],
-                               .Hq = nd->iarg[5],
-                               .Hkv = nd->iarg[6],
-                               .dh = nd->iarg[7]};
-    return d;
+    ksa_attn_out s = {x, x ? x + d->nseq * d->T * width : NULL};
+    return s;
 }
 
-/* Offset of the summary rows in a combined [nseq*T + nseq*NS, H*dh] buffer. */
-static ksa_real *sum_part(ksa_real *x, const ksa_summary_attn_dims *d, size_t H)
+static ksa_attn_in cstreams(const ksa_real *x, const ksa_summary_attn_dims *d, size_t width)
 {
-    return x ? x + d->nseq * d->T * H * d->dh : NULL;
+    ksa_attn_in s = {x, x ? x + d->nseq * d->T * width : NULL};
+    return s;
 }
+
+/* q, k, v of the combined tensors */
+static ksa_attn_qkv qkv_streams(const ksa_node *nd, const ksa_summary_attn_dims *d)
+{
+    size_t qw = d->Hq * d->dh, kw = d->Hkv * d->dh;
+    ksa_attn_qkv in = {cstreams(nd->in[0]->data, d, qw), cstreams(nd->in[1]->data, d, kw),
+                       cstreams(nd->in[2]->data, d, kw)};
+    return in;
+}
+
+/* The node's context: the dimensions and the forward's lse [nseq*T + nseq*NS, Hq]. */
+typedef struct {
+    ksa_summary_attn_dims d;
+    ksa_real *lse;
+} summary_attn_ctx;
 
 static void summary_attn_node_backward(ksa_tape *tp, const ksa_node *nd)
 {
-    ksa_tensor *q = nd->in[0], *k = nd->in[1], *v = nd->in[2], *o = nd->out;
-    ksa_summary_attn_dims d = dims_from_node(nd);
-    ksa_real *dq = ksa_tape_grad(tp, q), *dk = ksa_tape_grad(tp, k);
-    ksa_real *dv = ksa_tape_grad(tp, v), *dout = ksa_tensor_grad_if_any(o);
-    ksa_real *lse = nd->saved[0];
-    size_t mark, bytes = ksa_summary_attn_backward_workspace_size(&d, ksa_threads_get());
+    const summary_attn_ctx *c = nd->ctx;
+    const ksa_summary_attn_dims *d = &c->d;
+    size_t qw = d->Hq * d->dh, kw = d->Hkv * d->dh;
+    /* the gradients first: they live on, the scratch taken after them is given back */
+    ksa_attn_out dq = streams(ksa_tape_grad(tp, nd->in[0]), d, qw);
+    ksa_attn_out dk = streams(ksa_tape_grad(tp, nd->in[1]), d, kw);
+    ksa_attn_out dv = streams(ksa_tape_grad(tp, nd->in[2]), d, kw);
+    ksa_attn_in dout = cstreams(ksa_tensor_grad_if_any(nd->out), d, qw);
+    size_t mark, bytes = ksa_summary_attn_backward_workspace_size(d, ksa_threads_get());
     void *ws = scratch_begin(tp->arena, bytes, &mark);
-    ksa_summary_attn_backward(
-        dq, sum_part(dq, &d, d.Hq), dk, sum_part(dk, &d, d.Hkv), dv, sum_part(dv, &d, d.Hkv), dout,
-        sum_part(dout, &d, d.Hq), q->data, sum_part(q->data, &d, d.Hq), k->data,
-        sum_part(k->data, &d, d.Hkv), v->data, sum_part(v->data, &d, d.Hkv), o->data,
-        sum_part(o->data, &d, d.Hq), lse, lse + d.nseq * d.T * d.Hq, ws, bytes, &d);
+    ksa_summary_attn_backward(dq, dk, dv, dout, qkv_streams(nd, d), cstreams(nd->out->data, d, qw),
+                              cstreams(c->lse, d, d->Hq), ws, bytes, d);
     scratch_end(tp->arena, mark);
 }
 
@@ -713,22 +706,14 @@ ksa_tensor *ksa_op_summary_attention(ksa_tape *tp, ksa_tensor *q, ksa_tensor *k,
     ksa_real *lse = ksa_arena_reals(tp->arena, rows * d->Hq);
     size_t mark, bytes = ksa_summary_attn_forward_workspace_size(d, ksa_threads_get());
     void *ws = scratch_begin(tp->arena, bytes, &mark);
-    ksa_summary_attn_forward(o->data, sum_part(o->data, d, d->Hq), lse,
-                             lse + d->nseq * d->T * d->Hq, q->data, sum_part(q->data, d, d->Hq),
-                             k->data, sum_part(k->data, d, d->Hkv), v->data,
-                             sum_part(v->data, d, d->Hkv), ws, bytes, d);
+    size_t qw = d->Hq * d->dh, kw = d->Hkv * d->dh;
+    ksa_attn_qkv in = {cstreams(q->data, d, qw), cstreams(k->data, d, kw),
+                       cstreams(v->data, d, kw)};
+    ksa_summary_attn_forward(streams(o->data, d, qw), streams(lse, d, d->Hq), in, ws, bytes, d);
     scratch_end(tp->arena, mark);
-    ksa_tensor *inputs[] = {q, k, v};
-    if (ksa_tape_wants(tp, 3, inputs)) {
-        o->requires_grad = 1;
-        ksa_node *nd = ksa_tape_push(tp, summary_attn_node_backward, KSA_OP_SUMMARY_ATTN);
-        nd->in[0] = q;
-        nd->in[1] = k;
-        nd->in[2] = v;
-        nd->out = o;
-        nd->saved[0] = lse;
-        size_t args[] = {d->nseq, d->T, d->C, d->S, d->W, d->Hq, d->Hkv, d->dh};
-        memcpy(nd->iarg, args, sizeof args);
-    }
+    ksa_node *nd = ksa_tape_record(tp, summary_attn_node_backward, "summary_attention", o, 3,
+                                   (ksa_tensor *[]){q, k, v}, sizeof(summary_attn_ctx));
+    if (nd)
+        *(summary_attn_ctx *)nd->ctx = (summary_attn_ctx){.d = *d, .lse = lse};
     return o;
 }

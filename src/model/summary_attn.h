@@ -51,25 +51,28 @@ size_t ksa_summary_attn_summary_rows(const ksa_summary_attn_dims *d);
 size_t ksa_summary_attn_forward_workspace_size(const ksa_summary_attn_dims *d, int nthreads);
 size_t ksa_summary_attn_backward_workspace_size(const ksa_summary_attn_dims *d, int nthreads);
 
-/* Writes o_text, o_sum, lse_text, lse_sum. */
-void ksa_summary_attn_forward(ksa_real *o_text, ksa_real *o_sum, ksa_real *lse_text,
-                              ksa_real *lse_sum, const ksa_real *q_text, const ksa_real *q_sum,
-                              const ksa_real *k_text, const ksa_real *k_sum, const ksa_real *v_text,
-                              const ksa_real *v_sum, void *workspace, size_t workspace_bytes,
-                              const ksa_summary_attn_dims *d);
+/* One tensor of the two streams: its text rows and its summary rows (the layouts above;
+ * .sum may be NULL when S = 0, and an output gradient pair may be {NULL, NULL}). */
+typedef struct {
+    const ksa_real *text, *sum;
+} ksa_attn_in;
+typedef struct {
+    ksa_real *text, *sum;
+} ksa_attn_out;
+typedef struct {
+    ksa_attn_in q, k, v;
+} ksa_attn_qkv;
 
-/* Adds into the six gradients (never overwrites); any of them may be NULL. They must not
- * overlap each other. do_text/do_sum are d(loss)/d(o). With P = softmax rows recomputed
- * from lse, D_i = sum_d do[i]·o[i]:
- *   dP = do·vᵀ,  dS = P ∘ (dP − D),  dq += scale·dS·k,  dk += scale·dSᵀ·q,  dv += Pᵀ·do  */
-void ksa_summary_attn_backward(ksa_real *dq_text, ksa_real *dq_sum, ksa_real *dk_text,
-                               ksa_real *dk_sum, ksa_real *dv_text, ksa_real *dv_sum,
-                               const ksa_real *do_text, const ksa_real *do_sum,
-                               const ksa_real *q_text, const ksa_real *q_sum,
-                               const ksa_real *k_text, const ksa_real *k_sum,
-                               const ksa_real *v_text, const ksa_real *v_sum,
-                               const ksa_real *o_text, const ksa_real *o_sum,
-                               const ksa_real *lse_text, const ksa_real *lse_sum, void *workspace,
+/* Writes o and lse (both streams). */
+void ksa_summary_attn_forward(ksa_attn_out o, ksa_attn_out lse, ksa_attn_qkv in, void *workspace,
+                              size_t workspace_bytes, const ksa_summary_attn_dims *d);
+
+/* Adds into the gradients dq, dk, dv (never overwrites); any of the six pointers may be
+ * NULL. They must not overlap each other. dout is d(loss)/d(o); o and lse are the
+ * forward's. With P = softmax rows recomputed from lse, D_i = sum_d dout[i]·o[i]:
+ *   dP = dout·vᵀ,  dS = P ∘ (dP − D),  dq += scale·dS·k,  dk += scale·dSᵀ·q,  dv += Pᵀ·dout */
+void ksa_summary_attn_backward(ksa_attn_out dq, ksa_attn_out dk, ksa_attn_out dv, ksa_attn_in dout,
+                               ksa_attn_qkv in, ksa_attn_in o, ksa_attn_in lse, void *workspace,
                                size_t workspace_bytes, const ksa_summary_attn_dims *d);
 
 /* Tape op on the combined two-stream tensors (DESIGN.md §2): q is [nseq*T + nseq*NS, Hq*dh],

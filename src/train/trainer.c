@@ -176,7 +176,15 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
  * the datasets keep the parameters' full shapes whatever the rank count). */
 ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path)
 {
-    ksa_ckpt_train_state ts = {.train = t->cfg,
+    ksa_train_config stored = *t->cfg;
+    ksa_train_config_absolute_paths(&stored);
+    size_t n_keys;
+    const ksa_config_key *keys = ksa_train_config_keys(&n_keys);
+    const ksa_train_config *c = t->cfg;
+    ksa_ckpt_train_state ts = {.train_keys = keys,
+                               .n_train_keys = n_keys,
+                               .train = &stored,
+                               .adamw = {c->beta1, c->beta2, c->adam_eps, c->weight_decay},
                                .step = t->step,
                                .tokens_seen = t->tokens_seen,
                                .world_size = t->n_ranks,
@@ -195,7 +203,7 @@ ksa_status ksa_trainer_resume(ksa_trainer *t, const char *path)
     ksa_train_config stored;
     long step;
     unsigned long long tokens;
-    KSA_TRY(ksa_ckpt_read_train(path, &stored, &step, &tokens));
+    KSA_TRY(ksa_train_config_read_checkpoint(path, &stored, &step, &tokens));
     KSA_TRY(ksa_ckpt_read_params(path, &t->model->params, 0));
     KSA_TRY(ksa_ckpt_read_moments_slice(path, &t->model->params, t->slice_lo, t->slice_hi,
                                         t->exp_avg, t->exp_avg_sq));
@@ -265,9 +273,7 @@ double ksa_model_step_flops(const ksa_model *m, size_t G, size_t T)
     double dense = 0;
     for (size_t i = 0; i < m->params.n; i++) {
         const ksa_param *e = &m->params.table[i];
-        int is_table = !strcmp(e->name, "model.embed_tokens.weight") ||
-                       !strcmp(e->name, "summary_embedding.weight");
-        if (e->ndim == 2 && !is_table)
+        if (e->role == KSA_ROLE_LINEAR || e->role == KSA_ROLE_LM_HEAD) /* not lookups */
             dense += (double)e->numel;
     }
     if (m->lm_head < 0) /* tied: the embedding matrix is the LM head */

@@ -4,14 +4,13 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "ckpt/ckpt.h"
 #include "data/path.h"
 #include "optim/lr_schedule.h"
 
-#define KEY(name, kind, def)                                                                       \
-    {                                                                                              \
-#name, kind, offsetof(ksa_train_config, name), def, sizeof(((ksa_train_config *)0)->name)  \
-    }
+#define KEY(name, kind, def) KSA_KEY(ksa_train_config, name, kind, def)
 static const ksa_config_key train_keys[] = {
     KEY(data, KSA_KEY_STRING, ""),
     KEY(data_mix, KSA_KEY_STRING, ""),
@@ -143,4 +142,34 @@ ksa_status ksa_train_config_validate(const ksa_train_config *c, int n_ranks)
 void ksa_train_config_write(const ksa_train_config *c, FILE *f)
 {
     ksa_config_keys_write(train_keys, N_KEYS, c, f);
+}
+
+void ksa_train_config_absolute_paths(ksa_train_config *c)
+{
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof cwd))
+        return; /* left relative: a resume then works from this folder only */
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const ksa_config_key *k = &train_keys[i];
+        char *field = (char *)c + k->offset;
+        if (!is_path_key(k->name) || field[0] == '/' || field[0] == '\0')
+            continue;
+        char buf[2 * KSA_PATH_STR];
+        int n = snprintf(buf, sizeof buf, "%s/%s", cwd, field);
+        if (n > 0 && (size_t)n < k->str_cap)
+            memcpy(field, buf, (size_t)n + 1);
+    }
+}
+
+static ksa_status set_from_checkpoint(void *ctx, const char *key, const char *value,
+                                      const char *origin)
+{
+    return ksa_train_config_set(ctx, key, value, origin, NULL);
+}
+
+ksa_status ksa_train_config_read_checkpoint(const char *path, ksa_train_config *c, long *step,
+                                            unsigned long long *tokens_seen)
+{
+    ksa_train_config_defaults(c);
+    return ksa_ckpt_read_train(path, train_keys, N_KEYS, set_from_checkpoint, c, step, tokens_seen);
 }

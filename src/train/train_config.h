@@ -3,12 +3,12 @@
  * Paths named in a configuration file are resolved against that file's folder; on the
  * command line against the current folder. `data` and `data_mix` exclude each other:
  * whichever the command line gives replaces the other from the file.                    */
-#ifndef KSA_OPTIM_TRAIN_CONFIG_H
-#define KSA_OPTIM_TRAIN_CONFIG_H
+#ifndef KSA_TRAIN_TRAIN_CONFIG_H
+#define KSA_TRAIN_TRAIN_CONFIG_H
 
 #include <stdio.h>
 
-#include "model/config.h"
+#include "core/settings.h"
 
 #define KSA_PATH_STR 1024
 
@@ -47,5 +47,14 @@ ksa_status ksa_train_config_set(ksa_train_config *c, const char *key, const char
 ksa_status ksa_train_config_validate(const ksa_train_config *c, int n_ranks);
 void ksa_train_config_write(const ksa_train_config *c, FILE *f);
 const ksa_config_key *ksa_train_config_keys(size_t *n);
+
+/* The path keys (data, data_mix, val_data, log, out) made absolute against the current
+ * folder, as a checkpoint stores them (CHECKPOINT_FORMAT.md: a resume works from any folder). */
+void ksa_train_config_absolute_paths(ksa_train_config *c);
+
+/* A training checkpoint's /train: the training keys (over the defaults), the steps completed
+ * and the text tokens seen. */
+ksa_status ksa_train_config_read_checkpoint(const char *path, ksa_train_config *c, long *step,
+                                            unsigned long long *tokens_seen);
 
 #endif

@@ -11,14 +11,14 @@
  *      norm after that; if clip_norm > 0 and grad_norm > clip_norm, scale to clip_norm;
  *   4. AdamW with the schedule's learning rate of this (0-based) step, decay on every
  *      parameter (KSA_SPEC §9.5: one group, norms and embeddings included).            */
-#ifndef KSA_OPTIM_TRAINER_H
-#define KSA_OPTIM_TRAINER_H
+#ifndef KSA_TRAIN_TRAINER_H
+#define KSA_TRAIN_TRAINER_H
 
 #include "autograd/tape.h"
 #include "data/loader.h"
 #include "model/decoder.h"
 #include "optim/lr_schedule.h"
-#include "optim/train_config.h"
+#include "train/train_config.h"
 
 typedef struct {
     ksa_model *model;            /* borrowed */

@@ -1,0 +1,202 @@
+/* run.c - the training loop with its progress line, JSONL log, checkpoints and stop. */
+#include "train/run.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "autograd/blas.h"
+#include "dist/dist.h"
+#include "train/run_dir.h"
+
+/* ---- the machine's peak, measured once ------------------------------------------------------ */
+static double cached_sgemm_peak(int threads)
+{
+    char dir[1024] = "", path[1100] = "";
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (xdg && xdg[0])
+        snprintf(dir, sizeof dir, "%s/ksa", xdg);
+    else if (home && home[0])
+        snprintf(dir, sizeof dir, "%s/.cache/ksa", home);
+    if (dir[0]) {
+        snprintf(path, sizeof path, "%s/sgemm_peak_%s_%dthreads", dir, KSA_REAL_NAME, threads);
+        FILE *f = fopen(path, "r");
+        double v = 0;
+        if (f) {
+            int ok = fscanf(f, "%lf", &v) == 1 && v > 0;
+            fclose(f);
+            if (ok)
+                return v;
+        }
+    }
+    double v = ksa_blas_measure_gflops(2048, 3);
+    if (dir[0]) { /* best effort: a read-only home only costs the measurement next time */
+        char parent[1024];
+        snprintf(parent, sizeof parent, "%s", dir);
+        char *slash = strrchr(parent, '/');
+        if (slash) {
+            *slash = '\0';
+            mkdir(parent, 0755);
+        }
+        mkdir(dir, 0755);
+        FILE *f = fopen(path, "w");
+        if (f) {
+            fprintf(f, "%.6g\n", v);
+            fclose(f);
+        }
+    }
+    return v;
+}
+
+double ksa_run_peak_gflops(const ksa_train_config *tc, FILE *out)
+{
+    /* a host's peak with all its cores, by rank 0 only (the other ranks would slow it),
+     * times the hosts of the run */
+    int n_ranks = ksa_dist_size(), local = ksa_dist_local_size();
+    int hosts = n_ranks / (local > 0 ? local : 1);
+    double peak = tc->peak_gflops;
+    if (!(peak > 0) && ksa_dist_rank() == 0) {
+        int threads = ksa_threads_get(), cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+        ksa_threads_set(cores > 0 ? cores : 1);
+        peak = cached_sgemm_peak(ksa_threads_get()) * (hosts > 0 ? hosts : 1);
+        ksa_threads_set(threads);
+    }
+    if (!(peak > 0))
+        peak = 1; /* ranks other than 0 do not print MFU */
+    fprintf(out, "# MFU against a peak of %.1f GFLOP/s (%s)\n", peak,
+            tc->peak_gflops > 0 ? "peak_gflops" : "sgemm on all cores, measured once and cached");
+    return peak;
+}
+
+/* ---- one step's report ------------------------------------------------------------------------
+ */
+typedef struct {
+    long step, steps;
+    ksa_step_stats stats;
+    size_t tokens_seen;
+    double tokens_per_s, mfu, elapsed, eta;
+    int has_val;
+    double val_loss;
+} step_report;
+
+static void format_duration(char *buf, size_t cap, double seconds)
+{
+    long s = seconds > 0 ? (long)(seconds + 0.5) : 0;
+    snprintf(buf, cap, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+}
+
+static void print_progress(FILE *out, const step_report *r)
+{
+    char el[32], et[32];
+    format_duration(el, sizeof el, r->elapsed);
+    format_duration(et, sizeof et, r->eta);
+    fprintf(out,
+            "step %*ld/%ld | loss %.4f | lr %.3e | grad norm %.3f | %.0f tok/s | MFU %.1f%% | %s "
+            "elapsed | ETA %s",
+            (int)snprintf(NULL, 0, "%ld", r->steps), r->step, r->steps, r->stats.loss, r->stats.lr,
+            r->stats.grad_norm, r->tokens_per_s, 100 * r->mfu, el, et);
+    if (r->has_val)
+        fprintf(out, " | val loss %.4f", r->val_loss);
+    fprintf(out, "\n");
+    fflush(out);
+}
+
+static void log_step(FILE *log, const step_report *r)
+{
+    fprintf(log,
+            "{\"step\": %ld, \"loss\": %.17g, \"lr\": %.17g, \"grad_norm\": %.17g, "
+            "\"tokens_per_s\": %.9g, \"tokens\": %zu, \"mfu\": %.9g, \"elapsed\": %.9g",
+            r->step, r->stats.loss, r->stats.lr, r->stats.grad_norm, r->tokens_per_s,
+            r->tokens_seen, r->mfu, r->elapsed);
+    if (r->has_val)
+        fprintf(log, ", \"val_loss\": %.17g", r->val_loss);
+    fprintf(log, "}\n");
+    fflush(log);
+}
+
+/* ---- the loop ---------------------------------------------------------------------------------
+ */
+static volatile sig_atomic_t stop_requested = 0;
+static void request_stop(int sig)
+{
+    stop_requested = sig;
+}
+
+/* The mean of the first and of the last 5 losses of a run of 10 steps or more. */
+typedef struct {
+    double first5, last5[5];
+    long n_first;
+} loss_summary;
+
+static ksa_status train_steps(ksa_trainer *t, const ksa_train_config *tc, double step_flops,
+                              double peak, FILE *log, FILE *out, ksa_run_end *end, loss_summary *ls)
+{
+    double t_start = ksa_now();
+    long start_step = t->step;
+    while (t->step < tc->steps) {
+        step_report r = {.steps = tc->steps};
+        KSA_TRY(ksa_trainer_step(t, &r.stats));
+        r.step = t->step; /* 1-based number of the step just completed */
+        if (ls->n_first < 5)
+            ls->first5 += r.stats.loss, ls->n_first++;
+        ls->last5[(r.step - 1) % 5] = r.stats.loss;
+        r.tokens_seen = t->tokens_seen;
+        r.elapsed = ksa_now() - t_start;
+        r.tokens_per_s = (double)r.stats.tokens / r.stats.seconds;
+        r.mfu = step_flops / r.stats.seconds / (peak * 1e9);
+        r.eta = r.elapsed / (double)(r.step - start_step) * (double)(tc->steps - r.step);
+        r.has_val = t->has_val &&
+                    ((tc->eval_every > 0 && r.step % tc->eval_every == 0) || r.step == tc->steps);
+        if (r.has_val)
+            KSA_TRY(ksa_trainer_validate(t, &r.val_loss));
+        print_progress(out, &r);
+        if (log)
+            log_step(log, &r);
+        /* the ranks agree on a stop, so that all of them save at the same step */
+        int stop = ksa_dist_any(stop_requested != 0);
+        int periodic = tc->save_every > 0 && r.step % tc->save_every == 0;
+        if (tc->out[0] && (periodic || r.step == tc->steps || stop))
+            KSA_TRY(ksa_run_save(t, tc->out, tc->keep, out));
+        if (stop) {
+            fprintf(out, "# stopped by a signal after step %ld/%ld\n", r.step, tc->steps);
+            if (tc->out[0])
+                fprintf(out, "# resume with: ksa train --resume %s\n", tc->out);
+            else
+                fprintf(out, "# no checkpoint saved (give --out DIR to save one)\n");
+            *end = tc->out[0] ? KSA_RUN_STOPPED_SAVED : KSA_RUN_STOPPED_UNSAVED;
+            return KSA_OK;
+        }
+    }
+    *end = KSA_RUN_FINISHED;
+    if (tc->steps - start_step >= 10) {
+        double l5 = 0;
+        for (int i = 0; i < 5; i++)
+            l5 += ls->last5[i];
+        fprintf(out, "# mean loss of the first 5 steps %.4f, of the last 5 steps %.4f\n",
+                ls->first5 / 5, l5 / 5);
+    }
+    return KSA_OK;
+}
+
+ksa_status ksa_run_train(ksa_trainer *t, const ksa_train_config *tc, double step_flops, double peak,
+                         int append_log, FILE *out, ksa_run_end *end)
+{
+    FILE *log = NULL;
+    if (t->rank == 0 && tc->log[0] && !(log = fopen(tc->log, append_log ? "a" : "w")))
+        return ksa_fail(KSA_EIO, "cannot open log '%s': %s", tc->log, strerror(errno));
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = request_stop;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    loss_summary ls = {0};
+    ksa_status st = train_steps(t, tc, step_flops, peak, log, out, end, &ls);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (log)
+        fclose(log);
+    return st;
+}

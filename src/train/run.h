@@ -1,0 +1,35 @@
+/* run.h - a training run from its next step to its last: one progress line per step, the
+ * validation loss every eval_every steps, the JSONL log, checkpoints every save_every steps
+ * and at the end, MFU against the machine's peak, and a clean stop on SIGINT / SIGTERM (the
+ * ranks agree on the step, finish it and save).
+ *
+ * Progress line: step/total | loss | lr | grad norm | tokens/s | MFU | elapsed | ETA
+ * [| val loss]. Log (--log): one JSON object per step; loss, lr, grad_norm and val_loss in
+ * full precision (%.17g), timings %.9g (docs/training.md). Only rank 0 prints and logs.   */
+#ifndef KSA_TRAIN_RUN_H
+#define KSA_TRAIN_RUN_H
+
+#include <stdio.h>
+
+#include "train/trainer.h"
+
+/* The peak of the machine for MFU, in GFLOP/s: tc->peak_gflops when set; otherwise, on rank
+ * 0, a host's sgemm peak with all its cores (measured once, a 2048^3 sgemm, and cached per
+ * thread count in $XDG_CACHE_HOME/ksa or ~/.cache/ksa) times the hosts of the run; 1 on the
+ * other ranks (they print nothing). Prints "# MFU against ..." to out. */
+double ksa_run_peak_gflops(const ksa_train_config *tc, FILE *out);
+
+/* How a run ended. */
+typedef enum {
+    KSA_RUN_FINISHED,        /* every step done */
+    KSA_RUN_STOPPED_SAVED,   /* stopped by a signal, a checkpoint of the last step saved */
+    KSA_RUN_STOPPED_UNSAVED, /* stopped by a signal without an out folder */
+} ksa_run_end;
+
+/* Trains t from t->step to tc->steps. step_flops: ksa_model_step_flops of a step; peak:
+ * ksa_run_peak_gflops. append_log: a resumed run appends to its log (which then reads as one
+ * run). Progress goes to out. Installs SIGINT / SIGTERM handlers for the run's duration. */
+ksa_status ksa_run_train(ksa_trainer *t, const ksa_train_config *tc, double step_flops, double peak,
+                         int append_log, FILE *out, ksa_run_end *end);
+
+#endif

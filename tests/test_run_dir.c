@@ -1,0 +1,99 @@
+/* test_run_dir.c - the folder of a run (src/train/run_dir.h): checkpoint names, the listing in
+ * step order, --resume of a file or a folder, mkdir -p, and the resume rules. */
+#include "testutil.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "train/run_dir.h"
+
+static void touch(const char *dir, const char *name)
+{
+    int fd = open(test_path_in(dir, name), O_CREAT | O_WRONLY, 0644);
+    assert_true(fd >= 0);
+    close(fd);
+}
+
+/* Only step_%08d.h5 names count: not .tmp files, other widths or other names. */
+static void checkpoint_names_give_their_step(void **state)
+{
+    (void)state;
+    assert_int_equal(ksa_run_checkpoint_step("step_00000012.h5"), 12);
+    assert_int_equal(ksa_run_checkpoint_step("step_00000000.h5"), 0);
+    assert_int_equal(ksa_run_checkpoint_step("step_00000012.h5.tmp"), -1);
+    assert_int_equal(ksa_run_checkpoint_step("step_0000012.h5"), -1);
+    assert_int_equal(ksa_run_checkpoint_step("step_00000012.h6"), -1);
+    assert_int_equal(ksa_run_checkpoint_step("run.jsonl"), -1);
+}
+
+/* The listing is in step order whatever the directory order; a folder resumes from its
+ * newest checkpoint, a file from itself; an empty folder is an error naming it. */
+static void a_folder_resumes_from_its_newest_checkpoint(void **state)
+{
+    (void)state;
+    char dir[256];
+    assert_int_equal(test_scratch_make(dir, sizeof dir, "ksa_run_dir"), 0);
+    touch(dir, "step_00000020.h5");
+    touch(dir, "step_00000003.h5");
+    touch(dir, "step_00000100.h5.tmp");
+    touch(dir, "step_00000007.h5");
+    long steps[8];
+    assert_int_equal(ksa_run_list_checkpoints(dir, steps, 8), 3);
+    assert_int_equal(steps[0], 3);
+    assert_int_equal(steps[1], 7);
+    assert_int_equal(steps[2], 20);
+    char path[1024];
+    assert_int_equal(ksa_run_resolve_resume(dir, path, sizeof path), KSA_OK);
+    assert_string_equal(path, test_path_in(dir, "step_00000020.h5"));
+    assert_int_equal(
+        ksa_run_resolve_resume(test_path_in(dir, "step_00000003.h5"), path, sizeof path), KSA_OK);
+    assert_string_equal(path, test_path_in(dir, "step_00000003.h5"));
+    const char *empty = test_path_in(dir, "empty");
+    assert_int_equal(ksa_run_make_folder(test_path_in(dir, "empty/a/b")), KSA_OK);
+    struct stat sb;
+    assert_int_equal(stat(test_path_in(dir, "empty/a/b"), &sb), 0);
+    assert_int_equal(ksa_run_resolve_resume(empty, path, sizeof path), KSA_EIO);
+    assert_non_null(strstr(ksa_last_error(), "holds no step_*.h5 checkpoint"));
+    assert_int_equal(ksa_run_resolve_resume(test_path_in(dir, "nope"), path, sizeof path), KSA_EIO);
+    assert_int_equal(test_remove_tree(dir), 0);
+}
+
+/* A resumed run may change only steps, out, log, save_every, keep, eval_every and threads,
+ * and must have steps left. */
+static void resume_rules_name_the_key_that_differs(void **state)
+{
+    (void)state;
+    ksa_model_config mc, mc2;
+    ksa_model_config_defaults(&mc);
+    mc2 = mc;
+    ksa_train_config tc, tc2;
+    ksa_train_config_defaults(&tc);
+    tc2 = tc;
+    tc2.steps = tc.steps + 5, tc2.keep = 3, tc2.threads = 1;
+    assert_int_equal(ksa_run_check_resume("c.h5", &mc2, &mc, &tc2, &tc, 7), KSA_OK);
+    tc2.lr = tc.lr * 2;
+    assert_int_equal(ksa_run_check_resume("c.h5", &mc2, &mc, &tc2, &tc, 7), KSA_EINVAL);
+    assert_non_null(strstr(ksa_last_error(), "training key 'lr' differs"));
+    tc2.lr = tc.lr;
+    mc2.hidden_size = mc.hidden_size + 8;
+    assert_int_equal(ksa_run_check_resume("c.h5", &mc2, &mc, &tc2, &tc, 7), KSA_EINVAL);
+    assert_non_null(strstr(ksa_last_error(), "model key 'hidden_size' differs"));
+    mc2 = mc;
+    assert_int_equal(ksa_run_check_resume("c.h5", &mc2, &mc, &tc2, &tc, tc2.steps), KSA_EINVAL);
+    assert_non_null(strstr(ksa_last_error(), "leaves nothing to do"));
+    assert_true(ksa_run_may_change_on_resume("eval_every"));
+    assert_false(ksa_run_may_change_on_resume("seed"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(checkpoint_names_give_their_step),
+        cmocka_unit_test(a_folder_resumes_from_its_newest_checkpoint),
+        cmocka_unit_test(resume_rules_name_the_key_that_differs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
