@@ -270,8 +270,9 @@ def mutate(L, after, helpers):
         return "fail", splice(toks[0][1], toks[0][1], "mutant_fail ")
     # 5. if CMD; then ... return 1: the branch is taken
     if first == "if" and "then" in words:
-        body = [L.text[toks[words.index("then")][1]:]]
-        for M in after[:4]:
+        then = words.index("then")
+        body = [L.text[toks[then][1]:]]
+        for M in after[:4] if "fi" not in words[then:] else []:
             if M.tokens and M.tok(0) in ("fi", "else", "elif"):
                 break
             body.append(M.text)
@@ -384,7 +385,8 @@ def main():
     ap.add_argument("--list", action="store_true", help="print the mutants, run nothing")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per run (300)")
     args = ap.parse_args()
-    t_start, ok, totals, summary = time.time(), True, [0, 0, 0], []
+    t_start, ok, summary = time.time(), True, []
+    n_killed = n_survived = n_timeout = 0
     scratch = tempfile.mkdtemp(prefix="ksamut.")     # short: mpirun's sockets live in it
     try:
         for suite in args.suites:
@@ -397,14 +399,19 @@ def main():
                     print(f"{rel}:{i + 1} {test} [{op}] {shown(changes)}")
                 summary.append(f"{name} {len(muts)}")
                 continue
-            base = os.path.join(scratch, "base")
-            rc, out = run(write_suite(suite, lines, {}, base), base, args.timeout)
+            base = os.path.join(scratch, "base")     # the whole suite: a timeout per test
+            n_tests = len({m[1] for m in muts}) or 1
+            rc, out = run(write_suite(suite, lines, {}, base), base, args.timeout * n_tests)
             shutil.rmtree(base, ignore_errors=True)
             tests = re.findall(r"^\[ RUN      \] (\S+)$", out, re.M)
-            if rc != 0 or not tests:
+            if rc != 0:
                 print(out + f"{rel}: FAILS unmutated (exit {rc}): no mutants run")
                 ok = False
                 summary.append(f"{name} failed unmutated")
+                continue
+            if not tests:       # e.g. test_plot.sh without matplotlib: skipped, not failed
+                print(f"{rel}: passed but ran no test (skipped?): no mutants run")
+                summary.append(f"{name} ran no test")
                 continue
             lines, muts = mutants(suite, tests)       # the tests that really ran
             for t in tests:
@@ -424,18 +431,21 @@ def main():
                 shutil.rmtree(folder, ignore_errors=True)
                 if status in ("killed", "timeout"):
                     killed += 1
+                    n_timeout += status == "timeout"
                 else:
                     ok = False
                 print(f"{status:8} {rel}:{i + 1} {test} [{op}] {shown(changes)}", flush=True)
-            totals[0] += killed
-            totals[1] += len(muts) - killed
+            n_killed += killed
+            n_survived += len(muts) - killed
             summary.append(f"{name} {killed}/{len(muts)} killed in {time.time() - t0:.0f} s")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if args.list:
         print(f"mutants: {', '.join(summary)}")
         return 0
-    print(f"mutants: {totals[0]} killed, {totals[1]} survived (suites: {'; '.join(summary)})")
+    timeouts = f" ({n_timeout} by timeout)" if n_timeout else ""
+    print(f"mutants: {n_killed} killed{timeouts}, {n_survived} survived "
+          f"(suites: {'; '.join(summary)})")
     print(f"total run time {time.time() - t_start:.0f} s")
     return 0 if ok else 1
 
