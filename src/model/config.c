@@ -49,14 +49,9 @@ const ksa_config_key *ksa_model_config_keys(size_t *n)
     return model_keys;
 }
 
-static const ksa_config_key *find_key(const char *name)
-{
-    return ksa_config_key_find(model_keys, N_KEYS, name);
-}
-
 int ksa_model_config_has_key(const char *key)
 {
-    return find_key(key) != NULL;
+    return ksa_config_key_find(model_keys, N_KEYS, key) != NULL;
 }
 
 /* ---- the pattern language ------------------------------------------------------------- */
@@ -240,7 +235,7 @@ static int find_name(const char *v, const char *const *names, size_t n)
 ksa_status ksa_model_config_set(ksa_model_config *c, const char *key, const char *value,
                                 const char *origin)
 {
-    const ksa_config_key *k = find_key(key);
+    const ksa_config_key *k = ksa_config_key_find(model_keys, N_KEYS, key);
     if (!k)
         return ksa_fail(KSA_EINVAL, "%s: unknown configuration key '%s'", origin, key);
     if (k->kind != KSA_KEY_STRING)

@@ -45,9 +45,9 @@ static long add_layer_param(ksa_model *m, size_t i, const char *suffix, int ndim
 /* A summary-only parameter of layer i with the shape of its shared twin (KSA_SPEC §5). */
 static long add_summary_twin(ksa_model *m, size_t i, const char *suffix, long twin)
 {
-    const ksa_param *t = &m->params.table[twin];
-    long k = add_layer_param(m, i, suffix, t->ndim, t->shape[0], t->shape[1]);
-    ksa_params_set_role(&m->params, (size_t)k, t->role, 1, twin);
+    const ksa_param t = m->params.table[twin]; /* a copy: adding may move the table */
+    long k = add_layer_param(m, i, suffix, t.ndim, t.shape[0], t.shape[1]);
+    ksa_params_set_role(&m->params, (size_t)k, t.role, 1, twin);
     return k;
 }
 

@@ -50,14 +50,9 @@ const ksa_config_key *ksa_train_config_keys(size_t *n)
     return train_keys;
 }
 
-static const ksa_config_key *find_key(const char *name)
-{
-    return ksa_config_key_find(train_keys, N_KEYS, name);
-}
-
 int ksa_train_config_has_key(const char *key)
 {
-    return find_key(key) != NULL;
+    return ksa_config_key_find(train_keys, N_KEYS, key) != NULL;
 }
 
 static int is_path_key(const char *key)
@@ -69,7 +64,7 @@ static int is_path_key(const char *key)
 ksa_status ksa_train_config_set(ksa_train_config *c, const char *key, const char *value,
                                 const char *origin, const char *base_file)
 {
-    const ksa_config_key *k = find_key(key);
+    const ksa_config_key *k = ksa_config_key_find(train_keys, N_KEYS, key);
     if (!k)
         return ksa_fail(KSA_EINVAL, "%s: unknown configuration key '%s'", origin, key);
     KSA_TRY(ksa_config_key_set(k, c, value, origin));
