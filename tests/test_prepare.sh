@@ -24,6 +24,9 @@ prepare_writes_train_and_validation_files_with_meta() {
     [ -z "$(ls "$d" | grep '\.tmp$')" ]
     "$KSA" prepare --input "$d/a.txt" --out "$d/W.bin" --vocab-size 70000 >/dev/null
     [ "$(cat "$d/W.bin.meta")" = uint32 ]
+    # the output folder is created
+    "$KSA" prepare --input "$d/a.txt" --out "$d/new/sub/N.bin" >/dev/null
+    [ "$(cat "$d/new/sub/N.bin.meta")" = uint16 ]
 }
 
 bad_command_lines_fail_and_write_nothing() {

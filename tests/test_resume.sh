@@ -95,6 +95,7 @@ PYEOF
 sigterm_finishes_the_step_and_saves() {
     "$KSA" train "${RUN[@]}" --steps 100000 --out "$TMP/f" --log "$TMP/f.jsonl" >"$TMP/f.out" &
     local pid=$!
+    trap "kill $pid 2>/dev/null || true" EXIT # a failing check must not leave it running
     for _ in $(seq 100); do [ -s "$TMP/f.jsonl" ] && break; sleep 0.1; done
     kill -TERM $pid
     wait $pid
@@ -159,12 +160,46 @@ PYEOF
         "$KSA" train --init-from "$TMP/j/step_00000006.h5" --resume "$TMP/j" --steps 9
 }
 
+# A run holds its folder: a second run, or a resume of it, is refused naming the holder's pid;
+# once the run ends (here by SIGTERM, which saves) the folder is free again.
+a_running_run_holds_its_folder() {
+    "$KSA" train "${RUN[@]}" --steps 100000 --out "$TMP/k" --log "$TMP/k.jsonl" >/dev/null &
+    local pid=$!
+    trap "kill $pid 2>/dev/null || true" EXIT # a failing check must not leave it running
+    for _ in $(seq 300); do [ -s "$TMP/k.jsonl" ] && break; sleep 0.1; done
+    expect_error "the checkpoint folder '$TMP/k' is in use by another run (pid $pid)" \
+        "$KSA" train "${RUN[@]}" --steps 2 --out "$TMP/k"
+    must_fail grep -q "^step " "$TMP/stdout"
+    expect_error "is in use by another run (pid $pid)" "$KSA" train --resume "$TMP/k" --steps 5
+    kill -TERM $pid
+    wait $pid
+    local n
+    n=$(ls "$TMP/k" | sed -n 's/^step_0*\([0-9]*\)\.h5$/\1/p')
+    "$KSA" train --resume "$TMP/k" --steps $((n + 1)) >"$TMP/k.out"
+    grep -q "resumed from $TMP/k/step_" "$TMP/k.out"
+}
+
+# Where a run writes is checked before step 1: a log or checkpoint folder that cannot be
+# created fails at once; missing log folders are created.
+output_locations_are_checked_before_step_1() {
+    printf 'a file\n' >"$TMP/plain"
+    expect_error "the log folder '$TMP/plain' is not a folder" \
+        "$KSA" train "${RUN[@]}" --steps 2 --log "$TMP/plain/run.jsonl"
+    must_fail grep -q "^step " "$TMP/stdout"
+    expect_error "cannot create the checkpoint folder '$TMP/plain/ck'" \
+        "$KSA" train "${RUN[@]}" --steps 2 --out "$TMP/plain/ck"
+    must_fail grep -q "^step " "$TMP/stdout"
+    "$KSA" train "${RUN[@]}" --steps 1 --log "$TMP/new/deep/run.jsonl" >/dev/null
+    [ "$(wc -l <"$TMP/new/deep/run.jsonl")" = 1 ]
+}
+
 echo "[==========] Running test_resume.sh"
 for t in resume_continues_the_run_bit_for_bit resume_reads_the_optimizer_state \
     checkpoints_are_readable_by_h5py_and_h5dump sigterm_finishes_the_step_and_saves \
     a_crash_during_a_save_leaves_the_previous_checkpoint keep_removes_only_older_checkpoints \
     contradicting_resumes_are_refused_and_touch_nothing \
-    fine_tuning_starts_from_a_checkpoints_parameters; do
+    fine_tuning_starts_from_a_checkpoints_parameters a_running_run_holds_its_folder \
+    output_locations_are_checked_before_step_1; do
     run_test "$t" "$t"
 done
 finish

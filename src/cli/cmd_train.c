@@ -125,7 +125,34 @@ static void print_plan(const train_cli *c, const ksa_model *m, int n_ranks, doub
 }
 
 /* Initialises (or loads) the parameters, trains, samples. Returns the exit code. */
+/* The folder of the checkpoint a --resume reads ("" without --resume, "." for a bare name). */
+static void resume_folder(const train_cli *c, char *dir, size_t cap)
+{
+    const char *slash = strrchr(c->resume_path, '/');
+    if (!c->resume_path[0])
+        snprintf(dir, cap, "%s", "");
+    else if (!slash)
+        snprintf(dir, cap, "%s", ".");
+    else
+        snprintf(dir, cap, "%.*s", (int)(slash - c->resume_path), c->resume_path);
+}
+
+static int train_and_sample(const train_cli *c, ksa_model *m, double step_flops);
+
+/* Claims the run's folders (checked before step 1), then trains. */
 static int run(const train_cli *c, ksa_model *m, double step_flops)
+{
+    char dir[KSA_PATH_STR + 32];
+    resume_folder(c, dir, sizeof dir);
+    ksa_run_lock lock;
+    if (ksa_run_claim_outputs(&c->tc, dir[0] ? dir : NULL, &lock) != KSA_OK)
+        return ksa_cli_error("train", 1);
+    int rc = train_and_sample(c, m, step_flops);
+    ksa_run_release(&lock);
+    return rc;
+}
+
+static int train_and_sample(const train_cli *c, ksa_model *m, double step_flops)
 {
     const ksa_train_config *tc = &c->tc;
     ksa_model_init_weights(m, (uint64_t)tc->seed);

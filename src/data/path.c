@@ -1,6 +1,8 @@
 /* path.c - see path.h. */
 #include "path.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -32,4 +34,33 @@ int ksa_path_is_file(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+ksa_status ksa_path_make_dirs(const char *dir, const char *what)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
+        return ksa_fail(KSA_EINVAL, "%s '%s': path too long", what, dir);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(buf, 0755); /* an error shows at the last level */
+            *p = '/';
+        }
+    struct stat sb;
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return ksa_fail(KSA_EIO, "cannot create %s '%s': %s", what, dir, strerror(errno));
+    if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return ksa_fail(KSA_EIO, "%s '%s' is not a folder", what, dir);
+    return KSA_OK;
+}
+
+ksa_status ksa_path_make_parent(const char *path, const char *what)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path)
+        return KSA_OK;
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%.*s", (int)(slash - path), path);
+    return ksa_path_make_dirs(buf, what);
 }

@@ -3,6 +3,8 @@
 #ifndef KSA_DATA_PATH_H
 #define KSA_DATA_PATH_H
 
+#include "core/core.h"
+
 /* `path` as seen from the current directory when it was written inside the file `base_file`:
  * unchanged if absolute or if base_file has no folder part, else "<folder of base_file>/path".
  * Returns a string from ksa_alloc (free with ksa_free).                                     */
@@ -13,5 +15,12 @@ char *ksa_path_concat(const char *a, const char *b);
 
 /* 1 if path names an existing regular file (symlinks followed), else 0. */
 int ksa_path_is_file(const char *path);
+
+/* Creates the folder dir and its parents (mkdir -p); `what` names it in the error
+ * ("the checkpoint folder"). */
+ksa_status ksa_path_make_dirs(const char *dir, const char *what);
+
+/* Creates the folder that will hold the file `path` (nothing when path has no folder part). */
+ksa_status ksa_path_make_parent(const char *path, const char *what);
 
 #endif

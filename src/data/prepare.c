@@ -228,6 +228,8 @@ ksa_status ksa_prepare_run(const ksa_prepare_options *o, ksa_prepare_result *r)
     memset(r, 0, sizeof *r);
     size_t *sizes = ksa_alloc((o->n_inputs ? o->n_inputs : 1) * sizeof *sizes);
     ksa_status st = check_inputs(o, sizes);
+    if (st == KSA_OK)
+        st = ksa_path_make_parent(o->out, "the output folder");
     if (st != KSA_OK) {
         ksa_free(sizes);
         return st;

@@ -3,12 +3,15 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "ckpt/ckpt.h"
+#include "data/path.h"
 #include "dist/dist.h"
 
 #define MAX_CHECKPOINTS 4096
@@ -45,6 +48,38 @@ size_t ksa_run_list_checkpoints(const char *dir, long *steps, size_t cap)
     return n;
 }
 
+/* Locks dir/.ksa_lock (flock, not blocking) and writes this pid into it; *fd keeps it. A
+ * folder this run only reads (writable = 0) may be read-only: without a lock file it cannot be
+ * some run's folder, and an existing one is locked through a read-only descriptor. */
+static ksa_status lock_folder(const char *dir, const char *what, int writable, int *fd)
+{
+    char path[KSA_PATH_STR + 32];
+    snprintf(path, sizeof path, "%s/.ksa_lock", dir);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int can_write = *fd >= 0;
+    if (!can_write && writable)
+        return ksa_fail(KSA_EIO, "cannot write in %s '%s': %s", what, dir, strerror(errno));
+    if (!can_write && (*fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return KSA_OK; /* no lock file and none can be made: no run writes here */
+    if (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "";
+        ssize_t n = pread(*fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        close(*fd);
+        *fd = -1;
+        return ksa_fail(KSA_EINVAL,
+                        "%s '%s' is in use by another run (pid %s): wait for it to end, or "
+                        "choose another folder",
+                        what, dir, pid[0] ? pid : "unknown");
+    }
+    char text[32];
+    int len = snprintf(text, sizeof text, "%ld\n", (long)getpid());
+    if (can_write && (ftruncate(*fd, 0) != 0 || pwrite(*fd, text, (size_t)len, 0) != len))
+        return ksa_fail(KSA_EIO, "cannot write '%s': %s", path, strerror(errno));
+    return KSA_OK;
+}
+
 ksa_status ksa_run_resolve_resume(const char *arg, char *path, size_t cap)
 {
     struct stat sb;
@@ -54,6 +89,10 @@ ksa_status ksa_run_resolve_resume(const char *arg, char *path, size_t cap)
         snprintf(path, cap, "%s", arg);
         return KSA_OK;
     }
+    int fd; /* a folder whose run is still writing is refused before anything is read */
+    KSA_TRY(lock_folder(arg, "the folder to resume from", 0, &fd));
+    if (fd >= 0)
+        close(fd);
     long *steps = ksa_alloc(MAX_CHECKPOINTS * sizeof *steps);
     size_t n = ksa_run_list_checkpoints(arg, steps, MAX_CHECKPOINTS);
     ksa_status st = KSA_OK;
@@ -76,18 +115,47 @@ ksa_status ksa_run_read_resume(const char *arg, char *path, size_t cap, ksa_mode
 
 ksa_status ksa_run_make_folder(const char *dir)
 {
-    char buf[KSA_PATH_STR];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(buf, 0755);
-            *p = '/';
-        }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return ksa_fail(KSA_EIO, "cannot create the checkpoint folder '%s': %s", dir,
-                        strerror(errno));
+    return ksa_path_make_dirs(dir, "the checkpoint folder");
+}
+
+static ksa_status claim_on_this_rank(const ksa_train_config *tc, const char *resume_dir,
+                                     ksa_run_lock *lk)
+{
+    if (tc->out[0]) {
+        KSA_TRY(ksa_run_make_folder(tc->out));
+        KSA_TRY(lock_folder(tc->out, "the checkpoint folder", 1, &lk->fd[0]));
+    }
+    if (resume_dir && strcmp(resume_dir, tc->out) != 0)
+        KSA_TRY(lock_folder(resume_dir, "the folder to resume from", 0, &lk->fd[1]));
+    if (tc->log[0]) {
+        KSA_TRY(ksa_path_make_parent(tc->log, "the log folder"));
+        FILE *f = fopen(tc->log, "a"); /* creates it, truncates nothing */
+        if (!f)
+            return ksa_fail(KSA_EIO, "cannot open log '%s': %s", tc->log, strerror(errno));
+        fclose(f);
+    }
     return KSA_OK;
+}
+
+ksa_status ksa_run_claim_outputs(const ksa_train_config *tc, const char *resume_dir,
+                                 ksa_run_lock *lk)
+{
+    lk->fd[0] = lk->fd[1] = -1;
+    ksa_status st = ksa_dist_rank() == 0 ? claim_on_this_rank(tc, resume_dir, lk) : KSA_OK;
+    int failed_rank;
+    st = ksa_dist_agree(st, &failed_rank);
+    if (st != KSA_OK)
+        ksa_run_release(lk);
+    return st;
+}
+
+void ksa_run_release(ksa_run_lock *lk)
+{
+    for (int i = 0; i < 2; i++)
+        if (lk->fd[i] >= 0) {
+            close(lk->fd[i]); /* closing the file drops the flock */
+            lk->fd[i] = -1;
+        }
 }
 
 ksa_status ksa_run_save(const ksa_trainer *t, const char *dir, long keep, FILE *out)

@@ -30,6 +30,24 @@ ksa_status ksa_run_read_resume(const char *arg, char *path, size_t cap, ksa_mode
 /* Creates dir and its parents (mkdir -p). */
 ksa_status ksa_run_make_folder(const char *dir);
 
+/* ---- the run's hold on its folders ------------------------------------------------------ *
+ * A run holds an advisory lock (flock) on DIR/.ksa_lock of its checkpoint folder for its
+ * whole life, and on the folder it resumes from; the lock file holds the holder's pid. A
+ * second run on a held folder (or a --resume of a folder whose run is still writing) is
+ * refused naming that pid; the lock goes away with the process, however it ends.        */
+typedef struct {
+    int fd[2]; /* -1: none */
+} ksa_run_lock;
+
+/* Collective under MPI (rank 0 touches the files, every rank gets the verdict). Before step 1:
+ * creates tc->out and locks it, creates the folder of tc->log and checks the log can be
+ * opened for appending (a missing or unwritable location fails now, not at the first save
+ * hours later), and locks resume_dir (the folder a --resume reads; NULL: none) unless it is
+ * tc->out. */
+ksa_status ksa_run_claim_outputs(const ksa_train_config *tc, const char *resume_dir,
+                                 ksa_run_lock *lk);
+void ksa_run_release(ksa_run_lock *lk);
+
 /* Collective under MPI. Saves DIR/step_N.h5 (N = t->step), prints "# saved ..." to out,
  * then, when keep > 0, removes the oldest checkpoints beyond keep (only once the new one is
  * in place, so a failed save never costs an older checkpoint; rank 0 removes). */
