@@ -89,8 +89,12 @@ ksa_status ksa_run_resolve_resume(const char *arg, char *path, size_t cap)
         snprintf(path, cap, "%s", arg);
         return KSA_OK;
     }
-    int fd; /* a folder whose run is still writing is refused before anything is read */
-    KSA_TRY(lock_folder(arg, "the folder to resume from", 0, &fd));
+    /* A folder whose run is still writing is refused before anything is read. Rank 0 alone
+     * looks (the ranks of one job would otherwise take the lock from each other); the other
+     * ranks learn it in ksa_run_claim_outputs. */
+    int fd = -1;
+    if (ksa_dist_rank() == 0)
+        KSA_TRY(lock_folder(arg, "the folder to resume from", 0, &fd));
     if (fd >= 0)
         close(fd);
     long *steps = ksa_alloc(MAX_CHECKPOINTS * sizeof *steps);

@@ -18,7 +18,8 @@ long ksa_run_checkpoint_step(const char *name);
  * folder cannot be read). */
 size_t ksa_run_list_checkpoints(const char *dir, long *steps, size_t cap);
 
-/* --resume ARG: a checkpoint file as given, or a folder's highest-numbered checkpoint. */
+/* --resume ARG: a checkpoint file as given, or a folder's highest-numbered checkpoint; a folder
+ * another run holds is refused (checked on rank 0). */
 ksa_status ksa_run_resolve_resume(const char *arg, char *path, size_t cap);
 
 /* --resume ARG: the checkpoint it names (ksa_run_resolve_resume) into path, and that
