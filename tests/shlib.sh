@@ -12,7 +12,9 @@ failed=()
 
 # KSA_TEST_ONLY=NAME runs only the test NAME (tests/mutate_shell_tests.py uses it).
 run_test() {
-    [ -n "${KSA_TEST_ONLY:-}" ] && [ "$1" != "$KSA_TEST_ONLY" ] && return 0
+    if [ -n "${KSA_TEST_ONLY:-}" ] && [ "$1" != "$KSA_TEST_ONLY" ]; then
+        return 0 # not the one test asked for
+    fi
     echo "[ RUN      ] $1"
     ( set -e; "$2" ) >"$TMP/out" 2>&1   # not inside `if`: set -e must stay active
     if [ $? = 0 ]; then

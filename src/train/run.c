@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "autograd/blas.h"
+#include "data/path.h"
 #include "dist/dist.h"
 #include "train/run_dir.h"
 
@@ -33,15 +34,8 @@ static double cached_sgemm_peak(int threads)
         }
     }
     double v = ksa_blas_measure_gflops(2048, 3);
-    if (dir[0]) { /* best effort: a read-only home only costs the measurement next time */
-        char parent[1024];
-        snprintf(parent, sizeof parent, "%s", dir);
-        char *slash = strrchr(parent, '/');
-        if (slash) {
-            *slash = '\0';
-            mkdir(parent, 0755);
-        }
-        mkdir(dir, 0755);
+    /* best effort: a read-only home only costs the measurement next time */
+    if (dir[0] && ksa_path_make_dirs(dir, "the cache folder") == KSA_OK) {
         FILE *f = fopen(path, "w");
         if (f) {
             fprintf(f, "%.6g\n", v);
