@@ -12,7 +12,7 @@ BLAS_PC := /usr/lib/x86_64-linux-gnu/openblas-openmp/pkgconfig
 BLAS_LIBDIR := $(shell PKG_CONFIG_PATH=$(BLAS_PC) pkg-config --variable=libdir openblas)
 
 PKG_CFLAGS := $(shell PKG_CONFIG_PATH=$(BLAS_PC) pkg-config --cflags openblas hdf5-openmpi cmocka)
-PKG_LIBS := $(shell PKG_CONFIG_PATH=$(BLAS_PC) pkg-config --libs openblas hdf5-openmpi) \
+PKG_LIBS := $(shell PKG_CONFIG_PATH=$(BLAS_PC) pkg-config --libs openblas hdf5-openmpi libxxhash) \
             -Wl,-rpath,$(BLAS_LIBDIR)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka)
 

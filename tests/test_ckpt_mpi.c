@@ -300,13 +300,12 @@ static void each_rank_writes_its_slice_into_the_logical_datasets(void **state)
     /* every rank returns only once the file is in place */
     assert_int_equal(access(path, F_OK), 0);
     expect_no_errors(check_file(path, &r.p, 1), "the sharded checkpoint");
-    long step = 0;
-    unsigned long long tokens = 0;
+    ksa_ckpt_progress pr;
     ksa_train_config tc;
-    if (ksa_train_config_read_checkpoint(path, &tc, &step, &tokens) != KSA_OK)
+    if (ksa_train_config_read_checkpoint(path, &tc, &pr) != KSA_OK)
         fail_msg("%s", ksa_last_error());
-    assert_int_equal(step, 5);
-    assert_int_equal(tokens, 640);
+    assert_int_equal(pr.step, 5);
+    assert_int_equal(pr.tokens_seen, 640);
     sharded_free(&r);
 }
 
@@ -364,12 +363,10 @@ static void an_error_on_one_rank_fails_the_save_on_every_rank(void **state)
     }
     if (access(tmp, F_OK) == 0 && bad++ == 0)
         fprintf(stderr, "[rank %d] %s is left behind\n", rank, tmp);
-    long step = 0;
-    unsigned long long tokens;
+    ksa_ckpt_progress pr = {0};
     ksa_train_config tc;
-    if ((ksa_train_config_read_checkpoint(path, &tc, &step, &tokens) != KSA_OK || step != 5) &&
-        bad++ == 0)
-        fprintf(stderr, "[rank %d] the previous checkpoint changed (step %ld): %s\n", rank, step,
+    if ((ksa_train_config_read_checkpoint(path, &tc, &pr) != KSA_OK || pr.step != 5) && bad++ == 0)
+        fprintf(stderr, "[rank %d] the previous checkpoint changed (step %ld): %s\n", rank, pr.step,
                 ksa_last_error());
     bad += check_my_slice(path, &r.p);
     expect_no_errors(bad, "a save failing on one rank");

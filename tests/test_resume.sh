@@ -103,7 +103,8 @@ sigterm_finishes_the_step_and_saves() {
     local n
     n=$(ls "$TMP/f" | sed -n 's/^step_0*\([0-9]*\)\.h5$/\1/p')
     [ "$n" = "$(tail -1 "$TMP/f.jsonl" | sed 's/{"step": \([0-9]*\),.*/\1/')" ]   # the last step logged
-    "$KSA" train --resume "$TMP/f" --steps $((n + 1)) --out "$TMP/f" >/dev/null
+    # (a shorter run: its decay may move)
+    "$KSA" train --resume "$TMP/f" --steps $((n + 1)) --allow-schedule-change --out "$TMP/f" >/dev/null
 }
 
 a_crash_during_a_save_leaves_the_previous_checkpoint() {
@@ -143,7 +144,7 @@ fine_tuning_starts_from_a_checkpoints_parameters() {
         --log "$TMP/j0.jsonl" >/dev/null
     # fresh optimizer and schedule, another learning rate: the log starts again at step 1
     "$KSA" train "${RUN[@]}" --init-from "$TMP/j/step_00000006.h5" --lr 1e-4 --min-lr 1e-5 --steps 2 \
-        --log "$TMP/j1.jsonl" >"$TMP/j1.out"
+        --log "$TMP/j1.jsonl" --out "$TMP/j1" >"$TMP/j1.out"
     grep -q "model.norm.weight \[128\]: loaded" "$TMP/j1.out"
     [ "$(head -c 11 "$TMP/j1.jsonl")" = '{"step": 1,' ]
     "$PY" - "$TMP/j0.jsonl" "$TMP/j1.jsonl" <<'PYEOF'
@@ -153,6 +154,19 @@ tuned = [json.loads(l) for l in open(sys.argv[2])]
 # the fine-tuned run starts where the first one ended, far below a fresh model's loss
 assert tuned[0]["loss"] < base[0]["loss"] - 0.3, (base[0]["loss"], tuned[0]["loss"])
 assert tuned[0]["lr"] == 0.0 and base[-1]["lr"] == 3e-3   # its own warmup from 0
+PYEOF
+    # its own data order: a data_seed derived from its parent's run id, the same every time
+    "$KSA" train "${RUN[@]}" --init-from "$TMP/j/step_00000006.h5" --steps 1 --out "$TMP/j2" >/dev/null
+    "$KSA" train "${RUN[@]}" --init-from "$TMP/j/step_00000006.h5" --steps 1 --data-seed 7 \
+        --out "$TMP/j3" >/dev/null
+    "$PY" - "$TMP/j/step_00000006.h5" "$TMP/j1/step_00000002.h5" "$TMP/j2/step_00000001.h5" \
+        "$TMP/j3/step_00000001.h5" <<'PYEOF'
+import sys, h5py
+parent, a, b, c = (h5py.File(p, "r")["train"].attrs for p in sys.argv[1:])
+assert parent["data_seed"] == parent["seed"] == 42, parent["data_seed"]
+assert a["data_seed"] != 42 and a["data_seed"] == b["data_seed"], (a["data_seed"], b["data_seed"])
+assert a["run_id"] != parent["run_id"] and a["run_id"] != b["run_id"]
+assert c["data_seed"] == 7
 PYEOF
     expect_error "the checkpoint has [257, 128], the configuration needs [257, 64]" \
         "$KSA" train "${RUN[@]}" --init-from "$TMP/j/step_00000006.h5" --hidden-size 64 --steps 1
@@ -175,7 +189,7 @@ a_running_run_holds_its_folder() {
     wait $pid
     local n
     n=$(ls "$TMP/k" | sed -n 's/^step_0*\([0-9]*\)\.h5$/\1/p')
-    "$KSA" train --resume "$TMP/k" --steps $((n + 1)) >"$TMP/k.out"
+    "$KSA" train --resume "$TMP/k" --steps $((n + 1)) --allow-schedule-change >"$TMP/k.out"
     grep -q "resumed from $TMP/k/step_" "$TMP/k.out"
 }
 
@@ -193,13 +207,118 @@ output_locations_are_checked_before_step_1() {
     [ "$(wc -l <"$TMP/new/deep/run.jsonl")" = 1 ]
 }
 
+# run_id FILE: the /train run_id of a checkpoint
+run_id() { "$PY" -c "import h5py, sys; print(h5py.File(sys.argv[1], 'r')['train'].attrs['run_id'])" "$1"; }
+
+# A folder belongs to one run: a new run refuses a folder holding another run's checkpoints
+# and leaves them untouched; --overwrite deletes them; the marker names the owner.
+a_folder_belongs_to_one_run() {
+    "$KSA" train "${RUN[@]}" --steps 3 --save-every 1 --out "$TMP/m" >/dev/null
+    local a sums
+    a=$(run_id "$TMP/m/step_00000003.h5")
+    [ "$(cat "$TMP/m/.ksa_run")" = "$a" ]
+    [ "$(run_id "$TMP/m/step_00000001.h5")" = "$a" ]
+    sums=$(md5sum "$TMP"/m/step_*.h5)
+    expect_error "holds 3 checkpoints of another run (run $a)" \
+        "$KSA" train "${RUN[@]}" --steps 2 --save-every 1 --out "$TMP/m"
+    must_fail grep -q "^step " "$TMP/stdout"
+    [ "$(md5sum "$TMP"/m/step_*.h5)" = "$sums" ]
+    [ "$(cat "$TMP/m/.ksa_run")" = "$a" ]
+    "$KSA" train "${RUN[@]}" --steps 2 --save-every 1 --out "$TMP/m" --overwrite >"$TMP/m.out"
+    grep -q "removed $TMP/m/step_00000003.h5 (another run's)" "$TMP/m.out"
+    [ "$(ls "$TMP/m" | tr '\n' ' ')" = "step_00000001.h5 step_00000002.h5 " ]
+    local b
+    b=$(run_id "$TMP/m/step_00000002.h5")
+    [ "$b" != "$a" ]
+    [ "$(cat "$TMP/m/.ksa_run")" = "$b" ]
+    expect_error "--overwrite is for a new run" "$KSA" train --resume "$TMP/m" --steps 3 --overwrite
+}
+
+# --keep rotates only the run's own checkpoints and --resume DIR takes the newest of the
+# folder's run: another run's file, even with a higher step, is neither removed nor resumed.
+keep_and_resume_leave_another_runs_files_alone() {
+    "$KSA" train "${RUN[@]}" --lr-schedule constant --steps 3 --save-every 1 --keep 2 \
+        --out "$TMP/n" >/dev/null
+    "$KSA" train "${RUN[@]}" --steps 1 --out "$TMP/other" >/dev/null
+    cp "$TMP/other/step_00000001.h5" "$TMP/n/step_00000099.h5"
+    "$KSA" train --resume "$TMP/n" --steps 6 >"$TMP/n.out"
+    grep -q "resumed from $TMP/n/step_00000003.h5 after step 3" "$TMP/n.out"
+    [ "$(ls "$TMP/n" | tr '\n' ' ')" = "step_00000005.h5 step_00000006.h5 step_00000099.h5 " ]
+    [ "$(run_id "$TMP/n/step_00000006.h5")" = "$(cat "$TMP/n/.ksa_run")" ]
+}
+
+# The data may move between a run and its resume (same bytes: the losses are the ones of the
+# uninterrupted run), but not change.
+a_resume_may_name_moved_data_but_not_changed_data() {
+    mkdir -p "$TMP/data"
+    head -c 200000 build/data/kjv.bin >"$TMP/data/t.bin"
+    cp build/data/kjv.bin.meta "$TMP/data/t.bin.meta"
+    "$KSA" train "${RUN[@]}" --data "$TMP/data/t.bin" --lr-schedule constant --steps 4 \
+        --save-every 2 --out "$TMP/o" --log "$TMP/o.jsonl" >/dev/null
+    mv "$TMP/data" "$TMP/moved"
+    expect_error "t.bin" "$KSA" train --resume "$TMP/o/step_00000002.h5" --out "$TMP/o2"
+    "$KSA" train --resume "$TMP/o/step_00000002.h5" --data "$TMP/moved/t.bin" --out "$TMP/o2" \
+        --log "$TMP/o2.jsonl" >/dev/null
+    diff <(losses "$TMP/o.jsonl" 3 4) <(losses "$TMP/o2.jsonl" 3 4)
+    printf '\x07' | dd of="$TMP/moved/t.bin" bs=1 seek=1000 conv=notrunc status=none
+    expect_error "is not the data $TMP/o/step_00000002.h5 was trained on" \
+        "$KSA" train --resume "$TMP/o/step_00000002.h5" --data "$TMP/moved/t.bin" --out "$TMP/o3"
+    [ ! -e "$TMP/o3/step_00000003.h5" ]
+}
+
+# A resume whose --steps reshapes the learning-rate schedule is refused unless allowed; then
+# the new schedule applies from the next step.
+a_new_steps_must_not_reshape_the_schedule_silently() {
+    "$KSA" train "${RUN[@]}" --steps 30 --warmup-steps 2 --decay-steps 10 --out "$TMP/p" \
+        --save-every 10 >/dev/null
+    expect_error "--allow-schedule-change" \
+        "$KSA" train --resume "$TMP/p/step_00000010.h5" --steps 60 --out "$TMP/p2"
+    must_fail grep -q "^step " "$TMP/stdout"
+    "$KSA" train --resume "$TMP/p/step_00000010.h5" --steps 60 --allow-schedule-change \
+        --out "$TMP/p2" --log "$TMP/p2.jsonl" >"$TMP/p2.out"
+    grep -q "^# schedule change (--allow-schedule-change): steps 30 -> 60; step 22 runs at lr 0.003 instead of 0.00273" \
+        "$TMP/p2.out"
+    "$PY" - "$TMP/p2.jsonl" <<'PYEOF'
+import json, sys
+lr = {r["step"]: r["lr"] for r in map(json.loads, open(sys.argv[1]))}
+assert lr[21] == 3e-3 and lr[50] == 3e-3, (lr[21], lr[50])   # the new decay starts at step 51
+assert lr[60] < 3e-3
+PYEOF
+}
+
+# --save-best keeps DIR/best.h5: the checkpoint of the lowest validation loss, stamped with it;
+# a resume continues the comparison.
+save_best_keeps_the_best_validation_checkpoint() {
+    local V=(--val-data "$PWD/build/data/kjv.val.bin" --eval-batches 2 --eval-every 1)
+    "$KSA" train "${RUN[@]}" "${V[@]}" --lr 3e-2 --steps 6 --save-every 1 --save-best 1 \
+        --out "$TMP/q" --log "$TMP/q.jsonl" >/dev/null
+    "$KSA" train --resume "$TMP/q" --steps 9 --allow-schedule-change --log "$TMP/q.jsonl" >/dev/null
+    local step
+    step=$("$PY" - "$TMP/q.jsonl" "$TMP/q/best.h5" <<'PYEOF'
+import json, sys, h5py
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["step"] for r in rows] == list(range(1, 10)), [r["step"] for r in rows]
+best = min(rows, key=lambda r: r["val_loss"])
+t = h5py.File(sys.argv[2], "r")["train"].attrs
+assert t["val_loss"] == best["val_loss"], (t["val_loss"], best["val_loss"])
+assert t["step"] == best["step"], (t["step"], best["step"])
+print(best["step"])
+PYEOF
+)
+    same_state "$TMP/q/best.h5" "$(printf '%s/q/step_%08d.h5' "$TMP" "$step")" >/dev/null
+    expect_error "save_best needs val_data" \
+        "$KSA" train "${RUN[@]}" --steps 1 --save-best 1 --out "$TMP/q3"
+}
+
 echo "[==========] Running test_resume.sh"
 for t in resume_continues_the_run_bit_for_bit resume_reads_the_optimizer_state \
     checkpoints_are_readable_by_h5py_and_h5dump sigterm_finishes_the_step_and_saves \
     a_crash_during_a_save_leaves_the_previous_checkpoint keep_removes_only_older_checkpoints \
     contradicting_resumes_are_refused_and_touch_nothing \
     fine_tuning_starts_from_a_checkpoints_parameters a_running_run_holds_its_folder \
-    output_locations_are_checked_before_step_1; do
+    output_locations_are_checked_before_step_1 a_folder_belongs_to_one_run \
+    keep_and_resume_leave_another_runs_files_alone a_resume_may_name_moved_data_but_not_changed_data \
+    a_new_steps_must_not_reshape_the_schedule_silently save_best_keeps_the_best_validation_checkpoint; do
     run_test "$t" "$t"
 done
 finish

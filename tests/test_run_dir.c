@@ -61,8 +61,26 @@ static void a_folder_resumes_from_its_newest_checkpoint(void **state)
     assert_int_equal(test_remove_tree(dir), 0);
 }
 
-/* A resumed run may change only steps, out, log, save_every, keep, eval_every and threads,
- * and must have steps left. */
+/* ksa_run_check_resume after `steps` completed, with or without recorded data identities. */
+static ksa_status check_resume(const ksa_model_config *mc2, const ksa_model_config *mc,
+                               const ksa_train_config *tc2, const ksa_train_config *tc, long steps,
+                               int identities, int allow_schedule_change)
+{
+    ksa_ckpt_progress pr = {.step = steps};
+    if (identities) {
+        snprintf(pr.data_identity, sizeof pr.data_identity, "xxh3-64 1, 2 bytes");
+        snprintf(pr.val_data_identity, sizeof pr.val_data_identity, "xxh3-64 3, 4 bytes");
+    }
+    FILE *null = fopen("/dev/null", "w");
+    ksa_status st =
+        ksa_run_check_resume("c.h5", mc2, mc, tc2, tc, &pr, allow_schedule_change, null);
+    fclose(null);
+    return st;
+}
+
+/* A resumed run may change only steps, out, log, save_every, keep, save_best, eval_every and
+ * threads (and the data paths when the data's identity is recorded), and must have steps
+ * left. */
 static void resume_rules_name_the_key_that_differs(void **state)
 {
     (void)state;
@@ -71,21 +89,61 @@ static void resume_rules_name_the_key_that_differs(void **state)
     mc2 = mc;
     ksa_train_config tc, tc2;
     ksa_train_config_defaults(&tc);
+    snprintf(tc.lr_schedule, sizeof tc.lr_schedule, "constant");
     tc2 = tc;
-    tc2.steps = tc.steps + 5, tc2.keep = 3, tc2.threads = 1;
-    assert_int_equal(ksa_run_check_resume("c.h5", &mc2, &mc, &tc2, &tc, 7), KSA_OK);
+    tc2.steps = tc.steps + 5, tc2.keep = 3, tc2.threads = 1, tc2.save_best = 1;
+    assert_int_equal(check_resume(&mc2, &mc, &tc2, &tc, 7, 0, 0), KSA_OK);
     tc2.lr = tc.lr * 2;
-    assert_int_equal(ksa_run_check_resume("c.h5", &mc2, &mc, &tc2, &tc, 7), KSA_EINVAL);
+    assert_int_equal(check_resume(&mc2, &mc, &tc2, &tc, 7, 0, 0), KSA_EINVAL);
     assert_non_null(strstr(ksa_last_error(), "training key 'lr' differs"));
     tc2.lr = tc.lr;
     mc2.hidden_size = mc.hidden_size + 8;
-    assert_int_equal(ksa_run_check_resume("c.h5", &mc2, &mc, &tc2, &tc, 7), KSA_EINVAL);
+    assert_int_equal(check_resume(&mc2, &mc, &tc2, &tc, 7, 0, 0), KSA_EINVAL);
     assert_non_null(strstr(ksa_last_error(), "model key 'hidden_size' differs"));
     mc2 = mc;
-    assert_int_equal(ksa_run_check_resume("c.h5", &mc2, &mc, &tc2, &tc, tc2.steps), KSA_EINVAL);
+    assert_int_equal(check_resume(&mc2, &mc, &tc2, &tc, tc2.steps, 0, 0), KSA_EINVAL);
     assert_non_null(strstr(ksa_last_error(), "leaves nothing to do"));
     assert_true(ksa_run_may_change_on_resume("eval_every"));
     assert_false(ksa_run_may_change_on_resume("seed"));
+    /* data that moved: only when the checkpoint can tell it is the same data */
+    snprintf(tc2.data, sizeof tc2.data, "/elsewhere/train.bin");
+    snprintf(tc2.val_data, sizeof tc2.val_data, "/elsewhere/val.bin");
+    assert_int_equal(check_resume(&mc2, &mc, &tc2, &tc, 7, 1, 0), KSA_OK);
+    assert_int_equal(check_resume(&mc2, &mc, &tc2, &tc, 7, 0, 0), KSA_EINVAL);
+    assert_non_null(strstr(ksa_last_error(), "training key 'data' differs"));
+}
+
+/* A new `steps` that changes the learning rate of a remaining update needs
+ * allow_schedule_change; one that changes nothing (constant, or steps before the decay of a
+ * longer run are untouched only if the curve is) does not. */
+static void a_new_steps_that_reshapes_the_schedule_is_refused(void **state)
+{
+    (void)state;
+    ksa_model_config mc;
+    ksa_model_config_defaults(&mc);
+    ksa_train_config tc, tc2;
+    ksa_train_config_defaults(&tc);
+    snprintf(tc.lr_schedule, sizeof tc.lr_schedule, "wsd");
+    tc.steps = 200, tc.warmup_steps = 10, tc.decay_steps = 100, tc.lr = 1e-3, tc.min_lr = 1e-4;
+    tc2 = tc;
+    tc2.steps = 400; /* the decay moves from 100-199 to 300-399 */
+    assert_int_equal(check_resume(&mc, &mc, &tc2, &tc, 150, 0, 0), KSA_EINVAL);
+    assert_non_null(strstr(ksa_last_error(), "--allow-schedule-change"));
+    assert_non_null(strstr(ksa_last_error(), "step 151"));
+    assert_int_equal(check_resume(&mc, &mc, &tc2, &tc, 150, 0, 1), KSA_OK);
+    /* extending a finished run: the old schedule would continue at min_lr, the new decays
+     * from lr again */
+    assert_int_equal(check_resume(&mc, &mc, &tc2, &tc, 200, 0, 0), KSA_EINVAL);
+    /* a constant schedule is the same curve for any length */
+    snprintf(tc.lr_schedule, sizeof tc.lr_schedule, "constant");
+    tc2 = tc;
+    tc2.steps = 400;
+    assert_int_equal(check_resume(&mc, &mc, &tc2, &tc, 150, 0, 0), KSA_OK);
+    /* shortening a cosine run changes every remaining rate */
+    snprintf(tc.lr_schedule, sizeof tc.lr_schedule, "cosine");
+    tc2 = tc;
+    tc2.steps = 180;
+    assert_int_equal(check_resume(&mc, &mc, &tc2, &tc, 150, 0, 0), KSA_EINVAL);
 }
 
 int main(void)
@@ -94,6 +152,7 @@ int main(void)
         cmocka_unit_test(checkpoint_names_give_their_step),
         cmocka_unit_test(a_folder_resumes_from_its_newest_checkpoint),
         cmocka_unit_test(resume_rules_name_the_key_that_differs),
+        cmocka_unit_test(a_new_steps_that_reshapes_the_schedule_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -109,7 +109,7 @@ static void run(long micro_batch, run_result *out)
     ksa_train_config tc;
     train_config(&tc, micro_batch);
     ksa_trainer t;
-    assert_int_equal(ksa_trainer_init(&t, &m, &tc), KSA_OK);
+    assert_int_equal(ksa_trainer_init(&t, &m, &tc, "test"), KSA_OK);
     for (int s = 0; s < 4; s++) {
         ksa_step_stats st;
         assert_int_equal(ksa_trainer_step(&t, &st), KSA_OK);
@@ -164,7 +164,7 @@ static void a_non_finite_gradient_stops_the_step_naming_the_parameter(void **sta
     ksa_train_config tc;
     train_config(&tc, 8);
     ksa_trainer t;
-    assert_int_equal(ksa_trainer_init(&t, &m, &tc), KSA_OK);
+    assert_int_equal(ksa_trainer_init(&t, &m, &tc, "test"), KSA_OK);
     ksa_step_stats st;
     assert_int_equal(ksa_trainer_step(&t, &st), KSA_ENUMERIC);
     if (!strstr(ksa_last_error(), "step 1: non-finite gradient"))

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -686,13 +687,21 @@ static ksa_status write_train_state(const char *path, hid_t file, const ksa_ckpt
         st = write_attr_int(path, train, "/train", "world_size", ts->world_size);
     if (st == KSA_OK) /* the loader is step-addressed: (seed, step) is its whole state */
         st = write_attr_string(path, train, "/train", "data_order", "step-addressed (seed, step)");
+    const char *stamp_names[] = {"run_id", "data_identity", "val_data_identity"};
+    const char *stamps[] = {ts->run_id, ts->data_identity, ts->val_data_identity};
+    for (int i = 0; i < 3 && st == KSA_OK; i++)
+        if (stamps[i] && stamps[i][0])
+            st = write_attr_string(path, train, "/train", stamp_names[i], stamps[i]);
+    if (st == KSA_OK && !isnan(ts->val_loss))
+        st = write_attr_double(path, train, "/train", "val_loss", ts->val_loss);
     for (size_t i = 0; i < ts->n_train_keys && st == KSA_OK; i++) {
         const ksa_config_key *k = &ts->train_keys[i];
         const char *field = (const char *)ts->train + k->offset;
         switch (k->kind) {
         case KSA_KEY_INT:
-        case KSA_KEY_BOOL:
-            st = write_attr_int(path, train, "/train", k->name, *(const long *)field);
+        case KSA_KEY_BOOL: /* -1: an unset optional key, not written (read back as unset) */
+            if (*(const long *)field >= 0)
+                st = write_attr_int(path, train, "/train", k->name, *(const long *)field);
             break;
         case KSA_KEY_FLOAT:
             st = write_attr_double(path, train, "/train", k->name, *(const double *)field);
@@ -1045,8 +1054,7 @@ typedef struct {
     size_t n_keys;
     ksa_config_setter set;
     void *ctx;
-    long *step;
-    unsigned long long *tokens_seen;
+    ksa_ckpt_progress *pr;
     int have_step, have_tokens;
     ksa_status st;
 } train_reader;
@@ -1072,9 +1080,27 @@ static herr_t apply_train_attr(hid_t group, const char *name, const H5A_info_t *
             return -1;
         }
         if (!strcmp(name, "step"))
-            *r->step = (long)v, r->have_step = 1;
+            r->pr->step = (long)v, r->have_step = 1;
         else
-            *r->tokens_seen = (unsigned long long)v, r->have_tokens = 1;
+            r->pr->tokens_seen = (unsigned long long)v, r->have_tokens = 1;
+        return 0;
+    }
+    char *stamp = !strcmp(name, "run_id")              ? r->pr->run_id
+                  : !strcmp(name, "data_identity")     ? r->pr->data_identity
+                  : !strcmp(name, "val_data_identity") ? r->pr->val_data_identity
+                                                       : NULL;
+    if (stamp) {
+        snprintf(stamp, KSA_CKPT_STAMP, "%.*s", KSA_CKPT_STAMP - 1, text);
+        return 0;
+    }
+    if (!strcmp(name, "val_loss")) {
+        char *end;
+        r->pr->val_loss = strtod(text, &end);
+        if (kind == VALUE_STRING || *end) {
+            r->st = ksa_h5_fail_at(KSA_EFORMAT, r->path,
+                                   "/train attribute val_loss is '%s', expected a number", text);
+            return -1;
+        }
         return 0;
     }
     if (!strcmp(name, "world_size") || !strcmp(name, "data_order"))
@@ -1090,18 +1116,18 @@ static herr_t apply_train_attr(hid_t group, const char *name, const H5A_info_t *
 }
 
 ksa_status ksa_ckpt_read_train(const char *path, const ksa_config_key *keys, size_t n_keys,
-                               ksa_config_setter set, void *ctx, long *step,
-                               unsigned long long *tokens_seen)
+                               ksa_config_setter set, void *ctx, ksa_ckpt_progress *pr)
 {
     hid_t file, group = -1;
+    memset(pr, 0, sizeof *pr);
+    pr->val_loss = NAN;
     KSA_TRY(open_checkpoint(path, &file));
     train_reader r = {.path = path,
                       .keys = keys,
                       .n_keys = n_keys,
                       .set = set,
                       .ctx = ctx,
-                      .step = step,
-                      .tokens_seen = tokens_seen,
+                      .pr = pr,
                       .st = KSA_OK};
     ksa_status st = ksa_h5_open_group(path, file, "/train", 1, &group);
     if (st != KSA_OK)
@@ -1115,6 +1141,24 @@ ksa_status ksa_ckpt_read_train(const char *path, const ksa_config_key *keys, siz
     if (st == KSA_OK && (!r.have_step || !r.have_tokens))
         st = ksa_h5_fail_at(KSA_EFORMAT, path, "/train lacks the attribute '%s'",
                             r.have_step ? "tokens_seen" : "step");
+    ksa_h5_close(group, &st, path, "/train");
+    ksa_h5_close(file, &st, path, "the file");
+    return st;
+}
+
+ksa_status ksa_ckpt_read_run_id(const char *path, char *id, size_t cap)
+{
+    hid_t file, group = -1;
+    id[0] = '\0';
+    KSA_TRY(open_checkpoint(path, &file));
+    ksa_status st = ksa_h5_open_group(path, file, "/train", 1, &group);
+    if (st == KSA_OK && H5Aexists(group, "run_id") > 0) {
+        char text[VALUE_MAX];
+        value_kind kind;
+        st = read_attr_text(path, group, "/train", "run_id", text, sizeof text, &kind);
+        if (st == KSA_OK)
+            snprintf(id, cap, "%s", text);
+    }
     ksa_h5_close(group, &st, path, "/train");
     ksa_h5_close(file, &st, path, "the file");
     return st;

@@ -56,6 +56,7 @@ ksa_status ksa_ckpt_write_grads(const char *path, const ksa_params *p);
 ksa_status ksa_ckpt_has(const char *path, const char *object, int *found);
 
 /* ---- training checkpoints: the model plus /optim and /train ------------------------- */
+#define KSA_CKPT_STAMP 128 /* capacity of a stamp string read back */
 /* The AdamW hyperparameters written as /optim attributes. */
 typedef struct {
     double beta1, beta2, eps, weight_decay;
@@ -71,6 +72,11 @@ typedef struct {
     long step;                      /* optimizer steps completed */
     unsigned long long tokens_seen; /* text tokens of those steps */
     int world_size;                 /* ranks of the run (informational) */
+    /* The run's stamps (NULL or "": not written): its id, the identity of its training and
+     * validation data (data/identity.h), and the validation loss this checkpoint was saved
+     * for (NaN: not written; best.h5 of --save-best). */
+    const char *run_id, *data_identity, *val_data_identity;
+    double val_loss;
     /* The AdamW moments this rank holds: elements [slice_lo, slice_hi) of the flat
      * parameter buffer (DESIGN.md §5), the moments of element slice_lo + i at index i, so
      * arrays of slice_hi - slice_lo elements; slice_hi may pass p->numel (padding). The
@@ -92,13 +98,25 @@ typedef struct {
  * buffer is split evenly between the ranks instead).                                      */
 ksa_status ksa_ckpt_write_training(const char *path, const ksa_model_config *cfg,
                                    const ksa_params *p, int eot_id, const ksa_ckpt_train_state *ts);
-/* Reads /train: step and tokens_seen, and hands every attribute named like a key of
+/* What /train says of the run beyond its keys. Stamps missing from older files read as ""
+ * (and val_loss as NaN). */
+typedef struct {
+    long step;                      /* optimizer steps completed */
+    unsigned long long tokens_seen; /* text tokens of those steps */
+    char run_id[KSA_CKPT_STAMP];
+    char data_identity[KSA_CKPT_STAMP], val_data_identity[KSA_CKPT_STAMP];
+    double val_loss;
+} ksa_ckpt_progress;
+
+/* Reads /train: the progress and stamps, and hands every attribute named like a key of
  * keys[0..n_keys) to set(ctx, key, value as text, origin). world_size and data_order are
  * informational; other attributes are reported on stderr and ignored. A model-only file (no
  * /train) or a missing step / tokens_seen is an error.                                   */
 ksa_status ksa_ckpt_read_train(const char *path, const ksa_config_key *keys, size_t n_keys,
-                               ksa_config_setter set, void *ctx, long *step,
-                               unsigned long long *tokens_seen);
+                               ksa_config_setter set, void *ctx, ksa_ckpt_progress *pr);
+/* The /train run_id of a checkpoint into id ("" when the file has none); an unreadable file
+ * or one without /train is an error. Serial (any rank, no collective).                   */
+ksa_status ksa_ckpt_read_run_id(const char *path, char *id, size_t cap);
 /* /optim/exp_avg and /optim/exp_avg_sq into buffers of the parameter buffer's layout
  * ([p->numel]; padding elements are set to 0). Same as the slice [0, p->numel).          */
 ksa_status ksa_ckpt_read_moments(const char *path, const ksa_params *p, ksa_real *exp_avg,

@@ -8,7 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ckpt/ckpt.h"
 #include "ckpt/init_from.h"
+#include "core/rng.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "dist/dist.h"
@@ -31,12 +33,13 @@ int ksa_cmd_train(int argc, char **argv)
 typedef struct {
     ksa_model_config mc;
     ksa_train_config tc;
-    int dry_run, help;
+    int dry_run, help, overwrite, allow_schedule_change;
     long sample_tokens;
     const char *prompt, *resume, *init_from, *summary_init, *config_path;
     ksa_summary_init how;
     char resume_path[KSA_PATH_STR + 32]; /* "" unless --resume */
-    long resume_step;
+    ksa_ckpt_progress resumed;           /* the --resume checkpoint's progress and stamps */
+    ksa_run_owner owner;                 /* the run's id (ksa_run_new_id, or the resumed one) */
 } train_cli;
 
 /* Parses argv into c; returns 0, or the exit code after printing the error (or --help). A
@@ -52,6 +55,10 @@ static int parse_command_line(int argc, char **argv, train_cli *c)
     c->summary_init = "copy";
     const ksa_arg args[] = {
         {"dry_run", KSA_ARG_FLAG, &c->dry_run, NULL, 0, "print the plan and exit"},
+        {"overwrite", KSA_ARG_FLAG, &c->overwrite, NULL, 0,
+         "delete another run's checkpoints in --out instead of refusing the folder"},
+        {"allow_schedule_change", KSA_ARG_FLAG, &c->allow_schedule_change, NULL, 0,
+         "let a --resume with a new --steps reshape the learning-rate schedule"},
         {"resume", KSA_ARG_STRING, &c->resume, NULL, 0,
          "continue the run of a checkpoint (file or folder)"},
         {"init_from", KSA_ARG_STRING, &c->init_from, NULL, 0,
@@ -74,9 +81,8 @@ static int parse_command_line(int argc, char **argv, train_cli *c)
                                   "--resume takes its configuration from the checkpoint; "
                                   "drop --config");
         }
-        unsigned long long tokens;
         if (ksa_run_read_resume(c->resume, c->resume_path, sizeof c->resume_path, &stored_mc,
-                                &stored_tc, &c->resume_step, &tokens) != KSA_OK)
+                                &stored_tc, &c->resumed) != KSA_OK)
             return ksa_cli_error("train", 1);
         c->mc = stored_mc;
         c->tc = stored_tc;
@@ -95,13 +101,52 @@ static int parse_command_line(int argc, char **argv, train_cli *c)
                               "--init-from starts a new run, --resume continues one: give "
                               "one of them");
     if (c->resume && ksa_run_check_resume(c->resume_path, &c->mc, &stored_mc, &c->tc, &stored_tc,
-                                          c->resume_step) != KSA_OK)
+                                          &c->resumed, c->allow_schedule_change, stdout) != KSA_OK)
         return ksa_cli_error("train", 2);
+    if (c->overwrite && c->resume)
+        return ksa_cli_errorf("train", 2,
+                              "--overwrite is for a new run; a --resume continues its own files");
     if (c->help) {
         ksa_args_usage(stdout, "train", args, n_args);
         printf("configuration keys: see docs/configs.md and docs/training.md\n");
     }
     return 0;
+}
+
+/* The run's id: a resume keeps the checkpoint's (one written before run ids gets a new id and
+ * adopts the unstamped files of its folder); a new run or a fine-tune gets a new one.
+ * Collective under MPI. */
+static void choose_run_id(train_cli *c)
+{
+    memset(&c->owner, 0, sizeof c->owner);
+    if (c->resume && c->resumed.run_id[0]) {
+        snprintf(c->owner.id, sizeof c->owner.id, "%s", c->resumed.run_id);
+        return;
+    }
+    ksa_run_new_id(c->owner.id, sizeof c->owner.id);
+    c->owner.adopt_unstamped = c->resume != NULL;
+}
+
+/* data_seed, when unset: the seed, except for a fine-tune, whose batches would otherwise
+ * repeat its parent run's from the start: a seed derived from the seed and the parent's run
+ * id (its path when it has none). Stored in the checkpoints like every key. */
+static ksa_status choose_data_seed(train_cli *c)
+{
+    if (c->tc.data_seed >= 0)
+        return KSA_OK;
+    if (!c->init_from) {
+        c->tc.data_seed = c->tc.seed;
+        return KSA_OK;
+    }
+    char parent[KSA_CKPT_STAMP] = "";
+    int has_train = 0;
+    KSA_TRY(ksa_ckpt_has(c->init_from, "/train", &has_train));
+    if (has_train)
+        KSA_TRY(ksa_ckpt_read_run_id(c->init_from, parent, sizeof parent));
+    uint64_t h =
+        ksa_mix64((uint64_t)c->tc.seed ^ ksa_hash_string(parent[0] ? parent : c->init_from));
+    c->tc.data_seed = (long)(h >> 33); /* a non-negative long on every platform */
+    return KSA_OK;
 }
 
 /* The configuration, layers, parameters, memory and FLOPs of the run, on stdout. */
@@ -114,6 +159,11 @@ static void print_plan(const train_cli *c, const ksa_model *m, int n_ranks, doub
                              : "(built-in defaults)");
     ksa_model_config_write(&c->mc, stdout);
     ksa_train_config_write(&c->tc, stdout);
+    printf("# run id %s (%s)\n", c->owner.id,
+           c->resume && c->resumed.run_id[0] ? "resumed"
+           : c->resume                       ? "new: the checkpoint predates run ids"
+           : c->init_from                    ? "new: a fine-tune is a run of its own"
+                                             : "new");
     printf("# layers\n");
     ksa_model_layout_print(&m->layout, stdout);
     printf("# parameters: %zu (%.3f M)\n", ksa_params_count(&m->params),
@@ -145,7 +195,8 @@ static int run(const train_cli *c, ksa_model *m, double step_flops)
     char dir[KSA_PATH_STR + 32];
     resume_folder(c, dir, sizeof dir);
     ksa_run_lock lock;
-    if (ksa_run_claim_outputs(&c->tc, dir[0] ? dir : NULL, &lock) != KSA_OK)
+    if (ksa_run_claim_outputs(&c->tc, dir[0] ? dir : NULL, &c->owner, c->overwrite, stdout,
+                              &lock) != KSA_OK)
         return ksa_cli_error("train", 1);
     int rc = train_and_sample(c, m, step_flops);
     ksa_run_release(&lock);
@@ -162,7 +213,7 @@ static int train_and_sample(const train_cli *c, ksa_model *m, double step_flops)
             return ksa_cli_error("train", 1);
     }
     ksa_trainer t;
-    if (ksa_trainer_init(&t, m, tc) != KSA_OK)
+    if (ksa_trainer_init(&t, m, tc, c->owner.id) != KSA_OK)
         return ksa_cli_error("train", 1);
     int rc = 1;
     if (c->resume_path[0]) {
@@ -178,7 +229,8 @@ static int train_and_sample(const train_cli *c, ksa_model *m, double step_flops)
     double peak = ksa_run_peak_gflops(tc, stdout);
     fflush(stdout);
     ksa_run_end end;
-    if (ksa_run_train(&t, tc, step_flops, peak, c->resume_path[0] != '\0', stdout, &end) != KSA_OK)
+    if (ksa_run_train(&t, tc, &c->owner, step_flops, peak, c->resume_path[0] != '\0', stdout,
+                      &end) != KSA_OK)
         goto fail;
     rc = end == KSA_RUN_STOPPED_UNSAVED;
     if (end == KSA_RUN_FINISHED && c->sample_tokens > 0) {
@@ -204,6 +256,11 @@ static int train_main(int argc, char **argv)
     if (rc != 0 || c.help)
         return rc;
     int n_ranks = ksa_dist_size();
+    if (c.resume && c.tc.data_seed < 0) /* a checkpoint from before data_seed: same order */
+        c.tc.data_seed = c.tc.seed;
+    if (choose_data_seed(&c) != KSA_OK)
+        return ksa_cli_error("train", 1);
+    choose_run_id(&c);
     if (c.tc.threads > 0) {
         ksa_threads_set((int)c.tc.threads);
     } else if (!getenv("OMP_NUM_THREADS")) { /* the host's cores shared by its ranks */

@@ -2,6 +2,7 @@
 #include "train/run.h"
 
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,11 +126,16 @@ typedef struct {
     long n_first;
 } loss_summary;
 
-static ksa_status train_steps(ksa_trainer *t, const ksa_train_config *tc, double step_flops,
-                              double peak, FILE *log, FILE *out, ksa_run_end *end, loss_summary *ls)
+static ksa_status train_steps(ksa_trainer *t, const ksa_train_config *tc,
+                              const ksa_run_owner *owner, double step_flops, double peak, FILE *log,
+                              FILE *out, ksa_run_end *end, loss_summary *ls)
 {
     double t_start = ksa_now();
     long start_step = t->step;
+    int save_best = tc->save_best && t->has_val && tc->out[0];
+    double best = save_best ? ksa_run_best_so_far(tc->out, owner) : 0;
+    if (save_best && isfinite(best))
+        fprintf(out, "# best validation loss so far: %.4f (%s/best.h5)\n", best, tc->out);
     while (t->step < tc->steps) {
         step_report r = {.steps = tc->steps};
         KSA_TRY(ksa_trainer_step(t, &r.stats));
@@ -149,11 +155,15 @@ static ksa_status train_steps(ksa_trainer *t, const ksa_train_config *tc, double
         print_progress(out, &r);
         if (log)
             log_step(log, &r);
+        if (save_best && r.has_val && r.val_loss < best) {
+            best = r.val_loss;
+            KSA_TRY(ksa_run_save_best(t, tc->out, best, out));
+        }
         /* the ranks agree on a stop, so that all of them save at the same step */
         int stop = ksa_dist_any(stop_requested != 0);
         int periodic = tc->save_every > 0 && r.step % tc->save_every == 0;
         if (tc->out[0] && (periodic || r.step == tc->steps || stop))
-            KSA_TRY(ksa_run_save(t, tc->out, tc->keep, out));
+            KSA_TRY(ksa_run_save(t, tc->out, tc->keep, owner, out));
         if (stop) {
             fprintf(out, "# stopped by a signal after step %ld/%ld\n", r.step, tc->steps);
             if (tc->out[0])
@@ -175,8 +185,9 @@ static ksa_status train_steps(ksa_trainer *t, const ksa_train_config *tc, double
     return KSA_OK;
 }
 
-ksa_status ksa_run_train(ksa_trainer *t, const ksa_train_config *tc, double step_flops, double peak,
-                         int append_log, FILE *out, ksa_run_end *end)
+ksa_status ksa_run_train(ksa_trainer *t, const ksa_train_config *tc, const ksa_run_owner *owner,
+                         double step_flops, double peak, int append_log, FILE *out,
+                         ksa_run_end *end)
 {
     FILE *log = NULL;
     if (t->rank == 0 && tc->log[0] && !(log = fopen(tc->log, append_log ? "a" : "w")))
@@ -187,7 +198,7 @@ ksa_status ksa_run_train(ksa_trainer *t, const ksa_train_config *tc, double step
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     loss_summary ls = {0};
-    ksa_status st = train_steps(t, tc, step_flops, peak, log, out, end, &ls);
+    ksa_status st = train_steps(t, tc, owner, step_flops, peak, log, out, end, &ls);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     if (log)

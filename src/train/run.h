@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 
+#include "train/run_dir.h"
 #include "train/trainer.h"
 
 /* The peak of the machine for MFU, in GFLOP/s: tc->peak_gflops when set; otherwise, on rank
@@ -26,10 +27,13 @@ typedef enum {
     KSA_RUN_STOPPED_UNSAVED, /* stopped by a signal without an out folder */
 } ksa_run_end;
 
-/* Trains t from t->step to tc->steps. step_flops: ksa_model_step_flops of a step; peak:
- * ksa_run_peak_gflops. append_log: a resumed run appends to its log (which then reads as one
- * run). Progress goes to out. Installs SIGINT / SIGTERM handlers for the run's duration. */
-ksa_status ksa_run_train(ksa_trainer *t, const ksa_train_config *tc, double step_flops, double peak,
-                         int append_log, FILE *out, ksa_run_end *end);
+/* Trains t from t->step to tc->steps. owner: whose checkpoints --keep rotates and whose
+ * best.h5 --save-best continues (run_dir.h). step_flops: ksa_model_step_flops of a step;
+ * peak: ksa_run_peak_gflops. append_log: a resumed run appends to its log (which then reads
+ * as one run). Progress goes to out. Installs SIGINT / SIGTERM handlers for the run's
+ * duration. */
+ksa_status ksa_run_train(ksa_trainer *t, const ksa_train_config *tc, const ksa_run_owner *owner,
+                         double step_flops, double peak, int append_log, FILE *out,
+                         ksa_run_end *end);
 
 #endif

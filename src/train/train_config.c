@@ -32,12 +32,14 @@ static const ksa_config_key train_keys[] = {
     KEY(clip_value, KSA_KEY_FLOAT, "1.0"),
     KEY(clip_norm, KSA_KEY_FLOAT, "0"),
     KEY(seed, KSA_KEY_INT, "42"),
+    KEY(data_seed, KSA_KEY_INT, ""), /* empty: unset (-1) */
     KEY(eval_every, KSA_KEY_INT, "100"),
     KEY(eval_batches, KSA_KEY_INT, "8"),
     KEY(log, KSA_KEY_STRING, ""),
     KEY(out, KSA_KEY_STRING, ""),
     KEY(save_every, KSA_KEY_INT, "0"),
     KEY(keep, KSA_KEY_INT, "0"),
+    KEY(save_best, KSA_KEY_BOOL, "0"),
     KEY(threads, KSA_KEY_INT, "0"),
     KEY(peak_gflops, KSA_KEY_FLOAT, "0"),
 };
@@ -95,7 +97,10 @@ ksa_status ksa_train_config_set(ksa_train_config *c, const char *key, const char
 void ksa_train_config_defaults(ksa_train_config *c)
 {
     memset(c, 0, sizeof *c);
+    c->data_seed = -1;
     for (size_t i = 0; i < N_KEYS; i++) {
+        if (!train_keys[i].default_value[0])
+            continue; /* unset */
         ksa_status st =
             ksa_config_key_set(&train_keys[i], c, train_keys[i].default_value, "default");
         KSA_ASSERT(st == KSA_OK, "bad built-in default: %s", ksa_last_error());
@@ -131,6 +136,23 @@ ksa_status ksa_train_config_validate(const ksa_train_config *c, int n_ranks)
                         "clip_value, clip_norm, weight_decay and peak_gflops must not be negative");
     if (c->eval_batches < 1 && c->val_data[0])
         return ksa_fail(KSA_EINVAL, "eval_batches must be at least 1");
+    if (c->save_best && (!c->val_data[0] || !c->out[0]))
+        return ksa_fail(KSA_EINVAL, "save_best needs val_data (the loss it compares) and out (the "
+                                    "folder of best.h5)");
+    ksa_lr_schedule s;
+    return ksa_train_config_schedule(c, &s);
+}
+
+ksa_status ksa_train_config_schedule(const ksa_train_config *c, ksa_lr_schedule *s)
+{
+    ksa_lr_kind kind;
+    KSA_TRY(ksa_lr_schedule_parse_kind(c->lr_schedule, &kind));
+    *s = (ksa_lr_schedule){.kind = kind,
+                           .lr = c->lr,
+                           .min_lr = c->min_lr,
+                           .warmup_steps = c->warmup_steps,
+                           .decay_steps = c->decay_steps,
+                           .steps = c->steps};
     return KSA_OK;
 }
 
@@ -162,9 +184,9 @@ static ksa_status set_from_checkpoint(void *ctx, const char *key, const char *va
     return ksa_train_config_set(ctx, key, value, origin, NULL);
 }
 
-ksa_status ksa_train_config_read_checkpoint(const char *path, ksa_train_config *c, long *step,
-                                            unsigned long long *tokens_seen)
+ksa_status ksa_train_config_read_checkpoint(const char *path, ksa_train_config *c,
+                                            ksa_ckpt_progress *pr)
 {
     ksa_train_config_defaults(c);
-    return ksa_ckpt_read_train(path, train_keys, N_KEYS, set_from_checkpoint, c, step, tokens_seen);
+    return ksa_ckpt_read_train(path, train_keys, N_KEYS, set_from_checkpoint, c, pr);
 }

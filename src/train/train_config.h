@@ -8,7 +8,9 @@
 
 #include <stdio.h>
 
+#include "ckpt/ckpt.h"
 #include "core/settings.h"
+#include "optim/lr_schedule.h"
 
 #define KSA_PATH_STR 1024
 
@@ -28,11 +30,13 @@ typedef struct {
     double clip_value; /* element-wise clipping bound (0: off) */
     double clip_norm;  /* global-norm clipping (0: off) */
     long seed;
+    long data_seed; /* the data order's seed; -1: seed (a fine-tune derives its own) */
     long eval_every, eval_batches; /* validation every N steps (0: only at the end), rows */
     char log[KSA_PATH_STR];        /* JSONL log ("": none) */
     char out[KSA_PATH_STR];        /* checkpoint folder ("": no checkpoints) */
     long save_every;               /* checkpoint every N steps (0: only at the end) */
     long keep;                     /* keep the newest K checkpoints (0: all) */
+    long save_best;                /* bool: keep DIR/best.h5, the best validation loss */
     long threads;                  /* 0: OMP_NUM_THREADS / cores */
     double peak_gflops;            /* MFU denominator (0: measure sgemm once and cache it) */
 } ksa_train_config;
@@ -43,6 +47,8 @@ int ksa_train_config_has_key(const char *key);
  * folder), or NULL for the command line. */
 ksa_status ksa_train_config_set(ksa_train_config *c, const char *key, const char *value,
                                 const char *origin, const char *base_file);
+/* The learning-rate schedule the keys describe (KSA_EINVAL for an unknown lr_schedule). */
+ksa_status ksa_train_config_schedule(const ksa_train_config *c, ksa_lr_schedule *s);
 /* Checks the values that must hold together (data xor data_mix, batch divisibility ...). */
 ksa_status ksa_train_config_validate(const ksa_train_config *c, int n_ranks);
 void ksa_train_config_write(const ksa_train_config *c, FILE *f);
@@ -52,9 +58,9 @@ const ksa_config_key *ksa_train_config_keys(size_t *n);
  * folder, as a checkpoint stores them (CHECKPOINT_FORMAT.md: a resume works from any folder). */
 void ksa_train_config_absolute_paths(ksa_train_config *c);
 
-/* A training checkpoint's /train: the training keys (over the defaults), the steps completed
- * and the text tokens seen. */
-ksa_status ksa_train_config_read_checkpoint(const char *path, ksa_train_config *c, long *step,
-                                            unsigned long long *tokens_seen);
+/* A training checkpoint's /train: the training keys (over the defaults), and the run's
+ * progress and stamps (steps completed, tokens seen, run id, data identities). */
+ksa_status ksa_train_config_read_checkpoint(const char *path, ksa_train_config *c,
+                                            ksa_ckpt_progress *pr);
 
 #endif

@@ -13,9 +13,11 @@
 #include "optim/adamw.h"
 #include "optim/clip.h"
 
-ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config *c)
+ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config *c,
+                            const char *run_id)
 {
     memset(t, 0, sizeof *t);
+    snprintf(t->run_id, sizeof t->run_id, "%s", run_id ? run_id : "");
     t->model = m;
     t->cfg = c;
     t->rank = ksa_dist_rank();
@@ -28,7 +30,7 @@ ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config
     ksa_loader_options lo = {.seq_len = (size_t)c->seq_len,
                              .global_batch = (size_t)c->global_batch,
                              .vocab_size = m->V,
-                             .seed = (uint64_t)c->seed,
+                             .seed = (uint64_t)(c->data_seed >= 0 ? c->data_seed : c->seed),
                              .dtype = KSA_DTYPE_AUTO};
     if (c->dtype[0])
         KSA_TRY(ksa_tokfile_parse_dtype(c->dtype, &lo.dtype));
@@ -44,15 +46,10 @@ ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config
             return st;
         }
         t->has_val = 1;
+        ksa_tokfile_identity(&t->val.file, t->val_data_identity, sizeof t->val_data_identity);
     }
-    ksa_lr_kind kind;
-    KSA_TRY(ksa_lr_schedule_parse_kind(c->lr_schedule, &kind));
-    t->schedule = (ksa_lr_schedule){.kind = kind,
-                                    .lr = c->lr,
-                                    .min_lr = c->min_lr,
-                                    .warmup_steps = c->warmup_steps,
-                                    .decay_steps = c->decay_steps,
-                                    .steps = c->steps};
+    ksa_loader_identity(&t->loader, t->data_identity, sizeof t->data_identity);
+    KSA_TRY(ksa_train_config_schedule(c, &t->schedule));
     size_t slice = m->params.numel / (size_t)t->n_ranks;
     t->slice_lo = (size_t)t->rank * slice;
     t->slice_hi = t->slice_lo + slice;
@@ -174,7 +171,7 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
 
 /* Collective under MPI: every rank writes its own slice of the moments (CHECKPOINT_FORMAT:
  * the datasets keep the parameters' full shapes whatever the rank count). */
-ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path)
+ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path, double val_loss)
 {
     ksa_train_config stored = *t->cfg;
     ksa_train_config_absolute_paths(&stored);
@@ -188,6 +185,10 @@ ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path)
                                .step = t->step,
                                .tokens_seen = t->tokens_seen,
                                .world_size = t->n_ranks,
+                               .run_id = t->run_id,
+                               .data_identity = t->data_identity,
+                               .val_data_identity = t->val_data_identity,
+                               .val_loss = val_loss,
                                .slice_lo = t->slice_lo,
                                .slice_hi = t->slice_hi,
                                .exp_avg = t->exp_avg,
@@ -196,19 +197,37 @@ ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path)
                                    &ts);
 }
 
+/* The data a resume reads must be the data the checkpoint was trained on (its recorded
+ * identity; a checkpoint written before identities were recorded has none to compare). */
+static ksa_status same_data(const char *ckpt, const char *what, const char *file,
+                            const char *recorded, const char *now)
+{
+    if (!recorded[0] || !strcmp(recorded, now))
+        return KSA_OK;
+    return ksa_fail(KSA_EINVAL,
+                    "--resume: the %s '%s' is not the data %s was trained on (recorded: %s; "
+                    "now: %s): give the original files (they may have moved: --data, "
+                    "--val-data or --data-mix name their new place)",
+                    what, file, ckpt, recorded, now);
+}
+
 /* Each rank reads the parameters and only its own slice of the moments: a checkpoint
  * written by N ranks resumes on M. */
 ksa_status ksa_trainer_resume(ksa_trainer *t, const char *path)
 {
     ksa_train_config stored;
-    long step;
-    unsigned long long tokens;
-    KSA_TRY(ksa_train_config_read_checkpoint(path, &stored, &step, &tokens));
+    ksa_ckpt_progress pr;
+    KSA_TRY(ksa_train_config_read_checkpoint(path, &stored, &pr));
+    KSA_TRY(same_data(path, "training data", t->cfg->data[0] ? t->cfg->data : t->cfg->data_mix,
+                      pr.data_identity, t->data_identity));
+    if (t->has_val)
+        KSA_TRY(same_data(path, "validation data", t->cfg->val_data, pr.val_data_identity,
+                          t->val_data_identity));
     KSA_TRY(ksa_ckpt_read_params(path, &t->model->params, 0));
     KSA_TRY(ksa_ckpt_read_moments_slice(path, &t->model->params, t->slice_lo, t->slice_hi,
                                         t->exp_avg, t->exp_avg_sq));
-    t->step = step;
-    t->tokens_seen = (size_t)tokens;
+    t->step = pr.step;
+    t->tokens_seen = (size_t)pr.tokens_seen;
     return KSA_OK;
 }
 

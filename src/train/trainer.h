@@ -15,6 +15,8 @@
 #define KSA_TRAIN_TRAINER_H
 
 #include "autograd/tape.h"
+#include "ckpt/ckpt.h"
+#include "data/identity.h"
 #include "data/loader.h"
 #include "model/decoder.h"
 #include "optim/lr_schedule.h"
@@ -36,6 +38,9 @@ typedef struct {
     int32_t *tokens;    /* owned: [global_batch / ranks, seq_len + 1] */
     long step;          /* optimizer steps completed */
     size_t tokens_seen; /* text tokens of completed steps */
+    /* stamps written into every checkpoint (data/identity.h; run_dir.h for the run id) */
+    char run_id[KSA_CKPT_STAMP];
+    char data_identity[KSA_IDENTITY_STR], val_data_identity[KSA_IDENTITY_STR];
 } ksa_trainer;
 
 typedef struct {
@@ -46,13 +51,18 @@ typedef struct {
     double seconds;   /* wall time of this step */
 } ksa_step_stats;
 
-ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config *c);
+/* Opens the data (and records its identity); run_id: the run's id (run_dir.h). */
+ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config *c,
+                            const char *run_id);
 void ksa_trainer_free(ksa_trainer *t);
 ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats);
-/* Writes a training checkpoint of the current state (model, moments, step, keys). */
-ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path);
+/* Writes a training checkpoint of the current state (model, moments, step, keys, stamps);
+ * val_loss: the validation loss it is saved for (NaN: none). */
+ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path, double val_loss);
 /* Continues from a training checkpoint: parameters, AdamW moments, step, tokens seen.
- * The model and the training keys must already be those of the checkpoint.            */
+ * The model and the training keys must already be those of the checkpoint, except the
+ * paths of the data, which may have moved: the data's identity must be the one the
+ * checkpoint records (a checkpoint without one keeps its paths, ksa_run_check_resume). */
 ksa_status ksa_trainer_resume(ksa_trainer *t, const char *path);
 
 /* Mean loss over the first eval_batches rows of the validation file (no gradients). */
