@@ -232,3 +232,25 @@ ksa_status ksa_run_check_resume(const char *path, const ksa_model_config *given_
                         path, steps_done, given_tc->steps);
     return KSA_OK;
 }
+
+ksa_status ksa_run_newest_checkpoint(const char *arg, char *path, size_t cap)
+{
+    struct stat sb;
+    int n_written;
+    if (stat(arg, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        n_written = snprintf(path, cap, "%s", arg);
+        if (n_written < 0 || (size_t)n_written >= cap)
+            return ksa_fail(KSA_EINVAL, "checkpoint path '%s' is too long", arg);
+        return KSA_OK;
+    }
+    long *steps = ksa_alloc(MAX_CHECKPOINTS * sizeof *steps);
+    size_t n = ksa_run_list_checkpoints(arg, steps, MAX_CHECKPOINTS);
+    long newest = n ? steps[n - 1] : -1;
+    ksa_free(steps);
+    if (n == 0)
+        return ksa_fail(KSA_EIO, "folder '%s' holds no checkpoint (no step_*.h5 file)", arg);
+    n_written = snprintf(path, cap, "%s/step_%08ld.h5", arg, newest);
+    if (n_written < 0 || (size_t)n_written >= cap)
+        return ksa_fail(KSA_EINVAL, "checkpoint path '%s/step_%08ld.h5' is too long", arg, newest);
+    return KSA_OK;
+}

@@ -62,4 +62,9 @@ ksa_status ksa_run_check_resume(const char *path, const ksa_model_config *given_
                                 const ksa_model_config *stored_mc, const ksa_train_config *given_tc,
                                 const ksa_train_config *stored_tc, long steps_done);
 
+/* --ckpt ARG of the commands that only read a checkpoint (eval, sample): a file as given (a
+ * missing one is the checkpoint reader's error), or a folder's highest-numbered step_%08ld.h5
+ * into path; a folder without one is an error. Takes no lock: reading needs none.        */
+ksa_status ksa_run_newest_checkpoint(const char *arg, char *path, size_t cap);
+
 #endif
