@@ -196,6 +196,179 @@ PYEOF
         "$KSA" eval --ckpt "$TMP/small.h5" --data "$TMP/docs.bin" --seq-len 60
 }
 
+# tokens.py FILE N SEED [EOT_AT...]: N random byte tokens (uint16 with .meta), end-of-text at
+# the given indices.
+random_tokens() {
+    "$PY" - "$@" <<'PYEOF'
+import sys
+import numpy as np
+path, n, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+tok = np.random.default_rng(seed).integers(0, 256, n).astype("<u2")
+for i in sys.argv[4:]:
+    tok[int(i)] = 256
+tok.tofile(path)
+open(path + ".meta", "w").write("uint16")
+PYEOF
+}
+
+# --by-position against scripts/torch_reference.py (an independent float64 model) evaluated
+# on the same rows: per bucket the mean of the per-target cross-entropies, the bits per byte
+# (whole file), and the targets-weighted mean of the buckets equal to the overall loss.
+# 68 tokens, L = 20: the whole file is 3 rows (the first target of each is end-of-text, so
+# bucket [0, 1) has no byte); --batch 2 --offset 5 are 2 rows that share a token.
+eval_by_position_matches_the_reference_per_target_losses() {
+    small_model
+    random_tokens "$TMP/t.bin" 68 7 1 21 41 30
+    local e=(eval --ckpt "$TMP/small.h5" --data "$TMP/t.bin" --seq-len 20 --json)
+    local b
+    for b in ksa ksa64; do
+        "$BIN/$b" "${e[@]}" >"$TMP/$b.plain.json" 2>/dev/null
+        "$BIN/$b" "${e[@]}" --by-position >"$TMP/$b.whole.json" 2>/dev/null
+        "$BIN/$b" "${e[@]}" --by-position --batch 2 --offset 5 >"$TMP/$b.batch.json" 2>/dev/null
+    done
+    "$PY" - "$TMP" <<'PYEOF'
+import sys, json, math
+import h5py, numpy as np, torch
+sys.path.insert(0, "scripts")
+import torch_reference as tr
+d = sys.argv[1]
+f = h5py.File(d + "/small.h5", "r")
+m = tr.Model(tr.read_config(f))
+P = {n: torch.tensor(f["params"][n][()], dtype=tr.DT) for n, _, _ in m.param_specs()}
+tok = np.fromfile(d + "/t.bin", dtype="<u2").astype(np.int64)
+L = 20
+rows = {"whole": np.stack([tok[b * L : b * L + L + 1] for b in range((len(tok) - 1) // L)]),
+        "batch": np.stack([tok[5 + b * L : 5 + b * L + L + 1] for b in range(2)])}
+assert len(rows["whole"]) == 3
+buckets = [(0, 1), (1, 2), (2, 4), (4, 8), (8, 16), (16, 20)]
+for mode, r in rows.items():
+    logits, _ = tr.forward(m, P, torch.tensor(r))
+    tgt = torch.tensor(r[:, 1:])
+    ce = -torch.log_softmax(logits, -1).gather(-1, tgt[..., None])[..., 0].numpy()  # [n, L]
+    for build, tol in (("ksa64", 1e-12), ("ksa", 1e-5)):
+        out = json.load(open(f"{d}/{build}.{mode}.json"))
+        bp = out["by_position"]
+        assert [(b["from"], b["to"]) for b in bp] == buckets, bp
+        for b, (lo, hi) in zip(bp, buckets):
+            assert b["targets"] == (hi - lo) * len(r), b
+            want = ce[:, lo:hi].mean()
+            assert abs(b["loss"] - want) <= tol * want, (build, mode, b, want)
+            n_bytes = int((r[:, 1 + lo : 1 + hi] < 256).sum())
+            if mode == "batch":
+                assert sorted(b) == ["from", "loss", "targets", "to"], b
+            elif n_bytes == 0:
+                assert b["bits_per_byte"] is None and lo == 0, b
+            else:
+                bpb = ce[:, lo:hi].sum() / math.log(2) / n_bytes
+                assert abs(b["bits_per_byte"] - bpb) <= tol * bpb, (build, b, bpb)
+        mean = sum(b["targets"] * b["loss"] for b in bp) / out["tokens"]
+        assert abs(mean - out["loss"]) <= 1e-12 * out["loss"], (build, mode, mean, out["loss"])
+        assert abs(out["loss"] - ce.mean()) <= tol * ce.mean(), (build, mode, out["loss"])
+    print(mode, "buckets agree with the reference")
+# asking for the buckets leaves the loss as it was, bit for bit
+for build in ("ksa", "ksa64"):
+    plain = json.load(open(f"{d}/{build}.plain.json"))
+    whole = json.load(open(f"{d}/{build}.whole.json"))
+    assert plain == {k: v for k, v in whole.items() if k != "by_position"}, (plain, whole)
+PYEOF
+    # the text form: a table after the overall line, one row per bucket
+    "$KSA" "${e[@]:0:7}" --by-position >"$TMP/table.txt"
+    grep -q "^loss .* over 60 tokens" "$TMP/table.txt"
+    [ "$(grep -cE '^\[[0-9]+, [0-9]+\) +[0-9]+ +[0-9.]+ +([0-9.]+|-)$' "$TMP/table.txt")" = 6 ]
+    grep -qE '^\[16, 20\) +12 ' "$TMP/table.txt"
+    expect_error "unexpected argument '3'" "$KSA" "${e[@]}" --by-position 3
+}
+
+# --progress S: at most one line per S seconds on stderr, none after the last row; stdout
+# (one JSON line) unchanged. 8 rows of 16.
+eval_prints_progress_on_stderr() {
+    small_model
+    random_tokens "$TMP/p.bin" 130 3
+    local e=("$KSA" eval --ckpt "$TMP/small.h5" --data "$TMP/p.bin" --seq-len 16 --json)
+    "${e[@]}" --progress 1e-9 >"$TMP/p.out" 2>"$TMP/p.err"
+    "${e[@]}" --progress 0 >"$TMP/p0.out" 2>"$TMP/p0.err"
+    "${e[@]}" >"$TMP/pd.out" 2>"$TMP/pd.err" # the default, 10 s: a fast run prints none
+    "$PY" - "$TMP" <<'PYEOF'
+import sys, re, json
+d = sys.argv[1]
+pat = re.compile(r"^ksa eval: rows (\d+)/(\d+) \| (\d+) tok/s \| \d+:\d\d:\d\d elapsed \| "
+                 r"ETA \d+:\d\d:\d\d$")
+lines = [l for l in open(d + "/p.err") if l.startswith("ksa eval: rows")]
+got = [pat.match(l.rstrip("\n")) for l in lines]
+assert all(got), lines
+assert [int(g[1]) for g in got] == list(range(1, 8)), lines  # every row but the last
+assert {int(g[2]) for g in got} == {8} and all(int(g[3]) > 0 for g in got), lines
+for name in ("p0", "pd"):
+    assert "rows" not in open(f"{d}/{name}.err").read(), name
+outs = [open(f"{d}/{n}.out").read() for n in ("p", "p0", "pd")]
+assert outs[0] == outs[1] == outs[2] and len(outs[0].splitlines()) == 1, outs
+assert json.loads(outs[0])["tokens"] == 128
+PYEOF
+    expect_error "--progress must be >= 0" "${e[@]}" --progress -1
+}
+
+# --ckpt DIR: the highest step_%08ld.h5 of the folder (other files ignored), named on
+# stderr (eval --json, sample) or stdout (eval); no lock taken, so a folder whose run holds
+# its lock is read; an empty folder is an error naming it.
+eval_and_sample_read_the_newest_checkpoint_of_a_folder() {
+    small_model
+    local d="$TMP/run"
+    mkdir -p "$d" "$TMP/empty"
+    cp "$TMP/small.h5" "$d/step_00000005.h5"
+    "$KSA" init --config "$TMP/small.conf" --out "$d/step_00000012.h5" --seed 4 >/dev/null
+    "$KSA" init --config "$TMP/small.conf" --out "$d/step_00000099.h5.tmp" --seed 5 >/dev/null
+    random_tokens "$TMP/t.bin" 50 5
+    local e=(eval --data "$TMP/t.bin" --seq-len 16 --json)
+    "$KSA" "${e[@]}" --ckpt "$d" >"$TMP/dir.json" 2>"$TMP/dir.err"
+    grep -qF "# checkpoint $d/step_00000012.h5 (the newest in $d)" "$TMP/dir.err"
+    [ ! -e "$d/.ksa_lock" ] # nothing written into the folder
+    "$KSA" "${e[@]}" --ckpt "$d/step_00000012.h5" >"$TMP/12.json" 2>"$TMP/12.err"
+    must_fail grep -q "# checkpoint" "$TMP/12.err" # a file is used as given, silently
+    "$KSA" "${e[@]}" --ckpt "$d/step_00000005.h5" >"$TMP/5.json" 2>/dev/null
+    cmp "$TMP/dir.json" "$TMP/12.json"
+    must_fail cmp -s "$TMP/dir.json" "$TMP/5.json"
+    # a folder a training run holds (its lock taken) is read all the same
+    flock "$d/.ksa_lock" "$KSA" eval --data "$TMP/t.bin" --seq-len 16 --ckpt "$d" >"$TMP/dir.txt"
+    grep -qF "# checkpoint $d/step_00000012.h5 (the newest in $d)" "$TMP/dir.txt"
+    local s=(sample --tokens 12 --temperature 0 --prompt "In the")
+    flock "$d/.ksa_lock" "$KSA" "${s[@]}" --ckpt "$d" >"$TMP/dir.txt" 2>"$TMP/dir.err"
+    grep -qF "# checkpoint $d/step_00000012.h5 (the newest in $d)" "$TMP/dir.err"
+    "$KSA" "${s[@]}" --ckpt "$d/step_00000012.h5" >"$TMP/12.txt" 2>/dev/null
+    "$KSA" "${s[@]}" --ckpt "$d/step_00000005.h5" >"$TMP/5.txt" 2>/dev/null
+    cmp "$TMP/dir.txt" "$TMP/12.txt"
+    must_fail cmp -s "$TMP/dir.txt" "$TMP/5.txt"
+    expect_error "$TMP/empty: the folder holds no step_*.h5 checkpoint" "$KSA" "${e[@]}" --ckpt "$TMP/empty"
+    expect_error "$TMP/empty: the folder holds no step_*.h5 checkpoint" "$KSA" sample --ckpt "$TMP/empty"
+}
+
+# L above max_position_embeddings is refused naming both numbers, as the reference model
+# (scripts/torch_reference.py) refuses it; L equal to it is evaluated.
+eval_refuses_a_seq_len_beyond_max_position_embeddings() {
+    small_model
+    "$KSA" init --config "$TMP/small.conf" --max-position-embeddings 16 --out "$TMP/m16.h5" \
+        >/dev/null
+    random_tokens "$TMP/t.bin" 40 9
+    local e=("$KSA" eval --ckpt "$TMP/m16.h5" --data "$TMP/t.bin")
+    "${e[@]}" --seq-len 16 --json >"$TMP/ok.json" 2>/dev/null
+    expect_error "--seq-len 17 exceeds max_position_embeddings = 16" "${e[@]}" --seq-len 17
+    grep -qF "$TMP/m16.h5" "$TMP/stderr"
+    expect_error "--seq-len 17 exceeds" "${e[@]}" --seq-len 17 --batch 1
+    "$PY" - "$TMP/m16.h5" <<'PYEOF'
+import sys, h5py, torch
+sys.path.insert(0, "scripts")
+import torch_reference as tr
+f = h5py.File(sys.argv[1], "r")
+m = tr.Model(tr.read_config(f))
+P = {n: torch.tensor(f["params"][n][()], dtype=tr.DT) for n, _, _ in m.param_specs()}
+tr.forward(m, P, torch.zeros(1, 17, dtype=torch.long))  # L = 16 runs
+try:
+    tr.forward(m, P, torch.zeros(1, 18, dtype=torch.long))  # L = 17 is refused
+    raise SystemExit("the reference ran L = 17")
+except ValueError as e:
+    assert "max_position_embeddings 16" in str(e), e
+PYEOF
+}
+
 sample_is_deterministic_and_continues_the_prompt() {
     small_model
     local s=("$KSA" sample --ckpt "$TMP/small.h5" --tokens 20)
@@ -215,7 +388,7 @@ sample_is_deterministic_and_continues_the_prompt() {
     [ "$(cat "$TMP/p0")" = "abc" ]
     "$KSA" init --config tests/configs/gc_causal.conf --out "$TMP/v19.h5" >/dev/null
     expect_error "vocab_size 19 is too small" "$KSA" sample --ckpt "$TMP/v19.h5"
-    expect_error "--ckpt FILE is required" "$KSA" sample --tokens 3
+    expect_error "--ckpt FILE|DIR is required" "$KSA" sample --tokens 3
     expect_error "--temperature must be >= 0" "${s[@]}" --temperature -1
 }
 
@@ -312,6 +485,10 @@ for t in gradcheck_passes_on_configs_that_switch_on_every_flag \
     eval_matches_the_reference_loss_and_gradients \
     eval_refuses_bad_input \
     eval_without_batch_walks_the_whole_file \
+    eval_by_position_matches_the_reference_per_target_losses \
+    eval_prints_progress_on_stderr \
+    eval_and_sample_read_the_newest_checkpoint_of_a_folder \
+    eval_refuses_a_seq_len_beyond_max_position_embeddings \
     sample_is_deterministic_and_continues_the_prompt \
     inspect_prints_a_checkpoint \
     bad_checkpoint_files_are_refused_by_eval_and_inspect; do

@@ -311,6 +311,50 @@ static void arena_estimate_covers_a_training_step(void **state)
     }
 }
 
+/* ksa_model_forward_per_target leaves the loss as it was (bit for bit), its per-target
+ * losses sum to it, and entry t of a row is the loss of the last target of the prefix of
+ * t + 1 inputs run alone (causality: that forward sees exactly what position t sees).   */
+static void per_target_losses_sum_to_the_loss_and_match_prefixes(void **state)
+{
+    (void)state;
+    const char *const *cfgs[] = {cfg_independent_all, cfg_causal};
+    for (size_t i = 0; i < 2; i++) {
+        ksa_model_config c;
+        configure(&c, cfgs[i]);
+        ksa_model m;
+        assert_int_equal(ksa_model_init(&m, &c), KSA_OK);
+        randomize(&m, 21);
+        size_t nseq = 2, T = 13;
+        double norm = 7.5;
+        int32_t *tok = random_tokens(nseq, T, m.V, 22);
+        ksa_arena arena;
+        ksa_arena_init(&arena, ksa_model_arena_bytes(&m, nseq, T));
+        ksa_tape tp;
+        ksa_tape_init(&tp, &arena, ksa_model_tape_nodes(&m));
+        double plain, with, per[26], sum = 0;
+        ksa_model_forward(&m, &tp, tok, nseq, T, norm, &plain, NULL);
+        ksa_tape_reset(&tp);
+        ksa_model_forward_per_target(&m, &tp, tok, nseq, T, norm, &with, per);
+        assert_true(plain == with);
+        for (size_t n = 0; n < nseq * T; n++)
+            sum += per[n];
+        assert_true(sum / norm == with);
+        for (size_t q = 0; q < nseq; q++)
+            for (size_t t = 0; t < T; t++) {
+                double alone, last[13];
+                ksa_tape_reset(&tp);
+                ksa_model_forward_per_target(&m, &tp, tok + q * (T + 1), 1, t + 1, 1.0, &alone,
+                                             last);
+                ksa_expect_close_dd(&per[q * T + t], &last[t], 1, TEST_FWD_ATOL, TEST_FWD_RTOL,
+                                    "per-target loss against its prefix");
+            }
+        free(tok);
+        ksa_tape_free(&tp);
+        ksa_arena_free(&arena);
+        ksa_model_free(&m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -319,6 +363,7 @@ int main(void)
         cmocka_unit_test(whole_model_gradients_match_finite_differences),
         cmocka_unit_test(full_window_ksa_model_equals_the_causal_model),
         cmocka_unit_test(arena_estimate_covers_a_training_step),
+        cmocka_unit_test(per_target_losses_sum_to_the_loss_and_match_prefixes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -99,6 +99,39 @@ print("eval agrees on 1, 2 and 3 ranks")
 PYEOF
 }
 
+# --by-position on 1 and 2 ranks, whole file and --batch: the same buckets (the sums of the
+# ranks reduced: equal to rounding); progress lines come from rank 0 alone (its rows are
+# 0, 2, 4, ...: a line after row b says b + 1 rows, so every count is odd).
+eval_by_position_is_the_same_on_several_ranks() {
+    "$KSA" init --config configs/tiny.conf --out "$TMP/m.h5" >/dev/null
+    "$PY" - "$TMP/t.bin" <<'PYEOF'
+import sys
+import numpy as np
+np.random.default_rng(1).integers(0, 257, 9 * 48 + 20).astype("<u2").tofile(sys.argv[1])
+open(sys.argv[1] + ".meta", "w").write("uint16")
+PYEOF
+    local args=(eval --ckpt "$TMP/m.h5" --data "$TMP/t.bin" --seq-len 48 --json --by-position)
+    local n
+    for n in 1 2; do
+        "${MPIRUN[@]}" -np $n "$KSA" "${args[@]}" --progress 1e-9 >"$TMP/w$n" 2>"$TMP/w$n.err"
+        "${MPIRUN[@]}" -np $n "$KSA" "${args[@]}" --batch 5 --offset 7 >"$TMP/b$n" 2>/dev/null
+    done
+    "$PY" - "$TMP" <<'PYEOF'
+import json, re, sys
+d = sys.argv[1]
+for mode, rows in (("w", 9), ("b", 5)):
+    one, two = (json.load(open(f"{d}/{mode}{n}")) for n in (1, 2))
+    assert [b["targets"] for b in one["by_position"]] == [b["targets"] for b in two["by_position"]]
+    assert one["by_position"][-1]["to"] == 48 and len(one["by_position"]) == 7, one
+    assert sum(b["targets"] for b in one["by_position"]) == rows * 48 == one["tokens"]
+    for x, y in zip([one] + one["by_position"], [two] + two["by_position"]):
+        assert abs(x["loss"] - y["loss"]) <= 1e-12 * x["loss"], (mode, x, y)
+counts = [int(m) for m in re.findall(r"^ksa eval: rows (\d+)/9 ", open(f"{d}/w2.err").read(), re.M)]
+assert counts == [1, 3, 5, 7], counts
+print("by position agrees on 1 and 2 ranks")
+PYEOF
+}
+
 # Checkpoints written by 2 and 4 ranks (each rank its own slice of the moments) hold what
 # one rank writes, and any of them resumes on another rank count continuing the same run.
 sharded_checkpoints_match_and_resume_on_other_rank_counts() {
@@ -145,6 +178,7 @@ echo "[==========] Running test_mpi.sh"
 for t in losses_agree_on_1_2_and_4_ranks collectives_in_pieces_give_the_same_run \
     a_rank_count_that_does_not_divide_the_batch_is_refused an_error_on_one_rank_ends_the_job \
     eval_gives_the_same_result_on_several_ranks \
+    eval_by_position_is_the_same_on_several_ranks \
     sharded_checkpoints_match_and_resume_on_other_rank_counts; do
     run_test "$t" "$t"
 done

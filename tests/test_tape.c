@@ -89,7 +89,7 @@ static ksa_tensor *forward(model *m, double *value)
     ksa_tensor *r2 = ksa_tensor_reshape(tp->arena, r, 2, shape2);
     ksa_tensor *y = ksa_op_rmsnorm(tp, r2, P[m->norm2], (ksa_real)1e-6);
     ksa_tensor *logits = ksa_op_linear(tp, y, P[m->head]);
-    return ksa_op_cross_entropy(tp, logits, m->target, m->w, (double)(N - 1), value);
+    return ksa_op_cross_entropy(tp, logits, m->target, m->w, (double)(N - 1), value, NULL);
 }
 
 static double loss_no_grad(void *ctx)

@@ -35,6 +35,7 @@ typedef struct {
     ksa_real *w;     /* ... with N weights (every third row 0) */
     double *wd;      /* w in double, for the reference */
     double value;    /* the loss the op reports in double */
+    double *row;     /* [N] the per-row terms the op reports */
 } xent_ctx;
 
 static void setup(void *ctx, test_rng *rng)
@@ -50,8 +51,8 @@ static void setup(void *ctx, test_rng *rng)
 static ksa_tensor *build(ksa_tape *tp, ksa_tensor *const *in, void *ctx)
 {
     xent_ctx *k = ctx;
-    return ksa_op_cross_entropy(tp, in[0], k->target, k->weighted ? k->w : NULL, k->norm,
-                                &k->value);
+    return ksa_op_cross_entropy(tp, in[0], k->target, k->weighted ? k->w : NULL, k->norm, &k->value,
+                                k->row);
 }
 
 static void ref(double *y, double *const *x, void *ctx)
@@ -69,15 +70,16 @@ static void kernel(ksa_real *y, ksa_real *const *x, void *ctx)
     free(lse), free(rl);
 }
 
-/* Logits [N, V] in [-scale, scale]: the loss tensor [1] and the reported value against the
- * reference, dlogits against its differences (opcheck, the loss itself being y), rows of
- * weight 0 without any gradient.                                                        */
+/* Logits [N, V] in [-scale, scale]: the loss tensor [1], the reported value and the reported
+ * per-row terms (w[n] * CE, not normalised) against the reference, dlogits against its
+ * differences (opcheck, the loss itself being y), rows of weight 0 without any gradient. */
 static void check_case(size_t N, size_t V, double scale, int weighted, uint64_t seed)
 {
     xent_ctx k = {.N = N, .V = V, .weighted = weighted, .norm = 0.5 + (double)N};
     k.target = malloc(N * sizeof *k.target);
     k.w = malloc(N * sizeof *k.w);
     k.wd = malloc(N * sizeof *k.wd);
+    k.row = malloc(N * sizeof *k.row);
     opcheck_case cs = {.op = "cross_entropy", .n_in = 1, .out_ndim = 1, .out_shape = {1}};
     cs.in[0] = (opcheck_input){.name = "logits", .ndim = 2, .shape = {N, V}, .lo = -scale};
     cs.in[0].hi = scale;
@@ -88,13 +90,18 @@ static void check_case(size_t N, size_t V, double scale, int weighted, uint64_t 
     double want, *logits = test_to_double(r.in[0]->data, N * V);
     ref(&want, &logits, &k);
     ksa_expect_close_dd(&k.value, &want, 1, TEST_FWD_ATOL, TEST_FWD_RTOL, "loss value");
+    for (size_t n = 0; n < N; n++) {
+        double want_row =
+            ref_xent(logits + n * V, k.target + n, weighted ? k.wd + n : NULL, 1, V, 1.0);
+        ksa_expect_close_dd(&k.row[n], &want_row, 1, TEST_FWD_ATOL, TEST_FWD_RTOL, "row loss");
+    }
     free(logits);
     if (weighted) /* rows of weight 0 get no gradient at all */
         for (size_t n = 1; n < N; n += 3)
             for (size_t v = 0; v < V; v++)
                 assert_true(r.in[0]->grad[n * V + v] == 0);
     opcheck_end(&r);
-    free(k.target), free(k.w), free(k.wd);
+    free(k.target), free(k.w), free(k.wd), free(k.row);
 }
 
 static const size_t shapes[][2] = {{3, 6}, {1, 2}, {5, 7}, {4, 257}, {17, 33}};

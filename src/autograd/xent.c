@@ -75,7 +75,8 @@ static void xent_node_backward(ksa_tape *tp, const ksa_node *nd)
 }
 
 ksa_tensor *ksa_op_cross_entropy(ksa_tape *tp, ksa_tensor *logits, const int32_t *target,
-                                 const ksa_real *w, double norm, double *loss_value)
+                                 const ksa_real *w, double norm, double *loss_value,
+                                 double *row_loss_out)
 {
     size_t V = ksa_cols(logits), N = ksa_rows(logits);
     KSA_ASSERT(norm > 0, "cross-entropy normaliser must be positive, got %g", norm);
@@ -90,7 +91,8 @@ ksa_tensor *ksa_op_cross_entropy(ksa_tape *tp, ksa_tensor *logits, const int32_t
         memcpy(wt, w, N * sizeof *wt);
     }
     double *lse = ksa_arena_alloc(tp->arena, N * sizeof *lse);
-    double *row_loss = ksa_arena_alloc(tp->arena, N * sizeof *row_loss);
+    double *row_loss =
+        row_loss_out ? row_loss_out : ksa_arena_alloc(tp->arena, N * sizeof *row_loss);
     ksa_tensor *loss = ksa_tensor_1d(tp->arena, 1);
     double value = ksa_xent_forward(lse, row_loss, logits->data, tgt, wt, N, V, norm);
     loss->data[0] = (ksa_real)value;

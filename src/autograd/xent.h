@@ -15,11 +15,13 @@ void ksa_xent_backward(ksa_real *dlogits, double dloss, const ksa_real *logits,
                        size_t V, double norm);
 
 /* Scalar loss tensor [1] = sum_n w[n] * CE(logits[n,:], target[n]) / norm; the same value
- * in full double precision goes to *loss_value when it is not NULL.
+ * in full double precision goes to *loss_value when it is not NULL, and the N terms
+ * w[n] * CE(...) (not divided by norm) to row_loss_out[N] when it is not NULL.
  * w may be NULL (every row weighs 1). target and w are copied into the arena. norm > 0:
  * the caller passes the number of counted targets of the whole global batch, so gradient
  * accumulation and the rank count do not change the loss.                                */
 ksa_tensor *ksa_op_cross_entropy(ksa_tape *tp, ksa_tensor *logits, const int32_t *target,
-                                 const ksa_real *w, double norm, double *loss_value);
+                                 const ksa_real *w, double norm, double *loss_value,
+                                 double *row_loss_out);
 
 #endif

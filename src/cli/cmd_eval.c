@@ -1,10 +1,12 @@
-/* cmd_eval.c - `ksa eval --ckpt F.h5 --data tokens.bin --seq-len L [--batch B] [--offset O]
- * [--json] [--grads-out G.h5]`: the mean next-token loss over B rows in sequential mode
- * (row b = tokens O+b·L ... O+b·L+L inclusive, all B·L targets counted), and optionally the
- * gradient of that mean loss for every parameter (/grads/<name> of an HDF5 file).
+/* cmd_eval.c - `ksa eval --ckpt F.h5|DIR --data tokens.bin --seq-len L [--batch B] [--offset O]
+ * [--by-position] [--progress S] [--json] [--grads-out G.h5]`: the mean next-token loss over
+ * B rows in sequential mode (row b = tokens O+b·L ... O+b·L+L inclusive, all B·L targets
+ * counted), and optionally the gradient of that mean loss for every parameter (/grads/<name>
+ * of an HDF5 file) and the mean loss per bucket of target positions ([0,1), [1,2), [2,4), ...).
  * Without --batch: every full row of the whole file (row b = tokens b·L ... b·L+L, n_rows =
  * floor((N-1)/L), read with ksa_val_reader), with perplexity and bits per byte as well.
- * Rows are processed one at a time (memory of one row); gradients accumulate.         */
+ * Rows are processed one at a time (memory of one row); gradients accumulate. A folder as
+ * --ckpt means its newest checkpoint.                                                       */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,8 @@
 #include "data/tokfile.h"
 #include "model/decoder.h"
 #include "train/eval.h"
+#include "train/run_dir.h"
+#include "train/train_config.h"
 
 static const char whole_file_help[] =
     "Without --batch, every full row of the file is evaluated (row b = tokens b*L ... b*L+L,\n"
@@ -28,9 +32,13 @@ static const char whole_file_help[] =
     "  perplexity     exp(loss)\n"
     "  bits per byte  (sum of the target losses in nats) / ln 2 / (target bytes), where a\n"
     "                 target byte is a target id < 256 (the byte tokenizer: one token per\n"
-    "                 byte); end-of-text targets count in the loss but are not bytes\n";
+    "                 byte); end-of-text targets count in the loss but are not bytes\n"
+    "--by-position adds the mean loss per bucket of target positions in the row (target t,\n"
+    "0-based, is token t+1 predicted from tokens 0..t): [0,1), [1,2), [2,4), [4,8), ..., the\n"
+    "last ending at L; with the whole file also bits per byte per bucket.\n";
 
-/* The whole-file summary. loss: mean over the n_rows*L targets; n_bytes of them are bytes. */
+/* The whole-file summary. loss: mean over the n_rows*L targets; n_bytes of them are bytes.
+ * JSON: the object is left open (the caller may add "by_position" and closes it). */
 static void print_whole_file(double loss, size_t n_rows, size_t L, size_t n_bytes, const char *path,
                              int json, double seconds, const char *grads_out)
 {
@@ -39,9 +47,9 @@ static void print_whole_file(double loss, size_t n_rows, size_t L, size_t n_byte
     if (json) {
         printf("{\"loss\": %.17g, \"tokens\": %zu, \"perplexity\": %.17g, ", loss, n, ppl);
         if (n_bytes)
-            printf("\"bits_per_byte\": %.17g}\n", bpb);
+            printf("\"bits_per_byte\": %.17g", bpb);
         else /* no byte among the targets: undefined (JSON has no NaN) */
-            printf("\"bits_per_byte\": null}\n");
+            printf("\"bits_per_byte\": null");
         return;
     }
     printf("loss %.6f, perplexity %.4f, ", loss, ppl);
@@ -52,6 +60,46 @@ static void print_whole_file(double loss, size_t n_rows, size_t L, size_t n_byte
     printf(" over %zu tokens (%zu target bytes; the whole of %s: %zu rows of %zu), %.2f s%s%s\n", n,
            n_bytes, path, n_rows, L, seconds, grads_out ? ", gradients written to " : "",
            grads_out ? grads_out : "");
+}
+
+/* Bits per byte of a bucket: its summed loss in bits over its byte targets (< 0: none). */
+static double bucket_bits_per_byte(const ksa_eval_bucket *b)
+{
+    return b->n_bytes ? b->loss * (double)b->targets / log(2.0) / (double)b->n_bytes : -1;
+}
+
+/* The position buckets: a table after the overall line, or a "by_position" member of the
+ * open JSON object. with_bpb: bits per byte too (the whole-file mode). */
+static void print_by_position(const ksa_eval_result *r, int json, int with_bpb)
+{
+    if (json) {
+        printf(", \"by_position\": [");
+        for (size_t k = 0; k < r->n_buckets; k++) {
+            const ksa_eval_bucket *b = &r->bucket[k];
+            printf("%s{\"from\": %zu, \"to\": %zu, \"targets\": %zu, \"loss\": %.17g",
+                   k ? ", " : "", b->from, b->to, b->targets, b->loss);
+            if (with_bpb && b->n_bytes)
+                printf(", \"bits_per_byte\": %.17g", bucket_bits_per_byte(b));
+            else if (with_bpb)
+                printf(", \"bits_per_byte\": null");
+            printf("}");
+        }
+        printf("]");
+        return;
+    }
+    printf("by target position in the row:\n%-24s %12s %10s%s\n", "positions", "targets", "loss",
+           with_bpb ? "  bits per byte" : "");
+    for (size_t k = 0; k < r->n_buckets; k++) {
+        const ksa_eval_bucket *b = &r->bucket[k];
+        char range[64];
+        snprintf(range, sizeof range, "[%zu, %zu)", b->from, b->to);
+        printf("%-24s %12zu %10.6f", range, b->targets, b->loss);
+        if (with_bpb && b->n_bytes)
+            printf("  %13.6f", bucket_bits_per_byte(b));
+        else if (with_bpb)
+            printf("  %13s", "-");
+        printf("\n");
+    }
 }
 
 static int eval_main(int argc, char **argv);
@@ -65,16 +113,18 @@ int ksa_cmd_eval(int argc, char **argv)
 typedef struct {
     const char *ckpt, *data, *grads_out, *dtype_name;
     long seq_len, batch, offset, threads; /* batch, offset -1: not given */
-    int json, help;
+    double progress;                      /* seconds between progress lines, 0: none */
+    int json, help, by_position;
     ksa_dtype dtype;
 } eval_options;
 
 /* Parses argv into o; returns 0, or the exit code after printing the error. */
 static int parse_eval_args(int argc, char **argv, eval_options *o)
 {
-    *o = (eval_options){.batch = -1, .offset = -1, .dtype = KSA_DTYPE_AUTO};
+    *o = (eval_options){.batch = -1, .offset = -1, .progress = 10, .dtype = KSA_DTYPE_AUTO};
     const ksa_arg args[] = {
-        {"ckpt", KSA_ARG_STRING, &o->ckpt, NULL, 0, "checkpoint to evaluate (required)"},
+        {"ckpt", KSA_ARG_STRING, &o->ckpt, NULL, 0,
+         "checkpoint to evaluate, or a run folder: its newest step_*.h5 (required)"},
         {"data", KSA_ARG_STRING, &o->data, NULL, 0, "token file (required)"},
         {"seq_len", KSA_ARG_LONG, &o->seq_len, NULL, 0, "text tokens per row (required)"},
         {"batch", KSA_ARG_LONG, &o->batch, NULL, 0,
@@ -84,8 +134,13 @@ static int parse_eval_args(int argc, char **argv, eval_options *o)
         {"dtype", KSA_ARG_STRING, &o->dtype_name, NULL, 0,
          "uint16|uint32 for a headerless file without .meta"},
         {"grads_out", KSA_ARG_STRING, &o->grads_out, NULL, 0, "write d(mean loss)/d(param) here"},
+        {"by_position", KSA_ARG_FLAG, &o->by_position, NULL, 0,
+         "also the mean loss per bucket of target positions [0,1), [1,2), [2,4), ..."},
+        {"progress", KSA_ARG_DOUBLE, &o->progress, NULL, 0,
+         "seconds between progress lines on stderr (default 10; 0: none)"},
         {"json", KSA_ARG_FLAG, &o->json, NULL, 0,
-         "print {\"loss\": ..., \"tokens\": ...} (whole file: also perplexity, bits_per_byte)"},
+         "print {\"loss\": ..., \"tokens\": ...} (whole file: also perplexity, bits_per_byte; "
+         "--by-position: by_position)"},
         {"threads", KSA_ARG_LONG, &o->threads, NULL, 0, "threads (default: OMP_NUM_THREADS)"},
         {"help", KSA_ARG_FLAG, &o->help, NULL, 0, "this text"},
     };
@@ -105,6 +160,9 @@ static int parse_eval_args(int argc, char **argv, eval_options *o)
         return ksa_cli_errorf("eval", 2,
                               "--offset needs --batch (without --batch the whole file is "
                               "evaluated from token 0)");
+    if (!(o->progress >= 0))
+        return ksa_cli_errorf("eval", 2, "--progress must be >= 0 seconds (0: none), got %g",
+                              o->progress);
     if (o->offset < 0)
         o->offset = 0;
     if (o->dtype_name && ksa_tokfile_parse_dtype(o->dtype_name, &o->dtype) != KSA_OK)
@@ -121,33 +179,52 @@ static int eval_main(int argc, char **argv)
     if (o.threads > 0)
         ksa_threads_set((int)o.threads);
     double t0 = ksa_now();
+    char ckpt[KSA_PATH_STR + 32];
+    if (ksa_run_newest_checkpoint(o.ckpt, ckpt, sizeof ckpt) != KSA_OK)
+        return ksa_cli_error("eval", 1);
+    FILE *info = o.json ? stderr : stdout; /* JSON mode: stdout is one line */
+    int rank0 = ksa_dist_rank() == 0;
+    if (rank0 && strcmp(ckpt, o.ckpt) != 0)
+        fprintf(info, "# checkpoint %s (the newest in %s)\n", ckpt, o.ckpt);
     ksa_model_config cfg;
     ksa_model m;
-    if (ksa_ckpt_read_config(o.ckpt, &cfg) != KSA_OK || ksa_model_init(&m, &cfg) != KSA_OK)
+    if (ksa_ckpt_read_config(ckpt, &cfg) != KSA_OK)
         return ksa_cli_error("eval", 1);
-    if (ksa_dist_rank() == 0) /* JSON mode: stdout is one line */
-        ksa_model_layout_print(&m.layout, o.json ? stderr : stdout);
+    if (o.seq_len > cfg.max_position_embeddings) /* as the reference implementation refuses */
+        return ksa_cli_errorf("eval", 2,
+                              "--seq-len %ld exceeds max_position_embeddings = %ld of %s (the "
+                              "longest position the model is meant for)",
+                              o.seq_len, cfg.max_position_embeddings, ckpt);
+    if (ksa_model_init(&m, &cfg) != KSA_OK)
+        return ksa_cli_error("eval", 1);
+    if (rank0)
+        ksa_model_layout_print(&m.layout, info);
     ksa_eval_rows rows = {0};
-    double loss;
-    size_t n_bytes;
+    ksa_eval_result res;
+    ksa_eval_options eo = {
+        .grads = o.grads_out != NULL, .by_position = o.by_position, .progress_seconds = o.progress};
     rc = 1;
-    if (ksa_ckpt_read_params(o.ckpt, &m.params, 0) != KSA_OK ||
+    if (ksa_ckpt_read_params(ckpt, &m.params, 0) != KSA_OK ||
         ksa_eval_rows_open(&rows, o.data, o.dtype, m.V, (size_t)o.seq_len, o.batch,
                            (size_t)o.offset) != KSA_OK ||
-        ksa_eval_loss(&m, &rows, o.grads_out != NULL, &loss, &n_bytes) != KSA_OK ||
+        ksa_eval_loss(&m, &rows, &eo, &res) != KSA_OK ||
         (o.grads_out && ksa_ckpt_write_grads(o.grads_out, &m.params) != KSA_OK)) {
         ksa_cli_error("eval", 1);
         goto done;
     }
     size_t B = rows.B, L = rows.L;
     if (rows.whole)
-        print_whole_file(loss, B, L, n_bytes, o.data, o.json, ksa_now() - t0, o.grads_out);
+        print_whole_file(res.loss, B, L, res.n_bytes, o.data, o.json, ksa_now() - t0, o.grads_out);
     else if (o.json)
-        printf("{\"loss\": %.17g, \"tokens\": %zu}\n", loss, B * L);
+        printf("{\"loss\": %.17g, \"tokens\": %zu", res.loss, B * L);
     else
         printf("loss %.6f over %zu tokens (%zu rows of %zu from token %ld of %s), %.2f s%s%s\n",
-               loss, B * L, B, L, o.offset, o.data, ksa_now() - t0,
+               res.loss, B * L, B, L, o.offset, o.data, ksa_now() - t0,
                o.grads_out ? ", gradients written to " : "", o.grads_out ? o.grads_out : "");
+    if (o.by_position)
+        print_by_position(&res, o.json, rows.whole);
+    if (o.json)
+        printf("}\n");
     rc = 0;
 done:
     ksa_eval_rows_close(&rows);

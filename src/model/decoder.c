@@ -265,8 +265,11 @@ static ksa_tensor *attention_block(ksa_model *m, step_ctx *s, const ksa_layer_pa
     return ksa_op_add(tp, h, ksa_op_linear(tp, o, P(m, lp->o_proj)));
 }
 
-ksa_tensor *ksa_model_forward(ksa_model *m, ksa_tape *tp, const int32_t *tokens, size_t nseq,
-                              size_t T, double norm, double *loss_value, ksa_tensor **logits_out)
+/* The forward of ksa_model_forward, with the per-target losses into target_loss when it is
+ * not NULL. */
+static ksa_tensor *forward(ksa_model *m, ksa_tape *tp, const int32_t *tokens, size_t nseq, size_t T,
+                           double norm, double *loss_value, ksa_tensor **logits_out,
+                           double *target_loss)
 {
     const ksa_model_layout *l = &m->layout;
     KSA_ASSERT(nseq >= 1 && T >= 1, "empty batch: %zu rows of %zu tokens", nseq, T);
@@ -317,7 +320,20 @@ ksa_tensor *ksa_model_forward(ksa_model *m, ksa_tape *tp, const int32_t *tokens,
     ksa_tensor *logits = ksa_op_linear(tp, y, P(m, m->lm_head >= 0 ? m->lm_head : m->embed_tokens));
     if (logits_out)
         *logits_out = logits;
-    return ksa_op_cross_entropy(tp, logits, targets, NULL, norm, loss_value);
+    return ksa_op_cross_entropy(tp, logits, targets, NULL, norm, loss_value, target_loss);
+}
+
+ksa_tensor *ksa_model_forward(ksa_model *m, ksa_tape *tp, const int32_t *tokens, size_t nseq,
+                              size_t T, double norm, double *loss_value, ksa_tensor **logits_out)
+{
+    return forward(m, tp, tokens, nseq, T, norm, loss_value, logits_out, NULL);
+}
+
+ksa_tensor *ksa_model_forward_per_target(ksa_model *m, ksa_tape *tp, const int32_t *tokens,
+                                         size_t nseq, size_t T, double norm, double *loss_value,
+                                         double *target_loss)
+{
+    return forward(m, tp, tokens, nseq, T, norm, loss_value, NULL, target_loss);
 }
 
 /* ---- sizing --------------------------------------------------------------------------- */

@@ -43,6 +43,12 @@ void ksa_model_init_weights(ksa_model *m, uint64_t seed);
  * the same in double; *logits (may be NULL) the [nseq*T, V] logits.                      */
 ksa_tensor *ksa_model_forward(ksa_model *m, ksa_tape *tp, const int32_t *tokens, size_t nseq,
                               size_t T, double norm, double *loss_value, ksa_tensor **logits);
+/* The same, with the cross-entropy of every target (nats, not divided by norm) into
+ * target_loss[nseq * T] (row-major [nseq, T]; entry t of a row is the target at token t + 1,
+ * predicted from tokens 0 ... t). Their sum in row order, divided by norm, is *loss_value. */
+ksa_tensor *ksa_model_forward_per_target(ksa_model *m, ksa_tape *tp, const int32_t *tokens,
+                                         size_t nseq, size_t T, double norm, double *loss_value,
+                                         double *target_loss);
 
 /* Bytes of arena one forward + backward of nseq x T needs (an upper bound). */
 size_t ksa_model_arena_bytes(const ksa_model *m, size_t nseq, size_t T);

@@ -1,6 +1,7 @@
 /* eval.c - the loss of a model over the rows of a token file, on any number of ranks. */
 #include "train/eval.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "data/tokenizer.h"
@@ -46,20 +47,72 @@ void ksa_eval_rows_close(ksa_eval_rows *r)
         ksa_val_reader_close(&r->vr);
 }
 
-/* The mean loss over the B·L targets (summed over the ranks: row b is rank b mod N's), the
- * number of targets that are bytes, and with grads the gradient of the mean loss in
- * m->params.grad (summed over the ranks as well). */
-ksa_status ksa_eval_loss(ksa_model *m, ksa_eval_rows *rows, int grads, double *loss,
-                         size_t *n_bytes)
+size_t ksa_eval_position_buckets(size_t L, ksa_eval_bucket *buckets)
+{
+    KSA_ASSERT(L >= 1, "no target position");
+    size_t n = 0;
+    for (size_t from = 0; from < L; n++) {
+        size_t to = from == 0 ? 1 : from > L / 2 ? L : 2 * from; /* no overflow near SIZE_MAX */
+        buckets[n] = (ksa_eval_bucket){.from = from, .to = to};
+        from = to;
+    }
+    return n;
+}
+
+/* ---- progress on stderr ------------------------------------------------------------------ */
+typedef struct {
+    double t0, every, next; /* every <= 0: silent */
+    size_t B, L;
+} eval_progress;
+
+static void format_duration(char *buf, size_t cap, double seconds)
+{
+    long s = seconds > 0 ? (long)(seconds + 0.5) : 0;
+    snprintf(buf, cap, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60, s % 60);
+}
+
+/* After row b (0-based) of the B: a line when `every` seconds have passed since the last. The
+ * ranks go through the rows in step, so rank 0's row is the whole job's. */
+static void report_progress(eval_progress *p, size_t b)
+{
+    double now = ksa_now();
+    if (p->every <= 0 || now < p->next || b + 1 >= p->B)
+        return;
+    p->next = now + p->every;
+    double elapsed = now - p->t0, tokens = (double)((b + 1) * p->L);
+    double rate = elapsed > 0 ? tokens / elapsed : 0;
+    char el[32], eta[32];
+    format_duration(el, sizeof el, elapsed);
+    format_duration(eta, sizeof eta, rate > 0 ? (double)((p->B - b - 1) * p->L) / rate : 0);
+    fprintf(stderr, "ksa eval: rows %zu/%zu | %.0f tok/s | %s elapsed | ETA %s\n", b + 1, p->B,
+            rate, el, eta);
+    fflush(stderr);
+}
+
+/* ---- the loss ------------------------------------------------------------------------------ */
+/* Every rank evaluates its rows (row b is rank b mod N's) and the sums are reduced: the loss
+ * (each row's share of the mean), the byte targets, per bucket its summed loss and byte
+ * targets, and with grads the gradient of the mean loss in m->params.grad. */
+ksa_status ksa_eval_loss(ksa_model *m, ksa_eval_rows *rows, const ksa_eval_options *o,
+                         ksa_eval_result *r)
 {
     size_t L = rows->L, B = rows->B;
+    memset(r, 0, sizeof *r);
+    ksa_eval_bucket *bk = r->bucket;
+    size_t nb = o->by_position ? ksa_eval_position_buckets(L, bk) : 0;
+    r->n_buckets = nb;
     ksa_arena arena;
     ksa_arena_init(&arena, ksa_model_arena_bytes(m, 1, L));
     ksa_tape tp;
     ksa_tape_init(&tp, &arena, ksa_model_tape_nodes(m));
-    tp.recording = grads;
+    tp.recording = o->grads;
     ksa_params_zero_grad(&m->params);
-    double sums[2] = {0, 0}; /* loss, targets that are bytes (ids < 256; not end-of-text) */
+    /* sums: [0] the loss, [1] byte targets, then per bucket k: [2 + 2k] the summed loss,
+     * [3 + 2k] byte targets */
+    double sums[2 + 2 * KSA_EVAL_MAX_BUCKETS] = {0};
+    double *target_loss = nb ? ksa_alloc(L * sizeof *target_loss) : NULL; /* [L] */
+    eval_progress progress = {.t0 = ksa_now(), .every = o->progress_seconds, .B = B, .L = L};
+    progress.next = progress.t0 + progress.every;
     int rank = ksa_dist_rank(), n_ranks = ksa_dist_size();
     for (size_t b = 0; b < B; b++) {
         const int32_t *row = rows_get(rows, b);
@@ -69,17 +122,31 @@ ksa_status ksa_eval_loss(ksa_model *m, ksa_eval_rows *rows, int grads, double *l
             sums[1] += row[t] < KSA_TOKENIZER_EOT;
         ksa_tape_reset(&tp);
         double part;
-        ksa_tensor *l = ksa_model_forward(m, &tp, row, 1, L, (double)(B * L), &part, NULL);
-        if (grads)
+        ksa_tensor *l =
+            ksa_model_forward_per_target(m, &tp, row, 1, L, (double)(B * L), &part, target_loss);
+        if (o->grads)
             ksa_tape_backward(&tp, l);
         sums[0] += part;
+        for (size_t k = 0; k < nb; k++)
+            for (size_t t = bk[k].from; t < bk[k].to; t++) {
+                sums[2 + 2 * k] += target_loss[t];
+                sums[3 + 2 * k] += row[t + 1] < KSA_TOKENIZER_EOT;
+            }
+        if (rank == 0)
+            report_progress(&progress, b);
     }
+    ksa_free(target_loss);
     ksa_tape_free(&tp);
     ksa_arena_free(&arena);
-    KSA_TRY(ksa_dist_sum(sums, 2));
-    *loss = sums[0];
-    *n_bytes = (size_t)sums[1];
-    if (grads)
+    KSA_TRY(ksa_dist_sum(sums, (int)(2 + 2 * nb)));
+    r->loss = sums[0];
+    r->n_bytes = (size_t)sums[1];
+    for (size_t k = 0; k < nb; k++) {
+        bk[k].targets = (bk[k].to - bk[k].from) * B;
+        bk[k].loss = sums[2 + 2 * k] / (double)bk[k].targets;
+        bk[k].n_bytes = (size_t)sums[3 + 2 * k];
+    }
+    if (o->grads)
         KSA_TRY(ksa_dist_sum_reals(m->params.grad, m->params.numel));
     return KSA_OK;
 }

@@ -26,10 +26,36 @@ ksa_status ksa_eval_rows_open(ksa_eval_rows *r, const char *data, ksa_dtype dtyp
                               size_t L, long batch, size_t offset);
 void ksa_eval_rows_close(ksa_eval_rows *r); /* also on a zeroed struct */
 
-/* The mean loss over the B·L targets, the number of targets that are bytes (ids < 256, not
- * end-of-text: the denominator of bits per byte) and, with grads, d(mean loss)/d(parameter)
- * in m->params.grad. Collective under MPI (every rank calls it). */
-ksa_status ksa_eval_loss(ksa_model *m, ksa_eval_rows *rows, int grads, double *loss,
-                         size_t *n_bytes);
+/* Position buckets of the L targets of a row (target t, 0-based, is token t + 1, predicted
+ * from tokens 0 ... t): [0, 1), [1, 2), [2, 4), [4, 8), ..., the last one ending at L. */
+#define KSA_EVAL_MAX_BUCKETS 65 /* 1 + 64: any size_t L */
+typedef struct {
+    size_t from, to; /* target positions [from, to) */
+    size_t targets;  /* (to - from) · B */
+    size_t n_bytes;  /* targets that are bytes */
+    double loss;     /* mean loss over the targets (nats) */
+} ksa_eval_bucket;
+
+/* Fills from and to of the buckets of L (>= 1) target positions; returns how many. */
+size_t ksa_eval_position_buckets(size_t L, ksa_eval_bucket *buckets);
+
+typedef struct {
+    int grads;               /* d(mean loss)/d(parameter) into m->params.grad */
+    int by_position;         /* the position buckets as well */
+    double progress_seconds; /* > 0: rank 0 prints progress to stderr at most this often */
+} ksa_eval_options;
+
+typedef struct {
+    double loss;      /* mean over the B·L targets */
+    size_t n_bytes;   /* targets that are bytes (ids < 256, not end-of-text): the denominator
+                       * of bits per byte */
+    size_t n_buckets; /* 0 without by_position */
+    ksa_eval_bucket bucket[KSA_EVAL_MAX_BUCKETS];
+} ksa_eval_result;
+
+/* The mean loss over the B·L targets and what o asks for besides. Collective under MPI
+ * (every rank calls it; every rank gets the whole result). */
+ksa_status ksa_eval_loss(ksa_model *m, ksa_eval_rows *rows, const ksa_eval_options *o,
+                         ksa_eval_result *r);
 
 #endif

@@ -148,6 +148,8 @@ static ksa_status lock_folder(const char *dir, const char *what, int writable, i
     return KSA_OK;
 }
 
+static ksa_status newest_of_run(const char *arg, const char *what, char *path, size_t cap);
+
 ksa_status ksa_run_resolve_resume(const char *arg, char *path, size_t cap)
 {
     struct stat sb;
@@ -165,6 +167,13 @@ ksa_status ksa_run_resolve_resume(const char *arg, char *path, size_t cap)
         KSA_TRY(lock_folder(arg, "the folder to resume from", 0, &fd));
     if (fd >= 0)
         close(fd);
+    return newest_of_run(arg, "--resume ", path, cap);
+}
+
+/* The newest step_*.h5 of dir that belongs to the run its marker names (any without a
+ * marker) into path; what: the start of error messages. */
+static ksa_status newest_of_run(const char *arg, const char *what, char *path, size_t cap)
+{
     long *steps = ksa_alloc(MAX_CHECKPOINTS * sizeof *steps);
     size_t n = ksa_run_list_checkpoints(arg, steps, MAX_CHECKPOINTS);
     char marker[KSA_CKPT_STAMP];
@@ -183,12 +192,12 @@ ksa_status ksa_run_resolve_resume(const char *arg, char *path, size_t cap)
     }
     ksa_status st = KSA_OK;
     if (n == 0)
-        st = ksa_fail(KSA_EIO, "--resume %s: the folder holds no step_*.h5 checkpoint", arg);
+        st = ksa_fail(KSA_EIO, "%s%s: the folder holds no step_*.h5 checkpoint", what, arg);
     else if (pick == n)
-        st = ksa_fail(KSA_EIO, "--resume %s: the folder holds no checkpoint of its run %s", arg,
+        st = ksa_fail(KSA_EIO, "%s%s: the folder holds no checkpoint of its run %s", what, arg,
                       marker);
-    else
-        snprintf(path, cap, "%s/step_%08ld.h5", arg, steps[pick]);
+    else if ((size_t)snprintf(path, cap, "%s/step_%08ld.h5", arg, steps[pick]) >= cap)
+        st = ksa_fail(KSA_EINVAL, "%s%s: the checkpoint path is too long", what, arg);
     ksa_free(steps);
     return st;
 }
@@ -257,6 +266,14 @@ static ksa_status take_folder(const char *dir, const ksa_run_owner *owner, int o
     return st;
 }
 
+/* a and b name the same existing folder ("runs/x" and "/home/u/runs/x/"), by device and inode */
+static int same_folder(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return b[0] && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
 static ksa_status claim_on_this_rank(const ksa_train_config *tc, const char *resume_dir,
                                      const ksa_run_owner *owner, int overwrite, FILE *out,
                                      ksa_run_lock *lk)
@@ -266,7 +283,7 @@ static ksa_status claim_on_this_rank(const ksa_train_config *tc, const char *res
         KSA_TRY(lock_folder(tc->out, "the checkpoint folder", 1, &lk->fd[0]));
         KSA_TRY(take_folder(tc->out, owner, overwrite, out));
     }
-    if (resume_dir && strcmp(resume_dir, tc->out) != 0)
+    if (resume_dir && !same_folder(resume_dir, tc->out))
         KSA_TRY(lock_folder(resume_dir, "the folder to resume from", 0, &lk->fd[1]));
     if (tc->log[0]) {
         KSA_TRY(ksa_path_make_parent(tc->log, "the log folder"));
@@ -444,4 +461,17 @@ ksa_status ksa_run_check_resume(const char *path, const ksa_model_config *given_
                 "lr %s instead of %s\n",
                 stored_tc->steps, given_tc->steps, k + 1, b, a);
     return KSA_OK;
+}
+
+ksa_status ksa_run_newest_checkpoint(const char *arg, char *path, size_t cap)
+{
+    struct stat sb;
+    int n_written;
+    if (stat(arg, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        n_written = snprintf(path, cap, "%s", arg);
+        if (n_written < 0 || (size_t)n_written >= cap)
+            return ksa_fail(KSA_EINVAL, "checkpoint path '%s' is too long", arg);
+        return KSA_OK;
+    }
+    return newest_of_run(arg, "", path, cap);
 }

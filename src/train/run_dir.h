@@ -101,4 +101,9 @@ ksa_status ksa_run_check_resume(const char *path, const ksa_model_config *given_
                                 const ksa_train_config *stored_tc, const ksa_ckpt_progress *pr,
                                 int allow_schedule_change, FILE *out);
 
+/* --ckpt ARG of the commands that only read a checkpoint (eval, sample): a file as given (a
+ * missing one is the checkpoint reader's error), or a folder's highest-numbered step_%08ld.h5
+ * into path; a folder without one is an error. Takes no lock: reading needs none.        */
+ksa_status ksa_run_newest_checkpoint(const char *arg, char *path, size_t cap);
+
 #endif
