@@ -103,7 +103,7 @@ $(DEMO_TOKENS): $(DEMO_DATA) $(BIN)/ksa
 	$(BIN)/ksa prepare --input $(DEMO_DATA) --out $@ --val-fraction 0.01
 
 # The README's main command: trains configs/tiny.conf on the KJV tokens, then samples.
-demo: $(BIN)/ksa $(DEMO_TOKENS)
+demo: all # bin/ksa64 too: the README tour runs ksa gradcheck
 	$(BIN)/ksa train --config configs/tiny.conf --log build/demo.jsonl --sample 400 \
 	    --prompt "And God said, "
 

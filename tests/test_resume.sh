@@ -207,6 +207,16 @@ output_locations_are_checked_before_step_1() {
     [ "$(wc -l <"$TMP/new/deep/run.jsonl")" = 1 ]
 }
 
+# A resume into its own folder named relatively (the checkpoint stores it absolute) is one
+# folder, not a second run holding it.
+a_relative_resume_into_its_own_folder_works() {
+    cd "$TMP"
+    "$KSA" train "${RUN[@]}" --steps 2 --out rel >/dev/null
+    "$KSA" train --resume rel --steps 3 >"$TMP/rel.out"
+    grep -q "resumed from rel/step_00000002.h5 after step 2" "$TMP/rel.out"
+    [ -f rel/step_00000003.h5 ]
+}
+
 # run_id FILE: the /train run_id of a checkpoint
 run_id() { "$PY" -c "import h5py, sys; print(h5py.File(sys.argv[1], 'r')['train'].attrs['run_id'])" "$1"; }
 
@@ -316,7 +326,8 @@ for t in resume_continues_the_run_bit_for_bit resume_reads_the_optimizer_state \
     a_crash_during_a_save_leaves_the_previous_checkpoint keep_removes_only_older_checkpoints \
     contradicting_resumes_are_refused_and_touch_nothing \
     fine_tuning_starts_from_a_checkpoints_parameters a_running_run_holds_its_folder \
-    output_locations_are_checked_before_step_1 a_folder_belongs_to_one_run \
+    output_locations_are_checked_before_step_1 a_relative_resume_into_its_own_folder_works \
+    a_folder_belongs_to_one_run \
     keep_and_resume_leave_another_runs_files_alone a_resume_may_name_moved_data_but_not_changed_data \
     a_new_steps_must_not_reshape_the_schedule_silently save_best_keeps_the_best_validation_checkpoint; do
     run_test "$t" "$t"
