@@ -65,12 +65,22 @@ config_paths_resolve_against_the_config_folder() {
         --eval-every 0 --val-data "" >/dev/null)
 }
 
+# Idle OpenMP threads wait passively unless OMP_WAIT_POLICY says otherwise (src/cli/ksa.c);
+# the plan's first line shows the policy in force.
+openmp_threads_wait_passively_by_default() {
+    env -u OMP_WAIT_POLICY "$KSA" train --config configs/tiny.conf --dry-run >"$TMP/p.out"
+    grep -q "^# ksa train (.*, OMP_WAIT_POLICY=passive)" "$TMP/p.out"
+    OMP_WAIT_POLICY=active "$KSA" train --config configs/tiny.conf --dry-run >"$TMP/a.out"
+    grep -q "^# ksa train (.*, OMP_WAIT_POLICY=active)" "$TMP/a.out"
+}
+
 echo "[==========] Running test_train.sh"
 for t in tiny_config_learns_and_logs_every_step \
     dry_run_prints_the_plan_and_trains_nothing \
     bad_training_input_is_refused \
     a_diverging_run_stops_naming_step_and_parameter \
-    config_paths_resolve_against_the_config_folder; do
+    config_paths_resolve_against_the_config_folder \
+    openmp_threads_wait_passively_by_default; do
     run_test "$t" "$t"
 done
 finish

@@ -1,6 +1,8 @@
 /* ksa.c - the `ksa` command: dispatches to subcommands (src/cli/cmd_*.c). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/core.h"
 #include "cli/commands.h"
@@ -29,8 +31,22 @@ static void usage(FILE *out)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
 }
 
+/* Idle OpenMP threads sleep instead of spinning unless the user chose otherwise: on a shared
+ * or busy host, spinning threads steal the cores the working ones need (2 threads ran 2-6x
+ * slower than with passive waiting, docs/training.md, "Threads"). The OpenMP runtime reads
+ * OMP_WAIT_POLICY once, when it is loaded (before main), so the process sets it and
+ * executes itself again; if that fails it goes on with the runtime's default. */
+static void default_to_passive_waiting(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY"))
+        return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv)
 {
+    default_to_passive_waiting(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;

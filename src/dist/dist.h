@@ -1,6 +1,6 @@
 /* dist.h - MPI: start-up, rank and size, shutdown. One code path for 1 and N ranks: a
  * process started without mpirun initialises MPI as a singleton (DESIGN.md §1). Data
- * parallelism and sharding build on this (the MPI issue).                               */
+ * parallelism and sharding build on this (docs/mpi.md).                               */
 #ifndef KSA_DIST_DIST_H
 #define KSA_DIST_DIST_H
 
