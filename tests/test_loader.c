@@ -329,8 +329,9 @@ static void the_validation_reader_walks_the_whole_file(void **state)
     enum { L = 6, NSEQ = 4, ROWS = 10 };
     ksa_val_reader vr;
     make_file(p, *state, "val.bin", ROWS * L + 1 + 4, 0); /* 4 tokens left over */
-    assert_int_equal(ksa_val_reader_open(&vr, p, KSA_DTYPE_AUTO, VOCAB, L, NSEQ), KSA_OK);
+    assert_int_equal(ksa_val_reader_open(&vr, p, KSA_DTYPE_AUTO, VOCAB, L, NSEQ, 0), KSA_OK);
     assert_int_equal(vr.n_rows, ROWS);
+    assert_int_equal(vr.n_chosen, ROWS);
     int32_t t[NSEQ * (L + 1)];
     size_t want_rows[] = {4, 4, 2, 0}, row = 0;
     for (int pass = 0; pass < 2; pass++, row = 0) {
@@ -346,8 +347,71 @@ static void the_validation_reader_walks_the_whole_file(void **state)
     }
     ksa_val_reader_close(&vr);
     make_file(p, *state, "tiny.bin", L, 0);
-    dt_expect_error(ksa_val_reader_open(&vr, p, KSA_DTYPE_AUTO, VOCAB, L, NSEQ), KSA_EFORMAT, p,
+    dt_expect_error(ksa_val_reader_open(&vr, p, KSA_DTYPE_AUTO, VOCAB, L, NSEQ, 0), KSA_EFORMAT, p,
                     "has 6 tokens", "seq_len 6");
+}
+
+static void chosen_rows_are_spread_evenly_over_the_file(void **state)
+{
+    /* floor(i·n_rows / n_chosen): row 0 first, distinct, increasing, the last near the end */
+    const size_t three_of_ten[] = {0, 3, 6}, four_of_ten[] = {0, 2, 5, 7};
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(ksa_loader_spread_row(i, 3, 10), three_of_ten[i]);
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(ksa_loader_spread_row(i, 4, 10), four_of_ten[i]);
+    for (size_t i = 0; i < 10; i++)
+        assert_int_equal(ksa_loader_spread_row(i, 10, 10), i); /* all rows: the identity */
+    size_t big = SIZE_MAX / 2;                                 /* i·n_rows needs 128 bits */
+    assert_int_equal(ksa_loader_spread_row(2, 3, big), big / 3 * 2);
+    assert_int_equal(ksa_loader_spread_row(999, 1000, 1001), 999);
+
+    char p[DT_PATH_MAX];
+    enum { L = 5, NSEQ = 2, ROWS = 10 };
+    ksa_val_reader vr;
+    make_file(p, *state, "val.bin", ROWS * L + 1 + 3, 0);
+    assert_int_equal(ksa_val_reader_open(&vr, p, KSA_DTYPE_AUTO, VOCAB, L, NSEQ, 3), KSA_OK);
+    assert_int_equal(vr.n_rows, ROWS);
+    assert_int_equal(vr.n_chosen, 3);
+    assert_int_equal(ksa_val_reader_n_batches(&vr), 2);
+    int32_t t[NSEQ * (L + 1)];
+    const size_t batch_rows[2] = {2, 1};
+    for (int pass = 0; pass < 2; pass++) { /* the same rows every time, in any batch order */
+        for (size_t k = 2; k-- > 0;) {
+            assert_int_equal(ksa_val_reader_batch(&vr, k, t), batch_rows[k]);
+            for (size_t b = 0; b < batch_rows[k]; b++)
+                for (size_t j = 0; j <= L; j++)
+                    assert_int_equal(t[b * (L + 1) + j], three_of_ten[k * NSEQ + b] * L + j);
+        }
+    }
+    size_t row = 0; /* next() serves the same batches in order */
+    while (ksa_val_reader_next(&vr, t) > 0)
+        row++;
+    assert_int_equal(row, 2);
+    FILE *log = tmpfile();
+    assert_non_null(log);
+    ksa_val_reader_print(&vr, log);
+    ksa_val_reader_close(&vr);
+    /* asking for as many rows as the file holds, or more, gives the whole file */
+    for (size_t max_rows = ROWS; max_rows <= ROWS + 5; max_rows += 5) {
+        assert_int_equal(ksa_val_reader_open(&vr, p, KSA_DTYPE_AUTO, VOCAB, L, NSEQ, max_rows),
+                         KSA_OK);
+        assert_int_equal(vr.n_chosen, ROWS);
+        assert_int_equal(ksa_val_reader_n_batches(&vr), ROWS / NSEQ);
+        assert_int_equal(ksa_val_reader_batch(&vr, 4, t), 2);
+        assert_int_equal(t[0], 8 * L);
+        assert_int_equal(t[L + 1], 9 * L);
+        ksa_val_reader_print(&vr, log);
+        ksa_val_reader_close(&vr);
+    }
+    char line[2][DT_PATH_MAX + 128];
+    rewind(log);
+    assert_non_null(fgets(line[0], sizeof line[0], log));
+    assert_non_null(fgets(line[1], sizeof line[1], log));
+    fclose(log);
+    assert_non_null(strstr(line[0], "3 of 10 rows of"));
+    assert_non_null(strstr(line[0], "spread evenly"));
+    assert_non_null(strstr(line[1], "all 10 rows of"));
+    assert_non_null(strstr(line[1], p));
 }
 
 static char abort_file[DT_PATH_MAX];
@@ -393,6 +457,7 @@ int main(void)
         T(files_shorter_than_one_row_are_refused),
         T(sequential_rows_share_one_token_and_need_the_whole_span),
         T(the_validation_reader_walks_the_whole_file),
+        T(chosen_rows_are_spread_evenly_over_the_file),
         T(misuse_by_the_caller_aborts_with_the_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

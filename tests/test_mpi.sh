@@ -132,6 +132,32 @@ print("by position agrees on 1 and 2 ranks")
 PYEOF
 }
 
+# Validation batches of micro_batch rows go to rank b mod N and the sums are reduced: 1 and 2
+# ranks give the same val_loss, for the whole file (10 rows) and for 3 rows spread over it.
+# lr = 0 keeps the parameters identical on both, so only the order of the sums may differ.
+validation_gives_the_same_loss_on_1_and_2_ranks() {
+    "$PY" -c 'import sys, numpy as np
+np.fromfile("build/data/kjv.val.bin", "<u2")[: 10 * 32 + 1].tofile(sys.argv[1])
+open(sys.argv[1] + ".meta", "w").write("uint16")' "$TMP/v.bin"
+    local n rows
+    for rows in 3 10; do
+        for n in 1 2; do
+            "${MPIRUN[@]}" -np $n "$KSA" train "${RUN[@]}" --seq-len 32 --steps 1 --lr 0 \
+                --min-lr 0 --val-data "$TMP/v.bin" --eval-batches $rows \
+                --log "$TMP/v$rows-$n.jsonl" >/dev/null
+        done
+    done
+    "$PY" - "$TMP" <<'PYEOF'
+import json, sys
+d = sys.argv[1]
+val = {k: json.load(open(f"{d}/v{k}.jsonl"))["val_loss"] for k in ("3-1", "3-2", "10-1", "10-2")}
+print(val)
+assert abs(val["3-1"] - val["3-2"]) <= 1e-12 * val["3-1"], val
+assert abs(val["10-1"] - val["10-2"]) <= 1e-12 * val["10-1"], val
+assert val["3-1"] != val["10-1"], val
+PYEOF
+}
+
 # Checkpoints written by 2 and 4 ranks (each rank its own slice of the moments) hold what
 # one rank writes, and any of them resumes on another rank count continuing the same run.
 sharded_checkpoints_match_and_resume_on_other_rank_counts() {
@@ -179,6 +205,7 @@ for t in losses_agree_on_1_2_and_4_ranks collectives_in_pieces_give_the_same_run
     a_rank_count_that_does_not_divide_the_batch_is_refused an_error_on_one_rank_ends_the_job \
     eval_gives_the_same_result_on_several_ranks \
     eval_by_position_is_the_same_on_several_ranks \
+    validation_gives_the_same_loss_on_1_and_2_ranks \
     sharded_checkpoints_match_and_resume_on_other_rank_counts; do
     run_test "$t" "$t"
 done

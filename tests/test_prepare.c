@@ -62,7 +62,22 @@ static size_t make_docs(const char *dir, char paths[N_DOCS][DT_PATH_MAX],
     return sizes[0] + sizes[1] + sizes[2];
 }
 
-static void tokens_are_the_bytes_plus_one_end_of_text_per_file_split_per_document(void **state)
+/* The first seed from 1 whose split at val_fraction puts documents in both files (for three
+ * documents at 0.5, three in four seeds do; none among 1000 is a broken hash).            */
+static uint64_t a_seed_that_splits(size_t n_docs, double val_fraction)
+{
+    for (uint64_t seed = 1; seed <= 1000; seed++) {
+        size_t n_val = 0;
+        for (size_t d = 0; d < n_docs; d++)
+            n_val += (size_t)ksa_prepare_goes_to_validation(seed, d, val_fraction);
+        if (n_val > 0 && n_val < n_docs)
+            return seed;
+    }
+    fail_msg("no seed in 1..1000 splits %zu documents at val_fraction %g", n_docs, val_fraction);
+    return 0;
+}
+
+static void whole_documents_go_to_one_file_each_in_command_line_order(void **state)
 {
     const char *dir = *state;
     char paths[N_DOCS][DT_PATH_MAX], out[DT_PATH_MAX], val[DT_PATH_MAX], meta[DT_PATH_MAX];
@@ -70,8 +85,9 @@ static void tokens_are_the_bytes_plus_one_end_of_text_per_file_split_per_documen
     size_t sizes[N_DOCS];
     size_t total = make_docs(dir, paths, docs, sizes);
     const char *inputs[N_DOCS] = {paths[0], paths[1], paths[2]};
-    const double frac = 0.1;
+    const double frac = 0.5;
     ksa_prepare_options o = quiet_options(inputs, N_DOCS, dt_join(out, dir, "P.bin"), frac);
+    o.seed = a_seed_that_splits(N_DOCS, frac);
     ksa_prepare_result r;
     assert_int_equal(ksa_prepare_run(&o, &r), KSA_OK);
     assert_int_equal(r.n_files, N_DOCS);
@@ -85,19 +101,20 @@ static void tokens_are_the_bytes_plus_one_end_of_text_per_file_split_per_documen
     int32_t *valt = read_tokens(dt_join(val, dir, "P.val.bin"), 257, &n_val, &dt);
     assert_int_equal(n_train, r.n_train);
     assert_int_equal(n_val, r.n_val);
-    assert_int_equal(n_train + n_val, total + N_DOCS); /* bytes + one eot per file */
-    size_t at_train = 0, at_val = 0;
-    for (size_t d = 0; d < N_DOCS; d++) { /* head + eot to train, tail to validation */
-        size_t nv = (size_t)floor(frac * (double)(sizes[d] + 1)), nh = sizes[d] - nv;
-        for (size_t i = 0; i < nh; i++)
-            assert_int_equal(train[at_train++], docs[d][i]);
-        assert_int_equal(train[at_train++], KSA_TOKENIZER_EOT);
-        for (size_t i = nh; i < sizes[d]; i++)
-            assert_int_equal(valt[at_val++], docs[d][i]);
+    size_t at_train = 0, at_val = 0, val_docs = 0;
+    for (size_t d = 0; d < N_DOCS; d++) { /* bytes + end-of-text, all in one of the files */
+        int to_val = ksa_prepare_goes_to_validation(o.seed, d, frac);
+        int32_t *to = to_val ? valt : train;
+        size_t *at = to_val ? &at_val : &at_train;
+        val_docs += (size_t)to_val;
+        for (size_t i = 0; i < sizes[d]; i++)
+            assert_int_equal(to[(*at)++], docs[d][i]);
+        assert_int_equal(to[(*at)++], KSA_TOKENIZER_EOT);
     }
     assert_int_equal(at_train, n_train);
     assert_int_equal(at_val, n_val);
-    assert_int_equal(n_val, 100 + 0 + 1234); /* floor(0.1 * 1000), floor(0.1), floor(1234.6) */
+    assert_int_equal(r.n_val_docs, val_docs);
+    assert_int_equal(r.n_train_docs, N_DOCS - val_docs);
 
     size_t n;
     unsigned char *m = dt_read(dt_join(meta, dir, "P.bin.meta"), &n);
@@ -112,16 +129,43 @@ static void tokens_are_the_bytes_plus_one_end_of_text_per_file_split_per_documen
     free(m);
     assert_int_equal(dt_count_entries(dir), N_DOCS + 4); /* no .tmp left behind */
 
-    /* the text decodes back: document 0 then the end-of-text marker */
-    char *text = malloc(2 * n_train + 64);
+    /* the text decodes back: the first document then the end-of-text marker */
+    int32_t *first = ksa_prepare_goes_to_validation(o.seed, 0, frac) ? valt : train;
+    char *text = malloc(2 * sizes[0] + 64);
     assert_non_null(text);
-    size_t len = ksa_tokenizer_decode(text, 2 * n_train + 64, train, 899 + 1, 0);
-    assert_int_equal(len, 899 + strlen(KSA_TOKENIZER_EOT_MARKER));
-    assert_memory_equal(text, docs[0], 899);
-    assert_memory_equal(text + 899, KSA_TOKENIZER_EOT_MARKER, strlen(KSA_TOKENIZER_EOT_MARKER));
+    size_t len = ksa_tokenizer_decode(text, 2 * sizes[0] + 64, first, sizes[0] + 1, 0);
+    assert_int_equal(len, sizes[0] + strlen(KSA_TOKENIZER_EOT_MARKER));
+    assert_memory_equal(text, docs[0], sizes[0]);
+    assert_memory_equal(text + sizes[0], KSA_TOKENIZER_EOT_MARKER,
+                        strlen(KSA_TOKENIZER_EOT_MARKER));
     free(text), free(train), free(valt);
     for (size_t d = 0; d < N_DOCS; d++)
         free(docs[d]);
+}
+
+/* Each document is a draw: over many documents the validation share is val_fraction. */
+static void the_seeded_choice_honours_the_fraction_and_depends_on_the_seed(void **state)
+{
+    (void)state;
+    enum { N = 100000 };
+    const double fractions[] = {0.01, 0.1, 0.5};
+    for (size_t k = 0; k < 3; k++) {
+        double f = fractions[k];
+        size_t n_val = 0, same_as_seed_2 = 0;
+        for (size_t d = 0; d < N; d++) {
+            int v = ksa_prepare_goes_to_validation(KSA_PREPARE_DEFAULT_SEED, d, f);
+            n_val += (size_t)v;
+            same_as_seed_2 += v && ksa_prepare_goes_to_validation(2, d, f);
+        }
+        double sd = sqrt(N * f * (1 - f)); /* binomial: within 5 sd */
+        assert_true(fabs((double)n_val - N * f) < 5 * sd);
+        /* another seed picks other documents: independent draws overlap in f^2 of them */
+        assert_true(fabs((double)same_as_seed_2 - N * f * f) < 5 * sqrt(N * f * f) + 1);
+    }
+    for (size_t d = 0; d < 100; d++) { /* the ends of [0, 1) */
+        assert_false(ksa_prepare_goes_to_validation(7, d, 0.0));
+        assert_true(ksa_prepare_goes_to_validation(7, d, nextafter(1.0, 0.0)));
+    }
 }
 
 static void a_zero_fraction_leaves_an_empty_validation_file(void **state)
@@ -154,7 +198,7 @@ static void a_large_vocabulary_writes_uint32_that_the_loader_reads(void **state)
     const char *text = "And God said, Let there be light: and there was light.\n";
     dt_write_str(dt_join(in, dir, "genesis.txt"), text);
     const char *inputs[1] = {in};
-    ksa_prepare_options o = quiet_options(inputs, 1, dt_join(out, dir, "big.bin"), 0.25);
+    ksa_prepare_options o = quiet_options(inputs, 1, dt_join(out, dir, "big.bin"), 0.0);
     o.vocab_size = 70000;
     ksa_prepare_result r;
     assert_int_equal(ksa_prepare_run(&o, &r), KSA_OK);
@@ -166,9 +210,9 @@ static void a_large_vocabulary_writes_uint32_that_the_loader_reads(void **state)
     m = dt_read(out, &n);
     assert_int_equal(n, 4 * r.n_train);
     free(m);
-    size_t len = strlen(text), nv = (size_t)floor(0.25 * (double)(len + 1));
-    assert_int_equal(r.n_val, nv);
-    assert_int_equal(r.n_train, len - nv + 1);
+    size_t len = strlen(text);
+    assert_int_equal(r.n_val, 0);
+    assert_int_equal(r.n_train, len + 1);
 
     ksa_loader ld; /* the training file serves a loader: rows are its consecutive tokens */
     ksa_loader_options lo = {.seq_len = 8, .global_batch = 2, .vocab_size = 70000, .seed = 5};
@@ -189,7 +233,7 @@ static void progress_lines_report_bytes_and_speed(void **state)
     char in[DT_PATH_MAX], out[DT_PATH_MAX];
     dt_write_str(dt_join(in, dir, "t.txt"), "some text for the progress line");
     const char *inputs[1] = {in};
-    ksa_prepare_options o = quiet_options(inputs, 1, dt_join(out, dir, "t.bin"), 0.5);
+    ksa_prepare_options o = quiet_options(inputs, 1, dt_join(out, dir, "t.bin"), 0.0);
     o.progress = tmpfile();
     assert_non_null(o.progress);
     o.progress_every = 0; /* every chunk */
@@ -207,11 +251,22 @@ static void progress_lines_report_bytes_and_speed(void **state)
 static void the_command_line_is_parsed_and_unknown_options_are_refused(void **state)
 {
     (void)state;
-    char *argv[] = {"--input", "a.txt",          "b.txt", "--out",        "P.bin", "--input",
-                    "c.txt",   "--val-fraction", "0.05",  "--vocab-size", "512"};
+    char *argv[] = {"--input",
+                    "a.txt",
+                    "b.txt",
+                    "--out",
+                    "P.bin",
+                    "--input",
+                    "c.txt",
+                    "--val-fraction",
+                    "0.05",
+                    "--vocab-size",
+                    "512",
+                    "--seed",
+                    "18446744073709551615"};
     const char *inputs[16];
     ksa_prepare_options o;
-    assert_int_equal(ksa_prepare_parse_args(&o, inputs, 11, argv), KSA_OK);
+    assert_int_equal(ksa_prepare_parse_args(&o, inputs, 13, argv), KSA_OK);
     assert_int_equal(o.n_inputs, 3);
     assert_string_equal(o.inputs[0], "a.txt");
     assert_string_equal(o.inputs[1], "b.txt");
@@ -219,11 +274,14 @@ static void the_command_line_is_parsed_and_unknown_options_are_refused(void **st
     assert_string_equal(o.out, "P.bin");
     assert_true(o.val_fraction == 0.05);
     assert_int_equal(o.vocab_size, 512);
+    assert_true(o.seed == UINT64_MAX);
 
     char *defaults[] = {"--input", "a.txt", "--out", "P.bin"};
     assert_int_equal(ksa_prepare_parse_args(&o, inputs, 4, defaults), KSA_OK);
     assert_true(o.val_fraction == 0.01);
     assert_int_equal(o.vocab_size, 257);
+    assert_true(o.seed == KSA_PREPARE_DEFAULT_SEED);
+    assert_true(KSA_PREPARE_DEFAULT_SEED == 1); /* docs/data.md names it */
 
     char *unknown[] = {"--input", "a.txt", "--outt", "P.bin"};
     dt_expect_error(ksa_prepare_parse_args(&o, inputs, 4, unknown), KSA_EINVAL,
@@ -240,6 +298,9 @@ static void the_command_line_is_parsed_and_unknown_options_are_refused(void **st
     char *bad_vocab[] = {"--vocab-size", "-5"};
     dt_expect_error(ksa_prepare_parse_args(&o, inputs, 2, bad_vocab), KSA_EINVAL,
                     "'-5' is not a number");
+    char *bad_seed[] = {"--seed", "-1"};
+    dt_expect_error(ksa_prepare_parse_args(&o, inputs, 2, bad_seed), KSA_EINVAL, "'--seed'",
+                    "'-1' is not a number");
 }
 
 static void validation_files_are_named_after_the_training_file(void **state)
@@ -256,14 +317,16 @@ static void validation_files_are_named_after_the_training_file(void **state)
     }
 }
 
-/* Runs prepare with o, expects code and needle, and checks dir still has n_entries files and
+/* Runs prepare with o, expects code and the needles, and checks dir still has n_entries files and
  * that an older P.bin survived untouched.                                                 */
-static void expect_nothing_written(const char *dir, const ksa_prepare_options *o, ksa_status code,
-                                   const char *needle)
+#define expect_nothing_written(dir, o, code, ...)                                                  \
+    expect_nothing_written_((dir), (o), (code), (const char *const[]){__VA_ARGS__, NULL})
+static void expect_nothing_written_(const char *dir, const ksa_prepare_options *o, ksa_status code,
+                                    const char *const *needles)
 {
     size_t before = dt_count_entries(dir);
     ksa_prepare_result r;
-    dt_expect_error(ksa_prepare_run(o, &r), code, needle);
+    dt_expect_error_(ksa_prepare_run(o, &r), code, needles);
     assert_int_equal(dt_count_entries(dir), before);
     char p[DT_PATH_MAX];
     size_t n;
@@ -299,8 +362,18 @@ static void bad_input_is_an_error_that_writes_nothing(void **state)
     const char *folder[1] = {dir};
     o = quiet_options(folder, 1, out, 0.01);
     expect_nothing_written(dir, &o, KSA_EIO, "not a regular file");
+    /* one document cannot be split; nor can two that the seed sends to the same file */
+    o = quiet_options(two, 1, out, 0.01);
+    expect_nothing_written(dir, &o, KSA_EINVAL, "too few documents",
+                           "puts 0 of the 1 document (0 of 10 tokens) in the validation file "
+                           "and 1 in the training file");
+    const char *ok_twice[2] = {in, in};
+    o = quiet_options(ok_twice, 2, out, nextafter(1.0, 0.0));
+    o.seed = 5;
+    expect_nothing_written(dir, &o, KSA_EINVAL, "--seed 5 puts 2 of the 2 documents (20 of 20",
+                           "and 0 in the training file");
     /* a missing output folder is created; one that cannot be (under a file) is an error */
-    o = quiet_options(two, 1, dt_join(sub, dir, "ok.txt/sub/P.bin"), 0.01);
+    o = quiet_options(two, 1, dt_join(sub, dir, "ok.txt/sub/P.bin"), 0.0);
     expect_nothing_written(dir, &o, KSA_EIO, "cannot create the output folder");
 }
 
@@ -311,7 +384,7 @@ static void a_failure_while_writing_removes_every_temporary_file(void **state)
     dt_write_str(dt_join(in, dir, "ok.txt"), "fine text, long enough to split");
     dt_write_str(dt_join(out, dir, "P.bin"), "old");
     const char *inputs[1] = {in};
-    ksa_prepare_options o = quiet_options(inputs, 1, out, 0.5);
+    ksa_prepare_options o = quiet_options(inputs, 1, out, 0.0);
     /* a folder where a temporary file should go makes creating it fail: first the validation
      * file's (the training one exists by then), then a .meta file's (both token files are
      * complete by then)                                                                   */
@@ -332,7 +405,8 @@ int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, dt_setup_dir, dt_teardown_dir)
     const struct CMUnitTest tests[] = {
-        T(tokens_are_the_bytes_plus_one_end_of_text_per_file_split_per_document),
+        T(whole_documents_go_to_one_file_each_in_command_line_order),
+        T(the_seeded_choice_honours_the_fraction_and_depends_on_the_seed),
         T(a_zero_fraction_leaves_an_empty_validation_file),
         T(a_large_vocabulary_writes_uint32_that_the_loader_reads),
         T(progress_lines_report_bytes_and_speed),

@@ -5,6 +5,7 @@
 set -u
 BIN=${BIN:-bin}
 KSA="$BIN/ksa"
+KSA64="$BIN/ksa64"
 PY=${PY:-/usr/bin/python3}
 
 # The issue's bar: configs/tiny.conf, 40 steps at a constant learning rate, the mean loss of
@@ -74,13 +75,69 @@ openmp_threads_wait_passively_by_default() {
     grep -q "^# ksa train (.*, OMP_WAIT_POLICY=active)" "$TMP/a.out"
 }
 
+# Validation checks run in float64 (bin/ksa64) from a float32 checkpoint with lr = 0: the
+# run keeps exactly the checkpoint's parameters, and the final checkpoint stores them without
+# rounding, so its validation loss must equal `ksa64 eval` of that checkpoint to 1e-12.
+# The validation file: 10 rows of 32 tokens (+ 5 tokens never targets) of the KJV's.
+validation_run() { # validation_run NAME EVAL_BATCHES: $TMP/NAME.out, NAME.jsonl, NAME/
+    if [ ! -f "$TMP/m.h5" ]; then
+        "$PY" -c 'import sys, numpy as np
+np.fromfile("build/data/kjv.val.bin", "<u2")[: 10 * 32 + 1 + 5].tofile(sys.argv[1])
+open(sys.argv[1] + ".meta", "w").write("uint16")' "$TMP/v.bin"
+        "$KSA" init --config configs/tiny.conf --out "$TMP/m.h5" >/dev/null
+    fi
+    "$KSA64" train --config configs/tiny.conf --init-from "$TMP/m.h5" --seq-len 32 \
+        --global-batch 3 --micro-batch 3 --steps 1 --lr 0 --min-lr 0 --lr-schedule constant \
+        --warmup-steps 0 --val-data "$TMP/v.bin" --eval-every 0 --eval-batches "$2" \
+        --out "$TMP/$1" --log "$TMP/$1.jsonl" >"$TMP/$1.out"
+}
+
+# eval_batches >= the rows of the file: all of them (batches of 3, 3, 3 and 1 rows)
+validation_of_a_small_file_is_ksa_eval_over_the_whole_file() {
+    validation_run all 12
+    grep -q "^# validation: all 10 rows of $TMP/v.bin" "$TMP/all.out"
+    "$KSA64" eval --ckpt "$TMP/all/step_00000001.h5" --data "$TMP/v.bin" --seq-len 32 --json \
+        >"$TMP/eval.json" 2>/dev/null
+    "$PY" - "$TMP/all.jsonl" "$TMP/eval.json" <<'PYEOF'
+import json, sys
+val = json.loads(open(sys.argv[1]).read().splitlines()[-1])["val_loss"]
+ev = json.load(open(sys.argv[2]))
+print("val_loss", val, "ksa eval", ev["loss"])
+assert ev["tokens"] == 10 * 32, ev
+assert abs(val - ev["loss"]) <= 1e-12 * abs(ev["loss"]), (val, ev["loss"])
+PYEOF
+}
+
+# fewer rows than the file holds: rows floor(i * 10 / 3) = 0, 3, 6, not the first three
+validation_of_a_larger_file_reads_rows_spread_over_it() {
+    validation_run spread 3
+    grep -q "^# validation: 3 of 10 rows of $TMP/v.bin (seq_len 32), spread evenly" \
+        "$TMP/spread.out"
+    local r
+    for r in 0 1 2 3 6; do
+        "$KSA64" eval --ckpt "$TMP/spread/step_00000001.h5" --data "$TMP/v.bin" --seq-len 32 \
+            --batch 1 --offset $((r * 32)) --json 2>/dev/null
+    done >"$TMP/rows.json"
+    "$PY" - "$TMP/spread.jsonl" "$TMP/rows.json" <<'PYEOF'
+import json, sys
+val = json.loads(open(sys.argv[1]).read().splitlines()[-1])["val_loss"]
+row = dict(zip((0, 1, 2, 3, 6), (json.loads(l)["loss"] for l in open(sys.argv[2]))))
+spread, first = (row[0] + row[3] + row[6]) / 3, (row[0] + row[1] + row[2]) / 3
+print("val_loss", val, "rows 0, 3, 6", spread, "rows 0, 1, 2", first)
+assert abs(val - spread) <= 1e-12 * spread, (val, spread)
+assert abs(val - first) > 1e-9, (val, first)
+PYEOF
+}
+
 echo "[==========] Running test_train.sh"
 for t in tiny_config_learns_and_logs_every_step \
     dry_run_prints_the_plan_and_trains_nothing \
     bad_training_input_is_refused \
     a_diverging_run_stops_naming_step_and_parameter \
     config_paths_resolve_against_the_config_folder \
-    openmp_threads_wait_passively_by_default; do
+    openmp_threads_wait_passively_by_default \
+    validation_of_a_small_file_is_ksa_eval_over_the_whole_file \
+    validation_of_a_larger_file_reads_rows_spread_over_it; do
     run_test "$t" "$t"
 done
 finish

@@ -225,6 +225,8 @@ static int train_and_sample(const train_cli *c, ksa_model *m, double step_flops)
                t.tokens_seen);
     }
     ksa_loader_print(&t.loader, stdout);
+    if (t.has_val)
+        ksa_val_reader_print(&t.val, stdout);
     printf("# optimizer state on this rank: %.3f MiB (AdamW moments of %zu of %zu elements)\n",
            2.0 * (double)(t.slice_hi - t.slice_lo) * sizeof(ksa_real) / 1048576.0,
            t.slice_hi - t.slice_lo, m->params.numel);

@@ -240,8 +240,15 @@ ksa_status ksa_loader_read_sequential(const ksa_tokfile *f, int32_t *tokens, siz
 
 /* ---- validation reader ------------------------------------------------------------------ */
 
+size_t ksa_loader_spread_row(size_t i, size_t n_chosen, size_t n_rows)
+{
+    KSA_ASSERT(i < n_chosen && n_chosen <= n_rows, "chosen row %zu of %zu from %zu rows", i,
+               n_chosen, n_rows);
+    return (size_t)(((unsigned __int128)i * n_rows) / n_chosen);
+}
+
 ksa_status ksa_val_reader_open(ksa_val_reader *vr, const char *path, ksa_dtype dtype,
-                               size_t vocab_size, size_t seq_len, size_t nseq)
+                               size_t vocab_size, size_t seq_len, size_t nseq, size_t max_rows)
 {
     memset(vr, 0, sizeof *vr);
     if (seq_len == 0 || nseq == 0)
@@ -261,24 +268,50 @@ ksa_status ksa_val_reader_open(ksa_val_reader *vr, const char *path, ksa_dtype d
     vr->seq_len = seq_len;
     vr->nseq = nseq;
     vr->n_rows = (N - 1) / seq_len;
+    vr->n_chosen = max_rows == 0 || max_rows >= vr->n_rows ? vr->n_rows : max_rows;
     return KSA_OK;
+}
+
+size_t ksa_val_reader_n_batches(const ksa_val_reader *vr)
+{
+    return (vr->n_chosen + vr->nseq - 1) / vr->nseq;
+}
+
+size_t ksa_val_reader_batch(const ksa_val_reader *vr, size_t k, int32_t *tokens)
+{
+    KSA_ASSERT(k < ksa_val_reader_n_batches(vr), "validation batch %zu of %zu", k,
+               ksa_val_reader_n_batches(vr));
+    size_t first = k * vr->nseq, left = vr->n_chosen - first;
+    size_t rows = left < vr->nseq ? left : vr->nseq, L = vr->seq_len;
+    for (size_t b = 0; b < rows; b++) {
+        size_t row = ksa_loader_spread_row(first + b, vr->n_chosen, vr->n_rows);
+        ksa_tokfile_read(&vr->file, tokens + b * (L + 1), row * L, L + 1);
+    }
+    return rows;
 }
 
 size_t ksa_val_reader_next(ksa_val_reader *vr, int32_t *tokens)
 {
-    size_t left = vr->n_rows - vr->next_row, rows = left < vr->nseq ? left : vr->nseq;
-    if (rows == 0)
+    if (vr->next_batch >= ksa_val_reader_n_batches(vr))
         return 0;
-    ksa_status st = ksa_loader_read_sequential(&vr->file, tokens, vr->next_row * vr->seq_len, rows,
-                                               vr->seq_len);
-    KSA_ASSERT(st == KSA_OK, "rows within n_rows always fit: %s", ksa_last_error());
-    vr->next_row += rows;
-    return rows;
+    return ksa_val_reader_batch(vr, vr->next_batch++, tokens);
 }
 
 void ksa_val_reader_rewind(ksa_val_reader *vr)
 {
-    vr->next_row = 0;
+    vr->next_batch = 0;
+}
+
+void ksa_val_reader_print(const ksa_val_reader *vr, FILE *out)
+{
+    if (vr->n_chosen == vr->n_rows)
+        fprintf(out, "# validation: all %zu rows of %s (seq_len %zu)\n", vr->n_rows, vr->file.path,
+                vr->seq_len);
+    else
+        fprintf(out,
+                "# validation: %zu of %zu rows of %s (seq_len %zu), spread evenly over the "
+                "file\n",
+                vr->n_chosen, vr->n_rows, vr->file.path, vr->seq_len);
 }
 
 void ksa_val_reader_close(ksa_val_reader *vr)

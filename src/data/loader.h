@@ -18,7 +18,8 @@
  * is step 0.
  *
  * Evaluation reads sequentially: row b of a batch at offset O is tokens O+b·L ... O+b·L+L
- * inclusive (neighbouring rows share one token); ksa_val_reader walks a whole file so.    */
+ * inclusive (neighbouring rows share one token); ksa_val_reader serves the rows of a whole
+ * file so, or a fixed subset of them spread evenly over the file.                         */
 #ifndef KSA_DATA_LOADER_H
 #define KSA_DATA_LOADER_H
 
@@ -88,24 +89,40 @@ void ksa_loader_batch_at(const ksa_loader *ld, int32_t *tokens, uint64_t step, i
 ksa_status ksa_loader_read_sequential(const ksa_tokfile *f, int32_t *tokens, size_t offset,
                                       size_t nseq, size_t seq_len);
 
-/* ---- the validation reader: the whole file, sequentially, nseq rows at a time ----------- *
- * The file holds n_rows = floor((N - 1) / L) rows; batch k holds rows k·nseq ... (at most
- * nseq of them; the last batch may be shorter). The at most L - 1 tokens after the last
- * full row are never targets (they would make a partial row).                             */
+/* ---- the validation reader: rows of a whole file, nseq rows at a time ----------------- *
+ * The file holds n_rows = floor((N - 1) / L) full rows, row r = tokens r·L ... r·L + L (the
+ * at most L - 1 tokens after the last full row are never targets). The reader serves
+ * n_chosen of them: all when max_rows is 0 or >= n_rows; otherwise max_rows rows spread
+ * evenly over the whole file, chosen row i being file row floor(i·n_rows / max_rows)
+ * (ksa_loader_spread_row): fixed for a file, the same at every evaluation and on any number
+ * of ranks. Batch k holds chosen rows k·nseq ... (at most nseq; the last may be shorter).  */
 typedef struct {
-    ksa_tokfile file; /* owned, open */
-    size_t seq_len;   /* L */
-    size_t nseq;      /* rows per batch */
-    size_t n_rows;    /* rows in the whole file */
-    size_t next_row;  /* first row of the next batch */
+    ksa_tokfile file;  /* owned, open */
+    size_t seq_len;    /* L */
+    size_t nseq;       /* rows per batch */
+    size_t n_rows;     /* full rows in the whole file */
+    size_t n_chosen;   /* rows served: n_rows, or max_rows < n_rows spread over the file */
+    size_t next_batch; /* the batch ksa_val_reader_next returns next */
 } ksa_val_reader;
 
+/* File row of chosen row i (< n_chosen) when n_chosen of n_rows rows are spread evenly:
+ * floor(i·n_rows / n_chosen), so row 0 is always chosen and, for n_chosen <= n_rows, the
+ * chosen rows are distinct and increasing (i·n_rows never overflows: 128-bit product).  */
+size_t ksa_loader_spread_row(size_t i, size_t n_chosen, size_t n_rows);
+
+/* max_rows: rows to serve, 0 for all (see above). */
 ksa_status ksa_val_reader_open(ksa_val_reader *vr, const char *path, ksa_dtype dtype,
-                               size_t vocab_size, size_t seq_len, size_t nseq);
-/* Fills the next batch and returns its number of rows; 0 once the file is exhausted.
+                               size_t vocab_size, size_t seq_len, size_t nseq, size_t max_rows);
+/* Batches of the chosen rows: ceil(n_chosen / nseq). */
+size_t ksa_val_reader_n_batches(const ksa_val_reader *vr);
+/* Fills batch k (< n_batches) and returns its number of rows.
  * tokens: [nseq, L + 1] (only the returned rows are written).                             */
+size_t ksa_val_reader_batch(const ksa_val_reader *vr, size_t k, int32_t *tokens);
+/* Fills the next batch and returns its number of rows; 0 once every chosen row was served. */
 size_t ksa_val_reader_next(ksa_val_reader *vr, int32_t *tokens);
 void ksa_val_reader_rewind(ksa_val_reader *vr); /* back to the first batch */
+/* One line for the run log: which rows of which file are evaluated. */
+void ksa_val_reader_print(const ksa_val_reader *vr, FILE *out);
 void ksa_val_reader_close(ksa_val_reader *vr);
 
 #endif

@@ -2,12 +2,12 @@
 #include "prepare.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/rng.h"
 #include "data/path.h"
 #include "data/tokenizer.h"
 
@@ -17,6 +17,7 @@ void ksa_prepare_defaults(ksa_prepare_options *o)
 {
     memset(o, 0, sizeof *o);
     o->val_fraction = 0.01;
+    o->seed = KSA_PREPARE_DEFAULT_SEED;
     o->vocab_size = KSA_TOKENIZER_MIN_VOCAB;
     o->progress = stderr;
     o->progress_every = 1.0;
@@ -37,12 +38,12 @@ ksa_status ksa_prepare_parse_args(ksa_prepare_options *o, const char **inputs, i
                 return ksa_fail(KSA_EINVAL, "option '--input' needs at least one file");
             continue;
         }
-        int known =
-            !strcmp(k, "--out") || !strcmp(k, "--val-fraction") || !strcmp(k, "--vocab-size");
+        int known = !strcmp(k, "--out") || !strcmp(k, "--val-fraction") || !strcmp(k, "--seed") ||
+                    !strcmp(k, "--vocab-size");
         if (!known)
             return ksa_fail(KSA_EINVAL,
                             "unknown option '%s' (known: --input --out "
-                            "--val-fraction --vocab-size)",
+                            "--val-fraction --seed --vocab-size)",
                             k);
         if (i + 1 >= argc)
             return ksa_fail(KSA_EINVAL, "option '%s' needs a value", k);
@@ -56,7 +57,10 @@ ksa_status ksa_prepare_parse_args(ksa_prepare_options *o, const char **inputs, i
             o->val_fraction = strtod(v, &end);
         } else {
             unsigned long long n = strtoull(v, &end, 10);
-            o->vocab_size = (size_t)n;
+            if (!strcmp(k, "--seed"))
+                o->seed = (uint64_t)n;
+            else
+                o->vocab_size = (size_t)n;
             if (v[0] == '-')
                 end = NULL; /* strtoull accepts "-1" */
         }
@@ -64,6 +68,12 @@ ksa_status ksa_prepare_parse_args(ksa_prepare_options *o, const char **inputs, i
             return ksa_fail(KSA_EINVAL, "option '%s': '%s' is not a number", k, v);
     }
     return KSA_OK;
+}
+
+int ksa_prepare_goes_to_validation(uint64_t seed, size_t doc, double val_fraction)
+{
+    uint64_t h = ksa_mix64(ksa_mix64(seed + 0x9E3779B97F4A7C15ull) ^ (uint64_t)doc);
+    return (double)(h >> 11) * 0x1.0p-53 < val_fraction;
 }
 
 char *ksa_prepare_val_path(const char *out)
@@ -98,6 +108,30 @@ static ksa_status check_inputs(const ksa_prepare_options *o, size_t *sizes)
         sizes[i] = (size_t)st.st_size;
     }
     return KSA_OK;
+}
+
+/* With val_fraction > 0 each file must get at least one whole document. sizes: [n_inputs]. */
+static ksa_status check_split(const ksa_prepare_options *o, const size_t *sizes)
+{
+    if (o->val_fraction == 0)
+        return KSA_OK; /* asked for no validation file: everything trains */
+    size_t n_val = 0, val_tokens = 0, tokens = 0;
+    for (size_t i = 0; i < o->n_inputs; i++) {
+        tokens += sizes[i] + 1;
+        if (ksa_prepare_goes_to_validation(o->seed, i, o->val_fraction))
+            n_val++, val_tokens += sizes[i] + 1;
+    }
+    if (n_val > 0 && n_val < o->n_inputs)
+        return KSA_OK;
+    return ksa_fail(KSA_EINVAL,
+                    "too few documents for a document-level split: --val-fraction %g with "
+                    "--seed %llu puts %zu of the %zu document%s (%zu of %zu tokens) in the "
+                    "validation file and %zu in the training file, and each needs at least one "
+                    "whole document (each input file is one document); give more, smaller "
+                    "documents, another --seed, or --val-fraction 0 and a validation file of "
+                    "your own",
+                    o->val_fraction, (unsigned long long)o->seed, n_val, o->n_inputs,
+                    o->n_inputs == 1 ? "" : "s", val_tokens, tokens, o->n_inputs - n_val);
 }
 
 /* One output token file being written as <path>.tmp. */
@@ -201,22 +235,16 @@ static ksa_status copy_tokens(prepare_state *s, FILE *fp, const char *path, size
     return KSA_OK;
 }
 
-/* One document: its first n - n_val bytes and end-of-text to train, the rest to val. */
-static ksa_status prepare_document(prepare_state *s, const char *path, size_t n, out_file *train,
-                                   out_file *val)
+/* One document (path, n bytes): its bytes, then end-of-text, all to `to`. */
+static ksa_status prepare_document(prepare_state *s, const char *path, size_t n, out_file *to)
 {
-    size_t n_val = (size_t)floor(s->o->val_fraction * ((double)n + 1.0));
-    if (n_val > n) /* only reachable through rounding: val_fraction < 1 */
-        n_val = n;
     FILE *fp = fopen(path, "rb");
     if (!fp)
         return ksa_fail(KSA_EIO, "cannot open input '%s': %s", path, strerror(errno));
     const int32_t eot = KSA_TOKENIZER_EOT;
-    ksa_status st = copy_tokens(s, fp, path, n - n_val, train);
+    ksa_status st = copy_tokens(s, fp, path, n, to);
     if (st == KSA_OK)
-        st = write_ids(train, &eot, 1, s->dtype, s->narrow);
-    if (st == KSA_OK)
-        st = copy_tokens(s, fp, path, n_val, val);
+        st = write_ids(to, &eot, 1, s->dtype, s->narrow);
     if (st == KSA_OK && fgetc(fp) != EOF)
         st = ksa_fail(KSA_EIO, "input '%s' grew while being read", path);
     fclose(fp);
@@ -228,6 +256,8 @@ ksa_status ksa_prepare_run(const ksa_prepare_options *o, ksa_prepare_result *r)
     memset(r, 0, sizeof *r);
     size_t *sizes = ksa_alloc((o->n_inputs ? o->n_inputs : 1) * sizeof *sizes);
     ksa_status st = check_inputs(o, sizes);
+    if (st == KSA_OK)
+        st = check_split(o, sizes);
     if (st == KSA_OK)
         st = ksa_path_make_parent(o->out, "the output folder");
     if (st != KSA_OK) {
@@ -251,8 +281,12 @@ ksa_status ksa_prepare_run(const ksa_prepare_options *o, ksa_prepare_result *r)
     st = create_tmp(train, o->out);
     if (st == KSA_OK)
         st = create_tmp(val, val_path);
-    for (size_t i = 0; i < o->n_inputs && st == KSA_OK; i++)
-        st = prepare_document(&s, o->inputs[i], sizes[i], train, val);
+    size_t n_val_docs = 0;
+    for (size_t i = 0; i < o->n_inputs && st == KSA_OK; i++) {
+        int to_val = ksa_prepare_goes_to_validation(o->seed, i, o->val_fraction);
+        n_val_docs += (size_t)to_val;
+        st = prepare_document(&s, o->inputs[i], sizes[i], to_val ? val : train);
+    }
     if (st == KSA_OK)
         st = finish_tmp(train);
     if (st == KSA_OK)
@@ -275,6 +309,8 @@ ksa_status ksa_prepare_run(const ksa_prepare_options *o, ksa_prepare_result *r)
         r->n_bytes = s.total;
         r->n_train = train->n_tokens;
         r->n_val = val->n_tokens;
+        r->n_val_docs = n_val_docs;
+        r->n_train_docs = o->n_inputs - n_val_docs;
         r->dtype = s.dtype;
         r->seconds = ksa_now() - s.t0;
     }

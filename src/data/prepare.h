@@ -1,13 +1,16 @@
 /* prepare.h - `ksa prepare`: text files -> train and validation token files.
  *
  * Each input file is one document: its bytes (tokenizer.h) followed by one end-of-text token.
- * The last val_fraction of each document's tokens go to validation: a document of n bytes
- * has n + 1 tokens, n_val = floor(val_fraction · (n + 1)) of them (<= n) are its last n_val
- * bytes and go to the validation file; the first n - n_val bytes and then the end-of-text
- * token go to the training file. So the end-of-text stays in the training part, which keeps
- * the documents of the training file separated, and the two files together hold exactly
- * (input bytes + one end-of-text per input file) tokens. Documents keep their command-line
- * order in both files.
+ * The split is by whole documents: document i (0-based, command-line order) goes, bytes and
+ * end-of-text, to the validation file when u(seed, i) < val_fraction, else to the training
+ * file, u being a uniform number in [0, 1) from a hash of (seed, i)
+ * (ksa_prepare_goes_to_validation). So no document is split between the files, the expected
+ * fraction of documents in validation is val_fraction, the choice of one document does not
+ * depend on the others, and each file holds its documents in command-line order, each
+ * followed by its end-of-text. The two files together hold exactly (input bytes + one
+ * end-of-text per input file) tokens. With val_fraction > 0, a split that leaves either file
+ * without a document is refused before anything is written, naming the numbers (too few
+ * documents for the fraction): no silent fallback.
  *
  * Output, for out = "P.bin": P.bin + P.bin.meta (train) and P.val.bin + P.val.bin.meta
  * (validation; an `out` not ending in ".bin" gets ".val" appended instead). Both files are
@@ -30,29 +33,39 @@ typedef struct {
     const char **inputs; /* borrowed: n_inputs text files, one document each */
     size_t n_inputs;
     const char *out;       /* the training token file, "P.bin" */
-    double val_fraction;   /* in [0, 1) */
+    double val_fraction;   /* in [0, 1): expected fraction of documents in validation */
+    uint64_t seed;         /* of the document hash that picks the validation documents */
     size_t vocab_size;     /* >= 257; decides the dtype */
     FILE *progress;        /* progress lines (bytes, MB/s) go here; NULL: none */
     double progress_every; /* seconds between progress lines (0: after every chunk) */
 } ksa_prepare_options;
 
 typedef struct {
-    size_t n_files, n_bytes; /* inputs read */
-    size_t n_train, n_val;   /* tokens written; n_train + n_val = n_bytes + n_files */
+    size_t n_files, n_bytes;         /* inputs read */
+    size_t n_train, n_val;           /* tokens written; n_train + n_val = n_bytes + n_files */
+    size_t n_train_docs, n_val_docs; /* documents in each file; their sum is n_files */
     ksa_dtype dtype;
     double seconds;
 } ksa_prepare_result;
 
-/* Defaults: no inputs, out NULL, val_fraction 0.01, vocab_size 257, progress to stderr once
- * a second.                                                                               */
+#define KSA_PREPARE_DEFAULT_SEED 1
+
+/* Defaults: no inputs, out NULL, val_fraction 0.01, seed KSA_PREPARE_DEFAULT_SEED,
+ * vocab_size 257, progress to stderr once a second.                                       */
 void ksa_prepare_defaults(ksa_prepare_options *o);
 
-/* Parses `--input a.txt [b.txt ...] --out P.bin [--val-fraction F] [--vocab-size V]` (the
- * arguments after `prepare`) into o, starting from the defaults. --input may repeat; its
- * files are the arguments up to the next one starting with "--". inputs: room for argc
- * pointers (o->inputs points there). Unknown options and bad numbers are KSA_EINVAL.    */
+/* Parses `--input a.txt [b.txt ...] --out P.bin [--val-fraction F] [--seed S]
+ * [--vocab-size V]` (the arguments after `prepare`) into o, starting from the defaults.
+ * --input may repeat; its files are the arguments up to the next one starting with "--".
+ * inputs: room for argc pointers (o->inputs points there). Unknown options and bad numbers
+ * are KSA_EINVAL.                                                                          */
 ksa_status ksa_prepare_parse_args(ksa_prepare_options *o, const char **inputs, int argc,
                                   char **argv);
+
+/* Whether document `doc` (0-based, command-line order) goes to the validation file:
+ * u < val_fraction, u = (ksa_mix64(ksa_mix64(seed + 0x9E3779B97F4A7C15) ^ doc) >> 11)·2^-53,
+ * a uniform number in [0, 1) (splitmix64's mixer chained over the pair).                  */
+int ksa_prepare_goes_to_validation(uint64_t seed, size_t doc, double val_fraction);
 
 /* The validation file's name for the training file name out (ksa_alloc'ed). */
 char *ksa_prepare_val_path(const char *out);

@@ -15,7 +15,7 @@ ksa_status ksa_eval_rows_open(ksa_eval_rows *r, const char *data, ksa_dtype dtyp
     r->whole = batch < 0;
     r->L = L;
     if (r->whole) {
-        KSA_TRY(ksa_val_reader_open(&r->vr, data, dtype, V, r->L, 1));
+        KSA_TRY(ksa_val_reader_open(&r->vr, data, dtype, V, r->L, 1, 0));
         r->have_reader = 1;
         r->B = r->vr.n_rows;
         r->tokens = ksa_alloc((r->L + 1) * sizeof *r->tokens);

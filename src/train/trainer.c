@@ -39,8 +39,9 @@ ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config
     else
         KSA_TRY(ksa_loader_open_mixture(&t->loader, c->data_mix, &lo));
     if (c->val_data[0]) {
-        ksa_status st = ksa_val_reader_open(&t->val, c->val_data, lo.dtype, m->V,
-                                            (size_t)c->seq_len, (size_t)c->micro_batch);
+        ksa_status st =
+            ksa_val_reader_open(&t->val, c->val_data, lo.dtype, m->V, (size_t)c->seq_len,
+                                (size_t)c->micro_batch, (size_t)c->eval_batches);
         if (st != KSA_OK) {
             ksa_loader_close(&t->loader);
             return st;
@@ -234,36 +235,23 @@ ksa_status ksa_trainer_resume(ksa_trainer *t, const char *path)
 ksa_status ksa_trainer_validate(ksa_trainer *t, double *val_loss)
 {
     KSA_ASSERT(t->has_val, "validation without a validation file");
-    const ksa_train_config *c = t->cfg;
-    size_t L = (size_t)c->seq_len;
-    size_t want = (size_t)c->eval_batches;
-    ksa_val_reader_rewind(&t->val);
-    /* every row counts: collect the sum of token losses and the number of targets */
+    size_t L = t->val.seq_len, n_batches = ksa_val_reader_n_batches(&t->val);
+    /* every chosen row counts: the sum of token losses over the rows of this rank */
     double sum = 0;
-    size_t rows = 0;
     int recording = t->tape.recording;
     t->tape.recording = 0;
-    /* batches of micro_batch rows; batch b belongs to rank b mod N */
-    for (size_t b = 0; rows < want; b++) {
-        size_t got = ksa_val_reader_next(&t->val, t->tokens);
-        if (got == 0)
-            break;
-        if (got > want - rows)
-            got = want - rows;
-        if (b % (size_t)t->n_ranks == (size_t)t->rank) {
-            ksa_tape_reset(&t->tape);
-            double part;
-            ksa_model_forward(t->model, &t->tape, t->tokens, got, L, 1.0, &part, NULL);
-            sum += part;
-        }
-        rows += got;
+    /* batches of micro_batch rows; batch b belongs to rank b mod N, so the sum over the
+     * ranks covers every chosen row once whatever the rank count */
+    for (size_t b = (size_t)t->rank; b < n_batches; b += (size_t)t->n_ranks) {
+        size_t got = ksa_val_reader_batch(&t->val, b, t->tokens);
+        ksa_tape_reset(&t->tape);
+        double part;
+        ksa_model_forward(t->model, &t->tape, t->tokens, got, L, 1.0, &part, NULL);
+        sum += part;
     }
     t->tape.recording = recording;
     KSA_TRY(ksa_dist_sum(&sum, 1));
-    if (rows == 0)
-        return ksa_fail(KSA_EFORMAT, "validation file '%s' holds no row of %zu tokens", c->val_data,
-                        L + 1);
-    *val_loss = sum / (double)(rows * L);
+    *val_loss = sum / (double)(t->val.n_chosen * L);
     return KSA_OK;
 }
 

@@ -65,7 +65,10 @@ ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path, double val_l
  * checkpoint records (a checkpoint without one keeps its paths, ksa_run_check_resume). */
 ksa_status ksa_trainer_resume(ksa_trainer *t, const char *path);
 
-/* Mean loss over the first eval_batches rows of the validation file (no gradients). */
+/* Mean loss over the validation rows (no gradients): the whole file when it holds at most
+ * eval_batches rows, else eval_batches rows spread evenly over it (ksa_val_reader); batch b
+ * of micro_batch rows runs on rank b mod N and the sums are reduced, so any rank count
+ * gives the same value. Collective under MPI.                                           */
 ksa_status ksa_trainer_validate(ksa_trainer *t, double *val_loss);
 
 /* Model FLOPs of one step of G rows of T text tokens, the MFU numerator:
