@@ -98,15 +98,10 @@ $(DEMO_DATA):
 	@mkdir -p $(dir $@)
 	bible gen1:1-rev22:21 > $@.tmp && mv $@.tmp $@
 
-# ...cut into its 1189 chapters, one document (file) each: a chapter starts at a heading line
-# ("Genesis 1", "1 Samuel 3") after a blank line; the file's first, empty line is dropped...
+# ...cut into its 1189 chapters, one document (file) each (scripts/kjv_chapters.sh)...
 DEMO_CHAPTERS := build/data/kjv_chapters
-$(DEMO_CHAPTERS)/.done: $(DEMO_DATA)
-	rm -rf $(DEMO_CHAPTERS) && mkdir -p $(DEMO_CHAPTERS)
-	awk -v dir=$(DEMO_CHAPTERS) 'prev == "" && /^[1-3A-Z][A-Za-z ]* [0-9]+$$/ { \
-	    if (f) close(f); f = sprintf("%s/%04d.txt", dir, ++n) } \
-	    f { print > f } { prev = $$0 }' $(DEMO_DATA)
-	test "$$(ls $(DEMO_CHAPTERS) | wc -l)" = 1189 && touch $@
+$(DEMO_CHAPTERS)/.done: $(DEMO_DATA) scripts/kjv_chapters.sh
+	scripts/kjv_chapters.sh $(DEMO_DATA) $(DEMO_CHAPTERS) && touch $@
 
 # ...and its tokens: whole chapters, about 1 % of them, go to validation (docs/data.md)
 $(DEMO_TOKENS): $(DEMO_CHAPTERS)/.done $(BIN)/ksa

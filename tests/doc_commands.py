@@ -15,8 +15,8 @@ things differ from a user's machine, both listed here so that nothing is hidden:
     a 300-step run saving every 100 steps becomes a 9-step run saving every 3, and its
     step_00000200.h5 is step_00000006.h5); every option, path and file name is still the
     docs' own;
-  * the text files the docs use as examples of a user's corpus (a.txt, b.txt, my.txt) are
-    made from the KJV text.
+  * the documents the docs use as examples of a user's corpus (corpus/*.txt, a.txt, b.txt)
+    are chapters of the KJV text.
 
 Commands that cannot run here are skipped, each by a rule with its reason (SKIPS).
 
@@ -114,10 +114,12 @@ def make_sandbox(repo, root):
         text, n = re.subn(r"^%s\s*=.*$" % key, "%s = %s" % (key, value), text, flags=re.M)
         assert n == 1, "configs/tiny.conf has no line '%s = ...'" % key
     open(conf, "w").write(text)
-    kjv = open(os.path.join(root, "build", "data", "kjv.txt"), encoding="utf-8").read()
-    for name, part in (("a.txt", kjv[:60000]), ("b.txt", kjv[60000:120000]),
-                       ("my.txt", kjv[120000:400000])):
-        open(os.path.join(root, name), "w", encoding="utf-8").write(part)
+    chapters = os.path.join(root, "build", "data", "kjv_chapters")
+    os.makedirs(os.path.join(root, "corpus"))
+    for i in range(1, 201):
+        shutil.copy(os.path.join(chapters, "%04d.txt" % i), os.path.join(root, "corpus"))
+    for name, i in (("a.txt", 1), ("b.txt", 2)):
+        shutil.copy(os.path.join(chapters, "%04d.txt" % i), os.path.join(root, name))
 
 
 def run_document(repo, doc, listing):

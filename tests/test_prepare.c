@@ -124,10 +124,14 @@ static void whole_documents_go_to_one_file_each_in_command_line_order(void **sta
     m = dt_read(dt_join(meta, dir, "P.val.bin.meta"), &n);
     assert_memory_equal(m, "uint16", 6);
     free(m);
+    m = dt_read(dt_join(meta, dir, "P.bin.tokenizer"), &n); /* whose ids these are */
+    assert_int_equal(n, 4);
+    assert_memory_equal(m, "byte", 4);
+    free(m);
     m = dt_read(out, &n);
     assert_int_equal(n, 2 * n_train);
     free(m);
-    assert_int_equal(dt_count_entries(dir), N_DOCS + 4); /* no .tmp left behind */
+    assert_int_equal(dt_count_entries(dir), N_DOCS + 6); /* no .tmp left behind */
 
     /* the text decodes back: the first document then the end-of-text marker */
     int32_t *first = ksa_prepare_goes_to_validation(o.seed, 0, frac) ? valt : train;
@@ -386,10 +390,11 @@ static void a_failure_while_writing_removes_every_temporary_file(void **state)
     const char *inputs[1] = {in};
     ksa_prepare_options o = quiet_options(inputs, 1, out, 0.0);
     /* a folder where a temporary file should go makes creating it fail: first the validation
-     * file's (the training one exists by then), then a .meta file's (both token files are
-     * complete by then)                                                                   */
-    const char *blockers[] = {"P.val.bin.tmp", "P.bin.meta.tmp", "P.val.bin.meta.tmp"};
-    for (size_t i = 0; i < 3; i++) {
+     * file's (the training one exists by then), then a .meta or .tokenizer file's (both token files
+     * are complete by then)                                                                   */
+    const char *blockers[] = {"P.val.bin.tmp", "P.bin.meta.tmp", "P.val.bin.meta.tmp",
+                              "P.bin.tokenizer.tmp", "P.val.bin.tokenizer.tmp"};
+    for (size_t i = 0; i < 5; i++) {
         assert_int_equal(mkdir(dt_join(blocker, dir, blockers[i]), 0700), 0);
         expect_nothing_written(dir, &o, KSA_EIO, "cannot create");
         assert_false(dt_exists(dt_join(tmp, dir, "P.bin.tmp")));
@@ -398,7 +403,7 @@ static void a_failure_while_writing_removes_every_temporary_file(void **state)
     }
     ksa_prepare_result r; /* and with nothing in the way it works */
     assert_int_equal(ksa_prepare_run(&o, &r), KSA_OK);
-    assert_int_equal(dt_count_entries(dir), 5);
+    assert_int_equal(dt_count_entries(dir), 7);
 }
 
 int main(void)

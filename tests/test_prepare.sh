@@ -24,6 +24,8 @@ prepare_writes_train_and_validation_files_with_meta() {
     [ "$(stat -c %s "$d/P.val.bin")" = $(( 2 * ($(stat -c %s "$d/b.txt") + 1) )) ]
     [ "$(cat "$d/P.bin.meta")" = uint16 ]
     [ "$(cat "$d/P.val.bin.meta")" = uint16 ]
+    [ "$(cat "$d/P.bin.tokenizer")" = byte ]     # whose ids: checkpoints record it
+    [ "$(cat "$d/P.val.bin.tokenizer")" = byte ]
     tokens=$(( ($(stat -c %s "$d/P.bin") + $(stat -c %s "$d/P.val.bin")) / 2 ))
     [ "$tokens" = $((bytes + 2)) ]   # one end-of-text per input file
     [ -z "$(ls "$d" | grep '\.tmp$')" ]

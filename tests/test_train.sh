@@ -36,7 +36,18 @@ dry_run_prints_the_plan_and_trains_nothing() {
     grep -q "^# parameters: 28453376" "$TMP/plan"
     grep -q "activations arena" "$TMP/plan"
     grep -q "^layer 3: causal bypass" "$TMP/plan"
+    grep -q "^# dry run: the data checks passed" "$TMP/plan"
     must_fail grep -q "^step " "$TMP/plan"
+    # the data is checked as a run would check it: missing, too short, ids beyond the vocabulary
+    expect_error "nothing-here.bin" "$KSA" train --config configs/tiny.conf --dry-run \
+        --data "$TMP/nothing-here.bin"
+    expect_error "no-val.bin" "$KSA" train --config configs/tiny.conf --dry-run \
+        --val-data "$TMP/no-val.bin"
+    head -c 100 build/data/kjv.bin >"$TMP/short.bin"
+    cp build/data/kjv.bin.meta "$TMP/short.bin.meta"
+    expect_error "short.bin" "$KSA" train --config configs/tiny.conf --dry-run --data "$TMP/short.bin"
+    expect_error "not below vocab_size 100" "$KSA" train --config configs/tiny.conf --dry-run \
+        --vocab-size 100
 }
 
 bad_training_input_is_refused() {
@@ -129,6 +140,63 @@ assert abs(val - first) > 1e-9, (val, first)
 PYEOF
 }
 
+# The MFU peak is cached per CPU model, precision and thread count, kept while plausible,
+# measured again when implausibly low or when --remeasure-peak asks.
+mfu_peak_is_cached_per_machine_and_remeasured_when_implausible() {
+    export XDG_CACHE_HOME="$TMP/cache"
+    local t=(train --config configs/tiny.conf --steps 1 --eval-every 0 --val-data "")
+    "$KSA" "${t[@]}" >"$TMP/1.out"
+    local f
+    f=$(ls "$TMP"/cache/ksa/sgemm_peak_*_float32_"$(nproc)"threads)
+    [ "$(ls "$TMP/cache/ksa" | wc -l)" = 1 ]
+    must_fail grep -q unknown-cpu <<<"$f"
+    grep -q "^# MFU against .*(sgemm on all cores, measured now, cached in $f)" "$TMP/1.out"
+    # (a second run would keep the figure just measured only if the host's load did not drop
+    # meanwhile: a plausible figure is written instead)
+    echo 1e9 >"$f"
+    "$KSA" "${t[@]}" >"$TMP/2.out"
+    grep -q "^# MFU against a peak of 1000000000.0 GFLOP/s (sgemm on all cores, cached in $f)" \
+        "$TMP/2.out"
+    echo 0.001 >"$f"
+    "$KSA" "${t[@]}" >"$TMP/3.out"
+    grep -q "re-measured: a quick GEMM ran at .* above the cached 0.0" "$TMP/3.out"
+    [ "$(cat "$f")" != 0.001 ]
+    echo 1e9 >"$f"
+    "$KSA" "${t[@]}" --remeasure-peak >"$TMP/5.out"
+    grep -q "re-measured (--remeasure-peak; was 1000000000.0)" "$TMP/5.out"
+    [ "$(cat "$f")" != 1e9 ]
+}
+
+# A checkpoint records the tokenizer that made its training data (the .tokenizer file ksa
+# prepare writes; "unknown" without one), and text is never sampled through another.
+the_data_tokenizer_is_recorded_and_sampling_refuses_a_foreign_one() {
+    local t=(train --config configs/tiny.conf --steps 1 --eval-every 0 --val-data "")
+    [ "$(cat build/data/kjv.bin.tokenizer)" = byte ]
+    "$KSA" "${t[@]}" --out "$TMP/byte" >/dev/null
+    head -c 20000 build/data/kjv.bin >"$TMP/ids.bin" # the same ids, but nothing says whose
+    cp build/data/kjv.bin.meta "$TMP/ids.bin.meta"
+    "$KSA" "${t[@]}" --data "$TMP/ids.bin" --out "$TMP/unknown" >/dev/null
+    "$PY" - "$TMP/byte/step_00000001.h5" "$TMP/unknown/step_00000001.h5" <<'PYEOF'
+import sys, h5py
+types = [h5py.File(p, "r")["tokenizer"].attrs["type"] for p in sys.argv[1:]]
+assert types == ["byte", "unknown"], types
+PYEOF
+    "$KSA" sample --ckpt "$TMP/byte" --tokens 5 >/dev/null 2>&1
+    expect_error "trained on ids of the 'unknown' tokenizer" \
+        "$KSA" sample --ckpt "$TMP/unknown" --tokens 5
+    expect_error "the model was trained on ids of the 'unknown' tokenizer" \
+        "$KSA" "${t[@]}" --data "$TMP/ids.bin" --sample 5
+    # a validation file, or a mixture source, made by another tokenizer is refused
+    cp build/data/kjv.val.bin "$TMP/gpt2_val.bin"
+    cp build/data/kjv.val.bin.meta "$TMP/gpt2_val.bin.meta"
+    echo gpt2 >"$TMP/gpt2_val.bin.tokenizer"
+    expect_error "the validation file '$TMP/gpt2_val.bin' was made by the gpt2 tokenizer, the training data by byte" \
+        "$KSA" "${t[@]}" --val-data "$TMP/gpt2_val.bin" --dry-run
+    printf '1 %s\n1 %s\n' "$PWD/build/data/kjv.bin" "$TMP/gpt2_val.bin" >"$TMP/tok_mix.txt"
+    expect_error "were made by different tokenizers" \
+        "$KSA" "${t[@]}" --data "" --data-mix "$TMP/tok_mix.txt" --dry-run
+}
+
 echo "[==========] Running test_train.sh"
 for t in tiny_config_learns_and_logs_every_step \
     dry_run_prints_the_plan_and_trains_nothing \
@@ -136,6 +204,8 @@ for t in tiny_config_learns_and_logs_every_step \
     a_diverging_run_stops_naming_step_and_parameter \
     config_paths_resolve_against_the_config_folder \
     openmp_threads_wait_passively_by_default \
+    mfu_peak_is_cached_per_machine_and_remeasured_when_implausible \
+    the_data_tokenizer_is_recorded_and_sampling_refuses_a_foreign_one \
     validation_of_a_small_file_is_ksa_eval_over_the_whole_file \
     validation_of_a_larger_file_reads_rows_spread_over_it; do
     run_test "$t" "$t"

@@ -581,12 +581,12 @@ static ksa_status write_config(const char *path, hid_t file, const ksa_model_con
     return st;
 }
 
-static ksa_status write_tokenizer(const char *path, hid_t file, int eot_id)
+static ksa_status write_tokenizer(const char *path, hid_t file, const char *type, int eot_id)
 {
     hid_t group = H5Gcreate2(file, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (group < 0)
         return ksa_h5_fail_h5(KSA_EIO, path, "cannot create group /tokenizer");
-    ksa_status st = write_attr_string(path, group, "/tokenizer", "type", "byte");
+    ksa_status st = write_attr_string(path, group, "/tokenizer", "type", type);
     if (st == KSA_OK && eot_id >= 0)
         st = write_attr_int(path, group, "/tokenizer", "eot_id", eot_id);
     ksa_h5_close(group, &st, path, "/tokenizer");
@@ -625,7 +625,8 @@ static ksa_status write_checkpoint(const char *path, const ksa_model_config *cfg
         st = write_tensors(path, w.file, "params", p, &params);
     }
     if (st == KSA_OK)
-        st = agree(path, write_tokenizer(path, w.file, eot_id));
+        st = agree(path, write_tokenizer(path, w.file, ts && ts->tokenizer ? ts->tokenizer : "byte",
+                                         eot_id));
     if (st == KSA_OK && ts)
         st = write_train_state(path, w.file, ts, p, &wp);
     if (st != KSA_OK) {
@@ -1142,6 +1143,24 @@ ksa_status ksa_ckpt_read_train(const char *path, const ksa_config_key *keys, siz
         st = ksa_h5_fail_at(KSA_EFORMAT, path, "/train lacks the attribute '%s'",
                             r.have_step ? "tokens_seen" : "step");
     ksa_h5_close(group, &st, path, "/train");
+    ksa_h5_close(file, &st, path, "the file");
+    return st;
+}
+
+ksa_status ksa_ckpt_read_tokenizer(const char *path, char *type, size_t cap)
+{
+    hid_t file, group = -1;
+    snprintf(type, cap, "byte");
+    KSA_TRY(open_checkpoint(path, &file));
+    ksa_status st = ksa_h5_open_group(path, file, "/tokenizer", 0, &group);
+    if (st == KSA_OK && group >= 0 && H5Aexists(group, "type") > 0) {
+        char text[VALUE_MAX];
+        value_kind kind;
+        st = read_attr_text(path, group, "/tokenizer", "type", text, sizeof text, &kind);
+        if (st == KSA_OK)
+            snprintf(type, cap, "%s", text);
+    }
+    ksa_h5_close(group, &st, path, "/tokenizer");
     ksa_h5_close(file, &st, path, "the file");
     return st;
 }

@@ -77,6 +77,7 @@ typedef struct {
      * for (NaN: not written; best.h5 of --save-best). */
     const char *run_id, *data_identity, *val_data_identity;
     double val_loss;
+    const char *tokenizer; /* /tokenizer type: the data's tokenizer (NULL: "byte") */
     /* The AdamW moments this rank holds: elements [slice_lo, slice_hi) of the flat
      * parameter buffer (DESIGN.md §5), the moments of element slice_lo + i at index i, so
      * arrays of slice_hi - slice_lo elements; slice_hi may pass p->numel (padding). The
@@ -114,6 +115,9 @@ typedef struct {
  * /train) or a missing step / tokens_seen is an error.                                   */
 ksa_status ksa_ckpt_read_train(const char *path, const ksa_config_key *keys, size_t n_keys,
                                ksa_config_setter set, void *ctx, ksa_ckpt_progress *pr);
+/* The /tokenizer type of a checkpoint into type: "byte" when the file has no /tokenizer or
+ * no type (CHECKPOINT_FORMAT: readers then assume the byte tokenizer). */
+ksa_status ksa_ckpt_read_tokenizer(const char *path, char *type, size_t cap);
 /* The /train run_id of a checkpoint into id ("" when the file has none); an unreadable file
  * or one without /train is an error. Serial (any rank, no collective).                   */
 ksa_status ksa_ckpt_read_run_id(const char *path, char *id, size_t cap);

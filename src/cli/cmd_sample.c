@@ -62,6 +62,11 @@ int ksa_cmd_sample(int argc, char **argv)
     ksa_model_config cfg;
     ksa_model m;
     int have_model = 0, rc = 1;
+    char tokenizer[64], what[KSA_PATH_STR + 64];
+    snprintf(what, sizeof what, "checkpoint '%s'", ckpt);
+    if (ksa_ckpt_read_tokenizer(ckpt, tokenizer, sizeof tokenizer) != KSA_OK ||
+        ksa_tokenizer_check_name(tokenizer, what) != KSA_OK)
+        goto fail;
     if (ksa_ckpt_read_config(ckpt, &cfg) != KSA_OK || ksa_model_init(&m, &cfg) != KSA_OK)
         goto fail;
     have_model = 1;

@@ -13,6 +13,7 @@
 #include "core/rng.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "data/tokenizer.h"
 #include "dist/dist.h"
 #include "model/decoder.h"
 #include "model/sample.h"
@@ -33,7 +34,7 @@ int ksa_cmd_train(int argc, char **argv)
 typedef struct {
     ksa_model_config mc;
     ksa_train_config tc;
-    int dry_run, help, overwrite, allow_schedule_change;
+    int dry_run, help, overwrite, allow_schedule_change, remeasure_peak;
     long sample_tokens;
     const char *prompt, *resume, *init_from, *summary_init, *config_path;
     ksa_summary_init how;
@@ -59,6 +60,8 @@ static int parse_command_line(int argc, char **argv, train_cli *c)
          "delete another run's checkpoints in --out instead of refusing the folder"},
         {"allow_schedule_change", KSA_ARG_FLAG, &c->allow_schedule_change, NULL, 0,
          "let a --resume with a new --steps reshape the learning-rate schedule"},
+        {"remeasure_peak", KSA_ARG_FLAG, &c->remeasure_peak, NULL, 0,
+         "measure the sgemm peak (the MFU denominator) again instead of using the cached one"},
         {"resume", KSA_ARG_STRING, &c->resume, NULL, 0,
          "continue the run of a checkpoint (file or folder)"},
         {"init_from", KSA_ARG_STRING, &c->init_from, NULL, 0,
@@ -230,13 +233,16 @@ static int train_and_sample(const train_cli *c, ksa_model *m, double step_flops)
     printf("# optimizer state on this rank: %.3f MiB (AdamW moments of %zu of %zu elements)\n",
            2.0 * (double)(t.slice_hi - t.slice_lo) * sizeof(ksa_real) / 1048576.0,
            t.slice_hi - t.slice_lo, m->params.numel);
-    double peak = ksa_run_peak_gflops(tc, stdout);
+    double peak = ksa_run_peak_gflops(tc, c->remeasure_peak, stdout);
     fflush(stdout);
     ksa_run_end end;
     if (ksa_run_train(&t, tc, &c->owner, step_flops, peak, c->resume_path[0] != '\0', stdout,
                       &end) != KSA_OK)
         goto fail;
     rc = end == KSA_RUN_STOPPED_UNSAVED;
+    if (end == KSA_RUN_FINISHED && c->sample_tokens > 0 &&
+        ksa_tokenizer_check_name(t.tokenizer, "the model") != KSA_OK)
+        goto fail;
     if (end == KSA_RUN_FINISHED && c->sample_tokens > 0) {
         printf("# sample (%ld tokens, temperature 0.8, top-k 40):\n", c->sample_tokens);
         fflush(stdout);
@@ -251,6 +257,27 @@ fail:
     ksa_cli_error("train", 1);
     ksa_trainer_free(&t);
     return 1;
+}
+
+/* --dry-run: the data and validation files open and pass the loader's checks (they exist,
+ * hold a row, every id fits the vocabulary); they are described as a run would. */
+static int check_data(const ksa_train_config *tc, size_t V)
+{
+    ksa_loader ld;
+    ksa_val_reader val;
+    int has_val;
+    char tokenizer[32];
+    if (ksa_train_data_open(tc, V, &ld, &val, &has_val, tokenizer, sizeof tokenizer) != KSA_OK)
+        return ksa_cli_error("train", 1);
+    ksa_loader_print(&ld, stdout);
+    if (has_val) {
+        ksa_val_reader_print(&val, stdout);
+        ksa_val_reader_close(&val);
+    }
+    ksa_loader_close(&ld);
+    printf("# tokenizer of the data: %s\n# dry run: the data checks passed; nothing was trained\n",
+           tokenizer);
+    return 0;
 }
 
 static int train_main(int argc, char **argv)
@@ -278,7 +305,9 @@ static int train_main(int argc, char **argv)
         return ksa_cli_error("train", 2);
     double step_flops = ksa_model_step_flops(&m, (size_t)c.tc.global_batch, (size_t)c.tc.seq_len);
     print_plan(&c, &m, n_ranks, step_flops);
-    if (!c.dry_run)
+    if (c.dry_run)
+        rc = check_data(&c.tc, m.V);
+    else
         rc = run(&c, &m, step_flops);
     ksa_model_free(&m);
     return rc;

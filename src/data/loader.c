@@ -319,3 +319,21 @@ void ksa_val_reader_close(ksa_val_reader *vr)
     ksa_tokfile_close(&vr->file);
     memset(vr, 0, sizeof *vr);
 }
+
+ksa_status ksa_loader_tokenizer(const ksa_loader *ld, char *out, size_t cap)
+{
+    const ksa_tokfile *first = &ld->sources[0].file;
+    int unknown = 0;
+    for (size_t i = 0; i < ld->n_sources; i++) {
+        const ksa_tokfile *f = &ld->sources[i].file;
+        unknown |= !strcmp(f->tokenizer, "unknown");
+        if (strcmp(f->tokenizer, "unknown") != 0 && strcmp(first->tokenizer, "unknown") != 0 &&
+            strcmp(f->tokenizer, first->tokenizer) != 0)
+            return ksa_fail(KSA_EINVAL,
+                            "the sources of a mixture were made by different tokenizers: '%s' "
+                            "by %s, '%s' by %s",
+                            first->path, first->tokenizer, f->path, f->tokenizer);
+    }
+    snprintf(out, cap, "%s", unknown ? "unknown" : first->tokenizer);
+    return KSA_OK;
+}

@@ -69,6 +69,10 @@ ksa_status ksa_loader_open_mixture(ksa_loader *ld, const char *list_path,
                                    const ksa_loader_options *o);
 void ksa_loader_close(ksa_loader *ld);
 
+/* The tokenizer of the loader's ids: its sources' (tokfile.h), "unknown" when any source's is
+ * unknown; sources made by two different known tokenizers are an error naming both. */
+ksa_status ksa_loader_tokenizer(const ksa_loader *ld, char *out, size_t cap);
+
 /* One line per source: name, path, tokens, windows, weight (for the run log). */
 void ksa_loader_print(const ksa_loader *ld, FILE *out);
 

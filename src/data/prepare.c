@@ -276,7 +276,10 @@ ksa_status ksa_prepare_run(const ksa_prepare_options *o, ksa_prepare_result *r)
     char *val_path = ksa_prepare_val_path(o->out);
     char *train_meta = ksa_path_concat(o->out, ".meta");
     char *val_meta = ksa_path_concat(val_path, ".meta");
-    out_file files[4] = {{0}}; /* train, val, train meta, val meta */
+    char *train_tok = ksa_path_concat(o->out, ".tokenizer");
+    char *val_tok = ksa_path_concat(val_path, ".tokenizer");
+    /* train, val, train meta, val meta, train tokenizer, val tokenizer */
+    out_file files[6] = {{0}};
     out_file *train = &files[0], *val = &files[1];
     st = create_tmp(train, o->out);
     if (st == KSA_OK)
@@ -296,9 +299,13 @@ ksa_status ksa_prepare_run(const ksa_prepare_options *o, ksa_prepare_result *r)
         st = write_text_tmp(&files[2], train_meta, dtype_name);
     if (st == KSA_OK)
         st = write_text_tmp(&files[3], val_meta, dtype_name);
+    if (st == KSA_OK)
+        st = write_text_tmp(&files[4], train_tok, KSA_TOKENIZER_NAME);
+    if (st == KSA_OK)
+        st = write_text_tmp(&files[5], val_tok, KSA_TOKENIZER_NAME);
     /* the training file last: once the new P.bin is in place, so are the others */
-    const int rename_order[4] = {1, 3, 2, 0};
-    for (int k = 0; k < 4 && st == KSA_OK; k++) {
+    const int rename_order[6] = {1, 3, 5, 2, 4, 0};
+    for (int k = 0; k < 6 && st == KSA_OK; k++) {
         const out_file *f = &files[rename_order[k]];
         if (rename(f->tmp, f->path) != 0)
             st = ksa_fail(KSA_EIO, "cannot rename '%s' to '%s': %s", f->tmp, f->path,
@@ -314,7 +321,7 @@ ksa_status ksa_prepare_run(const ksa_prepare_options *o, ksa_prepare_result *r)
         r->dtype = s.dtype;
         r->seconds = ksa_now() - s.t0;
     }
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 6; i++) {
         if (files[i].fp)
             fclose(files[i].fp);
         if (st != KSA_OK && files[i].tmp)
@@ -322,6 +329,7 @@ ksa_status ksa_prepare_run(const ksa_prepare_options *o, ksa_prepare_result *r)
         ksa_free(files[i].tmp);
     }
     ksa_free(val_path), ksa_free(train_meta), ksa_free(val_meta);
+    ksa_free(train_tok), ksa_free(val_tok);
     ksa_free(s.bytes), ksa_free(s.ids), ksa_free(s.narrow), ksa_free(sizes);
     return st;
 }

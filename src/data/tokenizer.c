@@ -51,3 +51,13 @@ ksa_status ksa_tokenizer_check_vocab(size_t vocab_size)
         return ksa_fail(KSA_EINVAL, "vocab_size %zu does not fit token ids of int32", vocab_size);
     return KSA_OK;
 }
+
+ksa_status ksa_tokenizer_check_name(const char *name, const char *what)
+{
+    if (!strcmp(name, KSA_TOKENIZER_NAME))
+        return KSA_OK;
+    return ksa_fail(KSA_EINVAL,
+                    "%s was trained on ids of the '%s' tokenizer, but ksa encodes and decodes text "
+                    "with the byte tokenizer only: its text would be garbage",
+                    what, name);
+}

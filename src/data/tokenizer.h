@@ -19,6 +19,7 @@
 
 #include "core/core.h"
 
+#define KSA_TOKENIZER_NAME "byte"   /* its name in .tokenizer files and checkpoints */
 #define KSA_TOKENIZER_EOT 256       /* end of text: follows every document */
 #define KSA_TOKENIZER_MIN_VOCAB 257 /* 256 bytes + end-of-text */
 #define KSA_TOKENIZER_EOT_MARKER "<|endoftext|>"
@@ -35,5 +36,10 @@ size_t ksa_tokenizer_decode(char *out, size_t cap, const int32_t *ids, size_t n,
 
 /* KSA_EINVAL unless vocab_size can hold every byte and end-of-text (>= 257). */
 ksa_status ksa_tokenizer_check_vocab(size_t vocab_size);
+
+/* KSA_EINVAL unless `name` (the tokenizer of a model's training data, as its checkpoint
+ * records it; `what` names the model) is this byte tokenizer: text encoded or decoded
+ * through the wrong tokenizer would be garbage. */
+ksa_status ksa_tokenizer_check_name(const char *name, const char *what);
 
 #endif

@@ -77,6 +77,26 @@ done:
     return st;
 }
 
+/* The first word of <path>.tokenizer into out ("unknown" when there is no such file). */
+static ksa_status read_tokenizer_name(const char *path, char *out, size_t cap)
+{
+    char *side = ksa_path_concat(path, ".tokenizer");
+    ksa_status st = KSA_OK;
+    snprintf(out, cap, "unknown");
+    if (ksa_path_is_file(side)) {
+        FILE *fp = fopen(side, "r");
+        char word[32] = "";
+        if (!fp || fscanf(fp, "%31s", word) != 1)
+            st = ksa_fail(KSA_EFORMAT, "cannot read a tokenizer name from '%s'", side);
+        else
+            snprintf(out, cap, "%s", word);
+        if (fp)
+            fclose(fp);
+    }
+    ksa_free(side);
+    return st;
+}
+
 /* Checks the llm.c header of a mapped file and sets the token count. */
 static ksa_status check_llmc_header(ksa_tokfile *f)
 {
@@ -171,7 +191,8 @@ ksa_status ksa_tokfile_open(ksa_tokfile *f, const char *path, ksa_dtype dtype, s
         goto fail;
     }
     ksa_dtype meta = KSA_DTYPE_AUTO;
-    if ((st = read_meta(path, &meta)) != KSA_OK)
+    if ((st = read_meta(path, &meta)) != KSA_OK ||
+        (st = read_tokenizer_name(path, f->tokenizer, sizeof f->tokenizer)) != KSA_OK)
         goto fail;
     if (dtype != KSA_DTYPE_AUTO && meta != KSA_DTYPE_AUTO && dtype != meta) {
         st = ksa_fail(KSA_EINVAL, "token file '%s': dtype %s was given but '%s.meta' says %s", path,

@@ -44,6 +44,9 @@ typedef struct {
     const unsigned char *map; /* owned read-only mapping of the whole file */
     size_t map_bytes;
     const unsigned char *tokens; /* borrowed: map + header bytes; n_tokens ids of dtype */
+    /* The tokenizer that made the ids: the first word of the sibling <file>.tokenizer
+     * (`ksa prepare` writes "byte"), or "unknown" without one (llm.c headers do not say). */
+    char tokenizer[32];
 } ksa_tokfile;
 
 /* "uint16" / "uint32" -> dtype; anything else is KSA_EINVAL naming the known ones. */

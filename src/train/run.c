@@ -14,25 +14,75 @@
 #include "dist/dist.h"
 #include "train/run_dir.h"
 
-/* ---- the machine's peak, measured once ------------------------------------------------------ */
-static double cached_sgemm_peak(int threads)
+/* ---- the machine's peak, measured and cached per CPU model and thread count ----------------- */
+/* The CPU's model name from /proc/cpuinfo, reduced to [A-Za-z0-9.-] ("unknown-cpu" if none). */
+static void cpu_model(char *out, size_t cap)
 {
-    char dir[1024] = "", path[1100] = "";
+    char line[512], *name = NULL;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "model name", 10) && (name = strchr(line, ':'))) {
+            name++;
+            break;
+        }
+    if (f)
+        fclose(f);
+    size_t n = 0;
+    for (const char *c = name; c && *c && n + 1 < cap; c++) {
+        int keep = (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+                   (*c >= '0' && *c <= '9') || *c == '.' || *c == '-';
+        if (keep)
+            out[n++] = *c;
+        else if (n > 0 && out[n - 1] != '_')
+            out[n++] = '_';
+    }
+    while (n > 0 && out[n - 1] == '_')
+        n--;
+    out[n] = '\0';
+    if (!n)
+        snprintf(out, cap, "unknown-cpu");
+}
+
+/* The sgemm peak of this host on `threads` threads, cached in
+ * $XDG_CACHE_HOME/ksa (or ~/.cache/ksa) under the CPU model, precision and thread count.
+ * A cached figure is re-measured when asked (remeasure), or when it is implausible: not
+ * positive, or beaten by more than 20 % by a quick 1024^3 GEMM (a peak measured while the
+ * host was busy). how receives what was done. */
+static double cached_sgemm_peak(int threads, int remeasure, char *how, size_t how_cap)
+{
+    char dir[1024] = "", path[1400] = "", model[128];
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     if (xdg && xdg[0])
         snprintf(dir, sizeof dir, "%s/ksa", xdg);
     else if (home && home[0])
         snprintf(dir, sizeof dir, "%s/.cache/ksa", home);
+    cpu_model(model, sizeof model);
+    double cached = 0;
     if (dir[0]) {
-        snprintf(path, sizeof path, "%s/sgemm_peak_%s_%dthreads", dir, KSA_REAL_NAME, threads);
+        snprintf(path, sizeof path, "%s/sgemm_peak_%s_%s_%dthreads", dir, model, KSA_REAL_NAME,
+                 threads);
         FILE *f = fopen(path, "r");
-        double v = 0;
         if (f) {
-            int ok = fscanf(f, "%lf", &v) == 1 && v > 0;
+            if (fscanf(f, "%lf", &cached) != 1 || !(cached > 0))
+                cached = 0;
             fclose(f);
-            if (ok)
-                return v;
         }
+    }
+    if (cached > 0 && !remeasure) {
+        double quick = ksa_blas_measure_gflops(1024, 1);
+        if (quick <= 1.2 * cached) {
+            snprintf(how, how_cap, "cached in %s", path);
+            return cached;
+        }
+        snprintf(how, how_cap,
+                 "re-measured: a quick GEMM ran at %.1f GFLOP/s, above the cached "
+                 "%.1f; cached in %s",
+                 quick, cached, path);
+    } else if (cached > 0) {
+        snprintf(how, how_cap, "re-measured (--remeasure-peak; was %.1f), cached in %s", cached,
+                 path);
+    } else {
+        snprintf(how, how_cap, "measured now, cached in %s", dir[0] ? path : "(no cache folder)");
     }
     double v = ksa_blas_measure_gflops(2048, 3);
     /* best effort: a read-only home only costs the measurement next time */
@@ -46,23 +96,27 @@ static double cached_sgemm_peak(int threads)
     return v;
 }
 
-double ksa_run_peak_gflops(const ksa_train_config *tc, FILE *out)
+double ksa_run_peak_gflops(const ksa_train_config *tc, int remeasure, FILE *out)
 {
     /* a host's peak with all its cores, by rank 0 only (the other ranks would slow it),
      * times the hosts of the run */
     int n_ranks = ksa_dist_size(), local = ksa_dist_local_size();
     int hosts = n_ranks / (local > 0 ? local : 1);
     double peak = tc->peak_gflops;
+    char how[1600] = "peak_gflops";
     if (!(peak > 0) && ksa_dist_rank() == 0) {
         int threads = ksa_threads_get(), cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
         ksa_threads_set(cores > 0 ? cores : 1);
-        peak = cached_sgemm_peak(ksa_threads_get()) * (hosts > 0 ? hosts : 1);
+        peak = cached_sgemm_peak(ksa_threads_get(), remeasure, how, sizeof how) *
+               (hosts > 0 ? hosts : 1);
         ksa_threads_set(threads);
     }
     if (!(peak > 0))
         peak = 1; /* ranks other than 0 do not print MFU */
-    fprintf(out, "# MFU against a peak of %.1f GFLOP/s (%s)\n", peak,
-            tc->peak_gflops > 0 ? "peak_gflops" : "sgemm on all cores, measured once and cached");
+    if (tc->peak_gflops > 0)
+        fprintf(out, "# MFU against a peak of %.1f GFLOP/s (peak_gflops)\n", peak);
+    else
+        fprintf(out, "# MFU against a peak of %.1f GFLOP/s (sgemm on all cores, %s)\n", peak, how);
     return peak;
 }
 

@@ -15,10 +15,11 @@
 #include "train/trainer.h"
 
 /* The peak of the machine for MFU, in GFLOP/s: tc->peak_gflops when set; otherwise, on rank
- * 0, a host's sgemm peak with all its cores (measured once, a 2048^3 sgemm, and cached per
- * thread count in $XDG_CACHE_HOME/ksa or ~/.cache/ksa) times the hosts of the run; 1 on the
- * other ranks (they print nothing). Prints "# MFU against ..." to out. */
-double ksa_run_peak_gflops(const ksa_train_config *tc, FILE *out);
+ * 0, a host's sgemm peak with all its cores (a 2048^3 sgemm, cached per CPU model, precision
+ * and thread count in $XDG_CACHE_HOME/ksa or ~/.cache/ksa; measured again when remeasure is
+ * set or the cached figure is implausible) times the hosts of the run; 1 on the other ranks
+ * (they print nothing). Prints "# MFU against ..." and where the figure came from to out. */
+double ksa_run_peak_gflops(const ksa_train_config *tc, int remeasure, FILE *out);
 
 /* How a run ended. */
 typedef enum {

@@ -13,6 +13,43 @@
 #include "optim/adamw.h"
 #include "optim/clip.h"
 
+ksa_status ksa_train_data_open(const ksa_train_config *c, size_t V, ksa_loader *ld,
+                               ksa_val_reader *val, int *has_val, char *tokenizer, size_t cap)
+{
+    *has_val = 0;
+    ksa_loader_options lo = {.seq_len = (size_t)c->seq_len,
+                             .global_batch = (size_t)c->global_batch,
+                             .vocab_size = V,
+                             .seed = (uint64_t)(c->data_seed >= 0 ? c->data_seed : c->seed),
+                             .dtype = KSA_DTYPE_AUTO};
+    if (c->dtype[0])
+        KSA_TRY(ksa_tokfile_parse_dtype(c->dtype, &lo.dtype));
+    if (c->data[0])
+        KSA_TRY(ksa_loader_open_file(ld, c->data, &lo));
+    else
+        KSA_TRY(ksa_loader_open_mixture(ld, c->data_mix, &lo));
+    ksa_status st = ksa_loader_tokenizer(ld, tokenizer, cap);
+    if (st == KSA_OK && c->val_data[0]) {
+        st = ksa_val_reader_open(val, c->val_data, lo.dtype, V, (size_t)c->seq_len,
+                                 (size_t)c->micro_batch, (size_t)c->eval_batches);
+        *has_val = st == KSA_OK;
+    }
+    const char *vt = *has_val ? val->file.tokenizer : "unknown";
+    if (st == KSA_OK && strcmp(vt, "unknown") != 0 && strcmp(tokenizer, "unknown") != 0 &&
+        strcmp(vt, tokenizer) != 0)
+        st = ksa_fail(KSA_EINVAL,
+                      "the validation file '%s' was made by the %s tokenizer, the training data "
+                      "by %s",
+                      c->val_data, vt, tokenizer);
+    if (st != KSA_OK) {
+        if (*has_val)
+            ksa_val_reader_close(val);
+        *has_val = 0;
+        ksa_loader_close(ld);
+    }
+    return st;
+}
+
 ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config *c,
                             const char *run_id)
 {
@@ -27,28 +64,10 @@ ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config
                "parameter buffer of %zu elements is not padded for %d ranks "
                "(ksa_model_init_for_ranks)",
                m->params.numel, t->n_ranks);
-    ksa_loader_options lo = {.seq_len = (size_t)c->seq_len,
-                             .global_batch = (size_t)c->global_batch,
-                             .vocab_size = m->V,
-                             .seed = (uint64_t)(c->data_seed >= 0 ? c->data_seed : c->seed),
-                             .dtype = KSA_DTYPE_AUTO};
-    if (c->dtype[0])
-        KSA_TRY(ksa_tokfile_parse_dtype(c->dtype, &lo.dtype));
-    if (c->data[0])
-        KSA_TRY(ksa_loader_open_file(&t->loader, c->data, &lo));
-    else
-        KSA_TRY(ksa_loader_open_mixture(&t->loader, c->data_mix, &lo));
-    if (c->val_data[0]) {
-        ksa_status st =
-            ksa_val_reader_open(&t->val, c->val_data, lo.dtype, m->V, (size_t)c->seq_len,
-                                (size_t)c->micro_batch, (size_t)c->eval_batches);
-        if (st != KSA_OK) {
-            ksa_loader_close(&t->loader);
-            return st;
-        }
-        t->has_val = 1;
+    KSA_TRY(ksa_train_data_open(c, m->V, &t->loader, &t->val, &t->has_val, t->tokenizer,
+                                sizeof t->tokenizer));
+    if (t->has_val)
         ksa_tokfile_identity(&t->val.file, t->val_data_identity, sizeof t->val_data_identity);
-    }
     ksa_loader_identity(&t->loader, t->data_identity, sizeof t->data_identity);
     KSA_TRY(ksa_train_config_schedule(c, &t->schedule));
     size_t slice = m->params.numel / (size_t)t->n_ranks;
@@ -190,6 +209,7 @@ ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path, double val_l
                                .data_identity = t->data_identity,
                                .val_data_identity = t->val_data_identity,
                                .val_loss = val_loss,
+                               .tokenizer = t->tokenizer,
                                .slice_lo = t->slice_lo,
                                .slice_hi = t->slice_hi,
                                .exp_avg = t->exp_avg,

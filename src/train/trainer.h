@@ -41,6 +41,7 @@ typedef struct {
     /* stamps written into every checkpoint (data/identity.h; run_dir.h for the run id) */
     char run_id[KSA_CKPT_STAMP];
     char data_identity[KSA_IDENTITY_STR], val_data_identity[KSA_IDENTITY_STR];
+    char tokenizer[32]; /* of the training data: /tokenizer type of the checkpoints */
 } ksa_trainer;
 
 typedef struct {
@@ -50,6 +51,14 @@ typedef struct {
     size_t tokens;    /* text tokens of this step */
     double seconds;   /* wall time of this step */
 } ksa_step_stats;
+
+/* Opens the training data of c (one file or a mixture) into ld and, when c names one, the
+ * validation file into val (*has_val = 1), for a vocabulary of V: every check of the loader
+ * (files exist, hold a row of seq_len + 1 tokens, every id below V), and the tokenizer that
+ * made the data (ksa_loader_tokenizer) into tokenizer[cap]; a validation file made by
+ * another known tokenizer is an error. On error nothing is left open. */
+ksa_status ksa_train_data_open(const ksa_train_config *c, size_t V, ksa_loader *ld,
+                               ksa_val_reader *val, int *has_val, char *tokenizer, size_t cap);
 
 /* Opens the data (and records its identity); run_id: the run's id (run_dir.h). */
 ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config *c,
