@@ -65,12 +65,37 @@ config_paths_resolve_against_the_config_folder() {
         --eval-every 0 --val-data "" >/dev/null)
 }
 
+# stdout and stderr into one file: the error comes after the plan printed before it
+an_error_in_a_redirected_log_comes_after_the_plan() {
+    if "$KSA" train --config configs/tiny.conf --data "$TMP/missing.bin" --steps 1 \
+        >"$TMP/log" 2>&1; then
+        echo "expected failure"; return 1
+    fi
+    cat "$TMP/log"
+    local plan_line error_line
+    plan_line=$(grep -n "^# model FLOPs per step" "$TMP/log" | cut -d: -f1)
+    error_line=$(grep -n "^ksa train: .*missing.bin" "$TMP/log" | cut -d: -f1)
+    [ "$plan_line" -gt 1 ]
+    [ "$error_line" -gt "$plan_line" ]
+}
+
+# the start-up output names the data file once in its data section
+the_data_file_is_named_once() {
+    "$KSA" train --config configs/tiny.conf --steps 1 --seq-len 32 --eval-every 0 \
+        --val-data "" >"$TMP/train_out"
+    sed -n '/^data: /,/windows, weight/p' "$TMP/train_out" >"$TMP/data"
+    cat "$TMP/data"
+    [ "$(grep -o "build/data/kjv.bin" "$TMP/data" | wc -l)" = 1 ]
+}
+
 echo "[==========] Running test_train.sh"
 for t in tiny_config_learns_and_logs_every_step \
     dry_run_prints_the_plan_and_trains_nothing \
     bad_training_input_is_refused \
     a_diverging_run_stops_naming_step_and_parameter \
-    config_paths_resolve_against_the_config_folder; do
+    config_paths_resolve_against_the_config_folder \
+    an_error_in_a_redirected_log_comes_after_the_plan \
+    the_data_file_is_named_once; do
     run_test "$t" "$t"
 done
 finish

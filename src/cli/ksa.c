@@ -31,6 +31,9 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    /* line by line even into a file or a pipe: a redirected log shows an error (stderr)
+     * after the output printed before it, not above a configuration dump still buffered */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) {
         usage(stderr);
         return 2;
