@@ -144,7 +144,7 @@ fine_tuning_starts_from_a_checkpoints_parameters() {
     # fresh optimizer and schedule, another learning rate: the log starts again at step 1
     "$KSA" train "${RUN[@]}" --init-from "$TMP/j/step_00000006.h5" --lr 1e-4 --min-lr 1e-5 --steps 2 \
         --log "$TMP/j1.jsonl" >"$TMP/j1.out"
-    grep -q "model.norm.weight \[128\]: loaded" "$TMP/j1.out"
+    grep -q "^init-from .*: [0-9]* loaded, 0 created, 0 kept, 0 ignored$" "$TMP/j1.out"
     [ "$(head -c 11 "$TMP/j1.jsonl")" = '{"step": 1,' ]
     "$PY" - "$TMP/j0.jsonl" "$TMP/j1.jsonl" <<'PYEOF'
 import json, sys
@@ -193,13 +193,34 @@ output_locations_are_checked_before_step_1() {
     [ "$(wc -l <"$TMP/new/deep/run.jsonl")" = 1 ]
 }
 
+# --init-from reports counts per kind with a few names; --verbose one line per parameter
+init_from_summarises_unless_verbose() {
+    "$KSA" train "${RUN[@]}" --use-summary-attention false --steps 1 --out "$TMP/c" >/dev/null
+    local tensors
+    tensors=$("$KSA" inspect --config "$CONF" | sed -n 's/^# parameters: .* in \([0-9]*\) tensors$/\1/p')
+    "$KSA" train "${RUN[@]}" --init-from "$TMP/c/step_00000001.h5" --steps 1 >"$TMP/short"
+    "$KSA" train "${RUN[@]}" --init-from "$TMP/c/step_00000001.h5" --steps 1 --verbose \
+        >"$TMP/long"
+    sed -n '/^init-from .*configuration;/,/^init-from .* ignored$/p' "$TMP/short" >"$TMP/s"
+    sed -n '/^init-from .*configuration;/,/^init-from .* ignored$/p' "$TMP/long" >"$TMP/l"
+    cat "$TMP/s"
+    # header, loaded, copies, drawn, counts
+    [ "$(wc -l <"$TMP/s")" = 5 ]
+    [ "$(wc -l <"$TMP/l")" = $((tensors + 2)) ]
+    grep -q "^  loaded from the checkpoint  *[0-9]*: model.embed_tokens.weight, " "$TMP/s"
+    grep -q "^  created: copies of loaded parameters  *9: model.layers.0.*_summary.weight <- " "$TMP/s"
+    grep -q "^  created: drawn from N(0, 0.02^2)  *1: summary_embedding.weight$" "$TMP/s"
+    [ "$(tail -1 "$TMP/s")" = "$(tail -1 "$TMP/l")" ]
+    grep -q "^  model.norm.weight \[128\]: loaded$" "$TMP/l"
+}
+
 echo "[==========] Running test_resume.sh"
 for t in resume_continues_the_run_bit_for_bit resume_reads_the_optimizer_state \
     checkpoints_are_readable_by_h5py_and_h5dump sigterm_finishes_the_step_and_saves \
     a_crash_during_a_save_leaves_the_previous_checkpoint keep_removes_only_older_checkpoints \
     contradicting_resumes_are_refused_and_touch_nothing \
     fine_tuning_starts_from_a_checkpoints_parameters a_running_run_holds_its_folder \
-    output_locations_are_checked_before_step_1; do
+    output_locations_are_checked_before_step_1 init_from_summarises_unless_verbose; do
     run_test "$t" "$t"
 done
 finish

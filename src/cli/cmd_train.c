@@ -31,7 +31,7 @@ int ksa_cmd_train(int argc, char **argv)
 typedef struct {
     ksa_model_config mc;
     ksa_train_config tc;
-    int dry_run, help;
+    int dry_run, help, verbose;
     long sample_tokens;
     const char *prompt, *resume, *init_from, *summary_init, *config_path;
     ksa_summary_init how;
@@ -61,6 +61,8 @@ static int parse_command_line(int argc, char **argv, train_cli *c)
         {"sample", KSA_ARG_LONG, &c->sample_tokens, NULL, 0,
          "after training, print N sampled tokens"},
         {"prompt", KSA_ARG_STRING, &c->prompt, NULL, 0, "the sample's prompt (default: empty)"},
+        {"verbose", KSA_ARG_FLAG, &c->verbose, NULL, 0,
+         "with --init-from: one line per parameter, not counts per kind"},
         {"help", KSA_ARG_FLAG, &c->help, NULL, 0, "this text"},
     };
     size_t n_args = sizeof args / sizeof args[0];
@@ -158,7 +160,8 @@ static int train_and_sample(const train_cli *c, ksa_model *m, double step_flops)
     ksa_model_init_weights(m, (uint64_t)tc->seed);
     if (c->init_from) { /* parameters only: fresh optimizer, schedule and data */
         printf("# parameters from %s:\n", c->init_from);
-        if (ksa_ckpt_init_from(c->init_from, m, c->how, (uint64_t)tc->seed, stdout) != KSA_OK)
+        if (ksa_ckpt_init_from(c->init_from, m, c->how, (uint64_t)tc->seed, stdout, c->verbose) !=
+            KSA_OK)
             return ksa_cli_error("train", 1);
     }
     ksa_trainer t;
