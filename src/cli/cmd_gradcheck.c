@@ -122,7 +122,7 @@ int ksa_cmd_gradcheck(int argc, char **argv)
     if (ksa_args_parse(argc, argv, args, n_args, &cfg, &config_path) != KSA_OK)
         return ksa_cli_error("gradcheck", 2);
     if (help) {
-        ksa_args_usage(stdout, "gradcheck", args, n_args);
+        ksa_args_usage(stdout, "gradcheck", args, n_args, KSA_USAGE_MODEL_KEYS);
         return 0;
     }
     if (seq_len < 1 || batch < 1)

@@ -99,10 +99,8 @@ static int parse_command_line(int argc, char **argv, train_cli *c)
     if (c->resume && ksa_run_check_resume(c->resume_path, &c->mc, &stored_mc, &c->tc, &stored_tc,
                                           c->resume_step) != KSA_OK)
         return ksa_cli_error("train", 2);
-    if (c->help) {
-        ksa_args_usage(stdout, "train", args, n_args);
-        printf("configuration keys: see docs/configs.md and docs/training.md\n");
-    }
+    if (c->help)
+        ksa_args_usage(stdout, "train", args, n_args, KSA_USAGE_MODEL_KEYS | KSA_USAGE_TRAIN_KEYS);
     return 0;
 }
 
@@ -120,7 +118,7 @@ static void print_plan(const train_cli *c, const ksa_model *m, int n_ranks, doub
     ksa_model_layout_print(&m->layout, stdout);
     printf("# parameters: %zu (%.3f M)\n", ksa_params_count(&m->params),
            (double)ksa_params_count(&m->params) / 1e6);
-    ksa_print_memory_plan(m, (size_t)c->tc.micro_batch, (size_t)c->tc.seq_len, stdout);
+    ksa_print_memory_plan(m, (size_t)c->tc.micro_batch, (size_t)c->tc.seq_len, n_ranks, stdout);
     printf("# model FLOPs per step: %.4g (6 x dense parameters x rows + 12 x head_dim x heads "
            "x visible pairs)\n",
            step_flops);

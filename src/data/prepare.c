@@ -22,50 +22,6 @@ void ksa_prepare_defaults(ksa_prepare_options *o)
     o->progress_every = 1.0;
 }
 
-ksa_status ksa_prepare_parse_args(ksa_prepare_options *o, const char **inputs, int argc,
-                                  char **argv)
-{
-    ksa_prepare_defaults(o);
-    o->inputs = inputs;
-    for (int i = 0; i < argc; i++) {
-        const char *k = argv[i];
-        if (!strcmp(k, "--input")) {
-            size_t before = o->n_inputs;
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
-                inputs[o->n_inputs++] = argv[++i];
-            if (o->n_inputs == before)
-                return ksa_fail(KSA_EINVAL, "option '--input' needs at least one file");
-            continue;
-        }
-        int known =
-            !strcmp(k, "--out") || !strcmp(k, "--val-fraction") || !strcmp(k, "--vocab-size");
-        if (!known)
-            return ksa_fail(KSA_EINVAL,
-                            "unknown option '%s' (known: --input --out "
-                            "--val-fraction --vocab-size)",
-                            k);
-        if (i + 1 >= argc)
-            return ksa_fail(KSA_EINVAL, "option '%s' needs a value", k);
-        const char *v = argv[++i];
-        char *end = NULL;
-        errno = 0;
-        if (!strcmp(k, "--out")) {
-            o->out = v;
-            continue;
-        } else if (!strcmp(k, "--val-fraction")) {
-            o->val_fraction = strtod(v, &end);
-        } else {
-            unsigned long long n = strtoull(v, &end, 10);
-            o->vocab_size = (size_t)n;
-            if (v[0] == '-')
-                end = NULL; /* strtoull accepts "-1" */
-        }
-        if (errno || !end || *end || end == v)
-            return ksa_fail(KSA_EINVAL, "option '%s': '%s' is not a number", k, v);
-    }
-    return KSA_OK;
-}
-
 char *ksa_prepare_val_path(const char *out)
 {
     size_t n = strlen(out);

@@ -47,13 +47,6 @@ typedef struct {
  * a second.                                                                               */
 void ksa_prepare_defaults(ksa_prepare_options *o);
 
-/* Parses `--input a.txt [b.txt ...] --out P.bin [--val-fraction F] [--vocab-size V]` (the
- * arguments after `prepare`) into o, starting from the defaults. --input may repeat; its
- * files are the arguments up to the next one starting with "--". inputs: room for argc
- * pointers (o->inputs points there). Unknown options and bad numbers are KSA_EINVAL.    */
-ksa_status ksa_prepare_parse_args(ksa_prepare_options *o, const char **inputs, int argc,
-                                  char **argv);
-
 /* The validation file's name for the training file name out (ksa_alloc'ed). */
 char *ksa_prepare_val_path(const char *out);
 
