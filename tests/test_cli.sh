@@ -311,7 +311,7 @@ options_and_keys_take_an_equals_sign() {
     grep -qx "hidden_size = 64" "$TMP/eq"
     grep -qx "rope_theta = 500" "$TMP/eq"
     "$KSA" gradcheck --config=tests/configs/gc_causal.conf --params=model.norm.weight \
-        lm_head.weight --seed=2 >"$TMP/gc"
+        lm_head.weight --sample=2 >"$TMP/gc"
     [ "$(grep -c '^model\.\|^lm_head' "$TMP/gc")" = 2 ]
     # an empty value after '=' is a value
     "$KSA" train --config configs/tiny.conf --val-data= --dry-run >"$TMP/plan"
@@ -354,7 +354,7 @@ options = {
     "eval": "ckpt data seq-len batch offset dtype grads-out json threads help",
     "init": "config out seed help",
     "inspect": "config help",
-    "gradcheck": "config params seq-len batch seed rtol atol help",
+    "gradcheck": "config params seq-len batch seed sample progress rtol atol help",
     "train": "config dry-run resume init-from summary-init sample prompt verbose help",
     "prepare": "input out val-fraction vocab-size help",
     "sample": "ckpt prompt tokens temperature top-k seed threads help",
@@ -398,6 +398,59 @@ print("help lists", {c: len(open(f"{d}/help_{c}").read().splitlines()) for c in 
 PYEOF
 }
 
+# the tokens after C*(W+1) see the oldest chunks through summary tokens only
+gradcheck_rows_reach_beyond_the_summary_window_by_default() {
+    # gc_independent_all: C = 3; layers 0 and 2 are summary layers with W = 0 and 9
+    "$KSA" gradcheck --config tests/configs/gc_independent_all.conf --sample 1 \
+        --params model.norm.weight summary_embedding.weight >"$TMP/gc"
+    local T
+    T=$(sed -n 's/.* rows of \([0-9]*\) tokens.*/\1/p' "$TMP/gc")
+    echo "default row length $T"
+    [ "$T" -gt $((3 * (9 + 1))) ]
+    [ $((T % 3)) != 0 ] # a tail chunk
+    grep -q "): ok$" "$TMP/gc"
+    # a causal model keeps the short rows
+    "$KSA" gradcheck --config tests/configs/gc_causal.conf --params model.norm.weight >"$TMP/gc"
+    grep -q " rows of 13 tokens" "$TMP/gc"
+}
+
+# --sample N checks N elements per tensor, the same ones for the same seed
+gradcheck_samples_elements_with_its_seed() {
+    local gc=("$KSA" gradcheck --config tests/configs/gc_qkv_left.conf --seq-len 9 --sample 3)
+    "${gc[@]}" >"$TMP/s1"
+    "${gc[@]}" >"$TMP/s2"
+    "${gc[@]}" --seed 2 >"$TMP/s3"
+    cmp "$TMP/s1" "$TMP/s2"
+    must_fail cmp -s "$TMP/s1" "$TMP/s3"
+    "$PY" - "$TMP/s1" <<'PYEOF'
+import re, sys
+rows = [l.split() for l in open(sys.argv[1]) if re.match(r"^(model|lm_head|summary)", l)]
+assert len(rows) == 31, len(rows)
+for r in rows:
+    numel, checked = int(r[1]), int(r[2])
+    assert checked == min(3, numel), r
+print("checked per tensor:", sorted({int(r[2]) for r in rows}))
+PYEOF
+    grep -q "): ok$" "$TMP/s1"
+}
+
+# progress lines on stderr, at most one per --progress seconds; none with 0
+gradcheck_reports_progress_on_stderr() {
+    local gc=("$KSA" gradcheck --config tests/configs/gc_independent_all.conf --seq-len 13
+        --sample 24)
+    local t0 t1 n
+    t0=$(date +%s.%N)
+    "${gc[@]}" --progress 0.1 >"$TMP/gc_out" 2>"$TMP/gc_err"
+    t1=$(date +%s.%N)
+    n=$(grep -c "^gradcheck: [0-9]*/[0-9]* elements" "$TMP/gc_err" || true)
+    echo "$n progress lines in $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') s"
+    [ "$n" -ge 1 ]
+    [ "$n" -le "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print int((b - a) / 0.1) + 1 }')" ]
+    must_fail grep -q "elements, tensor" "$TMP/gc_out"
+    "${gc[@]}" --progress 0 >/dev/null 2>"$TMP/gc_err0"
+    [ ! -s "$TMP/gc_err0" ]
+}
+
 # the memory plan of `ksa inspect` is that of `ksa train` for the same configuration: its
 # seq_len and micro_batch, not defaults of inspect's own
 inspect_sizes_the_step_of_the_configuration() {
@@ -427,6 +480,9 @@ for t in gradcheck_passes_on_configs_that_switch_on_every_flag \
     options_and_keys_take_an_equals_sign \
     unknown_names_get_the_nearest_known_ones \
     every_command_lists_its_options_and_keys_in_help \
+    gradcheck_rows_reach_beyond_the_summary_window_by_default \
+    gradcheck_samples_elements_with_its_seed \
+    gradcheck_reports_progress_on_stderr \
     inspect_sizes_the_step_of_the_configuration; do
     run_test "$t" "$t"
 done
