@@ -15,7 +15,8 @@ file lacks `tokens` on some line, tokens cannot be computed (the log does not ca
 and the batch size), so every file is plotted against the step and the x label says why.
 
 Errors (missing file, malformed line: the message names the file and line number) go to
-stderr and exit with status 1. Uses Debian's python3-matplotlib with the Agg backend.
+stderr and exit with status 1. Uses Debian's python3-matplotlib with the Agg backend; without
+it the script says so in one line (apt install python3-matplotlib) and exits with status 1.
 """
 import argparse
 import json
@@ -94,6 +95,12 @@ def main(argv):
     ap.add_argument("-o", "--out", required=True, metavar="loss.png", help="PNG to write")
     ap.add_argument("--title", default=None, help="figure title")
     args = ap.parse_args(argv)
+    try:
+        import matplotlib
+    except ImportError:
+        print(f"plot_loss.py: the Python package matplotlib is missing for {sys.executable} "
+              "(Debian: apt install python3-matplotlib)", file=sys.stderr)
+        return 1
 
     runs = []
     try:
@@ -115,7 +122,6 @@ def main(argv):
         xkey = "tokens"
         xlabel = "text tokens seen"
 
-    import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import EngFormatter

@@ -476,6 +476,171 @@ PYEOF
     [ "$(ls "$d" | grep -c '\.h5$')" = 6 ] # nothing created either
 }
 
+# --name=value is --name value, for options, keys, lists and the configuration file
+options_and_keys_take_an_equals_sign() {
+    "$KSA" inspect --config configs/tiny.conf --hidden-size 64 --rope_theta 500 >"$TMP/space"
+    "$KSA" inspect --config=configs/tiny.conf --hidden-size=64 --rope-theta=500 >"$TMP/eq"
+    cmp "$TMP/space" "$TMP/eq"
+    grep -qx "hidden_size = 64" "$TMP/eq"
+    grep -qx "rope_theta = 500" "$TMP/eq"
+    "$KSA" gradcheck --config=tests/configs/gc_causal.conf --params=model.norm.weight \
+        lm_head.weight --sample=2 >"$TMP/gc"
+    [ "$(grep -c '^model\.\|^lm_head' "$TMP/gc")" = 2 ]
+    # an empty value after '=' is a value
+    "$KSA" train --config configs/tiny.conf --val-data= --dry-run >"$TMP/plan"
+    grep -qx "val_data = " "$TMP/plan"
+    expect_error "--dry-run takes no value" "$KSA" train --config configs/tiny.conf --dry-run=yes
+    expect_error "--steps needs a value" "$KSA" train --config configs/tiny.conf --steps
+}
+
+# An unknown name is reported with the nearest known names, or none when nothing is near.
+unknown_names_get_the_nearest_known_ones() {
+    expect_error "'--hidden-sise' (did you mean --hidden-size?)" \
+        "$KSA" inspect --config configs/tiny.conf --hidden-sise 3
+    expect_error "'--seq' (did you mean --seq-len?)" "$KSA" train --config configs/tiny.conf --seq 3
+    expect_error "'--beta3' (did you mean --beta1 or --beta2?)" \
+        "$KSA" train --config configs/tiny.conf --beta3=0.9
+    expect_error "'--outt' (did you mean --out?)" "$KSA" init --outt x.h5
+    expect_error "unknown option '--val' (did you mean --val-fraction?)" \
+        "$KSA" prepare --input a.txt --val 0.1
+    expect_error "unknown option '--xyzzy'" "$KSA" sample --xyzzy 1
+    must_fail grep -q "did you mean" "$TMP/stderr"
+    printf 'hiden_size = 64\n' >"$TMP/typo.conf"
+    expect_error "typo.conf:1: unknown configuration key 'hiden_size' (did you mean 'hidden_size'?)" \
+        "$KSA" inspect --config "$TMP/typo.conf"
+}
+
+# `ksa COMMAND --help`: the command's options, and every key it takes with its default (the
+# value the configuration dump shows when nothing is given) and a description.
+every_command_lists_its_options_and_keys_in_help() {
+    "$KSA" inspect >"$TMP/model_defaults"
+    "$KSA" train --data build/data/kjv.bin --dry-run >"$TMP/all_defaults"
+    local c
+    for c in eval init inspect gradcheck train prepare sample; do
+        "$KSA" "$c" --help >"$TMP/help_$c"
+        "$KSA" "$c" -h | cmp - "$TMP/help_$c"
+    done
+    "$PY" - "$TMP" <<'PYEOF'
+import re, sys
+d = sys.argv[1]
+options = {
+    "eval": "ckpt data seq-len batch offset dtype grads-out json threads help",
+    "init": "config out seed help",
+    "inspect": "config help",
+    "gradcheck": "config params seq-len batch seed sample progress rtol atol help",
+    "train": "config dry-run resume init-from summary-init sample prompt verbose help overwrite "
+             "allow-schedule-change remeasure-peak",
+    "prepare": "input out val-fraction seed vocab-size help",
+    "sample": "ckpt prompt tokens temperature top-k seed threads help",
+}
+def dump(path):  # key = value lines of a configuration dump; "# key = (unset)" as (unset)
+    out = {}
+    for line in open(path):
+        m = re.match(r"^(# )?([a-z0-9_]+) = (.*)$", line.rstrip("\n"))
+        if m:
+            out[m.group(2)] = m.group(3)
+    return out
+model = dump(f"{d}/model_defaults")
+train = {k: v for k, v in dump(f"{d}/all_defaults").items() if k not in model}
+train["data"] = ""  # given on the command line above
+assert train["data_seed"] == train["seed"], train  # unset: resolved to seed in the plan
+train["data_seed"] = "(unset)"
+assert len(model) >= 20 and len(train) >= 20, (len(model), len(train))  # both dumps parsed
+want_keys = {
+    "eval": {}, "prepare": {}, "sample": {}, "init": model, "gradcheck": model,
+    "inspect": {**model, "seq_len": train["seq_len"], "micro_batch": train["micro_batch"]},
+    "train": {**model, **train},
+}
+for cmd, opts in options.items():
+    lines = open(f"{d}/help_{cmd}").read().splitlines()
+    assert lines[0].startswith(f"usage: ksa {cmd} "), lines[0]
+    for o in opts.split():
+        assert any(l.startswith(f"  --{o} ") or l == f"  --{o}" for l in lines), (cmd, o)
+    keys = {}
+    in_keys = False
+    for l in lines:
+        if re.match(r"^(model|training) keys ", l):
+            in_keys = True
+            continue
+        m = re.match(r"^  --([a-z0-9-]+) (\S+) +(\S+) +(\S.*)$", l)
+        if in_keys and m:
+            keys[m.group(1).replace("-", "_")] = (m.group(3), m.group(4))
+    assert sorted(keys) == sorted(want_keys[cmd]), (cmd, set(keys) ^ set(want_keys[cmd]))
+    for k, (default, meaning) in keys.items():
+        shown = "" if default == '""' else default
+        assert shown == want_keys[cmd][k], (cmd, k, default, want_keys[cmd][k])
+        assert len(meaning) > 5, (cmd, k, meaning)
+print("help lists", {c: len(open(f"{d}/help_{c}").read().splitlines()) for c in options})
+PYEOF
+}
+
+# the tokens after C*(W+1) see the oldest chunks through summary tokens only
+gradcheck_rows_reach_beyond_the_summary_window_by_default() {
+    # gc_independent_all: C = 3; layers 0 and 2 are summary layers with W = 0 and 9
+    "$KSA" gradcheck --config tests/configs/gc_independent_all.conf --sample 1 \
+        --params model.norm.weight summary_embedding.weight >"$TMP/gc"
+    local T
+    T=$(sed -n 's/.* rows of \([0-9]*\) tokens.*/\1/p' "$TMP/gc")
+    echo "default row length $T"
+    [ "$T" -gt $((3 * (9 + 1))) ]
+    [ $((T % 3)) != 0 ] # a tail chunk
+    grep -q "): ok$" "$TMP/gc"
+    # a causal model keeps the short rows
+    "$KSA" gradcheck --config tests/configs/gc_causal.conf --params model.norm.weight >"$TMP/gc"
+    grep -q " rows of 13 tokens" "$TMP/gc"
+}
+
+# --sample N checks N elements per tensor, the same ones for the same seed
+gradcheck_samples_elements_with_its_seed() {
+    local gc=("$KSA" gradcheck --config tests/configs/gc_qkv_left.conf --seq-len 9 --sample 3)
+    "${gc[@]}" >"$TMP/s1"
+    "${gc[@]}" >"$TMP/s2"
+    "${gc[@]}" --seed 2 >"$TMP/s3"
+    cmp "$TMP/s1" "$TMP/s2"
+    must_fail cmp -s "$TMP/s1" "$TMP/s3"
+    "$PY" - "$TMP/s1" <<'PYEOF'
+import re, sys
+rows = [l.split() for l in open(sys.argv[1]) if re.match(r"^(model|lm_head|summary)", l)]
+assert len(rows) == 31, len(rows)
+for r in rows:
+    numel, checked = int(r[1]), int(r[2])
+    assert checked == min(3, numel), r
+print("checked per tensor:", sorted({int(r[2]) for r in rows}))
+PYEOF
+    grep -q "): ok$" "$TMP/s1"
+}
+
+# progress lines on stderr, at most one per --progress seconds; none with 0
+gradcheck_reports_progress_on_stderr() {
+    local gc=("$KSA" gradcheck --config tests/configs/gc_independent_all.conf --seq-len 13
+        --sample 24)
+    local t0 t1 n
+    t0=$(date +%s.%N)
+    "${gc[@]}" --progress 0.1 >"$TMP/gc_out" 2>"$TMP/gc_err"
+    t1=$(date +%s.%N)
+    n=$(grep -c "^gradcheck: [0-9]*/[0-9]* elements" "$TMP/gc_err" || true)
+    echo "$n progress lines in $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') s"
+    [ "$n" -ge 1 ]
+    [ "$n" -le "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print int((b - a) / 0.1) + 1 }')" ]
+    must_fail grep -q "elements, tensor" "$TMP/gc_out"
+    "${gc[@]}" --progress 0 >/dev/null 2>"$TMP/gc_err0"
+    [ ! -s "$TMP/gc_err0" ]
+}
+
+# the memory plan of `ksa inspect` is that of `ksa train` for the same configuration: its
+# seq_len and micro_batch, not defaults of inspect's own
+inspect_sizes_the_step_of_the_configuration() {
+    "$KSA" inspect --config configs/tiny.conf >"$TMP/i"
+    "$KSA" train --config configs/tiny.conf --dry-run >"$TMP/t"
+    grep -q "micro-batch of 4 x 256 tokens" "$TMP/i" # tiny.conf: micro_batch 4, seq_len 256
+    sed -n '/^# memory/,/total per rank/p' "$TMP/i" >"$TMP/im"
+    sed -n '/^# memory/,/total per rank/p' "$TMP/t" >"$TMP/tm"
+    [ "$(wc -l <"$TMP/im")" = 6 ]
+    cmp "$TMP/im" "$TMP/tm"
+    "$KSA" inspect --config configs/tiny.conf --seq-len 128 --micro-batch=2 >"$TMP/i2"
+    grep -q "micro-batch of 2 x 128 tokens" "$TMP/i2"
+}
+
 echo "[==========] Running test_cli.sh"
 for t in gradcheck_passes_on_configs_that_switch_on_every_flag \
     gradcheck_has_an_absolute_floor_and_can_fail \
@@ -491,7 +656,14 @@ for t in gradcheck_passes_on_configs_that_switch_on_every_flag \
     eval_refuses_a_seq_len_beyond_max_position_embeddings \
     sample_is_deterministic_and_continues_the_prompt \
     inspect_prints_a_checkpoint \
-    bad_checkpoint_files_are_refused_by_eval_and_inspect; do
+    bad_checkpoint_files_are_refused_by_eval_and_inspect \
+    options_and_keys_take_an_equals_sign \
+    unknown_names_get_the_nearest_known_ones \
+    every_command_lists_its_options_and_keys_in_help \
+    gradcheck_rows_reach_beyond_the_summary_window_by_default \
+    gradcheck_samples_elements_with_its_seed \
+    gradcheck_reports_progress_on_stderr \
+    inspect_sizes_the_step_of_the_configuration; do
     run_test "$t" "$t"
 done
 finish

@@ -178,10 +178,10 @@ typedef struct {
 } demo_settings;
 
 static const ksa_config_key demo_keys[] = {
-    KSA_KEY(demo_settings, steps, KSA_KEY_INT, "10"),
-    KSA_KEY(demo_settings, flag, KSA_KEY_BOOL, "false"),
-    KSA_KEY(demo_settings, lr, KSA_KEY_FLOAT, "3e-4"),
-    KSA_KEY(demo_settings, name, KSA_KEY_STRING, "x"),
+    KSA_KEY(demo_settings, steps, KSA_KEY_INT, "10", "steps"),
+    KSA_KEY(demo_settings, flag, KSA_KEY_BOOL, "false", "a flag"),
+    KSA_KEY(demo_settings, lr, KSA_KEY_FLOAT, "3e-4", "rate"),
+    KSA_KEY(demo_settings, name, KSA_KEY_STRING, "x", "a name"),
 };
 
 /* A table parses by kind, refuses bad values naming them, and writes itself back. */
@@ -207,6 +207,33 @@ static void settings_tables_parse_and_write(void **state)
     fclose(f);
     assert_string_equal(buf, "steps = 10\nflag = true\nlr = 0.0003\nname = x\n");
     free(buf);
+}
+
+/* Edit distance counts insertions, deletions, substitutions and neighbour swaps; '-' == '_'. */
+static void edit_distance_and_suggestions_find_the_nearest_names(void **state)
+{
+    (void)state;
+    assert_int_equal(ksa_edit_distance("seq-len", "seq_len"), 0);
+    assert_int_equal(ksa_edit_distance("hidden_sise", "hidden_size"), 1);
+    assert_int_equal(ksa_edit_distance("lr_schdeule", "lr_schedule"), 1); /* a swap */
+    assert_int_equal(ksa_edit_distance("", "abc"), 3);
+    assert_int_equal(ksa_edit_distance("kitten", "sitting"), 3);
+    static const char *const known[] = {"seq_len", "seed", "steps", "beta1", "beta2", "lr"};
+    char buf[256];
+    ksa_suggest s;
+    ksa_suggest_init(&s, "seq"); /* a prefix of seq_len counts as distance 1 */
+    for (size_t i = 0; i < 6; i++)
+        ksa_suggest_add(&s, known[i]);
+    assert_string_equal(ksa_suggest_text(&s, 1, buf, sizeof buf), " (did you mean --seq-len?)");
+    ksa_suggest_init(&s, "beta3"); /* two at distance 1 */
+    for (size_t i = 0; i < 6; i++)
+        ksa_suggest_add(&s, known[i]);
+    assert_string_equal(ksa_suggest_text(&s, 0, buf, sizeof buf),
+                        " (did you mean 'beta1' or 'beta2'?)");
+    ksa_suggest_init(&s, "xyzzy"); /* nothing near */
+    for (size_t i = 0; i < 6; i++)
+        ksa_suggest_add(&s, known[i]);
+    assert_string_equal(ksa_suggest_text(&s, 1, buf, sizeof buf), "");
 }
 
 /* The OpenMP build of OpenBLAS is linked: one thread pool (DESIGN.md §4). */
@@ -285,6 +312,7 @@ int main(void)
         cmocka_unit_test(doubles_print_in_the_shortest_exact_form),
         cmocka_unit_test(the_rng_is_splitmix64),
         cmocka_unit_test(settings_tables_parse_and_write),
+        cmocka_unit_test(edit_distance_and_suggestions_find_the_nearest_names),
         cmocka_unit_test(openblas_is_the_openmp_build),
         cmocka_unit_test(ops_record_only_what_needs_a_gradient),
         cmocka_unit_test(parameters_carry_a_role_and_a_twin),

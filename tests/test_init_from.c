@@ -265,7 +265,7 @@ static void same_configuration_reloads_every_parameter_exactly(void **state)
     init_model(&dst, &c, 2);
     report r;
     report_open(&r);
-    expect_ok(ksa_ckpt_init_from(path, &dst, KSA_INIT_SUMMARY_COPY, 7, r.f));
+    expect_ok(ksa_ckpt_init_from(path, &dst, KSA_INIT_SUMMARY_COPY, 7, r.f, 1));
     report_close(&r);
     for (size_t i = 0; i < src.params.n; i++) {
         const char *name = src.params.table[i].name;
@@ -325,7 +325,7 @@ static void causal_checkpoint_into_ksa_copies_shared_weights_and_keeps_the_loss(
     init_model(&mk, &ck, 4);
     report r;
     report_open(&r);
-    expect_ok(ksa_ckpt_init_from(path, &mk, KSA_INIT_SUMMARY_COPY, 7, r.f));
+    expect_ok(ksa_ckpt_init_from(path, &mk, KSA_INIT_SUMMARY_COPY, 7, r.f, 1));
     report_close(&r);
 
     /* every causal parameter loaded unchanged */
@@ -373,7 +373,7 @@ static void scratch_keeps_from_scratch_summary_weights_and_the_loss(void **state
     ksa_real *before = snapshot(&mk);
     report r;
     report_open(&r);
-    expect_ok(ksa_ckpt_init_from(path, &mk, KSA_INIT_SUMMARY_SCRATCH, 7, r.f));
+    expect_ok(ksa_ckpt_init_from(path, &mk, KSA_INIT_SUMMARY_SCRATCH, 7, r.f, 1));
     report_close(&r);
     for (size_t i = 0; i < mk.params.n; i++) {
         const ksa_param *e = &mk.params.table[i];
@@ -418,7 +418,7 @@ static void small_windows_let_summaries_change_the_loss(void **state)
     ksa_model_config ck;
     configure(&ck, cfg_ksa_small_window);
     init_model(&mk, &ck, 10);
-    expect_ok(ksa_ckpt_init_from(path, &mk, KSA_INIT_SUMMARY_COPY, 7, NULL));
+    expect_ok(ksa_ckpt_init_from(path, &mk, KSA_INIT_SUMMARY_COPY, 7, NULL, 1));
     expect_summary_copies(&mk, 1);
     int32_t *tok = random_tokens(NSEQ, T_LEN, mk.V, 11);
     double lc = model_loss(&mc, tok), lk = model_loss(&mk, tok);
@@ -465,9 +465,9 @@ static void summary_embedding_is_normal_with_std_002_and_follows_the_seed(void *
     init_model(&b, &ck, 2);
     init_model(&c, &ck, 1);
     ksa_real *scratch = snapshot(&a);
-    expect_ok(ksa_ckpt_init_from(path, &a, KSA_INIT_SUMMARY_COPY, 42, NULL));
-    expect_ok(ksa_ckpt_init_from(path, &b, KSA_INIT_SUMMARY_COPY, 42, NULL));
-    expect_ok(ksa_ckpt_init_from(path, &c, KSA_INIT_SUMMARY_COPY, 43, NULL));
+    expect_ok(ksa_ckpt_init_from(path, &a, KSA_INIT_SUMMARY_COPY, 42, NULL, 1));
+    expect_ok(ksa_ckpt_init_from(path, &b, KSA_INIT_SUMMARY_COPY, 42, NULL, 1));
+    expect_ok(ksa_ckpt_init_from(path, &c, KSA_INIT_SUMMARY_COPY, 43, NULL, 1));
     const char *se = "summary_embedding.weight";
     assert_true(same_values(&a, se, &b, se));
     assert_false(same_values(&a, se, &c, se));
@@ -506,7 +506,7 @@ static void ksa_checkpoint_into_a_causal_model_ignores_summary_parameters(void *
     init_model(&mc, &cc, 14);
     report r;
     report_open(&r);
-    expect_ok(ksa_ckpt_init_from(path, &mc, KSA_INIT_SUMMARY_COPY, 7, r.f));
+    expect_ok(ksa_ckpt_init_from(path, &mc, KSA_INIT_SUMMARY_COPY, 7, r.f, 1));
     report_close(&r);
     for (size_t i = 0; i < mc.params.n; i++)
         if (!same_values(&mk, mc.params.table[i].name, &mc, mc.params.table[i].name))
@@ -542,7 +542,7 @@ static void tied_checkpoint_into_an_untied_model_copies_the_embedding(void **sta
     init_model(&mu, &cu, 16);
     report r;
     report_open(&r);
-    expect_ok(ksa_ckpt_init_from(path, &mu, KSA_INIT_SUMMARY_COPY, 7, r.f));
+    expect_ok(ksa_ckpt_init_from(path, &mu, KSA_INIT_SUMMARY_COPY, 7, r.f, 1));
     report_close(&r);
     assert_true(same_values(&mt, "model.embed_tokens.weight", &mu, "model.embed_tokens.weight"));
     assert_true(same_values(&mt, "model.embed_tokens.weight", &mu, "lm_head.weight"));
@@ -571,7 +571,7 @@ static void untied_checkpoint_into_a_tied_model_ignores_lm_head(void **state)
     init_model(&mt, &ct, 19);
     report r;
     report_open(&r);
-    expect_ok(ksa_ckpt_init_from(path, &mt, KSA_INIT_SUMMARY_COPY, 7, r.f));
+    expect_ok(ksa_ckpt_init_from(path, &mt, KSA_INIT_SUMMARY_COPY, 7, r.f, 1));
     report_close(&r);
     assert_int_equal(ksa_params_find(&mt.params, "lm_head.weight"), -1);
     assert_true(same_values(&mu, "model.embed_tokens.weight", &mt, "model.embed_tokens.weight"));
@@ -595,7 +595,7 @@ static void expect_refusal(const char *path, ksa_model *m, ksa_status want,
     ksa_real *before = snapshot(m);
     report r;
     report_open(&r);
-    ksa_status st = ksa_ckpt_init_from(path, m, KSA_INIT_SUMMARY_COPY, 7, r.f);
+    ksa_status st = ksa_ckpt_init_from(path, m, KSA_INIT_SUMMARY_COPY, 7, r.f, 1);
     report_close(&r);
     expect_error(st, want, needles);
     if (memcmp(before, m->params.data, m->params.numel * sizeof(ksa_real)))
@@ -760,6 +760,40 @@ static void bad_files_are_refused_clearly_and_leave_the_model_untouched(void **s
     ksa_model_free(&m);
 }
 
+/* Without list_all the report is one line per kind: its count and the first three names. */
+static void the_default_report_counts_each_kind_with_a_few_names(void **state)
+{
+    (void)state;
+    ksa_model mc, mk;
+    const char *path = in_dir("causal_summary.h5");
+    make_causal_file(path, &mc, cfg_causal, 3);
+    ksa_model_config ck;
+    configure(&ck, cfg_ksa_full_window);
+    init_model(&mk, &ck, 4);
+    report r;
+    report_open(&r);
+    expect_ok(ksa_ckpt_init_from(path, &mk, KSA_INIT_SUMMARY_COPY, 7, r.f, 0));
+    report_close(&r);
+    /* header, loaded, copies, drawn, counts */
+    assert_int_equal(count_in(r.text, "\n"), 5);
+    assert_int_equal(count_in(r.text, ": loaded\n"), 0);
+    char line[256];
+    snprintf(line, sizeof line, "%zu: %s, ", mc.params.n, mc.params.table[0].name);
+    expect_in(r.text, line);
+    /* 2 summary layers x 6 copied parameters, named with their sources */
+    expect_in(r.text, "created: copies of loaded parameters");
+    expect_in(r.text, "  12: model.layers.0.");
+    expect_in(r.text, "_summary.weight <- model.layers.0.");
+    assert_int_equal(count_in(r.text, " <- "), 3);
+    expect_in(r.text, "created: drawn from N(0, 0.02^2)");
+    expect_in(r.text, "   1: summary_embedding.weight\n");
+    snprintf(line, sizeof line, ": %zu loaded, 13 created, 0 kept, 0 ignored\n", mc.params.n);
+    expect_in(r.text, line);
+    free(r.text);
+    ksa_model_free(&mc);
+    ksa_model_free(&mk);
+}
+
 /* Datasets that the file's /config does not declare are never loaded, only reported. */
 static void undeclared_datasets_are_ignored_and_reported(void **state)
 {
@@ -776,7 +810,7 @@ static void undeclared_datasets_are_ignored_and_reported(void **state)
     init_model(&m, &c, 29);
     report r;
     report_open(&r);
-    expect_ok(ksa_ckpt_init_from(path, &m, KSA_INIT_SUMMARY_COPY, 7, r.f));
+    expect_ok(ksa_ckpt_init_from(path, &m, KSA_INIT_SUMMARY_COPY, 7, r.f, 1));
     report_close(&r);
     assert_memory_equal(m.params.data, mc.params.data, m.params.numel * sizeof(ksa_real));
     expect_in(r.text, "  extra.weight: ignored; not declared by the checkpoint's /config\n");
@@ -803,6 +837,7 @@ int main(void)
         cmocka_unit_test(a_different_summary_token_num_is_refused),
         cmocka_unit_test(bad_files_are_refused_clearly_and_leave_the_model_untouched),
         cmocka_unit_test(undeclared_datasets_are_ignored_and_reported),
+        cmocka_unit_test(the_default_report_counts_each_kind_with_a_few_names),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }

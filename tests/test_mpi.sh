@@ -200,13 +200,79 @@ PYEOF
     compare "$TMP/c1.tail" "$TMP/x42.jsonl"
 }
 
+# An error every rank has (a bad value) is printed once, by rank 0, without a prefix; one
+# that only some ranks have (MPMD: rank 1 gets another command line) by those, prefixed.
+errors_are_printed_once_or_by_the_ranks_that_have_them() {
+    if "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --lr abc >/dev/null 2>"$TMP/all"; then
+        echo "expected failure"; return 1
+    fi
+    cat "$TMP/all"
+    [ "$(grep -c "lr = 'abc'" "$TMP/all")" = 1 ]
+    grep -q "^ksa train: command line: lr = 'abc'" "$TMP/all"
+    if "${MPIRUN[@]}" -np 2 "$KSA" inspect --config configs/tiny.conf --hidden-sise 3 \
+        >/dev/null 2>"$TMP/inspect"; then
+        echo "expected failure"; return 1
+    fi
+    [ "$(grep -c "hidden-sise" "$TMP/inspect")" = 1 ]
+    if "${MPIRUN[@]}" -np 1 "$KSA" train "${RUN[@]}" --dry-run : \
+        -np 1 "$KSA" train "${RUN[@]}" --dry-run --lr abc >/dev/null 2>"$TMP/one"; then
+        echo "expected failure"; return 1
+    fi
+    cat "$TMP/one"
+    [ "$(grep -c "lr = 'abc'" "$TMP/one")" = 1 ]
+    grep -q "^\[rank 1\] ksa train: command line: lr = 'abc'" "$TMP/one"
+    if "${MPIRUN[@]}" -np 1 "$KSA" train "${RUN[@]}" --dry-run --lr x0 : \
+        -np 1 "$KSA" train "${RUN[@]}" --dry-run --lr x1 >/dev/null 2>"$TMP/two"; then
+        echo "expected failure"; return 1
+    fi
+    grep -q "^\[rank 0\] ksa train: command line: lr = 'x0'" "$TMP/two"
+    grep -q "^\[rank 1\] ksa train: command line: lr = 'x1'" "$TMP/two"
+}
+
+# A rank that fails alone while the others wait in a collective still prints its error, and
+# the job ends (after report.c's wait of 10 s) instead of hanging.
+a_rank_failing_alone_prints_its_error_and_ends_the_job() {
+    local t0=$SECONDS
+    if "${MPIRUN[@]}" -np 1 "$KSA" train "${RUN[@]}" --steps 100000 : \
+        -np 1 "$KSA" train "${RUN[@]}" --steps 100000 --lr abc >/dev/null 2>"$TMP/alone"; then
+        echo "expected failure"; return 1
+    fi
+    cat "$TMP/alone"
+    grep -q "^\[rank 1\] ksa train: command line: lr = 'abc'" "$TMP/alone"
+    echo "ended after $((SECONDS - t0)) s"
+    [ $((SECONDS - t0)) -lt 60 ]
+}
+
+# Under mpirun the memory plan is per rank (the moments are this rank's slice), as train's
+inspect_plans_memory_per_rank() {
+    "${MPIRUN[@]}" -np 1 "$KSA" inspect --config configs/tiny.conf >"$TMP/i1"
+    "${MPIRUN[@]}" -np 2 "$KSA" inspect --config configs/tiny.conf >"$TMP/i2"
+    "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --dry-run >"$TMP/t2"
+    grep -q "^# memory of one training step per rank (2 ranks; " "$TMP/i2"
+    local m1 m2
+    m1=$(sed -n 's/.*moments .*per rank: 2 x \([0-9]*\) elements.*/\1/p' "$TMP/i1")
+    m2=$(sed -n 's/.*moments .*per rank: 2 x \([0-9]*\) elements.*/\1/p' "$TMP/i2")
+    echo "moment elements per rank: $m1 on 1 rank, $m2 on 2"
+    [ "$m2" -gt 0 ]
+    [ "$m1" = $((2 * m2)) ]
+    # what train prints on 2 ranks (its own seq_len 64, micro_batch 1)
+    "${MPIRUN[@]}" -np 2 "$KSA" inspect --config configs/tiny.conf --seq-len 64 \
+        --micro-batch 1 >"$TMP/i2b"
+    sed -n '/^# memory/,/total per rank/p' "$TMP/i2b" >"$TMP/im"
+    sed -n '/^# memory/,/total per rank/p' "$TMP/t2" >"$TMP/tm"
+    [ "$(wc -l <"$TMP/im")" = 6 ]
+    cmp "$TMP/im" "$TMP/tm"
+}
+
 echo "[==========] Running test_mpi.sh"
 for t in losses_agree_on_1_2_and_4_ranks collectives_in_pieces_give_the_same_run \
     a_rank_count_that_does_not_divide_the_batch_is_refused an_error_on_one_rank_ends_the_job \
     eval_gives_the_same_result_on_several_ranks \
     eval_by_position_is_the_same_on_several_ranks \
     validation_gives_the_same_loss_on_1_and_2_ranks \
-    sharded_checkpoints_match_and_resume_on_other_rank_counts; do
+    sharded_checkpoints_match_and_resume_on_other_rank_counts \
+    errors_are_printed_once_or_by_the_ranks_that_have_them \
+    a_rank_failing_alone_prints_its_error_and_ends_the_job inspect_plans_memory_per_rank; do
     run_test "$t" "$t"
 done
 finish

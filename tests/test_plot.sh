@@ -2,8 +2,8 @@
 # test_plot.sh - scripts/plot_loss.py on small hand-written JSONL logs (run by `make test`):
 # a PNG is written, logs without `tokens` fall back to steps, and bad input fails naming the
 # file and line. Prints a cmocka-style summary so tests/run_tests.sh counts its tests. If
-# /usr/bin/python3 lacks matplotlib (the script's interpreter), the tests are skipped and
-# counted as passed, with a note.
+# /usr/bin/python3 lacks matplotlib (the script's interpreter), the tests that draw are
+# skipped and counted as passed, with a note.
 . "$(dirname "$0")/shlib.sh"
 set -u
 PLOT=scripts/plot_loss.py
@@ -73,16 +73,29 @@ plot_reports_a_missing_file() {
     [ ! -e "$TMP/x.png" ]
 }
 
+# a python3 without matplotlib (-S: no site-packages): one line naming the package and the
+# Debian package that installs it, a non-zero exit, no file
+plot_without_matplotlib_says_what_to_install() {
+    write_log "$TMP/run.jsonl" 3
+    /usr/bin/python3 -S -c 'import json, argparse' # the standard library is there
+    must_fail /usr/bin/python3 -S -c 'import matplotlib' 2>/dev/null
+    expect_error "matplotlib is missing" /usr/bin/python3 -S "$PLOT" "$TMP/run.jsonl" -o "$TMP/x.png"
+    grep -q "apt install python3-matplotlib" "$TMP/stderr"
+    [ "$(wc -l <"$TMP/stderr")" = 1 ]
+    [ ! -e "$TMP/x.png" ]
+}
+
 tests=(plot_writes_a_png_from_a_small_log
     plot_draws_several_runs_in_one_figure
     plot_falls_back_to_steps_without_tokens
     plot_names_file_and_line_of_a_malformed_line
     plot_reports_a_missing_file)
 echo "[==========] Running test_plot.sh"
+run_test plot_without_matplotlib_says_what_to_install plot_without_matplotlib_says_what_to_install
 if ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
     echo "note: /usr/bin/python3 has no matplotlib (Debian: python3-matplotlib); skipping" \
         "${#tests[@]} plot tests, counted as passed"
-    passed=${#tests[@]}
+    passed=$((passed + ${#tests[@]}))
 else
     for t in "${tests[@]}"; do
         run_test "$t" "$t"

@@ -1,5 +1,5 @@
 /* test_prepare.c - `ksa prepare` end to end through its library half (src/data/prepare.c):
- * token counts, the train/validation split, dtypes, option parsing, and bad input writing
+ * token counts, the train/validation split, dtypes and bad input writing
  * nothing.                                                                                */
 #include "datautil.h"
 
@@ -252,61 +252,6 @@ static void progress_lines_report_bytes_and_speed(void **state)
     assert_non_null(strstr(line, "MB/s"));
 }
 
-static void the_command_line_is_parsed_and_unknown_options_are_refused(void **state)
-{
-    (void)state;
-    char *argv[] = {"--input",
-                    "a.txt",
-                    "b.txt",
-                    "--out",
-                    "P.bin",
-                    "--input",
-                    "c.txt",
-                    "--val-fraction",
-                    "0.05",
-                    "--vocab-size",
-                    "512",
-                    "--seed",
-                    "18446744073709551615"};
-    const char *inputs[16];
-    ksa_prepare_options o;
-    assert_int_equal(ksa_prepare_parse_args(&o, inputs, 13, argv), KSA_OK);
-    assert_int_equal(o.n_inputs, 3);
-    assert_string_equal(o.inputs[0], "a.txt");
-    assert_string_equal(o.inputs[1], "b.txt");
-    assert_string_equal(o.inputs[2], "c.txt");
-    assert_string_equal(o.out, "P.bin");
-    assert_true(o.val_fraction == 0.05);
-    assert_int_equal(o.vocab_size, 512);
-    assert_true(o.seed == UINT64_MAX);
-
-    char *defaults[] = {"--input", "a.txt", "--out", "P.bin"};
-    assert_int_equal(ksa_prepare_parse_args(&o, inputs, 4, defaults), KSA_OK);
-    assert_true(o.val_fraction == 0.01);
-    assert_int_equal(o.vocab_size, 257);
-    assert_true(o.seed == KSA_PREPARE_DEFAULT_SEED);
-    assert_true(KSA_PREPARE_DEFAULT_SEED == 1); /* docs/data.md names it */
-
-    char *unknown[] = {"--input", "a.txt", "--outt", "P.bin"};
-    dt_expect_error(ksa_prepare_parse_args(&o, inputs, 4, unknown), KSA_EINVAL,
-                    "unknown option '--outt'", "--val-fraction");
-    char *no_files[] = {"--input", "--out", "P.bin"};
-    dt_expect_error(ksa_prepare_parse_args(&o, inputs, 3, no_files), KSA_EINVAL,
-                    "'--input' needs at least one file");
-    char *no_value[] = {"--input", "a.txt", "--out"};
-    dt_expect_error(ksa_prepare_parse_args(&o, inputs, 3, no_value), KSA_EINVAL,
-                    "'--out' needs a value");
-    char *bad_fraction[] = {"--val-fraction", "1%"};
-    dt_expect_error(ksa_prepare_parse_args(&o, inputs, 2, bad_fraction), KSA_EINVAL,
-                    "'--val-fraction'", "'1%' is not a number");
-    char *bad_vocab[] = {"--vocab-size", "-5"};
-    dt_expect_error(ksa_prepare_parse_args(&o, inputs, 2, bad_vocab), KSA_EINVAL,
-                    "'-5' is not a number");
-    char *bad_seed[] = {"--seed", "-1"};
-    dt_expect_error(ksa_prepare_parse_args(&o, inputs, 2, bad_seed), KSA_EINVAL, "'--seed'",
-                    "'-1' is not a number");
-}
-
 static void validation_files_are_named_after_the_training_file(void **state)
 {
     (void)state;
@@ -415,7 +360,6 @@ int main(void)
         T(a_zero_fraction_leaves_an_empty_validation_file),
         T(a_large_vocabulary_writes_uint32_that_the_loader_reads),
         T(progress_lines_report_bytes_and_speed),
-        T(the_command_line_is_parsed_and_unknown_options_are_refused),
         T(validation_files_are_named_after_the_training_file),
         T(bad_input_is_an_error_that_writes_nothing),
         T(a_failure_while_writing_removes_every_temporary_file),

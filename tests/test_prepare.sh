@@ -121,10 +121,32 @@ too_few_documents_are_refused_and_write_nothing() {
     [ "$(stat -c %s "$d/P.bin")" = 34 ]
 }
 
+# --input may repeat and take several files; --name=value works; bad numbers are refused
+the_command_line_is_parsed_like_every_command() {
+    local d="$TMP/cl"
+    mkdir -p "$d"
+    printf 'abc' >"$d/a.txt"
+    printf 'defg' >"$d/b.txt"
+    printf 'hi' >"$d/c.txt"
+    "$KSA" prepare --input="$d/a.txt" "$d/b.txt" --input "$d/c.txt" --out="$d/P.bin" \
+        --val-fraction=0 --vocab-size=70000 >"$d/out"
+    grep -q "3 files, 9 bytes" "$d/out"
+    [ "$(stat -c %s "$d/P.bin")" = $((4 * (9 + 3))) ] # uint32: vocab-size was read
+    [ "$(stat -c %s "$d/P.val.bin")" = 0 ]            # val-fraction was read
+    expect_error "--vocab-size: '-5' is not a non-negative integer" \
+        "$KSA" prepare --input "$d/a.txt" --out "$d/Q.bin" --vocab-size -5
+    expect_error "--val-fraction: '1%' is not a number" \
+        "$KSA" prepare --input "$d/a.txt" --out "$d/Q.bin" --val-fraction 1%
+    expect_error "--input needs at least one value" "$KSA" prepare --input --out "$d/Q.bin"
+    expect_error "--out needs a value" "$KSA" prepare --input "$d/a.txt" --out
+    [ ! -e "$d/Q.bin" ]
+}
+
 echo "[==========] Running test_prepare.sh"
 for t in prepare_writes_train_and_validation_files_with_meta \
     bad_command_lines_fail_and_write_nothing documents_go_whole_to_one_file_chosen_by_the_seed \
-    too_few_documents_are_refused_and_write_nothing; do
+    too_few_documents_are_refused_and_write_nothing \
+    the_command_line_is_parsed_like_every_command; do
     run_test "$t" "$t"
 done
 finish

@@ -145,7 +145,7 @@ fine_tuning_starts_from_a_checkpoints_parameters() {
     # fresh optimizer and schedule, another learning rate: the log starts again at step 1
     "$KSA" train "${RUN[@]}" --init-from "$TMP/j/step_00000006.h5" --lr 1e-4 --min-lr 1e-5 --steps 2 \
         --log "$TMP/j1.jsonl" --out "$TMP/j1" >"$TMP/j1.out"
-    grep -q "model.norm.weight \[128\]: loaded" "$TMP/j1.out"
+    grep -q "^init-from .*: [0-9]* loaded, 0 created, 0 kept, 0 ignored$" "$TMP/j1.out"
     [ "$(head -c 11 "$TMP/j1.jsonl")" = '{"step": 1,' ]
     "$PY" - "$TMP/j0.jsonl" "$TMP/j1.jsonl" <<'PYEOF'
 import json, sys
@@ -300,7 +300,7 @@ PYEOF
 # a resume continues the comparison.
 save_best_keeps_the_best_validation_checkpoint() {
     local V=(--val-data "$PWD/build/data/kjv.val.bin" --eval-batches 2 --eval-every 1)
-    "$KSA" train "${RUN[@]}" "${V[@]}" --lr 3e-2 --steps 6 --save-every 1 --save-best 1 \
+    "$KSA" train "${RUN[@]}" "${V[@]}" --lr 3e-2 --steps 6 --save-every 1 --save-best \
         --out "$TMP/q" --log "$TMP/q.jsonl" >/dev/null
     "$KSA" train --resume "$TMP/q" --steps 9 --allow-schedule-change --log "$TMP/q.jsonl" >/dev/null
     local step
@@ -320,6 +320,27 @@ PYEOF
         "$KSA" train "${RUN[@]}" --steps 1 --save-best 1 --out "$TMP/q3"
 }
 
+# --init-from reports counts per kind with a few names; --verbose one line per parameter
+init_from_summarises_unless_verbose() {
+    "$KSA" train "${RUN[@]}" --use-summary-attention false --steps 1 --out "$TMP/causal" >/dev/null
+    local tensors
+    tensors=$("$KSA" inspect --config "$CONF" | sed -n 's/^# parameters: .* in \([0-9]*\) tensors$/\1/p')
+    "$KSA" train "${RUN[@]}" --init-from "$TMP/causal/step_00000001.h5" --steps 1 >"$TMP/short"
+    "$KSA" train "${RUN[@]}" --init-from "$TMP/causal/step_00000001.h5" --steps 1 --verbose \
+        >"$TMP/long"
+    sed -n '/^init-from .*configuration;/,/^init-from .* ignored$/p' "$TMP/short" >"$TMP/s"
+    sed -n '/^init-from .*configuration;/,/^init-from .* ignored$/p' "$TMP/long" >"$TMP/l"
+    cat "$TMP/s"
+    # header, loaded, copies, drawn, counts
+    [ "$(wc -l <"$TMP/s")" = 5 ]
+    [ "$(wc -l <"$TMP/l")" = $((tensors + 2)) ]
+    grep -q "^  loaded from the checkpoint  *[0-9]*: model.embed_tokens.weight, " "$TMP/s"
+    grep -q "^  created: copies of loaded parameters  *9: model.layers.0.*_summary.weight <- " "$TMP/s"
+    grep -q "^  created: drawn from N(0, 0.02^2)  *1: summary_embedding.weight$" "$TMP/s"
+    [ "$(tail -1 "$TMP/s")" = "$(tail -1 "$TMP/l")" ]
+    grep -q "^  model.norm.weight \[128\]: loaded$" "$TMP/l"
+}
+
 echo "[==========] Running test_resume.sh"
 for t in resume_continues_the_run_bit_for_bit resume_reads_the_optimizer_state \
     checkpoints_are_readable_by_h5py_and_h5dump sigterm_finishes_the_step_and_saves \
@@ -329,7 +350,8 @@ for t in resume_continues_the_run_bit_for_bit resume_reads_the_optimizer_state \
     output_locations_are_checked_before_step_1 a_relative_resume_into_its_own_folder_works \
     a_folder_belongs_to_one_run \
     keep_and_resume_leave_another_runs_files_alone a_resume_may_name_moved_data_but_not_changed_data \
-    a_new_steps_must_not_reshape_the_schedule_silently save_best_keeps_the_best_validation_checkpoint; do
+    a_new_steps_must_not_reshape_the_schedule_silently save_best_keeps_the_best_validation_checkpoint \
+    init_from_summarises_unless_verbose; do
     run_test "$t" "$t"
 done
 finish

@@ -197,6 +197,29 @@ PYEOF
         "$KSA" "${t[@]}" --data "" --data-mix "$TMP/tok_mix.txt" --dry-run
 }
 
+# stdout and stderr into one file: the error comes after the plan printed before it
+an_error_in_a_redirected_log_comes_after_the_plan() {
+    if "$KSA" train --config configs/tiny.conf --data "$TMP/missing.bin" --steps 1 \
+        >"$TMP/log" 2>&1; then
+        echo "expected failure"; return 1
+    fi
+    cat "$TMP/log"
+    local plan_line error_line
+    plan_line=$(grep -n "^# model FLOPs per step" "$TMP/log" | cut -d: -f1)
+    error_line=$(grep -n "^ksa train: .*missing.bin" "$TMP/log" | cut -d: -f1)
+    [ "$plan_line" -gt 1 ]
+    [ "$error_line" -gt "$plan_line" ]
+}
+
+# the start-up output names the data file once in its data section
+the_data_file_is_named_once() {
+    "$KSA" train --config configs/tiny.conf --steps 1 --seq-len 32 --eval-every 0 \
+        --val-data "" >"$TMP/train_out"
+    sed -n '/^data: /,/windows, weight/p' "$TMP/train_out" >"$TMP/data"
+    cat "$TMP/data"
+    [ "$(grep -o "build/data/kjv.bin" "$TMP/data" | wc -l)" = 1 ]
+}
+
 echo "[==========] Running test_train.sh"
 for t in tiny_config_learns_and_logs_every_step \
     dry_run_prints_the_plan_and_trains_nothing \
@@ -207,7 +230,9 @@ for t in tiny_config_learns_and_logs_every_step \
     mfu_peak_is_cached_per_machine_and_remeasured_when_implausible \
     the_data_tokenizer_is_recorded_and_sampling_refuses_a_foreign_one \
     validation_of_a_small_file_is_ksa_eval_over_the_whole_file \
-    validation_of_a_larger_file_reads_rows_spread_over_it; do
+    validation_of_a_larger_file_reads_rows_spread_over_it \
+    an_error_in_a_redirected_log_comes_after_the_plan \
+    the_data_file_is_named_once; do
     run_test "$t" "$t"
 done
 finish

@@ -1147,40 +1147,35 @@ ksa_status ksa_ckpt_read_train(const char *path, const ksa_config_key *keys, siz
     return st;
 }
 
-ksa_status ksa_ckpt_read_tokenizer(const char *path, char *type, size_t cap)
+/* Attribute `name` of `group` as text into out, or fallback when the attribute (or, unless
+ * required, the group) is absent. */
+static ksa_status read_optional_text(const char *path, const char *group_name, int required,
+                                     const char *name, const char *fallback, char *out, size_t cap)
 {
     hid_t file, group = -1;
-    snprintf(type, cap, "byte");
+    snprintf(out, cap, "%s", fallback);
     KSA_TRY(open_checkpoint(path, &file));
-    ksa_status st = ksa_h5_open_group(path, file, "/tokenizer", 0, &group);
-    if (st == KSA_OK && group >= 0 && H5Aexists(group, "type") > 0) {
+    ksa_status st = ksa_h5_open_group(path, file, group_name, required, &group);
+    if (st == KSA_OK && group >= 0 && H5Aexists(group, name) > 0) {
         char text[VALUE_MAX];
         value_kind kind;
-        st = read_attr_text(path, group, "/tokenizer", "type", text, sizeof text, &kind);
+        st = read_attr_text(path, group, group_name, name, text, sizeof text, &kind);
         if (st == KSA_OK)
-            snprintf(type, cap, "%s", text);
+            snprintf(out, cap, "%s", text);
     }
-    ksa_h5_close(group, &st, path, "/tokenizer");
+    ksa_h5_close(group, &st, path, group_name);
     ksa_h5_close(file, &st, path, "the file");
     return st;
 }
 
+ksa_status ksa_ckpt_read_tokenizer(const char *path, char *type, size_t cap)
+{
+    return read_optional_text(path, "/tokenizer", 0, "type", "byte", type, cap);
+}
+
 ksa_status ksa_ckpt_read_run_id(const char *path, char *id, size_t cap)
 {
-    hid_t file, group = -1;
-    id[0] = '\0';
-    KSA_TRY(open_checkpoint(path, &file));
-    ksa_status st = ksa_h5_open_group(path, file, "/train", 1, &group);
-    if (st == KSA_OK && H5Aexists(group, "run_id") > 0) {
-        char text[VALUE_MAX];
-        value_kind kind;
-        st = read_attr_text(path, group, "/train", "run_id", text, sizeof text, &kind);
-        if (st == KSA_OK)
-            snprintf(id, cap, "%s", text);
-    }
-    ksa_h5_close(group, &st, path, "/train");
-    ksa_h5_close(file, &st, path, "the file");
-    return st;
+    return read_optional_text(path, "/train", 1, "run_id", "", id, cap);
 }
 
 ksa_status ksa_ckpt_read_moments(const char *path, const ksa_params *p, ksa_real *exp_avg,

@@ -297,52 +297,82 @@ static const char *model_kind(const ksa_model *m)
     return m->layout.ksa ? "summary attention" : "causal";
 }
 
+/* What the report says of a parameter of the model, one kind per action. */
+static const char *const action_kinds[] = {
+    [ACT_LOAD] = "loaded from the checkpoint",
+    [ACT_COPY] = "created: copies of loaded parameters",
+    [ACT_NORMAL] = "created: drawn from N(0, 0.02^2)",
+    [ACT_KEEP] = "kept: the from-scratch init",
+};
+
 static void write_report(FILE *f, const char *path, const ksa_model *fm, const ksa_model *m,
-                         ksa_summary_init how, const init_plan *pl)
+                         ksa_summary_init how, const init_plan *pl, int list_all)
 {
-    size_t n_load = 0, n_created = 0, n_kept = 0;
+    enum { N_EXAMPLES = 3 };
+    size_t count[4] = {0};
     fprintf(f,
             "init-from %s: a %s checkpoint into a %s configuration; missing summary "
             "parameters: %s\n",
             path, model_kind(fm), model_kind(m),
             how == KSA_INIT_SUMMARY_COPY ? "copies of the shared ones (KSA_SPEC 9.1)"
                                          : "from-scratch init (KSA_SPEC 9.7)");
-    for (size_t i = 0; i < m->params.n; i++) {
+    for (size_t i = 0; i < m->params.n; i++)
+        count[pl->plan[i].act]++;
+    /* per kind: the count and the first few names ("a <- b" for copies) */
+    for (int act = ACT_LOAD; act <= ACT_KEEP && !list_all; act++) {
+        if (!count[act])
+            continue;
+        fprintf(f, "  %-40s %6zu:", action_kinds[act], count[act]);
+        size_t shown = 0;
+        for (size_t i = 0; i < m->params.n && shown < N_EXAMPLES; i++) {
+            const plan_entry *pe = &pl->plan[i];
+            if ((int)pe->act != act)
+                continue;
+            fprintf(f, "%s %s", shown ? "," : "", m->params.table[i].name);
+            if (pe->act == ACT_COPY)
+                fprintf(f, " <- %s", m->params.table[pe->src].name);
+            shown++;
+        }
+        fprintf(f, "%s\n", count[act] > shown ? ", ..." : "");
+    }
+    if (!list_all && pl->n_ign) {
+        fprintf(f, "  %-40s %6zu:", "ignored (not in the configuration)", pl->n_ign);
+        for (size_t i = 0; i < pl->n_ign && i < N_EXAMPLES; i++)
+            fprintf(f, "%s %s", i ? "," : "", pl->ign[i].name);
+        fprintf(f, "%s\n", pl->n_ign > N_EXAMPLES ? ", ..." : "");
+    }
+    for (size_t i = 0; i < m->params.n && list_all; i++) {
         const ksa_param *e = &m->params.table[i];
         const plan_entry *pe = &pl->plan[i];
         char shape[64], what[160];
         switch (pe->act) {
         case ACT_LOAD:
             snprintf(what, sizeof what, "loaded");
-            n_load++;
             break;
         case ACT_COPY:
             snprintf(what, sizeof what, "created (copy of %s)", m->params.table[pe->src].name);
-            n_created++;
             break;
         case ACT_NORMAL:
             snprintf(what, sizeof what, "created (N(0, 0.02^2))");
-            n_created++;
             break;
         case ACT_KEEP:
             snprintf(what, sizeof what, "kept (from-scratch init)");
-            n_kept++;
             break;
         }
         fprintf(f, "  %s %s: %s%s%s\n", e->name, param_shape(shape, sizeof shape, e), what,
                 pe->note ? "; " : "", pe->note ? pe->note : "");
     }
-    for (size_t i = 0; i < pl->n_ign; i++) {
+    for (size_t i = 0; i < pl->n_ign && list_all; i++) {
         const ignored_entry *g = &pl->ign[i];
         fprintf(f, "  %s%s%s: ignored; %s\n", g->name, g->shape[0] ? " " : "", g->shape, g->note);
     }
-    fprintf(f, "init-from %s: %zu loaded, %zu created, %zu kept, %zu ignored\n", path, n_load,
-            n_created, n_kept, pl->n_ign);
+    fprintf(f, "init-from %s: %zu loaded, %zu created, %zu kept, %zu ignored\n", path,
+            count[ACT_LOAD], count[ACT_COPY] + count[ACT_NORMAL], count[ACT_KEEP], pl->n_ign);
 }
 
 /* ---- entry point ----------------------------------------------------------------------------- */
 ksa_status ksa_ckpt_init_from(const char *path, ksa_model *m, ksa_summary_init how, uint64_t seed,
-                              FILE *report)
+                              FILE *report, int list_all)
 {
     KSA_ASSERT(m->params.data, "init-from %s: the model's parameters are not allocated", path);
     KSA_ASSERT(how == KSA_INIT_SUMMARY_COPY || how == KSA_INIT_SUMMARY_SCRATCH,
@@ -401,7 +431,7 @@ ksa_status ksa_ckpt_init_from(const char *path, ksa_model *m, ksa_summary_init h
     ksa_h5_close(group, &st, path, "/params");
     ksa_h5_close(file, &st, path, "the file");
     if (st == KSA_OK && report)
-        write_report(report, path, &fm, m, how, &pl);
+        write_report(report, path, &fm, m, how, &pl, list_all);
     plan_free(&pl);
     ksa_model_free(&fm);
     return st;

@@ -39,10 +39,14 @@ typedef enum {
  * anything read into m. So every refusal (wrong file, bad file, shapes, missing parameters)
  * leaves m unchanged; only an I/O failure while reading the data itself, after all checks
  * passed, can leave m partly loaded (treat m as undefined after any error then).
- * report (may be NULL) gets, on success, a header, one line per parameter ("<name> [shape]:
- * loaded | created (copy of X) | created (N(0, 0.02^2)) | kept (from-scratch init) |
- * ignored", with a reason after "; " where useful) and a count line.                      */
+ * report (may be NULL) gets, on success, a header; then per kind (loaded, created as copies,
+ * created by drawing, kept, ignored) the count and the first three names ("  loaded from the
+ * checkpoint   300: a, b, c, ..."; a copy as "name <- source"), or with list_all one line per
+ * parameter
+ * ("<name> [shape]: loaded | created (copy of X) | created (N(0, 0.02^2)) | kept
+ * (from-scratch init) | ignored", with a reason after "; " where useful); and a count line
+ * ("init-from FILE: N loaded, N created, N kept, N ignored").                             */
 ksa_status ksa_ckpt_init_from(const char *path, ksa_model *m, ksa_summary_init how, uint64_t seed,
-                              FILE *report);
+                              FILE *report, int list_all);
 
 #endif

@@ -148,7 +148,7 @@ static int parse_eval_args(int argc, char **argv, eval_options *o)
     if (ksa_args_parse(argc, argv, args, n_args, NULL, NULL) != KSA_OK)
         return ksa_cli_error("eval", 2);
     if (o->help) {
-        ksa_args_usage(stdout, "eval", args, n_args);
+        ksa_args_usage(stdout, "eval", args, n_args, 0);
         fputs(whole_file_help, stdout);
         return 0;
     }

@@ -26,7 +26,7 @@ int ksa_cmd_init(int argc, char **argv)
     if (ksa_args_parse(argc, argv, args, n_args, &cfg, &config_path) != KSA_OK)
         return ksa_cli_error("init", 2);
     if (help) {
-        ksa_args_usage(stdout, "init", args, n_args);
+        ksa_args_usage(stdout, "init", args, n_args, KSA_USAGE_MODEL_KEYS);
         return 0;
     }
     if (!out)

@@ -1,5 +1,7 @@
-/* cmd_inspect.c - `ksa inspect --config X [--seq-len L] [--micro-batch B]`: the resolved
- * configuration, layer kinds, parameter count and the memory one training step needs.
+/* cmd_inspect.c - `ksa inspect --config X [--seq-len L] [--micro-batch B] [--KEY VALUE ...]`:
+ * the resolved configuration, layer kinds, parameter count and the memory one training step
+ * needs per rank (rows of seq_len tokens, micro_batch rows per forward: the training keys
+ * of the configuration, as `ksa train` would use them; under mpirun, for that rank count).
  * `ksa inspect FILE.h5`: what a checkpoint holds, from its metadata alone (ckpt_info.h). */
 #include <stdio.h>
 #include <string.h>
@@ -7,26 +9,41 @@
 #include "ckpt/ckpt_info.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "dist/dist.h"
 #include "model/decoder.h"
 #include "train/train_config.h"
 
-static double gib(size_t bytes)
+/* "  0.003 GiB" above 1 GiB, else in MiB */
+static const char *size_text(char *buf, size_t cap, size_t bytes)
 {
-    return (double)bytes / (double)(1ull << 30);
+    double gib = (double)bytes / (double)(1ull << 30);
+    if (gib >= 1)
+        snprintf(buf, cap, "%9.3f GiB", gib);
+    else
+        snprintf(buf, cap, "%9.3f MiB", (double)bytes / (double)(1ull << 20));
+    return buf;
 }
 
-void ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_len, FILE *f)
+void ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_len, int n_ranks,
+                           FILE *f)
 {
-    size_t per_param = m->params.numel * sizeof(float);
+    size_t numel = m->params.numel, slice = numel / (size_t)n_ranks;
+    size_t per_param = numel * sizeof(ksa_real), moments = 2 * slice * sizeof(ksa_real);
     size_t arena = ksa_model_arena_bytes(m, micro_batch, seq_len);
-    fprintf(f, "# memory of one training step, %zu x %zu tokens, one rank:\n", micro_batch,
-            seq_len);
-    fprintf(f, "  parameters         %8.3f GiB\n", gib(per_param));
-    fprintf(f, "  gradients          %8.3f GiB\n", gib(per_param));
-    fprintf(f, "  AdamW moments      %8.3f GiB  (divided by the rank count under MPI)\n",
-            gib(2 * per_param));
-    fprintf(f, "  activations arena  %8.3f GiB\n", gib(arena));
-    fprintf(f, "  total              %8.3f GiB\n", gib(4 * per_param + arena));
+    char a[32], b[32], c[32], d[32];
+    fprintf(
+        f, "# memory of one training step per rank (%d rank%s; micro-batch of %zu x %zu tokens):\n",
+        n_ranks, n_ranks > 1 ? "s" : "", micro_batch, seq_len);
+    fprintf(f, "  parameters         %s  (all %zu elements on every rank)\n",
+            size_text(a, sizeof a, per_param), numel);
+    fprintf(f, "  gradients          %s  (all %zu elements on every rank)\n",
+            size_text(b, sizeof b, per_param), numel);
+    fprintf(f, "  AdamW moments      %s  (per rank: 2 x %zu elements, 1/%d of the parameters)\n",
+            size_text(c, sizeof c, moments), slice, n_ranks);
+    fprintf(f, "  activations arena  %s  (per rank: one micro-batch)\n",
+            size_text(d, sizeof d, arena));
+    fprintf(f, "  total per rank     %s\n",
+            size_text(a, sizeof a, 2 * per_param + moments + arena));
 }
 
 /* `ksa inspect FILE`: exit 0, 1 when the file is refused (nothing but the error printed) or
@@ -42,9 +59,17 @@ static int inspect_checkpoint(const char *path)
     return 0;
 }
 
+static int inspect_main(int argc, char **argv);
+
+/* On ranks, so that under mpirun the memory plan is that of the job's rank count. */
 int ksa_cmd_inspect(int argc, char **argv)
 {
-    if (argc >= 1 && strncmp(argv[0], "--", 2) != 0) { /* a file, not an option */
+    return ksa_cli_run_on_ranks("inspect", inspect_main, argc, argv);
+}
+
+static int inspect_main(int argc, char **argv)
+{
+    if (argc >= 1 && strncmp(argv[0], "-", 1) != 0) { /* a file, not an option */
         if (argc > 1) {
             return ksa_cli_errorf("inspect", 2,
                                   "a checkpoint takes no options ('%s' after %s); "
@@ -54,38 +79,40 @@ int ksa_cmd_inspect(int argc, char **argv)
         return inspect_checkpoint(argv[0]);
     }
     ksa_model_config cfg;
+    ksa_train_config tc;
     ksa_model_config_defaults(&cfg);
-    long seq_len = 2048, micro_batch = 1;
+    ksa_train_config_defaults(&tc);
     int help = 0;
     const ksa_arg args[] = {
-        {"seq_len", KSA_ARG_LONG, &seq_len, NULL, 0, "text tokens per row (default 2048)"},
-        {"micro_batch", KSA_ARG_LONG, &micro_batch, NULL, 0, "rows per forward (default 1)"},
         {"help", KSA_ARG_FLAG, &help, NULL, 0, "this text"},
     };
     size_t n_args = sizeof args / sizeof args[0];
     const char *config_path;
-    if (ksa_args_parse(argc, argv, args, n_args, &cfg, &config_path) != KSA_OK)
+    if (ksa_args_parse_train(argc, argv, args, n_args, &cfg, &tc, &config_path) != KSA_OK)
         return ksa_cli_error("inspect", 2);
     if (help) {
-        ksa_args_usage(stdout, "inspect", args, n_args);
+        ksa_args_usage(stdout, "inspect", args, n_args,
+                       KSA_USAGE_MODEL_KEYS | KSA_USAGE_MEMORY_KEYS);
         printf("   or: ksa inspect FILE.h5\n"
                "  a checkpoint's format, configuration, layers, parameters with shapes, "
                "tokenizer,\n  optimizer and training state, from its metadata alone (fast "
                "on any size)\n");
         return 0;
     }
-    if (seq_len < 1 || micro_batch < 1)
-        return ksa_cli_errorf("inspect", 2, "--seq-len and --micro-batch must be at least 1");
+    if (tc.seq_len < 1 || tc.micro_batch < 1)
+        return ksa_cli_errorf("inspect", 2, "seq_len and micro_batch must be at least 1");
+    int n_ranks = ksa_dist_size();
     ksa_model m;
     if (ksa_model_declare(&m, &cfg) != KSA_OK)
         return ksa_cli_error("inspect", 2);
+    ksa_params_pad(&m.params, 16 * (size_t)n_ranks); /* as training pads it */
     printf("# configuration: %s\n", config_path ? config_path : "built-in defaults");
     ksa_model_config_write(&cfg, stdout);
     printf("\n# layers\n");
     ksa_model_layout_print(&m.layout, stdout);
     size_t n = ksa_params_count(&m.params);
     printf("\n# parameters: %zu (%.3f M) in %zu tensors\n", n, (double)n / 1e6, m.params.n);
-    ksa_print_memory_plan(&m, (size_t)micro_batch, (size_t)seq_len, stdout);
+    ksa_print_memory_plan(&m, (size_t)tc.micro_batch, (size_t)tc.seq_len, n_ranks, stdout);
     ksa_model_free(&m);
     return 0;
 }

@@ -3,19 +3,18 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/args.h"
 #include "cli/commands.h"
 #include "data/prepare.h"
 #include "data/tokenizer.h"
 
-static const char usage[] =
-    "usage: ksa prepare --input a.txt [b.txt ...] --out P.bin [--val-fraction 0.01]\n"
-    "                   [--seed 1] [--vocab-size 257]\n"
+static const char what_it_does[] =
     "Each input is one document followed by an end-of-text token. Whole documents go to\n"
     "P.val.bin, each with probability val-fraction, picked by a hash of (seed, its index);\n"
     "the others to P.bin, both in command-line order. With val-fraction > 0, a split that\n"
     "leaves either file without a document is an error. Writes P.bin, P.bin.meta,\n"
-    "P.val.bin, P.val.bin.meta (uint16 tokens when vocab-size <= 65536, else uint32).\n"
-    "See docs/data.md.\n";
+    "P.bin.tokenizer and the same for P.val.bin (uint16 tokens when vocab-size <= 65536,\n"
+    "else uint32). See docs/data.md.\n";
 
 static const char *plural(size_t n)
 {
@@ -24,20 +23,39 @@ static const char *plural(size_t n)
 
 int ksa_cmd_prepare(int argc, char **argv)
 {
-    for (int i = 0; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(usage, stdout);
-            return 0;
-        }
     const char **inputs = ksa_alloc((size_t)(argc + 1) * sizeof *inputs);
     ksa_prepare_options o;
-    ksa_prepare_result r;
-    if (ksa_prepare_parse_args(&o, inputs, argc, argv) != KSA_OK) {
-        ksa_cli_error("prepare", 2);
-        fputs(usage, stderr);
+    ksa_prepare_defaults(&o);
+    o.inputs = inputs;
+    long vocab_size = (long)o.vocab_size, seed = (long)o.seed;
+    int help = 0;
+    const ksa_arg args[] = {
+        {"input", KSA_ARG_LIST, inputs, &o.n_inputs, (size_t)argc + 1,
+         "text files, one document each (the option may repeat)"},
+        {"out", KSA_ARG_STRING, &o.out, NULL, 0,
+         "the training token file P.bin (required; its folder is created)"},
+        {"val_fraction", KSA_ARG_DOUBLE, &o.val_fraction, NULL, 0,
+         "the expected fraction of documents that go whole to validation (default 0.01)"},
+        {"seed", KSA_ARG_LONG, &seed, NULL, 0,
+         "picks which documents go to validation (default 1)"},
+        {"vocab_size", KSA_ARG_LONG, &vocab_size, NULL, 0,
+         "vocabulary size, at least 257 (default 257); above 65536 the tokens are uint32"},
+        {"help", KSA_ARG_FLAG, &help, NULL, 0, "this text"},
+    };
+    size_t n_args = sizeof args / sizeof args[0];
+    if (ksa_args_parse(argc, argv, args, n_args, NULL, NULL) != KSA_OK) {
         ksa_free(inputs);
-        return 1;
+        return ksa_cli_error("prepare", 2);
     }
+    if (help) {
+        ksa_args_usage(stdout, "prepare", args, n_args, 0);
+        fputs(what_it_does, stdout);
+        ksa_free(inputs);
+        return 0;
+    }
+    o.vocab_size = (size_t)vocab_size;
+    o.seed = (uint64_t)seed;
+    ksa_prepare_result r;
     if (ksa_prepare_run(&o, &r) != KSA_OK) { /* nothing was written under a final name */
         ksa_cli_error("prepare", 0);
         ksa_free(inputs);

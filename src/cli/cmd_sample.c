@@ -41,7 +41,7 @@ int ksa_cmd_sample(int argc, char **argv)
     if (ksa_args_parse(argc, argv, args, n_args, NULL, NULL) != KSA_OK)
         return ksa_cli_error("sample", 2);
     if (help) {
-        ksa_args_usage(stdout, "sample", args, n_args);
+        ksa_args_usage(stdout, "sample", args, n_args, 0);
         return 0;
     }
     if (!ckpt)

@@ -34,7 +34,7 @@ int ksa_cmd_train(int argc, char **argv)
 typedef struct {
     ksa_model_config mc;
     ksa_train_config tc;
-    int dry_run, help, overwrite, allow_schedule_change, remeasure_peak;
+    int dry_run, help, verbose, overwrite, allow_schedule_change, remeasure_peak;
     long sample_tokens;
     const char *prompt, *resume, *init_from, *summary_init, *config_path;
     ksa_summary_init how;
@@ -71,6 +71,8 @@ static int parse_command_line(int argc, char **argv, train_cli *c)
         {"sample", KSA_ARG_LONG, &c->sample_tokens, NULL, 0,
          "after training, print N sampled tokens"},
         {"prompt", KSA_ARG_STRING, &c->prompt, NULL, 0, "the sample's prompt (default: empty)"},
+        {"verbose", KSA_ARG_FLAG, &c->verbose, NULL, 0,
+         "with --init-from: one line per parameter, not counts per kind"},
         {"help", KSA_ARG_FLAG, &c->help, NULL, 0, "this text"},
     };
     size_t n_args = sizeof args / sizeof args[0];
@@ -109,10 +111,8 @@ static int parse_command_line(int argc, char **argv, train_cli *c)
     if (c->overwrite && c->resume)
         return ksa_cli_errorf("train", 2,
                               "--overwrite is for a new run; a --resume continues its own files");
-    if (c->help) {
-        ksa_args_usage(stdout, "train", args, n_args);
-        printf("configuration keys: see docs/configs.md and docs/training.md\n");
-    }
+    if (c->help)
+        ksa_args_usage(stdout, "train", args, n_args, KSA_USAGE_MODEL_KEYS | KSA_USAGE_TRAIN_KEYS);
     return 0;
 }
 
@@ -173,7 +173,7 @@ static void print_plan(const train_cli *c, const ksa_model *m, int n_ranks, doub
     ksa_model_layout_print(&m->layout, stdout);
     printf("# parameters: %zu (%.3f M)\n", ksa_params_count(&m->params),
            (double)ksa_params_count(&m->params) / 1e6);
-    ksa_print_memory_plan(m, (size_t)c->tc.micro_batch, (size_t)c->tc.seq_len, stdout);
+    ksa_print_memory_plan(m, (size_t)c->tc.micro_batch, (size_t)c->tc.seq_len, n_ranks, stdout);
     printf("# model FLOPs per step: %.4g (6 x dense parameters x rows + 12 x head_dim x heads "
            "x visible pairs)\n",
            step_flops);
@@ -214,7 +214,8 @@ static int train_and_sample(const train_cli *c, ksa_model *m, double step_flops)
     ksa_model_init_weights(m, (uint64_t)tc->seed);
     if (c->init_from) { /* parameters only: fresh optimizer, schedule and data */
         printf("# parameters from %s:\n", c->init_from);
-        if (ksa_ckpt_init_from(c->init_from, m, c->how, (uint64_t)tc->seed, stdout) != KSA_OK)
+        if (ksa_ckpt_init_from(c->init_from, m, c->how, (uint64_t)tc->seed, stdout, c->verbose) !=
+            KSA_OK)
             return ksa_cli_error("train", 1);
     }
     ksa_trainer t;

@@ -15,19 +15,24 @@ int ksa_cmd_sample(int argc, char **argv);
 
 int ksa_cmd_train(int argc, char **argv);
 
-/* Errors of the commands, on stderr: "ksa COMMAND: message", prefixed "[rank R] " when the run
- * has several MPI ranks. Both return exit_code: `return ksa_cli_error("eval", 2);`.
- * ksa_cli_error prints the last error (ksa_last_error), ksa_cli_errorf a message of its own. */
+/* Errors of the commands, on stderr: "ksa COMMAND: message". Under ksa_cli_run_on_ranks with
+ * several MPI ranks they are printed when the command returns: once if every rank has the
+ * same, else by each rank that has them, prefixed "[rank R] " (report.c). Both return
+ * exit_code: `return ksa_cli_error("eval", 2);`. ksa_cli_error prints the last error
+ * (ksa_last_error), ksa_cli_errorf a message of its own.                                  */
 int ksa_cli_error(const char *command, int exit_code);
 int ksa_cli_errorf(const char *command, int exit_code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Runs run(argc, argv) with MPI up (a singleton without mpirun) and stdout silenced on the
- * ranks other than 0; returns its exit code. */
+ * ranks other than 0, then reports its errors as above; returns its exit code. */
 int ksa_cli_run_on_ranks(const char *command, int (*run)(int argc, char **argv), int argc,
                          char **argv);
 
-/* The memory one training step needs (parameters, gradients, moments, arena). */
-void ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_len, FILE *f);
+/* The memory one training step needs on each of n_ranks ranks: parameters and gradients
+ * (whole on every rank), the rank's slice of the AdamW moments (m's buffer is padded for
+ * n_ranks, as ksa_model_init_for_ranks does), the activation arena of one micro-batch. */
+void ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_len, int n_ranks,
+                           FILE *f);
 
 #endif

@@ -47,6 +47,9 @@ static void default_to_passive_waiting(char **argv)
 int main(int argc, char **argv)
 {
     default_to_passive_waiting(argv);
+    /* line by line even into a file or a pipe: a redirected log shows an error (stderr)
+     * after the output printed before it, not above a configuration dump still buffered */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2) {
         usage(stderr);
         return 2;

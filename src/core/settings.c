@@ -86,32 +86,42 @@ ksa_status ksa_config_key_set(const ksa_config_key *k, void *base, const char *v
     return KSA_OK;
 }
 
+const char *ksa_config_key_format(const ksa_config_key *k, const void *base, char *buf, size_t cap)
+{
+    const char *field = (const char *)base + k->offset;
+    switch (k->kind) {
+    case KSA_KEY_INT:
+    case KSA_KEY_BOOL: {
+        long v = *(const long *)field;
+        if (v < 0) /* unset optional key */
+            snprintf(buf, cap, "(unset)");
+        else if (k->kind == KSA_KEY_BOOL)
+            snprintf(buf, cap, "%s", v ? "true" : "false");
+        else
+            snprintf(buf, cap, "%ld", v);
+        break;
+    }
+    case KSA_KEY_FLOAT: {
+        char num[32];
+        snprintf(buf, cap, "%s", ksa_format_double(num, *(const double *)field));
+        break;
+    }
+    case KSA_KEY_STRING:
+        snprintf(buf, cap, "%s", field);
+        break;
+    }
+    return buf;
+}
+
 void ksa_config_keys_write(const ksa_config_key *keys, size_t n, const void *base, FILE *f)
 {
     for (size_t i = 0; i < n; i++) {
         const ksa_config_key *k = &keys[i];
-        const char *field = (const char *)base + k->offset;
-        switch (k->kind) {
-        case KSA_KEY_INT:
-        case KSA_KEY_BOOL: {
-            long v = *(const long *)field;
-            if (v < 0) /* unset optional key */
-                fprintf(f, "# %s = (unset)\n", k->name);
-            else if (k->kind == KSA_KEY_BOOL)
-                fprintf(f, "%s = %s\n", k->name, v ? "true" : "false");
-            else
-                fprintf(f, "%s = %ld\n", k->name, v);
-            break;
-        }
-        case KSA_KEY_FLOAT: {
-            char num[32];
-            fprintf(f, "%s = %s\n", k->name, ksa_format_double(num, *(const double *)field));
-            break;
-        }
-        case KSA_KEY_STRING:
-            fprintf(f, "%s = %s\n", k->name, field);
-            break;
-        }
+        char value[KSA_CONFIG_STR + 64];
+        int unset = (k->kind == KSA_KEY_INT || k->kind == KSA_KEY_BOOL) &&
+                    *(const long *)((const char *)base + k->offset) < 0;
+        fprintf(f, "%s%s = %s\n", unset ? "# " : "", k->name,
+                ksa_config_key_format(k, base, value, sizeof value));
     }
 }
 
@@ -150,4 +160,99 @@ ksa_status ksa_config_file_read(const char *path, ksa_config_setter set, void *c
         st = ksa_fail(KSA_EIO, "cannot read configuration '%s': %s", path, strerror(errno));
     fclose(f);
     return st;
+}
+
+/* ---- "did you mean" ----------------------------------------------------------------------- */
+
+#define NAME_MAX_CHARS 127 /* longer names are compared on their first 127 characters */
+
+static char same_dash(char c)
+{
+    return c == '-' ? '_' : c;
+}
+
+size_t ksa_edit_distance(const char *a, const char *b)
+{
+    size_t n = strnlen(a, NAME_MAX_CHARS), m = strnlen(b, NAME_MAX_CHARS);
+    /* three rows of the dynamic programme: d[i][j] = distance of a[0..i) and b[0..j) */
+    size_t rows[3][NAME_MAX_CHARS + 1];
+    size_t *before = rows[0], *prev = rows[1], *cur = rows[2];
+    for (size_t j = 0; j <= m; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= n; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= m; j++) {
+            size_t cost = same_dash(a[i - 1]) != same_dash(b[j - 1]);
+            size_t d = prev[j - 1] + cost;
+            if (prev[j] + 1 < d)
+                d = prev[j] + 1;
+            if (cur[j - 1] + 1 < d)
+                d = cur[j - 1] + 1;
+            if (i > 1 && j > 1 && same_dash(a[i - 1]) == same_dash(b[j - 2]) &&
+                same_dash(a[i - 2]) == same_dash(b[j - 1]) && before[j - 2] + 1 < d)
+                d = before[j - 2] + 1; /* two neighbours swapped */
+            cur[j] = d;
+        }
+        size_t *t = before;
+        before = prev, prev = cur, cur = t;
+    }
+    return prev[m];
+}
+
+void ksa_suggest_init(ksa_suggest *s, const char *unknown)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->unknown, sizeof s->unknown, "%s", unknown);
+    for (char *p = s->unknown; *p; p++)
+        *p = same_dash(*p);
+}
+
+static int starts_with(const char *known, const char *prefix)
+{
+    for (; *prefix; prefix++, known++)
+        if (same_dash(*known) != *prefix)
+            return 0;
+    return 1;
+}
+
+void ksa_suggest_add(ksa_suggest *s, const char *known)
+{
+    size_t len = strlen(s->unknown);
+    size_t limit = len <= 3 ? 1 : len <= 9 ? 2 : 3;
+    size_t d = ksa_edit_distance(s->unknown, known);
+    if (d > 1 && len >= 3 && starts_with(known, s->unknown))
+        d = 1;
+    if (d > limit || d == 0)
+        return;
+    for (size_t i = 0; i < s->n_near; i++)
+        if (!strcmp(s->near[i], known))
+            return; /* the same name from two tables */
+    if (s->n_near == 0 || d < s->score) {
+        s->n_near = 0;
+        s->score = d;
+    }
+    if (d == s->score && s->n_near < sizeof s->near / sizeof s->near[0])
+        s->near[s->n_near++] = known;
+}
+
+const char *ksa_suggest_text(const ksa_suggest *s, int as_option, char *buf, size_t cap)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    if (s->n_near == 0)
+        return buf;
+    used += (size_t)snprintf(buf, cap, " (did you mean ");
+    for (size_t i = 0; i < s->n_near && used < cap; i++) {
+        char name[NAME_MAX_CHARS + 1];
+        snprintf(name, sizeof name, "%s", s->near[i]);
+        if (as_option)
+            for (char *p = name; *p; p++)
+                *p = *p == '_' ? '-' : *p;
+        const char *sep = i == 0 ? "" : i + 1 == s->n_near ? " or " : ", ";
+        used +=
+            (size_t)snprintf(buf + used, cap - used, as_option ? "%s--%s" : "%s'%s'", sep, name);
+    }
+    if (used < cap)
+        snprintf(buf + used, cap - used, "?)");
+    return buf;
 }

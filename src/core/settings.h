@@ -24,13 +24,15 @@ typedef struct {
     size_t offset;             /* into the struct the table describes */
     const char *default_value; /* "" for none */
     size_t str_cap;            /* STRING: bytes of the field (0: KSA_CONFIG_STR) */
+    const char *help;          /* one line for `ksa <command> --help` */
 } ksa_config_key;
 
 /* One entry of a table describing the field `name` of struct `type`:
- *   static const ksa_config_key keys[] = {KSA_KEY(my_config, lr, KSA_KEY_FLOAT, "4e-4"), ...}; */
-#define KSA_KEY(type, name, kind, def)                                                             \
+ *   static const ksa_config_key keys[] = {
+ *       KSA_KEY(my_config, lr, KSA_KEY_FLOAT, "4e-4", "peak learning rate"), ...};       */
+#define KSA_KEY(type, name, kind, def, help)                                                       \
     {                                                                                              \
-#name, kind, offsetof(type, name), def, sizeof(((type *)0)->name)                          \
+#name, kind, offsetof(type, name), def, sizeof(((type *)0)->name), help                    \
     }
 
 /* The key called `name` in keys[0..n), or NULL. */
@@ -41,6 +43,10 @@ const ksa_config_key *ksa_config_key_find(const ksa_config_key *keys, size_t n, 
 ksa_status ksa_config_key_set(const ksa_config_key *k, void *base, const char *value,
                               const char *origin);
 
+/* The value of key k in base as ksa_config_keys_write writes it ("(unset)" for an INT or BOOL
+ * of -1); returns buf. */
+const char *ksa_config_key_format(const ksa_config_key *k, const void *base, char *buf, size_t cap);
+
 /* Writes every key of the table as `key = value` (loadable again; FLOAT in the shortest exact
  * form; an INT or BOOL of -1 as the comment `# key = (unset)`). */
 void ksa_config_keys_write(const ksa_config_key *keys, size_t n, const void *base, FILE *f);
@@ -50,5 +56,27 @@ void ksa_config_keys_write(const ksa_config_key *keys, size_t n, const void *bas
 typedef ksa_status (*ksa_config_setter)(void *ctx, const char *key, const char *value,
                                         const char *origin);
 ksa_status ksa_config_file_read(const char *path, ksa_config_setter set, void *ctx);
+
+/* ---- "did you mean" ----------------------------------------------------------------------- *
+ * The known names nearest to an unknown one, by edit distance (insertions, deletions,
+ * substitutions and swaps of two neighbours each count 1; '-' and '_' are the same). A name
+ * is near when its distance is at most 1 (unknown names of up to 3 characters), 2 (up to 9)
+ * or 3 (longer), or when it starts with the unknown name (3 characters or more: "--val" for
+ * val_data), which counts as distance 1. The nearest ones are kept, at most three.       */
+typedef struct {
+    char unknown[128];    /* '-' made '_' */
+    const char *near[3];  /* borrowed: the nearest names seen, in the order given */
+    size_t n_near, score; /* score: their distance */
+} ksa_suggest;
+
+void ksa_suggest_init(ksa_suggest *s, const char *unknown);
+/* Considers one known name (kept by pointer: it must outlive s). */
+void ksa_suggest_add(ksa_suggest *s, const char *known);
+/* " (did you mean --seq-len or --seed?)" with as_option (names with "--", '_' as '-'), or
+ * " (did you mean 'seq_len'?)"; "" when no name is near. Returns buf.                    */
+const char *ksa_suggest_text(const ksa_suggest *s, int as_option, char *buf, size_t cap);
+
+/* The distance used by ksa_suggest (optimal string alignment), '-' == '_'. */
+size_t ksa_edit_distance(const char *a, const char *b);
 
 #endif

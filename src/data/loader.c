@@ -171,8 +171,13 @@ void ksa_loader_print(const ksa_loader *ld, FILE *out)
             (unsigned long long)ld->seed);
     for (size_t i = 0; i < ld->n_sources; i++) {
         const ksa_loader_source *s = &ld->sources[i];
-        fprintf(out, "  %-20s %s: %zu tokens (%s, %s), %zu windows, weight %.4f\n", s->name,
-                s->file.path, s->file.n_tokens, ksa_tokfile_dtype_name(s->file.dtype),
+        /* a source without a name of its own is named by its path: print that once */
+        if (strcmp(s->name, s->file.path) != 0)
+            fprintf(out, "  %-20s %s", s->name, s->file.path);
+        else
+            fprintf(out, "  %s", s->file.path);
+        fprintf(out, ": %zu tokens (%s, %s), %zu windows, weight %.4f\n", s->file.n_tokens,
+                ksa_tokfile_dtype_name(s->file.dtype),
                 s->file.format == KSA_TOKFILE_LLMC ? "llm.c" : "headerless", s->n_windows,
                 s->weight);
     }

@@ -23,53 +23,6 @@ void ksa_prepare_defaults(ksa_prepare_options *o)
     o->progress_every = 1.0;
 }
 
-ksa_status ksa_prepare_parse_args(ksa_prepare_options *o, const char **inputs, int argc,
-                                  char **argv)
-{
-    ksa_prepare_defaults(o);
-    o->inputs = inputs;
-    for (int i = 0; i < argc; i++) {
-        const char *k = argv[i];
-        if (!strcmp(k, "--input")) {
-            size_t before = o->n_inputs;
-            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
-                inputs[o->n_inputs++] = argv[++i];
-            if (o->n_inputs == before)
-                return ksa_fail(KSA_EINVAL, "option '--input' needs at least one file");
-            continue;
-        }
-        int known = !strcmp(k, "--out") || !strcmp(k, "--val-fraction") || !strcmp(k, "--seed") ||
-                    !strcmp(k, "--vocab-size");
-        if (!known)
-            return ksa_fail(KSA_EINVAL,
-                            "unknown option '%s' (known: --input --out "
-                            "--val-fraction --seed --vocab-size)",
-                            k);
-        if (i + 1 >= argc)
-            return ksa_fail(KSA_EINVAL, "option '%s' needs a value", k);
-        const char *v = argv[++i];
-        char *end = NULL;
-        errno = 0;
-        if (!strcmp(k, "--out")) {
-            o->out = v;
-            continue;
-        } else if (!strcmp(k, "--val-fraction")) {
-            o->val_fraction = strtod(v, &end);
-        } else {
-            unsigned long long n = strtoull(v, &end, 10);
-            if (!strcmp(k, "--seed"))
-                o->seed = (uint64_t)n;
-            else
-                o->vocab_size = (size_t)n;
-            if (v[0] == '-')
-                end = NULL; /* strtoull accepts "-1" */
-        }
-        if (errno || !end || *end || end == v)
-            return ksa_fail(KSA_EINVAL, "option '%s': '%s' is not a number", k, v);
-    }
-    return KSA_OK;
-}
-
 int ksa_prepare_goes_to_validation(uint64_t seed, size_t doc, double val_fraction)
 {
     uint64_t h = ksa_mix64(ksa_mix64(seed + 0x9E3779B97F4A7C15ull) ^ (uint64_t)doc);

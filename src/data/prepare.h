@@ -54,14 +54,6 @@ typedef struct {
  * vocab_size 257, progress to stderr once a second.                                       */
 void ksa_prepare_defaults(ksa_prepare_options *o);
 
-/* Parses `--input a.txt [b.txt ...] --out P.bin [--val-fraction F] [--seed S]
- * [--vocab-size V]` (the arguments after `prepare`) into o, starting from the defaults.
- * --input may repeat; its files are the arguments up to the next one starting with "--".
- * inputs: room for argc pointers (o->inputs points there). Unknown options and bad numbers
- * are KSA_EINVAL.                                                                          */
-ksa_status ksa_prepare_parse_args(ksa_prepare_options *o, const char **inputs, int argc,
-                                  char **argv);
-
 /* Whether document `doc` (0-based, command-line order) goes to the validation file:
  * u < val_fraction, u = (ksa_mix64(ksa_mix64(seed + 0x9E3779B97F4A7C15) ^ doc) >> 11)·2^-53,
  * a uniform number in [0, 1) (splitmix64's mixer chained over the pair).                  */

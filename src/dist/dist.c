@@ -4,14 +4,20 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <mpi.h>
+
+#include "core/rng.h"
 
 #ifdef KSA_REAL_DOUBLE
 #define MPI_REAL_T MPI_DOUBLE
 #else
 #define MPI_REAL_T MPI_FLOAT
 #endif
+
+/* ksa_dist_compare_text's own communicator: its collective never meets the computation's. */
+static MPI_Comm report_comm = MPI_COMM_NULL;
 
 ksa_status ksa_dist_init(int *argc, char ***argv)
 {
@@ -20,13 +26,25 @@ ksa_status ksa_dist_init(int *argc, char ***argv)
     if (!initialized && MPI_Init(argc, argv) != MPI_SUCCESS)
         return ksa_fail(KSA_EMPI, "MPI_Init failed");
     ksa_log_rank = ksa_dist_rank();
+    if (report_comm == MPI_COMM_NULL && MPI_Comm_dup(MPI_COMM_WORLD, &report_comm) != MPI_SUCCESS)
+        return ksa_fail(KSA_EMPI, "MPI_Comm_dup of MPI_COMM_WORLD failed");
     return KSA_OK;
 }
 
 void ksa_dist_finalize(void)
 {
-    if (ksa_dist_active())
-        MPI_Finalize();
+    if (!ksa_dist_active())
+        return;
+    if (report_comm != MPI_COMM_NULL)
+        MPI_Comm_free(&report_comm);
+    MPI_Finalize();
+}
+
+void ksa_dist_abort(int code)
+{
+    if (ksa_dist_size() > 1)
+        MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code);
 }
 
 int ksa_dist_active(void)
@@ -181,6 +199,52 @@ ksa_status ksa_dist_agree(ksa_status st, int *failed_rank)
         return st;
     *failed_rank = out.rank;
     return ksa_fail((ksa_status)out.code, "rank %d failed (its message says why)", out.rank);
+}
+
+ksa_status ksa_dist_compare_text(const char *text, double timeout, int *n_with_text, int *all_same)
+{
+    int n = ksa_dist_size();
+    *n_with_text = text[0] != '\0';
+    *all_same = 1;
+    if (n == 1)
+        return KSA_OK;
+    KSA_ASSERT(report_comm != MPI_COMM_NULL, "ksa_dist_compare_text before ksa_dist_init");
+    uint64_t mine[2] = {text[0] != '\0', ksa_hash_string(text)};
+    uint64_t *all = ksa_alloc((size_t)n * sizeof mine);
+    MPI_Request req;
+    int rc = MPI_Iallgather(mine, 2, MPI_UINT64_T, all, 2, MPI_UINT64_T, report_comm, &req);
+    if (rc != MPI_SUCCESS) {
+        ksa_free(all);
+        return mpi_fail(rc, "MPI_Iallgather of the ranks' messages");
+    }
+    if (!text[0]) {
+        rc = MPI_Wait(&req, MPI_STATUS_IGNORE);
+    } else {
+        double t0 = ksa_now();
+        int done = 0;
+        while (rc == MPI_SUCCESS && !done) {
+            rc = MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+            if (!done && ksa_now() - t0 > timeout) {
+                ksa_free(all); /* req stays pending: the caller ends the job */
+                return ksa_fail(KSA_EMPI,
+                                "the other ranks did not reach the end of the command within %g s",
+                                timeout);
+            }
+            if (!done)
+                nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL); /* 1 ms */
+        }
+    }
+    if (rc != MPI_SUCCESS) {
+        ksa_free(all);
+        return mpi_fail(rc, "MPI_Iallgather of the ranks' messages");
+    }
+    *n_with_text = 0;
+    for (int r = 0; r < n; r++) {
+        *n_with_text += all[2 * r] != 0;
+        *all_same &= all[2 * r] == all[0] && all[2 * r + 1] == all[1];
+    }
+    ksa_free(all);
+    return KSA_OK;
 }
 
 ksa_status ksa_dist_allgather_u64(const uint64_t *mine, int n, uint64_t *all)

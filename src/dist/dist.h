@@ -11,6 +11,8 @@
 /* MPI_Init (once); sets ksa_log_rank so errors are prefixed with the rank. */
 ksa_status ksa_dist_init(int *argc, char ***argv);
 void ksa_dist_finalize(void);
+/* MPI_Abort of the whole job with exit code `code` (a plain exit without several ranks). */
+void ksa_dist_abort(int code);
 int ksa_dist_rank(void); /* 0 without MPI (not initialised, or finalised) */
 int ksa_dist_size(void); /* 1 without MPI */
 /* 1 while MPI is initialised and not finalised (a singleton counts). */
@@ -42,6 +44,14 @@ int ksa_dist_any(int flag);
  * message "rank R failed (its message says why)" and *failed_rank = R (-1 otherwise). One
  * allreduce of two ints. */
 ksa_status ksa_dist_agree(ksa_status st, int *failed_rank);
+
+/* The end of a command, on every rank: *n_with_text = ranks whose text is not "", *all_same =
+ * 1 if every rank holds the same text (compared by a 64-bit hash). It runs on a communicator
+ * of its own, so a rank that failed alone and comes here while the others wait in a
+ * collective of the computation matches nothing of theirs: a rank with text waits at most
+ * timeout seconds for the others (KSA_EMPI then: they are not coming), one without waits
+ * as long as it takes. One allgather of two integers per rank.                          */
+ksa_status ksa_dist_compare_text(const char *text, double timeout, int *n_with_text, int *all_same);
 
 /* all[r·n + i] = mine[i] of rank r (MPI_Allgather; a copy with one rank). */
 ksa_status ksa_dist_allgather_u64(const uint64_t *mine, int n, uint64_t *all);

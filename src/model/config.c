@@ -14,31 +14,48 @@
  * Defaults: the training reference's for the summary keys (KSA_SPEC §1.1) except the
  * position-id types, where the released origin / last_chunk_slice_right pair is the
  * project default (KSA_SPEC §12 item 14); a small backbone for the others.               */
-#define KEY(name, kind, def) KSA_KEY(ksa_model_config, name, kind, def)
+#define KEY(name, kind, def, help) KSA_KEY(ksa_model_config, name, kind, def, help)
 static const ksa_config_key model_keys[] = {
-    KEY(vocab_size, KSA_KEY_INT, "257"),
-    KEY(hidden_size, KSA_KEY_INT, "256"),
-    KEY(num_hidden_layers, KSA_KEY_INT, "4"),
-    KEY(num_attention_heads, KSA_KEY_INT, "4"),
-    KEY(num_key_value_heads, KSA_KEY_INT, "4"),
-    KEY(head_dim, KSA_KEY_INT, "64"),
-    KEY(intermediate_size, KSA_KEY_INT, "768"),
-    KEY(rope_theta, KSA_KEY_FLOAT, "10000"),
-    KEY(rms_norm_eps, KSA_KEY_FLOAT, "1e-6"),
-    KEY(max_position_embeddings, KSA_KEY_INT, "131072"),
-    KEY(tie_word_embeddings, KSA_KEY_BOOL, "false"),
-    KEY(use_summary_attention, KSA_KEY_BOOL, "false"),
-    KEY(summary_chunk_size, KSA_KEY_INT, "0"),
-    KEY(summary_token_num, KSA_KEY_INT, "0"),
-    KEY(summary_sliding_chunk_num, KSA_KEY_STRING, "0"),
-    KEY(summary_layer_freq, KSA_KEY_STRING, "0"),
-    KEY(summary_independent_parameters, KSA_KEY_BOOL, "false"),
-    KEY(summary_independent_qkv, KSA_KEY_BOOL, ""), /* empty: follows the previous key */
-    KEY(summary_independent_attention_layernorm, KSA_KEY_BOOL, "false"),
-    KEY(summary_independent_qk_norm, KSA_KEY_BOOL, "false"),
-    KEY(summary_chunk_position_ids_type, KSA_KEY_STRING, "origin"),
-    KEY(summary_token_position_ids_type, KSA_KEY_STRING, "last_chunk_slice_right"),
-    KEY(summary_token_begin, KSA_KEY_INT, ""), /* empty: unset */
+    KEY(vocab_size, KSA_KEY_INT, "257",
+        "V, token ids 0 .. V-1; the byte tokenizer needs at least 257"),
+    KEY(hidden_size, KSA_KEY_INT, "256", "D, the width of the residual stream"),
+    KEY(num_hidden_layers, KSA_KEY_INT, "4", "layers (at most 1024)"),
+    KEY(num_attention_heads, KSA_KEY_INT, "4",
+        "Hq, query heads: a multiple of num_key_value_heads"),
+    KEY(num_key_value_heads, KSA_KEY_INT, "4",
+        "Hkv, key and value heads (grouped-query attention)"),
+    KEY(head_dim, KSA_KEY_INT, "64", "dh, even (RoPE rotates halves)"),
+    KEY(intermediate_size, KSA_KEY_INT, "768", "I, the SwiGLU width"),
+    KEY(rope_theta, KSA_KEY_FLOAT, "10000", "RoPE base"),
+    KEY(rms_norm_eps, KSA_KEY_FLOAT, "1e-6",
+        "eps of every RMSNorm but q/k_norm_summary (fixed at 1e-6)"),
+    KEY(max_position_embeddings, KSA_KEY_INT, "131072",
+        "the longest position the model is meant for"),
+    KEY(tie_word_embeddings, KSA_KEY_BOOL, "false", "the LM head reuses model.embed_tokens"),
+    KEY(use_summary_attention, KSA_KEY_BOOL, "false",
+        "KSA on (with summary_chunk_size and summary_token_num > 0)"),
+    KEY(summary_chunk_size, KSA_KEY_INT, "0", "C, text tokens per chunk"),
+    KEY(summary_token_num, KSA_KEY_INT, "0", "S, summary tokens after every complete chunk"),
+    KEY(summary_sliding_chunk_num, KSA_KEY_STRING, "0",
+        "W, chunks seen in full: an integer, or a list / pattern per layer"),
+    KEY(summary_layer_freq, KSA_KEY_STRING, "0",
+        "summary layers: 0 all, N every N-th, or a 0/1 list / pattern per layer"),
+    KEY(summary_independent_parameters, KSA_KEY_BOOL, "false",
+        "summary rows embed with their own summary_embedding [S, D]"),
+    KEY(summary_independent_qkv, KSA_KEY_BOOL, "",
+        "summary rows use q/k/v_proj_summary (unset: as the key above)"), /* empty: follows the
+                                                                             previous key */
+    KEY(summary_independent_attention_layernorm, KSA_KEY_BOOL, "false",
+        "summary rows use input_layernorm_summary"),
+    KEY(summary_independent_qk_norm, KSA_KEY_BOOL, "false",
+        "summary rows use q/k_norm_summary (needs independent q/k/v)"),
+    KEY(summary_chunk_position_ids_type, KSA_KEY_STRING, "origin",
+        "text positions: origin (t) or inner_chunk (t mod C)"),
+    KEY(summary_token_position_ids_type, KSA_KEY_STRING, "last_chunk_slice_right",
+        "summary positions: zeros, last_chunk_slice_right or _left"),
+    KEY(summary_token_begin, KSA_KEY_INT, "",
+        "shared summary parameters: summary token j is embedded as token begin + j"), /* empty:
+                                                                                         unset */
 };
 #undef KEY
 #define N_KEYS (sizeof model_keys / sizeof model_keys[0])

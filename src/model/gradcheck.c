@@ -41,9 +41,64 @@ static double loss_no_grad(loss_ctx *c)
     return value;
 }
 
-void ksa_gradcheck_run(ksa_model *m, const int32_t *tokens, size_t nseq, size_t T,
-                       const int *select, ksa_gradcheck_result *results)
+/* How many elements of e are checked: all, or the sample. */
+static size_t elements_to_check(const ksa_param *e, const ksa_gradcheck_options *opt)
 {
+    return opt && opt->sample > 0 && opt->sample < e->numel ? opt->sample : e->numel;
+}
+
+static int compare_sizes(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The elements of parameter e to perturb: idx[0..n), ascending (all of them, or a sample
+ * drawn by a partial Fisher-Yates shuffle). Returns n; idx is ksa_alloc'ed. */
+static size_t pick_elements(const ksa_param *e, const ksa_gradcheck_options *opt, size_t **idx)
+{
+    size_t n = elements_to_check(e, opt);
+    *idx = ksa_alloc((e->numel ? e->numel : 1) * sizeof **idx);
+    for (size_t j = 0; j < e->numel; j++)
+        (*idx)[j] = j;
+    if (n == e->numel)
+        return n;
+    ksa_rng r = ksa_rng_at(opt->sample_seed ^ ksa_hash_string(e->name));
+    for (size_t j = 0; j < n; j++) {
+        size_t k = j + (size_t)(ksa_rng_next(&r) % (uint64_t)(e->numel - j));
+        size_t t = (*idx)[j];
+        (*idx)[j] = (*idx)[k], (*idx)[k] = t;
+    }
+    qsort(*idx, n, sizeof **idx, compare_sizes);
+    return n;
+}
+
+/* Progress through the elements of all checked tensors. */
+typedef struct {
+    FILE *out;
+    double every, start, last;
+    size_t done, total, n_tensors;
+} progress;
+
+static void report_progress(progress *p, size_t tensor, const char *name)
+{
+    double now = ksa_now();
+    if (!p->out || now - p->last < p->every)
+        return;
+    p->last = now;
+    double per_element = (now - p->start) / (double)(p->done ? p->done : 1);
+    fprintf(p->out,
+            "gradcheck: %zu/%zu elements, tensor %zu/%zu (%s), %.0f s elapsed, about %.0f s "
+            "left\n",
+            p->done, p->total, tensor + 1, p->n_tensors, name, now - p->start,
+            per_element * (double)(p->total - p->done));
+    fflush(p->out);
+}
+
+void ksa_gradcheck_run(ksa_model *m, const int32_t *tokens, size_t nseq, size_t T,
+                       const ksa_gradcheck_options *opt, ksa_gradcheck_result *results)
+{
+    const int *select = opt ? opt->select : NULL;
     ksa_arena arena;
     ksa_arena_init(&arena, ksa_model_arena_bytes(m, nseq, T));
     ksa_tape tp;
@@ -56,6 +111,16 @@ void ksa_gradcheck_run(ksa_model *m, const int32_t *tokens, size_t nseq, size_t 
     ksa_tensor *loss = ksa_model_forward(m, &tp, tokens, nseq, T, (double)(nseq * T), &value, NULL);
     ksa_tape_backward(&tp, loss);
 
+    progress pr = {.out = opt ? opt->progress : NULL, .every = opt ? opt->progress_every : 0};
+    pr.start = pr.last = ksa_now();
+    for (size_t i = 0; i < m->params.n; i++) {
+        const ksa_param *e = &m->params.table[i];
+        if (select && !select[i])
+            continue;
+        pr.total += elements_to_check(e, opt);
+        pr.n_tensors++;
+    }
+    size_t tensor = 0;
     for (size_t i = 0; i < m->params.n; i++) {
         const ksa_param *e = &m->params.table[i];
         ksa_gradcheck_result *r = &results[i];
@@ -65,11 +130,14 @@ void ksa_gradcheck_run(ksa_model *m, const int32_t *tokens, size_t nseq, size_t 
         if (select && !select[i])
             continue;
         r->checked = 1;
+        size_t *idx;
+        r->n_checked = pick_elements(e, opt, &idx);
         ksa_real *w = m->params.data + e->offset;
         const ksa_real *g = m->params.grad + e->offset;
         double max_num = 0, max_ana = 0, max_diff = 0;
         int any_nan = 0;
-        for (size_t j = 0; j < e->numel; j++) {
+        for (size_t s = 0; s < r->n_checked; s++) {
+            size_t j = idx[s];
             ksa_real saved = w[j];
             double h = 1e-6 * fmax(1.0, fabs((double)saved));
             w[j] = (ksa_real)((double)saved + h);
@@ -85,7 +153,11 @@ void ksa_gradcheck_run(ksa_model *m, const int32_t *tokens, size_t nseq, size_t 
             double diff = fabs(num - (double)g[j]);
             any_nan |= isnan(diff);
             max_diff = fmax(max_diff, diff); /* fmax drops a NaN: any_nan keeps it */
+            pr.done++;
+            report_progress(&pr, tensor, e->name);
         }
+        ksa_free(idx);
+        tensor++;
         if (any_nan)
             max_diff = NAN;
         r->max_abs_numeric = max_num;

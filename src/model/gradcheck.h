@@ -11,6 +11,8 @@
 #ifndef KSA_MODEL_GRADCHECK_H
 #define KSA_MODEL_GRADCHECK_H
 
+#include <stdio.h>
+
 #include "model/decoder.h"
 
 /* Defaults of `ksa gradcheck` (docs/model.md). Bugs give relative errors of 1e-3 and more;
@@ -21,20 +23,33 @@
 typedef struct {
     char name[KSA_PARAM_NAME_MAX];
     size_t numel;
-    int checked; /* 0: not selected, the numbers below are 0 */
-    double max_abs_numeric, max_abs_analytic, max_abs_diff;
+    int checked;      /* 0: not selected, the numbers below are 0 */
+    size_t n_checked; /* elements perturbed: numel, or the sample */
+    double max_abs_numeric, max_abs_analytic, max_abs_diff; /* over those elements */
 } ksa_gradcheck_result;
+
+/* What ksa_gradcheck_run checks and reports (NULL: every element of every parameter, no
+ * progress lines). */
+typedef struct {
+    const int *select; /* select[i] != 0: check parameter i; NULL: all */
+    size_t sample;     /* elements per tensor, drawn without repetition (0 or >= numel:
+                        * all); which ones depends on sample_seed and the name only */
+    uint64_t sample_seed;
+    FILE *progress; /* a line "gradcheck: i/n elements ..." at most every
+                     * progress_every seconds (NULL: none) */
+    double progress_every;
+} ksa_gradcheck_options;
 
 /* Initialises m's weights (KSA_SPEC §9.7 from `seed`, then every norm weight moved off 1 by
  * U(-0.15, 0.15), so that a mix-up between two norms, e.g. q_norm and q_norm_summary,
  * changes the loss) and returns nseq rows of T + 1 random token ids (malloc'ed).         */
 int32_t *ksa_gradcheck_setup(ksa_model *m, uint64_t seed, size_t nseq, size_t T);
 
-/* Checks the parameters whose index has select[i] != 0 (select NULL: all) on the batch
- * tokens [nseq, T+1]. results: one per parameter of the table. The model's grads hold the
- * analytic gradient afterwards; its parameters are restored exactly.                     */
+/* Checks the parameters and elements opt asks for on the batch tokens [nseq, T+1]. results:
+ * one per parameter of the table. The model's grads hold the analytic gradient afterwards;
+ * its parameters are restored exactly.                                                   */
 void ksa_gradcheck_run(ksa_model *m, const int32_t *tokens, size_t nseq, size_t T,
-                       const int *select, ksa_gradcheck_result *results);
+                       const ksa_gradcheck_options *opt, ksa_gradcheck_result *results);
 
 /* atol + rtol · max|numeric|: the largest max|analytic − numeric| r may have. */
 double ksa_gradcheck_bound(const ksa_gradcheck_result *r, double atol, double rtol);
