@@ -242,6 +242,11 @@ a_folder_belongs_to_one_run() {
     [ "$b" != "$a" ]
     [ "$(cat "$TMP/m/.ksa_run")" = "$b" ]
     expect_error "--overwrite is for a new run" "$KSA" train --resume "$TMP/m" --steps 3 --overwrite
+    # a fine-tune must not delete the very checkpoint it starts from
+    expect_error "--overwrite would delete '$TMP/m/step_00000002.h5'" \
+        "$KSA" train "${RUN[@]}" --init-from "$TMP/m/step_00000002.h5" --steps 1 --out "$TMP/m" \
+        --overwrite
+    [ -f "$TMP/m/step_00000002.h5" ]
 }
 
 # --keep rotates only the run's own checkpoints and --resume DIR takes the newest of the

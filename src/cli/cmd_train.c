@@ -43,6 +43,20 @@ typedef struct {
     ksa_run_owner owner;                 /* the run's id (ksa_run_new_id, or the resumed one) */
 } train_cli;
 
+/* The folder of a file path ("" for "", "." for a bare name, "/" for "/x"). */
+static void folder_of(const char *path, char *dir, size_t cap)
+{
+    const char *slash = strrchr(path, '/');
+    if (!path[0])
+        snprintf(dir, cap, "%s", "");
+    else if (!slash)
+        snprintf(dir, cap, "%s", ".");
+    else if (slash == path)
+        snprintf(dir, cap, "%s", "/");
+    else
+        snprintf(dir, cap, "%.*s", (int)(slash - path), path);
+}
+
 /* Parses argv into c; returns 0, or the exit code after printing the error (or --help). A
  * first parse finds --resume and --config. With --resume, the configuration comes from the
  * checkpoint and the command line is parsed again over it: it may change only a few keys
@@ -111,6 +125,15 @@ static int parse_command_line(int argc, char **argv, train_cli *c)
     if (c->overwrite && c->resume)
         return ksa_cli_errorf("train", 2,
                               "--overwrite is for a new run; a --resume continues its own files");
+    if (c->overwrite && c->init_from) {
+        char parent[KSA_PATH_STR];
+        folder_of(c->init_from, parent, sizeof parent);
+        if (ksa_run_same_folder(parent, c->tc.out))
+            return ksa_cli_errorf("train", 2,
+                                  "--overwrite would delete '%s', the checkpoint --init-from "
+                                  "reads: give the fine-tune another --out folder",
+                                  c->init_from);
+    }
     if (c->help)
         ksa_args_usage(stdout, "train", args, n_args, KSA_USAGE_MODEL_KEYS | KSA_USAGE_TRAIN_KEYS);
     return 0;
@@ -180,25 +203,13 @@ static void print_plan(const train_cli *c, const ksa_model *m, int n_ranks, doub
 }
 
 /* Initialises (or loads) the parameters, trains, samples. Returns the exit code. */
-/* The folder of the checkpoint a --resume reads ("" without --resume, "." for a bare name). */
-static void resume_folder(const train_cli *c, char *dir, size_t cap)
-{
-    const char *slash = strrchr(c->resume_path, '/');
-    if (!c->resume_path[0])
-        snprintf(dir, cap, "%s", "");
-    else if (!slash)
-        snprintf(dir, cap, "%s", ".");
-    else
-        snprintf(dir, cap, "%.*s", (int)(slash - c->resume_path), c->resume_path);
-}
-
 static int train_and_sample(const train_cli *c, ksa_model *m, double step_flops);
 
 /* Claims the run's folders (checked before step 1), then trains. */
 static int run(const train_cli *c, ksa_model *m, double step_flops)
 {
     char dir[KSA_PATH_STR + 32];
-    resume_folder(c, dir, sizeof dir);
+    folder_of(c->resume_path, dir, sizeof dir);
     ksa_run_lock lock;
     if (ksa_run_claim_outputs(&c->tc, dir[0] ? dir : NULL, &c->owner, c->overwrite, stdout,
                               &lock) != KSA_OK)

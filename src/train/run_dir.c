@@ -266,8 +266,7 @@ static ksa_status take_folder(const char *dir, const ksa_run_owner *owner, int o
     return st;
 }
 
-/* a and b name the same existing folder ("runs/x" and "/home/u/runs/x/"), by device and inode */
-static int same_folder(const char *a, const char *b)
+int ksa_run_same_folder(const char *a, const char *b)
 {
     struct stat sa, sb;
     return b[0] && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
@@ -283,7 +282,7 @@ static ksa_status claim_on_this_rank(const ksa_train_config *tc, const char *res
         KSA_TRY(lock_folder(tc->out, "the checkpoint folder", 1, &lk->fd[0]));
         KSA_TRY(take_folder(tc->out, owner, overwrite, out));
     }
-    if (resume_dir && !same_folder(resume_dir, tc->out))
+    if (resume_dir && !ksa_run_same_folder(resume_dir, tc->out))
         KSA_TRY(lock_folder(resume_dir, "the folder to resume from", 0, &lk->fd[1]));
     if (tc->log[0]) {
         KSA_TRY(ksa_path_make_parent(tc->log, "the log folder"));

@@ -49,6 +49,10 @@ ksa_status ksa_run_resolve_resume(const char *arg, char *path, size_t cap);
 ksa_status ksa_run_read_resume(const char *arg, char *path, size_t cap, ksa_model_config *mc,
                                ksa_train_config *tc, ksa_ckpt_progress *pr);
 
+/* a and b name the same existing folder ("runs/x" and "/home/u/runs/x/"), by device and
+ * inode; 0 when either is empty or does not exist. */
+int ksa_run_same_folder(const char *a, const char *b);
+
 /* Creates dir and its parents (mkdir -p). */
 ksa_status ksa_run_make_folder(const char *dir);
 
