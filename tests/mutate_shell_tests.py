@@ -105,7 +105,11 @@ def scan(text):
         elif c == "#" and (i == 0 or text[i - 1] in " \t\n;|&("):   # a comment
             j = text.find("\n", i)
             i = n if j < 0 else j
-        elif text.startswith("<<", i) and not text.startswith("<<<", i):
+        elif text.startswith("<<<", i):  # a here-string: the word after it is an ordinary word
+            if not stack:
+                word_ends(i)
+            i += 3
+        elif text.startswith("<<", i):
             m = re.match(r"<<(-?)\s*(['\"]?)(\w+)\2", text[i:])
             if not m:
                 raise ValueError("cannot read the here-document at: " + text[i:i + 40])
