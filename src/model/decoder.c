@@ -196,10 +196,6 @@ static ksa_tensor *rows_of(step_ctx *s, ksa_tensor *x, int summary)
     return summary ? ksa_tensor_rows(s->a, x, s->Nt, s->Ns) : ksa_tensor_rows(s->a, x, 0, s->Nt);
 }
 
-/* The eps of q_norm_summary / k_norm_summary: fixed at 1e-6 whatever rms_norm_eps is
- * (KSA_SPEC.md 5.4 and 6.1; the training reference hard-codes it). */
-#define KSA_SUMMARY_QK_NORM_EPS 1e-6
-
 /* RMSNorm of all rows with w_text, or, with two streams and a summary weight, of the text rows
  * with (w_text, eps) and the summary rows with (w_sum, eps_sum). */
 static ksa_tensor *norm_split(ksa_model *m, step_ctx *s, ksa_tensor *x, long w_text, long w_sum,

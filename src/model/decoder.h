@@ -7,6 +7,10 @@
 #include "autograd/tape.h"
 #include "model/config.h"
 
+/* The eps of q_norm_summary / k_norm_summary: fixed at 1e-6 whatever rms_norm_eps is
+ * (KSA_SPEC.md 5.4 and 6.1; the training reference hard-codes it). */
+#define KSA_SUMMARY_QK_NORM_EPS 1e-6
+
 /* Index of each parameter of a layer in the parameter table, -1 when absent. */
 typedef struct {
     long input_layernorm, input_layernorm_summary;

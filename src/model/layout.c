@@ -6,27 +6,32 @@ size_t ksa_layout_summary_rows(const ksa_model_layout *l, size_t T)
     return l->ksa ? (T / l->C) * l->S : 0;
 }
 
+int32_t ksa_layout_text_position(const ksa_model_layout *l, size_t t)
+{
+    return (int32_t)(l->ksa && l->chunk_pos == KSA_POS_INNER_CHUNK ? t % l->C : t);
+}
+
+int32_t ksa_layout_summary_position(const ksa_model_layout *l, size_t c, size_t j)
+{
+    size_t C = l->C, S = l->S, a = c * C;
+    long p = 0;
+    if (l->summary_pos == KSA_POS_LAST_CHUNK_SLICE_RIGHT)
+        p = (long)(a + ((j + 1) * C) / S) - 1;
+    else if (l->summary_pos == KSA_POS_LAST_CHUNK_SLICE_LEFT)
+        p = (long)(a + (j * C) / S) - 1;
+    if (l->summary_pos != KSA_POS_ZEROS && p < (long)a)
+        p = (long)a;
+    return (int32_t)p;
+}
+
 void ksa_layout_positions(int32_t *pos, const ksa_model_layout *l, size_t nseq, size_t T)
 {
     size_t NS = ksa_layout_summary_rows(l, T);
     for (size_t s = 0; s < nseq; s++)
         for (size_t t = 0; t < T; t++)
-            pos[s * T + t] =
-                (int32_t)(l->ksa && l->chunk_pos == KSA_POS_INNER_CHUNK ? t % l->C : t);
-    if (!l->ksa)
-        return;
+            pos[s * T + t] = ksa_layout_text_position(l, t);
     int32_t *sum = pos + nseq * T;
-    size_t C = l->C, S = l->S;
     for (size_t s = 0; s < nseq; s++)
-        for (size_t r = 0; r < NS; r++) {
-            size_t c = r / S, j = r % S, a = c * C;
-            long p = 0;
-            if (l->summary_pos == KSA_POS_LAST_CHUNK_SLICE_RIGHT)
-                p = (long)(a + ((j + 1) * C) / S) - 1;
-            else if (l->summary_pos == KSA_POS_LAST_CHUNK_SLICE_LEFT)
-                p = (long)(a + (j * C) / S) - 1;
-            if (l->summary_pos != KSA_POS_ZEROS && p < (long)a)
-                p = (long)a;
-            sum[s * NS + r] = (int32_t)p;
-        }
+        for (size_t r = 0; r < NS; r++)
+            sum[s * NS + r] = ksa_layout_summary_position(l, r / l->S, r % l->S);
 }

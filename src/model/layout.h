@@ -18,6 +18,10 @@ size_t ksa_layout_summary_rows(const ksa_model_layout *l, size_t T);
  * (always t without summary attention). Summary s_c.j with a = c*C, len = C:
  *   zeros -> 0;  right -> max(a, a + ((j+1)*len) div S - 1);  left -> max(a, a + (j*len) div S - 1)
  */
+/* The position id of text token t_t, and of summary token s_c.j (chunk start a = c*C). */
+int32_t ksa_layout_text_position(const ksa_model_layout *l, size_t t);
+int32_t ksa_layout_summary_position(const ksa_model_layout *l, size_t c, size_t j);
+
 void ksa_layout_positions(int32_t *pos, const ksa_model_layout *l, size_t nseq, size_t T);
 
 #endif

@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "autograd/blas.h"
+#include "model/vecmath.h"
 
 /* Query rows per block and keys per tile. Measured with bench/attention.c (dh 64, 2 threads,
  * docs/benchmarks.md): 128 x 256 is the fastest for causal attention (128-row blocks make
@@ -52,65 +53,6 @@
 #define KSA_ATTN_BK 256
 #endif
 enum { BQ = KSA_ATTN_BQ, BK = KSA_ATTN_BK };
-
-/* ---- exp ----------------------------------------------------------------------------- *
- * x[k] = exp(x[k] - shift), returns the sum. Inputs x - shift <= ~0 (softmax arguments).
- * float: Cephes-style range reduction x = n·ln2 + r, |r| <= ln2/2, degree-7 polynomial,
- * 2^n added to the exponent bits; n is read from the mantissa of x·log2e + 1.5·2^23 (no
- * float->int conversion, which would block vectorisation). Relative error < 1e-7;
- * arguments below -86.5 (including -inf) give exactly 0. Written so that gcc vectorises
- * it (omp simd) at -O2 without -ffast-math. double: libm exp.                            */
-#ifdef KSA_REAL_DOUBLE
-static ksa_real exp_shift_sum(ksa_real *x, size_t n, ksa_real shift)
-{
-    ksa_real sum = 0;
-    for (size_t k = 0; k < n; k++) {
-        x[k] = exp(x[k] - shift);
-        sum += x[k];
-    }
-    return sum;
-}
-#else
-typedef union {
-    float f;
-    uint32_t u;
-} float_bits;
-
-static float exp_shift_sum(float *restrict x, size_t n, float shift)
-{
-    float sum = 0;
-#pragma omp simd reduction(+ : sum)
-    for (size_t k = 0; k < n; k++) {
-        float t = x[k] - shift;
-        float tc = t < -88.0f ? -88.0f : t;
-        float_bits z = {.f = tc * 1.44269504088896341f + 12582912.0f};
-        float nf = z.f - 12582912.0f; /* round(tc / ln2) */
-        float r = tc - nf * 0.693359375f;
-        r = r - nf * -2.12194440e-4f;
-        float y = 1.9875691500e-4f;
-        y = y * r + 1.3981999507e-3f;
-        y = y * r + 8.3334519073e-3f;
-        y = y * r + 4.1665795894e-2f;
-        y = y * r + 1.6666665459e-1f;
-        y = y * r + 5.0000001201e-1f;
-        float_bits e = {.f = y * r * r + r + 1.0f};
-        e.u += (z.u - 0x4B400000u) << 23; /* times 2^n                     */
-        e.u &= -(uint32_t)(t >= -86.5f);  /* underflow (and -inf) -> 0     */
-        x[k] = e.f;
-        sum += e.f;
-    }
-    return sum;
-}
-#endif
-
-static ksa_real row_max(const ksa_real *x, size_t n)
-{
-    ksa_real mx = x[0];
-#pragma omp simd reduction(max : mx)
-    for (size_t k = 1; k < n; k++)
-        mx = x[k] > mx ? x[k] : mx;
-    return mx;
-}
 
 static ksa_real dot(const ksa_real *a, const ksa_real *b, size_t n)
 {
@@ -294,9 +236,9 @@ static void forward_tile(const block *bl, int is_text, const ksa_real *kt, const
         }
         zero(row, a);
         zero(row + b, nk - b);
-        ksa_real m_old = w->m[i], mx = row_max(row + a, b - a);
+        ksa_real m_old = w->m[i], mx = ksa_row_max(row + a, b - a);
         ksa_real m_new = mx > m_old ? mx : m_old;
-        ksa_real sum = exp_shift_sum(row + a, b - a, m_new);
+        ksa_real sum = ksa_exp_shift_sum(row + a, b - a, m_new);
         if (m_new > m_old && m_old != -INFINITY) { /* rescale what was summed so far */
             ksa_real corr = (ksa_real)exp((double)(m_old - m_new));
             w->l[i] *= corr;
@@ -388,8 +330,8 @@ static void forward_summary_query(const geom *g, const io *p, scratch *w, size_t
 {
     size_t kvh = h / g->G, dh = g->dh, row = (n * g->NS + c * g->S + j) * g->Hq + h;
     size_t nk = summary_scores(g, p, w->sq, p->q_sum + row * dh, n, c, j, kvh);
-    ksa_real mx = row_max(w->sq, nk);
-    ksa_real sum = exp_shift_sum(w->sq, nk, mx);
+    ksa_real mx = ksa_row_max(w->sq, nk);
+    ksa_real sum = ksa_exp_shift_sum(w->sq, nk, mx);
     ksa_real *o = p->o_sum + row * dh;
     zero(o, dh);
     for (size_t k = 0; k < nk; k++)
@@ -467,7 +409,7 @@ static void backward_tile(const bblock *bb, int is_text, const ksa_real *kt, con
         }
         zero(row, ra[i]);
         zero(row + rb[i], nk - rb[i]);
-        exp_shift_sum(row + ra[i], rb[i] - ra[i], bb->lse[i * g->Hq]);
+        ksa_exp_shift_sum(row + ra[i], rb[i] - ra[i], bb->lse[i * g->Hq]);
     }
     if (bb->want_dv) /* dV += Pᵀ·dO */
         ksa_gemm(1, 0, nk, dh, nr, 1, w->s, BK, bb->dob, g->ldq, 1, dvb, dh);
@@ -561,7 +503,7 @@ static void backward_summary_chunk(const geom *g, const io *p, scratch *w, size_
             size_t row = (n * g->NS + c * g->S + j) * g->Hq + h;
             const ksa_real *qv = p->q_sum + row * dh, *dov = p->do_sum + row * dh;
             size_t nk = summary_scores(g, p, w->sq, qv, n, c, j, kvh);
-            exp_shift_sum(w->sq, nk, p->lsec_sum[row]);
+            ksa_exp_shift_sum(w->sq, nk, p->lsec_sum[row]);
             ksa_real di = dot(dov, p->oc_sum + row * dh, dh);
             ksa_real *dq = p->dq_sum ? p->dq_sum + row * dh : NULL;
             for (size_t k = 0; k < nk; k++) {

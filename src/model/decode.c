@@ -1,0 +1,559 @@
+/* decode.c - prefill and one-token decode steps over the KV cache (decode.h, KSA_SPEC §8).
+ *
+ * A forward here is ksa_model_forward without the tape, over a buffer of rows: text rows
+ * [0, nt) then summary rows [nt, nt + ns) (model/layout.h), position ids per row:
+ *   embedding -> per layer: [input norm, q/k/v, q/k norms, rope] (two streams in a summary
+ *   layer, text rows only in a causal one) -> attention -> o_proj + residual -> MLP
+ *   -> final norm and LM head on the text rows wanted.
+ * Only attention differs between prefill (the training kernels over the whole prompt) and a
+ * step (each query reads the cache rows ksa_kv_cache names for it).                       */
+#include "decode.h"
+
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "autograd/blas.h"
+#include "core/rng.h"
+#include "autograd/embedding.h"
+#include "autograd/linear.h"
+#include "autograd/rmsnorm.h"
+#include "autograd/rope.h"
+#include "autograd/swiglu.h"
+#include "model/causal_attn.h"
+#include "model/layout.h"
+#include "model/summary_attn.h"
+#include "model/vecmath.h"
+
+/* Rows of the MLP's [rows, I] intermediates at a time (prefill of long prompts). */
+enum { MLP_BLOCK = 1024 };
+/* Keys per tile of a decode query (scores [G, DEC_BK] per thread). */
+enum { DEC_BK = 512 };
+
+static size_t min_size(size_t a, size_t b)
+{
+    return a < b ? a : b;
+}
+
+static const ksa_real *W(const ksa_model *m, long idx)
+{
+    KSA_ASSERT(idx >= 0, "parameter missing");
+    return m->params.data + m->params.table[idx].offset;
+}
+
+static int is_summary_layer(const ksa_decoder *d, size_t i)
+{
+    return d->summary_rows && d->m->layout.is_summary[i];
+}
+
+/* ---- scratch -------------------------------------------------------------------------- */
+static void work_free(ksa_decode_work *w)
+{
+    ksa_free(w->h), ksa_free(w->x), ksa_free(w->q), ksa_free(w->k), ksa_free(w->v);
+    ksa_free(w->att), ksa_free(w->gate), ksa_free(w->up), ksa_free(w->r);
+    ksa_free(w->ids), ksa_free(w->pos);
+    memset(w, 0, sizeof *w);
+}
+
+static void work_alloc(ksa_decode_work *w, const ksa_model *m, size_t rows)
+{
+    size_t qd = m->Hq * m->dh, kvd = m->Hkv * m->dh, blk = min_size(rows, MLP_BLOCK);
+    size_t norm_rows = rows * (m->Hq > 1 ? m->Hq : 1);
+    w->rows = rows;
+    w->h = ksa_alloc(rows * m->D * sizeof(ksa_real));
+    w->x = ksa_alloc(rows * m->D * sizeof(ksa_real));
+    w->q = ksa_alloc(rows * qd * sizeof(ksa_real));
+    w->k = ksa_alloc(rows * kvd * sizeof(ksa_real));
+    w->v = ksa_alloc(rows * kvd * sizeof(ksa_real));
+    w->att = ksa_alloc(rows * qd * sizeof(ksa_real));
+    w->gate = ksa_alloc(blk * m->I * sizeof(ksa_real));
+    w->up = ksa_alloc(blk * m->I * sizeof(ksa_real));
+    w->r = ksa_alloc(norm_rows * sizeof(ksa_real));
+    w->ids = ksa_alloc(rows * sizeof(int32_t));
+    w->pos = ksa_alloc(rows * sizeof(int32_t));
+}
+
+/* ---- the dense parts of a layer ------------------------------------------------------- */
+/* y = rmsnorm(x) over groups of `width` (D, or dh for the per-head q/k norms): text rows with
+ * w_text and eps, summary rows with w_sum and eps_sum (w_sum < 0: w_text and eps too). */
+static void norm_rows(const ksa_decoder *d, ksa_decode_work *w, ksa_real *y, const ksa_real *x,
+                      size_t nt, size_t ns, size_t row_len, size_t width, long w_text, long w_sum,
+                      double eps_sum)
+{
+    const ksa_model *m = d->m;
+    ksa_real eps = (ksa_real)m->config.rms_norm_eps;
+    size_t groups = row_len / width;
+    if (w_sum < 0) {
+        ksa_rmsnorm_forward(y, w->r, x, W(m, w_text), (nt + ns) * groups, width, eps);
+        return;
+    }
+    ksa_rmsnorm_forward(y, w->r, x, W(m, w_text), nt * groups, width, eps);
+    ksa_rmsnorm_forward(y + nt * row_len, w->r, x + nt * row_len, W(m, w_sum), ns * groups, width,
+                        (ksa_real)eps_sum);
+}
+
+/* y [nt+ns, out] = x · wᵀ, text rows with w_text, summary rows with w_sum (or w_text). */
+static void linear_rows(const ksa_model *m, ksa_real *y, const ksa_real *x, size_t nt, size_t ns,
+                        size_t in, size_t out, long w_text, long w_sum)
+{
+    if (w_sum < 0) {
+        ksa_linear_forward(y, x, W(m, w_text), nt + ns, in, out);
+        return;
+    }
+    ksa_linear_forward(y, x, W(m, w_text), nt, in, out);
+    ksa_linear_forward(y + nt * out, x + nt * in, W(m, w_sum), ns, in, out);
+}
+
+/* w->q, w->k, w->v of rows [0, nt+ns) of w->h: input norm, projections, q/k norms, rope at
+ * w->pos. ns = 0 in a causal layer (its summary rows pass through untouched). */
+static void attention_inputs(const ksa_decoder *d, ksa_decode_work *w, const ksa_layer_params *lp,
+                             size_t nt, size_t ns)
+{
+    const ksa_model *m = d->m;
+    size_t D = m->D, qd = m->Hq * m->dh, kvd = m->Hkv * m->dh, N = nt + ns;
+    /* input_layernorm_summary uses rms_norm_eps like every other norm (KSA_SPEC.md 6.1) */
+    norm_rows(d, w, w->x, w->h, nt, ns, D, D, lp->input_layernorm, lp->input_layernorm_summary,
+              m->config.rms_norm_eps);
+    linear_rows(m, w->q, w->x, nt, ns, D, qd, lp->q_proj, lp->q_proj_summary);
+    linear_rows(m, w->k, w->x, nt, ns, D, kvd, lp->k_proj, lp->k_proj_summary);
+    linear_rows(m, w->v, w->x, nt, ns, D, kvd, lp->v_proj, lp->v_proj_summary);
+    norm_rows(d, w, w->q, w->q, nt, ns, qd, m->dh, lp->q_norm, lp->q_norm_summary,
+              KSA_SUMMARY_QK_NORM_EPS);
+    norm_rows(d, w, w->k, w->k, nt, ns, kvd, m->dh, lp->k_norm, lp->k_norm_summary,
+              KSA_SUMMARY_QK_NORM_EPS);
+    ksa_rope_forward(w->q, w->q, w->pos, N, m->Hq, m->dh, m->config.rope_theta);
+    ksa_rope_forward(w->k, w->k, w->pos, N, m->Hkv, m->dh, m->config.rope_theta);
+}
+
+/* h += o_proj(att); h += down(swiglu(gate(x), up(x))), x = post_attention_layernorm(h), over
+ * rows [0, N), the MLP in blocks of MLP_BLOCK rows. */
+static void attention_output_and_mlp(const ksa_decoder *d, ksa_decode_work *w,
+                                     const ksa_layer_params *lp, size_t N)
+{
+    const ksa_model *m = d->m;
+    size_t D = m->D, I = m->I, qd = m->Hq * m->dh;
+    ksa_real eps = (ksa_real)m->config.rms_norm_eps;
+    for (size_t r0 = 0; r0 < N; r0 += MLP_BLOCK) {
+        size_t nr = min_size(MLP_BLOCK, N - r0);
+        ksa_real *h = w->h + r0 * D, *x = w->x + r0 * D;
+        ksa_linear_forward(x, w->att + r0 * qd, W(m, lp->o_proj), nr, qd, D);
+        for (size_t i = 0; i < nr * D; i++)
+            h[i] += x[i];
+        ksa_rmsnorm_forward(x, w->r, h, W(m, lp->post_attention_layernorm), nr, D, eps);
+        ksa_linear_forward(w->gate, x, W(m, lp->gate_proj), nr, D, I);
+        ksa_linear_forward(w->up, x, W(m, lp->up_proj), nr, D, I);
+        ksa_swiglu_forward(w->gate, w->gate, w->up, nr, I);
+        ksa_linear_forward(x, w->gate, W(m, lp->down_proj), nr, I, D);
+        for (size_t i = 0; i < nr * D; i++)
+            h[i] += x[i];
+    }
+}
+
+/* Embeddings of rows [0, nt+ns): w->ids holds the text ids; summary row r is s_c.j with
+ * j = sum_j[r] (row j of summary_embedding, or token summary_token_begin + j). */
+static void embed_rows(const ksa_decoder *d, ksa_decode_work *w, size_t nt, size_t ns,
+                       const size_t *sum_j)
+{
+    const ksa_model *m = d->m;
+    const ksa_model_layout *l = &m->layout;
+    ksa_embedding_forward(w->h, W(m, m->embed_tokens), w->ids, nt, m->V, m->D);
+    if (!ns)
+        return;
+    int32_t base = l->independent_embedding ? 0 : (int32_t)m->config.summary_token_begin;
+    for (size_t r = 0; r < ns; r++)
+        w->ids[nt + r] = base + (int32_t)sum_j[r];
+    long table = l->independent_embedding ? m->summary_embedding : m->embed_tokens;
+    size_t rows = l->independent_embedding ? l->S : m->V;
+    ksa_embedding_forward(w->h + nt * m->D, W(m, table), w->ids + nt, ns, rows, m->D);
+}
+
+/* logits [n, V] of rows [row0, row0 + n) of w->h, text rows (final norm, LM head). */
+static void lm_head(const ksa_decoder *d, ksa_decode_work *w, size_t row0, size_t n,
+                    ksa_real *logits)
+{
+    const ksa_model *m = d->m;
+    ksa_rmsnorm_forward(w->x, w->r, w->h + row0 * m->D, W(m, m->norm), n, m->D,
+                        (ksa_real)m->config.rms_norm_eps);
+    ksa_linear_forward(logits, w->x, W(m, m->lm_head >= 0 ? m->lm_head : m->embed_tokens), n, m->D,
+                       m->V);
+}
+
+/* ---- caches --------------------------------------------------------------------------- */
+/* Makes c hold at least `rows` rows, keeping the rows in use (those below rows_for(T)). */
+static void cache_reserve(const ksa_model *m, ksa_layer_cache *c, size_t rows)
+{
+    if (rows <= c->cap)
+        return;
+    size_t kvd = m->Hkv * m->dh, used = ksa_kv_cache_rows_for(&c->book, c->book.T);
+    used = min_size(used, c->cap);
+    ksa_real *k = ksa_alloc(rows * kvd * sizeof *k), *v = ksa_alloc(rows * kvd * sizeof *v);
+    if (used) {
+        memcpy(k, c->k, used * kvd * sizeof *k);
+        memcpy(v, c->v, used * kvd * sizeof *v);
+    }
+    ksa_free(c->k), ksa_free(c->v);
+    c->k = k, c->v = v, c->cap = rows;
+}
+
+static void copy_row(const ksa_model *m, ksa_layer_cache *c, size_t row, const ksa_real *k,
+                     const ksa_real *v)
+{
+    size_t kvd = m->Hkv * m->dh;
+    KSA_ASSERT(row < c->cap, "kv cache row %zu outside the %zu allocated", row, c->cap);
+    memcpy(c->k + row * kvd, k, kvd * sizeof *k);
+    memcpy(c->v + row * kvd, v, kvd * sizeof *v);
+}
+
+static void apply_copies(const ksa_model *m, ksa_layer_cache *c, const ksa_kv_copy *cp, size_t n)
+{
+    size_t kvd = m->Hkv * m->dh;
+    for (size_t i = 0; i < n; i++) {
+        KSA_ASSERT(cp[i].dst + cp[i].n <= c->cap && cp[i].src + cp[i].n <= c->cap,
+                   "kv cache copy outside the %zu allocated rows", c->cap);
+        memcpy(c->k + cp[i].dst * kvd, c->k + cp[i].src * kvd, cp[i].n * kvd * sizeof *c->k);
+        memcpy(c->v + cp[i].dst * kvd, c->v + cp[i].src * kvd, cp[i].n * kvd * sizeof *c->v);
+    }
+}
+
+ksa_status ksa_decoder_init(ksa_decoder *d, ksa_model *m, size_t B, size_t T_max, int reserve)
+{
+    memset(d, 0, sizeof *d);
+    const ksa_model_layout *l = &m->layout;
+    size_t max_pos = (size_t)m->config.max_position_embeddings;
+    if (B == 0)
+        return ksa_fail(KSA_EINVAL, "decoding needs at least one sequence");
+    if (T_max == 0)
+        return ksa_fail(KSA_EINVAL, "decoding needs room for at least one token");
+    if (T_max > max_pos)
+        return ksa_fail(KSA_EINVAL,
+                        "%zu tokens (prompt + generated) exceed the model's "
+                        "max_position_embeddings %zu",
+                        T_max, max_pos);
+    d->m = m;
+    d->B = B;
+    d->T_max = T_max;
+    for (size_t i = 0; i < l->n_layers; i++)
+        d->summary_rows |= l->ksa && l->is_summary[i];
+    size_t S = d->summary_rows ? l->S : 0;
+    d->seqs = ksa_alloc_zero(B * sizeof *d->seqs);
+    for (size_t b = 0; b < B; b++) {
+        ksa_seq_cache *s = &d->seqs[b];
+        s->layers = ksa_alloc_zero(l->n_layers * sizeof *s->layers);
+        for (size_t i = 0; i < l->n_layers; i++) {
+            ksa_layer_cache *c = &s->layers[i];
+            ksa_status st = is_summary_layer(d, i)
+                                ? ksa_kv_cache_init(&c->book, KSA_KV_LAYER_SUMMARY, l->C, l->S,
+                                                    l->window[i], T_max)
+                                : ksa_kv_cache_init(&c->book, KSA_KV_LAYER_CAUSAL, 0, 0, 0, T_max);
+            if (st != KSA_OK) {
+                ksa_decoder_free(d);
+                return st;
+            }
+            if (reserve)
+                cache_reserve(m, c, ksa_kv_cache_rows_for(&c->book, T_max));
+        }
+    }
+    size_t rows = B * (1 + S);
+    work_alloc(&d->step, m, rows);
+    d->query_seq = ksa_alloc(rows * sizeof *d->query_seq);
+    d->query_j = ksa_alloc(rows * sizeof *d->query_j);
+    d->reads = ksa_alloc(rows * sizeof *d->reads);
+    d->listed = ksa_alloc_zero(B);
+    return KSA_OK;
+}
+
+void ksa_decoder_free(ksa_decoder *d)
+{
+    if (d->seqs)
+        for (size_t b = 0; b < d->B; b++) {
+            for (size_t i = 0; d->seqs[b].layers && i < d->m->layout.n_layers; i++)
+                ksa_free(d->seqs[b].layers[i].k), ksa_free(d->seqs[b].layers[i].v);
+            ksa_free(d->seqs[b].layers);
+        }
+    ksa_free(d->seqs);
+    work_free(&d->step);
+    ksa_free(d->query_seq), ksa_free(d->query_j), ksa_free(d->reads), ksa_free(d->listed);
+    ksa_free(d->thread_scratch);
+    memset(d, 0, sizeof *d);
+}
+
+void ksa_decoder_reset(ksa_decoder *d, size_t b)
+{
+    KSA_ASSERT(b < d->B, "sequence %zu of %zu", b, d->B);
+    ksa_seq_cache *s = &d->seqs[b];
+    for (size_t i = 0; i < d->m->layout.n_layers; i++) {
+        ksa_kv_cache *book = &s->layers[i].book;
+        ksa_status st = ksa_kv_cache_init(book, book->kind, book->C, book->S, book->W, d->T_max);
+        KSA_ASSERT(st == KSA_OK, "a cache that was valid became invalid");
+    }
+    s->T = 0;
+}
+
+static ksa_status check_ids(const ksa_model *m, const int32_t *ids, size_t n, const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || (size_t)ids[i] >= m->V)
+            return ksa_fail(KSA_EINVAL, "%s token %zu has id %d, outside the vocabulary [0, %zu)",
+                            what, i, (int)ids[i], m->V);
+    return KSA_OK;
+}
+
+/* ---- prefill -------------------------------------------------------------------------- */
+ksa_status ksa_decoder_prefill(ksa_decoder *d, size_t b, const int32_t *tokens, size_t n,
+                               ksa_real *logits)
+{
+    ksa_model *m = d->m;
+    const ksa_model_layout *l = &m->layout;
+    if (b >= d->B)
+        return ksa_fail(KSA_EINVAL, "prefill: sequence %zu of a decoder of %zu", b, d->B);
+    if (d->seqs[b].T != 0)
+        return ksa_fail(KSA_EINVAL, "prefill: sequence %zu already holds %zu tokens", b,
+                        d->seqs[b].T);
+    if (n == 0 || n > d->T_max)
+        return ksa_fail(KSA_EINVAL, "prefill: a prompt of %zu tokens (1 to %zu allowed)", n,
+                        d->T_max);
+    KSA_TRY(check_ids(m, tokens, n, "prompt"));
+
+    size_t C = l->C, S = l->S, NS = d->summary_rows ? (n / C) * S : 0, N = n + NS;
+    size_t qd = m->Hq * m->dh, kvd = m->Hkv * m->dh;
+    ksa_decode_work w;
+    work_alloc(&w, m, n + ksa_layout_summary_rows(l, n)); /* >= N: positions of every row */
+    memcpy(w.ids, tokens, n * sizeof *tokens);
+    ksa_layout_positions(w.pos, l, 1, n); /* text, then the summary rows of the chunks */
+    size_t *sum_j = ksa_alloc((NS ? NS : 1) * sizeof *sum_j);
+    for (size_t r = 0; r < NS; r++)
+        sum_j[r] = r % S;
+    embed_rows(d, &w, n, NS, sum_j);
+    ksa_free(sum_j);
+
+    ksa_summary_attn_dims dims = {
+        .nseq = 1, .T = n, .C = C, .S = S, .W = 0, .Hq = m->Hq, .Hkv = m->Hkv, .dh = m->dh};
+    int nt = ksa_threads_get();
+    size_t ws_bytes = ksa_causal_attn_forward_workspace_size(n, m->dh, nt);
+    if (d->summary_rows) {
+        size_t s = ksa_summary_attn_forward_workspace_size(&dims, nt);
+        ws_bytes = s > ws_bytes ? s : ws_bytes;
+    }
+    void *ws = ksa_alloc(ws_bytes);
+    ksa_real *lse = ksa_alloc(N * m->Hq * sizeof *lse);
+
+    ksa_seq_cache *sc = &d->seqs[b];
+    for (size_t i = 0; i < l->n_layers; i++) {
+        const ksa_layer_params *lp = &m->layers[i];
+        ksa_layer_cache *c = &sc->layers[i];
+        int two = is_summary_layer(d, i);
+        size_t ns = two ? NS : 0;
+        attention_inputs(d, &w, lp, n, ns);
+        if (two) {
+            dims.W = l->window[i];
+            ksa_attn_out o = {w.att, w.att + n * qd}, lo = {lse, lse + n * m->Hq};
+            ksa_attn_qkv in = {{w.q, w.q + n * qd}, {w.k, w.k + n * kvd}, {w.v, w.v + n * kvd}};
+            ksa_summary_attn_forward(o, lo, in, ws, ws_bytes, &dims);
+        } else {
+            ksa_causal_attn_forward(w.att, lse, w.q, w.k, w.v, ws, ws_bytes, 1, n, m->Hq, m->Hkv,
+                                    m->dh);
+        }
+        /* keep what the cache holds after n tokens (KSA_SPEC §8.3) */
+        ksa_kv_cache_fill(&c->book, n);
+        cache_reserve(m, c, ksa_kv_cache_rows_for(&c->book, n));
+        for (size_t t = 0; t < n; t++) {
+            size_t row = ksa_kv_cache_row_of_text(&c->book, t);
+            if (row != KSA_KV_NO_ROW)
+                copy_row(m, c, row, w.k + t * kvd, w.v + t * kvd);
+        }
+        for (size_t r = 0; r < ns; r++) {
+            size_t row = ksa_kv_cache_row_of_summary(&c->book, r / S, r % S);
+            copy_row(m, c, row, w.k + (n + r) * kvd, w.v + (n + r) * kvd);
+        }
+        attention_output_and_mlp(d, &w, lp, n + ns);
+    }
+    lm_head(d, &w, n - 1, 1, logits);
+    sc->T = n;
+    ksa_free(ws), ksa_free(lse);
+    work_free(&w);
+    return KSA_OK;
+}
+
+/* ---- one step ------------------------------------------------------------------------- */
+/* Per-thread scratch of attend(): scores [G, DEC_BK], accumulator [G, dh], max and sum [G]. */
+static size_t thread_scratch_reals(const ksa_model *m)
+{
+    size_t G = m->Hq / m->Hkv;
+    return G * DEC_BK + G * m->dh + 2 * G + 16;
+}
+
+/* The G = Hq/Hkv query heads of kv head g of one query row, over cache rows [b, e):
+ * o[G, dh] = softmax(scale · q Kᵀ) V, online softmax over tiles of DEC_BK keys.
+ * q, o: the row's heads [Hq, dh] (this group at g*G*dh); K, V: [rows, Hkv*dh].          */
+static void attend(ksa_real *o, const ksa_real *q, const ksa_real *K, const ksa_real *V,
+                   ksa_kv_range rows, size_t g, const ksa_model *m, ksa_real *scratch)
+{
+    size_t G = m->Hq / m->Hkv, dh = m->dh, kvd = m->Hkv * dh;
+    ksa_real scale = (ksa_real)(1.0 / sqrt((double)dh));
+    ksa_real *s = scratch, *acc = s + G * DEC_BK, *mx = acc + G * dh, *sum = mx + G;
+    const ksa_real *qg = q + g * G * dh;
+    memset(acc, 0, G * dh * sizeof *acc);
+    for (size_t h = 0; h < G; h++)
+        mx[h] = 0, sum[h] = 0;
+    for (size_t k0 = rows.begin; k0 < rows.end; k0 += DEC_BK) {
+        size_t nk = min_size(DEC_BK, rows.end - k0);
+        const ksa_real *Kt = K + k0 * kvd + g * dh, *Vt = V + k0 * kvd + g * dh;
+        ksa_gemm(0, 1, G, nk, dh, scale, qg, dh, Kt, kvd, 0, s, nk);
+        for (size_t h = 0; h < G; h++) {
+            ksa_real *row = s + h * nk, tile_max = ksa_row_max(row, nk);
+            ksa_real m_new = sum[h] == 0 || tile_max > mx[h] ? tile_max : mx[h];
+            ksa_real rescale = sum[h] == 0 ? 0 : (ksa_real)exp((double)(mx[h] - m_new));
+            ksa_real tile_sum = ksa_exp_shift_sum(row, nk, m_new);
+            sum[h] = sum[h] * rescale + tile_sum;
+            mx[h] = m_new;
+            for (size_t x = 0; x < dh; x++)
+                acc[h * dh + x] *= rescale;
+        }
+        ksa_gemm(0, 0, G, dh, nk, 1, s, nk, Vt, kvd, 1, acc, dh);
+    }
+    ksa_real *og = o + g * G * dh;
+    for (size_t h = 0; h < G; h++)
+        for (size_t x = 0; x < dh; x++)
+            og[h * dh + x] = acc[h * dh + x] / sum[h];
+}
+
+ksa_status ksa_decoder_step(ksa_decoder *d, size_t n, const size_t *seq, const int32_t *tokens,
+                            ksa_real *logits)
+{
+    ksa_model *m = d->m;
+    const ksa_model_layout *l = &m->layout;
+    if (n == 0)
+        return KSA_OK;
+    if (n > d->B)
+        return ksa_fail(KSA_EINVAL, "decode step: %zu sequences listed, the decoder has %zu", n,
+                        d->B);
+    KSA_TRY(check_ids(m, tokens, n, "decode step"));
+    ksa_status st = KSA_OK;
+    for (size_t i = 0; i < n && st == KSA_OK; i++) {
+        if (seq[i] >= d->B)
+            st =
+                ksa_fail(KSA_EINVAL, "decode step: sequence %zu of a decoder of %zu", seq[i], d->B);
+        else if (d->listed[seq[i]])
+            st = ksa_fail(KSA_EINVAL, "decode step: sequence %zu listed twice", seq[i]);
+        else if (d->seqs[seq[i]].T >= d->T_max)
+            st = ksa_fail(KSA_EINVAL,
+                          "decode step: sequence %zu already holds %zu tokens, the most this "
+                          "decoder allows (at most max_position_embeddings)",
+                          seq[i], d->seqs[seq[i]].T);
+        else
+            d->listed[seq[i]] = 1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (seq[i] < d->B)
+            d->listed[seq[i]] = 0;
+    if (st != KSA_OK)
+        return st;
+
+    /* rows: text row i for seq[i], then S summary rows for each sequence whose token
+     * completes a chunk (KSA_SPEC §8.4) */
+    ksa_decode_work *w = &d->step;
+    size_t S = d->summary_rows ? l->S : 0, C = l->C, ns = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t T = d->seqs[seq[i]].T;
+        w->ids[i] = tokens[i];
+        w->pos[i] = ksa_layout_text_position(l, T);
+        d->query_seq[i] = seq[i];
+        d->query_j[i] = KSA_KV_NO_ROW;
+        if (S && T % C == C - 1)
+            for (size_t j = 0; j < S; j++, ns++) {
+                w->pos[n + ns] = ksa_layout_summary_position(l, T / C, j);
+                d->query_seq[n + ns] = seq[i];
+                d->query_j[n + ns] = j;
+            }
+    }
+    embed_rows(d, w, n, ns, d->query_j + n);
+
+    size_t qd = m->Hq * m->dh, kvd = m->Hkv * m->dh;
+    int nthreads = ksa_threads_get();
+    if ((size_t)nthreads > d->thread_scratch_threads) {
+        ksa_free(d->thread_scratch);
+        d->thread_scratch =
+            ksa_alloc((size_t)nthreads * thread_scratch_reals(m) * sizeof(ksa_real));
+        d->thread_scratch_threads = (size_t)nthreads;
+    }
+    for (size_t li = 0; li < l->n_layers; li++) {
+        const ksa_layer_params *lp = &m->layers[li];
+        int two = is_summary_layer(d, li);
+        size_t nq = n + (two ? ns : 0); /* query rows of this layer */
+        attention_inputs(d, w, lp, n, two ? ns : 0);
+        /* keys and values in: text rows (append), then the summary rows (scratch) */
+        for (size_t r = 0; r < nq; r++) {
+            ksa_layer_cache *c = &d->seqs[d->query_seq[r]].layers[li];
+            if (d->query_j[r] == KSA_KV_NO_ROW) {
+                cache_reserve(m, c, ksa_kv_cache_grow_rows(&c->book, c->cap));
+                ksa_kv_append a = ksa_kv_cache_append_text(&c->book);
+                KSA_ASSERT(a.completes_chunk == (two && a.offset == C - 1),
+                           "decode step: chunk completion out of step");
+                copy_row(m, c, a.row, w->k + r * kvd, w->v + r * kvd);
+                d->reads[r] = ksa_kv_cache_text_reads(&c->book);
+            } else {
+                size_t j = d->query_j[r];
+                copy_row(m, c, ksa_kv_cache_summary_row(&c->book, j), w->k + r * kvd,
+                         w->v + r * kvd);
+                d->reads[r] = ksa_kv_cache_summary_reads(&c->book, j);
+            }
+        }
+        /* every query row and kv head: one item */
+        size_t items = nq * m->Hkv, per_thread = thread_scratch_reals(m);
+#pragma omp parallel for schedule(static)
+        for (size_t it = 0; it < items; it++) {
+            size_t r = it / m->Hkv, g = it % m->Hkv;
+            const ksa_layer_cache *c = &d->seqs[d->query_seq[r]].layers[li];
+            ksa_real *scratch = d->thread_scratch + (size_t)omp_get_thread_num() * per_thread;
+            attend(w->att + r * qd, w->q + r * qd, c->k, c->v, d->reads[r], g, m, scratch);
+        }
+        /* completed chunks: text into the ring, summaries into their region (§8.4 step 3-4) */
+        for (size_t i = 0; i < n; i++) {
+            ksa_layer_cache *c = &d->seqs[seq[i]].layers[li];
+            if (c->book.pending) {
+                ksa_kv_copy copies[2];
+                size_t nc = ksa_kv_cache_flush(&c->book, copies);
+                apply_copies(m, c, copies, nc);
+            }
+        }
+        attention_output_and_mlp(d, w, lp, nq);
+    }
+    lm_head(d, w, 0, n, logits);
+    for (size_t i = 0; i < n; i++)
+        d->seqs[seq[i]].T++;
+    return KSA_OK;
+}
+
+void ksa_decoder_fill_synthetic(ksa_decoder *d, size_t b, size_t T, uint64_t seed)
+{
+    KSA_ASSERT(b < d->B && d->seqs[b].T == 0 && T <= d->T_max,
+               "synthetic context of %zu tokens for sequence %zu", T, b);
+    size_t kvd = d->m->Hkv * d->m->dh;
+    ksa_rng rng = ksa_rng_at(seed);
+    for (size_t i = 0; i < d->m->layout.n_layers; i++) {
+        ksa_layer_cache *c = &d->seqs[b].layers[i];
+        ksa_kv_cache_fill(&c->book, T);
+        size_t rows = ksa_kv_cache_rows_for(&c->book, T);
+        cache_reserve(d->m, c, rows);
+        for (size_t x = 0; x < rows * kvd; x++) {
+            c->k[x] = (ksa_real)ksa_rng_normal(&rng);
+            c->v[x] = (ksa_real)ksa_rng_normal(&rng);
+        }
+    }
+    d->seqs[b].T = T;
+}
+
+/* ---- memory --------------------------------------------------------------------------- */
+ksa_decoder_memory ksa_decoder_memory_of(const ksa_decoder *d)
+{
+    ksa_decoder_memory mem = {0};
+    size_t row_bytes = 2 * d->m->Hkv * d->m->dh * sizeof(ksa_real); /* K and V */
+    for (size_t b = 0; b < d->B; b++)
+        for (size_t i = 0; i < d->m->layout.n_layers; i++) {
+            const ksa_layer_cache *c = &d->seqs[b].layers[i];
+            mem.allocated_bytes += c->cap * row_bytes;
+            mem.live_bytes += ksa_kv_cache_live_rows(&c->book) * row_bytes;
+            mem.causal_bytes += d->seqs[b].T * row_bytes;
+        }
+    return mem;
+}
