@@ -26,171 +26,55 @@
 #define LOGIT_RTOL 1e-4
 #endif
 
+/* Every configuration: hidden 16, 4 query heads, 2 kv heads (unless said), head_dim 4. */
 #define SMALL                                                                                      \
-    "hidden_size", "16", "intermediate_size", "24", "num_attention_heads", "4",                    \
-        "num_key_value_heads", "2", "head_dim", "4", "max_position_embeddings", "4096"
+    "hidden_size=16 intermediate_size=24 num_attention_heads=4 num_key_value_heads=2 "             \
+    "head_dim=4 max_position_embeddings=4096 "
 
 typedef struct {
     const char *name;
-    const char *kv[40];
+    const char *keys; /* key=value ... */
 } test_config;
 
 static const test_config configs[] = {
-    {"C3 S1 W1 hybrid [1,1,0] origin/right independent",
-     {SMALL,
-      "num_hidden_layers",
-      "3",
-      "vocab_size",
-      "40",
-      "use_summary_attention",
-      "true",
-      "summary_chunk_size",
-      "3",
-      "summary_token_num",
-      "1",
-      "summary_sliding_chunk_num",
-      "1",
-      "summary_layer_freq",
-      "[1,1,0]",
-      "summary_independent_parameters",
-      "true",
-      "summary_chunk_position_ids_type",
-      "origin",
-      "summary_token_position_ids_type",
-      "last_chunk_slice_right",
-      NULL}},
-    {"C2 S2 W0 all summary inner_chunk/zeros", {SMALL,         "num_hidden_layers",
-                                                "2",           "vocab_size",
-                                                "30",          "use_summary_attention",
-                                                "true",        "summary_chunk_size",
-                                                "2",           "summary_token_num",
-                                                "2",           "summary_sliding_chunk_num",
-                                                "0",           "summary_layer_freq",
-                                                "2",           "summary_independent_parameters",
-                                                "true",        "summary_chunk_position_ids_type",
-                                                "inner_chunk", "summary_token_position_ids_type",
-                                                "zeros",       NULL}},
-    {"C4 S3 W2 [1,0,1] independent qk-norms eps 0.1 left",
-     {SMALL,
-      "num_hidden_layers",
-      "3",
-      "vocab_size",
-      "50",
-      "use_summary_attention",
-      "true",
-      "summary_chunk_size",
-      "4",
-      "summary_token_num",
-      "3",
-      "summary_sliding_chunk_num",
-      "2",
-      "summary_layer_freq",
-      "[1,0,1]",
-      "summary_independent_parameters",
-      "true",
-      "summary_independent_qk_norm",
-      "true",
-      "rms_norm_eps",
-      "0.1",
-      "summary_chunk_position_ids_type",
-      "origin",
-      "summary_token_position_ids_type",
-      "last_chunk_slice_left",
-      NULL}},
-    {"C3 S2 W=[100,1] shared summary tokens, untied",
-     {SMALL,
-      "num_hidden_layers",
-      "2",
-      "vocab_size",
-      "300",
-      "use_summary_attention",
-      "true",
-      "summary_chunk_size",
-      "3",
-      "summary_token_num",
-      "2",
-      "summary_sliding_chunk_num",
-      "[100,1]",
-      "summary_layer_freq",
-      "2",
-      "summary_independent_parameters",
-      "false",
-      "summary_token_begin",
-      "290",
-      "tie_word_embeddings",
-      "false",
-      "summary_token_position_ids_type",
-      "last_chunk_slice_right",
-      NULL}},
-    {"C1 S1 W2 GQA 4:1 independent qkv only",
-     {"hidden_size",
-      "16",
-      "intermediate_size",
-      "24",
-      "num_attention_heads",
-      "4",
-      "num_key_value_heads",
-      "1",
-      "head_dim",
-      "4",
-      "max_position_embeddings",
-      "4096",
-      "num_hidden_layers",
-      "2",
-      "vocab_size",
-      "30",
-      "use_summary_attention",
-      "true",
-      "summary_chunk_size",
-      "1",
-      "summary_token_num",
-      "1",
-      "summary_sliding_chunk_num",
-      "2",
-      "summary_layer_freq",
-      "[0,1]",
-      "summary_independent_parameters",
-      "false",
-      "summary_independent_qkv",
-      "true",
-      "summary_token_begin",
-      "20",
-      NULL}},
-    {"C5 S1 W3 independent norms, origin/right",
-     {SMALL,
-      "num_hidden_layers",
-      "2",
-      "vocab_size",
-      "30",
-      "use_summary_attention",
-      "true",
-      "summary_chunk_size",
-      "5",
-      "summary_token_num",
-      "1",
-      "summary_sliding_chunk_num",
-      "3",
-      "summary_layer_freq",
-      "2",
-      "summary_independent_parameters",
-      "true",
-      "summary_independent_attention_layernorm",
-      "true",
-      "summary_token_position_ids_type",
-      "last_chunk_slice_right",
-      NULL}},
-    {"causal model (summary attention off)",
-     {SMALL, "num_hidden_layers", "2", "vocab_size", "30", NULL}},
-    {"summary attention on, no summary layer", {SMALL,         "num_hidden_layers",
-                                                "2",           "vocab_size",
-                                                "30",          "use_summary_attention",
-                                                "true",        "summary_chunk_size",
-                                                "3",           "summary_token_num",
-                                                "1",           "summary_sliding_chunk_num",
-                                                "1",           "summary_layer_freq",
-                                                "0",           "summary_independent_parameters",
-                                                "true",        "summary_chunk_position_ids_type",
-                                                "inner_chunk", NULL}},
+    {"C3 S1 W1, layers [1,1,0], origin/right, independent",
+     SMALL "num_hidden_layers=3 vocab_size=40 use_summary_attention=true summary_chunk_size=3 "
+           "summary_token_num=1 summary_sliding_chunk_num=1 summary_layer_freq=[1,1,0] "
+           "summary_independent_parameters=true summary_chunk_position_ids_type=origin "
+           "summary_token_position_ids_type=last_chunk_slice_right"},
+    {"C2 S2 W0, all summary layers, inner_chunk/zeros",
+     SMALL "num_hidden_layers=2 vocab_size=30 use_summary_attention=true summary_chunk_size=2 "
+           "summary_token_num=2 summary_sliding_chunk_num=0 summary_layer_freq=0 "
+           "summary_independent_parameters=true summary_chunk_position_ids_type=inner_chunk "
+           "summary_token_position_ids_type=zeros"},
+    {"C4 S3 W2, layers [1,0,1], independent q/k norms, eps 0.1, origin/left",
+     SMALL "num_hidden_layers=3 vocab_size=50 use_summary_attention=true summary_chunk_size=4 "
+           "summary_token_num=3 summary_sliding_chunk_num=2 summary_layer_freq=[1,0,1] "
+           "summary_independent_parameters=true summary_independent_qk_norm=true "
+           "rms_norm_eps=0.1 summary_chunk_position_ids_type=origin "
+           "summary_token_position_ids_type=last_chunk_slice_left"},
+    {"C3 S2 W [100,1] (W*C beyond the context), shared summary tokens, untied",
+     SMALL "num_hidden_layers=2 vocab_size=300 use_summary_attention=true summary_chunk_size=3 "
+           "summary_token_num=2 summary_sliding_chunk_num=[100,1] summary_layer_freq=0 "
+           "summary_independent_parameters=false summary_token_begin=290 "
+           "tie_word_embeddings=false summary_token_position_ids_type=last_chunk_slice_right"},
+    {"C1 S1 W2, layers [0,1], GQA 4:1, independent q/k/v only",
+     "hidden_size=16 intermediate_size=24 num_attention_heads=4 num_key_value_heads=1 "
+     "head_dim=4 max_position_embeddings=4096 num_hidden_layers=2 vocab_size=30 "
+     "use_summary_attention=true summary_chunk_size=1 summary_token_num=1 "
+     "summary_sliding_chunk_num=2 summary_layer_freq=[0,1] "
+     "summary_independent_parameters=false summary_independent_qkv=true "
+     "summary_token_begin=20"},
+    {"C5 S1 W3, all summary layers, independent norms, origin/right",
+     SMALL "num_hidden_layers=2 vocab_size=30 use_summary_attention=true summary_chunk_size=5 "
+           "summary_token_num=1 summary_sliding_chunk_num=3 summary_layer_freq=0 "
+           "summary_independent_parameters=true summary_independent_attention_layernorm=true "
+           "summary_token_position_ids_type=last_chunk_slice_right"},
+    {"causal model (summary attention off)", SMALL "num_hidden_layers=2 vocab_size=30"},
+    {"summary attention on, every layer a bypass layer (pattern [0,0]), inner_chunk",
+     SMALL "num_hidden_layers=2 vocab_size=30 use_summary_attention=true summary_chunk_size=3 "
+           "summary_token_num=1 summary_sliding_chunk_num=1 summary_layer_freq=[0,0] "
+           "summary_independent_parameters=true summary_chunk_position_ids_type=inner_chunk"},
 };
 enum { N_CONFIGS = sizeof configs / sizeof configs[0] };
 
@@ -198,9 +82,15 @@ static void model_init(ksa_model *m, const test_config *tc, uint64_t seed)
 {
     ksa_model_config c;
     ksa_model_config_defaults(&c);
-    for (size_t i = 0; tc->kv[i]; i += 2)
-        if (ksa_model_config_set(&c, tc->kv[i], tc->kv[i + 1], "test") != KSA_OK)
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", tc->keys);
+    for (char *save = NULL, *kv = strtok_r(buf, " ", &save); kv; kv = strtok_r(NULL, " ", &save)) {
+        char *eq = strchr(kv, '=');
+        assert_non_null(eq);
+        *eq = 0;
+        if (ksa_model_config_set(&c, kv, eq + 1, "test") != KSA_OK)
             fail_msg("%s: %s", tc->name, ksa_last_error());
+    }
     if (ksa_model_init(m, &c) != KSA_OK)
         fail_msg("%s: %s", tc->name, ksa_last_error());
     ksa_model_init_weights(m, seed);
@@ -403,6 +293,16 @@ static void the_cache_holds_the_rows_of_the_spec(void **state)
     assert_int_equal(mem.causal_bytes, 3 * T * row);
     /* reserved up front: S + C + W*C + n*S rows per summary layer, T per causal layer */
     assert_int_equal(mem.allocated_bytes, (2 * (1 + 3 + 3 + n) + T) * row);
+    /* a synthetic context (benchmarks) holds the same rows and can be stepped */
+    ksa_decoder syn;
+    assert_int_equal(ksa_decoder_init(&syn, &m, 1, T + 1, 0), KSA_OK);
+    ksa_decoder_fill_synthetic(&syn, 0, T, 11);
+    assert_int_equal(syn.seqs[0].T, T);
+    assert_int_equal(ksa_decoder_memory_of(&syn).live_bytes, mem.live_bytes);
+    size_t seq = 0;
+    assert_int_equal(ksa_decoder_step(&syn, 1, &seq, tok, logits), KSA_OK);
+    assert_int_equal(syn.seqs[0].T, T + 1);
+    ksa_decoder_free(&syn);
     free(logits);
     free(tok);
     ksa_decoder_free(&d);

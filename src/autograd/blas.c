@@ -24,6 +24,20 @@ void ksa_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, ksa_real a
 #endif
 }
 
+void ksa_gemv(size_t M, size_t K, ksa_real alpha, const ksa_real *A, size_t lda, const ksa_real *x,
+              ksa_real beta, ksa_real *y)
+{
+    if (M == 0)
+        return;
+    KSA_ASSERT(M <= INT_MAX && K <= INT_MAX && lda <= INT_MAX, "gemv sizes exceed int: M=%zu K=%zu",
+               M, K);
+#ifdef KSA_REAL_DOUBLE
+    cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)M, (int)K, alpha, A, (int)lda, x, 1, beta, y, 1);
+#else
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)M, (int)K, alpha, A, (int)lda, x, 1, beta, y, 1);
+#endif
+}
+
 int ksa_blas_uses_openmp(void)
 {
     return openblas_get_parallel() == 2;

@@ -74,6 +74,17 @@ static void work_alloc(ksa_decode_work *w, const ksa_model *m, size_t rows)
 }
 
 /* ---- the dense parts of a layer ------------------------------------------------------- */
+/* y [N, out] = x [N, in] · wᵀ: ksa_linear_forward, or for a single row a matrix-vector
+ * product, which skips gemm's copy of the whole weight into its packed layout. */
+static void project(ksa_real *y, const ksa_real *x, const ksa_real *w, size_t N, size_t in,
+                    size_t out)
+{
+    if (N == 1)
+        ksa_gemv(out, in, 1, w, in, x, 0, y);
+    else
+        ksa_linear_forward(y, x, w, N, in, out);
+}
+
 /* y = rmsnorm(x) over groups of `width` (D, or dh for the per-head q/k norms): text rows with
  * w_text and eps, summary rows with w_sum and eps_sum (w_sum < 0: w_text and eps too). */
 static void norm_rows(const ksa_decoder *d, ksa_decode_work *w, ksa_real *y, const ksa_real *x,
@@ -97,11 +108,11 @@ static void linear_rows(const ksa_model *m, ksa_real *y, const ksa_real *x, size
                         size_t in, size_t out, long w_text, long w_sum)
 {
     if (w_sum < 0) {
-        ksa_linear_forward(y, x, W(m, w_text), nt + ns, in, out);
+        project(y, x, W(m, w_text), nt + ns, in, out);
         return;
     }
-    ksa_linear_forward(y, x, W(m, w_text), nt, in, out);
-    ksa_linear_forward(y + nt * out, x + nt * in, W(m, w_sum), ns, in, out);
+    project(y, x, W(m, w_text), nt, in, out);
+    project(y + nt * out, x + nt * in, W(m, w_sum), ns, in, out);
 }
 
 /* w->q, w->k, w->v of rows [0, nt+ns) of w->h: input norm, projections, q/k norms, rope at
@@ -136,14 +147,14 @@ static void attention_output_and_mlp(const ksa_decoder *d, ksa_decode_work *w,
     for (size_t r0 = 0; r0 < N; r0 += MLP_BLOCK) {
         size_t nr = min_size(MLP_BLOCK, N - r0);
         ksa_real *h = w->h + r0 * D, *x = w->x + r0 * D;
-        ksa_linear_forward(x, w->att + r0 * qd, W(m, lp->o_proj), nr, qd, D);
+        project(x, w->att + r0 * qd, W(m, lp->o_proj), nr, qd, D);
         for (size_t i = 0; i < nr * D; i++)
             h[i] += x[i];
         ksa_rmsnorm_forward(x, w->r, h, W(m, lp->post_attention_layernorm), nr, D, eps);
-        ksa_linear_forward(w->gate, x, W(m, lp->gate_proj), nr, D, I);
-        ksa_linear_forward(w->up, x, W(m, lp->up_proj), nr, D, I);
+        project(w->gate, x, W(m, lp->gate_proj), nr, D, I);
+        project(w->up, x, W(m, lp->up_proj), nr, D, I);
         ksa_swiglu_forward(w->gate, w->gate, w->up, nr, I);
-        ksa_linear_forward(x, w->gate, W(m, lp->down_proj), nr, I, D);
+        project(x, w->gate, W(m, lp->down_proj), nr, I, D);
         for (size_t i = 0; i < nr * D; i++)
             h[i] += x[i];
     }
@@ -174,8 +185,7 @@ static void lm_head(const ksa_decoder *d, ksa_decode_work *w, size_t row0, size_
     const ksa_model *m = d->m;
     ksa_rmsnorm_forward(w->x, w->r, w->h + row0 * m->D, W(m, m->norm), n, m->D,
                         (ksa_real)m->config.rms_norm_eps);
-    ksa_linear_forward(logits, w->x, W(m, m->lm_head >= 0 ? m->lm_head : m->embed_tokens), n, m->D,
-                       m->V);
+    project(logits, w->x, W(m, m->lm_head >= 0 ? m->lm_head : m->embed_tokens), n, m->D, m->V);
 }
 
 /* ---- caches --------------------------------------------------------------------------- */
