@@ -50,7 +50,7 @@ MODEL_KEYS = [
     "summary_layer_freq", "summary_independent_parameters", "summary_independent_qkv",
     "summary_independent_attention_layernorm", "summary_independent_qk_norm",
     "summary_chunk_position_ids_type", "summary_token_position_ids_type",
-    "summary_token_begin",
+    "summary_token_begin", "layer_sliding_window", "sliding_chunk_attention",
 ]
 FLOAT_KEYS = {"rope_theta", "rms_norm_eps"}
 STRING_KEYS = {"summary_chunk_position_ids_type", "summary_token_position_ids_type"}
@@ -58,10 +58,13 @@ PATTERN_KEYS = {"summary_sliding_chunk_num", "summary_layer_freq"}
 BOOL_KEYS = {
     "tie_word_embeddings", "use_summary_attention", "summary_independent_parameters",
     "summary_independent_qkv", "summary_independent_attention_layernorm",
-    "summary_independent_qk_norm",
+    "summary_independent_qk_norm", "sliding_chunk_attention",
 }
-# keys a reader may find missing (CHECKPOINT_FORMAT: documented defaults)
-OPTIONAL_DEFAULTS = {"summary_independent_qk_norm": 0}
+# Keys a file may lack; the attention variants (docs/configs.md) are written only when on,
+# so that files of models without them look as they did before the keys existed.
+OPTIONAL_DEFAULTS = {"summary_independent_qk_norm": 0, "layer_sliding_window": 0,
+                     "sliding_chunk_attention": 0}
+VARIANT_KEYS = ("layer_sliding_window", "sliding_chunk_attention")
 TEXT_POS_TYPES = ("origin", "inner_chunk")
 SUM_POS_TYPES = ("zeros", "last_chunk_slice_right", "last_chunk_slice_left")
 
@@ -186,8 +189,17 @@ class Model:
             raise ValueError("RoPE needs an even head_dim, got %d" % self.dh)
         self.C = int(g("summary_chunk_size", 0))
         self.S = int(g("summary_token_num", 0))
+        # causal layers: a token sees itself and the N before it (SWA; 0 = all earlier)
+        self.window = int(g("layer_sliding_window", 0))
+        if self.window < 0:
+            raise ValueError("layer_sliding_window must be >= 0, got %d" % self.window)
+        # sliding chunks (SCA): summary layers without summary tokens
+        self.sca = bool(int(g("sliding_chunk_attention", 0)))
+        use = bool(int(g("use_summary_attention", 0)))
+        if self.sca and (not use or self.C < 1 or self.S != 0):
+            raise ValueError("sliding_chunk_attention needs use_summary_attention, C >= 1, S = 0")
         # KSA_SPEC 1.1: KSA is on only with the switch AND C > 0 AND S > 0
-        self.active = bool(int(g("use_summary_attention", 0))) and self.C > 0 and self.S > 0
+        self.active = use and self.C > 0 and (self.S > 0 or self.sca)
         if not self.active:
             # a plain causal Qwen3-style model; every summary_* key is ignored
             self.is_summary_layer = [False] * self.n_layers
@@ -220,6 +232,8 @@ class Model:
         self.indep_qkv = self.indep_params if qkv is None else bool(int(qkv))
         self.indep_ln = bool(int(g("summary_independent_attention_layernorm", 0)))
         self.indep_qkn = bool(int(g("summary_independent_qk_norm", 0)))
+        if self.sca:  # no summary tokens: no summary parameters
+            self.indep_params = self.indep_qkv = self.indep_ln = self.indep_qkn = False
         self.text_pos_type = g("summary_chunk_position_ids_type", "inner_chunk")
         self.sum_pos_type = g("summary_token_position_ids_type", "zeros")
         if self.text_pos_type not in TEXT_POS_TYPES:
@@ -227,7 +241,7 @@ class Model:
         if self.sum_pos_type not in SUM_POS_TYPES:
             raise ValueError("summary_token_position_ids_type %r" % self.sum_pos_type)
         self.begin = None
-        if not self.indep_params:
+        if not self.indep_params and not self.sca:
             b = g("summary_token_begin", None)
             if b is None:
                 raise ValueError("shared summary parameters need summary_token_begin")
@@ -374,8 +388,12 @@ def summary_mask(lay, W):
     return m
 
 
-def causal_mask(n):
-    return torch.ones(n, n, dtype=torch.bool).tril()
+def causal_mask(n, window=0):
+    """Causal [n, n]; with window N > 0 query q sees keys q-N ... q only."""
+    m = torch.ones(n, n, dtype=torch.bool).tril()
+    if window > 0:
+        m &= torch.ones(n, n, dtype=torch.bool).triu(-window)
+    return m
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,7 +458,7 @@ def causal_block(m, P, i, h, pos):
     k = rmsnorm(k, P[pre + "self_attn.k_norm.weight"], m.eps)
     cos, sin = rope_tables(pos, m.dh, m.theta)
     q, k = rope(q, cos, sin), rope(k, cos, sin)
-    a = attention(q, k, v, causal_mask(n), m.Hq, m.Hkv)
+    a = attention(q, k, v, causal_mask(n, m.window), m.Hq, m.Hkv)
     h = h + a @ P[pre + "self_attn.o_proj.weight"].T
     return h + mlp(rmsnorm(h, P[pre + "post_attention_layernorm.weight"], m.eps), P, pre)
 
@@ -500,7 +518,9 @@ def forward(m, P, tokens, tail_summaries=False, tail_quirk=False):
     else:
         lay = Layout(L, m.C, m.S, True, tail_summaries)
         n_sum = len(lay.sum_rows)
-        if m.indep_params:
+        if m.sca:  # sliding chunks: no summary tokens, no summary rows
+            srows = E[:0]
+        elif m.indep_params:
             srows = P["summary_embedding.weight"]
         else:
             srows = E[m.begin:m.begin + m.S]
@@ -567,6 +587,7 @@ def base_cfg(**kw):
         "summary_chunk_position_ids_type": "origin",
         "summary_token_position_ids_type": "last_chunk_slice_right",
         "summary_token_begin": None,
+        "layer_sliding_window": 0, "sliding_chunk_attention": False,
     }
     for k, v in kw.items():
         if k not in cfg:
@@ -674,6 +695,25 @@ FIXTURES = [
                   "independent q/k norms (eps 1e-6 whatever rms_norm_eps is); S=2, C=3, "
                   "L=25 (tail of 1); W=1; GQA 4/1; q/k/v resolved from "
                   "summary_independent_parameters; untied"),
+    dict(name="sca_swa_hybrid", seed=1008, nseq=2, L=29,
+         cfg=base_cfg(vocab_size=53, hidden_size=32, num_hidden_layers=3,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                      intermediate_size=24, summary_chunk_size=4, summary_token_num=0,
+                      sliding_chunk_attention=True, summary_sliding_chunk_num="[1,0,2]",
+                      summary_layer_freq="[1,0,1]", layer_sliding_window=5,
+                      summary_independent_parameters=True,
+                      summary_chunk_position_ids_type="origin"),
+         features="attention variants (docs/configs.md): sliding-chunk layers (no summary "
+                  "tokens; own chunk + W chunks of text, W = 1 and 2; summary_independent_"
+                  "parameters is set but creates nothing) around a causal layer with a token "
+                  "window of 5 (query t sees t-5 ... t); C=4, L=29 (tail of 1); GQA 4/2"),
+    dict(name="swa_plain", seed=1009, nseq=1, L=33,
+         cfg=base_cfg(vocab_size=61, hidden_size=32, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, head_dim=8,
+                      intermediate_size=16, use_summary_attention=False,
+                      layer_sliding_window=7),
+         features="sliding-window attention without summary attention: every layer a causal "
+                  "layer whose queries see themselves and the 7 tokens before; MHA 2/2"),
     dict(name="causal_plain", seed=1005, nseq=2, L=40,
          cfg=base_cfg(vocab_size=61, hidden_size=32, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, head_dim=8,
@@ -697,8 +737,11 @@ def resolved_cfg(cfg):
     if out["summary_independent_qkv"] is None:
         out["summary_independent_qkv"] = out["summary_independent_parameters"]
     m = Model(out)
-    if not (m.active and not m.indep_params):
+    if not (m.active and not m.indep_params and not m.sca):
         out.pop("summary_token_begin", None)
+    for key in VARIANT_KEYS:  # written only when on (OPTIONAL_DEFAULTS)
+        if not out[key]:
+            out.pop(key)
     return out
 
 
@@ -855,11 +898,13 @@ def check_format(f, path):
     m = Model(cfg)
     for key in MODEL_KEYS:
         if key == "summary_token_begin":
-            need = m.active and not m.indep_params
+            need = m.active and not m.indep_params and not m.sca
             if need and key not in g.attrs:
                 raise CheckError("%s: /config summary_token_begin missing" % path)
             if key not in g.attrs:
                 continue
+        if key in OPTIONAL_DEFAULTS and key not in g.attrs:
+            continue
         v = cfg[key]
         want = {"str": "vlen-utf8", "int": "int64", "float": "float64"}[config_attr_kind(key, v)]
         expect_attr(g, key, want, path + " /config")

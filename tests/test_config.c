@@ -168,6 +168,49 @@ static void invalid_configurations_are_refused(void **state)
     expect_resolve_error(over, 8, "exceeds vocab_size = 257");
 }
 
+/* The attention variants: a token sliding window for causal layers (SWA) and summary layers
+ * without summary tokens (SCA), their layouts and their misuse. */
+static void attention_variants_resolve_and_print_their_kinds(void **state)
+{
+    (void)state;
+    ksa_model_config c;
+    ksa_model_layout l;
+    char out[512];
+    ksa_model_config_defaults(&c);
+    ksa_model_config_set(&c, "layer_sliding_window", "64", "t");
+    assert_int_equal(ksa_model_config_resolve(&c, &l), KSA_OK);
+    assert_false(l.ksa);
+    assert_int_equal(l.sliding_window, 64);
+    FILE *f = fmemopen(out, sizeof out, "w");
+    ksa_model_layout_print(&l, f);
+    fclose(f);
+    assert_string_equal(out, "layers 0-3: causal, window 64 tokens (summary attention off)\n");
+
+    ksa_model_config_set(&c, "use_summary_attention", "true", "t");
+    ksa_model_config_set(&c, "sliding_chunk_attention", "true", "t");
+    ksa_model_config_set(&c, "summary_chunk_size", "8", "t");
+    ksa_model_config_set(&c, "summary_sliding_chunk_num", "16", "t");
+    ksa_model_config_set(&c, "summary_layer_freq", "([1]*3+[0])", "t");
+    assert_int_equal(ksa_model_config_resolve(&c, &l), KSA_OK);
+    assert_true(l.ksa && l.sca);
+    assert_int_equal(l.S, 0);
+    assert_false(l.independent_embedding || l.independent_qkv || l.independent_norm);
+    f = fmemopen(out, sizeof out, "w");
+    ksa_model_layout_print(&l, f);
+    fclose(f);
+    assert_string_equal(out, "layers 0-2: sliding-chunk W=16\nlayer 3: causal, window 64 tokens\n");
+    /* no summary tokens means no summary parameters: summary_token_begin is not needed */
+    ksa_model_config_set(&c, "summary_independent_parameters", "false", "t");
+    assert_int_equal(ksa_model_config_resolve(&c, &l), KSA_OK);
+
+    const char *with_tokens[] = {KSA_ON, "sliding_chunk_attention", "true"};
+    expect_resolve_error(with_tokens, 8, "summary_token_num must be 0, got 1");
+    const char *off[] = {"sliding_chunk_attention", "true"};
+    expect_resolve_error(off, 2, "sliding_chunk_attention needs use_summary_attention");
+    const char *no_chunk[] = {"use_summary_attention", "true", "sliding_chunk_attention", "true"};
+    expect_resolve_error(no_chunk, 4, "summary_chunk_size >= 1");
+}
+
 static void summary_keys_are_ignored_without_summary_attention(void **state)
 {
     (void)state;
@@ -228,6 +271,7 @@ int main(void)
         cmocka_unit_test(integer_layer_freq_has_the_reference_code_meaning),
         cmocka_unit_test(bad_values_and_unknown_keys_are_named),
         cmocka_unit_test(invalid_configurations_are_refused),
+        cmocka_unit_test(attention_variants_resolve_and_print_their_kinds),
         cmocka_unit_test(summary_keys_are_ignored_without_summary_attention),
         cmocka_unit_test(written_configuration_loads_back_identically),
         cmocka_unit_test(file_errors_name_the_line),

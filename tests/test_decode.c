@@ -75,6 +75,16 @@ static const test_config configs[] = {
      SMALL "num_hidden_layers=2 vocab_size=30 use_summary_attention=true summary_chunk_size=3 "
            "summary_token_num=1 summary_sliding_chunk_num=1 summary_layer_freq=[0,0] "
            "summary_independent_parameters=true summary_chunk_position_ids_type=inner_chunk"},
+    {"sliding chunks C3 W1 (no summary tokens), then a token window of 4",
+     SMALL "num_hidden_layers=2 vocab_size=30 use_summary_attention=true "
+           "sliding_chunk_attention=true summary_chunk_size=3 summary_token_num=0 "
+           "summary_sliding_chunk_num=1 summary_layer_freq=[1,0] layer_sliding_window=4"},
+    {"token sliding window of 5, summary attention off",
+     SMALL "num_hidden_layers=2 vocab_size=30 layer_sliding_window=5"},
+    {"C2 S1 W1 summary layers, bypass layers with a token window of 3",
+     SMALL "num_hidden_layers=3 vocab_size=30 use_summary_attention=true summary_chunk_size=2 "
+           "summary_token_num=1 summary_sliding_chunk_num=1 summary_layer_freq=[1,0,1] "
+           "summary_independent_parameters=true layer_sliding_window=3"},
 };
 enum { N_CONFIGS = sizeof configs / sizeof configs[0] };
 
@@ -223,6 +233,57 @@ static void long_reads_span_several_key_tiles(void **state)
     }
 }
 
+/* One-layer variants see exactly their window: the logits after t_T change with a token
+ * inside the window and not with the token just before it (prefill and decode alike).
+ * SWA N = 4 at T = 12 (query t_11): t_7 is seen, t_6 is not. SCA C = 3, W = 1 at T = 9 (t_8 in
+ * chunk 2): chunks 1 and 2 are seen (t_3), chunk 0 (t_2) is not. */
+static void a_window_hides_what_is_outside_it(void **state)
+{
+    (void)state;
+    struct {
+        const char *keys;
+        size_t T, seen, hidden;
+    } cases[] = {
+        {SMALL "num_hidden_layers=1 vocab_size=30 layer_sliding_window=4", 12, 7, 6},
+        {SMALL "num_hidden_layers=1 vocab_size=30 use_summary_attention=true "
+               "sliding_chunk_attention=true summary_chunk_size=3 summary_token_num=0 "
+               "summary_sliding_chunk_num=1",
+         9, 3, 2},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        test_config tc = {"window", cases[i].keys};
+        ksa_model m;
+        model_init(&m, &tc, 40 + i);
+        size_t T = cases[i].T;
+        int32_t *tok = random_tokens(T, m.V, 50 + i);
+        double *base = oracle_logits(&m, tok, T);
+        for (int which = 0; which < 2; which++) {
+            size_t at = which ? cases[i].hidden : cases[i].seen;
+            int32_t keep = tok[at];
+            tok[at] = (keep + 1) % (int32_t)m.V;
+            ksa_decoder d;
+            assert_int_equal(ksa_decoder_init(&d, &m, 1, T, 0), KSA_OK);
+            ksa_real *logits = malloc(m.V * sizeof *logits);
+            assert_int_equal(ksa_decoder_prefill(&d, 0, tok, T - 1, logits), KSA_OK);
+            size_t seq = 0;
+            assert_int_equal(ksa_decoder_step(&d, 1, &seq, tok + T - 1, logits), KSA_OK);
+            double diff = 0;
+            for (size_t v = 0; v < m.V; v++)
+                diff = fmax(diff, fabs((double)logits[v] - base[v]));
+            if (which) /* outside the window: nothing changes */
+                assert_true(diff <= 1e-5);
+            else
+                assert_true(diff > 1e-3);
+            tok[at] = keep;
+            free(logits);
+            ksa_decoder_free(&d);
+        }
+        free(base);
+        free(tok);
+        ksa_model_free(&m);
+    }
+}
+
 /* B = 4 sequences with prompts of different lengths, stepped together while some sit out
  * steps: every logit equals the oracle of its own sequence. */
 static void a_batch_equals_each_sequence_alone(void **state)
@@ -356,6 +417,7 @@ int main(void)
         cmocka_unit_test(every_step_equals_the_full_forward),
         cmocka_unit_test(a_long_decode_from_one_token_stays_exact),
         cmocka_unit_test(long_reads_span_several_key_tiles),
+        cmocka_unit_test(a_window_hides_what_is_outside_it),
         cmocka_unit_test(a_batch_equals_each_sequence_alone),
         cmocka_unit_test(the_cache_holds_the_rows_of_the_spec),
         cmocka_unit_test(bad_arguments_are_errors_that_change_nothing),

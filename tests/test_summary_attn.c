@@ -73,12 +73,14 @@ static void reference_backward_matches_its_finite_differences(void **state)
 static void forward_and_gradients_match_dense_reference_over_the_sweep(void **state)
 {
     (void)state;
-    static const size_t Cs[] = {1, 2, 3, 8}, Ss[] = {1, 2}, Ws[] = {0, 1, 2, 1000};
+    /* S = 0: text-only windows, sliding-chunk attention (C > 1) and a token sliding window
+     * (C = 1) */
+    static const size_t Cs[] = {1, 2, 3, 8}, Ss[] = {0, 1, 2}, Ws[] = {0, 1, 2, 1000};
     static const size_t Ts[4][3] = {{12, 7, 1}, {12, 13, 1}, {15, 17, 2}, {40, 37, 5}};
     static const size_t heads[3][2] = {{4, 4}, {4, 2}, {4, 1}}, dhs[] = {8, 12, 32, 64};
     uint64_t seed = 100;
     for (size_t ic = 0; ic < 4; ic++)
-        for (size_t is = 0; is < 2; is++)
+        for (size_t is = 0; is < 3; is++)
             for (size_t iw = 0; iw < 4; iw++)
                 for (size_t it = 0; it < 3; it++)
                     for (size_t ih = 0; ih < 3; ih++) {
@@ -108,6 +110,9 @@ static void multi_tile_cases_match_dense_reference(void **state)
         {.d = {.nseq = 1, .T = 257, .C = 3, .S = 2, .W = 40, .Hq = 4, .Hkv = 1, .dh = 12}},
         {.d = {.nseq = 1, .T = 400, .C = 5, .S = 1, .W = SIZE_MAX, .Hq = 2, .Hkv = 2, .dh = 16}},
         {.d = {.nseq = 1, .T = 300, .C = 1, .S = 1, .W = 0, .Hq = 1, .Hkv = 1, .dh = 32}},
+        /* text-only windows: a token sliding window of 300, sliding chunks of 8 x 20 */
+        {.d = {.nseq = 1, .T = 600, .C = 1, .S = 0, .W = 300, .Hq = 2, .Hkv = 1, .dh = 16}},
+        {.d = {.nseq = 2, .T = 500, .C = 8, .S = 0, .W = 20, .Hq = 2, .Hkv = 2, .dh = 8}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         attn_check_against_reference(&cases[i], 500 + i);

@@ -876,8 +876,9 @@ static herr_t apply_config_attr(hid_t group, const char *name, const H5A_info_t 
  * without summary attention (they are ignored then).                                       */
 static int key_may_be_missing(const char *name, const ksa_model_config *cfg)
 {
-    if (!strcmp(name, "summary_independent_qk_norm") || !strcmp(name, "summary_token_begin"))
-        return 1;
+    if (!strcmp(name, "summary_independent_qk_norm") || !strcmp(name, "summary_token_begin") ||
+        !strcmp(name, "layer_sliding_window") || !strcmp(name, "sliding_chunk_attention"))
+        return 1; /* the attention variants came later: absent = off */
     return !cfg->use_summary_attention && !strncmp(name, "summary_", 8);
 }
 

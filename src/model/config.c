@@ -56,6 +56,10 @@ static const ksa_config_key model_keys[] = {
     KEY(summary_token_begin, KSA_KEY_INT, "",
         "shared summary parameters: summary token j is embedded as token begin + j"), /* empty:
                                                                                          unset */
+    KEY(layer_sliding_window, KSA_KEY_INT, "0",
+        "causal layers: each token sees itself and the N tokens before it (SWA); 0 = all"),
+    KEY(sliding_chunk_attention, KSA_KEY_BOOL, "false",
+        "summary layers without summary tokens: own chunk + W chunks of text (SCA)"),
 };
 #undef KEY
 #define N_KEYS (sizeof model_keys / sizeof model_keys[0])
@@ -392,21 +396,39 @@ ksa_status ksa_model_config_resolve(const ksa_model_config *c, ksa_model_layout 
     KSA_TRY(check_backbone(c));
     size_t L = (size_t)c->num_hidden_layers;
     out->n_layers = L;
-    out->ksa = c->use_summary_attention && c->summary_chunk_size > 0 && c->summary_token_num > 0;
+    if (c->layer_sliding_window < 0)
+        return ksa_fail(KSA_EINVAL, "layer_sliding_window must be >= 0 (0 = no window), got %ld",
+                        c->layer_sliding_window);
+    out->sliding_window = (size_t)c->layer_sliding_window;
+    if (c->sliding_chunk_attention) {
+        if (!c->use_summary_attention || c->summary_chunk_size < 1)
+            return ksa_fail(KSA_EINVAL, "sliding_chunk_attention needs use_summary_attention = "
+                                        "true and summary_chunk_size >= 1");
+        if (c->summary_token_num != 0)
+            return ksa_fail(KSA_EINVAL,
+                            "sliding_chunk_attention inserts no summary tokens: "
+                            "summary_token_num must be 0, got %ld",
+                            c->summary_token_num);
+    }
+    out->sca = (int)c->sliding_chunk_attention;
+    out->ksa = c->use_summary_attention && c->summary_chunk_size > 0 &&
+               (c->summary_token_num > 0 || out->sca);
     if (!out->ksa) /* all summary_* keys are ignored: a plain causal model */
         return KSA_OK;
     out->C = (size_t)c->summary_chunk_size;
     out->S = (size_t)c->summary_token_num;
+    out->chunk_pos =
+        (ksa_chunk_pos_type)find_name(c->summary_chunk_position_ids_type, chunk_pos_names, 2);
+    out->summary_pos =
+        (ksa_summary_pos_type)find_name(c->summary_token_position_ids_type, summary_pos_names, 3);
+    if (out->sca) /* no summary tokens: no summary parameters either */
+        return resolve_layers(c, out);
     out->independent_embedding = (int)c->summary_independent_parameters;
     out->independent_qkv = c->summary_independent_qkv < 0 ? (int)c->summary_independent_parameters
                                                           : (int)c->summary_independent_qkv;
     out->independent_norm = (int)c->summary_independent_attention_layernorm;
     /* q/k_norm_summary exist only beside independent q/k/v (CHECKPOINT_FORMAT.md) */
     out->independent_qk_norm = out->independent_qkv && c->summary_independent_qk_norm;
-    out->chunk_pos =
-        (ksa_chunk_pos_type)find_name(c->summary_chunk_position_ids_type, chunk_pos_names, 2);
-    out->summary_pos =
-        (ksa_summary_pos_type)find_name(c->summary_token_position_ids_type, summary_pos_names, 3);
     if (!out->independent_embedding) {
         if (c->summary_token_begin < 0)
             return ksa_fail(KSA_EINVAL,
@@ -430,8 +452,12 @@ void ksa_model_config_write(const ksa_model_config *c, FILE *f)
 
 void ksa_model_layout_print(const ksa_model_layout *l, FILE *f)
 {
+    char causal[64] = "causal bypass";
+    if (l->sliding_window)
+        snprintf(causal, sizeof causal, "causal, window %zu tokens", l->sliding_window);
     if (!l->ksa) {
-        fprintf(f, "layers 0-%zu: causal (summary attention off)\n", l->n_layers - 1);
+        fprintf(f, "layers 0-%zu: %s (summary attention off)\n", l->n_layers - 1,
+                l->sliding_window ? causal : "causal");
         return;
     }
     size_t start = 0;
@@ -445,9 +471,9 @@ void ksa_model_layout_print(const ksa_model_layout *l, FILE *f)
         else
             fprintf(f, "layers %zu-%zu: ", start, i - 1);
         if (l->is_summary[start])
-            fprintf(f, "summary W=%zu\n", l->window[start]);
+            fprintf(f, "%s W=%zu\n", l->sca ? "sliding-chunk" : "summary", l->window[start]);
         else
-            fprintf(f, "causal bypass\n");
+            fprintf(f, "%s\n", causal);
         start = i;
     }
 }

@@ -39,18 +39,24 @@ typedef struct {
     char summary_chunk_position_ids_type[KSA_CONFIG_STR]; /* origin | inner_chunk */
     char summary_token_position_ids_type[KSA_CONFIG_STR]; /* zeros | last_chunk_slice_... */
     long summary_token_begin;                             /* -1 = unset (needed only when shared) */
+    /* attention variants (docs/configs.md "Attention variants") */
+    long layer_sliding_window;    /* causal layers: window of N tokens before a query, 0 = off */
+    long sliding_chunk_attention; /* bool: summary layers without summary tokens (S = 0)     */
 } ksa_model_config;
 
 /* What the configuration means, layer by layer (ksa_model_config_resolve). */
 typedef struct {
-    int ksa; /* summary attention active: use_summary_attention, C > 0, S > 0 */
+    int ksa; /* chunked layers: use_summary_attention, C > 0, and S > 0 or sliding chunks  */
+    int sca; /* sliding_chunk_attention: the summary layers have no summary tokens (S = 0) */
     size_t C, S;
+    size_t sliding_window;     /* causal layers: a query sees itself and the N tokens before it
+                                  (0: every earlier token)                                    */
     int independent_embedding; /* summary_embedding [S, D] instead of token ids begin + j */
     int independent_qkv, independent_norm, independent_qk_norm;
     ksa_chunk_pos_type chunk_pos;
     ksa_summary_pos_type summary_pos;
     size_t n_layers;
-    int is_summary[KSA_MAX_LAYERS]; /* 1: summary layer, 0: causal bypass layer */
+    int is_summary[KSA_MAX_LAYERS]; /* 1: summary (or sliding-chunk) layer, 0: causal layer */
     size_t window[KSA_MAX_LAYERS];  /* W of summary layers, in chunks */
 } ksa_model_layout;
 

@@ -41,9 +41,22 @@ static const ksa_real *W(const ksa_model *m, long idx)
     return m->params.data + m->params.table[idx].offset;
 }
 
-static int is_summary_layer(const ksa_decoder *d, size_t i)
+/* Layer i computes summary rows (a summary layer of a model with summary tokens). */
+static int two_streams(const ksa_decoder *d, size_t i)
 {
     return d->summary_rows && d->m->layout.is_summary[i];
+}
+
+/* The cache of layer i: the §8.2 layout for summary and sliding-chunk layers (S = 0: text
+ * only), a ring of one-token chunks for a causal layer with a window, else all text. */
+static ksa_status layer_cache_init(const ksa_decoder *d, size_t i, ksa_kv_cache *book)
+{
+    const ksa_model_layout *l = &d->m->layout;
+    if (l->ksa && l->is_summary[i])
+        return ksa_kv_cache_init(book, KSA_KV_LAYER_SUMMARY, l->C, l->S, l->window[i], d->T_max);
+    if (l->sliding_window)
+        return ksa_kv_cache_init(book, KSA_KV_LAYER_SUMMARY, 1, 0, l->sliding_window, d->T_max);
+    return ksa_kv_cache_init(book, KSA_KV_LAYER_CAUSAL, 0, 0, 0, d->T_max);
 }
 
 /* ---- scratch -------------------------------------------------------------------------- */
@@ -243,7 +256,7 @@ ksa_status ksa_decoder_init(ksa_decoder *d, ksa_model *m, size_t B, size_t T_max
     d->B = B;
     d->T_max = T_max;
     for (size_t i = 0; i < l->n_layers; i++)
-        d->summary_rows |= l->ksa && l->is_summary[i];
+        d->summary_rows |= l->ksa && l->S > 0 && l->is_summary[i];
     size_t S = d->summary_rows ? l->S : 0;
     d->seqs = ksa_alloc_zero(B * sizeof *d->seqs);
     for (size_t b = 0; b < B; b++) {
@@ -251,10 +264,7 @@ ksa_status ksa_decoder_init(ksa_decoder *d, ksa_model *m, size_t B, size_t T_max
         s->layers = ksa_alloc_zero(l->n_layers * sizeof *s->layers);
         for (size_t i = 0; i < l->n_layers; i++) {
             ksa_layer_cache *c = &s->layers[i];
-            ksa_status st = is_summary_layer(d, i)
-                                ? ksa_kv_cache_init(&c->book, KSA_KV_LAYER_SUMMARY, l->C, l->S,
-                                                    l->window[i], T_max)
-                                : ksa_kv_cache_init(&c->book, KSA_KV_LAYER_CAUSAL, 0, 0, 0, T_max);
+            ksa_status st = layer_cache_init(d, i, &c->book);
             if (st != KSA_OK) {
                 ksa_decoder_free(d);
                 return st;
@@ -292,8 +302,7 @@ void ksa_decoder_reset(ksa_decoder *d, size_t b)
     KSA_ASSERT(b < d->B, "sequence %zu of %zu", b, d->B);
     ksa_seq_cache *s = &d->seqs[b];
     for (size_t i = 0; i < d->m->layout.n_layers; i++) {
-        ksa_kv_cache *book = &s->layers[i].book;
-        ksa_status st = ksa_kv_cache_init(book, book->kind, book->C, book->S, book->W, d->T_max);
+        ksa_status st = layer_cache_init(d, i, &s->layers[i].book);
         KSA_ASSERT(st == KSA_OK, "a cache that was valid became invalid");
     }
     s->T = 0;
@@ -306,6 +315,22 @@ static ksa_status check_ids(const ksa_model *m, const int32_t *ids, size_t n, co
             return ksa_fail(KSA_EINVAL, "%s token %zu has id %d, outside the vocabulary [0, %zu)",
                             what, i, (int)ids[i], m->V);
     return KSA_OK;
+}
+
+/* The summary kernel's dimensions for layer i over a prompt of n tokens (its cache kind is
+ * KSA_KV_LAYER_SUMMARY): the cache's chunk, window and, in a two-stream layer, S. */
+static ksa_summary_attn_dims layer_dims(const ksa_decoder *d, size_t i, size_t n)
+{
+    const ksa_model *m = d->m;
+    const ksa_kv_cache *book = &d->seqs[0].layers[i].book; /* the same for every sequence */
+    return (ksa_summary_attn_dims){.nseq = 1,
+                                   .T = n,
+                                   .C = book->C,
+                                   .S = two_streams(d, i) ? m->layout.S : 0,
+                                   .W = book->W,
+                                   .Hq = m->Hq,
+                                   .Hkv = m->Hkv,
+                                   .dh = m->dh};
 }
 
 /* ---- prefill -------------------------------------------------------------------------- */
@@ -336,26 +361,29 @@ ksa_status ksa_decoder_prefill(ksa_decoder *d, size_t b, const int32_t *tokens, 
     embed_rows(d, &w, n, NS, sum_j);
     ksa_free(sum_j);
 
-    ksa_summary_attn_dims dims = {
-        .nseq = 1, .T = n, .C = C, .S = S, .W = 0, .Hq = m->Hq, .Hkv = m->Hkv, .dh = m->dh};
+    /* the attention of layer i: the summary kernel with its cache's C, S and W (a text-only
+     * window has S = 0), or causal attention over all text */
+    ksa_seq_cache *sc = &d->seqs[b];
     int nt = ksa_threads_get();
     size_t ws_bytes = ksa_causal_attn_forward_workspace_size(n, m->dh, nt);
-    if (d->summary_rows) {
-        size_t s = ksa_summary_attn_forward_workspace_size(&dims, nt);
+    for (size_t i = 0; i < l->n_layers; i++) {
+        ksa_summary_attn_dims dims = layer_dims(d, i, n);
+        size_t s = sc->layers[i].book.kind == KSA_KV_LAYER_SUMMARY
+                       ? ksa_summary_attn_forward_workspace_size(&dims, nt)
+                       : 0;
         ws_bytes = s > ws_bytes ? s : ws_bytes;
     }
     void *ws = ksa_alloc(ws_bytes);
     ksa_real *lse = ksa_alloc(N * m->Hq * sizeof *lse);
 
-    ksa_seq_cache *sc = &d->seqs[b];
     for (size_t i = 0; i < l->n_layers; i++) {
         const ksa_layer_params *lp = &m->layers[i];
         ksa_layer_cache *c = &sc->layers[i];
-        int two = is_summary_layer(d, i);
+        int two = two_streams(d, i);
         size_t ns = two ? NS : 0;
         attention_inputs(d, &w, lp, n, ns);
-        if (two) {
-            dims.W = l->window[i];
+        if (c->book.kind == KSA_KV_LAYER_SUMMARY) {
+            ksa_summary_attn_dims dims = layer_dims(d, i, n);
             ksa_attn_out o = {w.att, w.att + n * qd}, lo = {lse, lse + n * m->Hq};
             ksa_attn_qkv in = {{w.q, w.q + n * qd}, {w.k, w.k + n * kvd}, {w.v, w.v + n * kvd}};
             ksa_summary_attn_forward(o, lo, in, ws, ws_bytes, &dims);
@@ -488,7 +516,7 @@ ksa_status ksa_decoder_step(ksa_decoder *d, size_t n, const size_t *seq, const i
     }
     for (size_t li = 0; li < l->n_layers; li++) {
         const ksa_layer_params *lp = &m->layers[li];
-        int two = is_summary_layer(d, li);
+        int two = two_streams(d, li);
         size_t nq = n + (two ? ns : 0); /* query rows of this layer */
         attention_inputs(d, w, lp, n, two ? ns : 0);
         /* keys and values in: text rows (append), then the summary rows (scratch) */
@@ -497,8 +525,6 @@ ksa_status ksa_decoder_step(ksa_decoder *d, size_t n, const size_t *seq, const i
             if (d->query_j[r] == KSA_KV_NO_ROW) {
                 cache_reserve(m, c, ksa_kv_cache_grow_rows(&c->book, c->cap));
                 ksa_kv_append a = ksa_kv_cache_append_text(&c->book);
-                KSA_ASSERT(a.completes_chunk == (two && a.offset == C - 1),
-                           "decode step: chunk completion out of step");
                 copy_row(m, c, a.row, w->k + r * kvd, w->v + r * kvd);
                 d->reads[r] = ksa_kv_cache_text_reads(&c->book);
             } else {

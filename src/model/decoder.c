@@ -4,7 +4,11 @@
  * Summary layer l (window W_l): every row goes through the pre-norm block; text and summary
  *   rows may use different input norms, q/k/v projections and q/k norms (§5); attention
  *   follows the §3 rule (summary_attn.c); o_proj, post-norm and MLP are shared.
- * Bypass layer: text rows only, causal attention (causal_attn.c); summary rows unchanged.
+ * Bypass layer: text rows only, causal attention (causal_attn.c), or with
+ *   layer_sliding_window = N the window t-N ... t (summary_attn.c with C = 1, S = 0, W = N);
+ *   summary rows unchanged.
+ * sliding_chunk_attention: summary layers without summary tokens (S = 0, no summary rows):
+ *   the text part of the §3 rule, own chunk causally + W previous chunks.
  * The LM head reads the text rows; the loss is the cross-entropy over all T targets of
  * every row (§6.3). Reference: scripts/torch_reference.py.                              */
 #include "decoder.h"
@@ -255,6 +259,16 @@ static ksa_tensor *attention_block(ksa_model *m, step_ctx *s, const ksa_layer_pa
                                    .Hkv = m->Hkv,
                                    .dh = m->dh};
         o = ksa_op_summary_attention(tp, q, k, v, &d);
+    } else if (m->layout.sliding_window) { /* SWA: query t sees t-N ... t, text only */
+        ksa_summary_attn_dims d = {.nseq = s->nseq,
+                                   .T = s->T,
+                                   .C = 1,
+                                   .S = 0,
+                                   .W = m->layout.sliding_window,
+                                   .Hq = m->Hq,
+                                   .Hkv = m->Hkv,
+                                   .dh = m->dh};
+        o = ksa_op_summary_attention(tp, q, k, v, &d);
     } else {
         o = ksa_op_causal_attention(tp, q, k, v, s->nseq, m->Hq, m->Hkv);
     }
@@ -373,6 +387,14 @@ size_t ksa_model_arena_bytes(const ksa_model *m, size_t nseq, size_t T)
     size_t wc = ksa_causal_attn_backward_workspace_size(T, m->dh, nt);
     size_t wcf = ksa_causal_attn_forward_workspace_size(T, m->dh, nt);
     size_t w = ws > wf ? ws : wf;
+    if (l->sliding_window) { /* causal layers with a window run the summary kernel, C 1, S 0 */
+        ksa_summary_attn_dims sw = d;
+        sw.C = 1, sw.S = 0;
+        size_t b = ksa_summary_attn_backward_workspace_size(&sw, nt);
+        size_t f = ksa_summary_attn_forward_workspace_size(&sw, nt);
+        w = w > b ? w : b;
+        w = w > f ? w : f;
+    }
     w = w > wc ? w : wc;
     w = w > wcf ? w : wcf;
     bytes += (l->n_layers + 1) * (w + 4096);

@@ -39,9 +39,6 @@ ksa_status ksa_kv_cache_init(ksa_kv_cache *c, ksa_kv_kind kind, size_t C, size_t
         return ksa_fail(KSA_EINVAL, "kv cache: unknown layer kind %d", (int)kind);
     if (C == 0)
         return ksa_fail(KSA_EINVAL, "kv cache: summary_chunk_size must be >= 1, got 0");
-    if (S == 0)
-        return ksa_fail(KSA_EINVAL, "kv cache: a summary layer needs summary_token_num >= 1, "
-                                    "got 0");
     /* rows_for(T_max) = S + C + Wr*C + n_max*S must fit in size_t: each of the four terms
      * is kept below SIZE_MAX/4 (Wr*C <= T_max) */
     if (T_max > SIZE_MAX / 4 || C > SIZE_MAX / 4 || S > SIZE_MAX / 4)
@@ -142,7 +139,8 @@ size_t ksa_kv_cache_flush(ksa_kv_cache *c, ksa_kv_copy out[2])
     size_t k = c->n_done, n = 0;
     if (c->Wr > 0) /* chunk k replaces chunk k - Wr, which leaves the window now */
         out[n++] = (ksa_kv_copy){.src = c->S, .dst = c->S + c->C + (k % c->Wr) * c->C, .n = c->C};
-    out[n++] = (ksa_kv_copy){.src = 0, .dst = c->base + k * c->S, .n = c->S};
+    if (c->S > 0) /* a text-only window (S = 0) keeps no summaries */
+        out[n++] = (ksa_kv_copy){.src = 0, .dst = c->base + k * c->S, .n = c->S};
     c->n_done++;
     c->pending = 0;
     return n;

@@ -95,8 +95,11 @@ typedef struct {
 
 #define KSA_KV_NO_ROW ((size_t)-1)
 
-/* An empty cache. Summary kind needs C >= 1 and S >= 1 (W any, 0 included); causal kind
- * ignores C, S and W. Fails with KSA_EINVAL naming the value when the dimensions are
+/* An empty cache. Summary kind needs C >= 1 (S and W any, 0 included); causal kind ignores
+ * C, S and W. S = 0 is a text-only window: the layout without scratch and summary region,
+ * a query reads its own chunk causally and the W chunks before it, nothing older. That is
+ * sliding-chunk attention, and with C = 1 a token-level sliding window of W tokens
+ * (query t reads t-W ... t). Fails with KSA_EINVAL naming the value when the dimensions are
  * invalid or the rows for T_max do not fit in size_t.                                    */
 ksa_status ksa_kv_cache_init(ksa_kv_cache *c, ksa_kv_kind kind, size_t C, size_t S, size_t W,
                              size_t T_max);
@@ -127,7 +130,8 @@ ksa_kv_range ksa_kv_cache_summary_reads(const ksa_kv_cache *c, size_t j);
 
 /* Completes the pending chunk: writes into out[] the block copies to apply, in order, and
  * returns their number (at most 2: the chunk's text into the ring, overwriting the chunk
- * that leaves the window, when Wr > 0; the scratch summaries into the summary region). */
+ * that leaves the window, when Wr > 0; the scratch summaries into the summary region, when
+ * S > 0).                                                                                */
 size_t ksa_kv_cache_flush(ksa_kv_cache *c, ksa_kv_copy out[2]);
 
 /* Prefill bookkeeping (KSA_SPEC §8.3): an empty cache takes the state it would have after

@@ -308,7 +308,11 @@ double ksa_model_step_flops(const ksa_model *m, size_t G, size_t T)
     double rows = (double)G * (double)(T + ksa_layout_summary_rows(l, T));
     double pairs = 0;
     for (size_t i = 0; i < l->n_layers; i++)
-        pairs += l->ksa && l->is_summary[i] ? summary_layer_pairs(T, l->C, l->S, l->window[i])
-                                            : (double)T * (double)(T + 1) / 2;
+        if (l->ksa && l->is_summary[i])
+            pairs += summary_layer_pairs(T, l->C, l->S, l->window[i]);
+        else if (l->sliding_window) /* a window of N tokens: chunks of 1, no summaries */
+            pairs += summary_layer_pairs(T, 1, 0, l->sliding_window);
+        else
+            pairs += (double)T * (double)(T + 1) / 2;
     return 6 * dense * rows + 12.0 * (double)m->dh * (double)m->Hq * pairs * (double)G;
 }
