@@ -258,8 +258,13 @@ static int train_and_sample(const train_cli *c, ksa_model *m, double step_flops)
     if (end == KSA_RUN_FINISHED && c->sample_tokens > 0) {
         printf("# sample (%ld tokens, temperature 0.8, top-k 40):\n", c->sample_tokens);
         fflush(stdout);
-        if (ksa_sample_text(m, c->prompt, (size_t)c->sample_tokens, 0.8, 40, (uint64_t)tc->seed,
-                            stdout) != KSA_OK)
+        ksa_generate_options go = ksa_generate_defaults();
+        go.max_new_tokens = (size_t)c->sample_tokens;
+        go.temperature = 0.8;
+        go.top_k = 40;
+        go.seed = (uint64_t)tc->seed;
+        if (ksa_sample_text(m, c->prompt, c->prompt ? strlen(c->prompt) : 0, &go, stdout, NULL,
+                            NULL) != KSA_OK)
             goto fail;
         printf("\n");
     }
