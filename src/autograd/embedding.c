@@ -24,7 +24,7 @@ void ksa_embedding_forward(ksa_real *out, const ksa_real *table, const int32_t *
                            size_t V, size_t D)
 {
     check_ids(ids, N, V);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * D >= KSA_PARALLEL_MIN_ELEMENTS)
     for (size_t n = 0; n < N; n++)
         memcpy(out + n * D, table + (size_t)ids[n] * D, D * sizeof *out);
 }

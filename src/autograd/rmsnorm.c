@@ -12,7 +12,7 @@
 void ksa_rmsnorm_forward(ksa_real *y, ksa_real *r, const ksa_real *x, const ksa_real *w, size_t N,
                          size_t D, ksa_real eps)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * D >= KSA_PARALLEL_MIN_ELEMENTS)
     for (size_t n = 0; n < N; n++) {
         const ksa_real *xn = x + n * D;
         ksa_real *yn = y + n * D;

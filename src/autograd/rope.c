@@ -27,7 +27,7 @@ static void rotate_rows(ksa_real *dst, const ksa_real *src, const int32_t *pos, 
     KSA_ASSERT(dh % 2 == 0, "rope needs an even head_dim, got %zu", dh);
     KSA_ASSERT(base > 0, "rope base must be positive, got %g", base);
     size_t half = dh / 2;
-#pragma omp parallel
+#pragma omp parallel if (N * H * dh >= KSA_PARALLEL_MIN_ELEMENTS)
     {
         double theta[ROPE_BLOCK];
         ksa_real cs[ROPE_BLOCK], sn[ROPE_BLOCK];

@@ -27,7 +27,7 @@ static inline ksa_real sigmoid(ksa_real z)
 void ksa_swiglu_forward(ksa_real *y, const ksa_real *gate, const ksa_real *up, size_t N, size_t I)
 {
     size_t n = N * I;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= KSA_PARALLEL_MIN_ELEMENTS)
     for (size_t k = 0; k < n; k++) {
         ksa_real g = gate[k];
         y[k] = g * sigmoid(g) * up[k];

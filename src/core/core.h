@@ -60,6 +60,11 @@ void ksa_free(void *p);
 /* ---- threads: one knob for OpenMP loops and OpenBLAS (DESIGN.md §4) ------------------- */
 void ksa_threads_set(int n);
 int ksa_threads_get(void);
+/* Elementwise and per-row loops over fewer elements than this run on one thread (an
+ * `if` clause of their parallel region): a decode step's rows are this small, and waking
+ * the other threads for them costs more than the work, much more on a loaded machine.
+ * Such loops compute every element the same way on any number of threads.             */
+#define KSA_PARALLEL_MIN_ELEMENTS 32768
 
 /* ---- numbers as text ------------------------------------------------------------------ */
 /* The shortest "%.Ng" (N = 15, 16 or 17) that reads back as exactly v: full precision

@@ -535,8 +535,10 @@ ksa_status ksa_decoder_step(ksa_decoder *d, size_t n, const size_t *seq, const i
             }
         }
         /* every query row and kv head: one item */
-        size_t items = nq * m->Hkv, per_thread = thread_scratch_reals(m);
-#pragma omp parallel for schedule(static)
+        size_t items = nq * m->Hkv, per_thread = thread_scratch_reals(m), keys = 0;
+        for (size_t r = 0; r < nq; r++)
+            keys += d->reads[r].end - d->reads[r].begin;
+#pragma omp parallel for schedule(static) if (keys * kvd >= KSA_PARALLEL_MIN_ELEMENTS)
         for (size_t it = 0; it < items; it++) {
             size_t r = it / m->Hkv, g = it % m->Hkv;
             const ksa_layer_cache *c = &d->seqs[d->query_seq[r]].layers[li];
