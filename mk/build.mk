@@ -11,8 +11,8 @@ BIN ?= bin
 BLAS_PC := /usr/lib/x86_64-linux-gnu/openblas-openmp/pkgconfig
 BLAS_LIBDIR := $(shell PKG_CONFIG_PATH=$(BLAS_PC) pkg-config --variable=libdir openblas)
 
-PKG_CFLAGS := $(shell PKG_CONFIG_PATH=$(BLAS_PC) pkg-config --cflags openblas hdf5-openmpi cmocka)
-PKG_LIBS := $(shell PKG_CONFIG_PATH=$(BLAS_PC) pkg-config --libs openblas hdf5-openmpi libxxhash) \
+PKG_CFLAGS := $(shell PKG_CONFIG_PATH=$(BLAS_PC) pkg-config --cflags openblas hdf5-openmpi cmocka libcjson)
+PKG_LIBS := $(shell PKG_CONFIG_PATH=$(BLAS_PC) pkg-config --libs openblas hdf5-openmpi libxxhash libcjson) \
             -Wl,-rpath,$(BLAS_LIBDIR)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka)
 

@@ -1,0 +1,119 @@
+/* cmd_task.c - `ksa task`: writes examples of a synthetic retrieval task as a token file and
+ * a JSONL file. Only the command line lives here; the examples are src/data/tasks.h, the
+ * files src/data/taskset.h.                                                              */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "data/taskset.h"
+
+static const char what_it_does[] =
+    "Writes N examples of a retrieval task, each exactly --len tokens: the prompt (filler\n"
+    "text with needles, then the question), the answer and an end-of-text. Tasks: passkey,\n"
+    "niah-multikey, niah-multivalue, vartrack. Depth: where the (first) target needle sits,\n"
+    "in percent of the filler; example i takes depth i mod the list's length. Writes P.bin\n"
+    "(+ .meta, .tokenizer: a token file like ksa prepare's) and P.jsonl (one object per\n"
+    "example: prompt, answer, needle positions). See docs/evaluation.md.\n";
+
+/* "0,25,50" -> depths (ksa_alloc'ed, *n of them); KSA_EINVAL naming a bad entry. */
+static ksa_status parse_depths(const char *text, double **depths, size_t *n)
+{
+    size_t cap = 1;
+    for (const char *p = text; *p; p++)
+        cap += *p == ',';
+    double *d = ksa_alloc(cap * sizeof *d);
+    size_t count = 0;
+    for (const char *p = text;; p++) {
+        const char *end_of_entry = strchr(p, ',');
+        size_t len = end_of_entry ? (size_t)(end_of_entry - p) : strlen(p);
+        char entry[64];
+        snprintf(entry, sizeof entry, "%.*s", (int)len, p);
+        char *end;
+        errno = 0;
+        double v = strtod(entry, &end);
+        if (len == 0 || len >= sizeof entry || errno || end == entry || *end) {
+            ksa_free(d);
+            return ksa_fail(KSA_EINVAL,
+                            "--depths: '%.*s' is not a number (give percentages "
+                            "separated by commas: 0,25,50,75,100)",
+                            (int)len, p);
+        }
+        d[count++] = v;
+        if (!end_of_entry)
+            break;
+        p = end_of_entry;
+    }
+    *depths = d;
+    *n = count;
+    return KSA_OK;
+}
+
+int ksa_cmd_task(int argc, char **argv)
+{
+    ksa_taskset_options o;
+    ksa_taskset_defaults(&o);
+    const char *task = NULL, *depths = NULL;
+    long len = 0, n = 0, seed = (long)o.seed, vocab_size = (long)o.vocab_size;
+    int help = 0;
+    const ksa_arg args[] = {
+        {"task", KSA_ARG_STRING, &task, NULL, 0,
+         "passkey | niah-multikey | niah-multivalue | vartrack (required)"},
+        {"len", KSA_ARG_LONG, &len, NULL, 0,
+         "tokens per example: prompt + answer + end-of-text (required)"},
+        {"n", KSA_ARG_LONG, &n, NULL, 0, "number of examples, at least 1 (required)"},
+        {"depths", KSA_ARG_STRING, &depths, NULL, 0,
+         "needle depths in percent of the filler, cycled over the examples (default "
+         "0,25,50,75,100)"},
+        {"seed", KSA_ARG_LONG, &seed, NULL, 0,
+         "the set's seed; example i gets its own, recorded in P.jsonl (default 1)"},
+        {"filler", KSA_ARG_STRING, &o.filler, NULL, 0,
+         "a UTF-8 text file, or noise (default " KSA_TASKSET_DEFAULT_FILLER ")"},
+        {"out", KSA_ARG_STRING, &o.out, NULL, 0, "prefix P of P.bin and P.jsonl (required)"},
+        {"vocab_size", KSA_ARG_LONG, &vocab_size, NULL, 0,
+         "vocabulary size, at least 257 (default 257); above 65536 the tokens are uint32"},
+        {"overwrite", KSA_ARG_FLAG, &o.overwrite, NULL, 0,
+         "replace existing output files instead of refusing"},
+        {"help", KSA_ARG_FLAG, &help, NULL, 0, "this text"},
+    };
+    size_t n_args = sizeof args / sizeof args[0];
+    if (ksa_args_parse(argc, argv, args, n_args, NULL, NULL) != KSA_OK)
+        return ksa_cli_error("task", 2);
+    if (help) {
+        ksa_args_usage(stdout, "task", args, n_args, 0);
+        fputs(what_it_does, stdout);
+        return 0;
+    }
+    if (!task)
+        return ksa_cli_errorf("task", 2,
+                              "--task NAME is required (passkey, niah-multikey, niah-multivalue, "
+                              "vartrack)");
+    if (!len)
+        return ksa_cli_errorf("task", 2, "--len L is required (tokens per example)");
+    if (ksa_task_parse(task, &o.task) != KSA_OK)
+        return ksa_cli_error("task", 2);
+    double *parsed = NULL;
+    if (depths) {
+        if (parse_depths(depths, &parsed, &o.n_depths) != KSA_OK)
+            return ksa_cli_error("task", 2);
+        o.depths = parsed;
+    }
+    o.len = (size_t)len;
+    o.n = (size_t)n;
+    o.seed = (uint64_t)seed;
+    o.vocab_size = (size_t)vocab_size;
+    ksa_taskset_result r;
+    ksa_status st = ksa_taskset_write(&o, &r);
+    ksa_free(parsed);
+    if (st != KSA_OK) /* nothing was left behind */
+        return ksa_cli_error("task", 1);
+    printf("ksa task: %zu %s example%s of %zu tokens (seed %llu, filler %s) -> '%s' (%zu "
+           "tokens, %s), '%s'; %.2f s\n",
+           o.n, ksa_task_name(o.task), o.n == 1 ? "" : "s", o.len, (unsigned long long)o.seed,
+           o.filler, r.bin_path, r.n_tokens, ksa_tokfile_dtype_name(r.dtype), r.jsonl_path,
+           r.seconds);
+    ksa_taskset_result_free(&r);
+    return 0;
+}
