@@ -173,11 +173,69 @@ task_is_listed_and_has_help() {
     done
 }
 
+# ksa eval --task: the JSON accounts for every example (per depth and overall), the text
+# table says the same, the examples are those ksa task writes (the first wrong one is shown
+# from the same set), and bad options fail naming the problem.
+eval_task_reports_accuracy_per_depth() {
+    local d="$TMP/evaltask"
+    mkdir -p "$d"
+    "$KSA" init --config configs/tiny.conf --out "$d/m.h5" >/dev/null
+    "$KSA" eval --ckpt "$d/m.h5" --task niah-multikey --len 400 --depths 0,50,100 --n 7 \
+        --filler noise --batch 3 --json >"$d/e.json" 2>"$d/e.err"
+    "$PY" - "$d/e.json" <<'PYEOF'
+import json, sys
+r = json.loads(open(sys.argv[1]).read())
+assert r["task"] == "niah-multikey" and r["len"] == 400 and r["n"] == 7, r
+assert [b["depth"] for b in r["by_depth"]] == [0, 50, 100], r
+assert [b["n"] for b in r["by_depth"]] == [3, 2, 2], r
+assert sum(b["correct"] for b in r["by_depth"]) == r["correct"], r
+assert r["accuracy"] == r["correct"] / r["n"], r
+assert 0 < r["kv_cache_bytes_per_sequence"] < r["causal_cache_bytes_per_sequence"], r
+PYEOF
+    "$KSA" eval --ckpt "$d/m.h5" --task niah-multikey --len 400 --depths 0,50,100 --n 7 \
+        --filler noise >"$d/e.txt"
+    grep -Eq "^all +7 +[0-7] +[0-9.]+$" "$d/e.txt"
+    grep -Eq "^50 +2 +[0-2] +[0-9.]+$" "$d/e.txt"
+    # the same examples as ksa task with the same seed: the first wrong one's answer is
+    # not what the untrained model wrote
+    "$KSA" task --task niah-multikey --len 400 --depths 0,50,100 --n 7 --seed 1000 \
+        --filler noise --out "$d/set" >/dev/null
+    "$PY" - "$d/set.jsonl" "$d/e.txt" <<'PYEOF'
+import json, re, sys
+lines = open(sys.argv[1]).read().splitlines()
+m = re.search(r'first wrong: example (\d+), the model wrote "(.*)"', open(sys.argv[2]).read())
+assert m, "no first-wrong line"
+ex = json.loads(lines[int(m.group(1))])
+assert ex["answer"] != m.group(2), (ex["answer"], m.group(2))
+PYEOF
+}
+
+eval_task_refuses_bad_options() {
+    local d="$TMP/evalbad"
+    mkdir -p "$d"
+    "$KSA" init --config configs/tiny.conf --out "$d/m.h5" >/dev/null
+    expect_error "unknown task 'needle'" "$KSA" eval --ckpt "$d/m.h5" --task needle --len 300
+    expect_error "need at least 71 tokens" \
+        "$KSA" eval --ckpt "$d/m.h5" --task passkey --len 70 --filler noise
+    expect_error "--len 9000 exceeds the model's max_position_embeddings 8192" \
+        "$KSA" eval --ckpt "$d/m.h5" --task passkey --len 9000 --filler noise
+    expect_error "depth 120 is outside [0, 100]" \
+        "$KSA" eval --ckpt "$d/m.h5" --task passkey --len 300 --depths 10,120 --filler noise
+    expect_error "--task needs --ckpt and --len" "$KSA" eval --ckpt "$d/m.h5" --task passkey
+    expect_error "--data, --seq-len, --offset, --grads-out and --by-position do not apply" \
+        "$KSA" eval --ckpt "$d/m.h5" --task passkey --len 300 --data x.bin
+    expect_error "--len, --depths and --n belong to --task" \
+        "$KSA" eval --ckpt "$d/m.h5" --data x.bin --seq-len 8 --len 300
+    expect_error "cannot read filler file '$d/none.txt'" \
+        "$KSA" eval --ckpt "$d/m.h5" --task passkey --len 300 --filler "$d/none.txt"
+}
+
 echo "[==========] Running test_task.sh"
 for t in task_writes_token_and_jsonl_files_that_agree the_loader_reads_the_token_file \
     same_seed_same_bytes_another_seed_other_examples \
     bad_input_fails_naming_the_problem_and_writes_nothing \
-    existing_outputs_are_kept_unless_overwrite task_is_listed_and_has_help; do
+    existing_outputs_are_kept_unless_overwrite task_is_listed_and_has_help \
+    eval_task_reports_accuracy_per_depth eval_task_refuses_bad_options; do
     run_test "$t" "$t"
 done
 finish

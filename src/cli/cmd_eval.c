@@ -1,5 +1,8 @@
 /* cmd_eval.c - `ksa eval --ckpt F.h5|DIR --data tokens.bin --seq-len L [--batch B] [--offset O]
- * [--by-position] [--progress S] [--json] [--grads-out G.h5]`: the mean next-token loss over
+ * [--by-position] [--progress S] [--json] [--grads-out G.h5]`, or
+ * `ksa eval --ckpt F --task NAME --len L [--depths 0,25,...] [--n N] [--seed S] [--filler F]
+ * [--batch B] [--json]`: accuracy on a retrieval task (train/task_eval.h, greedy decoding
+ * with the KV cache, batched), overall and per depth. Otherwise: the mean next-token loss over
  * B rows in sequential mode (row b = tokens O+b·L ... O+b·L+L inclusive, all B·L targets
  * counted), and optionally the gradient of that mean loss for every parameter (/grads/<name>
  * of an HDF5 file) and the mean loss per bucket of target positions ([0,1), [1,2), [2,4), ...).
@@ -22,7 +25,9 @@
 #include "model/decoder.h"
 #include "train/eval.h"
 #include "train/run_dir.h"
+#include "train/task_eval.h"
 #include "train/train_config.h"
+#include "data/taskset.h"
 
 static const char whole_file_help[] =
     "Without --batch, every full row of the file is evaluated (row b = tokens b*L ... b*L+L,\n"
@@ -116,12 +121,31 @@ typedef struct {
     double progress;                      /* seconds between progress lines, 0: none */
     int json, help, by_position;
     ksa_dtype dtype;
+    /* --task mode */
+    const char *task, *depths, *filler;
+    long len, n, seed;
 } eval_options;
+
+static const char task_help[] =
+    "With --task, the accuracy on a retrieval task (docs/evaluation.md): the examples of\n"
+    "`ksa task --task NAME --len L --n N --depths D --seed S --filler F` (example i at depth\n"
+    "i mod the list's length), each prompt decoded greedily with the KV cache, --batch of\n"
+    "them together (default 8); an example is correct when the first answer-length tokens\n"
+    "are exactly the answer. Prints the accuracy per depth and overall (--json: one object\n"
+    "{\"task\", \"len\", \"n\", \"correct\", \"accuracy\", \"by_depth\": [...], ...}).\n"
+    "Use a --seed that differs from the one of the training examples.\n";
 
 /* Parses argv into o; returns 0, or the exit code after printing the error. */
 static int parse_eval_args(int argc, char **argv, eval_options *o)
 {
-    *o = (eval_options){.batch = -1, .offset = -1, .progress = 10, .dtype = KSA_DTYPE_AUTO};
+    *o = (eval_options){.batch = -1,
+                        .offset = -1,
+                        .progress = 10,
+                        .dtype = KSA_DTYPE_AUTO,
+                        .len = -1,
+                        .n = -1,
+                        .seed = 1000,
+                        .filler = KSA_TASKSET_DEFAULT_FILLER};
     const ksa_arg args[] = {
         {"ckpt", KSA_ARG_STRING, &o->ckpt, NULL, 0,
          "checkpoint to evaluate, or a run folder: its newest step_*.h5 (required)"},
@@ -138,6 +162,15 @@ static int parse_eval_args(int argc, char **argv, eval_options *o)
          "also the mean loss per bucket of target positions [0,1), [1,2), [2,4), ..."},
         {"progress", KSA_ARG_DOUBLE, &o->progress, NULL, 0,
          "seconds between progress lines on stderr (default 10; 0: none)"},
+        {"task", KSA_ARG_STRING, &o->task, NULL, 0,
+         "a retrieval task: passkey, niah-multikey, niah-multivalue, vartrack (see below)"},
+        {"len", KSA_ARG_LONG, &o->len, NULL, 0, "--task: tokens per example (required)"},
+        {"depths", KSA_ARG_STRING, &o->depths, NULL, 0,
+         "--task: needle depths in percent, cycled (default 0,25,50,75,100)"},
+        {"n", KSA_ARG_LONG, &o->n, NULL, 0, "--task: examples (default 10 per depth)"},
+        {"seed", KSA_ARG_LONG, &o->seed, NULL, 0, "--task: seed of the examples (default 1000)"},
+        {"filler", KSA_ARG_STRING, &o->filler, NULL, 0,
+         "--task: a UTF-8 text file, or noise (default " KSA_TASKSET_DEFAULT_FILLER ")"},
         {"json", KSA_ARG_FLAG, &o->json, NULL, 0,
          "print {\"loss\": ..., \"tokens\": ...} (whole file: also perplexity, bits_per_byte; "
          "--by-position: by_position)"},
@@ -150,8 +183,27 @@ static int parse_eval_args(int argc, char **argv, eval_options *o)
     if (o->help) {
         ksa_args_usage(stdout, "eval", args, n_args, 0);
         fputs(whole_file_help, stdout);
+        fputs(task_help, stdout);
         return 0;
     }
+    if (o->task) {
+        if (!o->ckpt || o->len < 1)
+            return ksa_cli_errorf("eval", 2, "--task needs --ckpt and --len (>= 1)");
+        if (o->data || o->seq_len || o->offset >= 0 || o->grads_out || o->by_position)
+            return ksa_cli_errorf("eval", 2,
+                                  "--task evaluates generated examples: --data, --seq-len, "
+                                  "--offset, --grads-out and --by-position do not apply");
+        if (o->n == 0 || o->n < -1 || o->batch == 0 || o->batch < -1)
+            return ksa_cli_errorf("eval", 2, "--n and --batch must be at least 1");
+        if (o->seed < 0)
+            return ksa_cli_errorf("eval", 2, "--seed must be >= 0, got %ld", o->seed);
+        if (!(o->progress >= 0))
+            return ksa_cli_errorf("eval", 2, "--progress must be >= 0 seconds (0: none), got %g",
+                                  o->progress);
+        return 0;
+    }
+    if (o->len >= 0 || o->depths || o->n >= 0)
+        return ksa_cli_errorf("eval", 2, "--len, --depths and --n belong to --task");
     if (!o->ckpt || !o->data || o->seq_len < 1 || o->batch == 0)
         return ksa_cli_errorf("eval", 2,
                               "--ckpt, --data and --seq-len (>= 1) are required; "
@@ -170,12 +222,114 @@ static int parse_eval_args(int argc, char **argv, eval_options *o)
     return 0;
 }
 
+/* `ksa eval --task`: one process (the examples are few; decoding is not split over ranks). */
+static int task_main(const eval_options *o)
+{
+    if (ksa_dist_size() > 1)
+        return ksa_cli_errorf("eval", 2, "--task runs as one process, not under mpirun");
+    ksa_task_kind task;
+    if (ksa_task_parse(o->task, &task) != KSA_OK)
+        return ksa_cli_error("eval", 2);
+    double default_depths[] = {0, 25, 50, 75, 100}, *depths = default_depths;
+    size_t n_depths = 5;
+    if (o->depths && ksa_task_parse_depths(o->depths, &depths, &n_depths) != KSA_OK)
+        return ksa_cli_error("eval", 2);
+    int rc = 1, have_model = 0, have_filler = 0;
+    double t0 = ksa_now();
+    char ckpt[KSA_PATH_STR + 32], tokenizer[64], what[KSA_PATH_STR + 64];
+    ksa_model_config cfg;
+    ksa_model m;
+    ksa_task_filler filler;
+    ksa_task_eval_result r = {0};
+    FILE *info = o->json ? stderr : stdout;
+    if (ksa_run_newest_checkpoint(o->ckpt, ckpt, sizeof ckpt) != KSA_OK)
+        goto fail;
+    if (strcmp(ckpt, o->ckpt) != 0)
+        fprintf(info, "# checkpoint %s (the newest in %s)\n", ckpt, o->ckpt);
+    snprintf(what, sizeof what, "checkpoint '%s'", ckpt);
+    if (ksa_ckpt_read_tokenizer(ckpt, tokenizer, sizeof tokenizer) != KSA_OK ||
+        ksa_tokenizer_check_name(tokenizer, what) != KSA_OK ||
+        ksa_ckpt_read_config(ckpt, &cfg) != KSA_OK || ksa_model_init(&m, &cfg) != KSA_OK)
+        goto fail;
+    have_model = 1;
+    if (ksa_ckpt_read_params(ckpt, &m.params, 0) != KSA_OK ||
+        ksa_task_filler_open(&filler, o->filler) != KSA_OK)
+        goto fail;
+    have_filler = 1;
+    ksa_model_layout_print(&m.layout, info);
+    ksa_task_eval_options eo = {.task = task,
+                                .len = (size_t)o->len,
+                                .n = o->n > 0 ? (size_t)o->n : 10 * n_depths,
+                                .depths = depths,
+                                .n_depths = n_depths,
+                                .seed = (uint64_t)o->seed,
+                                .filler = &filler,
+                                .batch = o->batch > 0 ? (size_t)o->batch : 8,
+                                .progress_seconds = o->progress};
+    if (ksa_task_eval(&m, &eo, &r) != KSA_OK)
+        goto fail;
+    double seconds = ksa_now() - t0, acc = (double)r.correct / (double)r.n;
+    double decode_tps = r.decode_seconds > 0 ? (double)r.decode_tokens / r.decode_seconds : 0;
+    size_t per_batch = eo.batch < eo.n ? eo.batch : eo.n; /* sequences of the measured cache */
+    if (o->json) {
+        printf("{\"task\": \"%s\", \"len\": %ld, \"n\": %zu, \"correct\": %zu, "
+               "\"accuracy\": %.17g, \"by_depth\": [",
+               ksa_task_name(task), o->len, r.n, r.correct, acc);
+        for (size_t d = 0; d < r.n_depths; d++) {
+            const ksa_task_depth_result *dr = &r.by_depth[d];
+            printf("%s{\"depth\": %.17g, \"n\": %zu, \"correct\": %zu, \"accuracy\": %.17g}",
+                   d ? ", " : "", dr->depth, dr->n, dr->correct,
+                   dr->n ? (double)dr->correct / (double)dr->n : 0.0);
+        }
+        printf("], \"seed\": %ld, \"prefill_seconds\": %.17g, \"decode_tokens_per_s\": %.17g, "
+               "\"kv_cache_bytes_per_sequence\": %zu, \"causal_cache_bytes_per_sequence\": %zu, "
+               "\"seconds\": %.17g}\n",
+               o->seed, r.prefill_seconds, decode_tps, r.cache.live_bytes / per_batch,
+               r.cache.causal_bytes / per_batch, seconds);
+    } else {
+        printf("%s, %ld tokens per example, seed %ld:\n%-10s %6s %8s %9s\n", ksa_task_name(task),
+               o->len, o->seed, "depth", "n", "correct", "accuracy");
+        for (size_t d = 0; d < r.n_depths; d++) {
+            const ksa_task_depth_result *dr = &r.by_depth[d];
+            printf("%-10g %6zu %8zu %9.3f\n", dr->depth, dr->n, dr->correct,
+                   dr->n ? (double)dr->correct / (double)dr->n : 0.0);
+        }
+        printf("%-10s %6zu %8zu %9.3f\n", "all", r.n, r.correct, acc);
+        if (r.first_wrong < r.n)
+            printf("first wrong: example %zu, the model wrote \"%s\"\n", r.first_wrong,
+                   r.first_wrong_output);
+        printf("prefill %.2f s for %zu prompt tokens, decode %.0f tokens/s, KV cache %.2f MB "
+               "per sequence (causal: %.2f MB), %.2f s\n",
+               r.prefill_seconds, r.prompt_tokens, decode_tps,
+               (double)(r.cache.live_bytes / per_batch) / 1e6,
+               (double)(r.cache.causal_bytes / per_batch) / 1e6, seconds);
+    }
+    rc = 0;
+    goto done;
+fail:
+    ksa_cli_error("eval", 1);
+done:
+    ksa_task_eval_result_free(&r);
+    if (have_filler)
+        ksa_task_filler_free(&filler);
+    if (have_model)
+        ksa_model_free(&m);
+    if (depths != default_depths)
+        ksa_free(depths);
+    return rc;
+}
+
 static int eval_main(int argc, char **argv)
 {
     eval_options o;
     int rc = parse_eval_args(argc, argv, &o);
     if (rc != 0 || o.help)
         return rc;
+    if (o.task) {
+        if (o.threads > 0)
+            ksa_threads_set((int)o.threads);
+        return task_main(&o);
+    }
     if (o.threads > 0)
         ksa_threads_set((int)o.threads);
     double t0 = ksa_now();

@@ -18,39 +18,6 @@ static const char what_it_does[] =
     "(+ .meta, .tokenizer: a token file like ksa prepare's) and P.jsonl (one object per\n"
     "example: prompt, answer, needle positions). See docs/evaluation.md.\n";
 
-/* "0,25,50" -> depths (ksa_alloc'ed, *n of them); KSA_EINVAL naming a bad entry. */
-static ksa_status parse_depths(const char *text, double **depths, size_t *n)
-{
-    size_t cap = 1;
-    for (const char *p = text; *p; p++)
-        cap += *p == ',';
-    double *d = ksa_alloc(cap * sizeof *d);
-    size_t count = 0;
-    for (const char *p = text;; p++) {
-        const char *end_of_entry = strchr(p, ',');
-        size_t len = end_of_entry ? (size_t)(end_of_entry - p) : strlen(p);
-        char entry[64];
-        snprintf(entry, sizeof entry, "%.*s", (int)len, p);
-        char *end;
-        errno = 0;
-        double v = strtod(entry, &end);
-        if (len == 0 || len >= sizeof entry || errno || end == entry || *end) {
-            ksa_free(d);
-            return ksa_fail(KSA_EINVAL,
-                            "--depths: '%.*s' is not a number (give percentages "
-                            "separated by commas: 0,25,50,75,100)",
-                            (int)len, p);
-        }
-        d[count++] = v;
-        if (!end_of_entry)
-            break;
-        p = end_of_entry;
-    }
-    *depths = d;
-    *n = count;
-    return KSA_OK;
-}
-
 int ksa_cmd_task(int argc, char **argv)
 {
     ksa_taskset_options o;
@@ -96,7 +63,7 @@ int ksa_cmd_task(int argc, char **argv)
         return ksa_cli_error("task", 2);
     double *parsed = NULL;
     if (depths) {
-        if (parse_depths(depths, &parsed, &o.n_depths) != KSA_OK)
+        if (ksa_task_parse_depths(depths, &parsed, &o.n_depths) != KSA_OK)
             return ksa_cli_error("task", 2);
         o.depths = parsed;
     }

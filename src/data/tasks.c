@@ -609,3 +609,36 @@ uint64_t ksa_task_example_seed(uint64_t seed, size_t i)
 {
     return ksa_mix64(ksa_mix64(seed + 0x9E3779B97F4A7C15ull) ^ (uint64_t)i) >> 11;
 }
+
+/* ---- depth lists -------------------------------------------------------------------- */
+ksa_status ksa_task_parse_depths(const char *text, double **depths, size_t *n)
+{
+    size_t cap = 1;
+    for (const char *p = text; *p; p++)
+        cap += *p == ',';
+    double *d = ksa_alloc(cap * sizeof *d);
+    size_t count = 0;
+    for (const char *p = text;; p++) {
+        const char *end_of_entry = strchr(p, ',');
+        size_t len = end_of_entry ? (size_t)(end_of_entry - p) : strlen(p);
+        char entry[64];
+        snprintf(entry, sizeof entry, "%.*s", (int)len, p);
+        char *end;
+        errno = 0;
+        double v = strtod(entry, &end);
+        if (len == 0 || len >= sizeof entry || errno || end == entry || *end) {
+            ksa_free(d);
+            return ksa_fail(KSA_EINVAL,
+                            "--depths: '%.*s' is not a number (give percentages "
+                            "separated by commas: 0,25,50,75,100)",
+                            (int)len, p);
+        }
+        d[count++] = v;
+        if (!end_of_entry)
+            break;
+        p = end_of_entry;
+    }
+    *depths = d;
+    *n = count;
+    return KSA_OK;
+}

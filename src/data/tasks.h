@@ -114,4 +114,8 @@ void ksa_task_example_free(ksa_task_example *ex);
  * cut to 53 bits (exact as a JSON number), so sets of neighbouring seeds share no example. */
 uint64_t ksa_task_example_seed(uint64_t seed, size_t i);
 
+/* "0,25,50" -> depths (ksa_alloc'ed, *n of them, in the order given; values are not range
+ * checked here); KSA_EINVAL naming an entry that is not a number.                        */
+ksa_status ksa_task_parse_depths(const char *text, double **depths, size_t *n);
+
 #endif
