@@ -1,0 +1,67 @@
+#!/bin/bash
+# test_ablation.sh - scripts/ablation.sh end to end at a tiny budget (a few steps per
+# variant): every variant is trained and scored on every task and length, the report has a
+# row per variant and a column per length, the plots are written, and bad options fail.
+# The budget is far too small to learn anything: this checks the plumbing, not the result
+# (results/ablation.md is the result). Prints a cmocka-style summary for tests/run_tests.sh.
+. "$(dirname "$0")/shlib.sh"
+set -u
+BIN=${BIN:-bin}
+PY=${PY:-/usr/bin/python3}
+
+ablation_trains_scores_and_reports_every_variant() {
+    local d="$TMP/abl"
+    mkdir -p "$d"
+    KSA_BIN="$BIN/ksa" scripts/ablation.sh --budget 0.01 --variants full,swa,sca,ksa,hybrid \
+        --lengths 128,256 --tasks passkey,niah-multikey --n 2 --out "$d/run" \
+        --report "$d/report" >"$d/out.txt" 2>&1 || { cat "$d/out.txt"; return 1; }
+    "$PY" - "$d" <<'PYEOF'
+import json, os, sys
+d = sys.argv[1]
+rows = [json.loads(l) for l in open(os.path.join(d, "run", "eval.jsonl"))]
+got = sorted((r["variant"], r["task"], r["len"]) for r in rows)
+# niah-multikey needs at least 200 tokens: not scored at 128
+want = sorted((v, t, L) for v in ["full", "swa", "sca", "ksa", "hybrid"]
+              for t, L in [("passkey", 128), ("passkey", 256), ("niah-multikey", 256)])
+assert got == want, got
+for r in rows:
+    assert r["n"] == 2 and 0 <= r["accuracy"] <= 1, r
+md = open(os.path.join(d, "report", "ablation.md")).read()
+for name in ["Full (causal)", "SWA", "SCA", "KSA", "KSA hybrid 3:1"]:
+    assert md.count("| %s |" % name) == 2 + 2 + 1, (name, md.count("| %s |" % name))
+assert "| variant | 128 | 256 |" in md, md
+assert "| SWA | — | " in md, md  # niah-multikey at 128: skipped
+# the variants differ in their attention keys only
+confs = {v: open(os.path.join(d, "run", v + ".conf")).read() for v in ["full", "swa", "sca", "ksa"]}
+assert "layer_sliding_window = 32" in confs["swa"] and "layer_sliding_window" not in confs["full"]
+assert "sliding_chunk_attention = true" in confs["sca"]
+assert "summary_token_num = 1" in confs["ksa"]
+PYEOF
+    test -s "$d/report/ablation_accuracy.png"
+    test -s "$d/report/ablation_loss.png"
+    # the KV cache of SWA and SCA does not grow with the length; the causal one does
+    "$PY" - "$d/run/eval.jsonl" <<'PYEOF'
+import json, sys
+kv = {}
+for l in open(sys.argv[1]):
+    r = json.loads(l)
+    if r["task"] == "passkey":
+        kv[(r["variant"], r["len"])] = r["kv_cache_bytes_per_sequence"]
+assert kv[("full", 256)] > 1.9 * kv[("full", 128)], kv  # T = prompt + answer
+assert kv[("swa", 256)] == kv[("swa", 128)], kv
+assert kv[("sca", 256)] <= kv[("sca", 128)] + 8 * 1024, kv
+assert kv[("ksa", 256)] < kv[("full", 256)], kv
+PYEOF
+}
+
+ablation_refuses_bad_options() {
+    expect_error "unknown variant 'mamba'" scripts/ablation.sh --variants full,mamba
+    expect_error "--budget must be a positive number, got 'lots'" scripts/ablation.sh --budget lots
+    expect_error "unknown option '--bogus'" scripts/ablation.sh --bogus
+}
+
+echo "[==========] Running test_ablation.sh"
+for t in ablation_trains_scores_and_reports_every_variant ablation_refuses_bad_options; do
+    run_test "$t" "$t"
+done
+finish
