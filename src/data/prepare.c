@@ -9,6 +9,7 @@
 
 #include "core/rng.h"
 #include "data/path.h"
+#include "data/staged.h"
 #include "data/tokenizer.h"
 
 #define CHUNK_BYTES ((size_t)4 << 20) /* input read per fread */
@@ -87,63 +88,12 @@ static ksa_status check_split(const ksa_prepare_options *o, const size_t *sizes)
                     o->n_inputs == 1 ? "" : "s", val_tokens, tokens, o->n_inputs - n_val);
 }
 
-/* One output token file being written as <path>.tmp. */
-typedef struct {
-    const char *path; /* borrowed: final name */
-    char *tmp;        /* owned: "<path>.tmp" */
-    FILE *fp;
-    size_t n_tokens;
-} out_file;
-
-static ksa_status create_tmp(out_file *f, const char *path)
+/* A small text file (the .meta and .tokenizer sidecars), staged like the token files. */
+static ksa_status write_text_tmp(ksa_staged_file *f, const char *path, const char *text)
 {
-    f->path = path;
-    f->tmp = ksa_path_concat(path, ".tmp");
-    f->fp = fopen(f->tmp, "wb");
-    if (!f->fp)
-        return ksa_fail(KSA_EIO, "cannot create '%s': %s", f->tmp, strerror(errno));
-    return KSA_OK;
-}
-
-/* Appends ids to f in dtype. narrow: scratch of n·4 bytes. */
-static ksa_status write_ids(out_file *f, const int32_t *ids, size_t n, ksa_dtype dtype,
-                            void *narrow)
-{
-    if (dtype == KSA_DTYPE_UINT16) {
-        uint16_t *t = narrow;
-        for (size_t i = 0; i < n; i++)
-            t[i] = (uint16_t)ids[i];
-    } else {
-        uint32_t *t = narrow;
-        for (size_t i = 0; i < n; i++)
-            t[i] = (uint32_t)ids[i];
-    }
-    size_t esize = ksa_tokfile_dtype_bytes(dtype);
-    if (n && fwrite(narrow, esize, n, f->fp) != n)
-        return ksa_fail(KSA_EIO, "cannot write '%s': %s", f->tmp, strerror(errno));
-    f->n_tokens += n;
-    return KSA_OK;
-}
-
-/* Flushes, syncs and closes f->fp. */
-static ksa_status finish_tmp(out_file *f)
-{
-    int bad = fflush(f->fp) != 0 || fsync(fileno(f->fp)) != 0;
-    int err = errno;
-    bad |= fclose(f->fp) != 0;
-    f->fp = NULL;
-    if (bad)
-        return ksa_fail(KSA_EIO, "cannot write '%s': %s", f->tmp, strerror(err));
-    return KSA_OK;
-}
-
-static ksa_status write_text_tmp(out_file *f, const char *path, const char *text)
-{
-    KSA_TRY(create_tmp(f, path));
-    size_t n = strlen(text);
-    if (fwrite(text, 1, n, f->fp) != n)
-        return ksa_fail(KSA_EIO, "cannot write '%s': %s", f->tmp, strerror(errno));
-    return finish_tmp(f);
+    KSA_TRY(ksa_staged_open(f, path));
+    KSA_TRY(ksa_staged_write(f, text, strlen(text)));
+    return ksa_staged_close(f);
 }
 
 typedef struct {
@@ -171,7 +121,8 @@ static void report_progress(prepare_state *s)
 }
 
 /* Copies the next n bytes of fp (input path) to out as tokens. */
-static ksa_status copy_tokens(prepare_state *s, FILE *fp, const char *path, size_t n, out_file *out)
+static ksa_status copy_tokens(prepare_state *s, FILE *fp, const char *path, size_t n,
+                              ksa_staged_file *out)
 {
     while (n > 0) {
         size_t want = n < CHUNK_BYTES ? n : CHUNK_BYTES;
@@ -180,7 +131,7 @@ static ksa_status copy_tokens(prepare_state *s, FILE *fp, const char *path, size
             return ksa_fail(KSA_EIO, "cannot read input '%s'%s", path,
                             ferror(fp) ? "" : " (it became shorter while being read)");
         ksa_tokenizer_encode(s->ids, s->bytes, got);
-        KSA_TRY(write_ids(out, s->ids, got, s->dtype, s->narrow));
+        KSA_TRY(ksa_staged_write_ids(out, s->ids, got, s->dtype, s->narrow));
         n -= got;
         s->done += got;
         report_progress(s);
@@ -189,7 +140,8 @@ static ksa_status copy_tokens(prepare_state *s, FILE *fp, const char *path, size
 }
 
 /* One document (path, n bytes): its bytes, then end-of-text, all to `to`. */
-static ksa_status prepare_document(prepare_state *s, const char *path, size_t n, out_file *to)
+static ksa_status prepare_document(prepare_state *s, const char *path, size_t n,
+                                   ksa_staged_file *to)
 {
     FILE *fp = fopen(path, "rb");
     if (!fp)
@@ -197,7 +149,7 @@ static ksa_status prepare_document(prepare_state *s, const char *path, size_t n,
     const int32_t eot = KSA_TOKENIZER_EOT;
     ksa_status st = copy_tokens(s, fp, path, n, to);
     if (st == KSA_OK)
-        st = write_ids(to, &eot, 1, s->dtype, s->narrow);
+        st = ksa_staged_write_ids(to, &eot, 1, s->dtype, s->narrow);
     if (st == KSA_OK && fgetc(fp) != EOF)
         st = ksa_fail(KSA_EIO, "input '%s' grew while being read", path);
     fclose(fp);
@@ -232,11 +184,11 @@ ksa_status ksa_prepare_run(const ksa_prepare_options *o, ksa_prepare_result *r)
     char *train_tok = ksa_path_concat(o->out, ".tokenizer");
     char *val_tok = ksa_path_concat(val_path, ".tokenizer");
     /* train, val, train meta, val meta, train tokenizer, val tokenizer */
-    out_file files[6] = {{0}};
-    out_file *train = &files[0], *val = &files[1];
-    st = create_tmp(train, o->out);
+    ksa_staged_file files[6] = {{0}};
+    ksa_staged_file *train = &files[0], *val = &files[1];
+    st = ksa_staged_open(train, o->out);
     if (st == KSA_OK)
-        st = create_tmp(val, val_path);
+        st = ksa_staged_open(val, val_path);
     size_t n_val_docs = 0;
     for (size_t i = 0; i < o->n_inputs && st == KSA_OK; i++) {
         int to_val = ksa_prepare_goes_to_validation(o->seed, i, o->val_fraction);
@@ -244,9 +196,9 @@ ksa_status ksa_prepare_run(const ksa_prepare_options *o, ksa_prepare_result *r)
         st = prepare_document(&s, o->inputs[i], sizes[i], to_val ? val : train);
     }
     if (st == KSA_OK)
-        st = finish_tmp(train);
+        st = ksa_staged_close(train);
     if (st == KSA_OK)
-        st = finish_tmp(val);
+        st = ksa_staged_close(val);
     const char *dtype_name = ksa_tokfile_dtype_name(s.dtype);
     if (st == KSA_OK)
         st = write_text_tmp(&files[2], train_meta, dtype_name);
@@ -258,12 +210,8 @@ ksa_status ksa_prepare_run(const ksa_prepare_options *o, ksa_prepare_result *r)
         st = write_text_tmp(&files[5], val_tok, KSA_TOKENIZER_NAME);
     /* the training file last: once the new P.bin is in place, so are the others */
     const int rename_order[6] = {1, 3, 5, 2, 4, 0};
-    for (int k = 0; k < 6 && st == KSA_OK; k++) {
-        const out_file *f = &files[rename_order[k]];
-        if (rename(f->tmp, f->path) != 0)
-            st = ksa_fail(KSA_EIO, "cannot rename '%s' to '%s': %s", f->tmp, f->path,
-                          strerror(errno));
-    }
+    if (st == KSA_OK)
+        st = ksa_staged_commit(files, rename_order, 6);
     if (st == KSA_OK) {
         r->n_files = o->n_inputs;
         r->n_bytes = s.total;
@@ -274,13 +222,7 @@ ksa_status ksa_prepare_run(const ksa_prepare_options *o, ksa_prepare_result *r)
         r->dtype = s.dtype;
         r->seconds = ksa_now() - s.t0;
     }
-    for (int i = 0; i < 6; i++) {
-        if (files[i].fp)
-            fclose(files[i].fp);
-        if (st != KSA_OK && files[i].tmp)
-            unlink(files[i].tmp); /* nothing half-written stays behind */
-        ksa_free(files[i].tmp);
-    }
+    ksa_staged_release(files, 6, st != KSA_OK);
     ksa_free(val_path), ksa_free(train_meta), ksa_free(val_meta);
     ksa_free(train_tok), ksa_free(val_tok);
     ksa_free(s.bytes), ksa_free(s.ids), ksa_free(s.narrow), ksa_free(sizes);

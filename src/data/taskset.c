@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "data/path.h"
+#include "data/staged.h"
 #include "data/tokenizer.h"
 
 static const double default_depths[] = {0, 25, 50, 75, 100};
@@ -53,43 +54,9 @@ static ksa_status check_options(const ksa_taskset_options *o)
     return ksa_tokenizer_check_vocab(o->vocab_size);
 }
 
-/* One output file being written as <path>.tmp. */
-typedef struct {
-    char *path; /* owned: final name */
-    char *tmp;  /* owned: "<path>.tmp" */
-    FILE *fp;
-} out_file;
-
-static ksa_status create_tmp(out_file *f)
-{
-    f->tmp = ksa_path_concat(f->path, ".tmp");
-    f->fp = fopen(f->tmp, "wb");
-    if (!f->fp)
-        return ksa_fail(KSA_EIO, "cannot create '%s': %s", f->tmp, strerror(errno));
-    return KSA_OK;
-}
-
-static ksa_status finish_tmp(out_file *f)
-{
-    int bad = fflush(f->fp) != 0 || fsync(fileno(f->fp)) != 0;
-    int err = errno;
-    bad |= fclose(f->fp) != 0;
-    f->fp = NULL;
-    if (bad)
-        return ksa_fail(KSA_EIO, "cannot write '%s': %s", f->tmp, strerror(err));
-    return KSA_OK;
-}
-
-static ksa_status write_bytes(out_file *f, const void *data, size_t n)
-{
-    if (n && fwrite(data, 1, n, f->fp) != n)
-        return ksa_fail(KSA_EIO, "cannot write '%s': %s", f->tmp, strerror(errno));
-    return KSA_OK;
-}
-
 /* The example's ids in dtype; every id must be below vocab_size (the tokenizer can spell the
  * task in this vocabulary). narrow: scratch of len · 4 bytes. */
-static ksa_status write_ids(out_file *f, const ksa_task_example *ex, size_t index,
+static ksa_status write_ids(ksa_staged_file *f, const ksa_task_example *ex, size_t index,
                             size_t vocab_size, ksa_dtype dtype, void *narrow)
 {
     for (size_t i = 0; i < ex->len; i++)
@@ -98,16 +65,7 @@ static ksa_status write_ids(out_file *f, const ksa_task_example *ex, size_t inde
                             "example %zu: token %zu is id %d, not below vocab_size %zu: this "
                             "vocabulary cannot spell the task",
                             index, i, (int)ex->ids[i], vocab_size);
-    if (dtype == KSA_DTYPE_UINT16) {
-        uint16_t *t = narrow;
-        for (size_t i = 0; i < ex->len; i++)
-            t[i] = (uint16_t)ex->ids[i];
-    } else {
-        uint32_t *t = narrow;
-        for (size_t i = 0; i < ex->len; i++)
-            t[i] = (uint32_t)ex->ids[i];
-    }
-    return write_bytes(f, narrow, ex->len * ksa_tokfile_dtype_bytes(dtype));
+    return ksa_staged_write_ids(f, ex->ids, ex->len, dtype, narrow);
 }
 
 /* An integer as its exact digits: cJSON keeps numbers as doubles and prints 15 digits. */
@@ -155,7 +113,7 @@ static cJSON *example_json(const ksa_task_example *ex, const char *filler)
     return o;
 }
 
-static ksa_status write_json_line(out_file *f, const ksa_task_example *ex, size_t index,
+static ksa_status write_json_line(ksa_staged_file *f, const ksa_task_example *ex, size_t index,
                                   const char *filler)
 {
     cJSON *o = example_json(ex, filler);
@@ -163,16 +121,16 @@ static ksa_status write_json_line(out_file *f, const ksa_task_example *ex, size_
     cJSON_Delete(o);
     if (!line)
         return ksa_fail(KSA_ENOMEM, "out of memory writing example %zu as JSON", index);
-    ksa_status st = write_bytes(f, line, strlen(line));
+    ksa_status st = ksa_staged_write(f, line, strlen(line));
     if (st == KSA_OK)
-        st = write_bytes(f, "\n", 1);
+        st = ksa_staged_write(f, "\n", 1);
     cJSON_free(line);
     return st;
 }
 
 /* The examples into files[0] (tokens) and files[1] (JSONL). */
 static ksa_status write_examples(const ksa_taskset_options *o, const ksa_task_filler *filler,
-                                 ksa_dtype dtype, out_file *bin, out_file *jsonl)
+                                 ksa_dtype dtype, ksa_staged_file *bin, ksa_staged_file *jsonl)
 {
     void *narrow = ksa_alloc(o->len * sizeof(uint32_t));
     ksa_status st = KSA_OK;
@@ -214,57 +172,50 @@ ksa_status ksa_taskset_write(const ksa_taskset_options *o, ksa_taskset_result *r
     KSA_TRY(ksa_task_filler_open(&filler, o->filler));
 
     char *prefix = prefix_of(o->out);
-    out_file files[N_FILES] = {{0}};
-    files[BIN].path = ksa_path_concat(prefix, ".bin");
-    files[JSONL].path = ksa_path_concat(prefix, ".jsonl");
-    files[META].path = ksa_path_concat(files[BIN].path, ".meta");
-    files[TOKENIZER].path = ksa_path_concat(files[BIN].path, ".tokenizer");
+    ksa_staged_file files[N_FILES] = {{0}};
+    char *paths[N_FILES];
+    paths[BIN] = ksa_path_concat(prefix, ".bin");
+    paths[JSONL] = ksa_path_concat(prefix, ".jsonl");
+    paths[META] = ksa_path_concat(paths[BIN], ".meta");
+    paths[TOKENIZER] = ksa_path_concat(paths[BIN], ".tokenizer");
     ksa_free(prefix);
     ksa_status st = KSA_OK;
     for (int k = 0; k < N_FILES && st == KSA_OK && !o->overwrite; k++)
-        if (access(files[k].path, F_OK) == 0)
+        if (access(paths[k], F_OK) == 0)
             st = ksa_fail(KSA_EINVAL,
                           "'%s' exists (give --overwrite to replace it, or another "
                           "--out)",
-                          files[k].path);
+                          paths[k]);
     if (st == KSA_OK)
-        st = ksa_path_make_parent(files[BIN].path, "the output folder");
+        st = ksa_path_make_parent(paths[BIN], "the output folder");
 
     ksa_dtype dtype = o->vocab_size <= 65536 ? KSA_DTYPE_UINT16 : KSA_DTYPE_UINT32;
     for (int k = 0; k < N_FILES && st == KSA_OK; k++)
-        st = create_tmp(&files[k]);
+        st = ksa_staged_open(&files[k], paths[k]);
     if (st == KSA_OK)
         st = write_examples(o, &filler, dtype, &files[BIN], &files[JSONL]);
     const char *dtype_name = ksa_tokfile_dtype_name(dtype);
     if (st == KSA_OK)
-        st = write_bytes(&files[META], dtype_name, strlen(dtype_name));
+        st = ksa_staged_write(&files[META], dtype_name, strlen(dtype_name));
     if (st == KSA_OK)
-        st = write_bytes(&files[TOKENIZER], KSA_TOKENIZER_NAME, strlen(KSA_TOKENIZER_NAME));
+        st = ksa_staged_write(&files[TOKENIZER], KSA_TOKENIZER_NAME, strlen(KSA_TOKENIZER_NAME));
     for (int k = 0; k < N_FILES && st == KSA_OK; k++)
-        st = finish_tmp(&files[k]);
+        st = ksa_staged_close(&files[k]);
     /* the token file last: once the new P.bin is in place, so are the others */
     const int rename_order[N_FILES] = {JSONL, META, TOKENIZER, BIN};
-    for (int k = 0; k < N_FILES && st == KSA_OK; k++) {
-        const out_file *f = &files[rename_order[k]];
-        if (rename(f->tmp, f->path) != 0)
-            st = ksa_fail(KSA_EIO, "cannot rename '%s' to '%s': %s", f->tmp, f->path,
-                          strerror(errno));
-    }
+    if (st == KSA_OK)
+        st = ksa_staged_commit(files, rename_order, N_FILES);
     if (st == KSA_OK) {
-        r->bin_path = files[BIN].path;
-        r->jsonl_path = files[JSONL].path;
-        files[BIN].path = files[JSONL].path = NULL;
+        r->bin_path = paths[BIN];
+        r->jsonl_path = paths[JSONL];
+        paths[BIN] = paths[JSONL] = NULL;
         r->n_tokens = o->n * o->len;
         r->dtype = dtype;
         r->seconds = ksa_now() - t0;
     }
-    for (int k = 0; k < N_FILES; k++) {
-        if (files[k].fp)
-            fclose(files[k].fp);
-        if (st != KSA_OK && files[k].tmp)
-            unlink(files[k].tmp); /* nothing half-written stays behind */
-        ksa_free(files[k].tmp), ksa_free(files[k].path);
-    }
+    ksa_staged_release(files, N_FILES, st != KSA_OK);
+    for (int k = 0; k < N_FILES; k++)
+        ksa_free(paths[k]);
     ksa_task_filler_free(&filler);
     return st;
 }
