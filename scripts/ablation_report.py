@@ -7,7 +7,7 @@
 Reads, from the run folder DIR: eval.jsonl (one `ksa eval --task --json` object per line,
 with "variant" added), VARIANT.jsonl (the training logs), VARIANT.conf and `seconds`. Writes
 OUT/ablation.md: accuracy per variant and length for every task (all depths together), the
-accuracy by depth at the longest length, final training and validation loss, training and
+accuracy by depth at every length, final training and validation loss, training and
 decode tokens/s and KV-cache bytes per sequence at each length; and OUT/ablation_accuracy.png
 (accuracy against length, a line per variant, a panel per task) and OUT/ablation_loss.png
 (training loss against tokens, validation loss as markers). Without python3-matplotlib the
@@ -101,24 +101,26 @@ def main():
                 cells.append("%.2f" % e["accuracy"] if e else "—")
             md.append("| %s | %s |" % (NAMES.get(v, v), " | ".join(cells)))
         md.append("")
-    Lmax = lengths[-1] if lengths else 0
-    md.append("## Accuracy by depth at %d tokens\n" % Lmax)
+    md.append("## Accuracy by depth\n")
+    md.append("Depth: where the needle sits, in percent of the filler (0: at the start, the "
+              "farthest from the question).\n")
     for t in tasks:
-        depths = None
-        rows = []
-        for v in variants:
-            e = res.get((v, t, Lmax))
-            if not e:
-                continue
-            depths = [b["depth"] for b in e["by_depth"]]
-            rows.append("| %s | %s |" % (NAMES.get(v, v), " | ".join(
-                "%.2f" % b["accuracy"] for b in e["by_depth"])))
-        if depths:
-            md.append("**%s**\n" % t)
-            md.append("| variant | " + " | ".join("%g %%" % d for d in depths) + " |")
-            md.append("|---|" + "---:|" * len(depths))
-            md += rows
-            md.append("")
+        for L in lengths:
+            depths = None
+            rows = []
+            for v in variants:
+                e = res.get((v, t, L))
+                if not e:
+                    continue
+                depths = [b["depth"] for b in e["by_depth"]]
+                rows.append("| %s | %s |" % (NAMES.get(v, v), " | ".join(
+                    "%.2f" % b["accuracy"] for b in e["by_depth"])))
+            if depths:
+                md.append("**%s, %d tokens**\n" % (t, L))
+                md.append("| variant | " + " | ".join("%g %%" % d for d in depths) + " |")
+                md.append("|---|" + "---:|" * len(depths))
+                md += rows
+                md.append("")
     md.append("## Loss, speed and KV cache\n")
     md.append("| variant | final train loss | final val loss | train tok/s | "
               + " | ".join("decode tok/s @%d" % L for L in lengths) + " | "
@@ -159,11 +161,15 @@ def main():
         return
     fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(5 * max(1, len(tasks)), 4),
                              squeeze=False)
+    # markers shrinking and line styles changing from one variant to the next, so that
+    # variants with the same accuracies stay visible on top of each other
+    styles = [("o", "-", 11), ("s", "--", 9), ("^", ":", 7), ("D", "-.", 5), ("v", "-", 4)]
     for ax, t in zip(axes[0], tasks):
-        for v in variants:
+        for k, v in enumerate(variants):
             xs = [L for L in lengths if (v, t, L) in res]
-            ax.plot(xs, [res[(v, t, L)]["accuracy"] for L in xs], marker="o",
-                    label=NAMES.get(v, v))
+            marker, ls, size = styles[k % len(styles)]
+            ax.plot(xs, [res[(v, t, L)]["accuracy"] for L in xs], marker=marker, ls=ls,
+                    ms=size, label=NAMES.get(v, v))
         ax.axvline(a.train_len, color="grey", lw=0.8, ls=":")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("context length (tokens; dotted: training length)")

@@ -28,7 +28,8 @@ for r in rows:
     assert r["n"] == 2 and 0 <= r["accuracy"] <= 1, r
 md = open(os.path.join(d, "report", "ablation.md")).read()
 for name in ["Full (causal)", "SWA", "SCA", "KSA", "KSA hybrid 3:1"]:
-    assert md.count("| %s |" % name) == 2 + 2 + 1, (name, md.count("| %s |" % name))
+    # accuracy (2 tasks), by depth (3 task-length pairs), loss
+    assert md.count("| %s |" % name) == 2 + 3 + 1, (name, md.count("| %s |" % name))
 assert "| variant | 128 | 256 |" in md, md
 assert "| SWA | — | " in md, md  # niah-multikey at 128: skipped
 # the variants differ in their attention keys only
