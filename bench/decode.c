@@ -14,8 +14,11 @@
  *     grows the caches to their final size), then --reps runs of N batched steps (--steps;
  *     default 16, 8 beyond 16k: a multiple of C, so that every run completes as many
  *     chunks), KSA and causal runs alternating (run r starts at context T + 1 + r·N);
- *     median tokens/s and µs per step, the cache rows the step's queries read, and µs per
- *     step over that at the first T whose window is full (T >= W·C): how the cost grows;
+ *     median tokens/s and µs per step, and µs per step over that at the first T whose
+ *     window is full (T >= W·C): how the cost grows with the context;
+ *   memory a decode step reads: the weights, once, and the cached rows its queries attend
+ *     to (KSA_SPEC §3.5), per step and per second, against the machine's read bandwidth
+ *     measured at the start (a sum over 1 GiB, all threads): the bound of a decode step;
  *   prefill: ksa_decoder_prefill of a random prompt of T tokens (median of --prefill-reps,
  *     the two models alternating), for T <= --prefill-max only: causal prefill is quadratic.
  * Wall times are next to process CPU time (all threads, CLOCK_PROCESS_CPUTIME_ID): the
@@ -286,6 +289,7 @@ typedef struct {
     size_t steps;                   /* per run                       */
     timing dec_ksa, dec_causal;     /* median run of `steps` steps   */
     double read_ksa, read_causal;   /* cache rows read per step, all layers, per sequence */
+    double completing;              /* fraction of the timed steps that complete a chunk  */
     int prefilled;
     timing pre_ksa, pre_causal;
 } result;
@@ -341,8 +345,10 @@ static result measure(ksa_model *mk, ksa_model *mc, const options *op, size_t T)
     for (size_t t = T + 1; t < T_max; t++) {
         r.read_ksa += (double)(n_layers * rows_read(t, op, 1));
         r.read_causal += (double)(n_layers * rows_read(t, op, 0));
+        r.completing += t % op->C == op->C - 1;
     }
-    r.read_ksa /= (double)(T_max - T - 1), r.read_causal /= (double)(T_max - T - 1);
+    double timed = (double)(T_max - T - 1);
+    r.read_ksa /= timed, r.read_causal /= timed, r.completing /= timed;
     ksa_decoder_free(&dk);
     ksa_decoder_free(&dc);
     return r;
@@ -388,14 +394,43 @@ static double mib(size_t bytes)
     return (double)bytes / (1024.0 * 1024.0);
 }
 
-/* Bytes of the parameters one text token's step reads (every layer's text weights, the
- * final norm and the tied LM head; not the summary-only ones nor the embedding rows). */
-static double dense_bytes_per_token(const ksa_model *m)
+/* Bytes of the parameters a decode step reads: summary = 0, those of the text rows (all
+ * shared parameters: with tied embeddings the table is the LM head); summary = 1, those a
+ * step completing a chunk reads in addition (the summary-only ones).                   */
+static double weight_bytes(const ksa_model *m, int summary)
 {
-    double per_layer = (double)(m->D * m->Hq * m->dh * 2 + m->D * m->Hkv * m->dh * 2 +
-                                3 * m->D * m->I + 2 * m->D + 2 * m->dh);
-    return ((double)m->layout.n_layers * per_layer + (double)(m->V * m->D + m->D)) *
-           sizeof(ksa_real);
+    double n = 0;
+    for (size_t i = 0; i < m->params.n; i++)
+        if (m->params.table[i].summary == summary)
+            n += (double)m->params.table[i].numel;
+    return n * sizeof(ksa_real);
+}
+
+/* The machine's read bandwidth, the bound of a decode step (it reads every weight and every
+ * cached row it attends to once): best of 3 sums over 1 GiB, all threads, bytes/s.      */
+static double read_bandwidth(void)
+{
+    size_t n = ((size_t)1 << 30) / sizeof(float);
+    float *x = ksa_alloc(n * sizeof *x);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(i & 7);
+    double best = 1e30;
+    volatile float sink = 0;
+    for (int r = 0; r < 4; r++) { /* the first run warms up */
+        double t0 = ksa_now();
+        float sum = 0;
+#pragma omp parallel for simd schedule(static) reduction(+ : sum)
+        for (size_t i = 0; i < n; i++)
+            sum += x[i];
+        double t = ksa_now() - t0;
+        sink += sum;
+        if (r > 0 && t < best)
+            best = t;
+    }
+    (void)sink;
+    ksa_free(x);
+    return (double)(n * sizeof *x) / best;
 }
 
 int main(int argc, char **argv)
@@ -423,13 +458,20 @@ int main(int argc, char **argv)
            "with use_summary_attention = false (causal)\n",
            op.C, op.S, op.W);
     printf("batch B = %zu; decode: median of %zu runs of N steps (column N) after T synthetic "
-           "tokens and one warm-up step; prefill: median of %zu, T <= %zu\n",
-           op.B, op.reps, op.prefill_reps, op.prefill_max);
+           "tokens and one warm-up step; ",
+           op.B, op.reps);
+    if (op.prefill_max)
+        printf("prefill: median of %zu, T <= %zu\n", op.prefill_reps, op.prefill_max);
+    else
+        printf("no prefill (--prefill-max 0)\n");
     printf("machine: %s, %ld online CPUs, %d threads; load average at start %.2f\n", cpu,
            sysconf(_SC_NPROCESSORS_ONLN), ksa_threads_get(), load0);
-    printf("KV row (K and V of one layer, one token): %zu bytes; text weights read per token: "
-           "%.1f MiB\n\n",
-           row_bytes, dense_bytes_per_token(&mk) / (1024.0 * 1024.0));
+    double w_text = weight_bytes(&mk, 0), w_sum = weight_bytes(&mk, 1), bw = read_bandwidth();
+    printf("KV row (K and V of one layer, one token): %zu bytes; weights a step reads: %.1f MiB, "
+           "%.1f MiB more in KSA when a chunk completes\n",
+           row_bytes, mib((size_t)w_text), mib((size_t)w_sum));
+    printf("read bandwidth (sum over 1 GiB, %d threads, best of 3): %.1f GB/s\n\n",
+           ksa_threads_get(), bw / 1e9);
     fflush(stdout);
 
     result res[MAX_T];
@@ -464,27 +506,41 @@ int main(int argc, char **argv)
         if (op.Ts[i] >= ring_full && (i0 == op.nT || op.Ts[i] < T0))
             i0 = i, T0 = op.Ts[i];
     printf("\nDecode, batch %zu: N steps after T tokens (tokens/s of the batch; µs per step, CPU "
-           "µs of the process in parentheses; KV read: MiB of cached rows the step's queries "
-           "read, per sequence; growth: µs per step over that at the first T whose window is "
-           "full, T >= W·C = %zu):\n\n",
+           "µs of the process in parentheses; growth: µs per step over that at the first T "
+           "whose window is full, T >= W·C = %zu):\n\n",
            op.B, ring_full);
-    printf(
-        "| T | N | KSA tok/s | causal tok/s | KSA / causal speed | KSA µs/step | causal µs/step | "
-        "KSA KV read | causal KV read | KSA growth | causal growth |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("| T | N | KSA tok/s | causal tok/s | KSA / causal speed | KSA µs/step | causal µs/step "
+           "| KSA growth | causal growth |\n");
+    printf("|---|---|---|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < op.nT; i++) {
         const result *r = &res[i];
         double sk = per_step(r->dec_ksa.wall, r), sc = per_step(r->dec_causal.wall, r);
-        printf("| %zu | %zu | %.1f | %.1f | %.2fx | %.0f (%.0f) | %.0f (%.0f) | %.1f | %.1f |",
-               op.Ts[i], r->steps, (double)op.B / sk, (double)op.B / sc, sc / sk, 1e6 * sk,
-               1e6 * per_step(r->dec_ksa.cpu, r), 1e6 * sc, 1e6 * per_step(r->dec_causal.cpu, r),
-               mib((size_t)(r->read_ksa * (double)row_bytes)),
-               mib((size_t)(r->read_causal * (double)row_bytes)));
+        printf("| %zu | %zu | %.1f | %.1f | %.2fx | %.0f (%.0f) | %.0f (%.0f) |", op.Ts[i],
+               r->steps, (double)op.B / sk, (double)op.B / sc, sc / sk, 1e6 * sk,
+               1e6 * per_step(r->dec_ksa.cpu, r), 1e6 * sc, 1e6 * per_step(r->dec_causal.cpu, r));
         if (i0 < op.nT && op.Ts[i] >= T0)
             printf(" %.2fx | %.2fx |\n", sk / per_step(res[i0].dec_ksa.wall, &res[i0]),
                    sc / per_step(res[i0].dec_causal.wall, &res[i0]));
         else
             printf(" — | — |\n");
+    }
+
+    printf("\nMemory a decode step reads (MiB: the weights once, plus the cached rows its "
+           "queries attend to, KSA_SPEC §3.5, for each of the %zu sequences) and the rate "
+           "achieved, against the read bandwidth above:\n\n",
+           op.B);
+    printf("| T | KSA KV read | causal KV read | KSA MiB/step | causal MiB/step | KSA GB/s | "
+           "causal GB/s | KSA %% of bandwidth | causal %% of bandwidth |\n");
+    printf("|---|---|---|---|---|---|---|---|---|\n");
+    for (size_t i = 0; i < op.nT; i++) {
+        const result *r = &res[i];
+        double kv_k = r->read_ksa * (double)row_bytes * (double)op.B;
+        double kv_c = r->read_causal * (double)row_bytes * (double)op.B;
+        double bk = w_text + r->completing * w_sum + kv_k, bc = weight_bytes(&mc, 0) + kv_c;
+        double gk = bk / per_step(r->dec_ksa.wall, r), gc = bc / per_step(r->dec_causal.wall, r);
+        printf("| %zu | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.0f%% | %.0f%% |\n", op.Ts[i],
+               mib((size_t)kv_k), mib((size_t)kv_c), mib((size_t)bk), mib((size_t)bc), gk / 1e9,
+               gc / 1e9, 100 * gk / bw, 100 * gc / bw);
     }
 
     printf("\nPrefill of a random prompt of T tokens, one sequence (s; CPU s in parentheses; "
