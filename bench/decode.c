@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -558,7 +559,10 @@ int main(int argc, char **argv)
                r->pre_ksa.wall, r->pre_ksa.cpu, r->pre_causal.wall, r->pre_causal.cpu,
                r->pre_causal.wall / r->pre_ksa.wall, T / r->pre_ksa.wall, T / r->pre_causal.wall);
     }
-    printf("\nload average at end %.2f; total %.0f s wall\n", load_average(), ksa_now() - wall0);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("\nload average at end %.2f; total %.0f s wall; peak resident memory %.2f GiB\n",
+           load_average(), ksa_now() - wall0, (double)ru.ru_maxrss / (1024.0 * 1024.0));
     ksa_model_free(&mk);
     ksa_model_free(&mc);
     return 0;
