@@ -196,7 +196,7 @@ static size_t steps_for(const options *op, size_t T)
 
 /* ---- exact row counts (KSA_SPEC §3.5, §8.7) ------------------------------------------- */
 /* Live rows of one summary layer after T text tokens; a causal layer has T. */
-static size_t ksa_live_rows(size_t T, const options *op)
+static size_t summary_live_rows(size_t T, const options *op)
 {
     size_t n = T / op->C;
     return T % op->C + op->C * (n < op->W ? n : op->W) + op->S * n;
@@ -489,7 +489,7 @@ int main(int argc, char **argv)
     printf("|---|---|---|---|---|---|---|---|---|\n");
     for (size_t i = 0; i < op.nT; i++) {
         const result *r = &res[i];
-        size_t T = op.Ts[i], live = ksa_live_rows(T, &op);
+        size_t T = op.Ts[i], live = summary_live_rows(T, &op);
         printf("| %zu | %.2f | %.2f | %.2f | %.2f | %.2fx | %.2fx | %.2fx | %zu / %zu |\n", T,
                mib(r->ksa.allocated_bytes), mib(r->ksa.live_bytes), mib(r->causal.allocated_bytes),
                mib(r->causal.live_bytes),
