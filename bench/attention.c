@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench.h"
 #include "autograd/blas.h"
 #include "core/core.h"
 #include "core/rng.h"
@@ -252,22 +253,6 @@ static double sgemm_peak(void)
     return 2.0 * (double)n * (double)n * (double)n / best / 1e9;
 }
 
-static void cpu_name(char *buf, size_t n)
-{
-    snprintf(buf, n, "unknown CPU");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f)
-        return;
-    char line[256];
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "model name", 10) && strchr(line, ':')) {
-            snprintf(buf, n, "%s", strchr(line, ':') + 2);
-            buf[strcspn(buf, "\n")] = '\0';
-            break;
-        }
-    fclose(f);
-}
-
 int main(int argc, char **argv)
 {
     options op = parse(argc, argv);
@@ -275,7 +260,7 @@ int main(int argc, char **argv)
         op.reps = 64;
     ksa_threads_set(op.threads);
     char cpu[128];
-    cpu_name(cpu, sizeof cpu);
+    bench_cpu_name(cpu, sizeof cpu);
     double peak = sgemm_peak();
     printf("attention benchmark (%s): nseq 1, Hq %zu, Hkv %zu, head_dim %zu, %d threads, "
            "median of %d\n",

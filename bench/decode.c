@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "core/core.h"
 #include "core/rng.h"
 #include "model/decode.h"
@@ -356,21 +357,6 @@ static result measure(ksa_model *mk, ksa_model *mc, const options *op, size_t T)
 }
 
 /* ---- the machine ------------------------------------------------------------------------ */
-static void cpu_name(char *buf, size_t n)
-{
-    snprintf(buf, n, "unknown CPU");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f)
-        return;
-    char line[256];
-    while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "model name", 10) && strchr(line, ':')) {
-            snprintf(buf, n, "%s", strchr(line, ':') + 2);
-            buf[strcspn(buf, "\n")] = '\0';
-            break;
-        }
-    fclose(f);
-}
 
 /* The 1-minute load average (other users of the machine), -1 if unknown. */
 static double load_average(void)
@@ -450,7 +436,7 @@ int main(int argc, char **argv)
     size_t n_layers = mk.layout.n_layers, ring_full = op.W * op.C;
 
     char cpu[128];
-    cpu_name(cpu, sizeof cpu);
+    bench_cpu_name(cpu, sizeof cpu);
     double load0 = load_average(), wall0 = ksa_now();
     printf("decode benchmark (%s): hidden %zu, intermediate %zu, %zu layers, Hq %zu, Hkv %zu, "
            "head_dim %zu, vocab %zu; max_position_embeddings %zu\n",
