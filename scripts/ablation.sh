@@ -4,15 +4,17 @@
 # tasks at several lengths (docs/evaluation.md, "The ablation").
 #
 #   scripts/ablation.sh [--budget X] [--out DIR] [--report DIR] [--n N] [--threads T]
-#                       [--variants full,swa,sca,ksa,hybrid]
-#                       [--lengths 128,256,512,1024] [--tasks passkey] [--report-only]
+#                       [--variants full,swa,sca,ksa,hybrid] [--train-len 256]
+#                       [--lengths 256,512,1024,2048] [--report-only]
+#                       [--tasks passkey,niah-multikey,niah-multivalue,vartrack]
 #
 # Steps (every file goes under --out, default results/ablation_run; the report to --report,
 # default results/):
-#   1. training data, a mixture: passkey examples at the training length (`ksa task`, noise
-#      filler, seed 1), a copy task (a random string, then the same string again: it makes
-#      the model learn to retrieve, which passkey alone did not teach within this budget)
-#      and the default corpus (build/data/kjv.bin, made by `make`);
+#   1. training data, a mixture: examples of every --tasks task at the training length
+#      (`ksa task`, noise filler, seed 1; a task longer than --train-len is left out), a copy
+#      task (a random string, then the same string again: it makes the model learn to
+#      retrieve, which passkey alone did not teach in the first runs) and the default corpus
+#      (build/data/kjv.bin, made by `make`);
 #   2. one configuration per variant: the same backbone and training keys, only the
 #      attention keys differ (docs/configs.md, "Attention variants");
 #   3. `ksa train` of each variant (steps = BASE_STEPS x budget), JSONL log, validation loss
@@ -30,13 +32,14 @@ BUDGET=1
 OUT=results/ablation_run
 REPORT=results
 VARIANTS=full,swa,sca,ksa,hybrid
-LENGTHS=128,256,512,1024
-TASKS=passkey
+LENGTHS=256,512,1024,2048
+TASKS=passkey,niah-multikey,niah-multivalue,vartrack
+TRAIN_LEN=256
 N_EVAL=20
 THREADS=${OMP_NUM_THREADS:-2}
 REPORT_ONLY=0
 usage() {
-    sed -n '4,7p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//'
     exit "$1"
 }
 while [ $# -gt 0 ]; do
@@ -46,6 +49,7 @@ while [ $# -gt 0 ]; do
     --report) REPORT=$2; shift 2 ;;
     --variants) VARIANTS=$2; shift 2 ;;
     --lengths) LENGTHS=$2; shift 2 ;;
+    --train-len) TRAIN_LEN=$2; shift 2 ;;
     --tasks) TASKS=$2; shift 2 ;;
     --n) N_EVAL=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
@@ -54,6 +58,9 @@ while [ $# -gt 0 ]; do
     *) echo "ablation.sh: unknown option '$1'" >&2; usage 2 ;;
     esac
 done
+case "$TRAIN_LEN" in
+'' | *[!0-9]*) echo "ablation.sh: --train-len must be a whole number of tokens, got '$TRAIN_LEN'" >&2; exit 2 ;;
+esac
 case "$BUDGET" in
 '' | *[!0-9.]* | *.*.*) echo "ablation.sh: --budget must be a positive number, got '$BUDGET'" >&2; exit 2 ;;
 esac
@@ -67,14 +74,13 @@ KSA=${KSA_BIN:-bin/ksa} # the tests run another build
 PY=/usr/bin/python3
 # The experiment (docs/evaluation.md says why these): a 4-layer byte-level model, chunks of
 # C = 8 and a window of W = 4 chunks (32 tokens), the SWA window the same 32 tokens, trained
-# at 128 tokens (the window covers a quarter of a training row), evaluated up to 1024.
-TRAIN_LEN=128
-BASE_STEPS=3000
+# at 256 tokens (the window covers an eighth of a training row), evaluated up to 2048.
+BASE_STEPS=1500
 C=8
 W=4
 S=1
 STEPS=$("$PY" -c "import sys; print(max(1, round($BASE_STEPS * float(sys.argv[1]))))" "$BUDGET")
-mkdir -p "$OUT" "$REPORT"
+mkdir -p "$OUT/data" "$REPORT"
 
 write_config() { # VARIANT FILE
     local attention
@@ -132,9 +138,17 @@ if [ "$REPORT_ONLY" = 0 ]; then
     [ -x "$KSA" ] || { echo "ablation.sh: $KSA is missing: run make first" >&2; exit 1; }
     [ -f build/data/kjv.bin ] || { echo "ablation.sh: build/data/kjv.bin is missing: run make first" >&2; exit 1; }
     start=$(date +%s)
-    # 1. training data: passkey examples, the copy task and the corpus
-    "$KSA" task --task passkey --len "$TRAIN_LEN" --n 40000 --seed 1 --filler noise \
-        --out "$OUT/data/passkey" --overwrite >/dev/null
+    # 1. training data: the tasks' examples, the copy task and the corpus
+    mix_tasks=()
+    for t in ${TASKS//,/ }; do
+        if "$KSA" task --task "$t" --len "$TRAIN_LEN" --n 20000 --seed 1 --filler noise \
+            --out "$OUT/data/$t" --overwrite >/dev/null 2>"$OUT/data.err"; then
+            mix_tasks+=("$t")
+        else
+            echo "   $t left out of the training mixture: $(cat "$OUT/data.err")"
+        fi
+    done
+    [ ${#mix_tasks[@]} -gt 0 ] || { echo "ablation.sh: no task fits in --train-len $TRAIN_LEN" >&2; exit 2; }
     "$PY" - "$OUT/data/copy" "$TRAIN_LEN" <<'PYEOF'
 import sys
 import numpy as np
@@ -151,8 +165,11 @@ rows.tofile(prefix + ".bin")
 open(prefix + ".bin.meta", "w").write("uint16\n")
 open(prefix + ".bin.tokenizer", "w").write("byte\n")
 PYEOF
-    printf 'passkey 0.45 data/passkey.bin\ncopy 0.45 data/copy.bin\nkjv 0.1 %s\n' \
-        "$PWD/build/data/kjv.bin" >"$OUT/mix.txt"
+    # the tasks share 0.65 of the rows equally, the copy task 0.25, the corpus 0.1
+    share=$("$PY" -c "import sys; print(round(0.65 / int(sys.argv[1]), 4))" ${#mix_tasks[@]})
+    { for t in "${mix_tasks[@]}"; do echo "$t $share data/$t.bin"; done
+      echo "copy 0.25 data/copy.bin"
+      echo "kjv 0.1 $PWD/build/data/kjv.bin"; } >"$OUT/mix.txt"
     # 2.-4. per variant: train, then evaluate every task at every length
     : >"$OUT/eval.jsonl"
     for v in ${VARIANTS//,/ }; do

@@ -13,7 +13,7 @@ ablation_trains_scores_and_reports_every_variant() {
     local d="$TMP/abl"
     mkdir -p "$d"
     KSA_BIN="$BIN/ksa" scripts/ablation.sh --budget 0.01 --variants full,swa,sca,ksa,hybrid \
-        --lengths 128,256 --tasks passkey,niah-multikey --n 2 --out "$d/run" \
+        --train-len 128 --lengths 128,256 --tasks passkey,niah-multikey --n 2 --out "$d/run" \
         --report "$d/report" >"$d/out.txt" 2>&1 || { cat "$d/out.txt"; return 1; }
     "$PY" - "$d" <<'PYEOF'
 import json, os, sys
@@ -37,7 +37,13 @@ confs = {v: open(os.path.join(d, "run", v + ".conf")).read() for v in ["full", "
 assert "layer_sliding_window = 32" in confs["swa"] and "layer_sliding_window" not in confs["full"]
 assert "sliding_chunk_attention = true" in confs["sca"]
 assert "summary_token_num = 1" in confs["ksa"]
+assert "seq_len = 128" in confs["ksa"], confs["ksa"]
+# the training mixture: every task that fits in 128 tokens, the copy task and the corpus
+mix = [l.split()[:2] for l in open(os.path.join(d, "run", "mix.txt"))]
+assert [n for n, _ in mix] == ["passkey", "copy", "kjv"], mix
+assert abs(sum(float(w) for _, w in mix) - 1) < 1e-9, mix
 PYEOF
+    grep -q "niah-multikey left out of the training mixture" "$d/out.txt" || { cat "$d/out.txt"; return 1; }
     test -s "$d/report/ablation_accuracy.png"
     test -s "$d/report/ablation_loss.png"
     # the KV cache of SWA and SCA does not grow with the length; the causal one does
@@ -59,6 +65,7 @@ ablation_refuses_bad_options() {
     expect_error "unknown variant 'mamba'" scripts/ablation.sh --variants full,mamba
     expect_error "--budget must be a positive number, got 'lots'" scripts/ablation.sh --budget lots
     expect_error "unknown option '--bogus'" scripts/ablation.sh --bogus
+    expect_error "--train-len must be a whole number of tokens, got '2k'" scripts/ablation.sh --train-len 2k
 }
 
 echo "[==========] Running test_ablation.sh"

@@ -27,8 +27,8 @@
 
 /* Rows of the MLP's [rows, I] intermediates at a time (prefill of long prompts). */
 enum { MLP_BLOCK = 1024 };
-/* Keys per tile of a decode query (scores [G, DEC_BK] per thread). */
-enum { DEC_BK = 512 };
+/* Cache rows per tile of a decode query (scores [Hq, DEC_BK] per thread). */
+enum { DEC_BK = 256 };
 
 static size_t min_size(size_t a, size_t b)
 {
@@ -238,6 +238,8 @@ static void apply_copies(const ksa_model *m, ksa_layer_cache *c, const ksa_kv_co
     }
 }
 
+static void tiles_reserve(ksa_decoder *d, size_t n);
+
 ksa_status ksa_decoder_init(ksa_decoder *d, ksa_model *m, size_t B, size_t T_max, int reserve)
 {
     memset(d, 0, sizeof *d);
@@ -279,6 +281,15 @@ ksa_status ksa_decoder_init(ksa_decoder *d, ksa_model *m, size_t B, size_t T_max
     d->query_j = ksa_alloc(rows * sizeof *d->query_j);
     d->reads = ksa_alloc(rows * sizeof *d->reads);
     d->listed = ksa_alloc_zero(B);
+    d->row_first_tile = ksa_alloc((rows + 1) * sizeof *d->row_first_tile);
+    if (reserve) { /* the longest range a query can read, in tiles, for every row */
+        size_t longest = 0;
+        for (size_t i = 0; i < l->n_layers; i++) {
+            size_t n = ksa_kv_cache_rows_for(&d->seqs[0].layers[i].book, T_max);
+            longest = n > longest ? n : longest;
+        }
+        tiles_reserve(d, rows * ((longest + DEC_BK - 1) / DEC_BK));
+    }
     return KSA_OK;
 }
 
@@ -293,7 +304,8 @@ void ksa_decoder_free(ksa_decoder *d)
     ksa_free(d->seqs);
     work_free(&d->step);
     ksa_free(d->query_seq), ksa_free(d->query_j), ksa_free(d->reads), ksa_free(d->listed);
-    ksa_free(d->thread_scratch);
+    ksa_free(d->thread_scratch), ksa_free(d->row_first_tile);
+    ksa_free(d->tile_row), ksa_free(d->tile_k0), ksa_free(d->tile_part);
     memset(d, 0, sizeof *d);
 }
 
@@ -412,47 +424,135 @@ ksa_status ksa_decoder_prefill(ksa_decoder *d, size_t b, const int32_t *tokens, 
     return KSA_OK;
 }
 
-/* ---- one step ------------------------------------------------------------------------- */
-/* Per-thread scratch of attend(): scores [G, DEC_BK], accumulator [G, dh], max and sum [G]. */
-static size_t thread_scratch_reals(const ksa_model *m)
+/* ---- one step: attention --------------------------------------------------------------- *
+ * Every query row reads one range of its cache (ksa_kv_cache_*_reads). The range is cut into
+ * tiles of DEC_BK rows and a tile is one item of work for any thread, so that one long range
+ * keeps every thread busy (split-K, as in "flash decoding"). A tile streams its K rows, then
+ * its V rows, once each, whole rows for all heads together (the cache is [rows, Hkv·dh]),
+ * and leaves a partial softmax per query head hq:
+ *   m[hq] = max_k s[hq, k],  l[hq] = Σ_k exp(s[hq, k] − m[hq]),
+ *   acc[hq, :] = Σ_k exp(s[hq, k] − m[hq]) · V[k, head hq/G, :],  s = scale · q·K.
+ * merge_tiles() then combines the tiles of a row, in order (the result does not depend on
+ * the number of threads).                                                                  */
+
+/* Reals of one tile's partial: m [Hq], l [Hq], acc [Hq, dh]. */
+static size_t tile_reals(const ksa_model *m)
 {
-    size_t G = m->Hq / m->Hkv;
-    return G * DEC_BK + G * m->dh + 2 * G + 16;
+    return m->Hq * (m->dh + 2);
 }
 
-/* The G = Hq/Hkv query heads of kv head g of one query row, over cache rows [b, e):
- * o[G, dh] = softmax(scale · q Kᵀ) V, online softmax over tiles of DEC_BK keys.
- * q, o: the row's heads [Hq, dh] (this group at g*G*dh); K, V: [rows, Hkv*dh].          */
-static void attend(ksa_real *o, const ksa_real *q, const ksa_real *K, const ksa_real *V,
-                   ksa_kv_range rows, size_t g, const ksa_model *m, ksa_real *scratch)
+/* Per-thread scratch of attend_tile(): the scores [Hq, DEC_BK]. */
+static size_t thread_scratch_reals(const ksa_model *m)
 {
-    size_t G = m->Hq / m->Hkv, dh = m->dh, kvd = m->Hkv * dh;
+    return m->Hq * DEC_BK;
+}
+
+/* One tile: cache rows [k0, k0 + nk) of K, V [rows, Hkv*dh] against the query q [Hq, dh];
+ * the partial goes to part (tile_reals), s is scratch [Hq, DEC_BK].                     */
+static void attend_tile(ksa_real *part, const ksa_real *q, const ksa_real *K, const ksa_real *V,
+                        size_t k0, size_t nk, const ksa_model *m, ksa_real *s)
+{
+    size_t Hq = m->Hq, G = Hq / m->Hkv, dh = m->dh, kvd = m->Hkv * dh;
     ksa_real scale = (ksa_real)(1.0 / sqrt((double)dh));
-    ksa_real *s = scratch, *acc = s + G * DEC_BK, *mx = acc + G * dh, *sum = mx + G;
-    const ksa_real *qg = q + g * G * dh;
-    memset(acc, 0, G * dh * sizeof *acc);
-    for (size_t h = 0; h < G; h++)
-        mx[h] = 0, sum[h] = 0;
-    for (size_t k0 = rows.begin; k0 < rows.end; k0 += DEC_BK) {
-        size_t nk = min_size(DEC_BK, rows.end - k0);
-        const ksa_real *Kt = K + k0 * kvd + g * dh, *Vt = V + k0 * kvd + g * dh;
-        ksa_gemm(0, 1, G, nk, dh, scale, qg, dh, Kt, kvd, 0, s, nk);
-        for (size_t h = 0; h < G; h++) {
-            ksa_real *row = s + h * nk, tile_max = ksa_row_max(row, nk);
-            ksa_real m_new = sum[h] == 0 || tile_max > mx[h] ? tile_max : mx[h];
-            ksa_real rescale = sum[h] == 0 ? 0 : (ksa_real)exp((double)(mx[h] - m_new));
-            ksa_real tile_sum = ksa_exp_shift_sum(row, nk, m_new);
-            sum[h] = sum[h] * rescale + tile_sum;
-            mx[h] = m_new;
+    ksa_real *mx = part, *sum = part + Hq, *acc = part + 2 * Hq;
+    for (size_t k = 0; k < nk; k++) {
+        const ksa_real *key = K + (k0 + k) * kvd;
+        for (size_t hq = 0; hq < Hq; hq++) {
+            const ksa_real *qh = q + hq * dh, *kh = key + hq / G * dh;
+            ksa_real dot = 0;
+#pragma omp simd reduction(+ : dot)
             for (size_t x = 0; x < dh; x++)
-                acc[h * dh + x] *= rescale;
+                dot += qh[x] * kh[x];
+            s[hq * DEC_BK + k] = scale * dot;
         }
-        ksa_gemm(0, 0, G, dh, nk, 1, s, nk, Vt, kvd, 1, acc, dh);
     }
-    ksa_real *og = o + g * G * dh;
-    for (size_t h = 0; h < G; h++)
+    for (size_t hq = 0; hq < Hq; hq++) {
+        mx[hq] = ksa_row_max(s + hq * DEC_BK, nk);
+        sum[hq] = ksa_exp_shift_sum(s + hq * DEC_BK, nk, mx[hq]);
+    }
+    memset(acc, 0, Hq * dh * sizeof *acc);
+    for (size_t k = 0; k < nk; k++) {
+        const ksa_real *value = V + (k0 + k) * kvd;
+        for (size_t hq = 0; hq < Hq; hq++) {
+            ksa_real p = s[hq * DEC_BK + k], *a = acc + hq * dh;
+            const ksa_real *vh = value + hq / G * dh;
+#pragma omp simd
+            for (size_t x = 0; x < dh; x++)
+                a[x] += p * vh[x];
+        }
+    }
+}
+
+/* o [Hq, dh] = the attention output of a row from the partials of its n tiles (n >= 1). */
+static void merge_tiles(ksa_real *o, const ksa_real *parts, size_t n, const ksa_model *m)
+{
+    size_t Hq = m->Hq, dh = m->dh, tr = tile_reals(m);
+    for (size_t hq = 0; hq < Hq; hq++) {
+        ksa_real M = parts[hq];
+        for (size_t t = 1; t < n; t++)
+            M = parts[t * tr + hq] > M ? parts[t * tr + hq] : M;
+        ksa_real l = 0, *oh = o + hq * dh;
+        memset(oh, 0, dh * sizeof *oh);
+        for (size_t t = 0; t < n; t++) {
+            const ksa_real *pt = parts + t * tr;
+            ksa_real w = (ksa_real)exp((double)(pt[hq] - M)), *acc = (ksa_real *)pt + 2 * Hq;
+            l += w * pt[Hq + hq];
+            for (size_t x = 0; x < dh; x++)
+                oh[x] += w * acc[hq * dh + x];
+        }
         for (size_t x = 0; x < dh; x++)
-            og[h * dh + x] = acc[h * dh + x] / sum[h];
+            oh[x] /= l;
+    }
+}
+
+/* Room for n tiles (grows geometrically; a reserved decoder has room for any step). */
+static void tiles_reserve(ksa_decoder *d, size_t n)
+{
+    if (n <= d->tiles_cap)
+        return;
+    size_t cap = d->tiles_cap * 2 > n ? d->tiles_cap * 2 : n;
+    ksa_free(d->tile_row), ksa_free(d->tile_k0), ksa_free(d->tile_part);
+    d->tile_row = ksa_alloc(cap * sizeof *d->tile_row);
+    d->tile_k0 = ksa_alloc(cap * sizeof *d->tile_k0);
+    d->tile_part = ksa_alloc(cap * tile_reals(d->m) * sizeof *d->tile_part);
+    d->tiles_cap = cap;
+}
+
+/* w->att [nq, Hq*dh] = attention of the step's nq query rows over their cache ranges. */
+static void attend_rows(ksa_decoder *d, ksa_decode_work *w, size_t li, size_t nq)
+{
+    const ksa_model *m = d->m;
+    size_t qd = m->Hq * m->dh, kvd = m->Hkv * m->dh, tr = tile_reals(m), ntiles = 0, keys = 0;
+    for (size_t r = 0; r < nq; r++) {
+        size_t len = d->reads[r].end - d->reads[r].begin;
+        KSA_ASSERT(len > 0, "decode query row %zu reads no cache row", r);
+        ntiles += (len + DEC_BK - 1) / DEC_BK;
+        keys += len;
+    }
+    tiles_reserve(d, ntiles);
+    size_t t = 0;
+    for (size_t r = 0; r < nq; r++) {
+        d->row_first_tile[r] = t;
+        for (size_t k0 = d->reads[r].begin; k0 < d->reads[r].end; k0 += DEC_BK, t++)
+            d->tile_row[t] = r, d->tile_k0[t] = k0;
+    }
+    d->row_first_tile[nq] = t;
+    int parallel = keys * kvd >= KSA_PARALLEL_MIN_ELEMENTS;
+#pragma omp parallel if (parallel)
+    {
+        ksa_real *s = d->thread_scratch + (size_t)omp_get_thread_num() * thread_scratch_reals(m);
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < ntiles; i++) {
+            size_t r = d->tile_row[i], k0 = d->tile_k0[i];
+            const ksa_layer_cache *c = &d->seqs[d->query_seq[r]].layers[li];
+            attend_tile(d->tile_part + i * tr, w->q + r * qd, c->k, c->v, k0,
+                        min_size(DEC_BK, d->reads[r].end - k0), m, s);
+        }
+#pragma omp for schedule(static)
+        for (size_t r = 0; r < nq; r++)
+            merge_tiles(w->att + r * qd, d->tile_part + d->row_first_tile[r] * tr,
+                        d->row_first_tile[r + 1] - d->row_first_tile[r], m);
+    }
 }
 
 ksa_status ksa_decoder_step(ksa_decoder *d, size_t n, const size_t *seq, const int32_t *tokens,
@@ -506,7 +606,7 @@ ksa_status ksa_decoder_step(ksa_decoder *d, size_t n, const size_t *seq, const i
     }
     embed_rows(d, w, n, ns, d->query_j + n);
 
-    size_t qd = m->Hq * m->dh, kvd = m->Hkv * m->dh;
+    size_t kvd = m->Hkv * m->dh;
     int nthreads = ksa_threads_get();
     if ((size_t)nthreads > d->thread_scratch_threads) {
         ksa_free(d->thread_scratch);
@@ -534,17 +634,7 @@ ksa_status ksa_decoder_step(ksa_decoder *d, size_t n, const size_t *seq, const i
                 d->reads[r] = ksa_kv_cache_summary_reads(&c->book, j);
             }
         }
-        /* every query row and kv head: one item */
-        size_t items = nq * m->Hkv, per_thread = thread_scratch_reals(m), keys = 0;
-        for (size_t r = 0; r < nq; r++)
-            keys += d->reads[r].end - d->reads[r].begin;
-#pragma omp parallel for schedule(static) if (keys * kvd >= KSA_PARALLEL_MIN_ELEMENTS)
-        for (size_t it = 0; it < items; it++) {
-            size_t r = it / m->Hkv, g = it % m->Hkv;
-            const ksa_layer_cache *c = &d->seqs[d->query_seq[r]].layers[li];
-            ksa_real *scratch = d->thread_scratch + (size_t)omp_get_thread_num() * per_thread;
-            attend(w->att + r * qd, w->q + r * qd, c->k, c->v, d->reads[r], g, m, scratch);
-        }
+        attend_rows(d, w, li, nq);
         /* completed chunks: text into the ring, summaries into their region (§8.4 step 3-4) */
         for (size_t i = 0; i < n; i++) {
             ksa_layer_cache *c = &d->seqs[seq[i]].layers[li];

@@ -65,8 +65,13 @@ typedef struct {
     size_t *query_j;          /* [B*(1+S)] summary row: j; text row: KSA_KV_NO_ROW    */
     ksa_kv_range *reads;      /* [B*(1+S)] rows each query reads                      */
     unsigned char *listed;    /* [B] scratch of the argument checks                   */
-    ksa_real *thread_scratch; /* per thread: scores, accumulator, max, sum          */
+    ksa_real *thread_scratch; /* per thread: the scores of a tile [Hq, DEC_BK]       */
     size_t thread_scratch_threads;
+    size_t *row_first_tile; /* [B*(1+S)+1] a step's query row: its first tile        */
+    size_t *tile_row;       /* [tiles_cap] a tile: its query row                     */
+    size_t *tile_k0;        /* [tiles_cap] a tile: its first cache row               */
+    ksa_real *tile_part;    /* [tiles_cap, Hq*(dh+2)] a tile's partial softmax       */
+    size_t tiles_cap;
 } ksa_decoder;
 
 /* A decoder for B sequences of at most T_max text tokens each (prompt + generated), which
