@@ -4,8 +4,8 @@
 # tasks at several lengths (docs/evaluation.md, "The ablation").
 #
 #   scripts/ablation.sh [--budget X] [--out DIR] [--report DIR] [--n N] [--threads T]
-#                       [--variants full,swa,sca,ksa,hybrid] [--train-len 256]
-#                       [--lengths 256,512,1024,2048] [--report-only]
+#                       [--variants full,swa,sca,ksa,hybrid] [--train-len 128]
+#                       [--lengths 128,256,512,1024] [--eval-only] [--report-only]
 #                       [--tasks passkey,niah-multikey,niah-multivalue,vartrack]
 #
 # Steps (every file goes under --out, default results/ablation_run; the report to --report,
@@ -23,8 +23,9 @@
 #      1000: no training example; a length below the task's minimum is skipped), depths 0,
 #      25, 50, 75, 100;
 #   5. scripts/ablation_report.py: results/ablation.md (tables) and results/ablation_*.png.
-# --report-only redoes step 5 from the files of an earlier run. Runs from the repository's
-# root; needs bin/ksa (make) and Debian's python3-matplotlib for the plots.
+# --eval-only redoes steps 4 and 5 with the checkpoints of an earlier run (other --tasks or
+# --lengths); --report-only redoes step 5 from the files of an earlier run. Runs from the
+# repository's root; needs bin/ksa (make) and Debian's python3-matplotlib for the plots.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,14 +33,15 @@ BUDGET=1
 OUT=results/ablation_run
 REPORT=results
 VARIANTS=full,swa,sca,ksa,hybrid
-LENGTHS=256,512,1024,2048
+LENGTHS=128,256,512,1024
 TASKS=passkey,niah-multikey,niah-multivalue,vartrack
-TRAIN_LEN=256
+TRAIN_LEN=128
 N_EVAL=20
 THREADS=${OMP_NUM_THREADS:-2}
 REPORT_ONLY=0
+EVAL_ONLY=0
 usage() {
-    sed -n '4,8p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '4,9p' "$0" | sed 's/^# \{0,1\}//'
     exit "$1"
 }
 while [ $# -gt 0 ]; do
@@ -54,6 +56,7 @@ while [ $# -gt 0 ]; do
     --n) N_EVAL=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
     --report-only) REPORT_ONLY=1; shift ;;
+    --eval-only) EVAL_ONLY=1; shift ;;
     -h | --help) usage 0 ;;
     *) echo "ablation.sh: unknown option '$1'" >&2; usage 2 ;;
     esac
@@ -74,8 +77,8 @@ KSA=${KSA_BIN:-bin/ksa} # the tests run another build
 PY=/usr/bin/python3
 # The experiment (docs/evaluation.md says why these): a 4-layer byte-level model, chunks of
 # C = 8 and a window of W = 4 chunks (32 tokens), the SWA window the same 32 tokens, trained
-# at 256 tokens (the window covers an eighth of a training row), evaluated up to 2048.
-BASE_STEPS=1500
+# at 128 tokens (the window covers a quarter of a training row), evaluated up to 1024.
+BASE_STEPS=3000
 C=8
 W=4
 S=1
@@ -134,14 +137,38 @@ seed = 1
 EOF
 }
 
-if [ "$REPORT_ONLY" = 0 ]; then
+evaluate() { # VARIANT: every task at every length, appended to eval.jsonl
+    for t in ${TASKS//,/ }; do
+        for len in ${LENGTHS//,/ }; do
+            "$KSA" task --task "$t" --len "$len" --n 1 --out "$OUT/probe" --overwrite \
+                --filler noise >/dev/null 2>&1 || continue # below the task's minimum
+            "$KSA" eval --ckpt "$OUT/runs/$1" --task "$t" --len "$len" --n "$N_EVAL" \
+                --filler noise --json --threads "$THREADS" 2>/dev/null |
+                "$PY" -c 'import json,sys; r=json.loads(sys.stdin.read()); r["variant"]=sys.argv[1]; print(json.dumps(r))' "$1" \
+                    >>"$OUT/eval.jsonl"
+        done
+    done
+}
+
+if [ "$EVAL_ONLY" = 1 ]; then
+    # 4. only: the checkpoints of an earlier run scored again (other tasks or lengths)
+    [ -x "$KSA" ] || { echo "ablation.sh: $KSA is missing: run make first" >&2; exit 1; }
+    for v in ${VARIANTS//,/ }; do
+        [ -d "$OUT/runs/$v" ] || { echo "ablation.sh: --eval-only: $OUT/runs/$v is missing (no earlier run of $v)" >&2; exit 1; }
+    done
+    : >"$OUT/eval.jsonl"
+    for v in ${VARIANTS//,/ }; do
+        evaluate "$v"
+        echo "== $v: evaluated ($(date +%T))"
+    done
+elif [ "$REPORT_ONLY" = 0 ]; then
     [ -x "$KSA" ] || { echo "ablation.sh: $KSA is missing: run make first" >&2; exit 1; }
     [ -f build/data/kjv.bin ] || { echo "ablation.sh: build/data/kjv.bin is missing: run make first" >&2; exit 1; }
     start=$(date +%s)
     # 1. training data: the tasks' examples, the copy task and the corpus
     mix_tasks=()
     for t in ${TASKS//,/ }; do
-        if "$KSA" task --task "$t" --len "$TRAIN_LEN" --n 20000 --seed 1 --filler noise \
+        if "$KSA" task --task "$t" --len "$TRAIN_LEN" --n 40000 --seed 1 --filler noise \
             --out "$OUT/data/$t" --overwrite >/dev/null 2>"$OUT/data.err"; then
             mix_tasks+=("$t")
         else
@@ -165,11 +192,17 @@ rows.tofile(prefix + ".bin")
 open(prefix + ".bin.meta", "w").write("uint16\n")
 open(prefix + ".bin.tokenizer", "w").write("byte\n")
 PYEOF
-    # the tasks share 0.65 of the rows equally, the copy task 0.25, the corpus 0.1
-    share=$("$PY" -c "import sys; print(round(0.65 / int(sys.argv[1]), 4))" ${#mix_tasks[@]})
-    { for t in "${mix_tasks[@]}"; do echo "$t $share data/$t.bin"; done
-      echo "copy 0.25 data/copy.bin"
-      echo "kjv 0.1 $PWD/build/data/kjv.bin"; } >"$OUT/mix.txt"
+    # the tasks share 0.45 of the rows (passkey counting three times as much as each other
+    # task: at 256 tokens an equal share taught nothing), the copy task 0.45, the corpus 0.1
+    "$PY" - "$PWD/build/data/kjv.bin" "${mix_tasks[@]}" >"$OUT/mix.txt" <<'PYEOF'
+import sys
+corpus, tasks = sys.argv[1], sys.argv[2:]
+parts = [3 if t == "passkey" else 1 for t in tasks]
+for t, p in zip(tasks, parts):
+    print("%s %.6g data/%s.bin" % (t, 0.45 * p / sum(parts), t))
+print("copy 0.45 data/copy.bin")
+print("kjv 0.1 " + corpus)
+PYEOF
     # 2.-4. per variant: train, then evaluate every task at every length
     : >"$OUT/eval.jsonl"
     for v in ${VARIANTS//,/ }; do
@@ -180,16 +213,7 @@ PYEOF
             --log "$OUT/$v.jsonl" --threads "$THREADS" >"$OUT/$v.train.txt" 2>&1 ||
             { tail -5 "$OUT/$v.train.txt" >&2; exit 1; }
         tail -1 "$OUT/$v.train.txt"
-        for t in ${TASKS//,/ }; do
-            for len in ${LENGTHS//,/ }; do
-                "$KSA" task --task "$t" --len "$len" --n 1 --out "$OUT/probe" --overwrite \
-                    --filler noise >/dev/null 2>&1 || continue # below the task's minimum
-                "$KSA" eval --ckpt "$OUT/runs/$v" --task "$t" --len "$len" --n "$N_EVAL" \
-                    --filler noise --json --threads "$THREADS" 2>/dev/null |
-                    "$PY" -c 'import json,sys; r=json.loads(sys.stdin.read()); r["variant"]=sys.argv[1]; print(json.dumps(r))' "$v" \
-                        >>"$OUT/eval.jsonl"
-            done
-        done
+        evaluate "$v"
         echo "   evaluated ($(date +%T))"
     done
     echo "ablation.sh: $(($(date +%s) - start)) s in all"

@@ -44,10 +44,27 @@ assert [n for n, _ in mix] == ["passkey", "copy", "kjv"], mix
 assert abs(sum(float(w) for _, w in mix) - 1) < 1e-9, mix
 PYEOF
     grep -q "niah-multikey left out of the training mixture" "$d/out.txt" || { cat "$d/out.txt"; return 1; }
+    # --eval-only scores the same checkpoints again: the same answers, only the tasks asked for
+    cp "$d/run/eval.jsonl" "$d/eval.first.jsonl"
+    KSA_BIN="$BIN/ksa" scripts/ablation.sh --eval-only --budget 0.01 --variants full,ksa \
+        --train-len 128 --lengths 128 --tasks passkey --n 2 --out "$d/run" \
+        --report "$d/report2" >"$d/out2.txt" 2>&1 || { cat "$d/out2.txt"; return 1; }
+    "$PY" - "$d/eval.first.jsonl" "$d/run/eval.jsonl" <<'PYEOF'
+import json, sys
+first = [json.loads(l) for l in open(sys.argv[1])]
+again = [json.loads(l) for l in open(sys.argv[2])]
+got = [(r["variant"], r["task"], r["len"]) for r in again]
+assert got == [("full", "passkey", 128), ("ksa", "passkey", 128)], got
+for r in again:
+    key = (r["variant"], r["task"], r["len"])
+    old = [f for f in first if (f["variant"], f["task"], f["len"]) == key][0]
+    assert r["by_depth"] == old["by_depth"] and r["accuracy"] == old["accuracy"], (r, old)
+PYEOF
+    test -s "$d/report2/ablation.md"
     test -s "$d/report/ablation_accuracy.png"
     test -s "$d/report/ablation_loss.png"
     # the KV cache of SWA and SCA does not grow with the length; the causal one does
-    "$PY" - "$d/run/eval.jsonl" <<'PYEOF'
+    "$PY" - "$d/eval.first.jsonl" <<'PYEOF'
 import json, sys
 kv = {}
 for l in open(sys.argv[1]):
@@ -65,6 +82,7 @@ ablation_refuses_bad_options() {
     expect_error "unknown variant 'mamba'" scripts/ablation.sh --variants full,mamba
     expect_error "--budget must be a positive number, got 'lots'" scripts/ablation.sh --budget lots
     expect_error "unknown option '--bogus'" scripts/ablation.sh --bogus
+    expect_error "--eval-only: $TMP/none/runs/full is missing" scripts/ablation.sh --eval-only --out "$TMP/none"
     expect_error "--train-len must be a whole number of tokens, got '2k'" scripts/ablation.sh --train-len 2k
 }
 
