@@ -197,8 +197,8 @@ static void print_plan(const train_cli *c, const ksa_model *m, int n_ranks, doub
     printf("# parameters: %zu (%.3f M)\n", ksa_params_count(&m->params),
            (double)ksa_params_count(&m->params) / 1e6);
     ksa_print_memory_plan(m, (size_t)c->tc.micro_batch, (size_t)c->tc.seq_len, n_ranks, stdout);
-    printf("# model FLOPs per step: %.4g (6 x dense parameters x rows + 12 x head_dim x heads "
-           "x visible pairs)\n",
+    printf("# model FLOPs per step: %.4g (6 x the matmuls' multiply-adds, each layer on the rows "
+           "it runs, + 12 x head_dim x query heads x visible pairs; docs/training.md)\n",
            step_flops);
 }
 
