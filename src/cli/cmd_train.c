@@ -75,7 +75,7 @@ static int parse_command_line(int argc, char **argv, train_cli *c)
         {"allow_schedule_change", KSA_ARG_FLAG, &c->allow_schedule_change, NULL, 0,
          "let a --resume with a new --steps reshape the learning-rate schedule"},
         {"remeasure_peak", KSA_ARG_FLAG, &c->remeasure_peak, NULL, 0,
-         "measure the sgemm peak (the MFU denominator) again instead of using the cached one"},
+         "measure the GEMM peak (the MFU denominator) again instead of using the cached one"},
         {"resume", KSA_ARG_STRING, &c->resume, NULL, 0,
          "continue the run of a checkpoint (file or folder)"},
         {"init_from", KSA_ARG_STRING, &c->init_from, NULL, 0,
