@@ -144,18 +144,18 @@ PYEOF
 # measured again when implausibly low or when --remeasure-peak asks.
 mfu_peak_is_cached_per_machine_and_remeasured_when_implausible() {
     export XDG_CACHE_HOME="$TMP/cache"
-    local t=(train --config configs/tiny.conf --steps 1 --eval-every 0 --val-data "")
+    local t=(train --config configs/tiny.conf --steps 1 --eval-every 0 --val-data "" --threads 2)
     "$KSA" "${t[@]}" >"$TMP/1.out"
     local f
-    f=$(ls "$TMP"/cache/ksa/sgemm_peak_*_float32_"$(nproc)"threads)
+    f=$(ls "$TMP"/cache/ksa/sgemm_peak_*_float32_2threads)
     [ "$(ls "$TMP/cache/ksa" | wc -l)" = 1 ]
     must_fail grep -q unknown-cpu <<<"$f"
-    grep -q "^# MFU against .*(sgemm on all cores, measured now, cached in $f)" "$TMP/1.out"
+    grep -q "^# MFU against .*: measured now, cached in $f\$" "$TMP/1.out"
     # (a second run would keep the figure just measured only if the host's load did not drop
     # meanwhile: a plausible figure is written instead)
     echo 1e9 >"$f"
     "$KSA" "${t[@]}" >"$TMP/2.out"
-    grep -q "^# MFU against a peak of 1000000000.0 GFLOP/s (sgemm on all cores, cached in $f)" \
+    grep -q "^# MFU against a peak of 1000000000.0 GFLOP/s .*: cached $(date -r "$f" '+%Y-%m-%d %H:%M:%S') in $f\$" \
         "$TMP/2.out"
     echo 0.001 >"$f"
     "$KSA" "${t[@]}" >"$TMP/3.out"
@@ -165,6 +165,39 @@ mfu_peak_is_cached_per_machine_and_remeasured_when_implausible() {
     "$KSA" "${t[@]}" --remeasure-peak >"$TMP/5.out"
     grep -q "re-measured (--remeasure-peak; was 1000000000.0)" "$TMP/5.out"
     [ "$(cat "$f")" != 1e9 ]
+}
+
+# The peak is that of the GEMM the run configures: its threads and OpenBLAS's kernels
+# (OPENBLAS_CORETYPE, else the core OpenBLAS detects) are in the cache key, and a figure
+# cached more than a day ago is measured again.
+mfu_peak_is_keyed_by_core_type_and_threads_and_remeasured_after_a_day() {
+    export XDG_CACHE_HOME="$TMP/keyed_cache" # not the folder of the test above
+    local lib core
+    lib=$(ldd "$KSA" | awk '/libopenblas/ { print $3 }')
+    core=${OPENBLAS_CORETYPE:-$("$PY" -c "import ctypes, sys
+blas = ctypes.CDLL(sys.argv[1]); blas.openblas_get_corename.restype = ctypes.c_char_p
+print(blas.openblas_get_corename().decode())" "$lib")}
+    local t=(train --config configs/tiny.conf --steps 1 --eval-every 0 --val-data "" --threads 1)
+    "$KSA" "${t[@]}" >"$TMP/1.out"
+    local f
+    f=$(ls "$TMP"/keyed_cache/ksa/sgemm_peak_*)
+    [ "$(ls "$TMP/keyed_cache/ksa" | wc -l)" = 1 ]
+    grep -q "^sgemm_peak_.*_${core}_float32_1threads\$" <<<"$(basename "$f")"
+    grep -q "^# MFU against a peak of .* = 1 rank x .* GEMM peak of 1 thread on OpenBLAS core $core (key .*_${core}_float32_1threads): measured now" \
+        "$TMP/1.out"
+    # 23 hours old: kept (a 1e9 figure is never implausibly low)
+    echo 1e9 >"$f"
+    touch -d "23 hours ago" "$f"
+    "$KSA" "${t[@]}" >"$TMP/2.out"
+    grep -q "^# MFU against a peak of 1000000000.0 GFLOP/s .*: cached " "$TMP/2.out"
+    [ "$(cat "$f")" = 1e9 ]
+    # 25 hours old: measured again, and the file is new
+    touch -d "25 hours ago" "$f"
+    "$KSA" "${t[@]}" >"$TMP/3.out"
+    grep -q "re-measured: the cached 1000000000.0 of .* was more than a day old; cached in $f\$" \
+        "$TMP/3.out"
+    [ "$(cat "$f")" != 1e9 ]
+    [ $(($(date +%s) - $(stat -c %Y "$f"))) -lt 3600 ]
 }
 
 # A checkpoint records the tokenizer that made its training data (the .tokenizer file ksa
@@ -228,6 +261,7 @@ for t in tiny_config_learns_and_logs_every_step \
     config_paths_resolve_against_the_config_folder \
     openmp_threads_wait_passively_by_default \
     mfu_peak_is_cached_per_machine_and_remeasured_when_implausible \
+    mfu_peak_is_keyed_by_core_type_and_threads_and_remeasured_after_a_day \
     the_data_tokenizer_is_recorded_and_sampling_refuses_a_foreign_one \
     validation_of_a_small_file_is_ksa_eval_over_the_whole_file \
     validation_of_a_larger_file_reads_rows_spread_over_it \

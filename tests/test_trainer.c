@@ -1,6 +1,6 @@
 /* test_trainer.c - the training step: gradient accumulation does not change the step
  * (global batch 8 as 1 x 8, 2 x 4 and 8 x 1 micro-batches), the step is deterministic,
- * non-finite values stop it with the parameter named, FLOPs of the MFU formula.        */
+ * non-finite values stop it with the parameter named, the MFU's FLOPs against hand counts. */
 #include "testutil.h"
 
 #include <math.h>
@@ -174,30 +174,147 @@ static void a_non_finite_gradient_stops_the_step_naming_the_parameter(void **sta
     ksa_model_free(&m);
 }
 
-static void flops_count_dense_rows_and_visible_pairs(void **state)
+/* ---- FLOPs: hand counts of ksa_model_step_flops ------------------------------------------ *
+ * All four models share D = 16, I = 24, V = 29, Hq = 2, Hkv = 1, head_dim = 8, and run G = 3
+ * rows of T = 21 text tokens. Multiply-adds of one row through one layer's matrices:
+ *   q 16·16 = 256, k and v 8·16 = 128 each, o 16·16 = 256, gate + up + down 3·16·24 = 1152:
+ *   1920 (a summary twin of q/k/v has the same shape, so a summary row costs the same).
+ * LM head, text rows only: V·D = 464 per row. Attention: 12·head_dim·Hq = 192 per pair.
+ *   FLOPs = G · (6 · multiply-adds of one sequence + 192 · visible pairs of one sequence)  */
+static void declare_model(ksa_model *m, const char *const *kv)
+{
+    ksa_model_config c;
+    ksa_model_config_defaults(&c);
+    const char *backbone[] = {"vocab_size",
+                              "29",
+                              "hidden_size",
+                              "16",
+                              "intermediate_size",
+                              "24",
+                              "num_attention_heads",
+                              "2",
+                              "num_key_value_heads",
+                              "1",
+                              "head_dim",
+                              "8",
+                              NULL};
+    for (size_t i = 0; backbone[i]; i += 2)
+        assert_int_equal(ksa_model_config_set(&c, backbone[i], backbone[i + 1], "test"), KSA_OK);
+    for (size_t i = 0; kv[i]; i += 2)
+        assert_int_equal(ksa_model_config_set(&c, kv[i], kv[i + 1], "test"), KSA_OK);
+    assert_int_equal(ksa_model_declare(m, &c), KSA_OK);
+}
+
+/* The count is a sum of integers far below 2^53: exact in double, so compared exactly. */
+static void expect_step_flops(const char *const *kv, double hand_count)
+{
+    ksa_model m;
+    declare_model(&m, kv);
+    double flops = ksa_model_step_flops(&m, 3, 21);
+    ksa_model_free(&m);
+    if (flops != hand_count)
+        fail_msg("ksa_model_step_flops gives %.17g, the hand count is %.17g", flops, hand_count);
+}
+
+/* Hybrid KSA, C = 4, S = 1, W = 2, layers summary, summary, causal bypass, independent
+ * summary parameters (q/k/v twins), untied LM head. T = 21: 5 complete chunks and a tail of
+ * 1 token, so 5 summary rows per sequence.
+ *   multiply-adds: 2 summary layers · (21 + 5) rows · 1920 = 99 840
+ *                + 1 causal layer  ·  21 rows      · 1920 = 40 320
+ *                + LM head          ·  21 rows      ·  464 =  9 744        sum 149 904
+ *   pairs of a summary layer (KSA_SPEC §3.5): text query of chunk c, offset o sees
+ *   (o + 1) + 4·min(c, 2) + 1·max(0, c − 2) keys; chunk by chunk
+ *     c = 0: 1+2+3+4 = 10;  c = 1: 10 + 4·4 = 26;  c = 2: 10 + 4·8 = 42;
+ *     c = 3: 10 + 4·9 = 46; c = 4: 10 + 4·10 = 50;  c = 5 (t = 20 alone): 1 + 8 + 3 = 12
+ *     text 186; summary query s_c.0 of the 5 complete chunks: 4 + 1 = 5 each, 25; total 211
+ *   pairs of the causal layer: 21·22/2 = 231;  all layers 2·211 + 231 = 653
+ *   FLOPs = 3 · (6 · 149 904 + 192 · 653) = 3 · (899 424 + 125 376) = 3 074 400
+ * (Charging every dense parameter, twins included, to every row of both streams gave
+ * 3 · (6 · 7248 · 26 + 192 · 653) = 3 768 192, 23 % more.)                               */
+static void flops_of_a_hybrid_ksa_model_are_the_hand_count(void **state)
 {
     (void)state;
-    ksa_model m;
-    small_model(&m);
-    /* dense: every linear matrix (untied: lm_head too), not the embedding tables */
-    double dense = 0;
-    for (size_t i = 0; i < m.params.n; i++)
-        if (m.params.table[i].ndim == 2 && strstr(m.params.table[i].name, "embed") == NULL)
-            dense += (double)m.params.table[i].numel;
-    size_t T = 21, G = 3, rows = G * (T + ksa_layout_summary_rows(&m.layout, T));
-    /* visible pairs per sequence and layer, counted by brute force over the two streams */
-    double pairs = 0;
-    size_t C = 4, S = 1, W = 2;
-    for (size_t t = 0; t < T; t++) {
-        size_t c = t / C, w0 = c > W ? c - W : 0;
-        pairs += (double)(w0 * S + (t - w0 * C + 1));
-    }
-    for (size_t c = 0; c < T / C; c++)
-        pairs += (double)(C + 1); /* S = 1: its chunk's C text keys and itself */
-    double want = 6 * dense * (double)rows + 12.0 * 8 * 2 * pairs * 2 /* layers */ * (double)G;
-    double got = ksa_model_step_flops(&m, G, T);
-    assert_true(fabs(got - want) <= 1e-9 * want);
-    ksa_model_free(&m);
+    const char *kv[] = {"num_hidden_layers",
+                        "3",
+                        "use_summary_attention",
+                        "true",
+                        "summary_chunk_size",
+                        "4",
+                        "summary_token_num",
+                        "1",
+                        "summary_sliding_chunk_num",
+                        "2",
+                        "summary_layer_freq",
+                        "[1, 1, 0]",
+                        "summary_independent_parameters",
+                        "true",
+                        "tie_word_embeddings",
+                        "false",
+                        NULL};
+    expect_step_flops(kv, 3074400.0);
+    /* shared summary parameters: the same rows meet matrices of the same shapes */
+    const char *shared[] = {"num_hidden_layers",
+                            "3",
+                            "use_summary_attention",
+                            "true",
+                            "summary_chunk_size",
+                            "4",
+                            "summary_token_num",
+                            "1",
+                            "summary_sliding_chunk_num",
+                            "2",
+                            "summary_layer_freq",
+                            "[1, 1, 0]",
+                            "summary_independent_parameters",
+                            "false",
+                            "summary_token_begin",
+                            "28",
+                            "tie_word_embeddings",
+                            "false",
+                            NULL};
+    expect_step_flops(shared, 3074400.0);
+}
+
+/* Plain causal, 2 layers, tied LM head (the embedding matrix multiplies the text rows).
+ *   multiply-adds: 2 layers · 21 rows · 1920 + 21 · 464 = 80 640 + 9 744 = 90 384
+ *   pairs: 2 layers · 21·22/2 = 462
+ *   FLOPs = 3 · (6 · 90 384 + 192 · 462) = 3 · (542 304 + 88 704) = 1 893 024           */
+static void flops_of_a_plain_causal_model_are_the_hand_count(void **state)
+{
+    (void)state;
+    const char *kv[] = {"num_hidden_layers", "2", "tie_word_embeddings", "true", NULL};
+    expect_step_flops(kv, 1893024.0);
+}
+
+/* Sliding windows, same dense work as the plain causal model (multiply-adds 90 384):
+ * SWA, layer_sliding_window = 5: query t sees min(t, 5) + 1 keys,
+ *   1+2+3+4+5 + 16·6 = 111 pairs per layer, 222 in all;
+ *   FLOPs = 3 · (542 304 + 192 · 222) = 3 · 584 928 = 1 754 784.
+ * SCA, C = 4, S = 0, W = 2 (no summary rows): own chunk causally + 4·min(c, 2) keys,
+ *   10 + 26 + 42 + 42 + 42 + (1 + 8) = 171 pairs per layer, 342 in all;
+ *   FLOPs = 3 · (542 304 + 192 · 342) = 3 · 607 968 = 1 823 904.                        */
+static void flops_of_sliding_window_and_sliding_chunk_models_are_the_hand_count(void **state)
+{
+    (void)state;
+    const char *swa[] = {
+        "num_hidden_layers", "2", "tie_word_embeddings", "true", "layer_sliding_window", "5", NULL};
+    expect_step_flops(swa, 1754784.0);
+    const char *sca[] = {"num_hidden_layers",
+                         "2",
+                         "tie_word_embeddings",
+                         "true",
+                         "use_summary_attention",
+                         "true",
+                         "sliding_chunk_attention",
+                         "true",
+                         "summary_token_num",
+                         "0",
+                         "summary_chunk_size",
+                         "4",
+                         "summary_sliding_chunk_num",
+                         "2",
+                         NULL};
+    expect_step_flops(sca, 1823904.0);
 }
 
 int main(void)
@@ -206,7 +323,9 @@ int main(void)
         cmocka_unit_test(accumulation_does_not_change_loss_norm_or_parameters),
         cmocka_unit_test(steps_are_deterministic),
         cmocka_unit_test(a_non_finite_gradient_stops_the_step_naming_the_parameter),
-        cmocka_unit_test(flops_count_dense_rows_and_visible_pairs),
+        cmocka_unit_test(flops_of_a_hybrid_ksa_model_are_the_hand_count),
+        cmocka_unit_test(flops_of_a_plain_causal_model_are_the_hand_count),
+        cmocka_unit_test(flops_of_sliding_window_and_sliding_chunk_models_are_the_hand_count),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

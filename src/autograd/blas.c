@@ -2,6 +2,7 @@
 #include "blas.h"
 
 #include <limits.h>
+#include <stdlib.h>
 #include <cblas.h>
 
 void ksa_gemm(int trans_a, int trans_b, size_t M, size_t N, size_t K, ksa_real alpha,
@@ -36,6 +37,15 @@ void ksa_gemv(size_t M, size_t K, ksa_real alpha, const ksa_real *A, size_t lda,
 #else
     cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)M, (int)K, alpha, A, (int)lda, x, 1, beta, y, 1);
 #endif
+}
+
+const char *ksa_blas_core_type(void)
+{
+    const char *forced = getenv("OPENBLAS_CORETYPE");
+    if (forced && forced[0])
+        return forced;
+    const char *detected = openblas_get_corename();
+    return detected && detected[0] ? detected : "unknown-core";
 }
 
 int ksa_blas_uses_openmp(void)

@@ -21,6 +21,10 @@ void ksa_gemv(size_t M, size_t K, ksa_real alpha, const ksa_real *A, size_t lda,
  * one warm-up): the machine's peak, the MFU denominator. Allocates 3 n^2 reals.       */
 double ksa_blas_measure_gflops(size_t n, int reps);
 
+/* The kernels OpenBLAS runs: OPENBLAS_CORETYPE when set (it overrides OpenBLAS's own
+ * choice), else the core OpenBLAS detected ("Haswell", "SkylakeX", ...).              */
+const char *ksa_blas_core_type(void);
+
 /* 1 when OpenBLAS was built with OpenMP (one shared thread pool, DESIGN.md §4). */
 int ksa_blas_uses_openmp(void);
 

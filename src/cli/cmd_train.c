@@ -75,7 +75,7 @@ static int parse_command_line(int argc, char **argv, train_cli *c)
         {"allow_schedule_change", KSA_ARG_FLAG, &c->allow_schedule_change, NULL, 0,
          "let a --resume with a new --steps reshape the learning-rate schedule"},
         {"remeasure_peak", KSA_ARG_FLAG, &c->remeasure_peak, NULL, 0,
-         "measure the sgemm peak (the MFU denominator) again instead of using the cached one"},
+         "measure the GEMM peak (the MFU denominator) again instead of using the cached one"},
         {"resume", KSA_ARG_STRING, &c->resume, NULL, 0,
          "continue the run of a checkpoint (file or folder)"},
         {"init_from", KSA_ARG_STRING, &c->init_from, NULL, 0,
@@ -197,8 +197,8 @@ static void print_plan(const train_cli *c, const ksa_model *m, int n_ranks, doub
     printf("# parameters: %zu (%.3f M)\n", ksa_params_count(&m->params),
            (double)ksa_params_count(&m->params) / 1e6);
     ksa_print_memory_plan(m, (size_t)c->tc.micro_batch, (size_t)c->tc.seq_len, n_ranks, stdout);
-    printf("# model FLOPs per step: %.4g (6 x dense parameters x rows + 12 x head_dim x heads "
-           "x visible pairs)\n",
+    printf("# model FLOPs per step: %.4g (6 x the matmuls' multiply-adds, each layer on the rows "
+           "it runs, + 12 x head_dim x query heads x visible pairs; docs/training.md)\n",
            step_flops);
 }
 

@@ -7,15 +7,32 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
+#include <time.h>
 
 #include "autograd/blas.h"
 #include "data/path.h"
 #include "dist/dist.h"
 #include "train/run_dir.h"
 
-/* ---- the machine's peak, measured and cached per CPU model and thread count ----------------- */
-/* The CPU's model name from /proc/cpuinfo, reduced to [A-Za-z0-9.-] ("unknown-cpu" if none). */
+/* ---- the peak: the run's GEMM, measured and cached per configuration ---------------------- */
+/* text reduced to [A-Za-z0-9.-] for a file name, other runs of characters as one '_'. */
+static void file_name_part(char *out, size_t cap, const char *text)
+{
+    size_t n = 0;
+    for (const char *c = text; c && *c && n + 1 < cap; c++) {
+        int keep = (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+                   (*c >= '0' && *c <= '9') || *c == '.' || *c == '-';
+        if (keep)
+            out[n++] = *c;
+        else if (n > 0 && out[n - 1] != '_')
+            out[n++] = '_';
+    }
+    while (n > 0 && out[n - 1] == '_')
+        n--;
+    out[n] = '\0';
+}
+
+/* The CPU's model name from /proc/cpuinfo, as a file-name part ("unknown-cpu" if none). */
 static void cpu_model(char *out, size_t cap)
 {
     char line[512], *name = NULL;
@@ -27,96 +44,119 @@ static void cpu_model(char *out, size_t cap)
         }
     if (f)
         fclose(f);
-    size_t n = 0;
-    for (const char *c = name; c && *c && n + 1 < cap; c++) {
-        int keep = (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
-                   (*c >= '0' && *c <= '9') || *c == '.' || *c == '-';
-        if (keep)
-            out[n++] = *c;
-        else if (n > 0 && out[n - 1] != '_')
-            out[n++] = '_';
-    }
-    while (n > 0 && out[n - 1] == '_')
-        n--;
-    out[n] = '\0';
-    if (!n)
+    file_name_part(out, cap, name);
+    if (!out[0])
         snprintf(out, cap, "unknown-cpu");
 }
 
-/* The sgemm peak of this host on `threads` threads, cached in
- * $XDG_CACHE_HOME/ksa (or ~/.cache/ksa) under the CPU model, precision and thread count.
- * A cached figure is re-measured when asked (remeasure), or when it is implausible: not
- * positive, or beaten by more than 20 % by a quick 1024^3 GEMM (a peak measured while the
- * host was busy). how receives what was done. */
-static double cached_sgemm_peak(int threads, int remeasure, char *how, size_t how_cap)
+/* A cached peak older than this is measured again: a host's figure drifts (firmware, clock
+ * governor, other tenants), and a measurement costs about a second.                      */
+#define PEAK_MAX_AGE_SECONDS (24 * 3600)
+
+/* One rank's GEMM peak, as the run configures BLAS, and where the figure came from. */
+typedef struct {
+    double gflops;
+    int threads;       /* the run's threads per rank */
+    char core[64];     /* OpenBLAS core type (ksa_blas_core_type), as a file-name part */
+    char key[320];     /* CPU model, core type, precision, threads */
+    char path[1500];   /* the cache file, "" without a cache folder */
+    char source[1800]; /* "measured now, cached in ...", "cached <date> in ...", ... */
+} gemm_peak;
+
+static void format_local_time(char *out, size_t cap, time_t t)
 {
-    char dir[1024] = "", path[1400] = "", model[128];
+    struct tm tm;
+    if (!localtime_r(&t, &tm) || !strftime(out, cap, "%Y-%m-%d %H:%M:%S", &tm))
+        snprintf(out, cap, "(unknown time)");
+}
+
+/* Measures the peak of this host's ksa_real GEMM on the current threads with the OpenBLAS
+ * kernels in force, or takes it from $XDG_CACHE_HOME/ksa (or ~/.cache/ksa), in a file named
+ * after the configuration key: CPU model, OpenBLAS core type, precision, threads. A cached
+ * figure is measured again when asked (remeasure), when the file is more than a day old
+ * (its mtime), or when it is implausible: not positive, or beaten by more than 20 % by a
+ * quick 1024^3 GEMM (a peak measured while the host was busy).                          */
+static void cached_gemm_peak(int remeasure, gemm_peak *p)
+{
+    char dir[1024] = "", model[128], at[64];
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     if (xdg && xdg[0])
         snprintf(dir, sizeof dir, "%s/ksa", xdg);
     else if (home && home[0])
         snprintf(dir, sizeof dir, "%s/.cache/ksa", home);
     cpu_model(model, sizeof model);
+    p->threads = ksa_threads_get();
+    file_name_part(p->core, sizeof p->core, ksa_blas_core_type());
+    snprintf(p->key, sizeof p->key, "%s_%s_%s_%dthreads", model, p->core, KSA_REAL_NAME,
+             p->threads);
+    p->path[0] = '\0';
     double cached = 0;
+    struct stat st;
     if (dir[0]) {
-        snprintf(path, sizeof path, "%s/sgemm_peak_%s_%s_%dthreads", dir, model, KSA_REAL_NAME,
-                 threads);
-        FILE *f = fopen(path, "r");
+        snprintf(p->path, sizeof p->path, "%s/sgemm_peak_%s", dir, p->key);
+        FILE *f = fopen(p->path, "r");
         if (f) {
-            if (fscanf(f, "%lf", &cached) != 1 || !(cached > 0))
+            if (fscanf(f, "%lf", &cached) != 1 || !(cached > 0) || fstat(fileno(f), &st) != 0)
                 cached = 0;
             fclose(f);
         }
     }
-    if (cached > 0 && !remeasure) {
-        double quick = ksa_blas_measure_gflops(1024, 1);
-        if (quick <= 1.2 * cached) {
-            snprintf(how, how_cap, "cached in %s", path);
-            return cached;
+    if (cached > 0) {
+        format_local_time(at, sizeof at, st.st_mtime);
+        double age = difftime(time(NULL), st.st_mtime);
+        if (remeasure) {
+            snprintf(p->source, sizeof p->source,
+                     "re-measured (--remeasure-peak; was %.1f), cached in %s", cached, p->path);
+        } else if (age > PEAK_MAX_AGE_SECONDS) {
+            snprintf(p->source, sizeof p->source,
+                     "re-measured: the cached %.1f of %s was more than a day old; cached in %s",
+                     cached, at, p->path);
+        } else {
+            double quick = ksa_blas_measure_gflops(1024, 1);
+            if (quick <= 1.2 * cached) {
+                p->gflops = cached;
+                snprintf(p->source, sizeof p->source, "cached %s in %s", at, p->path);
+                return;
+            }
+            snprintf(p->source, sizeof p->source,
+                     "re-measured: a quick GEMM ran at %.1f GFLOP/s, above the cached %.1f; "
+                     "cached in %s",
+                     quick, cached, p->path);
         }
-        snprintf(how, how_cap,
-                 "re-measured: a quick GEMM ran at %.1f GFLOP/s, above the cached "
-                 "%.1f; cached in %s",
-                 quick, cached, path);
-    } else if (cached > 0) {
-        snprintf(how, how_cap, "re-measured (--remeasure-peak; was %.1f), cached in %s", cached,
-                 path);
     } else {
-        snprintf(how, how_cap, "measured now, cached in %s", dir[0] ? path : "(no cache folder)");
+        snprintf(p->source, sizeof p->source, "measured now, cached in %s",
+                 dir[0] ? p->path : "(no cache folder: neither XDG_CACHE_HOME nor HOME is set)");
     }
-    double v = ksa_blas_measure_gflops(2048, 3);
+    p->gflops = ksa_blas_measure_gflops(2048, 3);
     /* best effort: a read-only home only costs the measurement next time */
     if (dir[0] && ksa_path_make_dirs(dir, "the cache folder") == KSA_OK) {
-        FILE *f = fopen(path, "w");
+        FILE *f = fopen(p->path, "w");
         if (f) {
-            fprintf(f, "%.6g\n", v);
+            fprintf(f, "%.6g\n", p->gflops);
             fclose(f);
         }
     }
-    return v;
 }
 
 double ksa_run_peak_gflops(const ksa_train_config *tc, int remeasure, FILE *out)
 {
-    /* a host's peak with all its cores, by rank 0 only (the other ranks would slow it),
-     * times the hosts of the run */
-    int n_ranks = ksa_dist_size(), local = ksa_dist_local_size();
-    int hosts = n_ranks / (local > 0 ? local : 1);
-    double peak = tc->peak_gflops;
-    char how[1600] = "peak_gflops";
-    if (!(peak > 0) && ksa_dist_rank() == 0) {
-        int threads = ksa_threads_get(), cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
-        ksa_threads_set(cores > 0 ? cores : 1);
-        peak = cached_sgemm_peak(ksa_threads_get(), remeasure, how, sizeof how) *
-               (hosts > 0 ? hosts : 1);
-        ksa_threads_set(threads);
+    if (tc->peak_gflops > 0) {
+        fprintf(out, "# MFU against a peak of %.1f GFLOP/s (peak_gflops)\n", tc->peak_gflops);
+        return tc->peak_gflops;
     }
-    if (!(peak > 0))
-        peak = 1; /* ranks other than 0 do not print MFU */
-    if (tc->peak_gflops > 0)
-        fprintf(out, "# MFU against a peak of %.1f GFLOP/s (peak_gflops)\n", peak);
-    else
-        fprintf(out, "# MFU against a peak of %.1f GFLOP/s (sgemm on all cores, %s)\n", peak, how);
+    /* one rank's peak as the run configures BLAS, measured by rank 0 only (the others would
+     * slow it), times the ranks: every rank runs the same threads on the same kind of host */
+    if (ksa_dist_rank() != 0)
+        return 1; /* ranks other than 0 do not print MFU */
+    int n_ranks = ksa_dist_size();
+    gemm_peak p;
+    cached_gemm_peak(remeasure, &p);
+    double peak = p.gflops * n_ranks;
+    fprintf(out,
+            "# MFU against a peak of %.1f GFLOP/s = %d rank%s x %.1f GFLOP/s, the %s GEMM peak of "
+            "%d thread%s on OpenBLAS core %s (key %s): %s\n",
+            peak, n_ranks, n_ranks > 1 ? "s" : "", p.gflops, KSA_REAL_NAME, p.threads,
+            p.threads > 1 ? "s" : "", p.core, p.key, p.source);
     return peak;
 }
 

@@ -14,11 +14,13 @@
 #include "train/run_dir.h"
 #include "train/trainer.h"
 
-/* The peak of the machine for MFU, in GFLOP/s: tc->peak_gflops when set; otherwise, on rank
- * 0, a host's sgemm peak with all its cores (a 2048^3 sgemm, cached per CPU model, precision
- * and thread count in $XDG_CACHE_HOME/ksa or ~/.cache/ksa; measured again when remeasure is
- * set or the cached figure is implausible) times the hosts of the run; 1 on the other ranks
- * (they print nothing). Prints "# MFU against ..." and where the figure came from to out. */
+/* The peak of the run for MFU, in GFLOP/s: tc->peak_gflops when set; otherwise, on rank 0,
+ * the peak of one rank's GEMM as the run configures BLAS (ksa_real precision, the current
+ * threads, OpenBLAS's core type: a 2048^3 GEMM, cached per CPU model, core type, precision
+ * and threads in $XDG_CACHE_HOME/ksa or ~/.cache/ksa; measured again when remeasure is set,
+ * the cached figure is more than a day old or implausible) times the ranks; 1 on the other
+ * ranks (they print nothing). Prints "# MFU against ..." to out: the peak, how it is made up,
+ * the cache key, and where the figure came from (cached when, measured now, re-measured why). */
 double ksa_run_peak_gflops(const ksa_train_config *tc, int remeasure, FILE *out);
 
 /* How a run ended. */

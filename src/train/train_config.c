@@ -49,7 +49,8 @@ static const ksa_config_key train_keys[] = {
     KEY(threads, KSA_KEY_INT, "0",
         "threads per rank (0: OMP_NUM_THREADS, else the host's cores / its ranks)"),
     KEY(peak_gflops, KSA_KEY_FLOAT, "0",
-        "MFU denominator in GFLOP/s (0: the host's measured and cached sgemm peak)"),
+        "MFU denominator in GFLOP/s (0: the measured and cached GEMM peak of a rank's threads, "
+        "times the ranks)"),
 };
 #undef KEY
 #define N_KEYS (sizeof train_keys / sizeof train_keys[0])

@@ -38,7 +38,7 @@ typedef struct {
     long keep;                     /* keep the newest K checkpoints (0: all) */
     long save_best;                /* bool: keep DIR/best.h5, the best validation loss */
     long threads;                  /* 0: OMP_NUM_THREADS / cores */
-    double peak_gflops;            /* MFU denominator (0: measure sgemm once and cache it) */
+    double peak_gflops;            /* MFU denominator (0: the measured, cached GEMM peak) */
 } ksa_train_config;
 
 void ksa_train_config_defaults(ksa_train_config *c);

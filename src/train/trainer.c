@@ -277,8 +277,10 @@ ksa_status ksa_trainer_validate(ksa_trainer *t, double *val_loss)
 
 /* ---- FLOPs ------------------------------------------------------------------------------ */
 /* Visible (query, key) pairs of one sequence of T text tokens in a summary layer with
- * window W (KSA_SPEC §3.5, any T): text query of chunk c, offset o: (o + 1) + C·min(c, W)
- * + S·max(0, c − W) keys; summary query s_c.j of a complete chunk: C + j + 1.            */
+ * window W (KSA_SPEC §3.1 and §3.5, any T): text query of chunk c, offset o: (o + 1) +
+ * C·min(c, W) + S·max(0, c − W) keys; summary query s_c.j of a complete chunk (a partial
+ * tail chunk has none): C + j + 1. S = 0 is a sliding-chunk (SCA) layer; C = 1, S = 0,
+ * W = N a sliding-window (SWA) layer: query t sees min(t, N) + 1 keys.                   */
 static double summary_layer_pairs(size_t T, size_t C, size_t S, size_t W)
 {
     double pairs = 0;
@@ -294,25 +296,35 @@ static double summary_layer_pairs(size_t T, size_t C, size_t S, size_t W)
     return pairs;
 }
 
+/* Multiply-adds of one row through the matrices of layer i: q, k, v, o and the MLP's gate,
+ * up and down. A summary row meets the summary twins of q, k, v instead when the layer has
+ * them; they have the shapes of the shared ones, so a row costs the same either way.     */
+static double layer_row_macs(const ksa_model *m, size_t i)
+{
+    const ksa_layer_params *lp = &m->layers[i];
+    const long matrices[] = {lp->q_proj,    lp->k_proj,  lp->v_proj,   lp->o_proj,
+                             lp->gate_proj, lp->up_proj, lp->down_proj};
+    double macs = 0;
+    for (size_t k = 0; k < sizeof matrices / sizeof matrices[0]; k++)
+        macs += (double)m->params.table[matrices[k]].numel;
+    return macs;
+}
+
 double ksa_model_step_flops(const ksa_model *m, size_t G, size_t T)
 {
     const ksa_model_layout *l = &m->layout;
-    double dense = 0;
-    for (size_t i = 0; i < m->params.n; i++) {
-        const ksa_param *e = &m->params.table[i];
-        if (e->role == KSA_ROLE_LINEAR || e->role == KSA_ROLE_LM_HEAD) /* not lookups */
-            dense += (double)e->numel;
-    }
-    if (m->lm_head < 0) /* tied: the embedding matrix is the LM head */
-        dense += (double)(m->V * m->D);
-    double rows = (double)G * (double)(T + ksa_layout_summary_rows(l, T));
-    double pairs = 0;
-    for (size_t i = 0; i < l->n_layers; i++)
-        if (l->ksa && l->is_summary[i])
+    double text_rows = (double)T, summary_rows = (double)ksa_layout_summary_rows(l, T);
+    double macs = 0, pairs = 0; /* of one sequence's forward */
+    for (size_t i = 0; i < l->n_layers; i++) {
+        if (l->ksa && l->is_summary[i]) { /* both streams (no summary rows under SCA) */
+            macs += (text_rows + summary_rows) * layer_row_macs(m, i);
             pairs += summary_layer_pairs(T, l->C, l->S, l->window[i]);
-        else if (l->sliding_window) /* a window of N tokens: chunks of 1, no summaries */
-            pairs += summary_layer_pairs(T, 1, 0, l->sliding_window);
-        else
-            pairs += (double)T * (double)(T + 1) / 2;
-    return 6 * dense * rows + 12.0 * (double)m->dh * (double)m->Hq * pairs * (double)G;
+        } else { /* a causal layer: text rows only, summary rows pass through */
+            macs += text_rows * layer_row_macs(m, i);
+            pairs += l->sliding_window ? summary_layer_pairs(T, 1, 0, l->sliding_window)
+                                       : (double)T * (double)(T + 1) / 2;
+        }
+    }
+    macs += text_rows * (double)(m->V * m->D); /* the LM head (tied or not): text rows only */
+    return (double)G * (6 * macs + 12.0 * (double)m->dh * (double)m->Hq * pairs);
 }

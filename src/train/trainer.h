@@ -80,10 +80,25 @@ ksa_status ksa_trainer_resume(ksa_trainer *t, const char *path);
  * gives the same value. Collective under MPI.                                           */
 ksa_status ksa_trainer_validate(ksa_trainer *t, double *val_loss);
 
-/* Model FLOPs of one step of G rows of T text tokens, the MFU numerator:
- * 6 · dense parameters · (text + summary rows) + 12 · head_dim · query heads · visible
- * (query, key) pairs over all layers; dense parameters are the matrices of the linear
- * layers and the LM head (embedding lookups are not FLOPs; recomputation not counted). */
+/* Model FLOPs of one step of G rows of T text tokens, the MFU numerator: what the model's
+ * matmuls compute, row by row, at 2 FLOPs per multiply-add and forward + backward = 3 x
+ * forward (the backward's two products per matmul: input and weight gradients):
+ *
+ *   G · [ 6 · ( Σ_layers rows_l · (q + k + v + o + gate + up + down weights of layer l)
+ *               + T · V · D )                                          LM head, tied or not
+ *       + 12 · head_dim · Hq · Σ_layers pairs_l ]
+ *
+ * rows_l: T + floor(T/C)·S in a summary layer (both streams; a summary row goes through the
+ *   summary twins of q/k/v when the layer has them, same shapes, and the shared o_proj and
+ *   MLP), T in a causal layer (a KSA model's bypass layers, and every layer of a plain causal
+ *   or SWA model) and under SCA (S = 0: no summary rows). The LM head runs on text rows.
+ *   GQA: k and v weights are Hkv·head_dim x D, q's Hq·head_dim x D.
+ * pairs_l: the visible (query, key) pairs of one sequence, counted exactly: summary layer
+ *   (KSA_SPEC §3.5, text and summary queries, a partial tail chunk without summaries; SCA the
+ *   same with S = 0), SWA (layer_sliding_window = N) min(t, N) + 1 for query t, causal
+ *   T(T+1)/2. Per pair and head: QKᵀ and PV, 4·head_dim forward and 8·head_dim backward.
+ * Not counted: embedding lookups (not matmuls), norms, RoPE, softmax, the loss, and
+ * recomputation (the attention backward recomputes QKᵀ).                                */
 double ksa_model_step_flops(const ksa_model *m, size_t G, size_t T);
 
 #endif
