@@ -260,7 +260,7 @@ inspect_plans_memory_per_rank() {
         --micro-batch 1 >"$TMP/i2b"
     sed -n '/^# memory/,/total per rank/p' "$TMP/i2b" >"$TMP/im"
     sed -n '/^# memory/,/total per rank/p' "$TMP/t2" >"$TMP/tm"
-    [ "$(wc -l <"$TMP/im")" = 6 ]
+    [ "$(wc -l <"$TMP/im")" = 8 ]
     cmp "$TMP/im" "$TMP/tm"
 }
 

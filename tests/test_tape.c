@@ -3,7 +3,9 @@
  *   -> rope (on a [N, H, dh] view) -> rmsnorm -> linear -> cross-entropy
  * gradient-checked against finite differences over every parameter; row views route their
  * gradients into the base tensor; a tensor used twice gets the sum; the arena and tape are
- * reused over many steps without growth and with bit-identical results.                  */
+ * reused over many steps without growth and with bit-identical results; with a gradient
+ * pool, every activation gradient is given back once dead, with the same parameter
+ * gradients bit for bit.                                                                */
 #include "testutil.h"
 
 #include <math.h>
@@ -229,6 +231,48 @@ static void no_grad_mode_records_nothing(void **state)
     model_free(&m);
 }
 
+/* With a gradient pool: the parameter gradients are bit for bit those of arena gradients;
+ * every activation gradient is back in the pool after backward (none is a leaf here); the
+ * pool's peak is below the sum of all of them; repeated steps touch no more memory.     */
+static void a_gradient_pool_frees_dead_gradients_and_changes_nothing(void **state)
+{
+    (void)state;
+    model m;
+    model_init(&m, 11);
+    ksa_params_zero_grad(&m.p);
+    ksa_tape_reset(&m.tp);
+    double value;
+    ksa_tensor *loss = forward(&m, &value);
+    size_t before_backward = m.arena.used;
+    ksa_tape_backward(&m.tp, loss);
+    size_t all_grads = m.arena.used - before_backward; /* every activation gradient */
+    ksa_real *arena_grad = malloc(m.p.numel * sizeof *arena_grad);
+    memcpy(arena_grad, m.p.grad, m.p.numel * sizeof *arena_grad);
+
+    ksa_grad_pool pool;
+    ksa_grad_pool_init(&pool, all_grads);
+    ksa_tape_use_grad_pool(&m.tp, &pool);
+    size_t high_water = 0;
+    for (int step = 0; step < 3; step++) {
+        ksa_params_zero_grad(&m.p);
+        ksa_tape_reset(&m.tp);
+        loss = forward(&m, &value);
+        size_t activations = m.arena.used;
+        ksa_tape_backward(&m.tp, loss);
+        assert_memory_equal(m.p.grad, arena_grad, m.p.numel * sizeof *arena_grad);
+        assert_int_equal(m.arena.used, activations); /* no gradient in the arena */
+        assert_int_equal(pool.in_use, 0);
+        assert_int_equal(pool.n, 0);
+        assert_true(pool.peak > 0 && pool.peak < all_grads);
+        if (step == 0)
+            high_water = pool.high_water;
+        assert_int_equal(pool.high_water, high_water);
+    }
+    ksa_grad_pool_free_all(&pool);
+    free(arena_grad);
+    model_free(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -236,6 +280,7 @@ int main(void)
         cmocka_unit_test(row_views_send_gradients_to_their_base),
         cmocka_unit_test(steps_reuse_arena_and_tape_without_growth),
         cmocka_unit_test(no_grad_mode_records_nothing),
+        cmocka_unit_test(a_gradient_pool_frees_dead_gradients_and_changes_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@ void ksa_tape_init(ksa_tape *tp, ksa_arena *arena, size_t max_nodes)
     tp->n = 0;
     tp->capacity = max_nodes;
     tp->recording = 1;
+    tp->grads = NULL;
 }
 
 void ksa_tape_free(ksa_tape *tp)
@@ -23,6 +24,13 @@ void ksa_tape_reset(ksa_tape *tp)
 {
     tp->n = 0;
     ksa_arena_reset(tp->arena);
+    if (tp->grads)
+        ksa_grad_pool_reset(tp->grads);
+}
+
+void ksa_tape_use_grad_pool(ksa_tape *tp, ksa_grad_pool *p)
+{
+    tp->grads = p;
 }
 
 int ksa_tape_wants(const ksa_tape *tp, int n, ksa_tensor *const *inputs)
@@ -50,6 +58,10 @@ ksa_node *ksa_tape_record(ksa_tape *tp, ksa_backward_fn backward, const char *op
         nd->in[i] = in[i];
     nd->out = out;
     out->requires_grad = 1;
+    size_t offset;
+    ksa_tensor *root = ksa_tensor_root(out, &offset);
+    if (!root->producer)
+        root->producer = tp->n; /* 1 + this node's index */
     if (ctx_bytes) {
         nd->ctx = ksa_arena_alloc(tp->arena, ctx_bytes);
         memset(nd->ctx, 0, ctx_bytes);
@@ -59,7 +71,15 @@ ksa_node *ksa_tape_record(ksa_tape *tp, ksa_backward_fn backward, const char *op
 
 ksa_real *ksa_tape_grad(ksa_tape *tp, ksa_tensor *t)
 {
-    return t ? ksa_tensor_grad(tp->arena, t) : NULL;
+    if (!t || !t->requires_grad)
+        return NULL;
+    if (!tp->grads)
+        return ksa_tensor_grad(tp->arena, t);
+    size_t offset;
+    ksa_tensor *root = ksa_tensor_root(t, &offset);
+    if (!root->grad)
+        root->grad = ksa_grad_pool_zeros(tp->grads, root->numel);
+    return root->grad + offset;
 }
 
 void ksa_tape_backward(ksa_tape *tp, ksa_tensor *loss)
@@ -67,7 +87,7 @@ void ksa_tape_backward(ksa_tape *tp, ksa_tensor *loss)
     KSA_ASSERT(loss->numel == 1, "backward needs a one-element loss, got %zu elements",
                loss->numel);
     KSA_ASSERT(loss->requires_grad, "backward from a loss that needs no gradient");
-    ksa_real *dloss = ksa_tensor_grad(tp->arena, loss);
+    ksa_real *dloss = ksa_tape_grad(tp, loss);
     dloss[0] += 1;
     ksa_tape_replay(tp);
 }
@@ -79,5 +99,11 @@ void ksa_tape_replay(ksa_tape *tp)
         if (!ksa_tensor_grad_if_any(nd->out))
             continue; /* nothing flowed into this output */
         nd->backward(tp, nd);
+        size_t offset;
+        ksa_tensor *root = ksa_tensor_root(nd->out, &offset);
+        if (tp->grads && root->producer == i + 1 && ksa_grad_pool_owns(tp->grads, root->grad)) {
+            ksa_grad_pool_release(tp->grads, root->grad); /* every consumer has added in */
+            root->grad = NULL;
+        }
     }
 }

@@ -4,10 +4,16 @@
  * gradient, appends one node {backward function, inputs, output, saved context}.
  * ksa_tape_backward seeds d(loss) = 1 and calls the nodes' backward functions last to
  * first; a node whose output received no gradient is skipped. Backward functions add into
- * gradients (never overwrite), so a tensor used twice gets the sum.                       */
+ * gradients (never overwrite), so a tensor used twice gets the sum.
+ *
+ * Activation gradients come from the arena, or, with ksa_tape_use_grad_pool, from a pool
+ * that gets each one back as soon as the backward of the node that produced its tensor has
+ * run (all its consumers have then added into it: they come later on the tape). The
+ * gradient of a leaf (a tensor no node produced: inputs, parameters) is kept.             */
 #ifndef KSA_AUTOGRAD_TAPE_H
 #define KSA_AUTOGRAD_TAPE_H
 
+#include "grad_pool.h"
 #include "tensor.h"
 
 #define KSA_NODE_MAX_IN 8
@@ -26,8 +32,10 @@ typedef struct ksa_node {
 } ksa_node;
 
 typedef struct ksa_tape {
-    ksa_arena *arena; /* borrowed: activations, saved context, activation grads */
-    ksa_node *nodes;  /* owned, capacity entries */
+    ksa_arena *arena;     /* borrowed: activations, saved context (and activation grads
+                           * without a pool) */
+    ksa_grad_pool *grads; /* borrowed or NULL: activation grads, freed when dead */
+    ksa_node *nodes;      /* owned, capacity entries */
     size_t n, capacity;
     int recording; /* 0: no-grad mode (evaluation), ops push nothing */
 } ksa_tape;
@@ -36,6 +44,11 @@ void ksa_tape_init(ksa_tape *tp, ksa_arena *arena, size_t max_nodes);
 void ksa_tape_free(ksa_tape *tp);
 /* Start of a step: forget the nodes and reset the arena (frees nothing, O(1)). */
 void ksa_tape_reset(ksa_tape *tp);
+
+/* Activation gradients from pool p from now on (the trainer's choice; tests of single ops
+ * keep them in the arena so that they can read every gradient after backward). The pool is
+ * reset with the tape.                                                                   */
+void ksa_tape_use_grad_pool(ksa_tape *tp, ksa_grad_pool *p);
 
 /* 1 if the tape records and any of the n inputs needs a gradient. */
 int ksa_tape_wants(const ksa_tape *tp, int n, ksa_tensor *const *inputs);

@@ -47,8 +47,7 @@ ksa_tensor *ksa_tensor_like(ksa_arena *a, const ksa_tensor *t)
     return ksa_tensor_new(a, t->ndim, t->shape);
 }
 
-/* The tensor that owns the gradient buffer of t, and t's offset into it. */
-static ksa_tensor *grad_root(const ksa_tensor *t, size_t *offset)
+ksa_tensor *ksa_tensor_root(const ksa_tensor *t, size_t *offset)
 {
     size_t off = 0;
     while (t->base) {
@@ -95,7 +94,7 @@ ksa_real *ksa_tensor_grad(ksa_arena *a, ksa_tensor *t)
     if (!t->requires_grad)
         return NULL;
     size_t off;
-    ksa_tensor *root = grad_root(t, &off);
+    ksa_tensor *root = ksa_tensor_root(t, &off);
     if (!root->grad)
         root->grad = ksa_arena_zeros(a, root->numel);
     return root->grad + off;
@@ -104,7 +103,7 @@ ksa_real *ksa_tensor_grad(ksa_arena *a, ksa_tensor *t)
 ksa_real *ksa_tensor_grad_if_any(const ksa_tensor *t)
 {
     size_t off;
-    ksa_tensor *root = grad_root(t, &off);
+    ksa_tensor *root = ksa_tensor_root(t, &off);
     return root->grad ? root->grad + off : NULL;
 }
 

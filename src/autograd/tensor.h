@@ -21,6 +21,8 @@ typedef struct ksa_tensor {
     int ndim;
     size_t numel;
     int requires_grad; /* gradient flows into this tensor during backward */
+    size_t producer;   /* 1 + index of the first tape node whose output is this tensor (or
+                        * a view of it); 0: none (a leaf). Set on the root only. */
 } ksa_tensor;
 
 /* New activation with uninitialised data, from the arena. */
@@ -35,6 +37,10 @@ ksa_tensor *ksa_tensor_rows(ksa_arena *a, ksa_tensor *t, size_t row0, size_t nro
 
 /* The same data seen with another shape of equal numel, sharing the gradient. */
 ksa_tensor *ksa_tensor_reshape(ksa_arena *a, ksa_tensor *t, int ndim, const size_t *shape);
+
+/* The tensor that owns t's data and gradient (t itself unless t is a view), and t's offset
+ * into it in elements. */
+ksa_tensor *ksa_tensor_root(const ksa_tensor *t, size_t *offset);
 
 /* Gradient buffer of t, created zeroed in the arena on first use; NULL if !requires_grad. */
 ksa_real *ksa_tensor_grad(ksa_arena *a, ksa_tensor *t);

@@ -29,7 +29,8 @@ void ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_le
 {
     size_t numel = m->params.numel, slice = numel / (size_t)n_ranks;
     size_t per_param = numel * sizeof(ksa_real), moments = 2 * slice * sizeof(ksa_real);
-    size_t arena = ksa_model_arena_bytes(m, micro_batch, seq_len);
+    size_t grads = ksa_model_grad_bytes(m, micro_batch, seq_len);
+    size_t arena = ksa_model_arena_bytes(m, micro_batch, seq_len) - grads;
     char a[32], b[32], c[32], d[32];
     fprintf(
         f, "# memory of one training step per rank (%d rank%s; micro-batch of %zu x %zu tokens):\n",
@@ -40,10 +41,17 @@ void ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_le
             size_text(b, sizeof b, per_param), numel);
     fprintf(f, "  AdamW moments      %s  (per rank: 2 x %zu elements, 1/%d of the parameters)\n",
             size_text(c, sizeof c, moments), slice, n_ranks);
+    fprintf(f,
+            "  summed gradients   %s  (per rank: its slice of the gradients summed over ranks)\n",
+            size_text(c, sizeof c, moments / 2));
     fprintf(f, "  activations arena  %s  (per rank: one micro-batch)\n",
             size_text(d, sizeof d, arena));
-    fprintf(f, "  total per rank     %s\n",
-            size_text(a, sizeof a, 2 * per_param + moments + arena));
+    fprintf(f,
+            "  activation grads   %s  (reserved: each is freed once dead, fewer pages are "
+            "used)\n",
+            size_text(d, sizeof d, grads));
+    fprintf(f, "  total per rank     %s  (at most)\n",
+            size_text(a, sizeof a, 2 * per_param + moments + moments / 2 + arena + grads));
 }
 
 /* `ksa inspect FILE`: exit 0, 1 when the file is refused (nothing but the error printed) or

@@ -354,13 +354,14 @@ size_t ksa_model_tape_nodes(const ksa_model *m)
     return 8 + m->layout.n_layers * 40;
 }
 
-size_t ksa_model_arena_bytes(const ksa_model *m, size_t nseq, size_t T)
+/* Reals of the activations of one forward of nseq x T (their gradients take as many). */
+static size_t activation_reals(const ksa_model *m, size_t nseq, size_t T)
 {
     const ksa_model_layout *l = &m->layout;
     size_t N = nseq * (T + ksa_layout_summary_rows(l, T));
     size_t Nt = nseq * T;
     size_t qd = m->Hq * m->dh, kvd = m->Hkv * m->dh;
-    /* Per layer, activations and their gradients (factor 2), counting the split/concat
+    /* Per layer, the activations, counting the split/concat
      * copies of the two streams: norm out, q, k, v (projection, concat, q/k norm, rope),
      * attention out + lse, o_proj, residual, post norm, gate, up, swiglu, down, residual. */
     size_t per_layer = N * (3 * m->D)                 /* input norm (+ concat copy), residual */
@@ -370,8 +371,21 @@ size_t ksa_model_arena_bytes(const ksa_model *m, size_t nseq, size_t T)
                        + N * (m->D + 3 * m->I + m->D) /* post norm, gate, up, swiglu, down */
                        + N * (2 * m->D)               /* bypass split/concat copies */
                        + 2 * N;                       /* norm statistics */
-    size_t reals = 2 * (l->n_layers * per_layer + 4 * N * m->D + 2 * Nt * m->V + Nt * m->D);
-    size_t bytes = reals * sizeof(ksa_real);
+    return l->n_layers * per_layer + 4 * N * m->D + 2 * Nt * m->V + Nt * m->D;
+}
+
+size_t ksa_model_grad_bytes(const ksa_model *m, size_t nseq, size_t T)
+{
+    /* + each gradient's block rounded up to 64 bytes */
+    return activation_reals(m, nseq, T) * sizeof(ksa_real) + ksa_model_tape_nodes(m) * 64;
+}
+
+size_t ksa_model_arena_bytes(const ksa_model *m, size_t nseq, size_t T)
+{
+    const ksa_model_layout *l = &m->layout;
+    size_t N = nseq * (T + ksa_layout_summary_rows(l, T));
+    size_t Nt = nseq * T;
+    size_t bytes = 2 * activation_reals(m, nseq, T) * sizeof(ksa_real) + (64 << 10);
     /* attention workspaces (the larger of forward and backward, per layer) */
     ksa_summary_attn_dims d = {.nseq = nseq,
                                .T = T,

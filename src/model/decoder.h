@@ -54,8 +54,11 @@ ksa_tensor *ksa_model_forward_per_target(ksa_model *m, ksa_tape *tp, const int32
                                          size_t nseq, size_t T, double norm, double *loss_value,
                                          double *target_loss);
 
-/* Bytes of arena one forward + backward of nseq x T needs (an upper bound). */
+/* Bytes of arena one forward + backward of nseq x T needs (an upper bound), activation
+ * gradients included; ksa_model_grad_bytes of it are those gradients, which a tape with a
+ * gradient pool (tape.h) takes from the pool instead: its arena then needs the difference. */
 size_t ksa_model_arena_bytes(const ksa_model *m, size_t nseq, size_t T);
+size_t ksa_model_grad_bytes(const ksa_model *m, size_t nseq, size_t T);
 /* Tape nodes one forward records. */
 size_t ksa_model_tape_nodes(const ksa_model *m);
 

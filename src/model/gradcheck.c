@@ -100,9 +100,12 @@ void ksa_gradcheck_run(ksa_model *m, const int32_t *tokens, size_t nseq, size_t 
 {
     const int *select = opt ? opt->select : NULL;
     ksa_arena arena;
-    ksa_arena_init(&arena, ksa_model_arena_bytes(m, nseq, T));
+    ksa_grad_pool grads;
+    ksa_arena_init(&arena, ksa_model_arena_bytes(m, nseq, T) - ksa_model_grad_bytes(m, nseq, T));
+    ksa_grad_pool_init(&grads, ksa_model_grad_bytes(m, nseq, T));
     ksa_tape tp;
     ksa_tape_init(&tp, &arena, ksa_model_tape_nodes(m));
+    ksa_tape_use_grad_pool(&tp, &grads);
     loss_ctx c = {m, &tp, tokens, nseq, T};
 
     ksa_params_zero_grad(&m->params);
@@ -166,6 +169,7 @@ void ksa_gradcheck_run(ksa_model *m, const int32_t *tokens, size_t nseq, size_t 
     }
     ksa_tape_free(&tp);
     ksa_arena_free(&arena);
+    ksa_grad_pool_free_all(&grads);
 }
 
 double ksa_gradcheck_bound(const ksa_gradcheck_result *r, double atol, double rtol)

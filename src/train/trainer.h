@@ -34,6 +34,7 @@ typedef struct {
     ksa_real *exp_avg, *exp_avg_sq; /* owned AdamW moments of the slice only */
     ksa_real *grad_slice;           /* owned: the summed gradient of the slice */
     ksa_arena arena;                /* owned: one micro-batch forward + backward */
+    ksa_grad_pool grads;            /* owned: its activation gradients, freed when dead */
     ksa_tape tape;
     int32_t *tokens;    /* owned: [global_batch / ranks, seq_len + 1] */
     long step;          /* optimizer steps completed */
