@@ -122,7 +122,7 @@ plan_bytes() {
             { echo "memory.sh: ksa inspect failed for $conf at L = $L" >&2; exit 1; }
         mv "$out.tmp" "$out"
     fi
-    awk '/^ *total per rank/ { u = $NF; v = $(NF - 1)
+    awk '/^ *total per rank/ { v = $4; u = $5
         printf "%.0f\n", v * (u == "GiB" ? 2^30 : u == "MiB" ? 2^20 : u == "KiB" ? 2^10 : 1); f = 1 }
         END { exit !f }' "$out" ||
         { echo "memory.sh: no 'total per rank' in the plan of $conf" >&2; exit 1; }
