@@ -14,6 +14,20 @@ tiny_config_learns_and_logs_every_step() {
     "$KSA" train --config configs/tiny.conf --steps 40 --lr-schedule constant \
         --warmup-steps 0 --eval-every 20 --eval-batches 8 --log "$TMP/run.jsonl" >"$TMP/train.out"
     grep -q "^step 40/40 | loss" "$TMP/train.out"
+    # what step 1 used of the plan: the arena's high-water mark within its reservation, and
+    # the gradient pool's live set well below its reservation (dead gradients are freed)
+    "$PY" - "$TMP/train.out" <<'PYEOF'
+import re, sys
+lines = [l for l in open(sys.argv[1]) if l.startswith("# memory used by step")]
+assert len(lines) == 1, lines
+m = re.search(r"step 1 \(the first of this process\): activations arena ([0-9.]+) of ([0-9.]+) MiB; "
+              r"activation grads ([0-9.]+) MiB at most alive, ([0-9.]+) touched of ([0-9.]+) reserved", lines[0])
+assert m, lines[0]
+used, arena, alive, touched, reserved = map(float, m.groups())
+assert 0 < used <= arena, (used, arena)
+assert 0 < alive <= touched <= reserved, (alive, touched, reserved)
+assert touched < reserved / 2, (touched, reserved)
+PYEOF
     "$PY" - "$TMP/run.jsonl" <<'PYEOF'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]

@@ -193,6 +193,19 @@ static void print_progress(FILE *out, const step_report *r)
     fflush(out);
 }
 
+/* What the first step of this process used of the memory the plan reserved: the arena's
+ * high-water mark, and the gradient pool's largest live set and touched bytes. */
+static void print_step_memory(FILE *out, const ksa_trainer *t, long step)
+{
+    double mib = 1.0 / (1 << 20);
+    fprintf(out,
+            "# memory used by step %ld (the first of this process): activations arena %.1f of "
+            "%.1f MiB; activation grads %.1f MiB at most alive, %.1f touched of %.1f reserved\n",
+            step, (double)t->arena.peak * mib, (double)t->arena.capacity * mib,
+            (double)t->grads.peak * mib, (double)t->grads.high_water * mib,
+            (double)t->grads.capacity * mib);
+}
+
 static void log_step(FILE *log, const step_report *r)
 {
     fprintf(log,
@@ -247,6 +260,8 @@ static ksa_status train_steps(ksa_trainer *t, const ksa_train_config *tc,
         if (r.has_val)
             KSA_TRY(ksa_trainer_validate(t, &r.val_loss));
         print_progress(out, &r);
+        if (r.step == start_step + 1)
+            print_step_memory(out, t, r.step);
         if (log)
             log_step(log, &r);
         if (save_best && r.has_val && r.val_loss < best) {
