@@ -181,39 +181,35 @@ static void a_non_finite_gradient_stops_the_step_naming_the_parameter(void **sta
  *   1920 (a summary twin of q/k/v has the same shape, so a summary row costs the same).
  * LM head, text rows only: V·D = 464 per row. Attention: 12·head_dim·Hq = 192 per pair.
  *   FLOPs = G · (6 · multiply-adds of one sequence + 192 · visible pairs of one sequence)  */
-static void declare_model(ksa_model *m, const char *const *kv)
+static void declare_model(ksa_model *m, const char *keys)
 {
     ksa_model_config c;
     ksa_model_config_defaults(&c);
-    const char *backbone[] = {"vocab_size",
-                              "29",
-                              "hidden_size",
-                              "16",
-                              "intermediate_size",
-                              "24",
-                              "num_attention_heads",
-                              "2",
-                              "num_key_value_heads",
-                              "1",
-                              "head_dim",
-                              "8",
-                              NULL};
-    for (size_t i = 0; backbone[i]; i += 2)
-        assert_int_equal(ksa_model_config_set(&c, backbone[i], backbone[i + 1], "test"), KSA_OK);
-    for (size_t i = 0; kv[i]; i += 2)
-        assert_int_equal(ksa_model_config_set(&c, kv[i], kv[i + 1], "test"), KSA_OK);
+    char buf[512];
+    snprintf(buf, sizeof buf,
+             "vocab_size=29;hidden_size=16;intermediate_size=24;num_attention_heads=2;"
+             "num_key_value_heads=1;head_dim=8;%s",
+             keys);
+    for (char *save = NULL, *kv = strtok_r(buf, ";", &save); kv; kv = strtok_r(NULL, ";", &save)) {
+        char *eq = strchr(kv, '=');
+        assert_non_null(eq);
+        *eq = 0;
+        assert_int_equal(ksa_model_config_set(&c, kv, eq + 1, "test"), KSA_OK);
+    }
     assert_int_equal(ksa_model_declare(m, &c), KSA_OK);
 }
 
-/* The count is a sum of integers far below 2^53: exact in double, so compared exactly. */
-static void expect_step_flops(const char *const *kv, double hand_count)
+/* The count is a sum of integers far below 2^53: exact in double, so compared exactly.
+ * keys: "key=value;key=value..." on top of the shared backbone.                          */
+static void expect_step_flops(const char *keys, double hand_count)
 {
     ksa_model m;
-    declare_model(&m, kv);
+    declare_model(&m, keys);
     double flops = ksa_model_step_flops(&m, 3, 21);
     ksa_model_free(&m);
     if (flops != hand_count)
-        fail_msg("ksa_model_step_flops gives %.17g, the hand count is %.17g", flops, hand_count);
+        fail_msg("%s: ksa_model_step_flops gives %.17g, the hand count is %.17g", keys, flops,
+                 hand_count);
 }
 
 /* Hybrid KSA, C = 4, S = 1, W = 2, layers summary, summary, causal bypass, independent
@@ -234,45 +230,16 @@ static void expect_step_flops(const char *const *kv, double hand_count)
 static void flops_of_a_hybrid_ksa_model_are_the_hand_count(void **state)
 {
     (void)state;
-    const char *kv[] = {"num_hidden_layers",
-                        "3",
-                        "use_summary_attention",
-                        "true",
-                        "summary_chunk_size",
-                        "4",
-                        "summary_token_num",
-                        "1",
-                        "summary_sliding_chunk_num",
-                        "2",
-                        "summary_layer_freq",
-                        "[1, 1, 0]",
-                        "summary_independent_parameters",
-                        "true",
-                        "tie_word_embeddings",
-                        "false",
-                        NULL};
-    expect_step_flops(kv, 3074400.0);
+    const char *hybrid = "num_hidden_layers=3;use_summary_attention=true;summary_chunk_size=4;"
+                         "summary_token_num=1;summary_sliding_chunk_num=2;"
+                         "summary_layer_freq=[1, 1, 0];tie_word_embeddings=false";
+    char keys[512];
+    snprintf(keys, sizeof keys, "%s;summary_independent_parameters=true", hybrid);
+    expect_step_flops(keys, 3074400.0);
     /* shared summary parameters: the same rows meet matrices of the same shapes */
-    const char *shared[] = {"num_hidden_layers",
-                            "3",
-                            "use_summary_attention",
-                            "true",
-                            "summary_chunk_size",
-                            "4",
-                            "summary_token_num",
-                            "1",
-                            "summary_sliding_chunk_num",
-                            "2",
-                            "summary_layer_freq",
-                            "[1, 1, 0]",
-                            "summary_independent_parameters",
-                            "false",
-                            "summary_token_begin",
-                            "28",
-                            "tie_word_embeddings",
-                            "false",
-                            NULL};
-    expect_step_flops(shared, 3074400.0);
+    snprintf(keys, sizeof keys, "%s;summary_independent_parameters=false;summary_token_begin=28",
+             hybrid);
+    expect_step_flops(keys, 3074400.0);
 }
 
 /* Plain causal, 2 layers, tied LM head (the embedding matrix multiplies the text rows).
@@ -282,8 +249,7 @@ static void flops_of_a_hybrid_ksa_model_are_the_hand_count(void **state)
 static void flops_of_a_plain_causal_model_are_the_hand_count(void **state)
 {
     (void)state;
-    const char *kv[] = {"num_hidden_layers", "2", "tie_word_embeddings", "true", NULL};
-    expect_step_flops(kv, 1893024.0);
+    expect_step_flops("num_hidden_layers=2;tie_word_embeddings=true", 1893024.0);
 }
 
 /* Sliding windows, same dense work as the plain causal model (multiply-adds 90 384):
@@ -296,25 +262,12 @@ static void flops_of_a_plain_causal_model_are_the_hand_count(void **state)
 static void flops_of_sliding_window_and_sliding_chunk_models_are_the_hand_count(void **state)
 {
     (void)state;
-    const char *swa[] = {
-        "num_hidden_layers", "2", "tie_word_embeddings", "true", "layer_sliding_window", "5", NULL};
-    expect_step_flops(swa, 1754784.0);
-    const char *sca[] = {"num_hidden_layers",
-                         "2",
-                         "tie_word_embeddings",
-                         "true",
-                         "use_summary_attention",
-                         "true",
-                         "sliding_chunk_attention",
-                         "true",
-                         "summary_token_num",
-                         "0",
-                         "summary_chunk_size",
-                         "4",
-                         "summary_sliding_chunk_num",
-                         "2",
-                         NULL};
-    expect_step_flops(sca, 1823904.0);
+    expect_step_flops("num_hidden_layers=2;tie_word_embeddings=true;layer_sliding_window=5",
+                      1754784.0);
+    expect_step_flops("num_hidden_layers=2;tie_word_embeddings=true;use_summary_attention=true;"
+                      "sliding_chunk_attention=true;summary_token_num=0;summary_chunk_size=4;"
+                      "summary_sliding_chunk_num=2",
+                      1823904.0);
 }
 
 int main(void)
