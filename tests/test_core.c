@@ -36,6 +36,65 @@ static void arena_hands_out_aligned_memory_and_resets(void **state)
     ksa_arena_free(&a);
 }
 
+/* The VMA of /proc/self/smaps holding p says THPeligible: 1 (huge pages allowed there). */
+static int huge_pages_eligible(const void *p)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    assert_non_null(f);
+    char line[512];
+    int inside = 0, eligible = -1;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+            inside = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        else if (inside && sscanf(line, "THPeligible: %d", &eligible) == 1)
+            break;
+    }
+    fclose(f);
+    return eligible == 1;
+}
+
+static void regions_are_aligned_zeroed_and_marked_for_huge_pages(void **state)
+{
+    (void)state;
+    size_t bytes = 5 * (1 << 20) + 12345;
+    unsigned char *p = ksa_alloc_region(bytes);
+    assert_int_equal((uintptr_t)p % (2 << 20), 0);
+    for (size_t i = 0; i < bytes; i += 4096)
+        assert_int_equal(p[i], 0);
+    memset(p, 7, bytes); /* writable to the end */
+    char thp[128] = "";
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (f) {
+        if (!fgets(thp, sizeof thp, f))
+            thp[0] = 0;
+        fclose(f);
+    }
+    if (thp[0] && !strstr(thp, "[never]")) /* this kernel has huge pages: the hint took */
+        assert_true(huge_pages_eligible(p));
+    ksa_free_region(p, bytes);
+}
+
+static void zeroing_on_all_threads_clears_exactly_the_bytes_asked(void **state)
+{
+    (void)state;
+    size_t sizes[] = {0, 1, 1000, 4 << 20, (9 << 20) + 77}; /* serial and parallel paths */
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        size_t n = sizes[k];
+        unsigned char *buf = malloc(n + 128);
+        memset(buf, 0xAB, n + 128);
+        ksa_zero(buf + 64, n);
+        for (size_t i = 0; i < 64; i++)
+            assert_int_equal(buf[i], 0xAB);
+        for (size_t i = 0; i < n; i++)
+            if (buf[64 + i] != 0)
+                fail_msg("byte %zu of %zu not zeroed", i, n);
+        for (size_t i = 0; i < 64; i++)
+            assert_int_equal(buf[64 + n + i], 0xAB);
+        free(buf);
+    }
+}
+
 static void overflow_child(const void *arg)
 {
     (void)arg;
@@ -304,6 +363,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(arena_hands_out_aligned_memory_and_resets),
+        cmocka_unit_test(regions_are_aligned_zeroed_and_marked_for_huge_pages),
+        cmocka_unit_test(zeroing_on_all_threads_clears_exactly_the_bytes_asked),
         cmocka_unit_test(arena_overflow_aborts_with_the_sizes),
         cmocka_unit_test(a_full_tape_aborts_naming_the_op),
         cmocka_unit_test(views_share_data_and_resolve_gradients_through_the_base),

@@ -6,14 +6,14 @@
 void ksa_arena_init(ksa_arena *a, size_t capacity_bytes)
 {
     a->capacity = (capacity_bytes + 63) / 64 * 64;
-    a->base = ksa_alloc(a->capacity);
+    a->base = ksa_alloc_region(a->capacity);
     a->used = 0;
     a->peak = 0;
 }
 
 void ksa_arena_free(ksa_arena *a)
 {
-    ksa_free(a->base);
+    ksa_free_region(a->base, a->capacity);
     a->base = NULL;
     a->capacity = a->used = a->peak = 0;
 }
@@ -44,7 +44,7 @@ ksa_real *ksa_arena_reals(ksa_arena *a, size_t n)
 ksa_real *ksa_arena_zeros(ksa_arena *a, size_t n)
 {
     ksa_real *p = ksa_arena_reals(a, n);
-    memset(p, 0, n * sizeof(ksa_real));
+    ksa_zero(p, n * sizeof(ksa_real));
     return p;
 }
 

@@ -7,14 +7,14 @@ void ksa_grad_pool_init(ksa_grad_pool *p, size_t capacity_bytes)
 {
     memset(p, 0, sizeof *p);
     p->capacity = (capacity_bytes + 63) / 64 * 64;
-    p->base = ksa_alloc(p->capacity ? p->capacity : 64);
+    p->base = ksa_alloc_region(p->capacity);
     p->max_blocks = 64;
     p->blocks = ksa_alloc(p->max_blocks * sizeof *p->blocks);
 }
 
 void ksa_grad_pool_free_all(ksa_grad_pool *p)
 {
-    ksa_free(p->base);
+    ksa_free_region(p->base, p->capacity);
     ksa_free(p->blocks);
     memset(p, 0, sizeof *p);
 }
@@ -84,7 +84,7 @@ ksa_real *ksa_grad_pool_zeros(ksa_grad_pool *p, size_t n)
     if (p->in_use > p->peak)
         p->peak = p->in_use;
     ksa_real *ptr = (ksa_real *)(p->base + p->blocks[i].offset);
-    memset(ptr, 0, bytes);
+    ksa_zero(ptr, bytes);
     return ptr;
 }
 

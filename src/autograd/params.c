@@ -100,7 +100,7 @@ ksa_tensor *ksa_params_tensor(const ksa_params *p, size_t i)
 
 void ksa_params_zero_grad(ksa_params *p)
 {
-    memset(p->grad, 0, p->numel * sizeof(ksa_real));
+    ksa_zero(p->grad, p->numel * sizeof(ksa_real));
 }
 
 size_t ksa_params_count(const ksa_params *p)

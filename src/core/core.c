@@ -2,9 +2,11 @@
 #include "core/core.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <omp.h>
 #include <cblas.h>
@@ -82,6 +84,55 @@ void *ksa_alloc_zero(size_t bytes)
 void ksa_free(void *p)
 {
     free(p);
+}
+
+enum { HUGE_PAGE = 2 << 20 };
+
+void *ksa_alloc_region(size_t bytes)
+{
+    size_t size = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    if (size == 0)
+        size = HUGE_PAGE;
+    /* map one huge page more, then unmap the ends so that the region is 2 MiB aligned */
+    char *raw =
+        mmap(NULL, size + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) {
+        fprintf(stderr, "[rank %d] out of memory: could not map %zu bytes (%.2f GiB)\n",
+                ksa_log_rank, bytes, (double)bytes / (1u << 30));
+        fflush(stderr);
+        abort();
+    }
+    char *p = (char *)(((uintptr_t)raw + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE);
+    if (p > raw)
+        munmap(raw, (size_t)(p - raw));
+    size_t tail = (size_t)(raw + size + HUGE_PAGE - (p + size));
+    if (tail)
+        munmap(p + size, tail);
+    madvise(p, size, MADV_HUGEPAGE); /* a hint: without THP the region still works */
+    return p;
+}
+
+void ksa_free_region(void *p, size_t bytes)
+{
+    if (!p)
+        return;
+    size_t size = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    munmap(p, size ? size : HUGE_PAGE);
+}
+
+void ksa_zero(void *p, size_t bytes)
+{
+    enum { CHUNK = 1 << 20 };
+    if (bytes < 4 * (size_t)CHUNK) {
+        memset(p, 0, bytes);
+        return;
+    }
+    size_t chunks = (bytes + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < chunks; c++) {
+        size_t from = c * CHUNK, n = from + CHUNK <= bytes ? CHUNK : bytes - from;
+        memset((char *)p + from, 0, n);
+    }
 }
 
 void ksa_threads_set(int n)

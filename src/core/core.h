@@ -56,6 +56,14 @@ void ksa_assert_fail(const char *file, int line, const char *expr, const char *f
 void *ksa_alloc(size_t bytes);      /* uninitialised */
 void *ksa_alloc_zero(size_t bytes); /* zeroed        */
 void ksa_free(void *p);
+/* Large regions reserved once (the step arena, the gradient pool): zeroed by the kernel,
+ * 2 MiB aligned, and marked for transparent huge pages (madvise: Debian's default mode),
+ * so a first touch faults in 2 MiB instead of 4 KiB. Free with ksa_free_region and the same
+ * size. Pages stay unallocated until written.                                           */
+void *ksa_alloc_region(size_t bytes);
+void ksa_free_region(void *p, size_t bytes);
+/* memset(p, 0, bytes), on all threads when bytes is large. */
+void ksa_zero(void *p, size_t bytes);
 
 /* ---- threads: one knob for OpenMP loops and OpenBLAS (DESIGN.md §4) ------------------- */
 void ksa_threads_set(int n);
