@@ -370,9 +370,54 @@ static void results_are_bit_identical_with_one_and_two_threads(void **state)
         free(y[t]), free(dx[t]);
 }
 
+/* In place: y overwrites x's buffer (no second one) with the values of the out-of-place
+ * op, and dx is the out-of-place op's, because the backward needs no values.           */
+static void the_in_place_op_equals_the_out_of_place_one(void **state)
+{
+    (void)state;
+    enum { N = 5, H = 3, dh = 8, n = N * H * dh };
+    int32_t pos[N] = {0, 7, 8, 300, 65535};
+    test_rng rng = test_rng_seed(21);
+    ksa_real x0[n], dy[n];
+    test_fill_uniform(x0, n, -1, 1, &rng);
+    test_fill_uniform(dy, n, -1, 1, &rng);
+    ksa_real *y_out[2], *dx[2];
+    for (int in_place = 0; in_place < 2; in_place++) {
+        ksa_arena a;
+        ksa_arena_init(&a, 1 << 20);
+        ksa_tape tp;
+        ksa_tape_init(&tp, &a, 8);
+        ksa_tensor *x = ksa_tensor_2d(&a, N, H * dh);
+        memcpy(x->data, x0, sizeof x0);
+        x->requires_grad = 1;
+        ksa_tensor *y = in_place ? ksa_op_rope_in_place(&tp, x, pos, H, 10000.0)
+                                 : ksa_op_rope(&tp, x, pos, H, 10000.0);
+        if (in_place)
+            assert_ptr_equal(y->data, x->data);
+        else
+            assert_ptr_not_equal(y->data, x->data);
+        memcpy(ksa_tape_grad(&tp, y), dy, sizeof dy);
+        ksa_tape_replay(&tp);
+        y_out[in_place] = malloc(sizeof x0), dx[in_place] = malloc(sizeof x0);
+        memcpy(y_out[in_place], y->data, sizeof x0);
+        memcpy(dx[in_place], ksa_tensor_grad_if_any(x), sizeof x0);
+        ksa_tape_free(&tp);
+        ksa_arena_free(&a);
+    }
+    assert_memory_equal(y_out[0], y_out[1], n * sizeof(ksa_real));
+    assert_memory_equal(dx[0], dx[1], n * sizeof(ksa_real));
+    double diff = 0; /* and dx is not dy */
+    for (size_t i = 0; i < n; i++)
+        diff = fmax(diff, fabs((double)dx[1][i] - (double)dy[i]));
+    assert_true(diff > 0.1);
+    for (int i = 0; i < 2; i++)
+        free(y_out[i]), free(dx[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(the_in_place_op_equals_the_out_of_place_one),
         cmocka_unit_test(forward_matches_naive_reference),
         cmocka_unit_test(forward_in_place_matches_out_of_place),
         cmocka_unit_test(position_zero_is_the_identity),

@@ -49,7 +49,7 @@ static void linear_node_backward(ksa_tape *tp, const ksa_node *nd)
                         x->data, w->data, x->numel / in, in, out);
 }
 
-ksa_tensor *ksa_op_linear(ksa_tape *tp, ksa_tensor *x, ksa_tensor *w)
+ksa_tensor *ksa_op_linear_into(ksa_tape *tp, ksa_tensor *x, ksa_tensor *w, ksa_tensor *y)
 {
     KSA_ASSERT(w->ndim == 2, "linear: weight must be [out, in], got a %d-d tensor", w->ndim);
     size_t out = w->shape[0], in = w->shape[1];
@@ -57,12 +57,20 @@ ksa_tensor *ksa_op_linear(ksa_tape *tp, ksa_tensor *x, ksa_tensor *w)
     KSA_ASSERT(ksa_cols(x) == in, "linear: weight is [%zu, %zu] but rows of x have %zu elements",
                out, in, ksa_cols(x));
     size_t N = x->numel / in;
-    size_t shape[KSA_MAX_DIMS];
-    for (int i = 0; i < x->ndim; i++)
-        shape[i] = x->shape[i];
-    shape[x->ndim - 1] = out;
-    ksa_tensor *y = ksa_tensor_new(tp->arena, x->ndim, shape);
+    KSA_ASSERT(ksa_cols(y) == out && y->numel == N * out,
+               "linear: output of %zu elements in rows of %zu, expected %zu rows of %zu", y->numel,
+               ksa_cols(y), N, out);
     ksa_linear_forward(y->data, x->data, w->data, N, in, out);
     ksa_tape_record(tp, linear_node_backward, "linear", y, 2, (ksa_tensor *[]){x, w}, 0);
     return y;
+}
+
+ksa_tensor *ksa_op_linear(ksa_tape *tp, ksa_tensor *x, ksa_tensor *w)
+{
+    KSA_ASSERT(w->ndim == 2, "linear: weight must be [out, in], got a %d-d tensor", w->ndim);
+    size_t shape[KSA_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++)
+        shape[i] = x->shape[i];
+    shape[x->ndim - 1] = w->shape[0];
+    return ksa_op_linear_into(tp, x, w, ksa_tensor_new(tp->arena, x->ndim, shape));
 }

@@ -15,5 +15,8 @@ void ksa_linear_backward(ksa_real *dx, ksa_real *dw, const ksa_real *dy, const k
 /* y = x · wᵀ for w [out, in] and x of any rank whose last dimension is in (its rows are
  * numel / in); y keeps x's leading dimensions, with last dimension out.                  */
 ksa_tensor *ksa_op_linear(ksa_tape *tp, ksa_tensor *x, ksa_tensor *w);
+/* The same, written into y (rows of x × out elements; typically a row range of a larger
+ * tensor whose other rows another op writes: the two streams of one buffer); returns y. */
+ksa_tensor *ksa_op_linear_into(ksa_tape *tp, ksa_tensor *x, ksa_tensor *w, ksa_tensor *y);
 
 #endif

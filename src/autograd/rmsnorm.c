@@ -72,13 +72,15 @@ static void rmsnorm_node_backward(ksa_tape *tp, const ksa_node *nd)
                          x->data, w->data, nd->ctx, N, D);
 }
 
-ksa_tensor *ksa_op_rmsnorm(ksa_tape *tp, ksa_tensor *x, ksa_tensor *w, ksa_real eps)
+ksa_tensor *ksa_op_rmsnorm_into(ksa_tape *tp, ksa_tensor *x, ksa_tensor *w, ksa_real eps,
+                                ksa_tensor *y)
 {
     size_t D = w->numel;
     KSA_ASSERT(D > 0 && x->numel % D == 0,
                "rmsnorm: x has %zu elements, not a multiple of the weight's %zu", x->numel, D);
+    KSA_ASSERT(y->numel == x->numel, "rmsnorm: output of %zu elements for an input of %zu",
+               y->numel, x->numel);
     size_t N = x->numel / D;
-    ksa_tensor *y = ksa_tensor_like(tp->arena, x);
     ksa_real *r = ksa_arena_reals(tp->arena, N);
     ksa_rmsnorm_forward(y->data, r, x->data, w->data, N, D, eps);
     ksa_node *nd =
@@ -86,4 +88,9 @@ ksa_tensor *ksa_op_rmsnorm(ksa_tape *tp, ksa_tensor *x, ksa_tensor *w, ksa_real 
     if (nd)
         nd->ctx = r; /* the context: the rows' 1/rms, [N] */
     return y;
+}
+
+ksa_tensor *ksa_op_rmsnorm(ksa_tape *tp, ksa_tensor *x, ksa_tensor *w, ksa_real eps)
+{
+    return ksa_op_rmsnorm_into(tp, x, w, eps, ksa_tensor_like(tp->arena, x));
 }

@@ -13,5 +13,9 @@ void ksa_rmsnorm_backward(ksa_real *dx, ksa_real *dw, const ksa_real *dy, const 
 
 /* y = rmsnorm(x) * w over groups of w->numel elements; x->numel must be a multiple. */
 ksa_tensor *ksa_op_rmsnorm(ksa_tape *tp, ksa_tensor *x, ksa_tensor *w, ksa_real eps);
+/* The same, written into y (as many elements as x; typically a row range of a larger
+ * tensor, see ksa_op_linear_into); returns y. */
+ksa_tensor *ksa_op_rmsnorm_into(ksa_tape *tp, ksa_tensor *x, ksa_tensor *w, ksa_real eps,
+                                ksa_tensor *y);
 
 #endif

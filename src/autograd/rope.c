@@ -99,7 +99,8 @@ static void rope_node_backward(ksa_tape *tp, const ksa_node *nd)
                       c->H, c->dh, c->base);
 }
 
-ksa_tensor *ksa_op_rope(ksa_tape *tp, ksa_tensor *x, const int32_t *pos, size_t H, double base)
+static ksa_tensor *rope_op(ksa_tape *tp, ksa_tensor *x, const int32_t *pos, size_t H, double base,
+                           int in_place)
 {
     size_t N = x->shape[0];
     KSA_ASSERT(H > 0, "rope: zero heads");
@@ -116,8 +117,8 @@ ksa_tensor *ksa_op_rope(ksa_tape *tp, ksa_tensor *x, const int32_t *pos, size_t 
     for (size_t n = 0; n < N; n++)
         KSA_ASSERT(pos[n] >= 0, "rope: row %zu has the negative position %d", n, (int)pos[n]);
 
-    ksa_tensor *y = ksa_tensor_like(tp->arena, x);
-    ksa_rope_forward(y->data, x->data, pos, N, H, dh, base);
+    ksa_tensor *y = in_place ? ksa_tensor_alias(tp->arena, x) : ksa_tensor_like(tp->arena, x);
+    ksa_rope_forward(y->data, x->data, pos, N, H, dh, base); /* the kernel allows y == x */
     ksa_node *nd = ksa_tape_record(tp, rope_node_backward, "rope", y, 1, &x, sizeof(rope_ctx));
     if (nd) {
         /* the caller's positions may be rebuilt before backward runs: keep a copy */
@@ -127,4 +128,15 @@ ksa_tensor *ksa_op_rope(ksa_tape *tp, ksa_tensor *x, const int32_t *pos, size_t 
         *(rope_ctx *)nd->ctx = (rope_ctx){.pos = saved_pos, .N = N, .H = H, .dh = dh, .base = base};
     }
     return y;
+}
+
+ksa_tensor *ksa_op_rope(ksa_tape *tp, ksa_tensor *x, const int32_t *pos, size_t H, double base)
+{
+    return rope_op(tp, x, pos, H, base, 0);
+}
+
+ksa_tensor *ksa_op_rope_in_place(ksa_tape *tp, ksa_tensor *x, const int32_t *pos, size_t H,
+                                 double base)
+{
+    return rope_op(tp, x, pos, H, base, 1);
 }

@@ -16,5 +16,11 @@ void ksa_rope_backward(ksa_real *dx, const ksa_real *dy, const int32_t *pos, siz
 /* y = rope(x) with x [N, H*dh] or [N, H, dh] (N = x->shape[0], dh = numel / (N*H)). pos has
  * N entries and is copied into the arena, so the caller's buffer need not outlive the step. */
 ksa_tensor *ksa_op_rope(ksa_tape *tp, ksa_tensor *x, const int32_t *pos, size_t H, double base);
+/* The same, overwriting x's data with y (no second buffer). The backward of RoPE needs no
+ * values, so this is exact whenever nothing else reads x after it: x's other consumers and
+ * the backward of x's producer (rmsnorm and linear read their inputs, not their outputs).
+ * y has its own gradient.                                                               */
+ksa_tensor *ksa_op_rope_in_place(ksa_tape *tp, ksa_tensor *x, const int32_t *pos, size_t H,
+                                 double base);
 
 #endif

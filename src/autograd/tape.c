@@ -60,6 +60,7 @@ ksa_node *ksa_tape_record(ksa_tape *tp, ksa_backward_fn backward, const char *op
     out->requires_grad = 1;
     size_t offset;
     ksa_tensor *root = ksa_tensor_root(out, &offset);
+    root->requires_grad = 1; /* out may be a row range of root: root's consumers see it */
     if (!root->producer)
         root->producer = tp->n; /* 1 + this node's index */
     if (ctx_bytes) {

@@ -69,6 +69,13 @@ static ksa_tensor *make_view(ksa_arena *a, ksa_tensor *t, int ndim, const size_t
     return v;
 }
 
+ksa_tensor *ksa_tensor_alias(ksa_arena *a, ksa_tensor *t)
+{
+    ksa_tensor *v = new_struct(a, t->ndim, t->shape);
+    v->data = t->data;
+    return v;
+}
+
 ksa_tensor *ksa_tensor_rows(ksa_arena *a, ksa_tensor *t, size_t row0, size_t nrows)
 {
     KSA_ASSERT(row0 + nrows <= t->shape[0], "rows [%zu, %zu) outside a tensor of %zu rows", row0,

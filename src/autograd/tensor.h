@@ -32,6 +32,10 @@ ksa_tensor *ksa_tensor_2d(ksa_arena *a, size_t d0, size_t d1);
 ksa_tensor *ksa_tensor_3d(ksa_arena *a, size_t d0, size_t d1, size_t d2);
 ksa_tensor *ksa_tensor_like(ksa_arena *a, const ksa_tensor *t);
 
+/* A new tensor over t's data with its own gradient (not a view): an op that overwrites its
+ * input in place returns one, so that input and output gradients stay apart. */
+ksa_tensor *ksa_tensor_alias(ksa_arena *a, ksa_tensor *t);
+
 /* Rows [row0, row0 + nrows) of t (first dimension), sharing data and gradient. */
 ksa_tensor *ksa_tensor_rows(ksa_arena *a, ksa_tensor *t, size_t row0, size_t nrows);
 

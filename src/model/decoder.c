@@ -208,9 +208,10 @@ static ksa_tensor *norm_split(ksa_model *m, step_ctx *s, ksa_tensor *x, long w_t
     ksa_real eps = (ksa_real)m->config.rms_norm_eps;
     if (!two_streams || w_sum < 0)
         return ksa_op_rmsnorm(s->tp, x, P(m, w_text), eps);
-    return ksa_op_concat_rows(
-        s->tp, ksa_op_rmsnorm(s->tp, rows_of(s, x, 0), P(m, w_text), eps),
-        ksa_op_rmsnorm(s->tp, rows_of(s, x, 1), P(m, w_sum), (ksa_real)eps_sum));
+    ksa_tensor *y = ksa_tensor_like(s->a, x); /* each stream writes its own rows */
+    ksa_op_rmsnorm_into(s->tp, rows_of(s, x, 0), P(m, w_text), eps, rows_of(s, y, 0));
+    ksa_op_rmsnorm_into(s->tp, rows_of(s, x, 1), P(m, w_sum), (ksa_real)eps_sum, rows_of(s, y, 1));
+    return y;
 }
 
 static ksa_tensor *linear_split(ksa_model *m, step_ctx *s, ksa_tensor *x, long w_text, long w_sum,
@@ -218,8 +219,10 @@ static ksa_tensor *linear_split(ksa_model *m, step_ctx *s, ksa_tensor *x, long w
 {
     if (!two_streams || w_sum < 0)
         return ksa_op_linear(s->tp, x, P(m, w_text));
-    return ksa_op_concat_rows(s->tp, ksa_op_linear(s->tp, rows_of(s, x, 0), P(m, w_text)),
-                              ksa_op_linear(s->tp, rows_of(s, x, 1), P(m, w_sum)));
+    ksa_tensor *y = ksa_tensor_2d(s->a, ksa_rows(x), P(m, w_text)->shape[0]);
+    ksa_op_linear_into(s->tp, rows_of(s, x, 0), P(m, w_text), rows_of(s, y, 0));
+    ksa_op_linear_into(s->tp, rows_of(s, x, 1), P(m, w_sum), rows_of(s, y, 1));
+    return y;
 }
 
 static ksa_tensor *mlp_block(ksa_model *m, step_ctx *s, const ksa_layer_params *lp, ksa_tensor *h)
@@ -246,8 +249,9 @@ static ksa_tensor *attention_block(ksa_model *m, step_ctx *s, const ksa_layer_pa
     q = norm_split(m, s, q, lp->q_norm, lp->q_norm_summary, KSA_SUMMARY_QK_NORM_EPS, two_streams);
     k = norm_split(m, s, k, lp->k_norm, lp->k_norm_summary, KSA_SUMMARY_QK_NORM_EPS, two_streams);
     double theta = m->config.rope_theta;
-    q = ksa_op_rope(tp, q, s->pos, m->Hq, theta);
-    k = ksa_op_rope(tp, k, s->pos, m->Hkv, theta);
+    /* in place: q and k (norm or projection outputs) have no other reader */
+    q = ksa_op_rope_in_place(tp, q, s->pos, m->Hq, theta);
+    k = ksa_op_rope_in_place(tp, k, s->pos, m->Hkv, theta);
     ksa_tensor *o;
     if (two_streams) {
         ksa_summary_attn_dims d = {.nseq = s->nseq,
@@ -361,11 +365,11 @@ static size_t activation_reals(const ksa_model *m, size_t nseq, size_t T)
     size_t N = nseq * (T + ksa_layout_summary_rows(l, T));
     size_t Nt = nseq * T;
     size_t qd = m->Hq * m->dh, kvd = m->Hkv * m->dh;
-    /* Per layer, the activations, counting the split/concat
-     * copies of the two streams: norm out, q, k, v (projection, concat, q/k norm, rope),
-     * attention out + lse, o_proj, residual, post norm, gate, up, swiglu, down, residual. */
-    size_t per_layer = N * (3 * m->D)                 /* input norm (+ concat copy), residual */
-                       + N * 4 * (qd + 2 * kvd)       /* q,k,v: linear, concat, norm, rope */
+    /* Per layer, the activations: norm out, q, k, v (projection, q/k norm; the two streams
+     * write their own rows of one buffer, RoPE works in place), attention out + lse,
+     * o_proj, residual, post norm, gate, up, swiglu, down, residual. */
+    size_t per_layer = N * (2 * m->D)                 /* input norm, residual */
+                       + N * 2 * (qd + 2 * kvd)       /* q,k,v: linear, norm */
                        + N * (qd + m->Hq)             /* attention output, lse */
                        + N * (2 * m->D)               /* o_proj, residual */
                        + N * (m->D + 3 * m->I + m->D) /* post norm, gate, up, swiglu, down */
