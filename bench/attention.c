@@ -39,17 +39,6 @@ static void usage(void)
     exit(2);
 }
 
-static size_t parse_size(const char *s, const char *what)
-{
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*s == '\0' || (*end != '\0' && *end != ',') || v == 0) {
-        fprintf(stderr, "attention: %s must be a positive integer, got '%s'\n", what, s);
-        exit(2);
-    }
-    return (size_t)v;
-}
-
 static options parse(int argc, char **argv)
 {
     options o = {.Ts = {1024, 4096, 16384, 65536},
@@ -67,23 +56,21 @@ static options parse(int argc, char **argv)
             usage();
         const char *a = argv[i], *v = argv[++i];
         if (!strcmp(a, "--T")) {
-            o.nT = 0;
-            for (const char *p = v; *p && o.nT < 16; p = strchr(p, ',') ? strchr(p, ',') + 1 : "")
-                o.Ts[o.nT++] = parse_size(p, "--T");
+            o.nT = bench_parse_sizes("attention", v, a, o.Ts, sizeof o.Ts / sizeof o.Ts[0]);
         } else if (!strcmp(a, "--reps"))
-            o.reps = (int)parse_size(v, a);
+            o.reps = (int)bench_parse_size("attention", v, a, 0);
         else if (!strcmp(a, "--threads"))
-            o.threads = (int)parse_size(v, a);
+            o.threads = (int)bench_parse_size("attention", v, a, 0);
         else if (!strcmp(a, "--heads"))
-            o.Hq = parse_size(v, a);
+            o.Hq = bench_parse_size("attention", v, a, 0);
         else if (!strcmp(a, "--kv-heads"))
-            o.Hkv = parse_size(v, a);
+            o.Hkv = bench_parse_size("attention", v, a, 0);
         else if (!strcmp(a, "--head-dim"))
-            o.dh = parse_size(v, a);
+            o.dh = bench_parse_size("attention", v, a, 0);
         else if (!strcmp(a, "--C"))
-            o.C = parse_size(v, a);
+            o.C = bench_parse_size("attention", v, a, 0);
         else if (!strcmp(a, "--S"))
-            o.S = parse_size(v, a);
+            o.S = bench_parse_size("attention", v, a, 0);
         else if (!strcmp(a, "--W"))
             o.W = strtoull(v, NULL, 10);
         else

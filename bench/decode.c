@@ -64,18 +64,6 @@ static void usage(void)
 }
 
 /* A non-negative integer (positive unless zero_ok), ended by '\0' or ','. */
-static size_t parse_size(const char *s, const char *what, int zero_ok)
-{
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*s < '0' || *s > '9' || (*end != '\0' && *end != ',') || (v == 0 && !zero_ok)) {
-        fprintf(stderr, "decode: %s must be a %s integer, got '%s'\n", what,
-                zero_ok ? "non-negative" : "positive", s);
-        exit(2);
-    }
-    return (size_t)v;
-}
-
 static options parse(int argc, char **argv)
 {
     options o = {.Ts = {1024, 4096, 16384, 65536, 131072},
@@ -99,32 +87,25 @@ static options parse(int argc, char **argv)
         }
         const char *a = argv[i], *v = argv[++i];
         if (!strcmp(a, "--T")) {
-            o.nT = 0;
-            for (const char *p = v; *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : "") {
-                if (o.nT == MAX_T) {
-                    fprintf(stderr, "decode: --T takes at most %d lengths\n", MAX_T);
-                    exit(2);
-                }
-                o.Ts[o.nT++] = parse_size(p, "--T", 0);
-            }
+            o.nT = bench_parse_sizes("decode", v, a, o.Ts, MAX_T);
         } else if (!strcmp(a, "--reps"))
-            o.reps = parse_size(v, a, 0);
+            o.reps = bench_parse_size("decode", v, a, 0);
         else if (!strcmp(a, "--steps"))
-            o.steps = parse_size(v, a, 0);
+            o.steps = bench_parse_size("decode", v, a, 0);
         else if (!strcmp(a, "--B"))
-            o.B = parse_size(v, a, 0);
+            o.B = bench_parse_size("decode", v, a, 0);
         else if (!strcmp(a, "--prefill-reps"))
-            o.prefill_reps = parse_size(v, a, 0);
+            o.prefill_reps = bench_parse_size("decode", v, a, 0);
         else if (!strcmp(a, "--prefill-max"))
-            o.prefill_max = parse_size(v, a, 1);
+            o.prefill_max = bench_parse_size("decode", v, a, 1);
         else if (!strcmp(a, "--threads"))
-            o.threads = (int)parse_size(v, a, 0);
+            o.threads = (int)bench_parse_size("decode", v, a, 0);
         else if (!strcmp(a, "--C"))
-            o.C = parse_size(v, a, 0);
+            o.C = bench_parse_size("decode", v, a, 0);
         else if (!strcmp(a, "--S"))
-            o.S = parse_size(v, a, 0);
+            o.S = bench_parse_size("decode", v, a, 0);
         else if (!strcmp(a, "--W"))
-            o.W = parse_size(v, a, 1);
+            o.W = bench_parse_size("decode", v, a, 1);
         else {
             fprintf(stderr, "decode: unknown option '%s'\n", a);
             usage();
