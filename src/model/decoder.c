@@ -421,3 +421,20 @@ size_t ksa_model_arena_bytes(const ksa_model *m, size_t nseq, size_t T)
              (1 << 20);
     return bytes;
 }
+
+void ksa_model_tape_init(const ksa_model *m, size_t nseq, size_t T, int grads, ksa_arena *arena,
+                         ksa_grad_pool *pool, ksa_tape *tp)
+{
+    size_t grad_bytes = ksa_model_grad_bytes(m, nseq, T);
+    ksa_arena_init(arena, ksa_model_arena_bytes(m, nseq, T) - grad_bytes);
+    ksa_grad_pool_init(pool, grads ? grad_bytes : 0);
+    ksa_tape_init(tp, arena, ksa_model_tape_nodes(m));
+    ksa_tape_use_grad_pool(tp, pool);
+}
+
+void ksa_model_tape_free(ksa_arena *arena, ksa_grad_pool *pool, ksa_tape *tp)
+{
+    ksa_tape_free(tp);
+    ksa_arena_free(arena);
+    ksa_grad_pool_free_all(pool);
+}

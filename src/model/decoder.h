@@ -59,6 +59,14 @@ ksa_tensor *ksa_model_forward_per_target(ksa_model *m, ksa_tape *tp, const int32
  * gradient pool (tape.h) takes from the pool instead: its arena then needs the difference. */
 size_t ksa_model_arena_bytes(const ksa_model *m, size_t nseq, size_t T);
 size_t ksa_model_grad_bytes(const ksa_model *m, size_t nseq, size_t T);
+
+/* The memory of forward + backward passes of nseq x T: an arena of ksa_model_arena_bytes
+ * less the gradients, a gradient pool of ksa_model_grad_bytes (empty when !grads: forward
+ * only) and a tape of ksa_model_tape_nodes that takes its activation gradients from the
+ * pool. ksa_model_tape_free releases all three.                                          */
+void ksa_model_tape_init(const ksa_model *m, size_t nseq, size_t T, int grads, ksa_arena *arena,
+                         ksa_grad_pool *pool, ksa_tape *tp);
+void ksa_model_tape_free(ksa_arena *arena, ksa_grad_pool *pool, ksa_tape *tp);
 /* Tape nodes one forward records. */
 size_t ksa_model_tape_nodes(const ksa_model *m);
 

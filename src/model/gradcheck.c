@@ -101,11 +101,8 @@ void ksa_gradcheck_run(ksa_model *m, const int32_t *tokens, size_t nseq, size_t 
     const int *select = opt ? opt->select : NULL;
     ksa_arena arena;
     ksa_grad_pool grads;
-    ksa_arena_init(&arena, ksa_model_arena_bytes(m, nseq, T) - ksa_model_grad_bytes(m, nseq, T));
-    ksa_grad_pool_init(&grads, ksa_model_grad_bytes(m, nseq, T));
     ksa_tape tp;
-    ksa_tape_init(&tp, &arena, ksa_model_tape_nodes(m));
-    ksa_tape_use_grad_pool(&tp, &grads);
+    ksa_model_tape_init(m, nseq, T, 1, &arena, &grads, &tp);
     loss_ctx c = {m, &tp, tokens, nseq, T};
 
     ksa_params_zero_grad(&m->params);
@@ -167,9 +164,7 @@ void ksa_gradcheck_run(ksa_model *m, const int32_t *tokens, size_t nseq, size_t 
         r->max_abs_analytic = max_ana;
         r->max_abs_diff = max_diff;
     }
-    ksa_tape_free(&tp);
-    ksa_arena_free(&arena);
-    ksa_grad_pool_free_all(&grads);
+    ksa_model_tape_free(&arena, &grads, &tp);
 }
 
 double ksa_gradcheck_bound(const ksa_gradcheck_result *r, double atol, double rtol)

@@ -103,12 +103,8 @@ ksa_status ksa_eval_loss(ksa_model *m, ksa_eval_rows *rows, const ksa_eval_optio
     r->n_buckets = nb;
     ksa_arena arena;
     ksa_grad_pool grads;
-    size_t grad_bytes = o->grads ? ksa_model_grad_bytes(m, 1, L) : 0;
-    ksa_arena_init(&arena, ksa_model_arena_bytes(m, 1, L) - ksa_model_grad_bytes(m, 1, L));
-    ksa_grad_pool_init(&grads, grad_bytes);
     ksa_tape tp;
-    ksa_tape_init(&tp, &arena, ksa_model_tape_nodes(m));
-    ksa_tape_use_grad_pool(&tp, &grads);
+    ksa_model_tape_init(m, 1, L, o->grads, &arena, &grads, &tp);
     tp.recording = o->grads;
     ksa_params_zero_grad(&m->params);
     /* sums: [0] the loss, [1] byte targets, then per bucket k: [2 + 2k] the summed loss,
@@ -140,9 +136,7 @@ ksa_status ksa_eval_loss(ksa_model *m, ksa_eval_rows *rows, const ksa_eval_optio
             report_progress(&progress, b);
     }
     ksa_free(target_loss);
-    ksa_tape_free(&tp);
-    ksa_arena_free(&arena);
-    ksa_grad_pool_free_all(&grads);
+    ksa_model_tape_free(&arena, &grads, &tp);
     KSA_TRY(ksa_dist_sum(sums, (int)(2 + 2 * nb)));
     r->loss = sums[0];
     r->n_bytes = (size_t)sums[1];

@@ -76,12 +76,8 @@ ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config
     t->exp_avg = ksa_alloc_zero(slice * sizeof(ksa_real));
     t->exp_avg_sq = ksa_alloc_zero(slice * sizeof(ksa_real));
     t->grad_slice = ksa_alloc_zero(slice * sizeof(ksa_real));
-    size_t mb = (size_t)c->micro_batch, L = (size_t)c->seq_len;
-    size_t grad_bytes = ksa_model_grad_bytes(m, mb, L);
-    ksa_arena_init(&t->arena, ksa_model_arena_bytes(m, mb, L) - grad_bytes);
-    ksa_grad_pool_init(&t->grads, grad_bytes);
-    ksa_tape_init(&t->tape, &t->arena, ksa_model_tape_nodes(m));
-    ksa_tape_use_grad_pool(&t->tape, &t->grads);
+    ksa_model_tape_init(m, (size_t)c->micro_batch, (size_t)c->seq_len, 1, &t->arena, &t->grads,
+                        &t->tape);
     size_t rows = (size_t)c->global_batch / (size_t)t->n_ranks;
     t->tokens = ksa_alloc(rows * ((size_t)c->seq_len + 1) * sizeof(int32_t));
     return KSA_OK;
@@ -95,9 +91,7 @@ void ksa_trainer_free(ksa_trainer *t)
     ksa_free(t->exp_avg);
     ksa_free(t->exp_avg_sq);
     ksa_free(t->grad_slice);
-    ksa_tape_free(&t->tape);
-    ksa_arena_free(&t->arena);
-    ksa_grad_pool_free_all(&t->grads);
+    ksa_model_tape_free(&t->arena, &t->grads, &t->tape);
     ksa_free(t->tokens);
     memset(t, 0, sizeof *t);
 }
