@@ -355,6 +355,81 @@ static void per_target_losses_sum_to_the_loss_and_match_prefixes(void **state)
     }
 }
 
+/* One forward + backward of nseq x T; the loss into *loss and the parameter gradients into
+ * grads. pool: activation gradients from a gradient pool (as the trainer) or the arena.
+ * Returns the arena's peak. */
+static size_t loss_and_gradients(ksa_model *m, const int32_t *tok, size_t nseq, size_t T, int pool,
+                                 double *loss, ksa_real *grads)
+{
+    ksa_arena arena;
+    ksa_grad_pool gp;
+    ksa_tape tp;
+    if (pool) {
+        ksa_model_tape_init(m, nseq, T, 1, &arena, &gp, &tp);
+    } else {
+        ksa_arena_init(&arena, ksa_model_arena_bytes(m, nseq, T));
+        ksa_tape_init(&tp, &arena, ksa_model_tape_nodes(m));
+    }
+    ksa_params_zero_grad(&m->params);
+    ksa_tensor *l = ksa_model_forward(m, &tp, tok, nseq, T, (double)(nseq * T), loss, NULL);
+    ksa_tape_backward(&tp, l);
+    memcpy(grads, m->params.grad, m->params.numel * sizeof *grads);
+    size_t peak = arena.peak;
+    if (pool) {
+        ksa_model_tape_free(&arena, &gp, &tp);
+    } else {
+        ksa_tape_free(&tp);
+        ksa_arena_free(&arena);
+    }
+    return peak;
+}
+
+/* --recompute re-runs each layer's forward in the backward: the same kernels on the same
+ * values, so the loss and every parameter gradient are bit-identical to the stored-
+ * activation run, with activation gradients from the pool or the arena, for every layer
+ * kind (summary layers, bypass layers with and without summary rows, sliding windows) --
+ * and the arena holds less. */
+static void recomputation_gives_identical_gradients_in_less_memory(void **state)
+{
+    (void)state;
+    static const char *const cfg_swa_sca[] = {
+        SMALL,  "num_hidden_layers",    "2",     "use_summary_attention",
+        "true", "summary_chunk_size",   "3",     "summary_sliding_chunk_num",
+        "1",    "summary_layer_freq",   "[1,0]", "sliding_chunk_attention",
+        "true", "layer_sliding_window", "4",     NULL};
+    const char *const *cfgs[] = {cfg_independent_all, cfg_shared_tied, cfg_qkv_only_left,
+                                 cfg_causal, cfg_swa_sca};
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++) {
+        ksa_model_config c;
+        configure(&c, cfgs[i]);
+        ksa_model m;
+        assert_int_equal(ksa_model_init(&m, &c), KSA_OK);
+        randomize(&m, 31 + i);
+        size_t nseq = 2, T = 40, n = m.params.numel;
+        int32_t *tok = random_tokens(nseq, T, m.V, 32 + i);
+        ksa_real *stored = malloc(n * sizeof *stored), *again = malloc(n * sizeof *again);
+        for (int pool = 0; pool < 2; pool++) {
+            double l_stored, l_again;
+            m.recompute = 0;
+            size_t peak_stored = loss_and_gradients(&m, tok, nseq, T, pool, &l_stored, stored);
+            m.recompute = 1;
+            size_t peak_again = loss_and_gradients(&m, tok, nseq, T, pool, &l_again, again);
+            if (l_stored != l_again || memcmp(stored, again, n * sizeof *stored) != 0)
+                fail_msg("configuration %zu (pool %d): recomputation changed the loss "
+                         "(%.17g vs %.17g) or the gradients",
+                         i, pool, l_stored, l_again);
+            if (!(peak_again < peak_stored))
+                fail_msg("configuration %zu (pool %d): arena peak %zu with recomputation, "
+                         "%zu without",
+                         i, pool, peak_again, peak_stored);
+        }
+        free(stored);
+        free(again);
+        free(tok);
+        ksa_model_free(&m);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -364,6 +439,7 @@ int main(void)
         cmocka_unit_test(full_window_ksa_model_equals_the_causal_model),
         cmocka_unit_test(arena_estimate_covers_a_training_step),
         cmocka_unit_test(per_target_losses_sum_to_the_loss_and_match_prefixes),
+        cmocka_unit_test(recomputation_gives_identical_gradients_in_less_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,6 +47,17 @@ resume_continues_the_run_bit_for_bit() {
     same_state "$TMP/a/step_00000008.h5" "$TMP/b/step_00000008.h5"
 }
 
+# recompute changes the memory, not the maths: a run resumed with it continues bit for bit
+recompute_may_be_switched_on_resume_and_changes_nothing() {
+    "$KSA" train "${RUN[@]}" --steps 6 --save-every 3 --out "$TMP/rc" --log "$TMP/rc.jsonl" >/dev/null
+    "$KSA" train --resume "$TMP/rc/step_00000003.h5" --recompute --out "$TMP/rc2" \
+        --log "$TMP/rc2.jsonl" >"$TMP/rc2.out"
+    grep -q "^recompute = true" "$TMP/rc2.out"
+    [ "$(losses "$TMP/rc2.jsonl" 4 6 | wc -l)" = 3 ]
+    diff <(losses "$TMP/rc.jsonl" 4 6) <(losses "$TMP/rc2.jsonl" 4 6)
+    same_state "$TMP/rc/step_00000006.h5" "$TMP/rc2/step_00000006.h5"
+}
+
 resume_reads_the_optimizer_state() {
     "$KSA" train "${RUN[@]}" --steps 6 --save-every 3 --out "$TMP/c" --log "$TMP/c.jsonl" >/dev/null
     mkdir -p "$TMP/d"
@@ -348,6 +359,7 @@ init_from_summarises_unless_verbose() {
 
 echo "[==========] Running test_resume.sh"
 for t in resume_continues_the_run_bit_for_bit resume_reads_the_optimizer_state \
+    recompute_may_be_switched_on_resume_and_changes_nothing \
     checkpoints_are_readable_by_h5py_and_h5dump sigterm_finishes_the_step_and_saves \
     a_crash_during_a_save_leaves_the_previous_checkpoint keep_removes_only_older_checkpoints \
     contradicting_resumes_are_refused_and_touch_nothing \

@@ -267,6 +267,35 @@ the_data_file_is_named_once() {
     [ "$(grep -o "build/data/kjv.bin" "$TMP/data" | wc -l)" = 1 ]
 }
 
+# --recompute: the same run, step for step (losses and gradient norms bit for bit), in a
+# smaller arena, as the plan (ksa train's and ksa inspect's) predicts
+recompute_trains_identically_in_less_memory() {
+    local args=(--config configs/tiny.conf --steps 3 --seq-len 256 --global-batch 4 --micro-batch 2
+        --eval-every 0 --val-data "" --lr-schedule constant --warmup-steps 0)
+    "$KSA" train "${args[@]}" --log "$TMP/stored.jsonl" >"$TMP/stored.out"
+    "$KSA" train "${args[@]}" --recompute --log "$TMP/again.jsonl" >"$TMP/again.out"
+    "$KSA" inspect --config configs/tiny.conf --seq-len 256 --micro-batch 2 >"$TMP/plan_stored"
+    "$KSA" inspect --config configs/tiny.conf --seq-len 256 --micro-batch 2 --recompute \
+        >"$TMP/plan_again"
+    grep -q "^recompute = true" "$TMP/again.out"
+    "$PY" - "$TMP/stored.jsonl" "$TMP/again.jsonl" "$TMP/stored.out" "$TMP/again.out" \
+        "$TMP/plan_stored" "$TMP/plan_again" <<'PYEOF'
+import json, re, sys
+runs = [[(r["step"], r["loss"], r["grad_norm"]) for r in map(json.loads, open(p))] for p in sys.argv[1:3]]
+assert len(runs[0]) == 3, runs
+assert runs[0] == runs[1], runs
+def used(path):
+    text = open(path).read()
+    return float(re.search(r"activations arena ([0-9.]+) of", text).group(1))
+def planned(path):
+    return float(re.search(r"activations arena +([0-9.]+) MiB", open(path).read()).group(1))
+assert used(sys.argv[4]) < 0.7 * used(sys.argv[3]), (used(sys.argv[3]), used(sys.argv[4]))
+assert planned(sys.argv[4]) < 0.7 * planned(sys.argv[3]), "train's plan"
+assert planned(sys.argv[6]) < 0.7 * planned(sys.argv[5]), "inspect's plan"
+assert planned(sys.argv[6]) == planned(sys.argv[4]), "inspect plans what train uses"
+PYEOF
+}
+
 echo "[==========] Running test_train.sh"
 for t in tiny_config_learns_and_logs_every_step \
     dry_run_prints_the_plan_and_trains_nothing \
@@ -280,7 +309,8 @@ for t in tiny_config_learns_and_logs_every_step \
     validation_of_a_small_file_is_ksa_eval_over_the_whole_file \
     validation_of_a_larger_file_reads_rows_spread_over_it \
     an_error_in_a_redirected_log_comes_after_the_plan \
-    the_data_file_is_named_once; do
+    the_data_file_is_named_once \
+    recompute_trains_identically_in_less_memory; do
     run_test "$t" "$t"
 done
 finish

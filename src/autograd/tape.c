@@ -33,6 +33,33 @@ void ksa_tape_use_grad_pool(ksa_tape *tp, ksa_grad_pool *p)
     tp->grads = p;
 }
 
+void ksa_tape_init_nested(ksa_tape *sub, ksa_tape *tp, size_t max_nodes)
+{
+    sub->arena = tp->arena;
+    sub->grads = tp->grads;
+    sub->nodes = ksa_arena_alloc(tp->arena, max_nodes * sizeof *sub->nodes);
+    sub->n = 0;
+    sub->capacity = max_nodes;
+    sub->recording = 1;
+}
+
+void ksa_tape_seed_borrowed(ksa_tape *tp, ksa_tensor *t, ksa_real *grad)
+{
+    (void)tp;
+    KSA_ASSERT(!t->base && t->requires_grad, "a borrowed gradient seeds a recorded tensor");
+    t->grad = grad;
+    t->producer = 0; /* seen as a leaf: replay keeps its gradient */
+}
+
+void ksa_tape_drop_grad(ksa_tape *tp, ksa_tensor *t)
+{
+    size_t offset;
+    ksa_tensor *root = ksa_tensor_root(t, &offset);
+    if (tp->grads && root->grad && ksa_grad_pool_owns(tp->grads, root->grad))
+        ksa_grad_pool_release(tp->grads, root->grad);
+    root->grad = NULL;
+}
+
 int ksa_tape_wants(const ksa_tape *tp, int n, ksa_tensor *const *inputs)
 {
     if (!tp->recording)

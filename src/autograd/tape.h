@@ -50,6 +50,20 @@ void ksa_tape_reset(ksa_tape *tp);
  * reset with the tape.                                                                   */
 void ksa_tape_use_grad_pool(ksa_tape *tp, ksa_grad_pool *p);
 
+/* A tape for re-running part of a forward inside a backward function of tp (activation
+ * recomputation): it records into tp's arena and gradient pool, and its max_nodes nodes
+ * come from tp's arena, so releasing the arena to a mark taken before this call frees it
+ * all. ksa_tape_free must not be called on it. */
+void ksa_tape_init_nested(ksa_tape *sub, ksa_tape *tp, size_t max_nodes);
+
+/* Gives t (the output of a node recorded on tp, not a view) the gradient `grad`, which
+ * belongs to someone else (the outer tape of a nested one): tp reads and never frees it. */
+void ksa_tape_seed_borrowed(ksa_tape *tp, ksa_tensor *t, ksa_real *grad);
+
+/* Gives back t's gradient when the gradient pool holds it (a leaf's gradient, which replay
+ * keeps, once its value has been used), and forgets it. */
+void ksa_tape_drop_grad(ksa_tape *tp, ksa_tensor *t);
+
 /* 1 if the tape records and any of the n inputs needs a gradient. */
 int ksa_tape_wants(const ksa_tape *tp, int n, ksa_tensor *const *inputs);
 

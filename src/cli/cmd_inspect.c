@@ -114,6 +114,7 @@ static int inspect_main(int argc, char **argv)
     if (ksa_model_declare(&m, &cfg) != KSA_OK)
         return ksa_cli_error("inspect", 2);
     ksa_params_pad(&m.params, 16 * (size_t)n_ranks); /* as training pads it */
+    m.recompute = tc.recompute != 0;
     printf("# configuration: %s\n", config_path ? config_path : "built-in defaults");
     ksa_model_config_write(&cfg, stdout);
     printf("\n# layers\n");

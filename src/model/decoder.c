@@ -279,6 +279,91 @@ static ksa_tensor *attention_block(ksa_model *m, step_ctx *s, const ksa_layer_pa
     return ksa_op_add(tp, h, ksa_op_linear(tp, o, P(m, lp->o_proj)));
 }
 
+/* Decoder layer i: h [N, D] (text rows, then summary rows) -> the next h [N, D]. */
+static ksa_tensor *layer_forward(ksa_model *m, step_ctx *s, size_t i, ksa_tensor *h)
+{
+    const ksa_model_layout *l = &m->layout;
+    const ksa_layer_params *lp = &m->layers[i];
+    if (l->ksa && l->is_summary[i])
+        return mlp_block(m, s, lp, attention_block(m, s, lp, h, 1, l->window[i]));
+    if (!s->Ns)
+        return mlp_block(m, s, lp, attention_block(m, s, lp, h, 0, 0));
+    /* bypass layer: text rows only, summary rows pass through */
+    ksa_tensor *ht = rows_of(s, h, 0), *hs = rows_of(s, h, 1);
+    ht = mlp_block(m, s, lp, attention_block(m, s, lp, ht, 0, 0));
+    return ksa_op_concat_rows(s->tp, ht, hs);
+}
+
+/* ---- activation recomputation --------------------------------------------------------
+ * With m->recompute a layer is one tape node, "layer": its forward runs layer_forward
+ * without recording, copies the output out of the layer's scratch and gives the scratch
+ * back to the arena, so the step keeps only the layers' inputs and outputs. Its backward
+ * re-runs layer_forward on a nested tape from the saved input (the same kernels on the same
+ * values: bit-identical activations), seeds the output with the outer gradient, replays
+ * the nested tape (parameter gradients land in the flat buffer as without recomputation)
+ * and adds the input's gradient into the outer one. Peak memory: the saved L x D rows per
+ * layer plus one layer's activations and live gradients.                               */
+#define LAYER_TAPE_NODES 40 /* nodes one layer records at most (ksa_model_tape_nodes) */
+
+typedef struct {
+    ksa_model *m;
+    step_ctx s; /* the step's sizes and positions (tp replaced by the nested tape) */
+    size_t layer;
+} recompute_ctx;
+
+static void layer_backward(ksa_tape *tp, const ksa_node *nd)
+{
+    const recompute_ctx *c = nd->ctx;
+    ksa_tensor *h_saved = nd->in[0];
+    ksa_real *dh = ksa_tape_grad(tp, h_saved); /* before the mark: it outlives the scratch */
+    ksa_real *dy = ksa_tensor_grad_if_any(nd->out);
+    size_t mark = ksa_arena_mark(tp->arena);
+    ksa_tape sub;
+    ksa_tape_init_nested(&sub, tp, LAYER_TAPE_NODES);
+    step_ctx s = c->s;
+    s.tp = &sub;
+    ksa_tensor *h = ksa_tensor_alias(tp->arena, h_saved); /* a leaf: its gradient stays */
+    h->requires_grad = 1;
+    ksa_tensor *y = layer_forward(c->m, &s, c->layer, h);
+    ksa_tape_seed_borrowed(&sub, y, dy);
+    ksa_tape_replay(&sub);
+    if (h->grad) {
+        size_t n = h->numel;
+        const ksa_real *g = h->grad;
+#pragma omp parallel for schedule(static)
+        for (size_t j = 0; j < n; j++)
+            dh[j] += g[j];
+    }
+    ksa_tape_drop_grad(tp, h);
+    ksa_arena_release(tp->arena, mark);
+}
+
+static ksa_tensor *layer_recomputed(ksa_model *m, step_ctx *s, size_t i, ksa_tensor *h)
+{
+    ksa_tape *tp = s->tp;
+    ksa_tensor *out = ksa_tensor_like(s->a, h);
+    size_t mark = ksa_arena_mark(s->a);
+    int recording = tp->recording;
+    tp->recording = 0;
+    ksa_tensor *y = layer_forward(m, s, i, h);
+    tp->recording = recording;
+    size_t n = out->numel;
+    const ksa_real *src = y->data;
+    ksa_real *dst = out->data;
+#pragma omp parallel for schedule(static)
+    for (size_t j = 0; j < n; j++)
+        dst[j] = src[j];
+    ksa_arena_release(s->a, mark);
+    ksa_node *nd = ksa_tape_record(tp, layer_backward, "layer", out, 1, &h, sizeof(recompute_ctx));
+    if (nd) {
+        recompute_ctx *c = nd->ctx;
+        c->m = m;
+        c->s = *s;
+        c->layer = i;
+    }
+    return out;
+}
+
 /* The forward of ksa_model_forward, with the per-target losses into target_loss when it is
  * not NULL. */
 static ksa_tensor *forward(ksa_model *m, ksa_tape *tp, const int32_t *tokens, size_t nseq, size_t T,
@@ -315,19 +400,8 @@ static ksa_tensor *forward(ksa_model *m, ksa_tape *tp, const int32_t *tokens, si
         h = ksa_op_concat_rows(tp, h, ksa_op_embedding(tp, P(m, table), sum_ids, s.Ns));
     }
 
-    for (size_t i = 0; i < l->n_layers; i++) {
-        const ksa_layer_params *lp = &m->layers[i];
-        if (l->ksa && l->is_summary[i]) {
-            h = attention_block(m, &s, lp, h, 1, l->window[i]);
-            h = mlp_block(m, &s, lp, h);
-        } else if (s.Ns) { /* bypass layer: text rows only, summary rows pass through */
-            ksa_tensor *ht = rows_of(&s, h, 0), *hs = rows_of(&s, h, 1);
-            ht = mlp_block(m, &s, lp, attention_block(m, &s, lp, ht, 0, 0));
-            h = ksa_op_concat_rows(tp, ht, hs);
-        } else {
-            h = mlp_block(m, &s, lp, attention_block(m, &s, lp, h, 0, 0));
-        }
-    }
+    for (size_t i = 0; i < l->n_layers; i++)
+        h = m->recompute ? layer_recomputed(m, &s, i, h) : layer_forward(m, &s, i, h);
 
     ksa_tensor *y =
         ksa_op_rmsnorm(tp, rows_of(&s, h, 0), P(m, m->norm), (ksa_real)m->config.rms_norm_eps);
@@ -353,9 +427,10 @@ ksa_tensor *ksa_model_forward_per_target(ksa_model *m, ksa_tape *tp, const int32
 /* ---- sizing --------------------------------------------------------------------------- */
 size_t ksa_model_tape_nodes(const ksa_model *m)
 {
-    /* per layer at most: 2 norms + 2 concats, 6 linears + 3 concats, 4 norms + 2 concats,
-     * 2 ropes, attention, o_proj, add, mlp (norm, 3 linears, swiglu, add), 1 concat */
-    return 8 + m->layout.n_layers * 40;
+    /* per layer at most (LAYER_TAPE_NODES): 2 norms + 2 concats, 6 linears + 3 concats,
+     * 4 norms + 2 concats, 2 ropes, attention, o_proj, add, mlp (norm, 3 linears, swiglu,
+     * add), 1 concat; with recomputation one node per layer and one nested tape at a time */
+    return 8 + m->layout.n_layers * LAYER_TAPE_NODES;
 }
 
 /* Reals of the activations of one forward of nseq x T (their gradients take as many). */
@@ -375,7 +450,10 @@ static size_t activation_reals(const ksa_model *m, size_t nseq, size_t T)
                        + N * (m->D + 3 * m->I + m->D) /* post norm, gate, up, swiglu, down */
                        + N * (2 * m->D)               /* bypass split/concat copies */
                        + 2 * N;                       /* norm statistics */
-    return l->n_layers * per_layer + 4 * N * m->D + 2 * Nt * m->V + Nt * m->D;
+    size_t outside = 4 * N * m->D + 2 * Nt * m->V + Nt * m->D; /* embeddings, head, loss */
+    if (m->recompute) /* each layer's output kept, one layer's activations at a time */
+        return l->n_layers * N * m->D + per_layer + outside;
+    return l->n_layers * per_layer + outside;
 }
 
 size_t ksa_model_grad_bytes(const ksa_model *m, size_t nseq, size_t T)
@@ -415,7 +493,7 @@ size_t ksa_model_arena_bytes(const ksa_model *m, size_t nseq, size_t T)
     }
     w = w > wc ? w : wc;
     w = w > wcf ? w : wcf;
-    bytes += (l->n_layers + 1) * (w + 4096);
+    bytes += ((m->recompute ? 1 : l->n_layers) + 1) * (w + 4096);
     /* ids, targets, positions, per-tensor structs and alignment slack */
     bytes += 4 * N * sizeof(int32_t) + Nt * 2 * sizeof(double) + m->layout.n_layers * 64 * 512 +
              (1 << 20);

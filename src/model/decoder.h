@@ -26,6 +26,8 @@ typedef struct {
     ksa_params params;           /* owned: names, flat data and grad buffers */
     long embed_tokens, summary_embedding, norm, lm_head; /* -1 when absent */
     ksa_layer_params *layers;                            /* owned, n_layers entries */
+    int recompute; /* activation recomputation: the forward keeps only each layer's input
+                    * and output; the backward re-runs the layer (set before sizing) */
 } ksa_model;
 
 /* Resolves the configuration, declares every parameter (KSA_SPEC §7.1 names) and allocates
@@ -54,9 +56,10 @@ ksa_tensor *ksa_model_forward_per_target(ksa_model *m, ksa_tape *tp, const int32
                                          size_t nseq, size_t T, double norm, double *loss_value,
                                          double *target_loss);
 
-/* Bytes of arena one forward + backward of nseq x T needs (an upper bound), activation
- * gradients included; ksa_model_grad_bytes of it are those gradients, which a tape with a
- * gradient pool (tape.h) takes from the pool instead: its arena then needs the difference. */
+/* Bytes of arena one forward + backward of nseq x T needs (an upper bound, with or without
+ * m->recompute), activation gradients included; ksa_model_grad_bytes of it are those gradients,
+ * which a tape with a gradient pool (tape.h) takes from the pool instead: its arena then needs the
+ * difference. */
 size_t ksa_model_arena_bytes(const ksa_model *m, size_t nseq, size_t T);
 size_t ksa_model_grad_bytes(const ksa_model *m, size_t nseq, size_t T);
 

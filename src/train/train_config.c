@@ -51,6 +51,9 @@ static const ksa_config_key train_keys[] = {
     KEY(peak_gflops, KSA_KEY_FLOAT, "0",
         "MFU denominator in GFLOP/s (0: the measured and cached GEMM peak of a rank's threads, "
         "times the ranks)"),
+    KEY(recompute, KSA_KEY_BOOL, "0",
+        "activation recomputation: keep each layer's input only, re-run the layer in the "
+        "backward (less memory, ~1/3 more compute; same results)"),
 };
 #undef KEY
 #define N_KEYS (sizeof train_keys / sizeof train_keys[0])

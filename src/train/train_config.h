@@ -39,6 +39,7 @@ typedef struct {
     long save_best;                /* bool: keep DIR/best.h5, the best validation loss */
     long threads;                  /* 0: OMP_NUM_THREADS / cores */
     double peak_gflops;            /* MFU denominator (0: the measured, cached GEMM peak) */
+    long recompute;                /* bool: re-run each layer's forward in the backward */
 } ksa_train_config;
 
 void ksa_train_config_defaults(ksa_train_config *c);

@@ -76,6 +76,7 @@ ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config
     t->exp_avg = ksa_alloc_zero(slice * sizeof(ksa_real));
     t->exp_avg_sq = ksa_alloc_zero(slice * sizeof(ksa_real));
     t->grad_slice = ksa_alloc_zero(slice * sizeof(ksa_real));
+    m->recompute = c->recompute != 0;
     ksa_model_tape_init(m, (size_t)c->micro_batch, (size_t)c->seq_len, 1, &t->arena, &t->grads,
                         &t->tape);
     size_t rows = (size_t)c->global_batch / (size_t)t->n_ranks;
