@@ -430,6 +430,50 @@ static void recomputation_gives_identical_gradients_in_less_memory(void **state)
     }
 }
 
+/* The memory plan's sizing run (ksa_model_plan: the same ops, no kernels) uses exactly the
+ * arena and gradient pool a real step uses, with and without recomputation, on an allocated
+ * and on a declared-only model (whose buffers it leaves unallocated). */
+static void the_sizing_run_uses_what_a_step_uses(void **state)
+{
+    (void)state;
+    const char *const *cfgs[] = {cfg_independent_all, cfg_shared_tied, cfg_causal};
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++)
+        for (int recompute = 0; recompute < 2; recompute++) {
+            ksa_model_config c;
+            configure(&c, cfgs[i]);
+            ksa_model m, declared;
+            assert_int_equal(ksa_model_init(&m, &c), KSA_OK);
+            assert_int_equal(ksa_model_declare(&declared, &c), KSA_OK);
+            randomize(&m, 41);
+            m.recompute = declared.recompute = recompute;
+            size_t nseq = 2, T = 29;
+            int32_t *tok = random_tokens(nseq, T, m.V, 42);
+            ksa_step_memory plan = ksa_model_plan(&m, nseq, T, 1);
+            ksa_step_memory plan_declared = ksa_model_plan(&declared, nseq, T, 1);
+            assert_null(declared.params.data);
+            ksa_arena arena;
+            ksa_grad_pool pool;
+            ksa_tape tp;
+            ksa_model_tape_init(&m, nseq, T, 1, &arena, &pool, &tp);
+            double v;
+            ksa_tensor *loss =
+                ksa_model_forward(&m, &tp, tok, nseq, T, (double)(nseq * T), &v, NULL);
+            ksa_tape_backward(&tp, loss);
+            if (plan.arena_peak != arena.peak || plan.grads_high_water != pool.high_water ||
+                plan.grads_peak != pool.peak)
+                fail_msg("configuration %zu, recompute %d: planned arena %zu, pool %zu touched, "
+                         "%zu alive; the step: %zu, %zu, %zu",
+                         i, recompute, plan.arena_peak, plan.grads_high_water, plan.grads_peak,
+                         arena.peak, pool.high_water, pool.peak);
+            assert_true(plan_declared.arena_peak == plan.arena_peak);
+            assert_true(plan_declared.grads_high_water == plan.grads_high_water);
+            ksa_model_tape_free(&arena, &pool, &tp);
+            free(tok);
+            ksa_model_free(&m);
+            ksa_model_free(&declared);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -440,6 +484,7 @@ int main(void)
         cmocka_unit_test(arena_estimate_covers_a_training_step),
         cmocka_unit_test(per_target_losses_sum_to_the_loss_and_match_prefixes),
         cmocka_unit_test(recomputation_gives_identical_gradients_in_less_memory),
+        cmocka_unit_test(the_sizing_run_uses_what_a_step_uses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

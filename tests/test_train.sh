@@ -287,10 +287,17 @@ assert runs[0] == runs[1], runs
 def used(path):
     text = open(path).read()
     return float(re.search(r"activations arena ([0-9.]+) of", text).group(1))
+def touched(path):
+    return float(re.search(r"MiB at most alive, ([0-9.]+) touched of", open(path).read()).group(1))
 def planned(path):
     return float(re.search(r"activations arena +([0-9.]+) MiB", open(path).read()).group(1))
+def planned_grads(path):
+    return float(re.search(r"activation grads +([0-9.]+) MiB", open(path).read()).group(1))
 assert used(sys.argv[4]) < 0.7 * used(sys.argv[3]), (used(sys.argv[3]), used(sys.argv[4]))
-assert planned(sys.argv[4]) < 0.7 * planned(sys.argv[3]), "train's plan"
+# the plan's sizing run uses what the step uses (the step prints one decimal)
+for out in sys.argv[3:5]:
+    assert abs(planned(out) - used(out)) <= 0.05, (out, planned(out), used(out))
+    assert abs(planned_grads(out) - touched(out)) <= 0.05, (out, planned_grads(out), touched(out))
 assert planned(sys.argv[6]) < 0.7 * planned(sys.argv[5]), "inspect's plan"
 assert planned(sys.argv[6]) == planned(sys.argv[4]), "inspect plans what train uses"
 PYEOF

@@ -35,8 +35,9 @@ void ksa_add_backward(ksa_real *da, ksa_real *db, const ksa_real *dy, size_t n)
 static void add_node_backward(ksa_tape *tp, const ksa_node *nd)
 {
     ksa_tensor *a = nd->in[0], *b = nd->in[1], *y = nd->out;
-    ksa_add_backward(ksa_tape_grad(tp, a), ksa_tape_grad(tp, b), ksa_tensor_grad_if_any(y),
-                     y->numel);
+    ksa_real *da = ksa_tape_grad(tp, a), *db = ksa_tape_grad(tp, b);
+    if (!tp->plan_only)
+        ksa_add_backward(da, db, ksa_tensor_grad_if_any(y), y->numel);
 }
 
 static int same_shape(const ksa_tensor *a, const ksa_tensor *b)
@@ -67,7 +68,8 @@ ksa_tensor *ksa_op_add(ksa_tape *tp, ksa_tensor *a, ksa_tensor *b)
                    shape_str(sa, sizeof sa, a), shape_str(sb, sizeof sb, b));
     }
     ksa_tensor *y = ksa_tensor_like(tp->arena, a);
-    ksa_add_forward(y->data, a->data, b->data, y->numel);
+    if (!tp->plan_only)
+        ksa_add_forward(y->data, a->data, b->data, y->numel);
     ksa_tape_record(tp, add_node_backward, "add", y, 2, (ksa_tensor *[]){a, b}, 0);
     return y;
 }

@@ -11,6 +11,14 @@ void ksa_arena_init(ksa_arena *a, size_t capacity_bytes)
     a->peak = 0;
 }
 
+void ksa_arena_init_sparse(ksa_arena *a, size_t capacity_bytes)
+{
+    a->capacity = (capacity_bytes + 63) / 64 * 64;
+    a->base = ksa_alloc_sparse_region(a->capacity);
+    a->used = 0;
+    a->peak = 0;
+}
+
 void ksa_arena_free(ksa_arena *a)
 {
     ksa_free_region(a->base, a->capacity);

@@ -15,6 +15,8 @@ typedef struct {
 } ksa_arena;
 
 void ksa_arena_init(ksa_arena *a, size_t capacity_bytes);
+/* The same in a sparse region (ksa_alloc_sparse_region), for a sizing run. */
+void ksa_arena_init_sparse(ksa_arena *a, size_t capacity_bytes);
 void ksa_arena_free(ksa_arena *a);
 void ksa_arena_reset(ksa_arena *a);                /* frees nothing, O(1) */
 void *ksa_arena_alloc(ksa_arena *a, size_t bytes); /* 64-byte aligned, uninitialised */

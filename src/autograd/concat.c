@@ -32,8 +32,9 @@ void ksa_concat_rows_backward(ksa_real *da, ksa_real *db, const ksa_real *dy, si
 static void concat_node_backward(ksa_tape *tp, const ksa_node *nd)
 {
     ksa_tensor *a = nd->in[0], *b = nd->in[1];
-    ksa_concat_rows_backward(ksa_tape_grad(tp, a), ksa_tape_grad(tp, b),
-                             ksa_tensor_grad_if_any(nd->out), a->numel, b->numel);
+    ksa_real *da = ksa_tape_grad(tp, a), *db = ksa_tape_grad(tp, b);
+    if (!tp->plan_only)
+        ksa_concat_rows_backward(da, db, ksa_tensor_grad_if_any(nd->out), a->numel, b->numel);
 }
 
 ksa_tensor *ksa_op_concat_rows(ksa_tape *tp, ksa_tensor *a, ksa_tensor *b)
@@ -46,7 +47,8 @@ ksa_tensor *ksa_op_concat_rows(ksa_tape *tp, ksa_tensor *a, ksa_tensor *b)
     memcpy(shape, a->shape, sizeof shape);
     shape[0] = a->shape[0] + b->shape[0];
     ksa_tensor *y = ksa_tensor_new(tp->arena, a->ndim, shape);
-    ksa_concat_rows_forward(y->data, a->data, a->numel, b->data, b->numel);
+    if (!tp->plan_only)
+        ksa_concat_rows_forward(y->data, a->data, a->numel, b->data, b->numel);
     ksa_tape_record(tp, concat_node_backward, "concat_rows", y, 2, (ksa_tensor *[]){a, b}, 0);
     return y;
 }

@@ -64,8 +64,10 @@ static void embedding_node_backward(ksa_tape *tp, const ksa_node *nd)
 {
     const embedding_ctx *c = nd->ctx;
     ksa_tensor *table = nd->in[0];
-    ksa_embedding_backward(ksa_tape_grad(tp, table), ksa_tensor_grad_if_any(nd->out), c->ids, c->N,
-                           table->shape[0], table->shape[1]);
+    ksa_real *dtable = ksa_tape_grad(tp, table);
+    if (!tp->plan_only)
+        ksa_embedding_backward(dtable, ksa_tensor_grad_if_any(nd->out), c->ids, c->N,
+                               table->shape[0], table->shape[1]);
 }
 
 ksa_tensor *ksa_op_embedding(ksa_tape *tp, ksa_tensor *table, const int32_t *ids, size_t N)
@@ -74,7 +76,8 @@ ksa_tensor *ksa_op_embedding(ksa_tape *tp, ksa_tensor *table, const int32_t *ids
     size_t V = table->shape[0], D = table->shape[1];
     KSA_ASSERT(N == 0 || ids, "embedding: %zu ids requested from a NULL pointer", N);
     ksa_tensor *out = ksa_tensor_2d(tp->arena, N, D);
-    ksa_embedding_forward(out->data, table->data, ids, N, V, D);
+    if (!tp->plan_only)
+        ksa_embedding_forward(out->data, table->data, ids, N, V, D);
     ksa_node *nd = ksa_tape_record(tp, embedding_node_backward, "embedding", out, 1, &table,
                                    sizeof(embedding_ctx));
     if (nd) {

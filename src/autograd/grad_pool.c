@@ -3,13 +3,23 @@
 
 #include <string.h>
 
-void ksa_grad_pool_init(ksa_grad_pool *p, size_t capacity_bytes)
+static void pool_init(ksa_grad_pool *p, size_t capacity_bytes, int sparse)
 {
     memset(p, 0, sizeof *p);
     p->capacity = (capacity_bytes + 63) / 64 * 64;
-    p->base = ksa_alloc_region(p->capacity);
+    p->base = sparse ? ksa_alloc_sparse_region(p->capacity) : ksa_alloc_region(p->capacity);
     p->max_blocks = 64;
     p->blocks = ksa_alloc(p->max_blocks * sizeof *p->blocks);
+}
+
+void ksa_grad_pool_init(ksa_grad_pool *p, size_t capacity_bytes)
+{
+    pool_init(p, capacity_bytes, 0);
+}
+
+void ksa_grad_pool_init_sparse(ksa_grad_pool *p, size_t capacity_bytes)
+{
+    pool_init(p, capacity_bytes, 1);
 }
 
 void ksa_grad_pool_free_all(ksa_grad_pool *p)
@@ -53,7 +63,7 @@ static void blocks_remove(ksa_grad_pool *p, size_t i)
     p->n--;
 }
 
-ksa_real *ksa_grad_pool_zeros(ksa_grad_pool *p, size_t n)
+ksa_real *ksa_grad_pool_alloc(ksa_grad_pool *p, size_t n)
 {
     size_t bytes = (n * sizeof(ksa_real) + 63) / 64 * 64;
     if (bytes == 0)
@@ -83,8 +93,13 @@ ksa_real *ksa_grad_pool_zeros(ksa_grad_pool *p, size_t n)
     p->in_use += bytes;
     if (p->in_use > p->peak)
         p->peak = p->in_use;
-    ksa_real *ptr = (ksa_real *)(p->base + p->blocks[i].offset);
-    ksa_zero(ptr, bytes);
+    return (ksa_real *)(p->base + p->blocks[i].offset);
+}
+
+ksa_real *ksa_grad_pool_zeros(ksa_grad_pool *p, size_t n)
+{
+    ksa_real *ptr = ksa_grad_pool_alloc(p, n);
+    ksa_zero(ptr, (n * sizeof(ksa_real) + 63) / 64 * 64);
     return ptr;
 }
 

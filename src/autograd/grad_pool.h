@@ -34,10 +34,14 @@ typedef struct {
 } ksa_grad_pool;
 
 void ksa_grad_pool_init(ksa_grad_pool *p, size_t capacity_bytes);
+/* The same in a sparse region (ksa_alloc_sparse_region), for a sizing run. */
+void ksa_grad_pool_init_sparse(ksa_grad_pool *p, size_t capacity_bytes);
 void ksa_grad_pool_free_all(ksa_grad_pool *p); /* releases the region */
 void ksa_grad_pool_reset(ksa_grad_pool *p);    /* every block free, O(1) */
 /* n reals, zeroed, 64-byte aligned. */
 ksa_real *ksa_grad_pool_zeros(ksa_grad_pool *p, size_t n);
+/* The same uninitialised (a sizing run, which writes nothing). */
+ksa_real *ksa_grad_pool_alloc(ksa_grad_pool *p, size_t n);
 /* Gives back a block from ksa_grad_pool_zeros. */
 void ksa_grad_pool_release(ksa_grad_pool *p, void *ptr);
 /* 1 if ptr points into the pool's region. */

@@ -45,8 +45,10 @@ static void linear_node_backward(ksa_tape *tp, const ksa_node *nd)
 {
     ksa_tensor *x = nd->in[0], *w = nd->in[1], *y = nd->out;
     size_t out = w->shape[0], in = w->shape[1];
-    ksa_linear_backward(ksa_tape_grad(tp, x), ksa_tape_grad(tp, w), ksa_tensor_grad_if_any(y),
-                        x->data, w->data, x->numel / in, in, out);
+    ksa_real *dx = ksa_tape_grad(tp, x), *dw = ksa_tape_grad(tp, w);
+    if (!tp->plan_only)
+        ksa_linear_backward(dx, dw, ksa_tensor_grad_if_any(y), x->data, w->data, x->numel / in, in,
+                            out);
 }
 
 ksa_tensor *ksa_op_linear_into(ksa_tape *tp, ksa_tensor *x, ksa_tensor *w, ksa_tensor *y)
@@ -60,7 +62,8 @@ ksa_tensor *ksa_op_linear_into(ksa_tape *tp, ksa_tensor *x, ksa_tensor *w, ksa_t
     KSA_ASSERT(ksa_cols(y) == out && y->numel == N * out,
                "linear: output of %zu elements in rows of %zu, expected %zu rows of %zu", y->numel,
                ksa_cols(y), N, out);
-    ksa_linear_forward(y->data, x->data, w->data, N, in, out);
+    if (!tp->plan_only)
+        ksa_linear_forward(y->data, x->data, w->data, N, in, out);
     ksa_tape_record(tp, linear_node_backward, "linear", y, 2, (ksa_tensor *[]){x, w}, 0);
     return y;
 }

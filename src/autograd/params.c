@@ -63,12 +63,9 @@ void ksa_params_pad(ksa_params *p, size_t multiple)
     p->numel = (p->numel + multiple - 1) / multiple * multiple;
 }
 
-void ksa_params_alloc(ksa_params *p)
+/* The views of p's parameters into its data and grad buffers. */
+static void make_views(ksa_params *p)
 {
-    KSA_ASSERT(!p->data, "parameter buffers allocated twice");
-    size_t numel = p->numel ? p->numel : PARAM_ALIGN;
-    p->data = ksa_alloc_zero(numel * sizeof(ksa_real));
-    p->grad = ksa_alloc_zero(numel * sizeof(ksa_real));
     p->tensors = ksa_alloc_zero((p->n ? p->n : 1) * sizeof *p->tensors);
     for (size_t i = 0; i < p->n; i++) {
         const ksa_param *e = &p->table[i];
@@ -81,6 +78,34 @@ void ksa_params_alloc(ksa_params *p)
         t->numel = e->numel;
         t->requires_grad = 1;
     }
+}
+
+void ksa_params_alloc(ksa_params *p)
+{
+    KSA_ASSERT(!p->data, "parameter buffers allocated twice");
+    size_t numel = p->numel ? p->numel : PARAM_ALIGN;
+    p->data = ksa_alloc_zero(numel * sizeof(ksa_real));
+    p->grad = ksa_alloc_zero(numel * sizeof(ksa_real));
+    make_views(p);
+}
+
+void ksa_params_alloc_sparse(ksa_params *p)
+{
+    KSA_ASSERT(!p->data, "parameter buffers allocated twice");
+    size_t bytes = (p->numel ? p->numel : PARAM_ALIGN) * sizeof(ksa_real);
+    p->data = ksa_alloc_sparse_region(bytes);
+    p->grad = ksa_alloc_sparse_region(bytes);
+    make_views(p);
+}
+
+void ksa_params_free_sparse(ksa_params *p)
+{
+    size_t bytes = (p->numel ? p->numel : PARAM_ALIGN) * sizeof(ksa_real);
+    ksa_free_region(p->data, bytes);
+    ksa_free_region(p->grad, bytes);
+    ksa_free(p->tensors);
+    p->data = p->grad = NULL;
+    p->tensors = NULL;
 }
 
 long ksa_params_find(const ksa_params *p, const char *name)

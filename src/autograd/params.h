@@ -60,6 +60,10 @@ void ksa_params_pad(ksa_params *p, size_t multiple);
 
 /* Allocates data (zeroed) and grad (zeroed) and builds the tensor views. */
 void ksa_params_alloc(ksa_params *p);
+/* The same in sparse regions (ksa_alloc_sparse_region), for a sizing run that writes
+ * nothing into them; ksa_params_free_sparse gives them back (the table stays).          */
+void ksa_params_alloc_sparse(ksa_params *p);
+void ksa_params_free_sparse(ksa_params *p);
 
 /* Index of the parameter called name, or -1. */
 long ksa_params_find(const ksa_params *p, const char *name);

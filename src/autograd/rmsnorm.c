@@ -68,8 +68,9 @@ static void rmsnorm_node_backward(ksa_tape *tp, const ksa_node *nd)
 {
     ksa_tensor *x = nd->in[0], *w = nd->in[1], *y = nd->out;
     size_t D = w->numel, N = x->numel / D;
-    ksa_rmsnorm_backward(ksa_tape_grad(tp, x), ksa_tape_grad(tp, w), ksa_tensor_grad_if_any(y),
-                         x->data, w->data, nd->ctx, N, D);
+    ksa_real *dx = ksa_tape_grad(tp, x), *dw = ksa_tape_grad(tp, w);
+    if (!tp->plan_only)
+        ksa_rmsnorm_backward(dx, dw, ksa_tensor_grad_if_any(y), x->data, w->data, nd->ctx, N, D);
 }
 
 ksa_tensor *ksa_op_rmsnorm_into(ksa_tape *tp, ksa_tensor *x, ksa_tensor *w, ksa_real eps,
@@ -82,7 +83,8 @@ ksa_tensor *ksa_op_rmsnorm_into(ksa_tape *tp, ksa_tensor *x, ksa_tensor *w, ksa_
                y->numel, x->numel);
     size_t N = x->numel / D;
     ksa_real *r = ksa_arena_reals(tp->arena, N);
-    ksa_rmsnorm_forward(y->data, r, x->data, w->data, N, D, eps);
+    if (!tp->plan_only)
+        ksa_rmsnorm_forward(y->data, r, x->data, w->data, N, D, eps);
     ksa_node *nd =
         ksa_tape_record(tp, rmsnorm_node_backward, "rmsnorm", y, 2, (ksa_tensor *[]){x, w}, 0);
     if (nd)

@@ -95,8 +95,9 @@ typedef struct {
 static void rope_node_backward(ksa_tape *tp, const ksa_node *nd)
 {
     const rope_ctx *c = nd->ctx;
-    ksa_rope_backward(ksa_tape_grad(tp, nd->in[0]), ksa_tensor_grad_if_any(nd->out), c->pos, c->N,
-                      c->H, c->dh, c->base);
+    ksa_real *dx = ksa_tape_grad(tp, nd->in[0]);
+    if (!tp->plan_only)
+        ksa_rope_backward(dx, ksa_tensor_grad_if_any(nd->out), c->pos, c->N, c->H, c->dh, c->base);
 }
 
 static ksa_tensor *rope_op(ksa_tape *tp, ksa_tensor *x, const int32_t *pos, size_t H, double base,
@@ -118,7 +119,8 @@ static ksa_tensor *rope_op(ksa_tape *tp, ksa_tensor *x, const int32_t *pos, size
         KSA_ASSERT(pos[n] >= 0, "rope: row %zu has the negative position %d", n, (int)pos[n]);
 
     ksa_tensor *y = in_place ? ksa_tensor_alias(tp->arena, x) : ksa_tensor_like(tp->arena, x);
-    ksa_rope_forward(y->data, x->data, pos, N, H, dh, base); /* the kernel allows y == x */
+    if (!tp->plan_only)
+        ksa_rope_forward(y->data, x->data, pos, N, H, dh, base); /* the kernel allows y == x */
     ksa_node *nd = ksa_tape_record(tp, rope_node_backward, "rope", y, 1, &x, sizeof(rope_ctx));
     if (nd) {
         /* the caller's positions may be rebuilt before backward runs: keep a copy */

@@ -59,8 +59,10 @@ void ksa_swiglu_backward(ksa_real *dgate, ksa_real *dup, const ksa_real *dy, con
 static void swiglu_node_backward(ksa_tape *tp, const ksa_node *nd)
 {
     ksa_tensor *gate = nd->in[0], *up = nd->in[1], *y = nd->out;
-    ksa_swiglu_backward(ksa_tape_grad(tp, gate), ksa_tape_grad(tp, up), ksa_tensor_grad_if_any(y),
-                        gate->data, up->data, ksa_rows(gate), ksa_cols(gate));
+    ksa_real *dgate = ksa_tape_grad(tp, gate), *dup = ksa_tape_grad(tp, up);
+    if (!tp->plan_only)
+        ksa_swiglu_backward(dgate, dup, ksa_tensor_grad_if_any(y), gate->data, up->data,
+                            ksa_rows(gate), ksa_cols(gate));
 }
 
 ksa_tensor *ksa_op_swiglu(ksa_tape *tp, ksa_tensor *gate, ksa_tensor *up)
@@ -70,7 +72,8 @@ ksa_tensor *ksa_op_swiglu(ksa_tape *tp, ksa_tensor *gate, ksa_tensor *up)
                ksa_cols(gate), up->numel, ksa_cols(up));
     size_t N = ksa_rows(gate), I = ksa_cols(gate);
     ksa_tensor *y = ksa_tensor_like(tp->arena, gate);
-    ksa_swiglu_forward(y->data, gate->data, up->data, N, I);
+    if (!tp->plan_only)
+        ksa_swiglu_forward(y->data, gate->data, up->data, N, I);
     ksa_tape_record(tp, swiglu_node_backward, "swiglu", y, 2, (ksa_tensor *[]){gate, up}, 0);
     return y;
 }

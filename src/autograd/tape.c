@@ -10,6 +10,7 @@ void ksa_tape_init(ksa_tape *tp, ksa_arena *arena, size_t max_nodes)
     tp->n = 0;
     tp->capacity = max_nodes;
     tp->recording = 1;
+    tp->plan_only = 0;
     tp->grads = NULL;
 }
 
@@ -41,6 +42,7 @@ void ksa_tape_init_nested(ksa_tape *sub, ksa_tape *tp, size_t max_nodes)
     sub->n = 0;
     sub->capacity = max_nodes;
     sub->recording = 1;
+    sub->plan_only = tp->plan_only;
 }
 
 void ksa_tape_seed_borrowed(ksa_tape *tp, ksa_tensor *t, ksa_real *grad)
@@ -101,12 +103,14 @@ ksa_real *ksa_tape_grad(ksa_tape *tp, ksa_tensor *t)
 {
     if (!t || !t->requires_grad)
         return NULL;
+    KSA_ASSERT(tp->grads || !tp->plan_only, "a sizing run takes its gradients from a pool");
     if (!tp->grads)
         return ksa_tensor_grad(tp->arena, t);
     size_t offset;
     ksa_tensor *root = ksa_tensor_root(t, &offset);
     if (!root->grad)
-        root->grad = ksa_grad_pool_zeros(tp->grads, root->numel);
+        root->grad = tp->plan_only ? ksa_grad_pool_alloc(tp->grads, root->numel)
+                                   : ksa_grad_pool_zeros(tp->grads, root->numel);
     return root->grad + offset;
 }
 
@@ -116,7 +120,8 @@ void ksa_tape_backward(ksa_tape *tp, ksa_tensor *loss)
                loss->numel);
     KSA_ASSERT(loss->requires_grad, "backward from a loss that needs no gradient");
     ksa_real *dloss = ksa_tape_grad(tp, loss);
-    dloss[0] += 1;
+    if (!tp->plan_only)
+        dloss[0] += 1;
     ksa_tape_replay(tp);
 }
 

@@ -38,6 +38,10 @@ typedef struct ksa_tape {
     ksa_node *nodes;      /* owned, capacity entries */
     size_t n, capacity;
     int recording; /* 0: no-grad mode (evaluation), ops push nothing */
+    int plan_only; /* a sizing run (ksa_model_plan): ops allocate, record and replay as
+                    * usual but run no kernel and write no tensor, so the arena's peak and
+                    * the pool's high water are those of a real step, found without its
+                    * work or its memory. Activation gradients must come from a pool. */
 } ksa_tape;
 
 void ksa_tape_init(ksa_tape *tp, ksa_arena *arena, size_t max_nodes);

@@ -69,9 +69,11 @@ static void xent_node_backward(ksa_tape *tp, const ksa_node *nd)
     const xent_ctx *c = nd->ctx;
     ksa_tensor *logits = nd->in[0];
     size_t V = ksa_cols(logits), N = ksa_rows(logits);
+    ksa_real *dlogits = ksa_tape_grad(tp, logits);
+    if (tp->plan_only)
+        return;
     double dloss = (double)ksa_tensor_grad_if_any(nd->out)[0];
-    ksa_xent_backward(ksa_tape_grad(tp, logits), dloss, logits->data, c->target, c->weight, c->lse,
-                      N, V, c->norm);
+    ksa_xent_backward(dlogits, dloss, logits->data, c->target, c->weight, c->lse, N, V, c->norm);
 }
 
 ksa_tensor *ksa_op_cross_entropy(ksa_tape *tp, ksa_tensor *logits, const int32_t *target,
@@ -94,7 +96,8 @@ ksa_tensor *ksa_op_cross_entropy(ksa_tape *tp, ksa_tensor *logits, const int32_t
     double *row_loss =
         row_loss_out ? row_loss_out : ksa_arena_alloc(tp->arena, N * sizeof *row_loss);
     ksa_tensor *loss = ksa_tensor_1d(tp->arena, 1);
-    double value = ksa_xent_forward(lse, row_loss, logits->data, tgt, wt, N, V, norm);
+    double value =
+        tp->plan_only ? 0 : ksa_xent_forward(lse, row_loss, logits->data, tgt, wt, N, V, norm);
     loss->data[0] = (ksa_real)value;
     if (loss_value)
         *loss_value = value;

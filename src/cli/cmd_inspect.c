@@ -10,6 +10,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "dist/dist.h"
+#include "autograd/blas.h"
 #include "model/decoder.h"
 #include "train/train_config.h"
 
@@ -24,6 +25,19 @@ static const char *size_text(char *buf, size_t cap, size_t bytes)
     return buf;
 }
 
+/* The resident memory of this program before a step: code, libraries, the OpenMP threads
+ * and OpenBLAS's buffers, which a first multiplication brings up (parameters, data and the
+ * step's memory come on top; the plan is printed before they are allocated). */
+static size_t program_bytes(void)
+{
+    enum { n = 512 };
+    ksa_real *x = ksa_alloc_zero(3 * n * n * sizeof *x);
+    ksa_gemm(0, 1, n, n, n, 1, x, n, x + n * n, n, 0, x + 2 * n * n, n);
+    size_t bytes = ksa_resident_bytes();
+    ksa_free(x);
+    return bytes > 3 * n * n * sizeof *x ? bytes - 3 * n * n * sizeof *x : bytes;
+}
+
 void ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_len, int n_ranks,
                            FILE *f)
 {
@@ -31,6 +45,8 @@ void ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_le
     size_t per_param = numel * sizeof(ksa_real), moments = 2 * slice * sizeof(ksa_real);
     size_t grads = ksa_model_grad_bytes(m, micro_batch, seq_len);
     size_t arena = ksa_model_arena_bytes(m, micro_batch, seq_len) - grads;
+    ksa_step_memory used = ksa_model_plan(m, micro_batch, seq_len, 1);
+    size_t state = 2 * per_param + moments + moments / 2, program = program_bytes();
     char a[32], b[32], c[32], d[32];
     fprintf(
         f, "# memory of one training step per rank (%d rank%s; micro-batch of %zu x %zu tokens):\n",
@@ -44,14 +60,17 @@ void ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_le
     fprintf(f,
             "  summed gradients   %s  (per rank: its slice of the gradients summed over ranks)\n",
             size_text(c, sizeof c, moments / 2));
-    fprintf(f, "  activations arena  %s  (per rank: one micro-batch)\n",
-            size_text(d, sizeof d, arena));
-    fprintf(f,
-            "  activation grads   %s  (reserved: each is freed once dead, fewer pages are "
-            "used)\n",
-            size_text(d, sizeof d, grads));
-    fprintf(f, "  total per rank     %s  (at most)\n",
-            size_text(a, sizeof a, 2 * per_param + moments + moments / 2 + arena + grads));
+    fprintf(f, "  activations arena  %s  (per rank: one micro-batch%s; %s reserved)\n",
+            size_text(d, sizeof d, used.arena_peak), m->recompute ? ", layers recomputed" : "",
+            size_text(a, sizeof a, arena));
+    fprintf(f, "  activation grads   %s  (each freed once dead: at most %s alive; %s reserved)\n",
+            size_text(d, sizeof d, used.grads_high_water), size_text(b, sizeof b, used.grads_peak),
+            size_text(c, sizeof c, grads));
+    fprintf(f, "  program            %s  (resident now: code, libraries, threads, BLAS buffers)\n",
+            size_text(a, sizeof a, program));
+    fprintf(f, "  total per rank     %s  (expected peak; %s reserved)\n",
+            size_text(a, sizeof a, program + state + used.arena_peak + used.grads_high_water),
+            size_text(b, sizeof b, program + state + arena + grads));
 }
 
 /* `ksa inspect FILE`: exit 0, 1 when the file is refused (nothing but the error printed) or
@@ -111,9 +130,8 @@ static int inspect_main(int argc, char **argv)
         return ksa_cli_errorf("inspect", 2, "seq_len and micro_batch must be at least 1");
     int n_ranks = ksa_dist_size();
     ksa_model m;
-    if (ksa_model_declare(&m, &cfg) != KSA_OK)
+    if (ksa_model_declare_for_ranks(&m, &cfg, n_ranks) != KSA_OK) /* as training pads it */
         return ksa_cli_error("inspect", 2);
-    ksa_params_pad(&m.params, 16 * (size_t)n_ranks); /* as training pads it */
     m.recompute = tc.recompute != 0;
     printf("# configuration: %s\n", config_path ? config_path : "built-in defaults");
     ksa_model_config_write(&cfg, stdout);

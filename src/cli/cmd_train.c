@@ -317,16 +317,18 @@ static int train_main(int argc, char **argv)
         ksa_threads_set(per_rank > 0 ? per_rank : 1);
     }
     ksa_model m;
-    if (ksa_model_init_for_ranks(&m, &c.mc, n_ranks) != KSA_OK ||
+    if (ksa_model_declare_for_ranks(&m, &c.mc, n_ranks) != KSA_OK ||
         ksa_train_config_validate(&c.tc, n_ranks) != KSA_OK)
         return ksa_cli_error("train", 2);
     m.recompute = c.tc.recompute != 0; /* the plan below sizes what the trainer will use */
     double step_flops = ksa_model_step_flops(&m, (size_t)c.tc.global_batch, (size_t)c.tc.seq_len);
     print_plan(&c, &m, n_ranks, step_flops);
-    if (c.dry_run)
+    if (c.dry_run) {
         rc = check_data(&c.tc, m.V);
-    else
+    } else {
+        ksa_params_alloc(&m.params); /* after the plan, which measures the program without it */
         rc = run(&c, &m, step_flops);
+    }
     ksa_model_free(&m);
     return rc;
 }

@@ -88,14 +88,14 @@ void ksa_free(void *p)
 
 enum { HUGE_PAGE = 2 << 20 };
 
-void *ksa_alloc_region(size_t bytes)
+static void *map_region(size_t bytes, int huge)
 {
     size_t size = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
     if (size == 0)
         size = HUGE_PAGE;
     /* map one huge page more, then unmap the ends so that the region is 2 MiB aligned */
-    char *raw =
-        mmap(NULL, size + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | (huge ? 0 : MAP_NORESERVE);
+    char *raw = mmap(NULL, size + HUGE_PAGE, PROT_READ | PROT_WRITE, flags, -1, 0);
     if (raw == MAP_FAILED) {
         fprintf(stderr, "[rank %d] out of memory: could not map %zu bytes (%.2f GiB)\n",
                 ksa_log_rank, bytes, (double)bytes / (1u << 30));
@@ -108,8 +108,33 @@ void *ksa_alloc_region(size_t bytes)
     size_t tail = (size_t)(raw + size + HUGE_PAGE - (p + size));
     if (tail)
         munmap(p + size, tail);
-    madvise(p, size, MADV_HUGEPAGE); /* a hint: without THP the region still works */
+    /* a hint: without THP the region still works */
+    madvise(p, size, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
     return p;
+}
+
+void *ksa_alloc_region(size_t bytes)
+{
+    return map_region(bytes, 1);
+}
+
+void *ksa_alloc_sparse_region(size_t bytes)
+{
+    return map_region(bytes, 0);
+}
+
+size_t ksa_resident_bytes(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return 0;
+    char line[256];
+    size_t kib = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %zu kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib << 10;
 }
 
 void ksa_free_region(void *p, size_t bytes)

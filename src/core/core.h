@@ -61,6 +61,13 @@ void ksa_free(void *p);
  * so a first touch faults in 2 MiB instead of 4 KiB. Free with ksa_free_region and the same
  * size. Pages stay unallocated until written.                                           */
 void *ksa_alloc_region(size_t bytes);
+/* The same address space for a sizing run (ksa_model_plan) that writes only a few scattered
+ * bytes of it: 4 KiB pages, no commit charge (MAP_NORESERVE), so planning a step of any size
+ * touches almost nothing. Free with ksa_free_region.                                      */
+void *ksa_alloc_sparse_region(size_t bytes);
+
+/* The process's resident memory now (VmRSS of /proc/self/status), bytes; 0 if unknown. */
+size_t ksa_resident_bytes(void);
 void ksa_free_region(void *p, size_t bytes);
 /* memset(p, 0, bytes), on all threads when bytes is large. */
 void ksa_zero(void *p, size_t bytes);

@@ -81,8 +81,9 @@ static void causal_attn_node_backward(ksa_tape *tp, const ksa_node *nd)
     size_t mark = ksa_arena_mark(tp->arena);
     size_t bytes = ksa_causal_attn_backward_workspace_size(T, dh, ksa_threads_get());
     void *ws = ksa_arena_alloc(tp->arena, bytes);
-    ksa_causal_attn_backward(dq, dk, dv, ksa_tensor_grad_if_any(o), q->data, k->data, v->data,
-                             o->data, c->lse, ws, bytes, nseq, T, Hq, Hkv, dh);
+    if (!tp->plan_only)
+        ksa_causal_attn_backward(dq, dk, dv, ksa_tensor_grad_if_any(o), q->data, k->data, v->data,
+                                 o->data, c->lse, ws, bytes, nseq, T, Hq, Hkv, dh);
     ksa_arena_release(tp->arena, mark);
 }
 
@@ -104,8 +105,9 @@ ksa_tensor *ksa_op_causal_attention(ksa_tape *tp, ksa_tensor *q, ksa_tensor *k, 
     size_t mark = ksa_arena_mark(tp->arena);
     size_t bytes = ksa_causal_attn_forward_workspace_size(T, dh, ksa_threads_get());
     void *ws = ksa_arena_alloc(tp->arena, bytes);
-    ksa_causal_attn_forward(o->data, lse, q->data, k->data, v->data, ws, bytes, nseq, T, Hq, Hkv,
-                            dh);
+    if (!tp->plan_only)
+        ksa_causal_attn_forward(o->data, lse, q->data, k->data, v->data, ws, bytes, nseq, T, Hq,
+                                Hkv, dh);
     ksa_arena_release(tp->arena, mark);
     ksa_node *nd = ksa_tape_record(tp, causal_attn_node_backward, "causal_attention", o, 3,
                                    (ksa_tensor *[]){q, k, v}, sizeof(causal_attn_ctx));

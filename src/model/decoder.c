@@ -62,10 +62,16 @@ ksa_status ksa_model_init(ksa_model *m, const ksa_model_config *c)
 
 ksa_status ksa_model_init_for_ranks(ksa_model *m, const ksa_model_config *c, int n_ranks)
 {
+    KSA_TRY(ksa_model_declare_for_ranks(m, c, n_ranks));
+    ksa_params_alloc(&m->params);
+    return KSA_OK;
+}
+
+ksa_status ksa_model_declare_for_ranks(ksa_model *m, const ksa_model_config *c, int n_ranks)
+{
     KSA_ASSERT(n_ranks >= 1, "rank count %d", n_ranks);
     KSA_TRY(ksa_model_declare(m, c));
     ksa_params_pad(&m->params, 16 * (size_t)n_ranks); /* equal, 64-byte aligned slices */
-    ksa_params_alloc(&m->params);
     return KSA_OK;
 }
 
@@ -327,7 +333,7 @@ static void layer_backward(ksa_tape *tp, const ksa_node *nd)
     ksa_tensor *y = layer_forward(c->m, &s, c->layer, h);
     ksa_tape_seed_borrowed(&sub, y, dy);
     ksa_tape_replay(&sub);
-    if (h->grad) {
+    if (h->grad && !tp->plan_only) {
         size_t n = h->numel;
         const ksa_real *g = h->grad;
 #pragma omp parallel for schedule(static)
@@ -347,7 +353,7 @@ static ksa_tensor *layer_recomputed(ksa_model *m, step_ctx *s, size_t i, ksa_ten
     tp->recording = 0;
     ksa_tensor *y = layer_forward(m, s, i, h);
     tp->recording = recording;
-    size_t n = out->numel;
+    size_t n = tp->plan_only ? 0 : out->numel;
     const ksa_real *src = y->data;
     ksa_real *dst = out->data;
 #pragma omp parallel for schedule(static)
@@ -508,6 +514,36 @@ void ksa_model_tape_init(const ksa_model *m, size_t nseq, size_t T, int grads, k
     ksa_grad_pool_init(pool, grads ? grad_bytes : 0);
     ksa_tape_init(tp, arena, ksa_model_tape_nodes(m));
     ksa_tape_use_grad_pool(tp, pool);
+}
+
+ksa_step_memory ksa_model_plan(const ksa_model *m, size_t nseq, size_t T, int grads)
+{
+    ksa_model pm = *m; /* a shallow copy: the same tables, maybe other parameter buffers */
+    int declared = !m->params.data;
+    if (declared)
+        ksa_params_alloc_sparse(&pm.params);
+    size_t grad_bytes = ksa_model_grad_bytes(m, nseq, T);
+    ksa_arena arena;
+    ksa_grad_pool pool;
+    ksa_tape tp;
+    ksa_arena_init_sparse(&arena, ksa_model_arena_bytes(m, nseq, T) - grad_bytes);
+    ksa_grad_pool_init_sparse(&pool, grads ? grad_bytes : 0);
+    ksa_tape_init(&tp, &arena, ksa_model_tape_nodes(m));
+    ksa_tape_use_grad_pool(&tp, &pool);
+    tp.plan_only = 1;
+    tp.recording = grads;
+    int32_t *tokens = ksa_alloc_zero(nseq * (T + 1) * sizeof *tokens); /* token 0: any id */
+    double loss;
+    ksa_tensor *l = forward(&pm, &tp, tokens, nseq, T, 1.0, &loss, NULL, NULL);
+    if (grads)
+        ksa_tape_backward(&tp, l);
+    ksa_step_memory r = {
+        .arena_peak = arena.peak, .grads_high_water = pool.high_water, .grads_peak = pool.peak};
+    ksa_free(tokens);
+    ksa_model_tape_free(&arena, &pool, &tp);
+    if (declared)
+        ksa_params_free_sparse(&pm.params);
+    return r;
 }
 
 void ksa_model_tape_free(ksa_arena *arena, ksa_grad_pool *pool, ksa_tape *tp)

@@ -38,6 +38,9 @@ ksa_status ksa_model_init_for_ranks(ksa_model *m, const ksa_model_config *c, int
 /* The same without allocating the buffers: names, shapes and counts only (sizing a model
  * that does not fit this machine). ksa_model_free releases it.                           */
 ksa_status ksa_model_declare(ksa_model *m, const ksa_model_config *c);
+/* Declared and padded for n_ranks; ksa_params_alloc(&m->params) completes
+ * ksa_model_init_for_ranks (the memory plan is printed in between). */
+ksa_status ksa_model_declare_for_ranks(ksa_model *m, const ksa_model_config *c, int n_ranks);
 void ksa_model_free(ksa_model *m);
 
 /* From-scratch initialisation, KSA_SPEC §9.7, a pure function of the seed. */
@@ -70,6 +73,18 @@ size_t ksa_model_grad_bytes(const ksa_model *m, size_t nseq, size_t T);
 void ksa_model_tape_init(const ksa_model *m, size_t nseq, size_t T, int grads, ksa_arena *arena,
                          ksa_grad_pool *pool, ksa_tape *tp);
 void ksa_model_tape_free(ksa_arena *arena, ksa_grad_pool *pool, ksa_tape *tp);
+/* What one forward + backward of nseq x T (grads: 0 for a forward only) really takes, in
+ * bytes: a sizing run of the very ops of a step in the same order on a plan_only tape
+ * (tape.h), which allocate and free as a step does but compute and write nothing, in sparse
+ * regions -- milliseconds and a few MiB whatever T. m may be declared only
+ * (ksa_model_declare); its parameters are left untouched.                                */
+typedef struct {
+    size_t arena_peak;       /* the arena's high-water mark, kernel scratch included */
+    size_t grads_high_water; /* bytes of the gradient pool ever handed out (touched) */
+    size_t grads_peak;       /* the largest set of activation gradients alive at once */
+} ksa_step_memory;
+ksa_step_memory ksa_model_plan(const ksa_model *m, size_t nseq, size_t T, int grads);
+
 /* Tape nodes one forward records. */
 size_t ksa_model_tape_nodes(const ksa_model *m);
 

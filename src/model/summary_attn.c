@@ -624,8 +624,10 @@ static void summary_attn_node_backward(ksa_tape *tp, const ksa_node *nd)
     ksa_attn_in dout = cstreams(ksa_tensor_grad_if_any(nd->out), d, qw);
     size_t mark, bytes = ksa_summary_attn_backward_workspace_size(d, ksa_threads_get());
     void *ws = scratch_begin(tp->arena, bytes, &mark);
-    ksa_summary_attn_backward(dq, dk, dv, dout, qkv_streams(nd, d), cstreams(nd->out->data, d, qw),
-                              cstreams(c->lse, d, d->Hq), ws, bytes, d);
+    if (!tp->plan_only)
+        ksa_summary_attn_backward(dq, dk, dv, dout, qkv_streams(nd, d),
+                                  cstreams(nd->out->data, d, qw), cstreams(c->lse, d, d->Hq), ws,
+                                  bytes, d);
     scratch_end(tp->arena, mark);
 }
 
@@ -651,7 +653,8 @@ ksa_tensor *ksa_op_summary_attention(ksa_tape *tp, ksa_tensor *q, ksa_tensor *k,
     size_t qw = d->Hq * d->dh, kw = d->Hkv * d->dh;
     ksa_attn_qkv in = {cstreams(q->data, d, qw), cstreams(k->data, d, kw),
                        cstreams(v->data, d, kw)};
-    ksa_summary_attn_forward(streams(o->data, d, qw), streams(lse, d, d->Hq), in, ws, bytes, d);
+    if (!tp->plan_only)
+        ksa_summary_attn_forward(streams(o->data, d, qw), streams(lse, d, d->Hq), in, ws, bytes, d);
     scratch_end(tp->arena, mark);
     ksa_node *nd = ksa_tape_record(tp, summary_attn_node_backward, "summary_attention", o, 3,
                                    (ksa_tensor *[]){q, k, v}, sizeof(summary_attn_ctx));
