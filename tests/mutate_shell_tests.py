@@ -33,7 +33,7 @@ code); assignments, `local`, loop control and commands that merely produce data 
 assertions. A mutant is checked with `bash -n` first: one that is not valid shell is a bug
 of this script and is reported as INVALID.
 
-Usage: tests/mutate_shell_tests.py [--list] [--timeout SECONDS] tests/test_x.sh...
+Usage: tests/mutate_shell_tests.py [--list] [--timeout SECONDS] [--only TEST]... tests/test_x.sh...
 """
 import argparse
 import ast
@@ -388,6 +388,8 @@ def main():
     ap.add_argument("suites", nargs="+", metavar="SUITE.sh")
     ap.add_argument("--list", action="store_true", help="print the mutants, run nothing")
     ap.add_argument("--timeout", type=float, default=300, help="seconds per run (300)")
+    ap.add_argument("--only", action="append", default=[], metavar="TEST",
+                    help="mutate only this test function (repeatable; default: all)")
     args = ap.parse_args()
     t_start, ok, summary = time.time(), True, []
     n_killed = n_survived = n_timeout = 0
@@ -398,6 +400,8 @@ def main():
             rel = os.path.abspath(suite) if rel.startswith("..") else rel
             name = os.path.basename(suite)
             lines, muts = mutants(suite)
+            if args.only:
+                muts = [m for m in muts if m[1] in args.only]
             if args.list:
                 for i, test, op, changes in muts:
                     print(f"{rel}:{i + 1} {test} [{op}] {shown(changes)}")
@@ -405,7 +409,8 @@ def main():
                 continue
             base = os.path.join(scratch, "base")     # the whole suite: a timeout per test
             n_tests = len({m[1] for m in muts}) or 1
-            rc, out = run(write_suite(suite, lines, {}, base), base, args.timeout * n_tests)
+            rc, out = run(write_suite(suite, lines, {}, base), base, args.timeout * n_tests,
+                          only=" ".join(args.only) or None)
             shutil.rmtree(base, ignore_errors=True)
             tests = re.findall(r"^\[ RUN      \] (\S+)$", out, re.M)
             if rc != 0:
@@ -418,6 +423,8 @@ def main():
                 summary.append(f"{name} ran no test")
                 continue
             lines, muts = mutants(suite, tests)       # the tests that really ran
+            if args.only:
+                muts = [m for m in muts if m[1] in args.only]
             for t in tests:
                 if not re.search(rf"^{t}\(\)", "\n".join(lines), re.M):
                     print(f"{rel}: warning: test {t} ran but is not a function of the suite")

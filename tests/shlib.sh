@@ -10,9 +10,9 @@ trap 'rm -rf "$TMP"' EXIT
 passed=0
 failed=()
 
-# KSA_TEST_ONLY=NAME runs only the test NAME (tests/mutate_shell_tests.py uses it).
+# KSA_TEST_ONLY="NAME..." runs only the tests named (tests/mutate_shell_tests.py uses it).
 run_test() {
-    if [ -n "${KSA_TEST_ONLY:-}" ] && [ "$1" != "$KSA_TEST_ONLY" ]; then
+    if [ -n "${KSA_TEST_ONLY:-}" ] && [[ " $KSA_TEST_ONLY " != *" $1 "* ]]; then
         return 0 # not the one test asked for
     fi
     echo "[ RUN      ] $1"

@@ -58,6 +58,32 @@ recompute_may_be_switched_on_resume_and_changes_nothing() {
     same_state "$TMP/rc/step_00000006.h5" "$TMP/rc2/step_00000006.h5"
 }
 
+# inspect names what --resume would refuse: damaged /train values, missing data
+inspect_flags_what_resume_would_refuse() {
+    "$KSA" train "${RUN[@]}" --steps 2 --out "$TMP/ir" >/dev/null
+    "$KSA" inspect "$TMP/ir/step_00000002.h5" >"$TMP/ir.ok"
+    must_fail grep -q "PROBLEM" "$TMP/ir.ok"
+    local change want
+    for change in "step=-3:attribute step is '-3'" "step=abc:attribute step is 'abc'" \
+        "lr=nan:lr = 'nan' is not a finite number" "seq_len=0:must be at least 1" \
+        "data=/nonexistent.bin:data file '/nonexistent.bin' does not exist"; do
+        want=${change#*:}
+        mkdir -p "$TMP/ir2"
+        cp "$TMP/ir/step_00000002.h5" "$TMP/ir2/bad.h5"
+        "$PY" - "$TMP/ir2/bad.h5" "${change%%:*}" <<'PYEOF'
+import sys, h5py, numpy as np
+key, value = sys.argv[2].split("=")
+with h5py.File(sys.argv[1], "r+") as f:
+    a = f["train"].attrs
+    del a[key]
+    a[key] = np.float64("nan") if value == "nan" else np.int64(value) if value.lstrip("-").isdigit() else value
+PYEOF
+        expect_error "$want" "$KSA" inspect "$TMP/ir2/bad.h5"
+        grep -qF "PROBLEM: " "$TMP/stdout"
+        must_fail "$KSA" train --resume "$TMP/ir2/bad.h5" --steps 3 --out "$TMP/ir3"
+    done
+}
+
 resume_reads_the_optimizer_state() {
     "$KSA" train "${RUN[@]}" --steps 6 --save-every 3 --out "$TMP/c" --log "$TMP/c.jsonl" >/dev/null
     mkdir -p "$TMP/d"
@@ -360,6 +386,7 @@ init_from_summarises_unless_verbose() {
 echo "[==========] Running test_resume.sh"
 for t in resume_continues_the_run_bit_for_bit resume_reads_the_optimizer_state \
     recompute_may_be_switched_on_resume_and_changes_nothing \
+    inspect_flags_what_resume_would_refuse \
     checkpoints_are_readable_by_h5py_and_h5dump sigterm_finishes_the_step_and_saves \
     a_crash_during_a_save_leaves_the_previous_checkpoint keep_removes_only_older_checkpoints \
     contradicting_resumes_are_refused_and_touch_nothing \

@@ -146,6 +146,12 @@ static ksa_status take_value(int argc, char **argv, int *i, const option_word *w
     }
     if (*i + 1 >= argc)
         return ksa_fail(KSA_EINVAL, "%s needs a value", argv[*i]);
+    /* `--out --dry-run` is a forgotten value, not a folder called --dry-run */
+    if (!strncmp(argv[*i + 1], "--", 2))
+        return ksa_fail(KSA_EINVAL,
+                        "%s needs a value, got the option '%s' (a value that starts with -- is "
+                        "written %s=VALUE)",
+                        argv[*i], argv[*i + 1], argv[*i]);
     *value = argv[++*i];
     return KSA_OK;
 }

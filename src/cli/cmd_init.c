@@ -1,6 +1,7 @@
 /* cmd_init.c - `ksa init --config X --out F.h5 [--seed S]`: a freshly initialised model
- * (KSA_SPEC §9.7) written as a checkpoint (parameters only): the starting point for
- * `ksa eval`, tests, benchmarks and other tools.                                          */
+ * (KSA_SPEC §9.7) written as a checkpoint (parameters only, with the byte tokenizer's
+ * end-of-text, so vocab_size >= 257): the starting point for `ksa eval`, tests, benchmarks
+ * and other tools.                                                                      */
 #include <stdio.h>
 
 #include "ckpt/ckpt.h"
@@ -34,6 +35,11 @@ int ksa_cmd_init(int argc, char **argv)
     ksa_model m;
     if (ksa_model_init(&m, &cfg) != KSA_OK)
         return ksa_cli_error("init", 2);
+    /* the checkpoint names the byte tokenizer, whose end-of-text is id 256 */
+    if (ksa_tokenizer_check_vocab(m.V) != KSA_OK) {
+        ksa_model_free(&m);
+        return ksa_cli_error("init", 2);
+    }
     ksa_model_init_weights(&m, (uint64_t)seed);
     ksa_status st = ksa_ckpt_write_model(out, &cfg, &m.params, KSA_TOKENIZER_EOT);
     if (st != KSA_OK)

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ckpt/ckpt.h"
 #include "ckpt/ckpt_info.h"
+#include "data/path.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "dist/dist.h"
@@ -38,11 +40,19 @@ static size_t program_bytes(void)
     return bytes > 3 * n * n * sizeof *x ? bytes - 3 * n * n * sizeof *x : bytes;
 }
 
-void ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_len, int n_ranks,
-                           FILE *f)
+double ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_len, int n_ranks,
+                             FILE *f)
 {
     size_t numel = m->params.numel, slice = numel / (size_t)n_ranks;
     size_t per_param = numel * sizeof(ksa_real), moments = 2 * slice * sizeof(ksa_real);
+    double estimate = ksa_model_step_bytes_estimate(m, micro_batch, seq_len);
+    if (estimate > KSA_PLANNABLE_BYTES) {
+        fprintf(f,
+                "# memory of one training step per rank (micro-batch of %zu x %zu tokens): about "
+                "%.3g TiB of activations, too large to plan\n",
+                micro_batch, seq_len, estimate / 0x1p40);
+        return estimate;
+    }
     size_t grads = ksa_model_grad_bytes(m, micro_batch, seq_len);
     size_t arena = ksa_model_arena_bytes(m, micro_batch, seq_len) - grads;
     ksa_step_memory used = ksa_model_plan(m, micro_batch, seq_len, 1);
@@ -68,13 +78,37 @@ void ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_le
             size_text(c, sizeof c, grads));
     fprintf(f, "  program            %s  (resident now: code, libraries, threads, BLAS buffers)\n",
             size_text(a, sizeof a, program));
+    size_t expected = program + state + used.arena_peak + used.grads_high_water;
     fprintf(f, "  total per rank     %s  (expected peak; %s reserved)\n",
-            size_text(a, sizeof a, program + state + used.arena_peak + used.grads_high_water),
+            size_text(a, sizeof a, expected),
             size_text(b, sizeof b, program + state + arena + grads));
+    return (double)expected;
+}
+
+/* What `ksa train --resume FILE` checks of a training checkpoint before step 1 beyond its
+ * structure: the stored training keys parse and hold together, fit the model, and name data
+ * files that exist. The first problem as an error, KSA_OK when a resume would start. */
+static ksa_status resume_would_start(const char *path)
+{
+    ksa_model_config mc;
+    ksa_train_config tc;
+    ksa_ckpt_progress pr;
+    KSA_TRY(ksa_ckpt_read_config(path, &mc));
+    KSA_TRY(ksa_train_config_read_checkpoint(path, &tc, &pr));
+    KSA_TRY(ksa_train_config_validate(&tc, 1));
+    KSA_TRY(ksa_train_config_check_model(&tc, &mc));
+    const char *files[] = {tc.data, tc.data_mix, tc.val_data};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        if (files[i][0] && !ksa_path_is_file(files[i]))
+            return ksa_fail(KSA_EIO,
+                            "the data file '%s' does not exist (a resume may name its "
+                            "new place on the command line)",
+                            files[i]);
+    return KSA_OK;
 }
 
 /* `ksa inspect FILE`: exit 0, 1 when the file is refused (nothing but the error printed) or
- * its training state is incomplete (printed with the problems marked).                   */
+ * its training state is incomplete or would not resume (printed with the problems marked). */
 static int inspect_checkpoint(const char *path)
 {
     size_t n_keys;
@@ -83,6 +117,15 @@ static int inspect_checkpoint(const char *path)
     fflush(stdout);
     if (st != KSA_OK)
         return ksa_cli_error("inspect", 1);
+    int has_train = 0;
+    if (ksa_ckpt_has(path, "/train", &has_train) != KSA_OK)
+        return ksa_cli_error("inspect", 1);
+    if (has_train && resume_would_start(path) != KSA_OK) {
+        printf("\n# problems: this run cannot be resumed from this file\nPROBLEM: %s\n",
+               ksa_last_error());
+        fflush(stdout);
+        return ksa_cli_errorf("inspect", 1, "--resume would refuse %s: %s", path, ksa_last_error());
+    }
     return 0;
 }
 

@@ -176,7 +176,8 @@ static ksa_status choose_data_seed(train_cli *c)
 }
 
 /* The configuration, layers, parameters, memory and FLOPs of the run, on stdout. */
-static void print_plan(const train_cli *c, const ksa_model *m, int n_ranks, double step_flops)
+/* Prints the plan; returns the expected peak memory per rank (ksa_print_memory_plan). */
+static double print_plan(const train_cli *c, const ksa_model *m, int n_ranks, double step_flops)
 {
     const char *wait = getenv("OMP_WAIT_POLICY");
     printf("# ksa train (%s build, %d rank%s x %d threads, OMP_WAIT_POLICY=%s), configuration %s\n",
@@ -196,10 +197,12 @@ static void print_plan(const train_cli *c, const ksa_model *m, int n_ranks, doub
     ksa_model_layout_print(&m->layout, stdout);
     printf("# parameters: %zu (%.3f M)\n", ksa_params_count(&m->params),
            (double)ksa_params_count(&m->params) / 1e6);
-    ksa_print_memory_plan(m, (size_t)c->tc.micro_batch, (size_t)c->tc.seq_len, n_ranks, stdout);
+    double need =
+        ksa_print_memory_plan(m, (size_t)c->tc.micro_batch, (size_t)c->tc.seq_len, n_ranks, stdout);
     printf("# model FLOPs per step: %.4g (6 x the matmuls' multiply-adds, each layer on the rows "
            "it runs, + 12 x head_dim x query heads x visible pairs; docs/training.md)\n",
            step_flops);
+    return need;
 }
 
 /* Initialises (or loads) the parameters, trains, samples. Returns the exit code. */
@@ -297,6 +300,23 @@ static int check_data(const ksa_train_config *tc, size_t V)
     return 0;
 }
 
+/* A step that needs more than this host's memory (shared by the ranks on it) is refused on
+ * every rank before anything is allocated. */
+static ksa_status refuse_what_cannot_fit(double need_per_rank)
+{
+    double host = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    int local = ksa_dist_local_size();
+    ksa_status st = KSA_OK;
+    if (host > 0 && need_per_rank * local > host)
+        st = ksa_fail(KSA_ENOMEM,
+                      "one training step needs %.2f GiB per rank (x %d rank%s on this host), "
+                      "more than its %.2f GiB of memory: shorten seq_len, lower micro_batch, "
+                      "add --recompute or spread the batch over more hosts",
+                      need_per_rank / 0x1p30, local, local > 1 ? "s" : "", host / 0x1p30);
+    int failed_rank;
+    return ksa_dist_agree(st, &failed_rank);
+}
+
 static int train_main(int argc, char **argv)
 {
     train_cli c;
@@ -309,6 +329,15 @@ static int train_main(int argc, char **argv)
     if (choose_data_seed(&c) != KSA_OK)
         return ksa_cli_error("train", 1);
     choose_run_id(&c);
+    /* every bound checked before anything is sized, allocated or looped over */
+    ksa_model m;
+    if (ksa_train_config_validate(&c.tc, n_ranks) != KSA_OK ||
+        ksa_model_declare_for_ranks(&m, &c.mc, n_ranks) != KSA_OK)
+        return ksa_cli_error("train", 2);
+    if (ksa_train_config_check_model(&c.tc, &c.mc) != KSA_OK) {
+        ksa_model_free(&m);
+        return ksa_cli_error("train", 2);
+    }
     if (c.tc.threads > 0) {
         ksa_threads_set((int)c.tc.threads);
     } else if (!getenv("OMP_NUM_THREADS")) { /* the host's cores shared by its ranks */
@@ -316,13 +345,13 @@ static int train_main(int argc, char **argv)
         int per_rank = (int)(cores / ksa_dist_local_size());
         ksa_threads_set(per_rank > 0 ? per_rank : 1);
     }
-    ksa_model m;
-    if (ksa_model_declare_for_ranks(&m, &c.mc, n_ranks) != KSA_OK ||
-        ksa_train_config_validate(&c.tc, n_ranks) != KSA_OK)
-        return ksa_cli_error("train", 2);
     m.recompute = c.tc.recompute != 0; /* the plan below sizes what the trainer will use */
     double step_flops = ksa_model_step_flops(&m, (size_t)c.tc.global_batch, (size_t)c.tc.seq_len);
-    print_plan(&c, &m, n_ranks, step_flops);
+    double need = print_plan(&c, &m, n_ranks, step_flops);
+    if (refuse_what_cannot_fit(need) != KSA_OK) {
+        ksa_model_free(&m);
+        return ksa_cli_error("train", 2);
+    }
     if (c.dry_run) {
         rc = check_data(&c.tc, m.V);
     } else {

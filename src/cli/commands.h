@@ -32,8 +32,10 @@ int ksa_cli_run_on_ranks(const char *command, int (*run)(int argc, char **argv),
 
 /* The memory one training step needs on each of n_ranks ranks: parameters and gradients
  * (whole on every rank), the rank's slice of the AdamW moments (m's buffer is padded for
- * n_ranks, as ksa_model_init_for_ranks does), the activation arena of one micro-batch. */
-void ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_len, int n_ranks,
-                           FILE *f);
+ * n_ranks, as ksa_model_init_for_ranks does), the activation arena and gradient pool of one
+ * micro-batch (a sizing run: ksa_model_plan) and the program itself. Returns the expected
+ * peak per rank in bytes (above KSA_PLANNABLE_BYTES: an estimate, not planned).          */
+double ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_len, int n_ranks,
+                             FILE *f);
 
 #endif

@@ -130,13 +130,24 @@ ksa_status ksa_config_file_read(const char *path, ksa_config_setter set, void *c
     FILE *f = fopen(path, "r");
     if (!f)
         return ksa_fail(KSA_EIO, "cannot open configuration '%s': %s", path, strerror(errno));
-    char line[4096], origin[600];
+    enum { MAX_LINE = 4094, MAX_KEYS = 512 };
+    char *line = NULL, origin[600];
+    size_t cap = 0;
+    ssize_t len;
+    struct {
+        char name[64];
+        int lineno;
+    } seen[MAX_KEYS]; /* the keys so far: a key given twice is a mistake, not an override */
+    int n_seen = 0;
     ksa_status st = KSA_OK;
-    for (int lineno = 1; st == KSA_OK && fgets(line, sizeof line, f); lineno++) {
+    for (int lineno = 1; st == KSA_OK && (len = getline(&line, &cap, f)) >= 0; lineno++) {
         snprintf(origin, sizeof origin, "%s:%d", path, lineno);
-        if (!strchr(line, '\n') && !feof(f)) {
-            st = ksa_fail(KSA_EFORMAT, "%s: line longer than %zu characters", origin,
-                          sizeof line - 2);
+        if (len > MAX_LINE + 1 || (len == MAX_LINE + 1 && line[len - 1] != '\n')) {
+            st = ksa_fail(KSA_EFORMAT, "%s: line longer than %d characters", origin, MAX_LINE);
+            break;
+        }
+        if (memchr(line, '\0', (size_t)len)) {
+            st = ksa_fail(KSA_EFORMAT, "%s: the line holds a NUL byte (not a text file?)", origin);
             break;
         }
         char *hash = strchr(line, '#');
@@ -154,10 +165,23 @@ ksa_status ksa_config_file_read(const char *path, ksa_config_setter set, void *c
         }
         *eq = '\0';
         strip(line);
+        for (int k = 0; k < n_seen; k++)
+            if (!strcmp(seen[k].name, line)) {
+                st = ksa_fail(KSA_EINVAL, "%s: key '%s' given twice (first at line %d)", origin,
+                              line, seen[k].lineno);
+                break;
+            }
+        if (st != KSA_OK)
+            break;
+        if (n_seen < MAX_KEYS && strlen(line) < sizeof seen[0].name) {
+            snprintf(seen[n_seen].name, sizeof seen[0].name, "%s", line);
+            seen[n_seen++].lineno = lineno;
+        }
         st = set(ctx, line, eq + 1, origin);
     }
     if (st == KSA_OK && ferror(f))
         st = ksa_fail(KSA_EIO, "cannot read configuration '%s': %s", path, strerror(errno));
+    free(line);
     fclose(f);
     return st;
 }

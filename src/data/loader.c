@@ -228,16 +228,24 @@ void ksa_loader_batch_at(const ksa_loader *ld, int32_t *tokens, uint64_t step, i
     }
 }
 
-ksa_status ksa_loader_read_sequential(const ksa_tokfile *f, int32_t *tokens, size_t offset,
-                                      size_t nseq, size_t seq_len)
+ksa_status ksa_loader_check_sequential(const ksa_tokfile *f, size_t offset, size_t nseq,
+                                       size_t seq_len)
 {
     size_t L = seq_len, N = f->n_tokens;
     KSA_ASSERT(L >= 1, "seq_len must be positive");
     if (offset >= N || nseq > (N - 1 - offset) / L) /* offset + nseq·L + 1 > N, no overflow */
         return ksa_fail(KSA_EFORMAT,
                         "token file '%s' has %zu tokens; %zu sequential rows of seq_len %zu "
-                        "from offset %zu need %zu",
-                        f->path, N, nseq, L, offset, offset + nseq * L + 1);
+                        "from offset %zu need %.0f",
+                        f->path, N, nseq, L, offset, (double)offset + (double)nseq * (double)L + 1);
+    return KSA_OK;
+}
+
+ksa_status ksa_loader_read_sequential(const ksa_tokfile *f, int32_t *tokens, size_t offset,
+                                      size_t nseq, size_t seq_len)
+{
+    size_t L = seq_len;
+    KSA_TRY(ksa_loader_check_sequential(f, offset, nseq, seq_len));
     for (size_t b = 0; b < nseq; b++)
         ksa_tokfile_read(f, tokens + b * (L + 1), offset + b * L, L + 1);
     return KSA_OK;

@@ -88,6 +88,12 @@ size_t ksa_loader_rank_rows(size_t global_batch, int rank, int n_ranks, size_t *
 void ksa_loader_batch_at(const ksa_loader *ld, int32_t *tokens, uint64_t step, int rank,
                          int n_ranks);
 
+/* KSA_OK when the file holds nseq sequential rows of seq_len from offset (offset + nseq *
+ * seq_len + 1 tokens), else the error ksa_loader_read_sequential would return: a caller
+ * checks before allocating the rows. */
+ksa_status ksa_loader_check_sequential(const ksa_tokfile *f, size_t offset, size_t nseq,
+                                       size_t seq_len);
+
 /* Sequential rows: row b = tokens offset + b·L ... offset + b·L + L inclusive.
  * tokens: [nseq, L + 1]. A file shorter than offset + nseq·L + 1 tokens is an error.       */
 ksa_status ksa_loader_read_sequential(const ksa_tokfile *f, int32_t *tokens, size_t offset,

@@ -176,7 +176,9 @@ ksa_status ksa_tokfile_open(ksa_tokfile *f, const char *path, ksa_dtype dtype, s
     memset(f, 0, sizeof *f);
     f->path = ksa_path_concat(path, "");
     ksa_status st = KSA_OK;
-    int fd = open(path, O_RDONLY);
+    /* non-blocking: opening a FIFO for reading would wait for a writer forever; the check
+     * below refuses it (and anything else that is not a regular file) at once */
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
     if (fd < 0) {
         st = ksa_fail(KSA_EIO, "cannot open token file '%s': %s", path, strerror(errno));
         goto fail;

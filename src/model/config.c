@@ -330,26 +330,29 @@ static ksa_status expand_per_layer(const char *key, const char *text, size_t n_l
 /* The backbone keys: sizes, divisibility, RoPE, eps. */
 static ksa_status check_backbone(const ksa_model_config *c)
 {
+    /* The bounds keep every size product of the model and its plan within 64 bits (a
+     * parameter count is at most ~2^45 elements) and far above any released model. */
     struct {
         const char *name;
-        long value;
-    } positive[] = {
-        {"vocab_size", c->vocab_size},
-        {"hidden_size", c->hidden_size},
-        {"num_hidden_layers", c->num_hidden_layers},
-        {"num_attention_heads", c->num_attention_heads},
-        {"num_key_value_heads", c->num_key_value_heads},
-        {"head_dim", c->head_dim},
-        {"intermediate_size", c->intermediate_size},
-        {"max_position_embeddings", c->max_position_embeddings},
+        long value, max;
+    } sizes[] = {
+        {"vocab_size", c->vocab_size, KSA_MAX_VOCAB},
+        {"hidden_size", c->hidden_size, KSA_MAX_WIDTH},
+        {"num_hidden_layers", c->num_hidden_layers, KSA_MAX_LAYERS},
+        {"num_attention_heads", c->num_attention_heads, KSA_MAX_HEADS},
+        {"num_key_value_heads", c->num_key_value_heads, KSA_MAX_HEADS},
+        {"head_dim", c->head_dim, KSA_MAX_HEADS},
+        {"intermediate_size", c->intermediate_size, KSA_MAX_WIDTH * 4},
+        {"max_position_embeddings", c->max_position_embeddings, KSA_MAX_POSITIONS},
     };
-    for (size_t i = 0; i < sizeof positive / sizeof positive[0]; i++)
-        if (positive[i].value < 1)
-            return ksa_fail(KSA_EINVAL, "%s must be at least 1, got %ld", positive[i].name,
-                            positive[i].value);
-    if (c->num_hidden_layers > KSA_MAX_LAYERS)
-        return ksa_fail(KSA_EINVAL, "num_hidden_layers = %ld exceeds the supported %d",
-                        c->num_hidden_layers, KSA_MAX_LAYERS);
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        if (sizes[i].value < 1)
+            return ksa_fail(KSA_EINVAL, "%s must be at least 1, got %ld", sizes[i].name,
+                            sizes[i].value);
+        if (sizes[i].value > sizes[i].max)
+            return ksa_fail(KSA_EINVAL, "%s = %ld exceeds the supported %ld", sizes[i].name,
+                            sizes[i].value, sizes[i].max);
+    }
     if (c->num_attention_heads % c->num_key_value_heads)
         return ksa_fail(KSA_EINVAL,
                         "num_attention_heads = %ld is not divisible by num_key_value_heads = %ld",
@@ -373,8 +376,14 @@ static ksa_status resolve_layers(const ksa_model_config *c, ksa_model_layout *ou
     int plain;
     KSA_TRY(expand_per_layer("summary_sliding_chunk_num", c->summary_sliding_chunk_num, L, values,
                              &plain));
-    for (size_t i = 0; i < L; i++)
+    for (size_t i = 0; i < L; i++) {
+        if (values[i] > KSA_MAX_POSITIONS)
+            return ksa_fail(KSA_EINVAL,
+                            "summary_sliding_chunk_num = '%s': layer %zu's window %ld exceeds the "
+                            "supported %ld chunks",
+                            c->summary_sliding_chunk_num, i, values[i], KSA_MAX_POSITIONS);
         out->window[i] = (size_t)values[i];
+    }
     KSA_TRY(expand_per_layer("summary_layer_freq", c->summary_layer_freq, L, values, &plain));
     for (size_t i = 0; i < L; i++) {
         if (plain) /* 0: every layer; N: layer i iff i mod N == 0 (KSA_SPEC §4.1) */
@@ -399,6 +408,14 @@ ksa_status ksa_model_config_resolve(const ksa_model_config *c, ksa_model_layout 
     if (c->layer_sliding_window < 0)
         return ksa_fail(KSA_EINVAL, "layer_sliding_window must be >= 0 (0 = no window), got %ld",
                         c->layer_sliding_window);
+    if (c->layer_sliding_window > KSA_MAX_POSITIONS || c->summary_chunk_size > KSA_MAX_POSITIONS)
+        return ksa_fail(KSA_EINVAL,
+                        "layer_sliding_window = %ld and summary_chunk_size = %ld must not exceed "
+                        "the supported %ld",
+                        c->layer_sliding_window, c->summary_chunk_size, KSA_MAX_POSITIONS);
+    if (c->summary_token_num > KSA_MAX_HEADS)
+        return ksa_fail(KSA_EINVAL, "summary_token_num = %ld exceeds the supported %ld",
+                        c->summary_token_num, KSA_MAX_HEADS);
     out->sliding_window = (size_t)c->layer_sliding_window;
     if (c->sliding_chunk_attention) {
         if (!c->use_summary_attention || c->summary_chunk_size < 1)
@@ -434,7 +451,8 @@ ksa_status ksa_model_config_resolve(const ksa_model_config *c, ksa_model_layout 
             return ksa_fail(KSA_EINVAL,
                             "summary_token_begin must be set when summary attention uses the "
                             "token embedding (summary_independent_parameters = false)");
-        if (c->summary_token_begin + c->summary_token_num > c->vocab_size)
+        if (c->summary_token_begin > c->vocab_size ||
+            c->summary_token_begin + c->summary_token_num > c->vocab_size)
             return ksa_fail(KSA_EINVAL,
                             "summary_token_begin + summary_token_num = %ld + %ld exceeds "
                             "vocab_size = %ld",

@@ -13,6 +13,11 @@
 #include "core/settings.h"
 
 #define KSA_MAX_LAYERS 1024
+/* The largest sizes a configuration may ask for (docs/configs.md, "Limits"). */
+#define KSA_MAX_VOCAB (1L << 24)     /* vocab_size: token ids fit an int32 with room */
+#define KSA_MAX_WIDTH (1L << 16)     /* hidden_size (intermediate_size: 4x) */
+#define KSA_MAX_HEADS 1024L          /* query and key/value heads, head_dim */
+#define KSA_MAX_POSITIONS (1L << 24) /* max_position_embeddings, seq_len, C, W, windows */
 
 typedef enum { KSA_POS_ORIGIN, KSA_POS_INNER_CHUNK } ksa_chunk_pos_type;
 typedef enum {

@@ -516,6 +516,19 @@ void ksa_model_tape_init(const ksa_model *m, size_t nseq, size_t T, int grads, k
     ksa_tape_use_grad_pool(tp, pool);
 }
 
+double ksa_model_step_bytes_estimate(const ksa_model *m, size_t nseq, size_t T)
+{
+    const ksa_model_layout *l = &m->layout;
+    double Nt = (double)nseq * (double)T, C = l->ksa ? (double)l->C : 1;
+    double N = Nt + (l->ksa ? (double)nseq * ((double)T / C + 1) * (double)l->S : 0);
+    double D = (double)m->D, I = (double)m->I, V = (double)m->V;
+    double qd = (double)(m->Hq * m->dh), kvd = (double)(m->Hkv * m->dh);
+    double per_row = 8 * D + 3 * qd + 3 * kvd + 3 * I + 2 * (double)m->Hq + 4;
+    double layers = m->recompute ? 1 + D / per_row * (double)l->n_layers : (double)l->n_layers;
+    double reals = N * per_row * layers + 4 * N * D + 2 * Nt * V + Nt * D;
+    return 2 * reals * sizeof(ksa_real) + (double)(64 << 20);
+}
+
 ksa_step_memory ksa_model_plan(const ksa_model *m, size_t nseq, size_t T, int grads)
 {
     ksa_model pm = *m; /* a shallow copy: the same tables, maybe other parameter buffers */

@@ -84,6 +84,11 @@ typedef struct {
     size_t grads_peak;       /* the largest set of activation gradients alive at once */
 } ksa_step_memory;
 ksa_step_memory ksa_model_plan(const ksa_model *m, size_t nseq, size_t T, int grads);
+/* The reservation of ksa_model_arena_bytes (activation gradients included) computed in
+ * floating point, for sizes whose byte counts would not fit 64 bits: a step above
+ * KSA_PLANNABLE_BYTES is refused before any sizing or allocation. */
+double ksa_model_step_bytes_estimate(const ksa_model *m, size_t nseq, size_t T);
+#define KSA_PLANNABLE_BYTES 0x1p45 /* 32 TiB: within any 47-bit address space */
 
 /* Tape nodes one forward records. */
 size_t ksa_model_tape_nodes(const ksa_model *m);

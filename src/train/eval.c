@@ -23,6 +23,7 @@ ksa_status ksa_eval_rows_open(ksa_eval_rows *r, const char *data, ksa_dtype dtyp
     }
     KSA_TRY(ksa_tokfile_open(&r->tf, data, dtype, V));
     r->have_file = 1;
+    KSA_TRY(ksa_loader_check_sequential(&r->tf, offset, (size_t)batch, L)); /* before the rows */
     r->B = (size_t)batch;
     r->tokens = ksa_alloc(r->B * (r->L + 1) * sizeof *r->tokens);
     return ksa_loader_read_sequential(&r->tf, r->tokens, offset, r->B, r->L);

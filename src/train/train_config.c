@@ -131,6 +131,32 @@ ksa_status ksa_train_config_validate(const ksa_train_config *c, int n_ranks)
     if (c->seq_len < 1 || c->global_batch < 1 || c->micro_batch < 1 || c->steps < 1)
         return ksa_fail(KSA_EINVAL, "seq_len, global_batch, micro_batch and steps must be at "
                                     "least 1");
+    /* bounds that keep every product of sizes within 64 bits and every count within an int */
+    struct {
+        const char *name;
+        long value, max;
+    } bounded[] = {
+        {"seq_len", c->seq_len, KSA_MAX_POSITIONS},
+        {"global_batch", c->global_batch, 1L << 24},
+        {"micro_batch", c->micro_batch, 1L << 24},
+        {"steps", c->steps, 1L << 40},
+        {"warmup_steps", c->warmup_steps, 1L << 40},
+        {"decay_steps", c->decay_steps, 1L << 40},
+        {"eval_every", c->eval_every, 1L << 40},
+        {"eval_batches", c->eval_batches, 1L << 24},
+        {"save_every", c->save_every, 1L << 40},
+        {"keep", c->keep, 1L << 40},
+        {"threads", c->threads, 1024},
+    };
+    for (size_t i = 0; i < sizeof bounded / sizeof bounded[0]; i++)
+        if (bounded[i].value > bounded[i].max)
+            return ksa_fail(KSA_EINVAL, "%s = %ld exceeds the supported %ld", bounded[i].name,
+                            bounded[i].value, bounded[i].max);
+    if ((c->global_batch / n_ranks) * (c->seq_len + 1) > (1L << 32))
+        return ksa_fail(KSA_EINVAL,
+                        "global_batch x seq_len = %ld x %ld tokens per step: more than the "
+                        "supported 2^32 per rank",
+                        c->global_batch, c->seq_len);
     if (c->global_batch % ((long)n_ranks * c->micro_batch))
         return ksa_fail(KSA_EINVAL,
                         "global_batch = %ld is not a multiple of micro_batch (%ld) x ranks (%d)",
@@ -153,6 +179,17 @@ ksa_status ksa_train_config_validate(const ksa_train_config *c, int n_ranks)
                                     "folder of best.h5)");
     ksa_lr_schedule s;
     return ksa_train_config_schedule(c, &s);
+}
+
+ksa_status ksa_train_config_check_model(const ksa_train_config *c, const ksa_model_config *mc)
+{
+    if (c->seq_len > mc->max_position_embeddings)
+        return ksa_fail(KSA_EINVAL,
+                        "seq_len = %ld exceeds max_position_embeddings = %ld: the model is not "
+                        "meant for positions that far (raise max_position_embeddings to train "
+                        "longer rows)",
+                        c->seq_len, mc->max_position_embeddings);
+    return KSA_OK;
 }
 
 ksa_status ksa_train_config_schedule(const ksa_train_config *c, ksa_lr_schedule *s)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "ckpt/ckpt.h"
+#include "model/config.h"
 #include "core/settings.h"
 #include "optim/lr_schedule.h"
 
@@ -48,6 +49,8 @@ int ksa_train_config_has_key(const char *key);
  * folder), or NULL for the command line. */
 ksa_status ksa_train_config_set(ksa_train_config *c, const char *key, const char *value,
                                 const char *origin, const char *base_file);
+/* The training keys against the model's: seq_len within max_position_embeddings. */
+ksa_status ksa_train_config_check_model(const ksa_train_config *c, const ksa_model_config *mc);
 /* The learning-rate schedule the keys describe (KSA_EINVAL for an unknown lr_schedule). */
 ksa_status ksa_train_config_schedule(const ksa_train_config *c, ksa_lr_schedule *s);
 /* Checks the values that must hold together (data xor data_mix, batch divisibility ...). */

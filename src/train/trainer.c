@@ -280,19 +280,19 @@ ksa_status ksa_trainer_validate(ksa_trainer *t, double *val_loss)
  * window W (KSA_SPEC §3.1 and §3.5, any T): text query of chunk c, offset o: (o + 1) +
  * C·min(c, W) + S·max(0, c − W) keys; summary query s_c.j of a complete chunk (a partial
  * tail chunk has none): C + j + 1. S = 0 is a sliding-chunk (SCA) layer; C = 1, S = 0,
- * W = N a sliding-window (SWA) layer: query t sees min(t, N) + 1 keys.                   */
+ * W = N a sliding-window (SWA) layer: query t sees min(t, N) + 1 keys. Summed in closed
+ * form over the F complete chunks c = 0 ... F-1 (sum of min(c, W) and of max(0, c - W)) and
+ * the tail chunk c = F of T mod C tokens: constant time for any T.                        */
 static double summary_layer_pairs(size_t T, size_t C, size_t S, size_t W)
 {
-    double pairs = 0;
-    size_t n_chunks = (T + C - 1) / C;
-    for (size_t c = 0; c < n_chunks; c++) {
-        size_t len = c * C + C <= T ? C : T - c * C;
-        size_t in_window = c < W ? c : W, old = c > W ? c - W : 0;
-        pairs +=
-            (double)len * (double)(len + 1) / 2 + (double)len * (double)(C * in_window + S * old);
-        if (len == C)
-            pairs += (double)(S * C) + (double)S * (double)(S + 1) / 2;
-    }
+    double F = (double)(T / C), tail = (double)(T % C), c = (double)C, s = (double)S;
+    double w = (double)W, m = F < w ? F : w;
+    double sum_in_window = m * (m - 1) / 2 + (F > w ? (F - w) * w : 0);
+    double sum_old = F > w ? (F - w) * (F - w - 1) / 2 : 0;
+    double pairs =
+        F * (c * (c + 1) / 2 + s * c + s * (s + 1) / 2) + c * (c * sum_in_window + s * sum_old);
+    if (tail > 0) /* chunk F: text queries only (a partial chunk has no summary tokens) */
+        pairs += tail * (tail + 1) / 2 + tail * (c * m + s * (F > w ? F - w : 0));
     return pairs;
 }
 
