@@ -3,12 +3,14 @@
 # model with plain causal attention (the peer, measured in the same run): a one-layer model
 # (hidden 256, intermediate 512, vocabulary 512, 4 query and 4 key/value heads of 64; KSA
 # C = 8, S = 1, W = 128, independent summary parameters, tied embeddings) evaluated with
-# `ksa eval --grads-out` (forward + backward) on one row of T text tokens, 2 threads, whole
-# process wall time, best of --reps runs.
+# `ksa eval --grads-out` (forward + backward) on one row of T text tokens, 2 threads. The two
+# models run alternately (summary, causal, summary, causal, ...) so that a change of the
+# host's load hits both alike; each run is timed by GNU time (Debian package `time`): whole
+# process wall time and CPU time (user + sys), best of --reps runs each.
 #
-#   bench/e2e_eval.sh [--bin DIR] [--T 32768] [--reps 2] [--threads 2]
+#   bench/e2e_eval.sh [--bin DIR] [--T 32768] [--reps 3] [--threads 2]
 set -euo pipefail
-BIN=bin T=32768 REPS=2 THREADS=2
+BIN=bin T=32768 REPS=3 THREADS=2
 while [ $# -gt 0 ]; do
     case "$1" in
         --bin) BIN=$2; shift 2 ;;
@@ -48,26 +50,31 @@ LC_ALL=C awk -v n=$((T + 1)) 'BEGIN { s = 12345; for (i = 0; i < n; i++) {
 [ "$(stat -c %s "$TMP/row.bin")" = $((2 * (T + 1))) ] || { echo "token file has the wrong size" >&2; exit 1; }
 echo uint16 >"$TMP/row.bin.meta"
 
-best_time() { # best wall time over REPS runs of ksa eval on checkpoint $1
-    local best=""
-    for ((r = 0; r < REPS; r++)); do
-        local t0 t1 dt
-        t0=$(date +%s.%N)
-        OMP_NUM_THREADS=$THREADS "$KSA" eval --ckpt "$1" --data "$TMP/row.bin" --seq-len "$T" \
-            --grads-out "$TMP/g.h5" >/dev/null
-        t1=$(date +%s.%N)
-        dt=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
-        if [ -z "$best" ] || awk -v d="$dt" -v b="$best" 'BEGIN { exit !(d < b) }'; then best=$dt; fi
-    done
-    printf '%.3f' "$best"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+# one run of ksa eval on checkpoint $1; appends "wall cpu" (seconds) to the file $2
+time_one() {
+    OMP_NUM_THREADS=$THREADS /usr/bin/time -f '%e %U %S' -o "$TMP/time" \
+        "$KSA" eval --ckpt "$1" --data "$TMP/row.bin" --seq-len "$T" --grads-out "$TMP/g.h5" >/dev/null
+    awk '{ printf "%.3f %.3f\n", $1, $2 + $3 }' "$TMP/time" >>"$2"
 }
-ksa_t=$(best_time "$TMP/ksa.h5")
-causal_t=$(best_time "$TMP/causal.h5")
-ratio=$(awk -v a="$ksa_t" -v b="$causal_t" 'BEGIN { print a / b }')
-echo "end-to-end ksa eval --grads-out, one layer, T = $T, $THREADS threads, best of $REPS"
+: >"$TMP/ksa.times"
+: >"$TMP/causal.times"
+for ((r = 0; r < REPS; r++)); do
+    time_one "$TMP/ksa.h5" "$TMP/ksa.times"
+    time_one "$TMP/causal.h5" "$TMP/causal.times"
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+best() { # smallest value of column $2 of file $1
+    awk -v c="$2" 'NR == 1 || $c < b { b = $c } END { printf "%.3f", b }' "$1"
+}
+ksa_wall=$(best "$TMP/ksa.times" 1) ksa_cpu=$(best "$TMP/ksa.times" 2)
+causal_wall=$(best "$TMP/causal.times" 1) causal_cpu=$(best "$TMP/causal.times" 2)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f (causal %.2fx)", a / b, b / a }'; }
+echo "end-to-end ksa eval --grads-out, one layer, T = $T, $THREADS threads, best of $REPS" \
+    "alternated runs; load average $load_before before, $load_after after"
 echo
-echo "| model | wall time (s) |"
-echo "|---|---|"
-echo "| summary attention (C=8, S=1, W=128) | $ksa_t |"
-echo "| causal attention (peer) | $causal_t |"
-printf '| ratio summary / causal | %.3f (target <= 0.5) |\n' "$ratio"
+echo "| model | wall time (s) | CPU time, user + sys (s) |"
+echo "|---|---|---|"
+echo "| summary attention (C=8, S=1, W=128) | $ksa_wall | $ksa_cpu |"
+echo "| causal attention (peer) | $causal_wall | $causal_cpu |"
+echo "| ratio summary / causal (target: causal >= 2.5x) | $(ratio "$ksa_wall" "$causal_wall") | $(ratio "$ksa_cpu" "$causal_cpu") |"

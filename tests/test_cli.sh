@@ -926,6 +926,18 @@ inspect_sizes_the_step_of_the_configuration() {
     grep -q "micro-batch of 2 x 128 tokens" "$TMP/i2"
 }
 
+# Started without mpirun, ksa initialises MPI as an isolated singleton: Open MPI starts no
+# orted daemon for it (~1 s of every command; src/dist/dist.c). A user's own setting is kept.
+a_command_without_mpirun_starts_no_mpi_daemon() {
+    env -u OMPI_MCA_ess_singleton_isolated strace -f -e trace=execve -o "$TMP/exec.log" \
+        "$KSA" inspect --config configs/tiny.conf >/dev/null
+    grep -q 'execve("/proc/self/exe"' "$TMP/exec.log" # strace saw ksa's own executions
+    must_fail grep -q orted "$TMP/exec.log"
+    OMPI_MCA_ess_singleton_isolated=0 strace -f -e trace=execve -o "$TMP/exec0.log" \
+        "$KSA" inspect --config configs/tiny.conf >/dev/null
+    grep -q 'execve("[^"]*orted"' "$TMP/exec0.log"
+}
+
 echo "[==========] Running test_cli.sh"
 for t in gradcheck_passes_on_configs_that_switch_on_every_flag \
     gradcheck_has_an_absolute_floor_and_can_fail \
@@ -954,7 +966,8 @@ for t in gradcheck_passes_on_configs_that_switch_on_every_flag \
     gradcheck_rows_reach_beyond_the_summary_window_by_default \
     gradcheck_samples_elements_with_its_seed \
     gradcheck_reports_progress_on_stderr \
-    inspect_sizes_the_step_of_the_configuration; do
+    inspect_sizes_the_step_of_the_configuration \
+    a_command_without_mpirun_starts_no_mpi_daemon; do
     run_test "$t" "$t"
 done
 finish

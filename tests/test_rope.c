@@ -414,6 +414,47 @@ static void the_in_place_op_equals_the_out_of_place_one(void **state)
         free(y_out[i]), free(dx[i]);
 }
 
+/* Ops that share one cos/sin table (the decoder's q and k of every layer) give the bare
+ * kernels' values bit for bit, forward and backward; an op over fewer rows uses the table's
+ * first ones; the table keeps its own copy of the positions.                            */
+static void ops_sharing_a_table_equal_the_kernels(void **state)
+{
+    (void)state;
+    enum { N = 6, H = 2, dh = 8, n = N * H * dh, Nt = 4 };
+    int32_t pos[N] = {0, 7, 8, 300, 65535, 3}, given[N];
+    memcpy(given, pos, sizeof pos);
+    test_rng rng = test_rng_seed(5);
+    ksa_real x0[n], dy[n], want_y[n], want_dx[n];
+    test_fill_uniform(x0, n, -1, 1, &rng);
+    test_fill_uniform(dy, n, -1, 1, &rng);
+    ksa_arena a;
+    ksa_arena_init(&a, 1 << 20);
+    ksa_tape tp;
+    ksa_tape_init(&tp, &a, 8);
+    const ksa_rope_table *table = ksa_rope_table_new(&a, given, N, dh, 10000.0);
+    for (size_t i = 0; i < N; i++)
+        given[i] = 77777; /* the caller's buffer is rebuilt before the ops run */
+    ksa_tensor *x[2], *y[2];
+    size_t rows[2] = {N, Nt}; /* all rows, then the first Nt (a bypass layer's text rows) */
+    for (int t = 0; t < 2; t++) {
+        x[t] = ksa_tensor_2d(&a, rows[t], H * dh);
+        memcpy(x[t]->data, x0, rows[t] * H * dh * sizeof *x0);
+        x[t]->requires_grad = 1;
+        y[t] = ksa_op_rope_table_in_place(&tp, x[t], table, H);
+        memcpy(ksa_tape_grad(&tp, y[t]), dy, rows[t] * H * dh * sizeof *dy);
+    }
+    ksa_rope_forward(want_y, x0, pos, N, H, dh, 10000.0);
+    assert_memory_equal(y[0]->data, want_y, sizeof want_y);
+    assert_memory_equal(y[1]->data, want_y, Nt * H * dh * sizeof *want_y);
+    ksa_tape_replay(&tp);
+    memset(want_dx, 0, sizeof want_dx);
+    ksa_rope_backward(want_dx, dy, pos, N, H, dh, 10000.0);
+    assert_memory_equal(ksa_tensor_grad_if_any(x[0]), want_dx, sizeof want_dx);
+    assert_memory_equal(ksa_tensor_grad_if_any(x[1]), want_dx, Nt * H * dh * sizeof *want_dx);
+    ksa_tape_free(&tp);
+    ksa_arena_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -429,6 +470,7 @@ int main(void)
         cmocka_unit_test(op_keeps_its_own_copy_of_the_positions),
         cmocka_unit_test(op_records_nothing_when_x_needs_no_gradient),
         cmocka_unit_test(results_are_bit_identical_with_one_and_two_threads),
+        cmocka_unit_test(ops_sharing_a_table_equal_the_kernels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -91,13 +91,23 @@ config_paths_resolve_against_the_config_folder() {
         --eval-every 0 --val-data "" >/dev/null)
 }
 
-# Idle OpenMP threads wait passively unless OMP_WAIT_POLICY says otherwise (src/cli/ksa.c);
-# the plan's first line shows the policy in force.
-openmp_threads_wait_passively_by_default() {
-    env -u OMP_WAIT_POLICY "$KSA" train --config configs/tiny.conf --dry-run >"$TMP/p.out"
-    grep -q "^# ksa train (.*, OMP_WAIT_POLICY=passive)" "$TMP/p.out"
-    OMP_WAIT_POLICY=active "$KSA" train --config configs/tiny.conf --dry-run >"$TMP/a.out"
-    grep -q "^# ksa train (.*, OMP_WAIT_POLICY=active)" "$TMP/a.out"
+# Idle OpenMP threads spin briefly (GOMP_SPINCOUNT=10000) and then sleep, unless
+# OMP_WAIT_POLICY or GOMP_SPINCOUNT says otherwise (src/cli/ksa.c); the plan's first line
+# shows the setting in force, and the OpenMP runtime reports the spin count it uses (its
+# last OMP_DISPLAY_ENV report: the one after ksa executed itself again).
+openmp_threads_spin_briefly_unless_the_user_chose() {
+    env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$KSA" train --config configs/tiny.conf \
+        --dry-run >"$TMP/d.out"
+    grep -q "^# ksa train (.*, OMP_WAIT_POLICY=(unset), GOMP_SPINCOUNT=10000)" "$TMP/d.out"
+    env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT OMP_DISPLAY_ENV=verbose "$KSA" --help \
+        >/dev/null 2>"$TMP/env.err"
+    [ "$(grep "GOMP_SPINCOUNT = " "$TMP/env.err" | tail -n 1)" = "  GOMP_SPINCOUNT = '10000'" ]
+    env -u GOMP_SPINCOUNT OMP_WAIT_POLICY=passive "$KSA" train --config configs/tiny.conf \
+        --dry-run >"$TMP/p.out"
+    grep -q "^# ksa train (.*, OMP_WAIT_POLICY=passive, GOMP_SPINCOUNT=(unset))" "$TMP/p.out"
+    env -u OMP_WAIT_POLICY GOMP_SPINCOUNT=123 "$KSA" train --config configs/tiny.conf \
+        --dry-run >"$TMP/s.out"
+    grep -q "^# ksa train (.*, OMP_WAIT_POLICY=(unset), GOMP_SPINCOUNT=123)" "$TMP/s.out"
 }
 
 # Validation checks run in float64 (bin/ksa64) from a float32 checkpoint with lr = 0: the
@@ -309,7 +319,7 @@ for t in tiny_config_learns_and_logs_every_step \
     bad_training_input_is_refused \
     a_diverging_run_stops_naming_step_and_parameter \
     config_paths_resolve_against_the_config_folder \
-    openmp_threads_wait_passively_by_default \
+    openmp_threads_spin_briefly_unless_the_user_chose \
     mfu_peak_is_cached_per_machine_and_remeasured_when_implausible \
     mfu_peak_is_keyed_by_core_type_and_threads_and_remeasured_after_a_day \
     the_data_tokenizer_is_recorded_and_sampling_refuses_a_foreign_one \

@@ -15,10 +15,18 @@ void ksa_add_forward(ksa_real *y, const ksa_real *a, const ksa_real *b, size_t n
 }
 
 /* ---- backward kernel ------------------------------------------------------------------ *
- * dy/da = dy/db = identity, so da += dy and db += dy. Two separate passes, so da == db
- * (y = a + a) correctly receives 2 dy.                                                    */
+ * dy/da = dy/db = identity, so da += dy and db += dy: one pass for two distinct gradients
+ * (a residual: dy read once), two passes when da == db (y = a + a receives 2 dy).        */
 void ksa_add_backward(ksa_real *da, ksa_real *db, const ksa_real *dy, size_t n)
 {
+    if (da && db && da != db) {
+#pragma omp parallel for simd schedule(static)
+        for (size_t i = 0; i < n; i++) {
+            da[i] += dy[i];
+            db[i] += dy[i];
+        }
+        return;
+    }
     if (da) {
 #pragma omp parallel for schedule(static)
         for (size_t i = 0; i < n; i++)

@@ -35,22 +35,24 @@ void ksa_rmsnorm_forward(ksa_real *y, ksa_real *r, const ksa_real *x, const ksa_
 void ksa_rmsnorm_backward(ksa_real *dx, ksa_real *dw, const ksa_real *dy, const ksa_real *x,
                           const ksa_real *w, const ksa_real *r, size_t N, size_t D)
 {
-    if (dx) {
-#pragma omp parallel for schedule(static)
-        for (size_t n = 0; n < N; n++) {
-            const ksa_real *xn = x + n * D, *dyn = dy + n * D;
-            ksa_real *dxn = dx + n * D;
-            ksa_real rn = r[n], gx = 0;
-            for (size_t d = 0; d < D; d++)
-                gx += dyn[d] * w[d] * xn[d];
-            ksa_real coef = rn * rn * rn * gx / (ksa_real)D;
-            for (size_t d = 0; d < D; d++)
-                dxn[d] += rn * dyn[d] * w[d] - coef * xn[d];
+    if (!dx && !dw)
+        return;
+#pragma omp parallel /* one team for both loops */
+    {
+        if (dx) {
+#pragma omp for schedule(static) nowait /* dw needs no dx */
+            for (size_t n = 0; n < N; n++) {
+                const ksa_real *xn = x + n * D, *dyn = dy + n * D;
+                ksa_real *dxn = dx + n * D;
+                ksa_real rn = r[n], gx = 0;
+                for (size_t d = 0; d < D; d++)
+                    gx += dyn[d] * w[d] * xn[d];
+                ksa_real coef = rn * rn * rn * gx / (ksa_real)D;
+                for (size_t d = 0; d < D; d++)
+                    dxn[d] += rn * dyn[d] * w[d] - coef * xn[d];
+            }
         }
-    }
-    if (dw) {
-#pragma omp parallel
-        {
+        if (dw) {
             int nt = omp_get_num_threads(), t = omp_get_thread_num();
             size_t d0 = D * (size_t)t / (size_t)nt, d1 = D * (size_t)(t + 1) / (size_t)nt;
             for (size_t n = 0; n < N; n++) {

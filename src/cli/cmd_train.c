@@ -179,10 +179,11 @@ static ksa_status choose_data_seed(train_cli *c)
 /* Prints the plan; returns the expected peak memory per rank (ksa_print_memory_plan). */
 static double print_plan(const train_cli *c, const ksa_model *m, int n_ranks, double step_flops)
 {
-    const char *wait = getenv("OMP_WAIT_POLICY");
-    printf("# ksa train (%s build, %d rank%s x %d threads, OMP_WAIT_POLICY=%s), configuration %s\n",
+    const char *wait = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
+    printf("# ksa train (%s build, %d rank%s x %d threads, OMP_WAIT_POLICY=%s, GOMP_SPINCOUNT=%s), "
+           "configuration %s\n",
            KSA_REAL_NAME, n_ranks, n_ranks > 1 ? "s" : "", ksa_threads_get(),
-           wait ? wait : "(runtime default)",
+           wait ? wait : "(unset)", spin ? spin : "(unset)",
            c->resume_path[0] ? c->resume_path
            : c->config_path  ? c->config_path
                              : "(built-in defaults)");

@@ -19,10 +19,23 @@
 /* ksa_dist_compare_text's own communicator: its collective never meets the computation's. */
 static MPI_Comm report_comm = MPI_COMM_NULL;
 
+/* A process started without mpirun is an MPI singleton, for which Open MPI by default starts
+ * a daemon (orted) in MPI_Init: ~1 s of every command (docs/benchmarks.md, "Whole model,
+ * end to end"). An isolated singleton starts none; it cannot spawn processes, which ksa
+ * never does. Under mpirun (OMPI_COMM_WORLD_SIZE set) the setting is not used; a user's
+ * own setting wins. Open MPI reads it in MPI_Init.                                      */
+static void isolate_singleton(void)
+{
+    if (!getenv("OMPI_COMM_WORLD_SIZE"))
+        setenv("OMPI_MCA_ess_singleton_isolated", "1", 0);
+}
+
 ksa_status ksa_dist_init(int *argc, char ***argv)
 {
     int initialized = 0;
     MPI_Initialized(&initialized);
+    if (!initialized)
+        isolate_singleton();
     if (!initialized && MPI_Init(argc, argv) != MPI_SUCCESS)
         return ksa_fail(KSA_EMPI, "MPI_Init failed");
     ksa_log_rank = ksa_dist_rank();

@@ -23,7 +23,7 @@
 #include "model/causal_attn.h"
 #include "model/layout.h"
 #include "model/summary_attn.h"
-#include "model/vecmath.h"
+#include "core/vecmath.h"
 
 /* Rows of the MLP's [rows, I] intermediates at a time (prefill of long prompts). */
 enum { MLP_BLOCK = 1024 };

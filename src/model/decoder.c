@@ -196,7 +196,8 @@ typedef struct {
     ksa_tape *tp;
     ksa_arena *a;
     size_t nseq, T, NS, Nt, Ns;
-    const int32_t *pos; /* [Nt + Ns] all rows */
+    const int32_t *pos;         /* [Nt + Ns] all rows */
+    const ksa_rope_table *rope; /* cos/sin of pos, for the q and k of every layer */
 } step_ctx;
 
 /* Applies the text-row op f_text to rows [0, Nt) and f_sum to rows [Nt, Nt + Ns), or one op
@@ -254,10 +255,9 @@ static ksa_tensor *attention_block(ksa_model *m, step_ctx *s, const ksa_layer_pa
     ksa_tensor *v = linear_split(m, s, x, lp->v_proj, lp->v_proj_summary, two_streams);
     q = norm_split(m, s, q, lp->q_norm, lp->q_norm_summary, KSA_SUMMARY_QK_NORM_EPS, two_streams);
     k = norm_split(m, s, k, lp->k_norm, lp->k_norm_summary, KSA_SUMMARY_QK_NORM_EPS, two_streams);
-    double theta = m->config.rope_theta;
     /* in place: q and k (norm or projection outputs) have no other reader */
-    q = ksa_op_rope_in_place(tp, q, s->pos, m->Hq, theta);
-    k = ksa_op_rope_in_place(tp, k, s->pos, m->Hkv, theta);
+    q = ksa_op_rope_table_in_place(tp, q, s->rope, m->Hq);
+    k = ksa_op_rope_table_in_place(tp, k, s->rope, m->Hkv);
     ksa_tensor *o;
     if (two_streams) {
         ksa_summary_attn_dims d = {.nseq = s->nseq,
@@ -395,6 +395,7 @@ static ksa_tensor *forward(ksa_model *m, ksa_tape *tp, const int32_t *tokens, si
     int32_t *pos = ksa_arena_alloc(s.a, (N ? N : 1) * sizeof *pos);
     ksa_layout_positions(pos, l, nseq, T);
     s.pos = pos;
+    s.rope = ksa_rope_table_new(s.a, pos, N, m->dh, m->config.rope_theta);
 
     ksa_tensor *h = ksa_op_embedding(tp, P(m, m->embed_tokens), ids, s.Nt);
     if (s.Ns) { /* s_c.j: row j of summary_embedding, or token summary_token_begin + j */
@@ -500,9 +501,9 @@ size_t ksa_model_arena_bytes(const ksa_model *m, size_t nseq, size_t T)
     w = w > wc ? w : wc;
     w = w > wcf ? w : wcf;
     bytes += ((m->recompute ? 1 : l->n_layers) + 1) * (w + 4096);
-    /* ids, targets, positions, per-tensor structs and alignment slack */
-    bytes += 4 * N * sizeof(int32_t) + Nt * 2 * sizeof(double) + m->layout.n_layers * 64 * 512 +
-             (1 << 20);
+    /* ids, targets, positions, RoPE's cos/sin table, per-tensor structs and alignment slack */
+    bytes += N * m->dh * sizeof(ksa_real) + 4 * N * sizeof(int32_t) + Nt * 2 * sizeof(double) +
+             m->layout.n_layers * 64 * 512 + (1 << 20);
     return bytes;
 }
 

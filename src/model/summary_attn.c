@@ -39,7 +39,7 @@
 #include <string.h>
 
 #include "autograd/blas.h"
-#include "model/vecmath.h"
+#include "core/vecmath.h"
 
 /* Query rows per block and keys per tile. Measured with bench/attention.c (dh 64, 2 threads,
  * docs/benchmarks.md): 128 x 256 is the fastest for causal attention (128-row blocks make
