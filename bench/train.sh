@@ -214,6 +214,7 @@ echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); host CPU: ${cpu_model:-unknown},
     "$(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 2^20 }' /proc/meminfo);" \
     "PyTorch $("$PY" -c 'import torch; print(torch.__version__)')"
 echo "- load average at start: $(cut -d ' ' -f 1-3 /proc/loadavg) ($(uptime | sed 's/^ *//'))"
+echo "- OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} in both implementations (each sets passive when it is unset)"
 echo "- $THREADS threads; $BATCH row(s) of L text tokens per step, one warm-up step then" \
     "$STEPS timed steps per run, $REPS runs of each implementation alternated (ksa.c first);" \
     "medians over the runs, (min–max) of tokens/s; CPU = user + system seconds of the process" \

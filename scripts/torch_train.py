@@ -20,7 +20,7 @@ AdamW update (torch semantics, as src/optim/adamw.c). The rows are rows 0..B-1 o
 vocab_size; every step trains on the same batch (the cost of a step does not depend on it).
 
 One step runs first as a warm-up (it allocates what later steps reuse), then --steps timed
-steps. Prints one JSON line: tokens_per_s (text tokens of the timed steps over their wall
+steps. OMP_WAIT_POLICY is passive unless set, as `ksa` makes it. Prints one JSON line: tokens_per_s (text tokens of the timed steps over their wall
 time), cpu_s_per_token (user + system CPU seconds of the process during the timed steps,
 getrusage, over their tokens), peak_rss_kib (ru_maxrss of the process, KiB), step_seconds,
 initial_loss (the loss of the first forward, before any update) and the losses of the
@@ -35,9 +35,14 @@ import resource
 import sys
 import time
 
-import h5py
-import numpy as np
-import torch
+# OpenMP threads sleep while they wait, as in ksa (src/cli/ksa.c): libgomp reads the variable
+# once, when torch loads it, and its default (spinning) makes a run on a shared machine
+# several times slower. An explicit setting is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_reference as ref  # noqa: E402  (the model: one implementation for both scripts)
@@ -228,7 +233,8 @@ def main(argv):
         return loss.item()
 
     out = {"implementation": "torch", "torch_version": torch.__version__,
-           "threads": args.threads, "seq_len": args.seq_len, "batch": args.batch,
+           "threads": args.threads, "omp_wait_policy": os.environ["OMP_WAIT_POLICY"],
+           "seq_len": args.seq_len, "batch": args.batch,
            "steps": args.steps, "parameters": sum(t.numel() for t in P.values())}
     if args.steps == 0:
         with torch.no_grad():

@@ -134,8 +134,8 @@ np.random.default_rng(3).integers(0, 257, 2 * 96 + 1).astype("<u2").tofile("'"$T
     printf uint16 >"$TMP/rows.bin.meta"
     "$BIN/ksa" eval --ckpt "$TMP/tiny.h5" --data "$TMP/rows.bin" --seq-len 96 --batch 2 --json \
         >"$TMP/ksa.json"
-    "$PY" scripts/torch_train.py --ckpt "$TMP/tiny.h5" --data "$TMP/rows.bin" --seq-len 96 \
-        --batch 2 --steps 0 >"$TMP/torch.json"
+    env -u OMP_WAIT_POLICY "$PY" scripts/torch_train.py --ckpt "$TMP/tiny.h5" \
+        --data "$TMP/rows.bin" --seq-len 96 --batch 2 --steps 0 >"$TMP/torch.json"
     "$PY" - "$TMP/ksa.json" "$TMP/torch.json" <<'PYEOF'
 import json, sys
 ksa = json.loads(open(sys.argv[1]).read())["loss"]
@@ -143,6 +143,8 @@ torch = json.loads(open(sys.argv[2]).read())["initial_loss"]
 print("ksa eval %.7f, torch_train.py %.7f" % (ksa, torch))
 assert 4 < ksa < 8, ksa  # an untrained byte model: about ln(257) = 5.55
 assert abs(torch - ksa) <= 1e-4 * abs(ksa), (ksa, torch)
+# threads sleep while waiting, as in ksa: spinning ones starve a shared machine
+assert json.loads(open(sys.argv[2]).read())["omp_wait_policy"] == "passive"
 PYEOF
 }
 
