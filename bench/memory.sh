@@ -11,9 +11,10 @@
 #   bench/memory.sh [--L 4096,8192,16384,32768] [--models ksa-4.3M,configs/small.conf]
 #                   [--max-gib 16] [--base-L 256] [--threads 2] [--bin DIR]
 #
-# Models: `ksa-4.3M` is built in (hidden 256, 4 layers, all summary layers with C = 8, S = 1,
-# W = 128, independent summary parameters, 4 query and 4 kv heads of 64, intermediate 768,
-# vocabulary 512, tied embeddings: 4 328 448 parameters); any other item is a configuration
+# Models: `ksa-4.3M` is built in (bench/ksa-4.3M.conf, shared with bench/train.sh: hidden
+# 256, 4 layers, all summary layers with C = 8, S = 1, W = 128, independent summary
+# parameters, 4 query and 4 kv heads of 64, intermediate 768, vocabulary 512, tied
+# embeddings: 4 328 448 parameters); any other item is a configuration
 # file, whose training keys the run overrides. An (L, model) whose planned memory exceeds
 # --max-gib is skipped. A `--recompute` column is filled when `ksa train --help` offers
 # that option (else "—").
@@ -65,28 +66,12 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 export OMP_NUM_THREADS=$THREADS
 
-# The built-in model A, a summary layer in each of its 4 layers.
-cat >"$TMP/ksa-4.3M.conf" <<'CONF'
-vocab_size = 512
-hidden_size = 256
-intermediate_size = 768
-num_hidden_layers = 4
-num_attention_heads = 4
-num_key_value_heads = 4
-head_dim = 64
-tie_word_embeddings = true
-max_position_embeddings = 131072
-use_summary_attention = true
-summary_chunk_size = 8
-summary_token_num = 1
-summary_sliding_chunk_num = 128
-summary_layer_freq = 0
-summary_independent_parameters = true
-CONF
+# The built-in model, a summary layer in each of its 4 layers.
+KSA_43M=$(dirname "$0")/ksa-4.3M.conf
 names=() confs=()
 for m in ${MODELS//,/ }; do
     if [ "$m" = ksa-4.3M ]; then
-        names+=("$m") confs+=("$TMP/ksa-4.3M.conf")
+        names+=("$m") confs+=("$KSA_43M")
     else
         [ -f "$m" ] || { echo "memory.sh: model '$m' is neither ksa-4.3M nor a file" >&2; usage; }
         n=${m##*/}
@@ -165,7 +150,7 @@ echo "- $THREADS threads; one row of L text tokens per step (global_batch 1, mic
 for i in "${!names[@]}"; do
     plan_bytes "$TMP/plan.$i.$BASE_L" "${confs[$i]}" "$BASE_L" >/dev/null
     what=${confs[$i]}
-    if [ "$what" = "$TMP/ksa-4.3M.conf" ]; then
+    if [ "$what" = "$KSA_43M" ]; then
         what="built in: hidden 256, 4 summary layers (C 8, S 1, W 128, independent summary"
         what+=" parameters), 4 + 4 heads of 64, intermediate 768, vocabulary 512, tied"
     fi

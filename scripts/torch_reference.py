@@ -378,14 +378,28 @@ def visible(lay, q, k, W):
     return k <= q and ((not lay.is_sum[k] and cq - ck <= W) or (lay.is_sum[k] and cq - ck > W))
 
 
-def summary_mask(lay, W):
-    """Dense bool mask [N, N]: mask[q, k] = visible(q, k) for a summary layer of window W."""
+def summary_mask_literal(lay, W):
+    """Dense bool mask [N, N]: mask[q, k] = visible(q, k), one call per pair (the definition;
+    quadratic in Python, so only for the self-test's small layouts)."""
     m = torch.zeros(lay.N, lay.N, dtype=torch.bool)
     for q in range(lay.N):
         for k in range(lay.N):
             if visible(lay, q, k, W):
                 m[q, k] = True
     return m
+
+
+def summary_mask(lay, W):
+    """Dense bool mask [N, N] for a summary layer of window W: the predicate of visible()
+    evaluated on every (q, k) pair at once (the self-test checks it against the literal mask),
+    so that long layouts (N in the thousands) take tensor operations, not N^2 calls."""
+    is_sum = torch.tensor(lay.is_sum, dtype=torch.bool)
+    chunk = torch.tensor(lay.chunk, dtype=torch.int32)            # [N, N] differences below
+    past = causal_mask(lay.N)                                   # k <= q
+    dist = chunk[:, None] - chunk[None, :]                      # cq - ck
+    sum_q, sum_k = is_sum[:, None], is_sum[None, :]
+    text_q = (~sum_k & (dist <= W)) | (sum_k & (dist > W))
+    return past & torch.where(sum_q, dist == 0, text_q)
 
 
 def causal_mask(n, window=0):
@@ -421,7 +435,8 @@ def rope(x, cos, sin):
     """Half rotation (rotate_half). x: [nseq, N, H, dh]; cos, sin: [N, dh/2]."""
     h = x.shape[-1] // 2
     x1, x2 = x[..., :h], x[..., h:]
-    c, s = cos[None, :, None, :], sin[None, :, None, :]
+    # the tables are float64; a float32 model (scripts/torch_train.py) rotates in float32
+    c, s = cos[None, :, None, :].to(x.dtype), sin[None, :, None, :].to(x.dtype)
     return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1)
 
 
@@ -1067,6 +1082,8 @@ def selftest_masks(st):
         got = summary_mask(lay, W)
         st.check("grid C=%d S=%d W=%d mask" % (C, S, W), torch.equal(got, want),
                  "\n%s\nvs\n%s" % (got.int(), want.int()))
+        st.check("grid C=%d S=%d W=%d literal mask" % (C, S, W),
+                 torch.equal(summary_mask_literal(lay, W), want))
     # Appendix A count: t7 of the first grid sees s0, s1, t4, t5, t6, t7
     lay = Layout(8, 2, 1)
     m = summary_mask(lay, 1)
@@ -1080,6 +1097,8 @@ def selftest_masks(st):
                 for L in range(1, 7 * C + 2):
                     lay = Layout(L, C, S)
                     mk = summary_mask(lay, W)
+                    st.check("vectorised = literal mask C=%d S=%d W=%d L=%d" % (C, S, W, L),
+                             torch.equal(mk, summary_mask_literal(lay, W)))
                     lb = lay.labels()
                     dense = set((lb[q], lb[k]) for q in range(lay.N) for k in range(lay.N)
                                 if mk[q, k])

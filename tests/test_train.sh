@@ -33,8 +33,10 @@ import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 assert [r["step"] for r in rows] == list(range(1, 41)), "steps are 1..40"
 for r in rows:
-    for k in ("step", "loss", "lr", "grad_norm", "tokens_per_s", "tokens"):
+    for k in ("step", "loss", "lr", "grad_norm", "tokens_per_s", "tokens", "elapsed", "cpu"):
         assert k in r, (k, r)
+cpu = [r["cpu"] for r in rows]
+assert 0 < cpu[0] and all(a < b for a, b in zip(cpu, cpu[1:])), cpu  # process CPU grows
 assert [r["step"] for r in rows if "val_loss" in r] == [20, 40]
 assert all(r["lr"] == rows[0]["lr"] for r in rows), "constant learning rate"
 first = sum(r["loss"] for r in rows[:5]) / 5

@@ -179,6 +179,13 @@ double ksa_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+double ksa_cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* ---- numbers as text ------------------------------------------------------------------ */
 const char *ksa_format_double(char buf[32], double v)
 {

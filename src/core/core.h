@@ -87,6 +87,7 @@ int ksa_threads_get(void);
 const char *ksa_format_double(char buf[32], double v);
 
 /* ---- time ----------------------------------------------------------------------------- */
-double ksa_now(void); /* seconds, monotonic */
+double ksa_now(void);         /* seconds, monotonic */
+double ksa_cpu_seconds(void); /* CPU time of the whole process so far, all threads */
 
 #endif

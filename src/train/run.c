@@ -167,6 +167,7 @@ typedef struct {
     ksa_step_stats stats;
     size_t tokens_seen;
     double tokens_per_s, mfu, elapsed, eta;
+    double cpu; /* the process's CPU seconds so far, all threads (start-up included) */
     int has_val;
     double val_loss;
 } step_report;
@@ -210,9 +211,10 @@ static void log_step(FILE *log, const step_report *r)
 {
     fprintf(log,
             "{\"step\": %ld, \"loss\": %.17g, \"lr\": %.17g, \"grad_norm\": %.17g, "
-            "\"tokens_per_s\": %.9g, \"tokens\": %zu, \"mfu\": %.9g, \"elapsed\": %.9g",
+            "\"tokens_per_s\": %.9g, \"tokens\": %zu, \"mfu\": %.9g, \"elapsed\": %.9g, "
+            "\"cpu\": %.9g",
             r->step, r->stats.loss, r->stats.lr, r->stats.grad_norm, r->tokens_per_s,
-            r->tokens_seen, r->mfu, r->elapsed);
+            r->tokens_seen, r->mfu, r->elapsed, r->cpu);
     if (r->has_val)
         fprintf(log, ", \"val_loss\": %.17g", r->val_loss);
     fprintf(log, "}\n");
@@ -252,6 +254,7 @@ static ksa_status train_steps(ksa_trainer *t, const ksa_train_config *tc,
         ls->last5[(r.step - 1) % 5] = r.stats.loss;
         r.tokens_seen = t->tokens_seen;
         r.elapsed = ksa_now() - t_start;
+        r.cpu = ksa_cpu_seconds();
         r.tokens_per_s = (double)r.stats.tokens / r.stats.seconds;
         r.mfu = step_flops / r.stats.seconds / (peak * 1e9);
         r.eta = r.elapsed / (double)(r.step - start_step) * (double)(tc->steps - r.step);
