@@ -115,7 +115,7 @@ run_ksa() {
     # --peak-gflops: no GEMM-peak measurement; --out "": no checkpoint; --val-data "": none
     if ! /usr/bin/time -o "$TMP/time" -f '%M' \
         "$KSA" train --config "$conf" --data "$data" --val-data "" --seq-len "$L" \
-        --global-batch "$BATCH" --micro-batch "$BATCH" --steps $((steps + 1)) \
+        --max-position-embeddings "$L" --global-batch "$BATCH" --micro-batch "$BATCH" --steps $((steps + 1)) \
         --lr-schedule constant --warmup-steps 0 --eval-every 0 --out "" --save-best false \
         --log "$TMP/log.jsonl" --peak-gflops 1 --threads "$THREADS" \
         >"$TMP/ksa.out" 2>"$TMP/ksa.err"; then

@@ -45,6 +45,23 @@ static inline void rotate_row(ksa_real *d, const ksa_real *s, const ksa_real *cs
     }
 }
 
+/* θ_i = base^(-2i/dh) for the nb pairs i = i0 ... i0 + nb - 1. */
+static void block_thetas(double *theta, size_t i0, size_t nb, double base, size_t dh)
+{
+    for (size_t j = 0; j < nb; j++)
+        theta[j] = pow(base, -(double)(2 * (i0 + j)) / (double)dh);
+}
+
+/* cos and sin of p·θ_j for j < nb (in double, rounded once to ksa_real). */
+static void block_cos_sin(double p, const double *theta, size_t nb, ksa_real *cs, ksa_real *sn)
+{
+    for (size_t j = 0; j < nb; j++) {
+        double a = p * theta[j];
+        cs[j] = (ksa_real)cos(a);
+        sn[j] = (ksa_real)sin(a);
+    }
+}
+
 /* dst = R(sign * a) src (accumulate == 0) or dst += R(sign * a) src (accumulate == 1), with
  * a = pos[n] * θ_i, for every row, head and pair (i, i + dh/2). cos/sin are computed once per
  * (row, i) and reused across the H heads. dst may equal src. Each row is written by one
@@ -61,16 +78,10 @@ static void rotate_rows(ksa_real *dst, const ksa_real *src, const int32_t *pos, 
         ksa_real cs[ROPE_BLOCK], sn[ROPE_BLOCK];
         for (size_t i0 = 0; i0 < half; i0 += ROPE_BLOCK) {
             size_t nb = half - i0 < ROPE_BLOCK ? half - i0 : ROPE_BLOCK;
-            for (size_t j = 0; j < nb; j++)
-                theta[j] = pow(base, -(double)(2 * (i0 + j)) / (double)dh);
+            block_thetas(theta, i0, nb, base, dh);
 #pragma omp for schedule(static)
             for (size_t n = 0; n < N; n++) {
-                double p = (double)pos[n];
-                for (size_t j = 0; j < nb; j++) {
-                    double a = p * theta[j];
-                    cs[j] = (ksa_real)cos(a);
-                    sn[j] = (ksa_real)sin(a);
-                }
+                block_cos_sin((double)pos[n], theta, nb, cs, sn);
                 size_t at = n * H * dh + i0;
                 rotate_row(dst + at, src + at, cs, sn, H, dh, nb, sign, accumulate);
             }
@@ -120,17 +131,10 @@ const ksa_rope_table *ksa_rope_table_new(ksa_arena *a, const int32_t *pos, size_
         double theta[ROPE_BLOCK];
         for (size_t i0 = 0; i0 < half; i0 += ROPE_BLOCK) {
             size_t nb = half - i0 < ROPE_BLOCK ? half - i0 : ROPE_BLOCK;
-            for (size_t j = 0; j < nb; j++)
-                theta[j] = pow(base, -(double)(2 * (i0 + j)) / (double)dh);
+            block_thetas(theta, i0, nb, base, dh);
 #pragma omp for schedule(static)
-            for (size_t n = 0; n < N; n++) {
-                double p = (double)pos[n];
-                for (size_t j = 0; j < nb; j++) {
-                    double ang = p * theta[j];
-                    cs[n * half + i0 + j] = (ksa_real)cos(ang);
-                    sn[n * half + i0 + j] = (ksa_real)sin(ang);
-                }
-            }
+            for (size_t n = 0; n < N; n++)
+                block_cos_sin((double)pos[n], theta, nb, cs + n * half + i0, sn + n * half + i0);
         }
     }
     ksa_rope_table *t = ksa_arena_alloc(a, sizeof *t);
