@@ -37,11 +37,8 @@ usage: bench/memory.sh [--L L1,L2,...] [--models M1,M2,...] [--modes stored,reco
 USAGE
     exit 2
 }
-# the command line as typed, an argument quoted only when the shell would need it
-CMDLINE=bench/memory.sh
-for a in "$@"; do
-    if [[ $a =~ ^[A-Za-z0-9_./,=:+-]+$ ]]; then CMDLINE+=" $a"; else CMDLINE+=" '${a//\'/\'\\\'\'}'"; fi
-done
+. "$(dirname "$0")/lib.sh"
+bench_cmdline bench/memory.sh "$@"
 LS=4096,8192,16384,32768 MODELS=ksa-4.3M,configs/small.conf MODES=stored,recompute MAX_GIB=16
 BASE_L=256 THREADS=2 BIN=bin
 while [ $# -gt 0 ]; do
@@ -80,28 +77,8 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 export OMP_NUM_THREADS=$THREADS
 
-# The built-in model, a summary layer in each of its 4 layers.
-KSA_43M=$(dirname "$0")/ksa-4.3M.conf
-names=() confs=()
-for m in ${MODELS//,/ }; do
-    if [ "$m" = ksa-4.3M ]; then
-        names+=("$m") confs+=("$KSA_43M")
-    else
-        [ -f "$m" ] || { echo "memory.sh: model '$m' is neither ksa-4.3M nor a file" >&2; usage; }
-        n=${m##*/}
-        names+=("${n%.conf}") confs+=("$m")
-    fi
-done
-[ ${#names[@]} -gt 0 ] || { echo "memory.sh: --models '$MODELS' names no model" >&2; usage; }
-
-# tokens FILE L: L + 1 pseudo-random byte ids (uint16, headerless + .meta), below every
-# vocabulary the byte tokenizer allows (257)
-tokens() {
-    LC_ALL=C awk -v n=$(($2 + 1)) 'BEGIN { s = 12345; for (i = 0; i < n; i++) {
-        s = (s * 1103515245 + 12345) % 2147483648; v = s % 256
-        printf "%c%c", v, 0 } }' >"$1"
-    echo uint16 >"$1.meta"
-}
+# the built-in model (bench/ksa-4.3M.conf): a summary layer in each of its 4 layers
+bench_models memory.sh "$MODELS"
 
 # plan_bytes OUT CONF L [--recompute]: the "total per rank" of `ksa inspect`, in bytes; the
 # plan is kept in the file OUT and read again from there when OUT exists
@@ -125,7 +102,7 @@ plan_bytes() {
 train_step() {
     local conf=$1 L=$2
     shift 2
-    [ -f "$TMP/row_$L.bin" ] || tokens "$TMP/row_$L.bin" "$L"
+    [ -f "$TMP/row_$L.bin" ] || bench_tokens "$TMP/row_$L.bin" $((L + 1))
     rm -f "$TMP/log.jsonl"
     # --peak-gflops: no GEMM-peak measurement (its matrices would count in the peak);
     # --out "": no checkpoint; --val-data "": no validation
@@ -159,7 +136,7 @@ echo "- $THREADS threads; one row of L text tokens per step (global_batch 1, mic
 for i in "${!names[@]}"; do
     plan_bytes "$TMP/plan.$i.$BASE_L.${modes[0]}" "${confs[$i]}" "$BASE_L" >/dev/null
     what=${confs[$i]}
-    if [ "$what" = "$KSA_43M" ]; then
+    if [ "${names[$i]}" = ksa-4.3M ]; then
         what="built in: hidden 256, 4 summary layers (C 8, S 1, W 128, independent summary"
         what+=" parameters), 4 + 4 heads of 64, intermediate 768, vocabulary 512, tied"
     fi

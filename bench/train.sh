@@ -39,10 +39,8 @@ usage: bench/train.sh [--L L1,L2,...] [--models M1,M2,...] [--reps N] [--steps N
 USAGE
     exit 2
 }
-CMDLINE=bench/train.sh
-for a in "$@"; do
-    if [[ $a =~ ^[A-Za-z0-9_./,=:+-]+$ ]]; then CMDLINE+=" $a"; else CMDLINE+=" '${a//\'/\'\\\'\'}'"; fi
-done
+. "$(dirname "$0")/lib.sh"
+bench_cmdline bench/train.sh "$@"
 LS=1024,4096,8192 MODELS=ksa-4.3M,configs/tiny.conf REPS=2 STEPS=3 BATCH=1 THREADS=2
 MAX_GIB=16 PROBE_LS=256,512 BUDGET_GIB=24 BIN=bin
 while [ $# -gt 0 ]; do
@@ -83,29 +81,11 @@ TORCH_TRAIN=$HERE/../scripts/torch_train.py
 [ -x /usr/bin/time ] || { echo "train.sh: needs GNU time (/usr/bin/time, Debian package time)" >&2; exit 1; }
 "$PY" -c 'import torch, h5py' 2>/dev/null ||
     { echo "train.sh: $PY cannot import torch and h5py (scripts/install_deps.sh --torch)" >&2; exit 1; }
-names=() confs=()
-for m in ${MODELS//,/ }; do
-    if [ "$m" = ksa-4.3M ]; then
-        names+=("$m") confs+=("$HERE/ksa-4.3M.conf")
-    else
-        [ -f "$m" ] || { echo "train.sh: model '$m' is neither ksa-4.3M nor a file" >&2; usage; }
-        n=${m##*/}
-        names+=("${n%.conf}") confs+=("$m")
-    fi
-done
-[ ${#names[@]} -gt 0 ] || { echo "train.sh: --models '$MODELS' names no model" >&2; usage; }
+bench_models train.sh "$MODELS"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 export OMP_NUM_THREADS=$THREADS
 
-# tokens FILE N: N pseudo-random byte ids (uint16, headerless + .meta), below every vocabulary
-# the byte tokenizer allows (257); both implementations read the same file
-tokens() {
-    LC_ALL=C awk -v n="$2" 'BEGIN { s = 12345; for (i = 0; i < n; i++) {
-        s = (s * 1103515245 + 12345) % 2147483648; v = s % 256
-        printf "%c%c", v, 0 } }' >"$1"
-    echo uint16 >"$1.meta"
-}
 
 # run_ksa CONF L STEPS: one `ksa train` process; prints "tokens_per_s cpu_s_per_token
 # peak_KiB", or "failed: ..." (and returns 1)
@@ -240,7 +220,7 @@ for i in "${!names[@]}"; do
         if [ "$first_probe" -le 2 ]; then
             label="$L (probe)" reps=1 steps=1 first_probe=$((first_probe + 1))
         fi
-        [ -f "$TMP/rows_$L.bin" ] || tokens "$TMP/rows_$L.bin" $((BATCH * L + 1))
+        [ -f "$TMP/rows_$L.bin" ] || bench_tokens "$TMP/rows_$L.bin" $((BATCH * L + 1))
         declare -A est=() skip=() res=() loads=()
         for impl in ksa torch; do
             est[$impl]=$(fit "$TMP/points.$i.$impl" "$impl" estimate "$L")

@@ -441,32 +441,36 @@ size_t ksa_model_tape_nodes(const ksa_model *m)
 }
 
 /* Reals of the activations of one forward of nseq x T (their gradients take as many). */
-static size_t activation_reals(const ksa_model *m, size_t nseq, size_t T)
+/* In floating point: exact for any step that can be planned, and free of overflow for the
+ * sizes ksa_model_step_bytes_estimate must refuse. */
+static double activation_reals(const ksa_model *m, size_t nseq, size_t T)
 {
     const ksa_model_layout *l = &m->layout;
-    size_t N = nseq * (T + ksa_layout_summary_rows(l, T));
-    size_t Nt = nseq * T;
-    size_t qd = m->Hq * m->dh, kvd = m->Hkv * m->dh;
+    double N = (double)nseq * (double)(T + ksa_layout_summary_rows(l, T));
+    double Nt = (double)nseq * (double)T;
+    double D = (double)m->D, I = (double)m->I, V = (double)m->V, Hq = (double)m->Hq;
+    double qd = (double)(m->Hq * m->dh), kvd = (double)(m->Hkv * m->dh);
+    double layers = (double)l->n_layers;
     /* Per layer, the activations: norm out, q, k, v (projection, q/k norm; the two streams
      * write their own rows of one buffer, RoPE works in place), attention out + lse,
      * o_proj, residual, post norm, gate, up, swiglu, down, residual. */
-    size_t per_layer = N * (2 * m->D)                 /* input norm, residual */
+    double per_layer = N * (2 * D)                    /* input norm, residual */
                        + N * 2 * (qd + 2 * kvd)       /* q,k,v: linear, norm */
-                       + N * (qd + m->Hq)             /* attention output, lse */
-                       + N * (2 * m->D)               /* o_proj, residual */
-                       + N * (m->D + 3 * m->I + m->D) /* post norm, gate, up, swiglu, down */
-                       + N * (2 * m->D)               /* bypass split/concat copies */
+                       + N * (qd + Hq)                /* attention output, lse */
+                       + N * (2 * D)                  /* o_proj, residual */
+                       + N * (D + 3 * I + D)          /* post norm, gate, up, swiglu, down */
+                       + N * (2 * D)                  /* bypass split/concat copies */
                        + 2 * N;                       /* norm statistics */
-    size_t outside = 4 * N * m->D + 2 * Nt * m->V + Nt * m->D; /* embeddings, head, loss */
+    double outside = 4 * N * D + 2 * Nt * V + Nt * D; /* embeddings, head, loss */
     if (m->recompute) /* each layer's output kept, one layer's activations at a time */
-        return l->n_layers * N * m->D + per_layer + outside;
-    return l->n_layers * per_layer + outside;
+        return layers * N * D + per_layer + outside;
+    return layers * per_layer + outside;
 }
 
 size_t ksa_model_grad_bytes(const ksa_model *m, size_t nseq, size_t T)
 {
     /* + each gradient's block rounded up to 64 bytes */
-    return activation_reals(m, nseq, T) * sizeof(ksa_real) + ksa_model_tape_nodes(m) * 64;
+    return (size_t)activation_reals(m, nseq, T) * sizeof(ksa_real) + ksa_model_tape_nodes(m) * 64;
 }
 
 size_t ksa_model_arena_bytes(const ksa_model *m, size_t nseq, size_t T)
@@ -474,7 +478,7 @@ size_t ksa_model_arena_bytes(const ksa_model *m, size_t nseq, size_t T)
     const ksa_model_layout *l = &m->layout;
     size_t N = nseq * (T + ksa_layout_summary_rows(l, T));
     size_t Nt = nseq * T;
-    size_t bytes = 2 * activation_reals(m, nseq, T) * sizeof(ksa_real) + (64 << 10);
+    size_t bytes = 2 * (size_t)activation_reals(m, nseq, T) * sizeof(ksa_real) + (64 << 10);
     /* attention workspaces (the larger of forward and backward, per layer) */
     ksa_summary_attn_dims d = {.nseq = nseq,
                                .T = T,
@@ -519,15 +523,7 @@ void ksa_model_tape_init(const ksa_model *m, size_t nseq, size_t T, int grads, k
 
 double ksa_model_step_bytes_estimate(const ksa_model *m, size_t nseq, size_t T)
 {
-    const ksa_model_layout *l = &m->layout;
-    double Nt = (double)nseq * (double)T, C = l->ksa ? (double)l->C : 1;
-    double N = Nt + (l->ksa ? (double)nseq * ((double)T / C + 1) * (double)l->S : 0);
-    double D = (double)m->D, I = (double)m->I, V = (double)m->V;
-    double qd = (double)(m->Hq * m->dh), kvd = (double)(m->Hkv * m->dh);
-    double per_row = 8 * D + 3 * qd + 3 * kvd + 3 * I + 2 * (double)m->Hq + 4;
-    double layers = m->recompute ? 1 + D / per_row * (double)l->n_layers : (double)l->n_layers;
-    double reals = N * per_row * layers + 4 * N * D + 2 * Nt * V + Nt * D;
-    return 2 * reals * sizeof(ksa_real) + (double)(64 << 20);
+    return 2 * activation_reals(m, nseq, T) * sizeof(ksa_real) + (double)(64 << 20);
 }
 
 ksa_step_memory ksa_model_plan(const ksa_model *m, size_t nseq, size_t T, int grads)
