@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -337,8 +338,9 @@ static void expect_attr_type(hid_t loc, const char *name, H5T_class_t cls, size_
     if (H5Tget_class(t) != cls)
         fail_msg("attribute '%s' has class %d, want %d", name, (int)H5Tget_class(t), (int)cls);
     if (cls == H5T_STRING) {
-        if (H5Tis_variable_str(t) <= 0 || H5Tget_cset(t) != H5T_CSET_UTF8)
-            fail_msg("attribute '%s' is not a variable-length UTF-8 string", name);
+        if (H5Tis_variable_str(t) != 0 || H5Tget_cset(t) != H5T_CSET_UTF8 ||
+            H5Tget_strpad(t) != H5T_STR_NULLPAD)
+            fail_msg("attribute '%s' is not a fixed-length NUL-padded UTF-8 string", name);
     } else if (H5Tget_size(t) != size) {
         fail_msg("attribute '%s' has %zu bytes, want %zu", name, H5Tget_size(t), size);
     }
@@ -379,13 +381,14 @@ static double attr_double(hid_t loc, const char *name)
 static void expect_attr_string(hid_t loc, const char *name, const char *want)
 {
     expect_attr_type(loc, name, H5T_STRING, 0);
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT), t = H5Aget_type(a), s = H5Aget_space(a);
-    char *v = NULL;
-    assert_true(H5Aread(a, t, &v) >= 0);
-    if (strcmp(v, want) != 0)
-        fail_msg("attribute '%s' is '%s', want '%s'", name, v, want);
-    H5Dvlen_reclaim(t, s, H5P_DEFAULT, &v);
-    H5Sclose(s);
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT), t = H5Aget_type(a);
+    size_t size = H5Tget_size(t); /* the text's length (1 for ""), NUL-padded */
+    char *v = calloc(size + 1, 1);
+    assert_non_null(v);
+    assert_true(H5Aread(a, t, v) >= 0);
+    if (size != (strlen(want) ? strlen(want) : 1) || strcmp(v, want) != 0)
+        fail_msg("attribute '%s' is '%s' in %zu bytes, want '%s'", name, v, size, want);
+    free(v);
     H5Tclose(t);
     H5Aclose(a);
 }
@@ -459,7 +462,7 @@ static void the_file_has_the_types_of_the_contract(void **state)
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(f >= 0);
     expect_attr_string(f, "format", "ksa-checkpoint");
-    assert_int_equal(attr_int(f, "format_version"), 1);
+    assert_int_equal(attr_int(f, "format_version"), 2);
 
     hid_t g = H5Gopen2(f, "config", H5P_DEFAULT);
     assert_true(g >= 0);
@@ -576,19 +579,32 @@ static void h5py_reads_the_file_without_this_code(void **state)
     assert_non_null(py);
     fputs("import sys, h5py, numpy\n"
           "f = h5py.File(sys.argv[1], 'r')\n"
-          "assert f.attrs['format'] == 'ksa-checkpoint', f.attrs['format']\n"
-          "assert f.attrs['format_version'] == 1\n"
+          "assert f.attrs['format'] == b'ksa-checkpoint', f.attrs['format']\n"
+          "assert f.attrs['format_version'] == 2\n"
           "c = f['config'].attrs\n"
           "assert c['hidden_size'] == 8, c['hidden_size']\n"
-          "assert c['summary_sliding_chunk_num'] == '([3]*1+[5]*1)*2', "
+          "assert c['summary_sliding_chunk_num'] == b'([3]*1+[5]*1)*2', "
           "c['summary_sliding_chunk_num']\n"
           "assert c['rms_norm_eps'] == 1e-5 and c['summary_token_begin'] == 30\n"
           "d = f['params/model.layers.1.self_attn.k_proj.weight']\n"
           "assert d.shape == (4, 8) and d.dtype == 'float32', (d.shape, d.dtype)\n"
           "assert d[0, 1] == numpy.float32(sys.argv[2]), (d[0, 1], sys.argv[2])\n"
           "assert f['params/model.norm.weight'].shape == (8,)\n"
-          "assert f['tokenizer'].attrs['type'] == 'byte'\n"
-          "assert f['tokenizer'].attrs['eot_id'] == 7\n",
+          "assert f['tokenizer'].attrs['type'] == b'byte'\n"
+          "assert f['tokenizer'].attrs['eot_id'] == 7\n"
+          /* the checksum of CHECKPOINT_FORMAT.md, computed independently */
+          "u = numpy.uint64\n"
+          "def checksum(a):\n"
+          "    x = numpy.ascontiguousarray(a, dtype='<f4').reshape(-1).view(numpy.uint32)\n"
+          "    z = (numpy.arange(x.size, dtype=u) << u(32)) + x.astype(u)\n"
+          "    z = (z ^ (z >> u(30))) * u(0xBF58476D1CE4E5B9)\n"
+          "    z = (z ^ (z >> u(27))) * u(0x94D049BB133111EB)\n"
+          "    return int((z ^ (z >> u(31))).sum(dtype=u))\n"
+          "n = 0\n"
+          "for name, d in f['params'].items():\n"
+          "    assert int(d.attrs['checksum']) == checksum(d[()]), name\n"
+          "    n += 1\n"
+          "assert n == len(f['params']) and n > 10, n\n",
           py);
     fclose(py);
     char cmd[1024];
@@ -774,10 +790,10 @@ static void files_that_are_not_checkpoints_are_refused(void **state)
 
     const char *newer = in_dir("v2.h5");
     write_model_or_fail(newer, &c, &p);
-    replace_attr_int(newer, "/", "format_version", 2);
+    replace_attr_int(newer, "/", "format_version", 3);
     snprintf(want, sizeof want,
-             "checkpoint %s: format_version 2 is newer than this program "
-             "reads (1)",
+             "checkpoint %s: format_version 3 is newer than this program "
+             "reads (2)",
              newer);
     expect_error(ksa_ckpt_read_config(newer, &c), KSA_EFORMAT, want);
     expect_error(ksa_ckpt_read_params(newer, &p, 0), KSA_EFORMAT, want);
@@ -909,6 +925,96 @@ static void writes_go_through_a_tmp_file_and_failures_leave_nothing(void **state
     rmdir(in_dir("disc"));
 }
 
+/* The file offset of dataset `name`'s values (contiguous storage). */
+static off_t data_offset(const char *path, const char *name)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), d = H5Dopen2(f, name, H5P_DEFAULT);
+    assert_true(f >= 0 && d >= 0);
+    haddr_t at = H5Dget_offset(d);
+    assert_true(at != HADDR_UNDEF);
+    H5Dclose(d);
+    H5Fclose(f);
+    return (off_t)at;
+}
+
+static void flip_byte(const char *path, off_t at)
+{
+    int fd = open(path, O_RDWR);
+    unsigned char b;
+    assert_true(fd >= 0 && pread(fd, &b, 1, at) == 1);
+    b ^= 0x20;
+    assert_true(pwrite(fd, &b, 1, at) == 1);
+    close(fd);
+}
+
+/* CHECKPOINT_FORMAT.md, Integrity: a changed value, a missing checksum and a non-finite
+ * parameter are refused naming the dataset; the structure is checked without reading values
+ * (read_config passes over damaged values); a crash or a hang while checking the file is
+ * one clear error (the checking child, made to crash or hang by the test hook).           */
+static void damage_and_non_finite_values_are_refused_naming_the_dataset(void **state)
+{
+    (void)state;
+    ksa_model_config c, back;
+    config_shared(&c);
+    ksa_params p;
+    declare_model(&p, &c);
+    fill_random(p.data, &p, 17);
+    const char *name = "model.layers.1.self_attn.k_proj.weight";
+    char want[512];
+
+    const char *flipped = in_dir("flipped.h5");
+    write_model_or_fail(flipped, &c, &p);
+    flip_byte(flipped, data_offset(flipped, "/params/model.layers.1.self_attn.k_proj.weight") + 5);
+    if (ksa_ckpt_read_config(flipped, &back) != KSA_OK) /* attributes only: values not read */
+        fail_msg("%s", ksa_last_error());
+    snprintf(want, sizeof want,
+             "checkpoint %s: damaged: dataset /params/%s does not match its "
+             "checksum",
+             flipped, name);
+    expect_error(ksa_ckpt_read_params(flipped, &p, 0), KSA_EFORMAT, want);
+
+    const char *unchecked = in_dir("unchecked.h5");
+    write_model_or_fail(unchecked, &c, &p);
+    hid_t f = H5Fopen(unchecked, H5F_ACC_RDWR, H5P_DEFAULT),
+          d = H5Dopen2(f, "/params/model.norm.weight", H5P_DEFAULT);
+    assert_true(d >= 0 && H5Adelete(d, "checksum") >= 0);
+    H5Dclose(d);
+    H5Fclose(f);
+    expect_error(ksa_ckpt_read_config(unchecked, &back), KSA_EFORMAT,
+                 "damaged: dataset /params/model.norm.weight has no checksum");
+
+    const char *nan_file = in_dir("nan.h5");
+    long k = ksa_params_find(&p, name);
+    assert_true(k >= 0);
+    ksa_real kept = p.data[p.table[k].offset + 8 + 3];
+    p.data[p.table[k].offset + 8 + 3] = (ksa_real)NAN; /* row 1, column 3 of [4, 8] */
+    write_model_or_fail(nan_file, &c, &p);
+    p.data[p.table[k].offset + 8 + 3] = kept;
+    snprintf(want, sizeof want,
+             "checkpoint %s: dataset /params/%s holds a non-finite value (nan) "
+             "at element [1, 3]",
+             nan_file, name);
+    expect_error(ksa_ckpt_read_params(nan_file, &p, 0), KSA_EFORMAT, want);
+
+    const char *crash = in_dir("crash.h5"), *hang = in_dir("hang.h5");
+    write_model_or_fail(crash, &c, &p);
+    write_model_or_fail(hang, &c, &p);
+    setenv("KSA_TEST_FAULT", "verify_crash", 1);
+    snprintf(want, sizeof want,
+             "checkpoint %s is damaged: reading it crashed HDF5 (Segmentation "
+             "fault)",
+             crash);
+    expect_error(ksa_ckpt_read_config(crash, &back), KSA_EFORMAT, want);
+    setenv("KSA_TEST_FAULT", "verify_hang", 1);
+    snprintf(want, sizeof want, "checkpoint %s is damaged: reading it did not finish within 1 s",
+             hang);
+    expect_error(ksa_ckpt_read_config(hang, &back), KSA_EFORMAT, want);
+    unsetenv("KSA_TEST_FAULT");
+    if (ksa_ckpt_read_params(crash, &p, 0) != KSA_OK) /* the files themselves are sound */
+        fail_msg("%s", ksa_last_error());
+    ksa_params_free(&p);
+}
+
 static void gradients_are_written_with_the_parameter_shapes(void **state)
 {
     (void)state;
@@ -975,6 +1081,7 @@ int main(void)
         cmocka_unit_test(files_that_are_not_checkpoints_are_refused),
         cmocka_unit_test(params_must_match_the_table_exactly),
         cmocka_unit_test(writes_go_through_a_tmp_file_and_failures_leave_nothing),
+        cmocka_unit_test(damage_and_non_finite_values_are_refused_naming_the_dataset),
         cmocka_unit_test(gradients_are_written_with_the_parameter_shapes),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);

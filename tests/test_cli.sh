@@ -675,7 +675,7 @@ inspect_prints_a_checkpoint() {
     small_model
     "$KSA" inspect "$TMP/small.h5" >"$TMP/i"
     grep -qx 'format = "ksa-checkpoint"' "$TMP/i"
-    grep -qx 'format_version = 1' "$TMP/i"
+    grep -qx 'format_version = 2' "$TMP/i"
     grep -qx 'summary_layer_freq = "\[1,0\]"' "$TMP/i"
     grep -qx 'layer 0: summary W=2' "$TMP/i"
     grep -qx 'layer 1: causal bypass' "$TMP/i"
@@ -691,8 +691,8 @@ inspect_prints_a_checkpoint() {
 
 # Each bad file must make `ksa inspect` and `ksa eval` fail naming the problem, and no
 # file may change. The corrupted file has the object header of the parameter nearest the
-# middle of the file zeroed: weights carry no checksum, so only damaged metadata can be
-# noticed without reading (and judging) every value.
+# middle of the file zeroed (inspect reads no values: it sees damaged metadata; eval reads
+# them too). Edits made with h5py keep every checksum right but the one they test.
 bad_checkpoint_files_are_refused_by_eval_and_inspect() {
     small_model
     local d="$TMP/bad" good="$TMP/small.h5"
@@ -717,6 +717,8 @@ PYEOF
     dd if=/dev/zero of="$d/corrupted.h5" bs=1 seek="$off" count=64 conv=notrunc status=none
     "$PY" - "$good" "$d" <<'PYEOF'
 import sys, shutil, h5py, numpy as np
+sys.path.insert(0, "scripts")
+import ckpt_checksum
 good, d = sys.argv[1], sys.argv[2]
 with h5py.File(d + "/nonksa.h5", "w") as f:
     f["x"] = np.zeros(3, "f4")
@@ -724,35 +726,63 @@ def edited(name, change):
     shutil.copy(good, d + "/" + name)
     with h5py.File(d + "/" + name, "a") as f:
         change(f)
-edited("version.h5", lambda f: f.attrs.modify("format_version", 2))
+edited("version.h5", lambda f: f.attrs.modify("format_version", 3))
 def reshape(f):
     del f["params/model.layers.1.mlp.up_proj.weight"]
     f["params/model.layers.1.mlp.up_proj.weight"] = np.zeros((16, 24), "f4")
+    ckpt_checksum.update(f["params/model.layers.1.mlp.up_proj.weight"])
 edited("shape.h5", reshape)
 edited("no_dataset.h5", lambda f: f.__delitem__("params/lm_head.weight"))
+def poison(f):  # a NaN, with the checksum made right: only the value is wrong
+    d = f["params/model.layers.0.mlp.down_proj.weight"]
+    a = d[()]
+    a[2, 5] = np.nan
+    d[...] = a
+    ckpt_checksum.update(d)
+edited("nan.h5", poison)
+shutil.copy(good, d + "/flipped.h5")  # one stored value changed behind HDF5's back
+with h5py.File(good, "r") as f:
+    at = f["params/model.norm.weight"].id.get_offset() + 2
+with open(d + "/flipped.h5", "r+b") as g:
+    g.seek(at)
+    b = g.read(1)[0] ^ 0x01
+    g.seek(at)
+    g.write(bytes([b]))
 PYEOF
     md5sum "$good" "$d"/*.h5 >"$TMP/sums"
     local cases=(
         "missing.h5|cannot open checkpoint $d/missing.h5: No such file or directory"
         "truncated.h5|truncated file"
-        "corrupted.h5|cannot open dataset /params/$name"
+        "corrupted.h5|damaged: cannot open /params/$name"
         "nonksa.h5|no root attribute 'format': not a ksa checkpoint"
-        "version.h5|format_version 2 is newer than this program reads (1)"
+        "version.h5|format_version 3 is newer than this program reads (2)"
         "shape.h5|/params/model.layers.1.mlp.up_proj.weight has shape [16, 24], the configuration needs [24, 16]"
         "no_dataset.h5|/params/lm_head.weight is missing (the configuration needs [257, 16])"
+        "nan.h5|dataset /params/model.layers.0.mlp.down_proj.weight holds a non-finite value (nan) at element [2, 5]"
+        "flipped.h5|damaged: dataset /params/model.norm.weight does not match its checksum"
     )
     local c f msg
     for c in "${cases[@]}"; do
         f="$d/${c%%|*}" msg="${c#*|}"
-        expect_error "$msg" "$KSA" inspect "$f"
+        case "$f" in
+        *nan.h5 | *flipped.h5) # values: inspect reads none, --verify reads them all
+            "$KSA" inspect "$f" >"$TMP/stdout"
+            grep -qx '# values: not read (ksa inspect --verify FILE reads every one against its dataset.s checksum)' "$TMP/stdout"
+            expect_error "$msg" "$KSA" inspect --verify "$f"
+            grep '^PROBLEM: ' "$TMP/stdout" | grep -qF "$msg"
+            ;;
+        *)
+            expect_error "$msg" "$KSA" inspect "$f"
+            [ ! -s "$TMP/stdout" ] # nothing printed but the error
+            ;;
+        esac
         grep -qF "$f" "$TMP/stderr"
-        [ ! -s "$TMP/stdout" ] # nothing printed but the error
         expect_error "$msg" "$KSA" eval --ckpt "$f" --data "$d/tok.bin" --seq-len 4
         grep -qF "$f" "$TMP/stderr"
     done
     md5sum -c --quiet "$TMP/sums"
     [ ! -e "$d/missing.h5" ]
-    [ "$(ls "$d" | grep -c '\.h5$')" = 6 ] # nothing created either
+    [ "$(ls "$d" | grep -c '\.h5$')" = 8 ] # nothing created either
 }
 
 # --name=value is --name value, for options, keys, lists and the configuration file

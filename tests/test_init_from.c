@@ -700,6 +700,7 @@ static void add_float_dataset(hid_t f, const char *name, hsize_t n)
     assert_true(space >= 0 && d >= 0);
     float *zeros = calloc(n, sizeof *zeros);
     assert_true(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, zeros) >= 0);
+    assert_int_equal(test_h5_write_checksum(d), 0); /* wrong in no other way */
     free(zeros);
     H5Dclose(d);
     H5Sclose(space);

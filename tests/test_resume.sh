@@ -90,9 +90,12 @@ resume_reads_the_optimizer_state() {
     cp "$TMP/c/step_00000003.h5" "$TMP/d/"
     "$PY" - "$TMP/d/step_00000003.h5" <<'PYEOF'
 import sys, h5py
+sys.path.insert(0, "scripts")
+import ckpt_checksum
 with h5py.File(sys.argv[1], "r+") as f:
     for name in f["optim/exp_avg"]:
         f["optim/exp_avg"][name][...] *= -3.0   # perturbed first moments
+        ckpt_checksum.update(f["optim/exp_avg"][name])
 PYEOF
     "$KSA" train --resume "$TMP/d" --out "$TMP/d2" --log "$TMP/d.jsonl" >/dev/null
     losses "$TMP/c.jsonl" 5 6 >"$TMP/c.losses"
@@ -109,13 +112,13 @@ checkpoints_are_readable_by_h5py_and_h5dump() {
     "$PY" - "$f" "$PWD" <<'PYEOF'
 import sys, h5py, numpy as np
 f = h5py.File(sys.argv[1], "r")
-assert f.attrs["format"] == "ksa-checkpoint" and f.attrs["format_version"] == 1
+assert f.attrs["format"] == b"ksa-checkpoint" and f.attrs["format_version"] == 2
 cfg, train, optim = f["config"].attrs, f["train"].attrs, f["optim"].attrs
-assert cfg["hidden_size"] == 128 and cfg["summary_layer_freq"] == "([1]*3+[0]*1)"
+assert cfg["hidden_size"] == 128 and cfg["summary_layer_freq"] == b"([1]*3+[0]*1)"
 assert train["step"] == 2 and train["tokens_seen"] == 2 * 4 * 64 and train["world_size"] == 1
-assert train["seq_len"] == 64 and train["lr_schedule"] == "wsd"
-assert train["data"].startswith("/") and train["data"].endswith("build/data/kjv.bin")
-assert optim["type"] == "adamw" and abs(optim["beta2"] - 0.95) < 1e-12
+assert train["seq_len"] == 64 and train["lr_schedule"] == b"wsd"
+assert train["data"].startswith(b"/") and train["data"].endswith(b"build/data/kjv.bin")
+assert optim["type"] == b"adamw" and abs(optim["beta2"] - 0.95) < 1e-12
 names = sorted(f["params"])
 assert names == sorted(f["optim/exp_avg"]) == sorted(f["optim/exp_avg_sq"])
 for n in names:
@@ -255,7 +258,7 @@ a_relative_resume_into_its_own_folder_works() {
 }
 
 # run_id FILE: the /train run_id of a checkpoint
-run_id() { "$PY" -c "import h5py, sys; print(h5py.File(sys.argv[1], 'r')['train'].attrs['run_id'])" "$1"; }
+run_id() { "$PY" -c "import h5py, sys; print(h5py.File(sys.argv[1], 'r')['train'].attrs['run_id'].decode())" "$1"; }
 
 # A folder belongs to one run: a new run refuses a folder holding another run's checkpoints
 # and leaves them untouched; --overwrite deletes them; the marker names the owner.
@@ -383,6 +386,48 @@ init_from_summarises_unless_verbose() {
     grep -q "^  model.norm.weight \[128\]: loaded$" "$TMP/l"
 }
 
+# flip_value_byte FILE DATASET: one byte of DATASET's stored values changed (its checksum not)
+flip_value_byte() {
+    "$PY" - "$1" "$2" <<'PYEOF'
+import sys, h5py
+with h5py.File(sys.argv[1], "r") as f:
+    at = f[sys.argv[2]].id.get_offset() + 1
+with open(sys.argv[1], "r+b") as g:
+    g.seek(at)
+    b = g.read(1)[0] ^ 0x10
+    g.seek(at)
+    g.write(bytes([b]))
+PYEOF
+}
+
+# --resume DIR passes over a damaged newest checkpoint for the newest sound one, naming both,
+# and continues exactly as the first run did; a damaged file named on the command line is
+# refused; when every checkpoint is damaged the error names the newest's damage
+resume_passes_over_a_damaged_newest_checkpoint() {
+    "$KSA" train "${RUN[@]}" --steps 3 --save-every 1 --out "$TMP/dmg" --log "$TMP/dmg1.jsonl" \
+        >/dev/null
+    flip_value_byte "$TMP/dmg/step_00000003.h5" params/model.norm.weight
+    local newest="$TMP/dmg/step_00000003.h5"
+    expect_error "checkpoint $newest: damaged: dataset /params/model.norm.weight does not match its checksum" \
+        "$KSA" train --resume "$newest" --steps 4
+    "$KSA" train --resume "$TMP/dmg" --steps 4 --log "$TMP/dmg2.jsonl" >"$TMP/dmg.out" \
+        2>"$TMP/dmg.err"
+    grep -qF "warning: --resume $TMP/dmg: checkpoint $newest: damaged: dataset /params/model.norm.weight does not match its checksum" "$TMP/dmg.err"
+    grep -qF "resuming from $TMP/dmg/step_00000002.h5, the newest sound checkpoint" "$TMP/dmg.err"
+    grep -qF "# resumed from $TMP/dmg/step_00000002.h5 after step 2" "$TMP/dmg.out"
+    losses "$TMP/dmg1.jsonl" 3 3 >"$TMP/dmg1.losses"
+    losses "$TMP/dmg2.jsonl" 3 3 >"$TMP/dmg2.losses"
+    [ -s "$TMP/dmg1.losses" ]
+    cmp "$TMP/dmg1.losses" "$TMP/dmg2.losses" # step 3 again, as the first run computed it
+    "$KSA" inspect --verify "$newest" >/dev/null # rewritten by the resumed run: sound
+    local s
+    for s in 1 2 3 4; do
+        flip_value_byte "$(printf '%s/dmg/step_%08d.h5' "$TMP" $s)" optim/exp_avg/model.norm.weight
+    done
+    expect_error "--resume $TMP/dmg: no undamaged checkpoint of the run; the newest: checkpoint $TMP/dmg/step_00000004.h5: damaged: dataset /optim/exp_avg/model.norm.weight does not match its checksum" \
+        "$KSA" train --resume "$TMP/dmg" --steps 5
+}
+
 echo "[==========] Running test_resume.sh"
 for t in resume_continues_the_run_bit_for_bit resume_reads_the_optimizer_state \
     recompute_may_be_switched_on_resume_and_changes_nothing \
@@ -395,7 +440,7 @@ for t in resume_continues_the_run_bit_for_bit resume_reads_the_optimizer_state \
     a_folder_belongs_to_one_run \
     keep_and_resume_leave_another_runs_files_alone a_resume_may_name_moved_data_but_not_changed_data \
     a_new_steps_must_not_reshape_the_schedule_silently save_best_keeps_the_best_validation_checkpoint \
-    init_from_summarises_unless_verbose; do
+    init_from_summarises_unless_verbose resume_passes_over_a_damaged_newest_checkpoint; do
     run_test "$t" "$t"
 done
 finish

@@ -238,7 +238,7 @@ the_data_tokenizer_is_recorded_and_sampling_refuses_a_foreign_one() {
     "$PY" - "$TMP/byte/step_00000001.h5" "$TMP/unknown/step_00000001.h5" <<'PYEOF'
 import sys, h5py
 types = [h5py.File(p, "r")["tokenizer"].attrs["type"] for p in sys.argv[1:]]
-assert types == ["byte", "unknown"], types
+assert types == [b"byte", b"unknown"], types
 PYEOF
     "$KSA" sample --ckpt "$TMP/byte" --tokens 5 >/dev/null 2>&1
     expect_error "trained on ids of the 'unknown' tokenizer" \

@@ -74,6 +74,12 @@ int test_scratch_make(char *dir, size_t cap, const char *prefix);
 int test_remove_tree(const char *path);
 const char *test_path_in(const char *dir, const char *name);
 
+/* ---- editing checkpoints ------------------------------------------------------------ *
+ * (Re)writes the `checksum` attribute of an open float dataset from its current values
+ * (CHECKPOINT_FORMAT.md, Integrity), for tests that edit a checkpoint to make it wrong in
+ * one other way only. Returns 0, or -1 after an HDF5 error.                              */
+int test_h5_write_checksum(long long dset);
+
 /* sum_i y[i] * c[i] in double */
 double test_dot(const ksa_real *y, const double *c, size_t n);
 double test_dot_dd(const double *y, const double *c, size_t n);

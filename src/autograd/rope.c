@@ -113,19 +113,36 @@ void ksa_rope_backward(ksa_real *dx, const ksa_real *dy, const int32_t *pos, siz
  * Every layer rotates q and k of the same rows by the same angles, forward and backward: the
  * decoder makes one table per step (not 4 sets of cos/sin per layer) and passes it to the
  * ops; ksa_op_rope(pos) makes its own. The values are those of rotate_rows, bit for bit.   */
-const ksa_rope_table *ksa_rope_table_new(ksa_arena *a, const int32_t *pos, size_t N, size_t dh,
-                                         double base)
+/* The table's memory, in the order ksa_rope_table_new fills it; nothing is written. */
+static ksa_rope_table *table_alloc(ksa_arena *a, size_t N, size_t dh, double base)
 {
     KSA_ASSERT(dh % 2 == 0, "rope needs an even head_dim, got %zu", dh);
     KSA_ASSERT(base > 0, "rope base must be positive, got %g", base);
+    size_t half = dh / 2;
+    int32_t *pos_copy = ksa_arena_alloc(a, (N ? N : 1) * sizeof *pos_copy);
+    ksa_real *cs = ksa_arena_reals(a, N * half + 1), *sn = ksa_arena_reals(a, N * half + 1);
+    ksa_rope_table *t = ksa_arena_alloc(a, sizeof *t);
+    *t = (ksa_rope_table){.pos = pos_copy, .cs = cs, .sn = sn, .N = N, .dh = dh, .base = base};
+    return t;
+}
+
+const ksa_rope_table *ksa_rope_table_reserve(ksa_arena *a, size_t N, size_t dh, double base)
+{
+    return table_alloc(a, N, dh, base);
+}
+
+const ksa_rope_table *ksa_rope_table_new(ksa_arena *a, const int32_t *pos, size_t N, size_t dh,
+                                         double base)
+{
     KSA_ASSERT(N == 0 || pos, "rope: no positions for %zu rows", N);
     for (size_t n = 0; n < N; n++)
         KSA_ASSERT(pos[n] >= 0, "rope: row %zu has the negative position %d", n, (int)pos[n]);
+    ksa_rope_table *t = table_alloc(a, N, dh, base);
     size_t half = dh / 2;
-    int32_t *pos_copy = ksa_arena_alloc(a, (N ? N : 1) * sizeof *pos_copy);
+    int32_t *pos_copy = (int32_t *)t->pos;
+    ksa_real *cs = (ksa_real *)t->cs, *sn = (ksa_real *)t->sn;
     if (N)
         memcpy(pos_copy, pos, N * sizeof *pos);
-    ksa_real *cs = ksa_arena_reals(a, N * half + 1), *sn = ksa_arena_reals(a, N * half + 1);
 #pragma omp parallel if (N * dh >= KSA_PARALLEL_MIN_ELEMENTS)
     {
         double theta[ROPE_BLOCK];
@@ -137,8 +154,6 @@ const ksa_rope_table *ksa_rope_table_new(ksa_arena *a, const int32_t *pos, size_
                 block_cos_sin((double)pos[n], theta, nb, cs + n * half + i0, sn + n * half + i0);
         }
     }
-    ksa_rope_table *t = ksa_arena_alloc(a, sizeof *t);
-    *t = (ksa_rope_table){.pos = pos_copy, .cs = cs, .sn = sn, .N = N, .dh = dh, .base = base};
     return t;
 }
 

@@ -25,6 +25,9 @@ typedef struct {
 /* [N * dh] reals and N positions in arena a (plus alignment). */
 const ksa_rope_table *ksa_rope_table_new(ksa_arena *a, const int32_t *pos, size_t N, size_t dh,
                                          double base);
+/* The same memory as ksa_rope_table_new, in the same order, left unwritten: what a sizing run
+ * (ksa_model_plan) allocates without computing N * dh / 2 cosines and sines.              */
+const ksa_rope_table *ksa_rope_table_reserve(ksa_arena *a, size_t N, size_t dh, double base);
 
 /* y = rope(x) with x [N, H*dh] or [N, H, dh] (N = x->shape[0], dh = numel / (N*H)). pos has
  * N entries and is copied into the arena, so the caller's buffer need not outlive the step. */

@@ -15,6 +15,7 @@
  * independently with the default driver and read the hyperslabs of a slice the same way. */
 #include "ckpt.h"
 #include "h5util.h"
+#include "verify.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -161,12 +162,42 @@ static hid_t file_access_plist(const char *path, ksa_status *st)
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     if (fapl < 0)
         *st = ksa_h5_fail_h5(KSA_EIO, path, "cannot create a file-access property list");
-    else if (ksa_dist_active() && H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL) < 0) {
+    else if (H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0) {
+        *st = ksa_h5_fail_h5(KSA_EIO, path, "cannot select HDF5 1.10's file format");
+        H5Pclose(fapl);
+        fapl = -1;
+    } else if (ksa_dist_active() && H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL) < 0) {
         *st = ksa_h5_fail_h5(KSA_EIO, path, "cannot select the MPI-IO driver");
         H5Pclose(fapl);
         fapl = -1;
     }
     return fapl;
+}
+
+/* Links and attributes of a group (or of the root group: a file-creation list is a group-
+ * creation list too) stay in its object header, which HDF5 checksums, instead of moving
+ * to "dense" storage beyond 8 of them. plist: H5P_FILE_CREATE or H5P_GROUP_CREATE.        */
+static hid_t compact_group_plist(hid_t cls)
+{
+    hid_t plist = H5Pcreate(cls);
+    if (plist >= 0 && (H5Pset_link_phase_change(plist, 65535, 65535) < 0 ||
+                       H5Pset_attr_phase_change(plist, 65535, 65535) < 0)) {
+        H5Pclose(plist);
+        plist = -1;
+    }
+    return plist;
+}
+
+/* Creates group `name` of loc with compact_group_plist; errors name it. */
+static hid_t create_group(const char *path, hid_t loc, const char *name, ksa_status *st)
+{
+    hid_t gcpl = compact_group_plist(H5P_GROUP_CREATE), group = -1;
+    if (gcpl >= 0)
+        group = H5Gcreate2(loc, name, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    if (group < 0)
+        *st = ksa_h5_fail_h5(KSA_EIO, path, "cannot create group /%s", name);
+    ksa_h5_close(gcpl, NULL, "", "");
+    return group;
 }
 
 /* Collective transfers under MPI-IO, the default otherwise. */
@@ -182,26 +213,13 @@ static hid_t transfer_plist(void)
     return dxpl;
 }
 
-/* Opens any HDF5 file read-only; errors say whether it is missing, unreadable or not HDF5.
- * Always the default driver: reading is independent, any rank may read alone.             */
-static ksa_status open_hdf5(const char *path, hid_t *file)
+/* Opens any HDF5 file read-only, once it has been read whole without fault (verify.h);
+ * errors say whether it is missing, unreadable, not HDF5 or damaged. Always the default
+ * driver: reading is independent, any rank may read alone.                                 */
+static ksa_status open_hdf5(const char *path, int read_data, hid_t *file)
 {
-    *file = -1;
     ksa_h5_quiet();
-    struct stat sb;
-    if (stat(path, &sb) != 0)
-        return ksa_fail(KSA_EIO, "cannot open checkpoint %s: %s", path, strerror(errno));
-    if (!S_ISREG(sb.st_mode))
-        return ksa_fail(KSA_EIO, "cannot open checkpoint %s: not a regular file", path);
-    htri_t is = H5Fis_hdf5(path);
-    if (is < 0)
-        return ksa_h5_fail_h5(KSA_EIO, path, "cannot read the file");
-    if (!is)
-        return ksa_fail(KSA_EFORMAT, "checkpoint %s is not an HDF5 file", path);
-    *file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (*file < 0)
-        return ksa_h5_fail_h5(KSA_EIO, path, "cannot open the file");
-    return KSA_OK;
+    return ksa_ckpt_open_verified(path, read_data, file); /* checked first: verify.h */
 }
 
 /* ---- writing: <path>.tmp, flush, close, fsync, rename ------------------------------------ *
@@ -238,11 +256,13 @@ static ksa_status writer_open(ckpt_writer *w, const char *path)
     memcpy(w->tmp, path, n);
     memcpy(w->tmp + n, ".tmp", sizeof ".tmp");
     ksa_status st = KSA_OK;
-    hid_t fapl = file_access_plist(path, &st);
+    hid_t fapl = file_access_plist(path, &st), fcpl = compact_group_plist(H5P_FILE_CREATE);
+    if (fcpl < 0 && st == KSA_OK)
+        st = ksa_h5_fail_h5(KSA_EIO, path, "cannot create a file-creation property list");
     st = agree(path, st); /* H5Fcreate is collective: all ranks or none */
     if (st == KSA_OK) {
         errno = 0;
-        w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+        w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, fcpl, fapl);
         if (w->file < 0 && errno) /* the usual case (no folder, no permission): say it plainly */
             st = ksa_h5_fail_at(KSA_EIO, path, "cannot create '%s': %s", w->tmp, strerror(errno));
         else if (w->file < 0)
@@ -250,6 +270,7 @@ static ksa_status writer_open(ckpt_writer *w, const char *path)
         H5Eclear2(H5E_DEFAULT);
     }
     ksa_h5_close(fapl, &st, path, "the file-access property list");
+    ksa_h5_close(fcpl, &st, path, "the file-creation property list");
     st = agree(path, st);
     if (st != KSA_OK)
         writer_abort(w);
@@ -347,17 +368,21 @@ static ksa_status write_attr_double(const char *path, hid_t loc, const char *whe
     return write_attr(path, loc, where, name, FILE_FLOAT_TYPE, H5T_NATIVE_DOUBLE, &v);
 }
 
-/* Variable-length UTF-8 (h5py reads it as str). */
+/* Fixed-length UTF-8, NUL-padded, as long as the text (1 byte for ""): stored in the
+ * checksummed object header, not in HDF5's unchecked global heap as variable-length strings
+ * are. h5py reads it as bytes. */
 static ksa_status write_attr_string(const char *path, hid_t loc, const char *where,
                                     const char *name, const char *s)
 {
     ksa_status st = KSA_OK;
+    size_t len = strlen(s);
     hid_t type = H5Tcopy(H5T_C_S1);
-    if (type < 0 || H5Tset_size(type, H5T_VARIABLE) < 0 || H5Tset_cset(type, H5T_CSET_UTF8) < 0)
+    if (type < 0 || H5Tset_size(type, len ? len : 1) < 0 ||
+        H5Tset_strpad(type, H5T_STR_NULLPAD) < 0 || H5Tset_cset(type, H5T_CSET_UTF8) < 0)
         st = ksa_h5_fail_h5(KSA_EIO, path, "cannot make a string type for %s attribute '%s'", where,
                             name);
     else
-        st = write_attr(path, loc, where, name, type, type, &s);
+        st = write_attr(path, loc, where, name, type, type, len ? s : "");
     ksa_h5_close(type, &st, path, "a string type");
     return st;
 }
@@ -382,8 +407,38 @@ static int injected_write_error(const char *gname)
            rank == ksa_dist_rank() && !strcmp(gname, "optim/exp_avg_sq");
 }
 
+/* The `checksum` attribute of dataset /gname/<e->name> (verify.h), collective: each rank sums
+ * the terms of the elements it wrote, the ranks gather their partial sums and all write the
+ * same total.                                                                              */
+static ksa_status write_checksum(const char *path, hid_t dset, const char *gname,
+                                 const ksa_param *e, const rank_part *part)
+{
+    size_t end = e->offset + e->numel;
+    size_t a = part->lo > e->offset ? part->lo : e->offset, b = part->hi < end ? part->hi : end;
+    uint64_t mine = 0;
+    if (a < b)
+#ifdef KSA_REAL_DOUBLE
+        mine = ksa_ckpt_checksum_doubles(part->data + (a - part->origin), b - a, a - e->offset);
+#else
+        mine = ksa_ckpt_checksum_floats(part->data + (a - part->origin), b - a, a - e->offset);
+#endif
+    int N = ksa_dist_size();
+    uint64_t *all = malloc((size_t)N * sizeof *all), sum = 0;
+    KSA_ASSERT(all, "out of memory for the checksums of %d ranks", N);
+    ksa_status st = ksa_dist_allgather_u64(&mine, 1, all);
+    for (int r = 0; r < N; r++)
+        sum += all[r];
+    free(all);
+    if (st != KSA_OK)
+        return ksa_fail(st, "checkpoint %s: the checksum of /%s/%s: %s", path, gname, e->name,
+                        ksa_last_error());
+    char where[300];
+    snprintf(where, sizeof where, "/%s/%s", gname, e->name);
+    return write_attr(path, dset, where, "checksum", H5T_STD_U64LE, H5T_NATIVE_UINT64, &sum);
+}
+
 /* Dataset /gname/<e->name> (all ranks create it) and this rank's part of it (one collective
- * write under MPI, where a rank holding nothing of e selects nothing).                    */
+ * write under MPI, where a rank holding nothing of e selects nothing), with its checksum. */
 static ksa_status write_tensor(const char *path, hid_t group, const char *gname, const ksa_param *e,
                                const rank_part *part)
 {
@@ -413,6 +468,9 @@ static ksa_status write_tensor(const char *path, hid_t group, const char *gname,
         H5Dwrite(dset, REAL_MEM_TYPE, mem, space, dxpl,
                  count ? part->data + (part->lo + first - part->origin) : &nothing) < 0)
         st = ksa_h5_fail_h5(KSA_EIO, path, "cannot write dataset /%s/%s", gname, e->name);
+    st = agree(path, st);
+    if (st == KSA_OK)
+        st = write_checksum(path, dset, gname, e, part);
     if (dxpl != H5P_DEFAULT)
         ksa_h5_close(dxpl, &st, path, "a transfer property list");
     ksa_h5_close(mem, &st, path, "a dataspace");
@@ -428,9 +486,7 @@ static ksa_status write_tensors(const char *path, hid_t file, const char *gname,
                                 const ksa_params *p, const rank_part *part)
 {
     ksa_status st = KSA_OK;
-    hid_t group = H5Gcreate2(file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (group < 0)
-        st = ksa_h5_fail_h5(KSA_EIO, path, "cannot create group /%s", gname);
+    hid_t group = create_group(path, file, gname, &st);
     st = agree(path, st);
     for (size_t i = 0; i < p->n && st == KSA_OK; i++)
         st = write_tensor(path, group, gname, &p->table[i], part);
@@ -542,9 +598,10 @@ static ksa_status write_config(const char *path, hid_t file, const ksa_model_con
                                const ksa_model_layout *layout)
 {
     int token_begin_used = layout->ksa && !layout->independent_embedding;
-    hid_t group = H5Gcreate2(file, "config", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    ksa_status made = KSA_OK;
+    hid_t group = create_group(path, file, "config", &made);
     if (group < 0)
-        return ksa_h5_fail_h5(KSA_EIO, path, "cannot create group /config");
+        return made;
     size_t n;
     const ksa_config_key *keys = ksa_model_config_keys(&n);
     ksa_status st = KSA_OK;
@@ -583,9 +640,10 @@ static ksa_status write_config(const char *path, hid_t file, const ksa_model_con
 
 static ksa_status write_tokenizer(const char *path, hid_t file, const char *type, int eot_id)
 {
-    hid_t group = H5Gcreate2(file, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    ksa_status made = KSA_OK;
+    hid_t group = create_group(path, file, "tokenizer", &made);
     if (group < 0)
-        return ksa_h5_fail_h5(KSA_EIO, path, "cannot create group /tokenizer");
+        return made;
     ksa_status st = write_attr_string(path, group, "/tokenizer", "type", type);
     if (st == KSA_OK && eot_id >= 0)
         st = write_attr_int(path, group, "/tokenizer", "eot_id", eot_id);
@@ -655,9 +713,9 @@ static ksa_status write_train_state(const char *path, hid_t file, const ksa_ckpt
 {
     const ksa_ckpt_adamw *a = &ts->adamw;
     ksa_status st = KSA_OK;
-    hid_t optim = H5Gcreate2(file, "optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t optim = create_group(path, file, "optim", &st);
     if (optim < 0)
-        return agree(path, ksa_h5_fail_h5(KSA_EIO, path, "cannot create group /optim"));
+        return agree(path, st);
     st = write_attr_string(path, optim, "/optim", "type", "adamw");
     if (st == KSA_OK)
         st = write_attr_double(path, optim, "/optim", "beta1", a->beta1);
@@ -678,9 +736,9 @@ static ksa_status write_train_state(const char *path, hid_t file, const ksa_ckpt
     if (st != KSA_OK)
         return st;
 
-    hid_t train = H5Gcreate2(file, "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t train = create_group(path, file, "train", &st);
     if (train < 0)
-        return agree(path, ksa_h5_fail_h5(KSA_EIO, path, "cannot create group /train"));
+        return agree(path, st);
     st = write_attr_int(path, train, "/train", "step", ts->step);
     if (st == KSA_OK)
         st = write_attr_int(path, train, "/train", "tokens_seen", (long long)ts->tokens_seen);
@@ -827,9 +885,10 @@ static ksa_status check_format(const char *path, hid_t file)
     return KSA_OK;
 }
 
-static ksa_status open_checkpoint(const char *path, hid_t *file)
+/* read_data: the caller reads dataset values (verify.h), not only attributes and shapes. */
+static ksa_status open_checkpoint(const char *path, int read_data, hid_t *file)
 {
-    KSA_TRY(open_hdf5(path, file));
+    KSA_TRY(open_hdf5(path, read_data, file));
     ksa_status st = check_format(path, *file);
     if (st != KSA_OK) {
         H5Fclose(*file);
@@ -885,7 +944,7 @@ static int key_may_be_missing(const char *name, const ksa_model_config *cfg)
 ksa_status ksa_ckpt_read_config(const char *path, ksa_model_config *cfg)
 {
     hid_t file, group = -1;
-    KSA_TRY(open_checkpoint(path, &file));
+    KSA_TRY(open_checkpoint(path, 0, &file));
     ksa_model_config_defaults(cfg);
     config_reader r = {.path = path, .cfg = cfg, .st = KSA_OK};
     r.keys = ksa_model_config_keys(&r.n_keys);
@@ -997,7 +1056,7 @@ ksa_status ksa_ckpt_read_params(const char *path, ksa_params *p, int allow_extra
 {
     KSA_ASSERT(p->data, "checkpoint %s: parameter buffers are not allocated", path);
     hid_t file, group = -1;
-    KSA_TRY(open_checkpoint(path, &file));
+    KSA_TRY(open_checkpoint(path, 1, &file));
     ksa_status st = ksa_h5_open_group(path, file, "/params", 1, &group);
     for (size_t i = 0; i < p->n && st == KSA_OK; i++)
         st = read_tensor(path, group, "/params", &p->table[i], p->data, 0, p->numel);
@@ -1016,7 +1075,7 @@ ksa_status ksa_ckpt_has(const char *path, const char *object, int *found)
         return ksa_fail(KSA_EINVAL, "checkpoint %s: object name '%s' is not absolute", path,
                         object);
     hid_t file;
-    KSA_TRY(open_hdf5(path, &file));
+    KSA_TRY(open_hdf5(path, 0, &file));
     char *buf = strdup(object);
     KSA_ASSERT(buf, "out of memory");
     ksa_status st = KSA_OK;
@@ -1123,7 +1182,7 @@ ksa_status ksa_ckpt_read_train(const char *path, const ksa_config_key *keys, siz
     hid_t file, group = -1;
     memset(pr, 0, sizeof *pr);
     pr->val_loss = NAN;
-    KSA_TRY(open_checkpoint(path, &file));
+    KSA_TRY(open_checkpoint(path, 0, &file));
     train_reader r = {.path = path,
                       .keys = keys,
                       .n_keys = n_keys,
@@ -1155,7 +1214,7 @@ static ksa_status read_optional_text(const char *path, const char *group_name, i
 {
     hid_t file, group = -1;
     snprintf(out, cap, "%s", fallback);
-    KSA_TRY(open_checkpoint(path, &file));
+    KSA_TRY(open_checkpoint(path, 0, &file));
     ksa_status st = ksa_h5_open_group(path, file, group_name, required, &group);
     if (st == KSA_OK && group >= 0 && H5Aexists(group, name) > 0) {
         char text[VALUE_MAX];
@@ -1194,7 +1253,7 @@ ksa_status ksa_ckpt_read_moments_slice(const char *path, const ksa_params *p, si
         memset(exp_avg_sq, 0, (hi - lo) * sizeof *exp_avg_sq);
     }
     hid_t file, optim;
-    KSA_TRY(open_checkpoint(path, &file));
+    KSA_TRY(open_checkpoint(path, 1, &file));
     ksa_status st =
         ksa_h5_open_group(path, file, "/optim", 1, &optim); /* H5Lexists needs the parent */
     ksa_h5_close(optim, &st, path, "/optim");

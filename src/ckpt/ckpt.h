@@ -23,7 +23,7 @@
 #include "core/settings.h"
 
 #define KSA_CKPT_FORMAT "ksa-checkpoint"
-#define KSA_CKPT_FORMAT_VERSION 1
+#define KSA_CKPT_FORMAT_VERSION 2 /* 2: checksums, fixed-length strings (1 is read too) */
 
 /* Writes a model checkpoint: root attributes, /config (every key, defaults included; the
  * configuration must pass ksa_model_config_resolve), /params from p->data (always float32 in

@@ -7,6 +7,7 @@
  * printed: a file that cannot be loaded as a model prints nothing but the error.          */
 #include "ckpt_info.h"
 #include "h5util.h"
+#include "verify.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -451,9 +452,8 @@ static ksa_status collect(ckpt_info *info)
     struct stat sb;
     info->file_bytes = stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
     ksa_h5_quiet();
-    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), group = -1;
-    if (file < 0)
-        return ksa_h5_fail_h5(KSA_EIO, path, "cannot open the file");
+    hid_t file = -1, group = -1;
+    KSA_TRY(ksa_ckpt_open_verified(path, 0, &file)); /* metadata: the values are not read */
     ksa_status st = read_attrs(path, file, "root", &info->root);
     if (st == KSA_OK && (st = ksa_h5_open_group(path, file, "/config", 0, &group)) == KSA_OK) {
         st = read_attrs(path, group, "/config", &info->config); /* it exists: read_config */

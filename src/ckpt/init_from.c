@@ -13,6 +13,7 @@
  * innermost message of HDF5's error stack.                                                  */
 #include "init_from.h"
 #include "h5util.h"
+#include "verify.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -393,10 +394,9 @@ ksa_status ksa_ckpt_init_from(const char *path, ksa_model *m, ksa_summary_init h
     KSA_ASSERT(pl.plan, "out of memory for %zu plan entries", m->params.n);
 
     ksa_status st = KSA_OK;
-    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT), group = -1;
-    if (file < 0) {
-        st = ksa_h5_fail(KSA_EIO, path, 1, "cannot open the file");
-    } else {
+    hid_t file = -1, group = -1;
+    st = ksa_ckpt_open_verified(path, 1, &file);
+    if (st == KSA_OK) {
         htri_t has = H5Lexists(file, "params", H5P_DEFAULT);
         if (has < 0)
             st = ksa_h5_fail(KSA_EFORMAT, path, 1, "cannot look up /params");

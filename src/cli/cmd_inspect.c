@@ -8,6 +8,7 @@
 
 #include "ckpt/ckpt.h"
 #include "ckpt/ckpt_info.h"
+#include "ckpt/verify.h"
 #include "data/path.h"
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -107,9 +108,10 @@ static ksa_status resume_would_start(const char *path)
     return KSA_OK;
 }
 
-/* `ksa inspect FILE`: exit 0, 1 when the file is refused (nothing but the error printed) or
- * its training state is incomplete or would not resume (printed with the problems marked). */
-static int inspect_checkpoint(const char *path)
+/* `ksa inspect [--verify] FILE`: exit 0, 1 when the file is refused (nothing but the error
+ * printed), its training state is incomplete or would not resume, or (--verify) a dataset's
+ * values do not match its checksum or are not finite (printed with the problems marked). */
+static int inspect_checkpoint(const char *path, int verify)
 {
     size_t n_keys;
     const ksa_config_key *keys = ksa_train_config_keys(&n_keys);
@@ -126,6 +128,19 @@ static int inspect_checkpoint(const char *path)
         fflush(stdout);
         return ksa_cli_errorf("inspect", 1, "--resume would refuse %s: %s", path, ksa_last_error());
     }
+    if (!verify) {
+        printf("\n# values: not read (ksa inspect --verify FILE reads every one against its "
+               "dataset's checksum)\n");
+        return 0;
+    }
+    if (ksa_ckpt_verify(path, 1) != KSA_OK) {
+        printf("\n# problems: the values are damaged or not finite\nPROBLEM: %s\n",
+               ksa_last_error());
+        fflush(stdout);
+        return ksa_cli_errorf("inspect", 1, "%s", ksa_last_error());
+    }
+    printf("\n# values: every dataset read in full: each matches its checksum (a format_version "
+           "1 file has none) and the parameters and moments are finite\n");
     return 0;
 }
 
@@ -139,14 +154,17 @@ int ksa_cmd_inspect(int argc, char **argv)
 
 static int inspect_main(int argc, char **argv)
 {
-    if (argc >= 1 && strncmp(argv[0], "-", 1) != 0) { /* a file, not an option */
-        if (argc > 1) {
+    /* a file, not an option; --verify may come before or after it */
+    int verify = argc >= 2 && (!strcmp(argv[0], "--verify") || !strcmp(argv[1], "--verify"));
+    const char *file = verify && !strcmp(argv[0], "--verify") ? argv[1] : argv[0];
+    if (argc >= 1 && strncmp(file, "-", 1) != 0) {
+        if (argc > 1 + verify) {
             return ksa_cli_errorf("inspect", 2,
-                                  "a checkpoint takes no options ('%s' after %s); "
-                                  "usage: ksa inspect FILE.h5",
-                                  argv[1], argv[0]);
+                                  "a checkpoint takes no options but --verify ('%s' after %s); "
+                                  "usage: ksa inspect [--verify] FILE.h5",
+                                  argv[1 + verify], file);
         }
-        return inspect_checkpoint(argv[0]);
+        return inspect_checkpoint(file, verify);
     }
     ksa_model_config cfg;
     ksa_train_config tc;
@@ -163,10 +181,11 @@ static int inspect_main(int argc, char **argv)
     if (help) {
         ksa_args_usage(stdout, "inspect", args, n_args,
                        KSA_USAGE_MODEL_KEYS | KSA_USAGE_MEMORY_KEYS);
-        printf("   or: ksa inspect FILE.h5\n"
+        printf("   or: ksa inspect [--verify] FILE.h5\n"
                "  a checkpoint's format, configuration, layers, parameters with shapes, "
                "tokenizer,\n  optimizer and training state, from its metadata alone (fast "
-               "on any size)\n");
+               "on any size);\n  with --verify, every value is also read against its "
+               "dataset's checksum\n");
         return 0;
     }
     if (tc.seq_len < 1 || tc.micro_batch < 1)

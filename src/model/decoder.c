@@ -395,7 +395,8 @@ static ksa_tensor *forward(ksa_model *m, ksa_tape *tp, const int32_t *tokens, si
     int32_t *pos = ksa_arena_alloc(s.a, (N ? N : 1) * sizeof *pos);
     ksa_layout_positions(pos, l, nseq, T);
     s.pos = pos;
-    s.rope = ksa_rope_table_new(s.a, pos, N, m->dh, m->config.rope_theta);
+    s.rope = tp->plan_only ? ksa_rope_table_reserve(s.a, N, m->dh, m->config.rope_theta)
+                           : ksa_rope_table_new(s.a, pos, N, m->dh, m->config.rope_theta);
 
     ksa_tensor *h = ksa_op_embedding(tp, P(m, m->embed_tokens), ids, s.Nt);
     if (s.Ns) { /* s_c.j: row j of summary_embedding, or token summary_token_begin + j */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "ckpt/ckpt.h"
+#include "ckpt/verify.h"
 #include "data/path.h"
 #include "core/rng.h"
 #include "dist/dist.h"
@@ -148,7 +149,8 @@ static ksa_status lock_folder(const char *dir, const char *what, int writable, i
     return KSA_OK;
 }
 
-static ksa_status newest_of_run(const char *arg, const char *what, char *path, size_t cap);
+static ksa_status newest_of_run(const char *arg, const char *what, int verify, char *path,
+                                size_t cap);
 
 ksa_status ksa_run_resolve_resume(const char *arg, char *path, size_t cap)
 {
@@ -167,12 +169,15 @@ ksa_status ksa_run_resolve_resume(const char *arg, char *path, size_t cap)
         KSA_TRY(lock_folder(arg, "the folder to resume from", 0, &fd));
     if (fd >= 0)
         close(fd);
-    return newest_of_run(arg, "--resume ", path, cap);
+    return newest_of_run(arg, "--resume ", 1, path, cap);
 }
 
 /* The newest step_*.h5 of dir that belongs to the run its marker names (any without a
- * marker) into path; what: the start of error messages. */
-static ksa_status newest_of_run(const char *arg, const char *what, char *path, size_t cap)
+ * marker) into path; what: the start of error messages. With verify, a checkpoint that is
+ * damaged (ksa_ckpt_verify, values included) is passed over for the next older one of the
+ * run, with a warning naming both; when none is sound, the error names the newest's damage. */
+static ksa_status newest_of_run(const char *arg, const char *what, int verify, char *path,
+                                size_t cap)
 {
     long *steps = ksa_alloc(MAX_CHECKPOINTS * sizeof *steps);
     size_t n = ksa_run_list_checkpoints(arg, steps, MAX_CHECKPOINTS);
@@ -181,23 +186,42 @@ static ksa_status newest_of_run(const char *arg, const char *what, char *path, s
     /* the marker's run: its own checkpoints, or unstamped ones (written before run ids) */
     ksa_run_owner owner = {.adopt_unstamped = 1};
     snprintf(owner.id, sizeof owner.id, "%s", marker);
-    size_t pick = n;
-    for (size_t i = n; i-- > 0 && pick == n;) {
+    size_t pick = n, n_owned = 0;
+    char damaged[KSA_PATH_STR + 32] = "", why[1024] = "";
+    ksa_status st = KSA_OK;
+    for (size_t i = n; i-- > 0 && pick == n && st == KSA_OK;) {
         char name[32], id[KSA_CKPT_STAMP] = "";
         snprintf(name, sizeof name, "step_%08ld.h5", steps[i]);
         if (marker[0])
             file_run_id(arg, name, id, sizeof id);
-        if (!marker[0] || ksa_run_owns(&owner, id))
-            pick = i;
+        int unreadable = !strcmp(id, "?"); /* maybe the run's own, damaged */
+        if (marker[0] && !ksa_run_owns(&owner, id) && !(verify && unreadable))
+            continue;
+        n_owned++;
+        if ((size_t)snprintf(path, cap, "%s/%s", arg, name) >= cap)
+            st = ksa_fail(KSA_EINVAL, "%s%s: the checkpoint path is too long", what, arg);
+        else if (!verify || ksa_ckpt_verify(path, 1) == KSA_OK)
+            pick = i;           /* an unreadable file does not pass the check */
+        else if (!damaged[0]) { /* the newest: named in the warning or the error */
+            snprintf(damaged, sizeof damaged, "%s", path);
+            snprintf(why, sizeof why, "%s", ksa_last_error());
+        }
     }
-    ksa_status st = KSA_OK;
+    if (st != KSA_OK) {
+        ksa_free(steps);
+        return st;
+    }
     if (n == 0)
         st = ksa_fail(KSA_EIO, "%s%s: the folder holds no step_*.h5 checkpoint", what, arg);
-    else if (pick == n)
+    else if (n_owned == 0)
         st = ksa_fail(KSA_EIO, "%s%s: the folder holds no checkpoint of its run %s", what, arg,
                       marker);
-    else if ((size_t)snprintf(path, cap, "%s/step_%08ld.h5", arg, steps[pick]) >= cap)
-        st = ksa_fail(KSA_EINVAL, "%s%s: the checkpoint path is too long", what, arg);
+    else if (pick == n)
+        st = ksa_fail(KSA_EFORMAT, "%s%s: no undamaged checkpoint of the run; the newest: %s", what,
+                      arg, why);
+    else if (damaged[0] && ksa_dist_rank() == 0)
+        fprintf(stderr, "warning: %s%s: %s; resuming from %s, the newest sound checkpoint\n", what,
+                arg, why, path);
     ksa_free(steps);
     return st;
 }
@@ -473,5 +497,5 @@ ksa_status ksa_run_newest_checkpoint(const char *arg, char *path, size_t cap)
             return ksa_fail(KSA_EINVAL, "checkpoint path '%s' is too long", arg);
         return KSA_OK;
     }
-    return newest_of_run(arg, "", path, cap);
+    return newest_of_run(arg, "", 0, path, cap);
 }
