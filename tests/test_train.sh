@@ -119,9 +119,10 @@ PYEOF
 # the run stops naming the step and the parameter, before the checkpoint of step 3, and
 # the checkpoints of steps 1 and 2 stay whole.
 a_nonfinite_update_stops_before_any_checkpoint_of_its_step() {
-    KSA_TEST_FAULT=nan_moment:0:3 expect_error \
-        "step 3: non-finite value after the AdamW update in model.embed_tokens.weight (element 0)" \
-        "$KSA" train "${SHORT[@]}" --steps 5 --save-every 1 --out "$TMP/nan"
+    expect_error "step 3: non-finite value after the AdamW update in model.embed_tokens.weight" \
+        env KSA_TEST_FAULT=nan_moment:0:3 "$KSA" train "${SHORT[@]}" --steps 5 --save-every 1 \
+        --out "$TMP/nan"
+    grep -q "model.embed_tokens.weight (element 0): parameter nan" "$TMP/stderr"
     grep -q "exp_avg_sq nan" "$TMP/stderr"
     checkpoints "$TMP/nan" 1 2
     # the same run without the fault goes on past step 3
@@ -187,7 +188,7 @@ assert not all(np.array_equal(a4[n], a5[n]) for n in a4), "step 5 trained"
 print("step 4 skipped; parameters and moments of steps 3 and 4 identical")
 PYEOF
     # a loss that stays high: skipped 3 times (loss_spike_window), then the run stops
-    KSA_TEST_FAULT=loss_spike:0:3:20 expect_error "step 6: the loss diverges" \
+    expect_error "step 6: the loss diverges" env KSA_TEST_FAULT=loss_spike:0:3:20 \
         "$KSA" train "${SHORT[@]}" --steps 10 --loss-spike-action skip --loss-spike-window 3 \
         --log "$TMP/stay.jsonl"
     grep -q "skipping the last 3 steps (loss_spike_window) did not bring it down" "$TMP/stderr"

@@ -191,7 +191,7 @@ static void print_progress(FILE *out, const step_report *r)
     if (r->has_val)
         fprintf(out, " | val loss %.4f", r->val_loss);
     if (r->stats.guard_note[0]) /* the loss-spike guard's word on a high loss */
-        fprintf(out, " | %s", r->stats.guard_note);
+        fprintf(out, " | %s%s", r->stats.skipped ? "skipped: " : "", r->stats.guard_note);
     fprintf(out, "\n");
     fflush(out);
 }

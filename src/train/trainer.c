@@ -154,8 +154,8 @@ static ksa_status guard_loss(ksa_trainer *t, long step1, double loss, ksa_step_s
                skipped_in_a_row <= c->loss_spike_window;
     if (v == KSA_LOSS_HIGH || skip) {
         stats->skipped = skip;
-        snprintf(stats->guard_note, sizeof stats->guard_note, "%s%s (loss_spike_steps %ld)",
-                 skip ? "skipped: " : "", why, c->loss_spike_steps);
+        snprintf(stats->guard_note, sizeof stats->guard_note, "%s (loss_spike_steps %ld)", why,
+                 c->loss_spike_steps);
         return KSA_OK;
     }
     char what[200];

@@ -63,8 +63,8 @@ typedef struct {
     size_t tokens;    /* text tokens of this step */
     double seconds;   /* wall time of this step */
     /* the loss-spike guard: consecutive high losses up to this one (0: normal), the median
-     * the loss was compared with (NaN: not judged), whether the update was skipped, and
-     * what to print after the progress line ("": a normal step) */
+     * the loss was compared with (NaN: not judged), whether the update was skipped, and why
+     * the loss is high ("": a normal step) */
     long high_steps;
     double loss_median;
     int skipped;
@@ -87,7 +87,8 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats);
 /* Writes a training checkpoint of the current state (model, moments, step, keys, stamps);
  * val_loss: the validation loss it is saved for (NaN: none). */
 ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path, double val_loss);
-/* Continues from a training checkpoint: parameters, AdamW moments, step, tokens seen.
+/* Continues from a training checkpoint: parameters, AdamW moments, step, tokens seen and
+ * the loss-spike guard's state.
  * The model and the training keys must already be those of the checkpoint, except the
  * paths of the data, which may have moved: the data's identity must be the one the
  * checkpoint records (a checkpoint without one keeps its paths, ksa_run_check_resume). */
