@@ -78,6 +78,32 @@ an_error_on_one_rank_ends_the_job() {
     grep -q "step 2: non-finite gradient" "$TMP/n.err"
 }
 
+# A NaN planted in rank 1's moments before step 3's update (KSA_TEST_FAULT=nan_moment): the
+# fused finite check of rank 1's slice finds it, the ranks agree before the allgather, and
+# both stop at step 3, before its checkpoint. A loss spike on one rank's share makes the
+# global loss spike: both ranks skip the same step.
+a_nonfinite_update_on_one_rank_stops_every_rank_at_that_step() {
+    if KSA_TEST_FAULT=nan_moment:1:3 "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --steps 6 \
+        --save-every 1 --out "$TMP/nm" >"$TMP/nm.out" 2>"$TMP/nm.err"; then
+        echo "expected failure"; return 1
+    fi
+    cat "$TMP/nm.err"
+    grep -q "^\[rank 1\] ksa train: step 3: non-finite value after the AdamW update in model\." \
+        "$TMP/nm.err"
+    grep -q "^\[rank 0\] ksa train: step 3: rank 1 found a parameter or moment that is not finite" \
+        "$TMP/nm.err"
+    must_fail grep -q "^step 3/" "$TMP/nm.out"
+    KSA_TEST_FAULT=loss_spike:1:3 "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --steps 4 \
+        --loss-spike-action skip --log "$TMP/sk.jsonl" >/dev/null
+    "$PY" - "$TMP/nm" "$TMP/sk.jsonl" <<'PYEOF'
+import json, os, sys
+names = sorted(os.listdir(sys.argv[1]))
+assert names == [".ksa_lock", ".ksa_run", "step_00000001.h5", "step_00000002.h5"], names
+rows = [json.loads(l) for l in open(sys.argv[2])]
+assert [r["step"] for r in rows if "skipped" in r] == [3], rows
+PYEOF
+}
+
 eval_gives_the_same_result_on_several_ranks() {
     "$KSA" init --config configs/tiny.conf --out "$TMP/m.h5" >/dev/null
     local args=(eval --ckpt "$TMP/m.h5" --data build/data/kjv.val.bin --seq-len 128 --json)
@@ -274,7 +300,8 @@ for t in losses_agree_on_1_2_and_4_ranks collectives_in_pieces_give_the_same_run
     validation_gives_the_same_loss_on_1_and_2_ranks \
     sharded_checkpoints_match_and_resume_on_other_rank_counts \
     errors_are_printed_once_or_by_the_ranks_that_have_them \
-    a_rank_failing_alone_prints_its_error_and_ends_the_job inspect_plans_memory_per_rank; do
+    a_rank_failing_alone_prints_its_error_and_ends_the_job inspect_plans_memory_per_rank \
+    a_nonfinite_update_on_one_rank_stops_every_rank_at_that_step; do
     run_test "$t" "$t"
 done
 finish

@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ckpt/ckpt.h"
+#include "model/decoder.h"
 #include "train/run_dir.h"
 
 static void touch(const char *dir, const char *name)
@@ -15,6 +17,25 @@ static void touch(const char *dir, const char *name)
     int fd = open(test_path_in(dir, name), O_CREAT | O_WRONLY, 0644);
     assert_true(fd >= 0);
     close(fd);
+}
+
+/* dir/name: a sound checkpoint of a small model (--resume DIR checks its candidates whole). */
+static void checkpoint(const char *dir, const char *name)
+{
+    ksa_model_config c;
+    ksa_model_config_defaults(&c);
+    const char *kv[] = {
+        "vocab_size",        "257", "hidden_size",         "8", "intermediate_size",   "16",
+        "num_hidden_layers", "1",   "num_attention_heads", "2", "num_key_value_heads", "1",
+        "head_dim",          "4"};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i += 2)
+        assert_int_equal(ksa_model_config_set(&c, kv[i], kv[i + 1], "test"), KSA_OK);
+    ksa_model m;
+    assert_int_equal(ksa_model_init(&m, &c), KSA_OK);
+    ksa_model_init_weights(&m, 1);
+    if (ksa_ckpt_write_model(test_path_in(dir, name), &c, &m.params, 256) != KSA_OK)
+        fail_msg("%s", ksa_last_error());
+    ksa_model_free(&m);
 }
 
 /* Only step_%08d.h5 names count: not .tmp files, other widths or other names. */
@@ -30,22 +51,26 @@ static void checkpoint_names_give_their_step(void **state)
 }
 
 /* The listing is in step order whatever the directory order; a folder resumes from its
- * newest checkpoint, a file from itself; an empty folder is an error naming it. */
+ * newest sound checkpoint (a damaged newer one is passed over), a file from itself; an empty
+ * folder is an error naming it. */
 static void a_folder_resumes_from_its_newest_checkpoint(void **state)
 {
     (void)state;
     char dir[256];
     assert_int_equal(test_scratch_make(dir, sizeof dir, "ksa_run_dir"), 0);
-    touch(dir, "step_00000020.h5");
-    touch(dir, "step_00000003.h5");
+    checkpoint(dir, "step_00000020.h5");
+    checkpoint(dir, "step_00000003.h5");
     touch(dir, "step_00000100.h5.tmp");
-    touch(dir, "step_00000007.h5");
+    checkpoint(dir, "step_00000007.h5");
     long steps[8];
     assert_int_equal(ksa_run_list_checkpoints(dir, steps, 8), 3);
     assert_int_equal(steps[0], 3);
     assert_int_equal(steps[1], 7);
     assert_int_equal(steps[2], 20);
     char path[1024];
+    assert_int_equal(ksa_run_resolve_resume(dir, path, sizeof path), KSA_OK);
+    assert_string_equal(path, test_path_in(dir, "step_00000020.h5"));
+    touch(dir, "step_00000030.h5"); /* empty: not even HDF5 */
     assert_int_equal(ksa_run_resolve_resume(dir, path, sizeof path), KSA_OK);
     assert_string_equal(path, test_path_in(dir, "step_00000020.h5"));
     assert_int_equal(
@@ -78,9 +103,9 @@ static ksa_status check_resume(const ksa_model_config *mc2, const ksa_model_conf
     return st;
 }
 
-/* A resumed run may change only steps, out, log, save_every, keep, save_best, eval_every and
- * threads (and the data paths when the data's identity is recorded), and must have steps
- * left. */
+/* A resumed run may change only steps, out, log, save_every, keep, save_best, eval_every,
+ * threads, recompute and the loss-spike guard's keys (and the data paths when the data's
+ * identity is recorded), and must have steps left. */
 static void resume_rules_name_the_key_that_differs(void **state)
 {
     (void)state;
@@ -92,6 +117,8 @@ static void resume_rules_name_the_key_that_differs(void **state)
     snprintf(tc.lr_schedule, sizeof tc.lr_schedule, "constant");
     tc2 = tc;
     tc2.steps = tc.steps + 5, tc2.keep = 3, tc2.threads = 1, tc2.save_best = 1;
+    tc2.loss_spike_factor = 5, tc2.loss_spike_steps = 2, tc2.loss_spike_window = 10;
+    snprintf(tc2.loss_spike_action, sizeof tc2.loss_spike_action, "skip");
     assert_int_equal(check_resume(&mc2, &mc, &tc2, &tc, 7, 0, 0), KSA_OK);
     tc2.lr = tc.lr * 2;
     assert_int_equal(check_resume(&mc2, &mc, &tc2, &tc, 7, 0, 0), KSA_EINVAL);

@@ -39,6 +39,7 @@ cpu = [r["cpu"] for r in rows]
 assert 0 < cpu[0] and all(a < b for a, b in zip(cpu, cpu[1:])), cpu  # process CPU grows
 assert [r["step"] for r in rows if "val_loss" in r] == [20, 40]
 assert all(r["lr"] == rows[0]["lr"] for r in rows), "constant learning rate"
+assert not [r for r in rows if "loss_high_steps" in r], "the loss-spike guard stayed quiet"
 first = sum(r["loss"] for r in rows[:5]) / 5
 last = sum(r["loss"] for r in rows[-5:]) / 5
 print(f"mean loss first 5 {first:.4f}, last 5 {last:.4f}")
@@ -79,11 +80,149 @@ bad_training_input_is_refused() {
     expect_error "lr_schedule = 'linear'" "$KSA" train --config configs/tiny.conf --lr-schedule linear
     expect_error "unknown option or configuration key '--learning-rate'" \
         "$KSA" train --config configs/tiny.conf --learning-rate 3
+    expect_error "loss_spike_action = 'halt'" "$KSA" train --config configs/tiny.conf \
+        --loss-spike-action halt --dry-run
+    expect_error "loss_spike_factor = 0.5 must be 0 (off) or above 1" \
+        "$KSA" train --config configs/tiny.conf --loss-spike-factor 0.5 --steps 1
+    expect_error "loss_spike_window = 1001 exceeds the supported 1000" \
+        "$KSA" train --config configs/tiny.conf --loss-spike-window 1001 --steps 1
 }
 
 a_diverging_run_stops_naming_step_and_parameter() {
     expect_error "step 2: non-finite gradient" "$KSA" train --config configs/tiny.conf \
         --steps 3 --lr 1e30 --lr-schedule constant --warmup-steps 0 --val-data ""
+}
+
+# A short run of 64-token rows for the divergence tests below.
+SHORT=(--config configs/tiny.conf --seq-len 64 --global-batch 4 --micro-batch 2 --val-data ""
+    --eval-every 0)
+
+# checkpoints.py DIR STEP...: DIR holds exactly step_STEP.h5 for the steps given (no .tmp
+# left), each with /train step = STEP and every parameter and moment finite.
+checkpoints() { "$PY" - "$@" <<'PYEOF'
+import os, sys, h5py, numpy as np
+d, steps = sys.argv[1], [int(s) for s in sys.argv[2:]]
+names = sorted(n for n in os.listdir(d) if n.endswith((".h5", ".tmp")))
+assert names == [f"step_{s:08d}.h5" for s in steps], names
+for s in steps:
+    with h5py.File(f"{d}/step_{s:08d}.h5", "r") as f:
+        assert f["train"].attrs["step"] == s
+        for g in ("params", "optim/exp_avg", "optim/exp_avg_sq"):
+            for n, x in f[g].items():
+                assert np.isfinite(x[()]).all(), (s, g, n)
+print("checkpoints", steps, "complete and finite")
+PYEOF
+}
+
+# A NaN that reaches a moment (KSA_TEST_FAULT=nan_moment: the first element of the slice's
+# exp_avg_sq, before the update of step 3) is caught by the update's fused finite check:
+# the run stops naming the step and the parameter, before the checkpoint of step 3, and
+# the checkpoints of steps 1 and 2 stay whole.
+a_nonfinite_update_stops_before_any_checkpoint_of_its_step() {
+    expect_error "step 3: non-finite value after the AdamW update in model.embed_tokens.weight" \
+        env KSA_TEST_FAULT=nan_moment:0:3 "$KSA" train "${SHORT[@]}" --steps 5 --save-every 1 \
+        --out "$TMP/nan"
+    grep -q "model.embed_tokens.weight (element 0): parameter nan" "$TMP/stderr"
+    grep -q "exp_avg_sq nan" "$TMP/stderr"
+    checkpoints "$TMP/nan" 1 2
+    # the same run without the fault goes on past step 3
+    "$KSA" train "${SHORT[@]}" --steps 3 --save-every 1 --out "$TMP/fine" >/dev/null
+    checkpoints "$TMP/fine" 1 2 3
+}
+
+# `--lr 100` diverges at once: step 3's loss is far above 3 x the median of steps 1 and 2.
+# The run stops before step 3's update with the loss and the median, saves nothing of it,
+# and exits non-zero.
+a_learning_rate_of_100_stops_at_the_first_loss_spike() {
+    if "$KSA" train "${SHORT[@]}" --lr 100 --steps 20 --save-every 1 --out "$TMP/lr" \
+        --log "$TMP/lr.jsonl" >"$TMP/lr.out" 2>"$TMP/lr.err"; then
+        echo "expected failure"; return 1
+    fi
+    cat "$TMP/lr.err"
+    grep -q "^ksa train: step 3: the loss diverges" "$TMP/lr.err"
+    grep -q -- "--loss-spike-factor K" "$TMP/lr.err"
+    checkpoints "$TMP/lr" 1 2
+    "$PY" - "$TMP/lr.jsonl" "$TMP/lr.err" <<'PYEOF'
+import json, re, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["step"] for r in rows] == [1, 2], rows
+m = re.search(r"the loss diverges: (\S+) is above 3 x (\S+), the median of the last 2 normal", open(sys.argv[2]).read())
+loss, median = float(m.group(1)), float(m.group(2))
+want = statistics.median(r["loss"] for r in rows)
+assert abs(median - want) <= 1e-5 * want, (median, want)
+assert loss > 3 * median, (loss, median)
+print(f"step 3: loss {loss} > 3 x {median}")
+PYEOF
+}
+
+# loss_spike_action = skip: a step whose loss spikes (KSA_TEST_FAULT=loss_spike: x100, as a
+# bad batch would) keeps no update: parameters, moments and the AdamW count stay, the step
+# counter and the data move on, the log says why, and training goes on. A loss that stays
+# high for loss_spike_window skipped steps stops the run.
+skip_mode_drops_the_spiking_step_and_trains_on() {
+    KSA_TEST_FAULT=loss_spike:0:4 "$KSA" train "${SHORT[@]}" --steps 6 --save-every 1 \
+        --loss-spike-action skip --out "$TMP/skip" --log "$TMP/skip.jsonl" >"$TMP/skip.out"
+    grep -q "^step 4/6 | loss .* | skipped: loss above 3 x median" "$TMP/skip.out"
+    "$PY" - "$TMP/skip.jsonl" "$TMP/skip" <<'PYEOF'
+import json, statistics, sys, h5py, numpy as np
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+assert [r["step"] for r in rows if "skipped" in r] == [4], rows
+r4 = rows[3]
+assert r4["loss_high_steps"] == 1
+assert r4["loss_median"] == statistics.median(r["loss"] for r in rows[:3])
+assert r4["loss"] > 3 * r4["loss_median"]
+assert r4["tokens"] == 4 * 4 * 64   # the data moved on
+def state(step):
+    with h5py.File(f"{sys.argv[2]}/step_{step:08d}.h5", "r") as f:
+        t = f["train"].attrs
+        arrays = {g + "/" + n: x[()] for g in ("params", "optim/exp_avg", "optim/exp_avg_sq")
+                  for n, x in f[g].items()}
+        return int(t["step"]), int(t["skipped_steps"]), arrays
+s3, k3, a3 = state(3)
+s4, k4, a4 = state(4)
+s5, k5, a5 = state(5)
+assert (s3, s4, s5) == (3, 4, 5) and (k3, k4, k5) == (0, 1, 1), (k3, k4, k5)
+assert all(np.array_equal(a3[n], a4[n]) for n in a3), "the skipped step changed nothing"
+assert not all(np.array_equal(a4[n], a5[n]) for n in a4), "step 5 trained"
+print("step 4 skipped; parameters and moments of steps 3 and 4 identical")
+PYEOF
+    # a loss that stays high: skipped 3 times (loss_spike_window), then the run stops
+    expect_error "step 6: the loss diverges" env KSA_TEST_FAULT=loss_spike:0:3:20 \
+        "$KSA" train "${SHORT[@]}" --steps 10 --loss-spike-action skip --loss-spike-window 3 \
+        --log "$TMP/stay.jsonl"
+    grep -q "skipping the last 3 steps (loss_spike_window) did not bring it down" "$TMP/stderr"
+    "$PY" - "$TMP/stay.jsonl" <<'PYEOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["step"] for r in rows if "skipped" in r] == [3, 4, 5], rows
+PYEOF
+}
+
+# The guard's state (its window, the run of high losses, the skipped steps) goes into every
+# checkpoint: resumed after the first high loss (step 4, loss_spike_steps 2) or after the
+# skip (step 6), a run prints and skips exactly what the uninterrupted run did.
+a_resumed_run_keeps_the_guard_state() {
+    export KSA_TEST_FAULT=loss_spike:0:4:5
+    local guard=(--loss-spike-steps 2 --loss-spike-action skip)
+    "$KSA" train "${SHORT[@]}" "${guard[@]}" --steps 8 --save-every 2 --out "$TMP/a" \
+        --log "$TMP/a.jsonl" >/dev/null
+    "$KSA" train --resume "$TMP/a/step_00000004.h5" --out "$TMP/b" --log "$TMP/b.jsonl" >/dev/null
+    "$KSA" train --resume "$TMP/a/step_00000006.h5" --out "$TMP/c" --log "$TMP/c.jsonl" >/dev/null
+    "$PY" - "$TMP/a.jsonl" "$TMP/b.jsonl" "$TMP/c.jsonl" <<'PYEOF'
+import json, sys
+a, b, c = ([json.loads(l) for l in open(p)] for p in sys.argv[1:])
+assert [r["step"] for r in a if "skipped" in r] == [5], a
+assert [r["step"] for r in a if "loss_high_steps" in r] == [4, 5], a
+keys = ("step", "loss", "grad_norm", "loss_high_steps", "skipped")
+row = lambda r: tuple(r.get(k) for k in keys)
+assert [row(r) for r in b] == [row(r) for r in a[4:]], ([row(r) for r in b], [row(r) for r in a[4:]])
+assert [row(r) for r in c] == [row(r) for r in a[6:]], ([row(r) for r in c], [row(r) for r in a[6:]])
+print("resumed at steps 4 and 6: the same losses and the same skip as the uninterrupted run")
+PYEOF
+    # the guard's keys may change on resume: with stop, the second high loss ends the run
+    expect_error "step 5: the loss diverges" "$KSA" train --resume "$TMP/a/step_00000004.h5" \
+        --loss-spike-action stop
 }
 
 # data = ... in configs/tiny.conf is relative to the file's folder: it works from anywhere
@@ -320,6 +459,10 @@ for t in tiny_config_learns_and_logs_every_step \
     dry_run_prints_the_plan_and_trains_nothing \
     bad_training_input_is_refused \
     a_diverging_run_stops_naming_step_and_parameter \
+    a_nonfinite_update_stops_before_any_checkpoint_of_its_step \
+    a_learning_rate_of_100_stops_at_the_first_loss_spike \
+    skip_mode_drops_the_spiking_step_and_trains_on \
+    a_resumed_run_keeps_the_guard_state \
     config_paths_resolve_against_the_config_folder \
     openmp_threads_spin_briefly_unless_the_user_chose \
     mfu_peak_is_cached_per_machine_and_remeasured_when_implausible \

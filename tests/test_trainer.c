@@ -1,6 +1,7 @@
 /* test_trainer.c - the training step: gradient accumulation does not change the step
  * (global batch 8 as 1 x 8, 2 x 4 and 8 x 1 micro-batches), the step is deterministic,
- * non-finite values stop it with the parameter named, the MFU's FLOPs against hand counts. */
+ * non-finite values stop it with the parameter named, the loss-spike guard's state survives
+ * a checkpoint, the MFU's FLOPs against hand counts. */
 #include "testutil.h"
 
 #include <math.h>
@@ -8,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <hdf5.h>
 
 #include "model/decoder.h"
 #include "model/layout.h"
@@ -174,6 +177,96 @@ static void a_non_finite_gradient_stops_the_step_naming_the_parameter(void **sta
     ksa_model_free(&m);
 }
 
+/* An infinite second moment leaves the parameter finite (m / sqrt(inf) = 0) but is caught
+ * by the update's fused check all the same: the step stops naming the parameter and the
+ * element, and does not count. */
+static void a_moment_the_update_leaves_infinite_stops_the_step(void **state)
+{
+    (void)state;
+    ksa_model m;
+    small_model(&m);
+    ksa_train_config tc;
+    train_config(&tc, 8);
+    ksa_trainer t;
+    assert_int_equal(ksa_trainer_init(&t, &m, &tc, "test"), KSA_OK);
+    long k = ksa_params_find(&m.params, "model.layers.1.mlp.up_proj.weight");
+    t.exp_avg_sq[m.params.table[k].offset + 3] = (ksa_real)INFINITY;
+    ksa_step_stats st;
+    assert_int_equal(ksa_trainer_step(&t, &st), KSA_ENUMERIC);
+    if (!strstr(ksa_last_error(), "step 1: non-finite value after the AdamW update in "
+                                  "model.layers.1.mlp.up_proj.weight (element 3)"))
+        fail_msg("%s", ksa_last_error());
+    assert_true(isfinite(m.params.data[m.params.table[k].offset + 3]));
+    assert_int_equal(t.step, 0);
+    ksa_trainer_free(&t);
+    ksa_model_free(&m);
+}
+
+/* Replaces (or adds) the /train attribute `name` of the file at path by `n` doubles. */
+static void put_train_doubles(const char *path, const char *name, const double *v, hsize_t n)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT), g = H5Gopen2(f, "train", H5P_DEFAULT);
+    assert_true(f >= 0 && g >= 0);
+    if (H5Aexists(g, name) > 0)
+        assert_true(H5Adelete(g, name) >= 0);
+    hid_t space = n == 1 ? H5Screate(H5S_SCALAR) : H5Screate_simple(1, &n, NULL);
+    hid_t a = H5Acreate2(g, name, H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(a >= 0 && H5Awrite(a, H5T_NATIVE_DOUBLE, v) >= 0);
+    H5Aclose(a), H5Sclose(space), H5Gclose(g), H5Fclose(f);
+}
+
+/* The loss-spike guard's state goes into a training checkpoint and comes back on resume
+ * exactly; a state that cannot be a run's (a non-finite loss in the window, more skipped
+ * steps than steps) is refused naming the attribute. */
+static void the_guard_state_round_trips_through_a_checkpoint(void **state)
+{
+    (void)state;
+    ksa_model m;
+    small_model(&m);
+    ksa_train_config tc;
+    train_config(&tc, 8);
+    ksa_trainer t, r;
+    assert_int_equal(ksa_trainer_init(&t, &m, &tc, "test"), KSA_OK);
+    ksa_step_stats st;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ksa_trainer_step(&t, &st), KSA_OK);
+    t.guard.n = 3; /* as a run with a skip and a high loss would have left it */
+    t.guard.recent[0] = 3.25, t.guard.recent[1] = 1.0 / 3, t.guard.recent[2] = 2.5e-7;
+    t.guard.high_steps = 1, t.guard.skipped = 2;
+    char path[160];
+    snprintf(path, sizeof path, "%s/guard.h5", tmpdir);
+    assert_int_equal(ksa_trainer_save(&t, path, NAN), KSA_OK);
+    assert_int_equal(ksa_trainer_init(&r, &m, &tc, "test"), KSA_OK);
+    assert_int_equal(ksa_trainer_resume(&r, path), KSA_OK);
+    assert_int_equal(r.step, 3);
+    assert_int_equal(r.guard.n, 3);
+    assert_memory_equal(r.guard.recent, t.guard.recent, 3 * sizeof(double));
+    assert_int_equal(r.guard.high_steps, 1);
+    assert_int_equal(r.guard.skipped, 2);
+    ksa_trainer_free(&r);
+
+    double bad_window[2] = {1.5, NAN};
+    put_train_doubles(path, "loss_window", bad_window, 2);
+    assert_int_equal(ksa_trainer_init(&r, &m, &tc, "test"), KSA_OK);
+    assert_int_equal(ksa_trainer_resume(&r, path), KSA_EFORMAT);
+    if (!strstr(ksa_last_error(), "/train attribute loss_window[1] is nan"))
+        fail_msg("%s", ksa_last_error());
+    ksa_trainer_free(&r);
+    put_train_doubles(path, "loss_window", bad_window, 1); /* a good window: 1.5 alone */
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT), g = H5Gopen2(f, "train", H5P_DEFAULT);
+    hid_t a = H5Aopen(g, "skipped_steps", H5P_DEFAULT);
+    long long four = 4; /* skipped steps, of 3 */
+    assert_true(a >= 0 && H5Awrite(a, H5T_NATIVE_LLONG, &four) >= 0);
+    H5Aclose(a), H5Gclose(g), H5Fclose(f);
+    assert_int_equal(ksa_trainer_init(&r, &m, &tc, "test"), KSA_OK);
+    assert_int_equal(ksa_trainer_resume(&r, path), KSA_EFORMAT);
+    if (!strstr(ksa_last_error(), "/train skipped_steps = 4 exceeds step = 3"))
+        fail_msg("%s", ksa_last_error());
+    ksa_trainer_free(&r);
+    ksa_trainer_free(&t);
+    ksa_model_free(&m);
+}
+
 /* ---- FLOPs: hand counts of ksa_model_step_flops ------------------------------------------ *
  * All four models share D = 16, I = 24, V = 29, Hq = 2, Hkv = 1, head_dim = 8, and run G = 3
  * rows of T = 21 text tokens. Multiply-adds of one row through one layer's matrices:
@@ -276,6 +369,8 @@ int main(void)
         cmocka_unit_test(accumulation_does_not_change_loss_norm_or_parameters),
         cmocka_unit_test(steps_are_deterministic),
         cmocka_unit_test(a_non_finite_gradient_stops_the_step_naming_the_parameter),
+        cmocka_unit_test(a_moment_the_update_leaves_infinite_stops_the_step),
+        cmocka_unit_test(the_guard_state_round_trips_through_a_checkpoint),
         cmocka_unit_test(flops_of_a_hybrid_ksa_model_are_the_hand_count),
         cmocka_unit_test(flops_of_a_plain_causal_model_are_the_hand_count),
         cmocka_unit_test(flops_of_sliding_window_and_sliding_chunk_models_are_the_hand_count),

@@ -368,6 +368,22 @@ static ksa_status write_attr_double(const char *path, hid_t loc, const char *whe
     return write_attr(path, loc, where, name, FILE_FLOAT_TYPE, H5T_NATIVE_DOUBLE, &v);
 }
 
+/* float64 [n], n >= 1 (a one-dimensional attribute: h5py reads a numpy array). */
+static ksa_status write_attr_doubles(const char *path, hid_t loc, const char *where,
+                                     const char *name, const double *v, size_t n)
+{
+    ksa_status st = KSA_OK;
+    hsize_t dims[1] = {n};
+    hid_t space = H5Screate_simple(1, dims, NULL), attr = -1;
+    if (space < 0 ||
+        (attr = H5Acreate2(loc, name, FILE_FLOAT_TYPE, space, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+        H5Awrite(attr, H5T_NATIVE_DOUBLE, v) < 0)
+        st = ksa_h5_fail_h5(KSA_EIO, path, "cannot write %s attribute '%s'", where, name);
+    ksa_h5_close(attr, &st, path, name);
+    ksa_h5_close(space, &st, path, "a dataspace");
+    return st;
+}
+
 /* Fixed-length UTF-8, NUL-padded, as long as the text (1 byte for ""): stored in the
  * checksummed object header, not in HDF5's unchecked global heap as variable-length strings
  * are. h5py reads it as bytes. */
@@ -753,6 +769,14 @@ static ksa_status write_train_state(const char *path, hid_t file, const ksa_ckpt
             st = write_attr_string(path, train, "/train", stamp_names[i], stamps[i]);
     if (st == KSA_OK && !isnan(ts->val_loss))
         st = write_attr_double(path, train, "/train", "val_loss", ts->val_loss);
+    /* the loss-spike guard's state: what a resume needs to judge the next steps alike */
+    if (st == KSA_OK && ts->n_loss_window > 0)
+        st = write_attr_doubles(path, train, "/train", "loss_window", ts->loss_window,
+                                ts->n_loss_window);
+    if (st == KSA_OK)
+        st = write_attr_int(path, train, "/train", "loss_high_steps", ts->loss_high_steps);
+    if (st == KSA_OK)
+        st = write_attr_int(path, train, "/train", "skipped_steps", ts->skipped_steps);
     for (size_t i = 0; i < ts->n_train_keys && st == KSA_OK; i++) {
         const ksa_config_key *k = &ts->train_keys[i];
         const char *field = (const char *)ts->train + k->offset;
@@ -1120,16 +1144,45 @@ typedef struct {
     ksa_status st;
 } train_reader;
 
+/* /train loss_window: at most KSA_CKPT_MAX_LOSS_WINDOW finite numbers. */
+static ksa_status read_loss_window(const char *path, hid_t group, ksa_ckpt_progress *pr)
+{
+    ksa_h5_attr a;
+    KSA_TRY(ksa_h5_attr_read(path, group, "/train", "loss_window", KSA_CKPT_MAX_LOSS_WINDOW, &a));
+    ksa_status st = KSA_OK;
+    if (a.kind != KSA_H5_FLOAT || a.n_read != a.n)
+        st = ksa_h5_fail_at(KSA_EFORMAT, path,
+                            "/train attribute loss_window holds %zu values; expected at most %d "
+                            "floats",
+                            a.n, KSA_CKPT_MAX_LOSS_WINDOW);
+    for (size_t i = 0; i < a.n_read && st == KSA_OK; i++)
+        if (!isfinite(a.f[i]))
+            st = ksa_h5_fail_at(KSA_EFORMAT, path,
+                                "/train attribute loss_window[%zu] is %g, expected a finite loss",
+                                i, a.f[i]);
+    if (st == KSA_OK) {
+        memcpy(pr->loss_window, a.f, a.n * sizeof *a.f);
+        pr->n_loss_window = a.n;
+    }
+    ksa_h5_attr_free(&a);
+    return st;
+}
+
 static herr_t apply_train_attr(hid_t group, const char *name, const H5A_info_t *info, void *data)
 {
     (void)info;
     train_reader *r = data;
     char text[VALUE_MAX], origin[512];
     value_kind kind;
+    if (!strcmp(name, "loss_window")) {
+        r->st = read_loss_window(r->path, group, r->pr);
+        return r->st == KSA_OK ? 0 : -1;
+    }
     r->st = read_attr_text(r->path, group, "/train", name, text, sizeof text, &kind);
     if (r->st != KSA_OK)
         return -1;
-    if (!strcmp(name, "step") || !strcmp(name, "tokens_seen")) {
+    int guard_count = !strcmp(name, "loss_high_steps") || !strcmp(name, "skipped_steps");
+    if (!strcmp(name, "step") || !strcmp(name, "tokens_seen") || guard_count) {
         char *end;
         errno = 0;
         long long v = strtoll(text, &end, 10);
@@ -1142,6 +1195,10 @@ static herr_t apply_train_attr(hid_t group, const char *name, const H5A_info_t *
         }
         if (!strcmp(name, "step"))
             r->pr->step = (long)v, r->have_step = 1;
+        else if (!strcmp(name, "loss_high_steps"))
+            r->pr->loss_high_steps = (long)v;
+        else if (!strcmp(name, "skipped_steps"))
+            r->pr->skipped_steps = (long)v;
         else
             r->pr->tokens_seen = (unsigned long long)v, r->have_tokens = 1;
         return 0;
@@ -1202,6 +1259,11 @@ ksa_status ksa_ckpt_read_train(const char *path, const ksa_config_key *keys, siz
     if (st == KSA_OK && (!r.have_step || !r.have_tokens))
         st = ksa_h5_fail_at(KSA_EFORMAT, path, "/train lacks the attribute '%s'",
                             r.have_step ? "tokens_seen" : "step");
+    if (st == KSA_OK && pr->skipped_steps > pr->step)
+        st = ksa_h5_fail_at(KSA_EFORMAT, path,
+                            "/train skipped_steps = %ld exceeds step = %ld (the updates applied "
+                            "would be negative)",
+                            pr->skipped_steps, pr->step);
     ksa_h5_close(group, &st, path, "/train");
     ksa_h5_close(file, &st, path, "the file");
     return st;

@@ -78,6 +78,12 @@ typedef struct {
     const char *run_id, *data_identity, *val_data_identity;
     double val_loss;
     const char *tokenizer; /* /tokenizer type: the data's tokenizer (NULL: "byte") */
+    /* The loss-spike guard's state (optim/loss_guard.h): its recent normal losses, oldest
+     * first (n_loss_window = 0: none, not written), the consecutive high steps up to this
+     * one, and the steps of the run whose update was skipped. */
+    const double *loss_window; /* [n_loss_window], at most KSA_CKPT_MAX_LOSS_WINDOW */
+    size_t n_loss_window;
+    long loss_high_steps, skipped_steps;
     /* The AdamW moments this rank holds: elements [slice_lo, slice_hi) of the flat
      * parameter buffer (DESIGN.md §5), the moments of element slice_lo + i at index i, so
      * arrays of slice_hi - slice_lo elements; slice_hi may pass p->numel (padding). The
@@ -93,20 +99,24 @@ typedef struct {
 
 /* A model checkpoint plus /optim (type, beta1, beta2, eps, weight_decay; exp_avg/<name>,
  * exp_avg_sq/<name> with each parameter's full shape) and /train (step, tokens_seen,
- * world_size, every training key). Collective under MPI: each rank writes the moments of
- * its slice, and the parameters of the same range of the buffer (so every element of
+ * world_size, the guard's state, every training key). Collective under MPI: each rank writes the
+ * moments of its slice, and the parameters of the same range of the buffer (so every element of
  * every dataset is written exactly once; when every rank holds the whole buffer, the
  * buffer is split evenly between the ranks instead).                                      */
 ksa_status ksa_ckpt_write_training(const char *path, const ksa_model_config *cfg,
                                    const ksa_params *p, int eot_id, const ksa_ckpt_train_state *ts);
 /* What /train says of the run beyond its keys. Stamps missing from older files read as ""
- * (and val_loss as NaN). */
+ * (and val_loss as NaN); so does the guard's state as none (an empty window, 0, 0). */
+#define KSA_CKPT_MAX_LOSS_WINDOW 1000
 typedef struct {
     long step;                      /* optimizer steps completed */
     unsigned long long tokens_seen; /* text tokens of those steps */
     char run_id[KSA_CKPT_STAMP];
     char data_identity[KSA_CKPT_STAMP], val_data_identity[KSA_CKPT_STAMP];
     double val_loss;
+    double loss_window[KSA_CKPT_MAX_LOSS_WINDOW]; /* [n_loss_window] finite, oldest first */
+    size_t n_loss_window;
+    long loss_high_steps, skipped_steps; /* skipped_steps <= step */
 } ksa_ckpt_progress;
 
 /* Reads /train: the progress and stamps, and hands every attribute named like a key of

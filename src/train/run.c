@@ -190,6 +190,8 @@ static void print_progress(FILE *out, const step_report *r)
             r->stats.grad_norm, r->tokens_per_s, 100 * r->mfu, el, et);
     if (r->has_val)
         fprintf(out, " | val loss %.4f", r->val_loss);
+    if (r->stats.guard_note[0]) /* the loss-spike guard's word on a high loss */
+        fprintf(out, " | %s%s", r->stats.skipped ? "skipped: " : "", r->stats.guard_note);
     fprintf(out, "\n");
     fflush(out);
 }
@@ -217,6 +219,11 @@ static void log_step(FILE *log, const step_report *r)
             r->tokens_seen, r->mfu, r->elapsed, r->cpu);
     if (r->has_val)
         fprintf(log, ", \"val_loss\": %.17g", r->val_loss);
+    if (r->stats.high_steps > 0)
+        fprintf(log, ", \"loss_median\": %.17g, \"loss_high_steps\": %ld", r->stats.loss_median,
+                r->stats.high_steps);
+    if (r->stats.skipped) /* the note is our own text: no character JSON would escape */
+        fprintf(log, ", \"skipped\": \"%s\"", r->stats.guard_note);
     fprintf(log, "}\n");
     fflush(log);
 }

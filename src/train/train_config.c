@@ -8,6 +8,7 @@
 
 #include "ckpt/ckpt.h"
 #include "data/path.h"
+#include "optim/loss_guard.h"
 #include "optim/lr_schedule.h"
 
 #define KEY(name, kind, def, help) KSA_KEY(ksa_train_config, name, kind, def, help)
@@ -34,6 +35,13 @@ static const ksa_config_key train_keys[] = {
         "element-wise gradient clipping to [-clip_value, clip_value] (0: off)"),
     KEY(clip_norm, KSA_KEY_FLOAT, "0",
         "global gradient-norm clipping after value clipping (0: off)"),
+    KEY(loss_spike_factor, KSA_KEY_FLOAT, "3",
+        "a loss above this x the median of the recent normal losses is high (0: guard off)"),
+    KEY(loss_spike_steps, KSA_KEY_INT, "1",
+        "consecutive high losses before loss_spike_action is taken"),
+    KEY(loss_spike_window, KSA_KEY_INT, "20", "recent normal losses the median is taken over"),
+    KEY(loss_spike_action, KSA_KEY_STRING, "stop",
+        "stop (the run, before the update) or skip (the step's update)"),
     KEY(seed, KSA_KEY_INT, "42", "initialisation and data order"),
     KEY(data_seed, KSA_KEY_INT, "", /* empty: unset (-1) */
         "the data order's seed (unset: seed; a fine-tune derives its own)"),
@@ -96,6 +104,9 @@ ksa_status ksa_train_config_set(ksa_train_config *c, const char *key, const char
     if (!strcmp(key, "lr_schedule") && ksa_lr_schedule_parse_kind(field, &kind) != KSA_OK)
         return ksa_fail(KSA_EINVAL, "%s: lr_schedule = '%s' (expected constant, cosine or wsd)",
                         origin, field);
+    if (!strcmp(key, "loss_spike_action") && strcmp(field, "stop") && strcmp(field, "skip"))
+        return ksa_fail(KSA_EINVAL, "%s: loss_spike_action = '%s' (expected stop or skip)", origin,
+                        field);
     if (!strcmp(key, "dtype") && field[0] && strcmp(field, "uint16") && strcmp(field, "uint32"))
         return ksa_fail(KSA_EINVAL, "%s: dtype = '%s' (expected uint16 or uint32)", origin, field);
     /* the command line's data source replaces the file's other one */
@@ -147,6 +158,8 @@ ksa_status ksa_train_config_validate(const ksa_train_config *c, int n_ranks)
         {"save_every", c->save_every, 1L << 40},
         {"keep", c->keep, 1L << 40},
         {"threads", c->threads, 1024},
+        {"loss_spike_steps", c->loss_spike_steps, 1L << 40},
+        {"loss_spike_window", c->loss_spike_window, KSA_LOSS_GUARD_MAX_WINDOW},
     };
     for (size_t i = 0; i < sizeof bounded / sizeof bounded[0]; i++)
         if (bounded[i].value > bounded[i].max)
@@ -172,6 +185,12 @@ ksa_status ksa_train_config_validate(const ksa_train_config *c, int n_ranks)
     if (c->clip_value < 0 || c->clip_norm < 0 || c->weight_decay < 0 || c->peak_gflops < 0)
         return ksa_fail(KSA_EINVAL,
                         "clip_value, clip_norm, weight_decay and peak_gflops must not be negative");
+    if (!(c->loss_spike_factor == 0 || c->loss_spike_factor > 1) || c->loss_spike_steps < 1 ||
+        c->loss_spike_window < 1)
+        return ksa_fail(KSA_EINVAL,
+                        "loss_spike_factor = %g must be 0 (off) or above 1, loss_spike_steps = %ld "
+                        "and loss_spike_window = %ld at least 1",
+                        c->loss_spike_factor, c->loss_spike_steps, c->loss_spike_window);
     if (c->eval_batches < 1 && c->val_data[0])
         return ksa_fail(KSA_EINVAL, "eval_batches must be at least 1");
     if (c->save_best && (!c->val_data[0] || !c->out[0]))

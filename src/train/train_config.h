@@ -30,6 +30,12 @@ typedef struct {
     double weight_decay, beta1, beta2, adam_eps;
     double clip_value; /* element-wise clipping bound (0: off) */
     double clip_norm;  /* global-norm clipping (0: off) */
+    /* the loss-spike guard (optim/loss_guard.h): a loss above loss_spike_factor x the median
+     * of the last loss_spike_window normal losses, loss_spike_steps times in a row, stops
+     * the run or skips the step's update */
+    double loss_spike_factor; /* 0: off */
+    long loss_spike_steps, loss_spike_window;
+    char loss_spike_action[16]; /* stop | skip */
     long seed;
     long data_seed; /* the data order's seed; -1: seed (a fine-tune derives its own) */
     long eval_every, eval_batches; /* validation every N steps (0: only at the end), rows */

@@ -12,6 +12,10 @@
 #include "model/layout.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
+#include "optim/loss_guard.h"
+
+_Static_assert(KSA_CKPT_MAX_LOSS_WINDOW == KSA_LOSS_GUARD_MAX_WINDOW,
+               "a checkpoint holds the whole window of the loss guard");
 
 ksa_status ksa_train_data_open(const ksa_train_config *c, size_t V, ksa_loader *ld,
                                ksa_val_reader *val, int *has_val, char *tokenizer, size_t cap)
@@ -106,16 +110,99 @@ static const ksa_param *param_at(const ksa_params *p, size_t i)
     return NULL;
 }
 
-/* Test-only fault hook (docs/mpi.md): KSA_TEST_FAULT=step_error:RANK:STEP makes that rank
- * fail at that (1-based) step, step_nan:RANK:STEP puts a NaN into its gradient. */
+/* Test-only fault hooks (docs/mpi.md, docs/training.md): KSA_TEST_FAULT=KIND:RANK:STEP or
+ * KIND:RANK:FIRST:LAST acts on that rank at that (1-based) step or steps. step_error makes the
+ * rank fail, step_nan puts a NaN into its gradient, nan_moment a NaN into the first element
+ * of its slice of exp_avg_sq before the update (as a corrupt optimizer state would),
+ * loss_spike multiplies its share of the loss by 100 (as a bad batch would). */
 static int injected_fault(const char *kind, int rank, long step)
 {
     const char *f = getenv("KSA_TEST_FAULT");
     size_t n = strlen(kind);
     int r;
-    long st;
-    return f && !strncmp(f, kind, n) && f[n] == ':' && sscanf(f + n + 1, "%d:%ld", &r, &st) == 2 &&
-           r == rank && st == step;
+    long first, last;
+    if (!f || strncmp(f, kind, n) || f[n] != ':')
+        return 0;
+    int got = sscanf(f + n + 1, "%d:%ld:%ld", &r, &first, &last);
+    if (got == 2)
+        last = first;
+    return got >= 2 && r == rank && first <= step && step <= last;
+}
+
+/* The loss-spike guard's verdict on this step's (global) loss, into stats; a spike that is
+ * not skipped is the run's stop, as an error that says what to change. */
+static ksa_status guard_loss(ksa_trainer *t, long step1, double loss, ksa_step_stats *stats)
+{
+    const ksa_train_config *c = t->cfg;
+    double median;
+    ksa_loss_verdict v = ksa_loss_guard_judge(&t->guard, loss, c->loss_spike_factor,
+                                              c->loss_spike_steps, c->loss_spike_window, &median);
+    long high = t->guard.high_steps;
+    stats->loss_median = median;
+    stats->high_steps = high;
+    stats->skipped = 0;
+    stats->guard_note[0] = '\0';
+    if (v == KSA_LOSS_NORMAL)
+        return KSA_OK;
+    char why[160];
+    snprintf(why, sizeof why, "loss above %g x median %.4f, %ld step%s in a row",
+             c->loss_spike_factor, median, high, high > 1 ? "s" : "");
+    /* a skipped step changes nothing: a loss that stays high for a window of skipped steps
+     * comes from the parameters themselves, and skipping more would not help */
+    long skipped_in_a_row = high - c->loss_spike_steps + 1;
+    int skip = v == KSA_LOSS_SPIKE && !strcmp(c->loss_spike_action, "skip") &&
+               skipped_in_a_row <= c->loss_spike_window;
+    if (v == KSA_LOSS_HIGH || skip) {
+        stats->skipped = skip;
+        snprintf(stats->guard_note, sizeof stats->guard_note, "%s (loss_spike_steps %ld)", why,
+                 c->loss_spike_steps);
+        return KSA_OK;
+    }
+    char what[200];
+    if (!strcmp(c->loss_spike_action, "skip"))
+        snprintf(what, sizeof what,
+                 "and skipping the last %ld steps (loss_spike_window) did not bring it down: the "
+                 "parameters themselves have diverged",
+                 c->loss_spike_window);
+    else
+        snprintf(what, sizeof what, "(loss_spike_steps = %ld, loss_spike_action = stop)",
+                 c->loss_spike_steps);
+    /* the first high loss came from the parameters after step step1 - high; those after the
+     * step before still gave a normal loss */
+    long good = step1 - high - 1;
+    char start[160];
+    if (good >= 1)
+        snprintf(start, sizeof start,
+                 "a checkpoint of step %ld or earlier holds parameters whose loss was still "
+                 "normal: start from it",
+                 good);
+    else
+        snprintf(start, sizeof start, "no checkpoint holds better parameters: start again");
+    return ksa_fail(KSA_ENUMERIC,
+                    "step %ld: the loss diverges: %.6g is above %g x %.6g, the median of the "
+                    "last %zu normal losses, for %ld step%s in a row %s. The run stops before "
+                    "this step's update and saves nothing. The high losses came from the "
+                    "parameters after step %ld; %s with a lower learning rate (ksa train "
+                    "--init-from CKPT --lr ...), or resume with other guard keys: "
+                    "--loss-spike-factor K (0: off), --loss-spike-steps M, --loss-spike-window "
+                    "W, --loss-spike-action skip (docs/training.md, \"Divergence\")",
+                    step1, loss, c->loss_spike_factor, median, t->guard.n, high,
+                    high > 1 ? "s" : "", what, step1 - high, start);
+}
+
+/* The AdamW update left element i of this rank's slice not finite: what it holds. */
+static ksa_status nonfinite_update(const ksa_trainer *t, long step1, size_t i, double lr)
+{
+    const ksa_params *p = &t->model->params;
+    const ksa_param *e = param_at(p, t->slice_lo + i);
+    double pv = (double)p->data[t->slice_lo + i], mv = (double)t->exp_avg[i],
+           vv = (double)t->exp_avg_sq[i];
+    return ksa_fail(KSA_ENUMERIC,
+                    "step %ld: non-finite value after the AdamW update in %s (element %zu): "
+                    "parameter %g, exp_avg %g, exp_avg_sq %g (gradient %g, lr %g); the run stops "
+                    "before any checkpoint of this step is written",
+                    step1, e ? e->name : "(padding)", e ? t->slice_lo + i - e->offset : 0, pv, mv,
+                    vv, (double)t->grad_slice[i], lr);
 }
 
 ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
@@ -140,6 +227,8 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
     int local_error = injected_fault("step_error", t->rank, step1);
     if (injected_fault("step_nan", t->rank, step1))
         m->params.grad[0] = (ksa_real)NAN;
+    if (injected_fault("loss_spike", t->rank, step1))
+        loss *= 100;
 
     size_t s = t->slice_hi - t->slice_lo;
     KSA_TRY(ksa_dist_reduce_scatter(m->params.grad, t->grad_slice, s));
@@ -153,7 +242,7 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
             return ksa_fail(KSA_EINVAL, "step %ld: fault injected by KSA_TEST_FAULT", step1);
         return ksa_fail(KSA_EINVAL, "step %ld: stopped because another rank failed", step1);
     }
-    if (sums[2] > 0 || !isfinite(loss)) {
+    if (sums[2] > 0 || !isfinite(loss) || !isfinite(sums[1])) {
         if (bad < s) {
             const ksa_param *e = param_at(&m->params, t->slice_lo + bad);
             return ksa_fail(KSA_ENUMERIC,
@@ -162,23 +251,45 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
                             e ? t->slice_lo + bad - e->offset : 0, loss);
         }
         return ksa_fail(KSA_ENUMERIC,
-                        "step %ld: the loss is %g or another rank's gradient is "
-                        "not finite",
-                        step1, loss);
+                        "step %ld: the loss is %g, the gradient norm %g, or another rank's "
+                        "gradient is not finite",
+                        step1, loss, sqrt(sums[1]));
     }
     double grad_norm = sqrt(sums[1]);
-    double factor = ksa_clip_norm_factor(grad_norm, c->clip_norm);
-    if (factor != 1)
-        ksa_scale(t->grad_slice, s, factor);
     double lr = ksa_lr_at(&t->schedule, t->step);
-    ksa_adamw_hparams hp = {.lr = lr,
-                            .beta1 = c->beta1,
-                            .beta2 = c->beta2,
-                            .eps = c->adam_eps,
-                            .weight_decay = c->weight_decay};
-    ksa_adamw_update(m->params.data + t->slice_lo, t->exp_avg, t->exp_avg_sq, t->grad_slice, s, &hp,
-                     t->step + 1);
-    KSA_TRY(ksa_dist_allgather(m->params.data, s));
+    /* every rank judges the same global loss: all skip, or all stop, at the same step */
+    KSA_TRY(guard_loss(t, step1, loss, stats));
+    if (stats->skipped) {
+        /* the gradients are dropped: parameters, moments and the AdamW update count stay;
+         * the step counter (so the data position and the schedule) moves on */
+        t->guard.skipped++;
+    } else {
+        double factor = ksa_clip_norm_factor(grad_norm, c->clip_norm);
+        if (factor != 1)
+            ksa_scale(t->grad_slice, s, factor);
+        ksa_adamw_hparams hp = {.lr = lr,
+                                .beta1 = c->beta1,
+                                .beta2 = c->beta2,
+                                .eps = c->adam_eps,
+                                .weight_decay = c->weight_decay};
+        if (injected_fault("nan_moment", t->rank, step1) && s > 0)
+            t->exp_avg_sq[0] = (ksa_real)NAN;
+        /* the update count: the steps whose update was applied, this one included */
+        size_t bad_new = ksa_adamw_update(m->params.data + t->slice_lo, t->exp_avg, t->exp_avg_sq,
+                                          t->grad_slice, s, &hp, t->step + 1 - t->guard.skipped);
+        /* before the allgather: no rank receives a non-finite slice, every rank stops here */
+        int failed_rank;
+        ksa_status st = bad_new < s ? nonfinite_update(t, step1, bad_new, lr) : KSA_OK;
+        st = ksa_dist_agree(st, &failed_rank);
+        if (st != KSA_OK && failed_rank >= 0)
+            return ksa_fail(st,
+                            "step %ld: rank %d found a parameter or moment that is not finite "
+                            "after the AdamW update (its message names it); the run stops before "
+                            "any checkpoint of this step is written",
+                            step1, failed_rank);
+        KSA_TRY(st);
+        KSA_TRY(ksa_dist_allgather(m->params.data, s));
+    }
     t->step++;
     t->tokens_seen += G * L;
     stats->loss = loss;
@@ -213,7 +324,11 @@ ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path, double val_l
                                .slice_lo = t->slice_lo,
                                .slice_hi = t->slice_hi,
                                .exp_avg = t->exp_avg,
-                               .exp_avg_sq = t->exp_avg_sq};
+                               .exp_avg_sq = t->exp_avg_sq,
+                               .loss_window = t->guard.recent,
+                               .n_loss_window = t->guard.n,
+                               .loss_high_steps = t->guard.high_steps,
+                               .skipped_steps = t->guard.skipped};
     return ksa_ckpt_write_training(path, &t->model->config, &t->model->params, KSA_TOKENIZER_EOT,
                                    &ts);
 }
@@ -249,6 +364,11 @@ ksa_status ksa_trainer_resume(ksa_trainer *t, const char *path)
                                         t->exp_avg, t->exp_avg_sq));
     t->step = pr.step;
     t->tokens_seen = (size_t)pr.tokens_seen;
+    /* the guard's state: the resumed run judges its steps as the uninterrupted one would */
+    memcpy(t->guard.recent, pr.loss_window, pr.n_loss_window * sizeof *pr.loss_window);
+    t->guard.n = pr.n_loss_window;
+    t->guard.high_steps = pr.loss_high_steps;
+    t->guard.skipped = pr.skipped_steps;
     return KSA_OK;
 }
 

@@ -1,16 +1,25 @@
 /* trainer.h - one optimizer step at a time: data, micro-batches, clipping, AdamW.
  *
- * The step is a pure function of (parameters, moments, step number): the loader is
- * step-addressed (data/loader.h), so the trainer's whole state is the model, the AdamW
- * moments and `step`. Per step, on the global batch of G rows of L + 1 tokens:
+ * The step is a pure function of (parameters, moments, step number, loss guard): the loader
+ * is step-addressed (data/loader.h), so the trainer's whole state is the model, the AdamW
+ * moments, `step` and the loss-spike guard's state. Per step, on the global batch of G rows
+ * of L + 1 tokens:
  *   1. zero the gradients; for each micro-batch of `micro_batch` rows: forward, backward,
  *      with the loss scaled by 1/(G·L) (the targets of the whole global batch), so that the
  *      accumulated gradient is that of the mean loss whatever the micro-batch size;
- *   2. stop on a non-finite loss or gradient, naming the step and the first parameter;
+ *   2. stop on a non-finite loss, gradient or gradient norm, naming the step and the first
+ *      parameter whose gradient is not finite;
  *   3. clip each gradient element to [-clip_value, clip_value]; grad_norm = the global L2
- *      norm after that; if clip_norm > 0 and grad_norm > clip_norm, scale to clip_norm;
- *   4. AdamW with the schedule's learning rate of this (0-based) step, decay on every
- *      parameter (KSA_SPEC §9.5: one group, norms and embeddings included).            */
+ *      norm after that;
+ *   4. the loss-spike guard judges the global loss (optim/loss_guard.h): a spike stops the
+ *      run (an error naming step, loss and median), or with loss_spike_action = skip drops
+ *      the gradients: no update, the step counter moves on (steps 5 and 6 do not run);
+ *   5. if clip_norm > 0 and grad_norm > clip_norm, scale to clip_norm;
+ *   6. AdamW with the schedule's learning rate of this (0-based) step, decay on every
+ *      parameter (KSA_SPEC §9.5: one group, norms and embeddings included), update count
+ *      step + 1 - skipped steps; its fused finite check stops the run when a parameter or
+ *      moment became non-finite, naming step and parameter, on every rank at the same step
+ *      and before the new values reach another rank or any checkpoint.                  */
 #ifndef KSA_TRAIN_TRAINER_H
 #define KSA_TRAIN_TRAINER_H
 
@@ -19,6 +28,7 @@
 #include "data/identity.h"
 #include "data/loader.h"
 #include "model/decoder.h"
+#include "optim/loss_guard.h"
 #include "optim/lr_schedule.h"
 #include "train/train_config.h"
 
@@ -36,9 +46,10 @@ typedef struct {
     ksa_arena arena;                /* owned: one micro-batch forward + backward */
     ksa_grad_pool grads;            /* owned: its activation gradients, freed when dead */
     ksa_tape tape;
-    int32_t *tokens;    /* owned: [global_batch / ranks, seq_len + 1] */
-    long step;          /* optimizer steps completed */
-    size_t tokens_seen; /* text tokens of completed steps */
+    int32_t *tokens;      /* owned: [global_batch / ranks, seq_len + 1] */
+    ksa_loss_guard guard; /* the loss-spike guard's state (saved in checkpoints) */
+    long step;            /* optimizer steps completed (skipped ones included) */
+    size_t tokens_seen;   /* text tokens of completed steps */
     /* stamps written into every checkpoint (data/identity.h; run_dir.h for the run id) */
     char run_id[KSA_CKPT_STAMP];
     char data_identity[KSA_IDENTITY_STR], val_data_identity[KSA_IDENTITY_STR];
@@ -51,6 +62,13 @@ typedef struct {
     double grad_norm; /* after value clipping, before norm clipping */
     size_t tokens;    /* text tokens of this step */
     double seconds;   /* wall time of this step */
+    /* the loss-spike guard: consecutive high losses up to this one (0: normal), the median
+     * the loss was compared with (NaN: not judged), whether the update was skipped, and why
+     * the loss is high ("": a normal step) */
+    long high_steps;
+    double loss_median;
+    int skipped;
+    char guard_note[200];
 } ksa_step_stats;
 
 /* Opens the training data of c (one file or a mixture) into ld and, when c names one, the
@@ -69,7 +87,8 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats);
 /* Writes a training checkpoint of the current state (model, moments, step, keys, stamps);
  * val_loss: the validation loss it is saved for (NaN: none). */
 ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path, double val_loss);
-/* Continues from a training checkpoint: parameters, AdamW moments, step, tokens seen.
+/* Continues from a training checkpoint: parameters, AdamW moments, step, tokens seen and
+ * the loss-spike guard's state.
  * The model and the training keys must already be those of the checkpoint, except the
  * paths of the data, which may have moved: the data's identity must be the one the
  * checkpoint records (a checkpoint without one keeps its paths, ksa_run_check_resume). */
