@@ -200,6 +200,39 @@ PYEOF
     compare "$TMP/c1.tail" "$TMP/x42.jsonl"
 }
 
+# ckpt_step FILE: the /train step of a checkpoint (and its world_size, as "STEP SIZE")
+ckpt_step() { "$PY" -c "import h5py, sys; a = h5py.File(sys.argv[1], 'r')['train'].attrs
+print(a['step'], a['world_size'])" "$1"; }
+
+# A disk that fills during a save, then one full before it: on 2 ranks as on one
+# (test_resume.sh), status 1, the error names the checkpoint and the reason, the previous
+# checkpoint is kept and nothing else is left.
+a_full_disk_on_two_ranks_keeps_the_previous_checkpoint() {
+    "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --steps 2 --out "$TMP/ckpt_size" >/dev/null
+    local size rc=0
+    size=$(stat -c %s "$TMP/ckpt_size/step_00000002.h5")
+    small_disk "$TMP/small_disk" $((2 * size - 1048576))
+    "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --steps 6 --save-every 2 \
+        --out "$TMP/small_disk/run" >/dev/null 2>"$TMP/small_disk_fill.err" || rc=$?
+    cat "$TMP/small_disk_fill.err"
+    [ "$rc" = 1 ]
+    grep -q "checkpoint $TMP/small_disk/run/step_00000004.h5: .*No space left on device" \
+        "$TMP/small_disk_fill.err"
+    must_fail grep -q "ending without shutting HDF5" "$TMP/small_disk_fill.err"
+    [ "$(ls "$TMP/small_disk/run")" = step_00000002.h5 ]
+    [ "$(ckpt_step "$TMP/small_disk/run/step_00000002.h5")" = "2 2" ]
+    # now full before the save: HDF5 cannot close the failed file, the job ends at once
+    dd if=/dev/zero of="$TMP/small_disk/filler" bs=64k 2>/dev/null || true
+    rc=0
+    "${MPIRUN[@]}" -np 2 "$KSA" train --resume "$TMP/small_disk/run" --steps 4 >/dev/null \
+        2>"$TMP/small_disk_full.err" || rc=$?
+    cat "$TMP/small_disk_full.err"
+    [ "$rc" = 1 ]
+    grep -q "checkpoint $TMP/small_disk/run/step_00000004.h5: .*No space left on device" \
+        "$TMP/small_disk_full.err"
+    [ "$(ls "$TMP/small_disk/run")" = step_00000002.h5 ]
+}
+
 # An error every rank has (a bad value) is printed once, by rank 0, without a prefix; one
 # that only some ranks have (MPMD: rank 1 gets another command line) by those, prefixed.
 errors_are_printed_once_or_by_the_ranks_that_have_them() {
@@ -273,6 +306,7 @@ for t in losses_agree_on_1_2_and_4_ranks collectives_in_pieces_give_the_same_run
     eval_by_position_is_the_same_on_several_ranks \
     validation_gives_the_same_loss_on_1_and_2_ranks \
     sharded_checkpoints_match_and_resume_on_other_rank_counts \
+    a_full_disk_on_two_ranks_keeps_the_previous_checkpoint \
     errors_are_printed_once_or_by_the_ranks_that_have_them \
     a_rank_failing_alone_prints_its_error_and_ends_the_job inspect_plans_memory_per_rank; do
     run_test "$t" "$t"
