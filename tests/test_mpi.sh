@@ -204,6 +204,19 @@ PYEOF
 ckpt_step() { "$PY" -c "import h5py, sys; a = h5py.File(sys.argv[1], 'r')['train'].attrs
 print(a['step'], a['world_size'])" "$1"; }
 
+# A log that cannot be written (rank 0 writes it) stops every rank at that step, saving
+# nothing, with a non-zero status, instead of losing lines.
+a_log_that_cannot_be_written_stops_every_rank() {
+    if "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --steps 4 --save-every 1 --out "$TMP/log_full" \
+        --log /dev/full >/dev/null 2>"$TMP/log_full.err"; then
+        echo "expected failure"; return 1
+    fi
+    cat "$TMP/log_full.err"
+    grep -q "\[rank 0\] ksa train: step 1: cannot write the log '/dev/full': No space left on device" \
+        "$TMP/log_full.err"
+    [ -z "$(ls "$TMP/log_full")" ]
+}
+
 # A disk that fills during a save, then one full before it: on 2 ranks as on one
 # (test_resume.sh), status 1, the error names the checkpoint and the reason, the previous
 # checkpoint is kept and nothing else is left.
@@ -306,6 +319,7 @@ for t in losses_agree_on_1_2_and_4_ranks collectives_in_pieces_give_the_same_run
     eval_by_position_is_the_same_on_several_ranks \
     validation_gives_the_same_loss_on_1_and_2_ranks \
     sharded_checkpoints_match_and_resume_on_other_rank_counts \
+    a_log_that_cannot_be_written_stops_every_rank \
     a_full_disk_on_two_ranks_keeps_the_previous_checkpoint \
     errors_are_printed_once_or_by_the_ranks_that_have_them \
     a_rank_failing_alone_prints_its_error_and_ends_the_job inspect_plans_memory_per_rank; do

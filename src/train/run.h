@@ -34,7 +34,8 @@ typedef enum {
  * best.h5 --save-best continues (run_dir.h). step_flops: ksa_model_step_flops of a step;
  * peak: ksa_run_peak_gflops. append_log: a resumed run appends to its log (which then reads
  * as one run). Progress goes to out. Installs SIGINT / SIGTERM handlers for the run's
- * duration. */
+ * duration. A log line that cannot be written stops the run (all ranks) with
+ * an error naming the log and the reason, before that step is saved. */
 ksa_status ksa_run_train(ksa_trainer *t, const ksa_train_config *tc, const ksa_run_owner *owner,
                          double step_flops, double peak, int append_log, FILE *out,
                          ksa_run_end *end);
