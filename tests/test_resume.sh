@@ -147,6 +147,25 @@ sigterm_finishes_the_step_and_saves() {
 # ckpt_step FILE: the /train step of a checkpoint
 ckpt_step() { "$PY" -c "import h5py, sys; print(h5py.File(sys.argv[1], 'r')['train'].attrs['step'])" "$1"; }
 
+# SIGHUP (the terminal went away) and SIGUSR1 (what mpirun forwards: docs/mpi.md) stop a
+# run as SIGTERM does: the step finishes, is saved, and the run exits with status 0.
+sighup_and_sigusr1_stop_and_save_like_sigterm() {
+    local sig pid n rc
+    for sig in HUP USR1; do
+        "$KSA" train "${RUN[@]}" --steps 100000 --out "$TMP/stop_$sig" \
+            --log "$TMP/stop_$sig.jsonl" >/dev/null &
+        pid=$!
+        trap "kill $pid 2>/dev/null || true" EXIT # a failing check must not leave it running
+        for _ in $(seq 300); do [ -s "$TMP/stop_$sig.jsonl" ] && break; sleep 0.1; done
+        kill -$sig $pid
+        rc=0
+        wait $pid || rc=$?
+        [ "$rc" = 0 ]
+        n=$(tail -1 "$TMP/stop_$sig.jsonl" | sed 's/{"step": \([0-9]*\),.*/\1/')
+        [ "$(ckpt_step "$TMP/stop_$sig/step_$(printf %08d "$n").h5")" = "$n" ] # the last logged
+    done
+}
+
 # A disk that fills during a save: the save fails naming the checkpoint and the reason, the
 # run exits with status 1 (HDF5 used to crash at exit: a close that failed for lack of room
 # left it a freed file), the previous checkpoint is intact and no .tmp is left. The failed
@@ -434,6 +453,7 @@ for t in resume_continues_the_run_bit_for_bit resume_reads_the_optimizer_state \
     recompute_may_be_switched_on_resume_and_changes_nothing \
     inspect_flags_what_resume_would_refuse \
     checkpoints_are_readable_by_h5py_and_h5dump sigterm_finishes_the_step_and_saves \
+    sighup_and_sigusr1_stop_and_save_like_sigterm \
     a_disk_that_fills_during_a_save_keeps_the_previous_checkpoint \
     a_disk_full_before_a_save_ends_the_run_cleanly \
     a_crash_during_a_save_leaves_the_previous_checkpoint keep_removes_only_older_checkpoints \

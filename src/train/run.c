@@ -241,6 +241,13 @@ static ksa_status log_step(FILE *log, const char *path, const step_report *r)
 
 /* ---- the loop ---------------------------------------------------------------------------------
  */
+/* The signals that make a run finish its step, save and stop. SIGHUP: the terminal or the
+ * session went away. SIGUSR1: what mpirun forwards to every rank without ending the job
+ * (its SIGTERM, SIGINT and SIGHUP kill the ranks: docs/mpi.md), and what batch systems send
+ * ahead of a time limit.                                                                */
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
+#define N_STOP_SIGNALS (int)(sizeof stop_signals / sizeof stop_signals[0])
+
 static volatile sig_atomic_t stop_requested = 0;
 static void request_stop(int sig)
 {
@@ -324,15 +331,16 @@ ksa_status ksa_run_train(ksa_trainer *t, const ksa_train_config *tc, const ksa_r
     FILE *log = NULL;
     if (t->rank == 0 && tc->log[0] && !(log = fopen(tc->log, append_log ? "a" : "w")))
         return ksa_fail(KSA_EIO, "cannot open log '%s': %s", tc->log, strerror(errno));
-    struct sigaction sa, old_int, old_term;
+    struct sigaction sa, old[N_STOP_SIGNALS];
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = request_stop;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    sa.sa_flags = SA_RESTART; /* a read or a save that a signal interrupts goes on */
+    for (int i = 0; i < N_STOP_SIGNALS; i++)
+        sigaction(stop_signals[i], &sa, &old[i]);
     loss_summary ls = {0};
     ksa_status st = train_steps(t, tc, owner, step_flops, peak, log, out, end, &ls);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    for (int i = 0; i < N_STOP_SIGNALS; i++)
+        sigaction(stop_signals[i], &old[i], NULL);
     if (log && fclose(log) != 0 && st == KSA_OK)
         st = ksa_fail(KSA_EIO, "cannot write the log '%s': %s", tc->log, strerror(errno));
     return st;
