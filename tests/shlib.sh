@@ -47,6 +47,19 @@ must_fail() {
     fi
 }
 
+# small_disk DIR SIZE: a tmpfs of SIZE bytes (or 300k, 20m) mounted at DIR, to fill a disk
+# (root only; CI runs as root). A mount that fails fails the test, saying why: a full-disk
+# test never passes by not running. Unmounted when the test's subshell exits (an EXIT
+# trap: the test must not set another one).
+small_disk() {
+    mkdir -p "$1"
+    if ! mount -t tmpfs -o size="$2" tmpfs "$1"; then
+        echo "cannot mount a tmpfs of $2 at $1: the full-disk tests need root (uid $(id -u))"
+        return 1
+    fi
+    trap "umount '$1'" EXIT
+}
+
 finish() {
     echo "[==========] $((passed + ${#failed[@]})) test(s) run."
     echo "[  PASSED  ] ${passed} test(s)."

@@ -226,6 +226,89 @@ PYEOF
     compare "$TMP/c1.tail" "$TMP/x42.jsonl"
 }
 
+# ckpt_step FILE: the /train step of a checkpoint (and its world_size, as "STEP SIZE")
+ckpt_step() { "$PY" -c "import h5py, sys; a = h5py.File(sys.argv[1], 'r')['train'].attrs
+print(a['step'], a['world_size'])" "$1"; }
+
+# last_step LOG: the step of the last line of a JSONL log
+last_step() { tail -1 "$1" | sed 's/{"step": \([0-9]*\),.*/\1/'; }
+
+# Stopping a run under mpirun (docs/mpi.md): SIGUSR1 to mpirun, which forwards it to every
+# rank (its SIGTERM would kill them), or any stop signal to any one rank (the ranks agree on
+# the step). The job saves the last step, exits with status 0, and a resume continues it.
+a_signal_to_mpirun_or_to_one_rank_saves_and_resumes() {
+    local pid mp n rc=0
+    "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --steps 100000 --out "$TMP/stop_usr1" \
+        --log "$TMP/stop_usr1.jsonl" >"$TMP/stop_usr1.out" &
+    pid=$!
+    trap "kill $pid 2>/dev/null || true" EXIT # a failing check must not leave it running
+    for _ in $(seq 600); do [ -s "$TMP/stop_usr1.jsonl" ] && break; sleep 0.1; done
+    mp=$(pgrep -P $pid -x mpirun) # timeout's child
+    kill -USR1 "$mp"
+    wait $pid || rc=$?
+    [ "$rc" = 0 ] # mpirun's status
+    n=$(last_step "$TMP/stop_usr1.jsonl")
+    [ "$(ls "$TMP/stop_usr1")" = "step_$(printf %08d "$n").h5" ]
+    [ "$(ckpt_step "$TMP/stop_usr1/step_$(printf %08d "$n").h5")" = "$n 2" ]
+    "${MPIRUN[@]}" -np 2 "$KSA" train --resume "$TMP/stop_usr1" --steps $((n + 2)) \
+        --log "$TMP/stop_usr1.jsonl" >/dev/null
+    [ "$(last_step "$TMP/stop_usr1.jsonl")" = $((n + 2)) ]
+    # SIGTERM to rank 1 alone (mpirun's second child): both ranks stop at the same step
+    "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --steps 100000 --out "$TMP/stop_rank" \
+        --log "$TMP/stop_rank.jsonl" >/dev/null &
+    pid=$!
+    trap "kill $pid 2>/dev/null || true" EXIT
+    for _ in $(seq 600); do [ -s "$TMP/stop_rank.jsonl" ] && break; sleep 0.1; done
+    mp=$(pgrep -P $pid -x mpirun)
+    kill -TERM "$(pgrep -P "$mp" | tail -1)"
+    wait $pid || rc=$?
+    [ "$rc" = 0 ]
+    n=$(last_step "$TMP/stop_rank.jsonl")
+    [ "$(ckpt_step "$TMP/stop_rank/step_$(printf %08d "$n").h5")" = "$n 2" ]
+}
+
+# A log that cannot be written (rank 0 writes it) stops every rank at that step, saving
+# nothing, with a non-zero status, instead of losing lines.
+a_log_that_cannot_be_written_stops_every_rank() {
+    if "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --steps 4 --save-every 1 --out "$TMP/log_full" \
+        --log /dev/full >/dev/null 2>"$TMP/log_full.err"; then
+        echo "expected failure"; return 1
+    fi
+    cat "$TMP/log_full.err"
+    grep -q "\[rank 0\] ksa train: step 1: cannot write the log '/dev/full': No space left on device" \
+        "$TMP/log_full.err"
+    [ -z "$(ls "$TMP/log_full")" ]
+}
+
+# A disk that fills during a save, then one full before it: on 2 ranks as on one
+# (test_resume.sh), status 1, the error names the checkpoint and the reason, the previous
+# checkpoint is kept and nothing else is left.
+a_full_disk_on_two_ranks_keeps_the_previous_checkpoint() {
+    "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --steps 2 --out "$TMP/ckpt_size" >/dev/null
+    local size rc=0
+    size=$(stat -c %s "$TMP/ckpt_size/step_00000002.h5")
+    small_disk "$TMP/small_disk" $((2 * size - 1048576))
+    "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --steps 6 --save-every 2 \
+        --out "$TMP/small_disk/run" >/dev/null 2>"$TMP/small_disk_fill.err" || rc=$?
+    cat "$TMP/small_disk_fill.err"
+    [ "$rc" = 1 ]
+    grep -q "checkpoint $TMP/small_disk/run/step_00000004.h5: .*No space left on device" \
+        "$TMP/small_disk_fill.err"
+    must_fail grep -q "ending without shutting HDF5" "$TMP/small_disk_fill.err"
+    [ "$(ls "$TMP/small_disk/run")" = step_00000002.h5 ]
+    [ "$(ckpt_step "$TMP/small_disk/run/step_00000002.h5")" = "2 2" ]
+    # now full before the save: HDF5 cannot close the failed file, the job ends at once
+    dd if=/dev/zero of="$TMP/small_disk/filler" bs=64k 2>/dev/null || true
+    rc=0
+    "${MPIRUN[@]}" -np 2 "$KSA" train --resume "$TMP/small_disk/run" --steps 4 >/dev/null \
+        2>"$TMP/small_disk_full.err" || rc=$?
+    cat "$TMP/small_disk_full.err"
+    [ "$rc" = 1 ]
+    grep -q "checkpoint $TMP/small_disk/run/step_00000004.h5: .*No space left on device" \
+        "$TMP/small_disk_full.err"
+    [ "$(ls "$TMP/small_disk/run")" = step_00000002.h5 ]
+}
+
 # An error every rank has (a bad value) is printed once, by rank 0, without a prefix; one
 # that only some ranks have (MPMD: rank 1 gets another command line) by those, prefixed.
 errors_are_printed_once_or_by_the_ranks_that_have_them() {
@@ -299,6 +382,8 @@ for t in losses_agree_on_1_2_and_4_ranks collectives_in_pieces_give_the_same_run
     eval_by_position_is_the_same_on_several_ranks \
     validation_gives_the_same_loss_on_1_and_2_ranks \
     sharded_checkpoints_match_and_resume_on_other_rank_counts \
+    a_signal_to_mpirun_or_to_one_rank_saves_and_resumes a_log_that_cannot_be_written_stops_every_rank \
+    a_full_disk_on_two_ranks_keeps_the_previous_checkpoint \
     errors_are_printed_once_or_by_the_ranks_that_have_them \
     a_rank_failing_alone_prints_its_error_and_ends_the_job inspect_plans_memory_per_rank \
     a_nonfinite_update_on_one_rank_stops_every_rank_at_that_step; do

@@ -147,6 +147,71 @@ sigterm_finishes_the_step_and_saves() {
     "$KSA" train --resume "$TMP/f" --steps $((n + 1)) --allow-schedule-change --out "$TMP/f" >/dev/null
 }
 
+# ckpt_step FILE: the /train step of a checkpoint
+ckpt_step() { "$PY" -c "import h5py, sys; print(h5py.File(sys.argv[1], 'r')['train'].attrs['step'])" "$1"; }
+
+# SIGHUP (the terminal went away) and SIGUSR1 (what mpirun forwards: docs/mpi.md) stop a
+# run as SIGTERM does: the step finishes, is saved, and the run exits with status 0.
+sighup_and_sigusr1_stop_and_save_like_sigterm() {
+    local sig pid n rc
+    for sig in HUP USR1; do
+        "$KSA" train "${RUN[@]}" --steps 100000 --out "$TMP/stop_$sig" \
+            --log "$TMP/stop_$sig.jsonl" >/dev/null &
+        pid=$!
+        trap "kill $pid 2>/dev/null || true" EXIT # a failing check must not leave it running
+        for _ in $(seq 300); do [ -s "$TMP/stop_$sig.jsonl" ] && break; sleep 0.1; done
+        kill -$sig $pid
+        rc=0
+        wait $pid || rc=$?
+        [ "$rc" = 0 ]
+        n=$(tail -1 "$TMP/stop_$sig.jsonl" | sed 's/{"step": \([0-9]*\),.*/\1/')
+        [ "$(ckpt_step "$TMP/stop_$sig/step_$(printf %08d "$n").h5")" = "$n" ] # the last logged
+    done
+}
+
+# A disk that fills during a save: the save fails naming the checkpoint and the reason, the
+# run exits with status 1 (HDF5 used to crash at exit: a close that failed for lack of room
+# left it a freed file), the previous checkpoint is intact and no .tmp is left. The failed
+# .tmp is emptied before it is closed, so HDF5 closes it and shuts down normally.
+a_disk_that_fills_during_a_save_keeps_the_previous_checkpoint() {
+    "$KSA" train "${RUN[@]}" --steps 2 --out "$TMP/ckpt_size" >/dev/null
+    local size rc=0
+    size=$(stat -c %s "$TMP/ckpt_size/step_00000002.h5")
+    # room for one checkpoint and most of a second: the second's data does not fit
+    small_disk "$TMP/small_disk" $((2 * size - 1048576))
+    "$KSA" train "${RUN[@]}" --steps 6 --save-every 2 --out "$TMP/small_disk/run" \
+        --log "$TMP/small_disk_fill.jsonl" >/dev/null 2>"$TMP/small_disk_fill.err" || rc=$?
+    cat "$TMP/small_disk_fill.err"
+    [ "$rc" = 1 ]
+    grep -q "checkpoint $TMP/small_disk/run/step_00000004.h5: .*No space left on device" \
+        "$TMP/small_disk_fill.err"
+    must_fail grep -q "ending without shutting HDF5" "$TMP/small_disk_fill.err" # it closed
+    [ "$(ls "$TMP/small_disk/run")" = step_00000002.h5 ] # no step 4, no .tmp
+    [ "$(tail -1 "$TMP/small_disk_fill.jsonl" | head -c 11)" = '{"step": 4,' ] # none after
+    same_state "$TMP/ckpt_size/step_00000002.h5" "$TMP/small_disk/run/step_00000002.h5"
+    "$KSA" train --resume "$TMP/small_disk/run" --out "$TMP/small_disk_resumed" --steps 3 \
+        >"$TMP/small_disk_resumed.out"
+    grep -q "resumed from $TMP/small_disk/run/step_00000002.h5 after step 2" \
+        "$TMP/small_disk_resumed.out"
+}
+
+# A disk already full when a save begins: HDF5 cannot even close the failed file (there is
+# nothing of it to empty), which leaves HDF5 1.10 unable to shut down without crashing; the
+# run reports the error and ends at once with status 1, without shutting HDF5 down.
+a_disk_full_before_a_save_ends_the_run_cleanly() {
+    small_disk "$TMP/full_disk" 20m
+    "$KSA" train "${RUN[@]}" --steps 2 --out "$TMP/full_disk/run" >/dev/null
+    dd if=/dev/zero of="$TMP/full_disk/filler" bs=64k 2>/dev/null || true # until the disk is full
+    local rc=0
+    "$KSA" train --resume "$TMP/full_disk/run" --steps 4 >/dev/null 2>"$TMP/full_disk.err" || rc=$?
+    cat "$TMP/full_disk.err"
+    [ "$rc" = 1 ]
+    grep -q "checkpoint $TMP/full_disk/run/step_00000004.h5: .*No space left on device" \
+        "$TMP/full_disk.err"
+    [ "$(ls "$TMP/full_disk/run")" = step_00000002.h5 ]
+    [ "$(ckpt_step "$TMP/full_disk/run/step_00000002.h5")" = 2 ]
+}
+
 a_crash_during_a_save_leaves_the_previous_checkpoint() {
     if KSA_TEST_FAULT=kill_before_rename:step_00000004 "$KSA" train "${RUN[@]}" --steps 6 \
         --save-every 2 --out "$TMP/g" >/dev/null 2>&1; then
@@ -433,6 +498,9 @@ for t in resume_continues_the_run_bit_for_bit resume_reads_the_optimizer_state \
     recompute_may_be_switched_on_resume_and_changes_nothing \
     inspect_flags_what_resume_would_refuse \
     checkpoints_are_readable_by_h5py_and_h5dump sigterm_finishes_the_step_and_saves \
+    sighup_and_sigusr1_stop_and_save_like_sigterm \
+    a_disk_that_fills_during_a_save_keeps_the_previous_checkpoint \
+    a_disk_full_before_a_save_ends_the_run_cleanly \
     a_crash_during_a_save_leaves_the_previous_checkpoint keep_removes_only_older_checkpoints \
     contradicting_resumes_are_refused_and_touch_nothing \
     fine_tuning_starts_from_a_checkpoints_parameters a_running_run_holds_its_folder \

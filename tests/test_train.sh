@@ -365,6 +365,38 @@ print(blas.openblas_get_corename().decode())" "$lib")}
     [ $(($(date +%s) - $(stat -c %Y "$f"))) -lt 3600 ]
 }
 
+# A peak that cannot be cached (a full disk; a read-only home) costs a measurement next time,
+# not the run: the MFU line says so, and no partly written file is left to be read back.
+a_peak_that_cannot_be_cached_is_said_and_not_kept() {
+    export XDG_CACHE_HOME="$TMP/full_cache"
+    local t=(train --config configs/tiny.conf --steps 1 --eval-every 0 --val-data "" --threads 1)
+    "$KSA" "${t[@]}" >/dev/null
+    local f
+    f=$(ls "$TMP"/full_cache/ksa/sgemm_peak_*)
+    ln -sf /dev/full "$f" # writing it fails as on a full disk
+    "$KSA" "${t[@]}" --remeasure-peak >"$TMP/peak_full.out"
+    grep -q "^# MFU against .*, cached in $f; but not cached (cannot write $f: No space left on device)\$" \
+        "$TMP/peak_full.out"
+    [ ! -e "$f" ]
+    [ ! -L "$f" ]
+}
+
+# A log that cannot be written (here /dev/full, always full) stops the run at the step whose
+# line it could not write, naming the file and the reason, with status 1 and no checkpoint
+# saved after it (it used to lose the lines and exit 0).
+a_log_that_cannot_be_written_stops_the_run() {
+    local rc=0
+    "$KSA" train --config configs/tiny.conf --seq-len 64 --global-batch 4 --micro-batch 2 \
+        --eval-every 0 --val-data "" --steps 4 --save-every 1 --out "$TMP/full_log" \
+        --log /dev/full >"$TMP/log_full.out" 2>"$TMP/log_full.err" || rc=$?
+    [ "$rc" = 1 ]
+    grep -q "^ksa train: step 1: cannot write the log '/dev/full': No space left on device\$" \
+        "$TMP/log_full.err"
+    grep -q "^step 1/4 " "$TMP/log_full.out"
+    must_fail grep -q "^step 2/4 " "$TMP/log_full.out"
+    [ -z "$(ls "$TMP/full_log")" ]
+}
+
 # A checkpoint records the tokenizer that made its training data (the .tokenizer file ksa
 # prepare writes; "unknown" without one), and text is never sampled through another.
 the_data_tokenizer_is_recorded_and_sampling_refuses_a_foreign_one() {
@@ -467,6 +499,7 @@ for t in tiny_config_learns_and_logs_every_step \
     openmp_threads_spin_briefly_unless_the_user_chose \
     mfu_peak_is_cached_per_machine_and_remeasured_when_implausible \
     mfu_peak_is_keyed_by_core_type_and_threads_and_remeasured_after_a_day \
+    a_peak_that_cannot_be_cached_is_said_and_not_kept a_log_that_cannot_be_written_stops_the_run \
     the_data_tokenizer_is_recorded_and_sampling_refuses_a_foreign_one \
     validation_of_a_small_file_is_ksa_eval_over_the_whole_file \
     validation_of_a_larger_file_reads_rows_spread_over_it \

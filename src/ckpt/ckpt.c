@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <hdf5.h>
@@ -231,11 +232,48 @@ typedef struct {
     hid_t file;
 } ckpt_writer;
 
+/* A full disk. HDF5's MPI-IO driver reports a short write without errno ("file write
+ * failed"), so the reason is read from the file system (name_full_disk). And HDF5 still has
+ * metadata to write when it closes the file; if that fails, HDF5 1.10 frees the file but
+ * keeps its id, and shutting the library down (H5close, exit, MPI_Finalize) crashes on that
+ * id (retrying H5Fclose, or H5Idec_ref, crash the same way). So a failed write is closed
+ * only after its .tmp has been emptied (truncate gives its blocks back: it is deleted
+ * anyway). A close that fails all the same (the disk was full before the save began; or
+ * the last metadata flush failed, after which HDF5 1.10 fails every close of the file) is
+ * remembered, and the program ends without shutting HDF5 down (ksa_ckpt_hdf5_unusable). */
+static int hdf5_unusable; /* 1 once closing a file being written failed on this rank */
+
+int ksa_ckpt_hdf5_unusable(void)
+{
+    return hdf5_unusable;
+}
+
+/* Appends "No space left on device" to the error being reported when the file system of tmp
+ * has less than 1 MiB free for this user (root may use the blocks reserved for it). */
+static void name_full_disk(const char *tmp)
+{
+    struct statvfs fs;
+    if (statvfs(tmp, &fs) != 0)
+        return;
+    double room = (double)(geteuid() == 0 ? fs.f_bfree : fs.f_bavail) * (double)fs.f_frsize;
+    if (room < 1048576.0)
+        (void)ksa_fail(KSA_EIO, "%s: %s (%.0f KiB free)", ksa_last_error(), strerror(ENOSPC),
+                       room / 1024);
+}
+
 /* All ranks, after they agreed that the write failed: nothing remains under either name. */
 static void writer_abort(ckpt_writer *w)
 {
-    if (w->file >= 0)
-        H5Fclose(w->file); /* best effort: the error being reported is the first one */
+    if (w->file >= 0) {
+        name_full_disk(w->tmp);
+        ksa_dist_barrier(); /* every rank has looked before rank 0 gives the room back */
+        if (ksa_dist_rank() == 0 && truncate(w->tmp, 0) != 0 && errno != ENOENT)
+            fprintf(stderr, "[rank %d] warning: cannot empty '%s': %s\n", ksa_log_rank, w->tmp,
+                    strerror(errno));
+        ksa_dist_barrier();        /* the room is there before any rank's close writes */
+        if (H5Fclose(w->file) < 0) /* the error being reported is the first one */
+            hdf5_unusable = 1;
+    }
     w->file = -1;
     if (ksa_dist_rank() == 0 && unlink(w->tmp) != 0 && errno != ENOENT)
         fprintf(stderr, "[rank %d] warning: cannot remove '%s': %s\n", ksa_log_rank, w->tmp,
@@ -324,8 +362,12 @@ static ksa_status writer_commit(ckpt_writer *w)
         st = ksa_h5_fail_h5(KSA_EIO, w->path, "cannot flush '%s'", w->tmp);
     herr_t rc = H5Fclose(w->file); /* collective: every rank's data is in the file after it */
     w->file = -1;
+    if (rc < 0) /* HDF5 1.10 fails every close after a failed flush, whatever the room */
+        hdf5_unusable = 1;
     if (rc < 0 && st == KSA_OK)
         st = ksa_h5_fail_h5(KSA_EIO, w->path, "cannot close '%s'", w->tmp);
+    if (st != KSA_OK)
+        name_full_disk(w->tmp);
     st = agree(w->path, st);
     if (st == KSA_OK && ksa_dist_rank() == 0)
         st = writer_install(w);

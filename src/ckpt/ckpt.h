@@ -51,6 +51,13 @@ ksa_status ksa_ckpt_read_params(const char *path, ksa_params *p, int allow_extra
  * `ksa eval --grads-out`); same tmp + rename discipline, no other content.               */
 ksa_status ksa_ckpt_write_grads(const char *path, const ksa_params *p);
 
+/* 1 once HDF5 failed to close a file this process was writing (a writer first empties its
+ * failed .tmp to make room for the close; this is a disk full before the save began, or a
+ * failed last metadata flush). HDF5 1.10 then keeps the id of a file it has freed, and
+ * shutting the library down (H5close, exit, MPI_Finalize) would crash: the process must end
+ * with _exit (ksa_cli_end_if_hdf5_unusable). The writer's error is reported as usual.     */
+int ksa_ckpt_hdf5_unusable(void);
+
 /* *found = 1 if the HDF5 file at path holds an object (group or dataset) at `object`, an
  * absolute path such as "/params/model.norm.weight"; 0 otherwise. Any HDF5 file.         */
 ksa_status ksa_ckpt_has(const char *path, const char *object, int *found);

@@ -30,6 +30,11 @@ int ksa_cli_errorf(const char *command, int exit_code, const char *fmt, ...)
 int ksa_cli_run_on_ranks(const char *command, int (*run)(int argc, char **argv), int argc,
                          char **argv);
 
+/* After a command: if HDF5 failed to close a checkpoint it was writing (ksa_ckpt_hdf5_unusable;
+ * under MPI on any rank, collective), ends the process at once with _exit(exit_code, or 1),
+ * stdio flushed, without shutting HDF5 or MPI down, which would crash; otherwise returns. */
+void ksa_cli_end_if_hdf5_unusable(int exit_code);
+
 /* The memory one training step needs on each of n_ranks ranks: parameters and gradients
  * (whole on every rank), the rank's slice of the AdamW moments (m's buffer is padded for
  * n_ranks, as ksa_model_init_for_ranks does), the activation arena and gradient pool of one

@@ -67,8 +67,11 @@ int main(int argc, char **argv)
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name))
-            return commands[i].run(argc - 2, argv + 2);
+        if (!strcmp(argv[1], commands[i].name)) {
+            int rc = commands[i].run(argc - 2, argv + 2);
+            ksa_cli_end_if_hdf5_unusable(rc); /* the commands without MPI (ksa init) */
+            return rc;
+        }
     fprintf(stderr, "ksa: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -9,7 +9,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "ckpt/ckpt.h"
 #include "cli/commands.h"
 #include "dist/dist.h"
 
@@ -92,6 +94,20 @@ static void report_held_errors(const char *command, int rc)
         print_held("");
 }
 
+void ksa_cli_end_if_hdf5_unusable(int exit_code)
+{
+    int unusable = ksa_ckpt_hdf5_unusable();
+    if (ksa_dist_active()) /* every rank ends the same way: none waits in MPI_Finalize */
+        unusable = ksa_dist_any(unusable);
+    if (!unusable)
+        return;
+    if (ksa_dist_rank() == 0)
+        fprintf(stderr, "ksa: HDF5 could not close a checkpoint it was writing; ending without "
+                        "shutting HDF5 and MPI down (HDF5 1.10 would crash)\n");
+    fflush(NULL);
+    _exit(exit_code ? exit_code : 1);
+}
+
 int ksa_cli_run_on_ranks(const char *command, int (*run)(int argc, char **argv), int argc,
                          char **argv)
 {
@@ -107,6 +123,7 @@ int ksa_cli_run_on_ranks(const char *command, int (*run)(int argc, char **argv),
     fflush(stdout);
     if (ksa_dist_size() > 1)
         report_held_errors(command, rc);
+    ksa_cli_end_if_hdf5_unusable(rc);
     ksa_dist_finalize();
     return rc;
 }

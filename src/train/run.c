@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "autograd/blas.h"
 #include "data/path.h"
@@ -128,13 +129,26 @@ static void cached_gemm_peak(int remeasure, gemm_peak *p)
                  dir[0] ? p->path : "(no cache folder: neither XDG_CACHE_HOME nor HOME is set)");
     }
     p->gflops = ksa_blas_measure_gflops(2048, 3);
-    /* best effort: a read-only home only costs the measurement next time */
-    if (dir[0] && ksa_path_make_dirs(dir, "the cache folder") == KSA_OK) {
+    /* best effort: a read-only home or a full disk only costs the measurement next time,
+     * and is said; a file that could not be written whole is removed, never read back */
+    char why[1024] = "";
+    if (!dir[0])
+        return;
+    if (ksa_path_make_dirs(dir, "the cache folder") != KSA_OK) {
+        snprintf(why, sizeof why, "%s", ksa_last_error());
+    } else {
         FILE *f = fopen(p->path, "w");
-        if (f) {
-            fprintf(f, "%.6g\n", p->gflops);
-            fclose(f);
-        }
+        int ok = f && fprintf(f, "%.6g\n", p->gflops) > 0;
+        if (f && fclose(f) != 0)
+            ok = 0;
+        if (!ok)
+            snprintf(why, sizeof why, "cannot write %s: %s", p->path, strerror(errno));
+        if (!ok && f)
+            unlink(p->path);
+    }
+    if (why[0]) {
+        size_t n = strlen(p->source);
+        snprintf(p->source + n, sizeof p->source - n, "; but not cached (%s)", why);
     }
 }
 
@@ -209,27 +223,38 @@ static void print_step_memory(FILE *out, const ksa_trainer *t, long step)
             (double)t->grads.capacity * mib);
 }
 
-static void log_step(FILE *log, const step_report *r)
+/* One line of the log, flushed: an error (a full disk) names the file and the reason. */
+static ksa_status log_step(FILE *log, const char *path, const step_report *r)
 {
-    fprintf(log,
-            "{\"step\": %ld, \"loss\": %.17g, \"lr\": %.17g, \"grad_norm\": %.17g, "
-            "\"tokens_per_s\": %.9g, \"tokens\": %zu, \"mfu\": %.9g, \"elapsed\": %.9g, "
-            "\"cpu\": %.9g",
-            r->step, r->stats.loss, r->stats.lr, r->stats.grad_norm, r->tokens_per_s,
-            r->tokens_seen, r->mfu, r->elapsed, r->cpu);
-    if (r->has_val)
-        fprintf(log, ", \"val_loss\": %.17g", r->val_loss);
-    if (r->stats.high_steps > 0)
-        fprintf(log, ", \"loss_median\": %.17g, \"loss_high_steps\": %ld", r->stats.loss_median,
-                r->stats.high_steps);
-    if (r->stats.skipped) /* the note is our own text: no character JSON would escape */
-        fprintf(log, ", \"skipped\": \"%s\"", r->stats.guard_note);
-    fprintf(log, "}\n");
-    fflush(log);
+    int ok = fprintf(log,
+                     "{\"step\": %ld, \"loss\": %.17g, \"lr\": %.17g, \"grad_norm\": %.17g, "
+                     "\"tokens_per_s\": %.9g, \"tokens\": %zu, \"mfu\": %.9g, \"elapsed\": "
+                     "%.9g, \"cpu\": %.9g",
+                     r->step, r->stats.loss, r->stats.lr, r->stats.grad_norm, r->tokens_per_s,
+                     r->tokens_seen, r->mfu, r->elapsed, r->cpu) >= 0;
+    if (ok && r->has_val)
+        ok = fprintf(log, ", \"val_loss\": %.17g", r->val_loss) >= 0;
+    if (ok && r->stats.high_steps > 0)
+        ok = fprintf(log, ", \"loss_median\": %.17g, \"loss_high_steps\": %ld",
+                     r->stats.loss_median, r->stats.high_steps) >= 0;
+    if (ok && r->stats.skipped) /* the note is our own text: no character JSON would escape */
+        ok = fprintf(log, ", \"skipped\": \"%s\"", r->stats.guard_note) >= 0;
+    ok = ok && fprintf(log, "}\n") >= 0 && fflush(log) == 0;
+    if (!ok)
+        return ksa_fail(KSA_EIO, "step %ld: cannot write the log '%s': %s", r->step, path,
+                        strerror(errno));
+    return KSA_OK;
 }
 
 /* ---- the loop ---------------------------------------------------------------------------------
  */
+/* The signals that make a run finish its step, save and stop. SIGHUP: the terminal or the
+ * session went away. SIGUSR1: what mpirun forwards to every rank without ending the job
+ * (its SIGTERM, SIGINT and SIGHUP kill the ranks: docs/mpi.md), and what batch systems send
+ * ahead of a time limit.                                                                */
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
+#define N_STOP_SIGNALS (int)(sizeof stop_signals / sizeof stop_signals[0])
+
 static volatile sig_atomic_t stop_requested = 0;
 static void request_stop(int sig)
 {
@@ -272,8 +297,10 @@ static ksa_status train_steps(ksa_trainer *t, const ksa_train_config *tc,
         print_progress(out, &r);
         if (r.step == start_step + 1)
             print_step_memory(out, t, r.step);
-        if (log)
-            log_step(log, &r);
+        /* a log that cannot be written stops the run like a failed save: nothing more is
+         * trained or saved (rank 0 logs; the ranks agree, so all of them stop) */
+        int failed_rank;
+        KSA_TRY(ksa_dist_agree(log ? log_step(log, tc->log, &r) : KSA_OK, &failed_rank));
         if (save_best && r.has_val && r.val_loss < best) {
             best = r.val_loss;
             KSA_TRY(ksa_run_save_best(t, tc->out, best, out));
@@ -311,16 +338,17 @@ ksa_status ksa_run_train(ksa_trainer *t, const ksa_train_config *tc, const ksa_r
     FILE *log = NULL;
     if (t->rank == 0 && tc->log[0] && !(log = fopen(tc->log, append_log ? "a" : "w")))
         return ksa_fail(KSA_EIO, "cannot open log '%s': %s", tc->log, strerror(errno));
-    struct sigaction sa, old_int, old_term;
+    struct sigaction sa, old[N_STOP_SIGNALS];
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = request_stop;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    sa.sa_flags = SA_RESTART; /* a read or a save that a signal interrupts goes on */
+    for (int i = 0; i < N_STOP_SIGNALS; i++)
+        sigaction(stop_signals[i], &sa, &old[i]);
     loss_summary ls = {0};
     ksa_status st = train_steps(t, tc, owner, step_flops, peak, log, out, end, &ls);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
-    if (log)
-        fclose(log);
+    for (int i = 0; i < N_STOP_SIGNALS; i++)
+        sigaction(stop_signals[i], &old[i], NULL);
+    if (log && fclose(log) != 0 && st == KSA_OK)
+        st = ksa_fail(KSA_EIO, "cannot write the log '%s': %s", tc->log, strerror(errno));
     return st;
 }

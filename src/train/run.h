@@ -1,7 +1,7 @@
 /* run.h - a training run from its next step to its last: one progress line per step, the
  * validation loss every eval_every steps, the JSONL log, checkpoints every save_every steps
- * and at the end, MFU against the machine's peak, and a clean stop on SIGINT / SIGTERM (the
- * ranks agree on the step, finish it and save).
+ * and at the end, MFU against the machine's peak, and a clean stop on SIGINT, SIGTERM,
+ * SIGHUP or SIGUSR1 (the ranks agree on the step, finish it and save).
  *
  * Progress line: step/total | loss | lr | grad norm | tokens/s | MFU | elapsed | ETA
  * [| val loss]. Log (--log): one JSON object per step; loss, lr, grad_norm and val_loss in
@@ -33,8 +33,9 @@ typedef enum {
 /* Trains t from t->step to tc->steps. owner: whose checkpoints --keep rotates and whose
  * best.h5 --save-best continues (run_dir.h). step_flops: ksa_model_step_flops of a step;
  * peak: ksa_run_peak_gflops. append_log: a resumed run appends to its log (which then reads
- * as one run). Progress goes to out. Installs SIGINT / SIGTERM handlers for the run's
- * duration. */
+ * as one run). Progress goes to out. Installs SIGINT, SIGTERM, SIGHUP and SIGUSR1 handlers
+ * for the run's duration. A log line that cannot be written stops the run (all ranks) with
+ * an error naming the log and the reason, before that step is saved. */
 ksa_status ksa_run_train(ksa_trainer *t, const ksa_train_config *tc, const ksa_run_owner *owner,
                          double step_flops, double peak, int append_log, FILE *out,
                          ksa_run_end *end);
