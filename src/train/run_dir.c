@@ -372,9 +372,10 @@ ksa_status ksa_run_save_best(const ksa_trainer *t, const char *dir, double val_l
 
 int ksa_run_may_change_on_resume(const char *key)
 {
-    static const char *const allowed[] = {"steps",      "out",     "log",
-                                          "save_every", "keep",    "save_best",
-                                          "eval_every", "threads", "recompute"};
+    static const char *const allowed[] = {
+        "steps",           "out",        "log",     "save_every", "keep",
+        "save_best",       "eval_every", "threads", "recompute",  "watchdog_factor",
+        "watchdog_seconds"};
     for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
         if (!strcmp(key, allowed[i]))
             return 1;
@@ -399,7 +400,8 @@ static ksa_status compare_keys(const ksa_config_key *keys, size_t n, const void 
             return ksa_fail(KSA_EINVAL,
                             "--resume: %s key '%s' differs from the checkpoint's; a resumed run "
                             "may change only steps, out, log, save_every, keep, save_best, "
-                            "eval_every, threads and recompute (and where its data lies)",
+                            "eval_every, threads, recompute and the watchdog keys (and where "
+                            "its data lies)",
                             what, k->name);
     }
     return KSA_OK;
