@@ -338,8 +338,8 @@ errors_are_printed_once_or_by_the_ranks_that_have_them() {
     grep -q "^\[rank 1\] ksa train: command line: lr = 'x1'" "$TMP/two"
 }
 
-# A rank that fails alone while the others wait in a collective still prints its error, and
-# the job ends (after report.c's wait of 10 s) instead of hanging.
+# A rank that fails alone at start-up prints its error, and the job ends at once instead of
+# hanging: the ranks agree on every start-up step (tests/test_mpi_faults.sh has the rest).
 a_rank_failing_alone_prints_its_error_and_ends_the_job() {
     local t0=$SECONDS
     if "${MPIRUN[@]}" -np 1 "$KSA" train "${RUN[@]}" --steps 100000 : \

@@ -112,7 +112,7 @@ static int eval_main(int argc, char **argv);
 /* Under mpirun the rows are split over the ranks (row b on rank b mod N): same result. */
 int ksa_cmd_eval(int argc, char **argv)
 {
-    return ksa_cli_run_on_ranks("eval", eval_main, argc, argv);
+    return ksa_cli_run_on_ranks("eval", eval_main, argc, argv, 0);
 }
 
 typedef struct {

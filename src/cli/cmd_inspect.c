@@ -149,7 +149,7 @@ static int inspect_main(int argc, char **argv);
 /* On ranks, so that under mpirun the memory plan is that of the job's rank count. */
 int ksa_cmd_inspect(int argc, char **argv)
 {
-    return ksa_cli_run_on_ranks("inspect", inspect_main, argc, argv);
+    return ksa_cli_run_on_ranks("inspect", inspect_main, argc, argv, 0);
 }
 
 static int inspect_main(int argc, char **argv)

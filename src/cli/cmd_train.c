@@ -27,7 +27,7 @@ static int train_main(int argc, char **argv);
  * rank 0 prints progress and writes logs. */
 int ksa_cmd_train(int argc, char **argv)
 {
-    return ksa_cli_run_on_ranks("train", train_main, argc, argv);
+    return ksa_cli_run_on_ranks("train", train_main, argc, argv, 1);
 }
 
 /* What the command line asks for, after --config and --resume are applied. */
@@ -55,6 +55,19 @@ static void folder_of(const char *path, char *dir, size_t cap)
         snprintf(dir, cap, "%s", "/");
     else
         snprintf(dir, cap, "%.*s", (int)(slash - path), path);
+}
+
+/* Every start-up step that can fail on one rank alone ends with this, on all ranks: rc is
+ * this rank's exit code for the step (0: it went well; else its error is printed). If any
+ * rank failed, every rank returns non-zero: a failed rank its own rc, the others 1 after
+ * "rank R failed (its message says why)". So no rank goes on into a collective that a
+ * failed one will never enter (docs/mpi.md, "One rank fails").                        */
+static int agree(int rc)
+{
+    int failed_rank;
+    if (ksa_dist_agree(rc ? KSA_EINVAL : KSA_OK, &failed_rank) == KSA_OK || rc)
+        return rc;
+    return ksa_cli_error("train", 1);
 }
 
 /* Parses argv into c; returns 0, or the exit code after printing the error (or --help). A
@@ -175,6 +188,33 @@ static ksa_status choose_data_seed(train_cli *c)
     return KSA_OK;
 }
 
+/* The ranks run the same configuration: the resolved model and training keys (paths made
+ * absolute; threads left out, a per-host choice that changes no result) and the options
+ * that choose what the command does, compared across ranks (ksa_dist_same_settings). */
+static ksa_status check_same_settings(const train_cli *c)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return ksa_fail(KSA_ENOMEM, "cannot hold the configuration in memory");
+    ksa_train_config tc = c->tc;
+    ksa_train_config_absolute_paths(&tc);
+    tc.threads = 0;
+    ksa_model_config_write(&c->mc, f);
+    ksa_train_config_write(&tc, f);
+    fprintf(f,
+            "dry_run = %d\nhelp = %d\noverwrite = %d\nallow_schedule_change = %d\nresume = %s\n"
+            "init_from = %s\nsummary_init = %s\nsample = %ld\nprompt = %s\n",
+            c->dry_run, c->help, c->overwrite, c->allow_schedule_change, c->resume_path,
+            c->init_from ? c->init_from : "", c->summary_init, c->sample_tokens,
+            c->prompt ? c->prompt : "");
+    fclose(f);
+    ksa_status st = ksa_dist_same_settings(text, "configuration");
+    free(text);
+    return st;
+}
+
 /* The configuration, layers, parameters, memory and FLOPs of the run, on stdout. */
 /* Prints the plan; returns the expected peak memory per rank (ksa_print_memory_plan). */
 static double print_plan(const train_cli *c, const ksa_model *m, int n_ranks, double step_flops)
@@ -209,6 +249,29 @@ static double print_plan(const train_cli *c, const ksa_model *m, int n_ranks, do
 /* Initialises (or loads) the parameters, trains, samples. Returns the exit code. */
 static int train_and_sample(const train_cli *c, ksa_model *m, double step_flops);
 
+/* --sample after the last step: every rank samples (only rank 0's stdout is shown); a
+ * failure is agreed like a start-up step's. Returns the exit code. */
+static int sample(const train_cli *c, ksa_model *m, const char *tokenizer)
+{
+    if (agree(ksa_tokenizer_check_name(tokenizer, "the model") != KSA_OK ? ksa_cli_error("train", 1)
+                                                                         : 0) != 0)
+        return 1;
+    printf("# sample (%ld tokens, temperature 0.8, top-k 40):\n", c->sample_tokens);
+    fflush(stdout);
+    ksa_generate_options go = ksa_generate_defaults();
+    go.max_new_tokens = (size_t)c->sample_tokens;
+    go.temperature = 0.8;
+    go.top_k = 40;
+    go.seed = (uint64_t)c->tc.seed;
+    int rc = 0;
+    if (ksa_sample_text(m, c->prompt, c->prompt ? strlen(c->prompt) : 0, &go, stdout, NULL, NULL) !=
+        KSA_OK)
+        rc = ksa_cli_error("train", 1);
+    else
+        printf("\n");
+    return agree(rc) != 0 ? 1 : 0;
+}
+
 /* Claims the run's folders (checked before step 1), then trains. */
 static int run(const train_cli *c, ksa_model *m, double step_flops)
 {
@@ -227,22 +290,34 @@ static int train_and_sample(const train_cli *c, ksa_model *m, double step_flops)
 {
     const ksa_train_config *tc = &c->tc;
     ksa_model_init_weights(m, (uint64_t)tc->seed);
+    int rc = 0;
     if (c->init_from) { /* parameters only: fresh optimizer, schedule and data */
         printf("# parameters from %s:\n", c->init_from);
         if (ksa_ckpt_init_from(c->init_from, m, c->how, (uint64_t)tc->seed, stdout, c->verbose) !=
             KSA_OK)
-            return ksa_cli_error("train", 1);
+            rc = ksa_cli_error("train", 1);
     }
+    if ((rc = agree(rc)) != 0)
+        return rc;
     ksa_trainer t;
     if (ksa_trainer_init(&t, m, tc, c->owner.id) != KSA_OK)
-        return ksa_cli_error("train", 1);
-    int rc = 1;
+        rc = ksa_cli_error("train", 1);
+    if (agree(rc) != 0) {
+        if (rc == 0) /* another rank failed: this one's trainer is whole */
+            ksa_trainer_free(&t);
+        return rc ? rc : 1;
+    }
     if (c->resume_path[0]) {
         if (ksa_trainer_resume(&t, c->resume_path) != KSA_OK)
-            goto fail;
+            rc = ksa_cli_error("train", 1);
+        if ((rc = agree(rc)) != 0) {
+            ksa_trainer_free(&t);
+            return rc;
+        }
         printf("# resumed from %s after step %ld (%zu tokens seen)\n", c->resume_path, t.step,
                t.tokens_seen);
     }
+    rc = 1;
     ksa_loader_print(&t.loader, stdout);
     if (t.has_val)
         ksa_val_reader_print(&t.val, stdout);
@@ -256,22 +331,8 @@ static int train_and_sample(const train_cli *c, ksa_model *m, double step_flops)
                       &end) != KSA_OK)
         goto fail;
     rc = end == KSA_RUN_STOPPED_UNSAVED;
-    if (end == KSA_RUN_FINISHED && c->sample_tokens > 0 &&
-        ksa_tokenizer_check_name(t.tokenizer, "the model") != KSA_OK)
-        goto fail;
-    if (end == KSA_RUN_FINISHED && c->sample_tokens > 0) {
-        printf("# sample (%ld tokens, temperature 0.8, top-k 40):\n", c->sample_tokens);
-        fflush(stdout);
-        ksa_generate_options go = ksa_generate_defaults();
-        go.max_new_tokens = (size_t)c->sample_tokens;
-        go.temperature = 0.8;
-        go.top_k = 40;
-        go.seed = (uint64_t)tc->seed;
-        if (ksa_sample_text(m, c->prompt, c->prompt ? strlen(c->prompt) : 0, &go, stdout, NULL,
-                            NULL) != KSA_OK)
-            goto fail;
-        printf("\n");
-    }
+    if (end == KSA_RUN_FINISHED && c->sample_tokens > 0)
+        rc = sample(c, m, t.tokenizer);
     ksa_trainer_free(&t);
     return rc;
 fail:
@@ -288,8 +349,16 @@ static int check_data(const ksa_train_config *tc, size_t V)
     ksa_val_reader val;
     int has_val;
     char tokenizer[32];
+    int rc = 0;
     if (ksa_train_data_open(tc, V, &ld, &val, &has_val, tokenizer, sizeof tokenizer) != KSA_OK)
-        return ksa_cli_error("train", 1);
+        rc = ksa_cli_error("train", 1);
+    if (agree(rc) != 0) {
+        if (rc == 0 && has_val) /* another rank failed: this one's files are open */
+            ksa_val_reader_close(&val);
+        if (rc == 0)
+            ksa_loader_close(&ld);
+        return rc ? rc : 1;
+    }
     ksa_loader_print(&ld, stdout);
     if (has_val) {
         ksa_val_reader_print(&val, stdout);
@@ -318,26 +387,34 @@ static ksa_status refuse_what_cannot_fit(double need_per_rank)
     return ksa_dist_agree(st, &failed_rank);
 }
 
+/* Every step that can fail on one rank alone is agreed (agree): the job ends within
+ * moments of the first failure, the failed rank saying why and the others which rank. */
 static int train_main(int argc, char **argv)
 {
     train_cli c;
-    int rc = parse_command_line(argc, argv, &c);
-    if (rc != 0 || c.help)
+    int rc = agree(parse_command_line(argc, argv, &c));
+    if (rc != 0)
         return rc;
+    if (c.help) /* printed by parse_command_line; every rank was asked, or they differ */
+        return check_same_settings(&c) != KSA_OK ? ksa_cli_error("train", 2) : 0;
     int n_ranks = ksa_dist_size();
     if (c.resume && c.tc.data_seed < 0) /* a checkpoint from before data_seed: same order */
         c.tc.data_seed = c.tc.seed;
-    if (choose_data_seed(&c) != KSA_OK)
-        return ksa_cli_error("train", 1);
+    if ((rc = agree(choose_data_seed(&c) != KSA_OK ? ksa_cli_error("train", 1) : 0)) != 0)
+        return rc;
+    if (check_same_settings(&c) != KSA_OK)
+        return ksa_cli_error("train", 2);
     choose_run_id(&c);
     /* every bound checked before anything is sized, allocated or looped over */
     ksa_model m;
-    if (ksa_train_config_validate(&c.tc, n_ranks) != KSA_OK ||
-        ksa_model_declare_for_ranks(&m, &c.mc, n_ranks) != KSA_OK)
-        return ksa_cli_error("train", 2);
-    if (ksa_train_config_check_model(&c.tc, &c.mc) != KSA_OK) {
-        ksa_model_free(&m);
-        return ksa_cli_error("train", 2);
+    int declared = ksa_train_config_validate(&c.tc, n_ranks) == KSA_OK &&
+                   ksa_model_declare_for_ranks(&m, &c.mc, n_ranks) == KSA_OK;
+    if (!declared || ksa_train_config_check_model(&c.tc, &c.mc) != KSA_OK)
+        rc = ksa_cli_error("train", 2);
+    if (agree(rc) != 0) {
+        if (declared)
+            ksa_model_free(&m);
+        return rc ? rc : 1;
     }
     if (c.tc.threads > 0) {
         ksa_threads_set((int)c.tc.threads);

@@ -26,9 +26,14 @@ int ksa_cli_errorf(const char *command, int exit_code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Runs run(argc, argv) with MPI up (a singleton without mpirun) and stdout silenced on the
- * ranks other than 0, then reports its errors as above; returns its exit code. */
+ * ranks other than 0, then reports its errors as above; returns its exit code. agreed: the
+ * command agrees every failure with the other ranks (ksa_dist_agree after each step that
+ * can fail on one rank alone), so a failure that was not agreed (ksa_dist_failure_agreed:
+ * a path missed, a later failure) ends the job at once after its message: another rank may
+ * be waiting for this one in a collective. Otherwise a rank with errors waits a while for
+ * the others before it ends the job (report.c). */
 int ksa_cli_run_on_ranks(const char *command, int (*run)(int argc, char **argv), int argc,
-                         char **argv);
+                         char **argv, int agreed);
 
 /* After a command: if HDF5 failed to close a checkpoint it was writing (ksa_ckpt_hdf5_unusable;
  * under MPI on any rank, collective), ends the process at once with _exit(exit_code, or 1),

@@ -4,8 +4,10 @@
  * compare them (ksa_dist_compare_text): an error every rank has, word for word (a bad value
  * on the command line, a missing file), is printed once, by rank 0, without a prefix; other
  * errors are printed by the ranks that have them, each line prefixed "[rank R] ". A rank
- * that failed alone while the others wait in a collective would never see them come: it
- * prints its errors after ERROR_WAIT_SECONDS and ends the job.                          */
+ * that failed alone while the others wait in a collective would never see them come: in a
+ * command that agrees its failures (ksa train), a failure that was not agreed is printed
+ * and ends the job at once; otherwise the rank prints its errors after ERROR_WAIT_SECONDS
+ * and ends the job.                                                                    */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -75,12 +77,20 @@ static void print_held(const char *prefix)
 }
 
 /* After the command: the held errors, once or per rank (see the top of the file). */
-static void report_held_errors(const char *command, int rc)
+static void report_held_errors(const char *command, int rc, int agreed)
 {
     holding = 0;
     int n_with_errors, all_same;
     char prefix[64];
     snprintf(prefix, sizeof prefix, "[rank %d] ", ksa_dist_rank());
+    if (held[0] && agreed && !ksa_dist_failure_agreed()) { /* (a stop by a signal: no error) */
+        print_held(prefix);
+        fprintf(stderr,
+                "%sksa %s: this rank failed alone (the other ranks were not told); ending the "
+                "job\n",
+                prefix, command);
+        ksa_dist_abort(rc);
+    }
     if (ksa_dist_compare_text(held, ERROR_WAIT_SECONDS, &n_with_errors, &all_same) != KSA_OK) {
         print_held(prefix);
         fprintf(stderr, "%sksa %s: %s; ending the job\n", prefix, command, ksa_last_error());
@@ -109,7 +119,7 @@ void ksa_cli_end_if_hdf5_unusable(int exit_code)
 }
 
 int ksa_cli_run_on_ranks(const char *command, int (*run)(int argc, char **argv), int argc,
-                         char **argv)
+                         char **argv, int agreed)
 {
     if (ksa_dist_init(&argc, &argv) != KSA_OK)
         return ksa_cli_error(command, 1);
@@ -122,7 +132,7 @@ int ksa_cli_run_on_ranks(const char *command, int (*run)(int argc, char **argv),
     int rc = run(argc, argv);
     fflush(stdout);
     if (ksa_dist_size() > 1)
-        report_held_errors(command, rc);
+        report_held_errors(command, rc, agreed);
     ksa_cli_end_if_hdf5_unusable(rc);
     ksa_dist_finalize();
     return rc;

@@ -45,6 +45,40 @@ int ksa_dist_any(int flag);
  * allreduce of two ints. */
 ksa_status ksa_dist_agree(ksa_status st, int *failed_rank);
 
+/* 1 once a failure has been agreed by every rank: ksa_dist_agree returned an error, or the
+ * caller declared one with ksa_dist_failing_together. A command that agrees its failures
+ * ends the job at once when it fails without that (ksa_cli_run_on_ranks): the other ranks
+ * may be waiting for this one in a collective it will never enter.                     */
+int ksa_dist_failure_agreed(void);
+/* Declares the failure being returned every rank's: decided from values all ranks share
+ * after a collective (a step's summed loss, gradient norm or error flags), so every rank
+ * returns it at the same point. */
+void ksa_dist_failing_together(void);
+
+/* The ranks' resolved settings, as text of "key = value" lines in one order of keys (all
+ * ranks call it): KSA_OK on every rank when every rank holds the same text (one allgather
+ * of a 64-bit hash), else the same error on every rank, naming the first key whose line
+ * differs between rank 0 and the first rank whose text differs, with both values:
+ * "the ranks do not run the same <what>: seq_len = 64 on rank 0, 128 on rank 1". */
+ksa_status ksa_dist_same_settings(const char *text, const char *what);
+
+/* ---- the watchdog (docs/mpi.md, "A rank that stops") ----------------------------------- *
+ * With several ranks, a thread per rank tells the others, on a communicator of its own,
+ * how many collectives of src/dist this rank has entered: at once when it enters one, and
+ * twice a second. When this rank has waited in a collective for longer than the limit, the
+ * thread names the ranks that have not entered it ("rank 1 did not arrive at step 5 within
+ * 2 s"), or, when all have, those it has not heard from for a few seconds (stopped inside
+ * it), prints that as "[rank r] <who>: ..." and ends the job with MPI_Abort. Needs
+ * MPI_THREAD_MULTIPLE (ksa_dist_init asks for it); without, it stays off and says so. */
+
+/* Starts the thread; all ranks call it at the same point of the program (their counts of
+ * collectives must match). who: the prefix of its messages ("ksa train"). One rank: no-op. */
+ksa_status ksa_dist_watch_start(const char *who);
+/* From now on a rank waits at most limit seconds in a collective (0: without limit), for
+ * step `step` of the run (its number in messages); why: where the limit comes from
+ * ("watchdog_seconds"), for the message. Cheap: call it every step.                    */
+void ksa_dist_watch_set(long step, double limit, const char *why);
+
 /* The end of a command, on every rank: *n_with_text = ranks whose text is not "", *all_same =
  * 1 if every rank holds the same text (compared by a 64-bit hash). It runs on a communicator
  * of its own, so a rank that failed alone and comes here while the others wait in a

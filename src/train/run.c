@@ -261,6 +261,61 @@ static void request_stop(int sig)
     stop_requested = sig;
 }
 
+/* ---- the watchdog's limit (docs/mpi.md, "A rank that stops") ---------------------------- */
+#define WATCHDOG_MIN_SECONDS 10.0 /* a busy host can stall a short step many times over */
+#define WATCHDOG_RECENT 25        /* steps whose median sets the limit */
+
+typedef struct {
+    double seconds[WATCHDOG_RECENT]; /* the last steps' times, a ring */
+    long n;                          /* steps timed so far */
+} step_times;
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* How long a rank may wait in a collective during the next step (0: without limit), and
+ * why, for the watchdog's message: watchdog_seconds, or watchdog_factor x the median of the
+ * last steps (at least WATCHDOG_MIN_SECONDS; none before the first step is timed),
+ * whichever is shorter. */
+static double watchdog_limit(const ksa_train_config *tc, const step_times *st, char *why,
+                             size_t cap)
+{
+    double limit = 0;
+    why[0] = '\0';
+    long n = st->n < WATCHDOG_RECENT ? st->n : WATCHDOG_RECENT;
+    if (tc->watchdog_factor > 0 && n > 0) {
+        double sorted[WATCHDOG_RECENT];
+        memcpy(sorted, st->seconds, (size_t)n * sizeof *sorted);
+        qsort(sorted, (size_t)n, sizeof *sorted, by_value);
+        double median = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+        limit = tc->watchdog_factor * median;
+        if (limit < WATCHDOG_MIN_SECONDS)
+            limit = WATCHDOG_MIN_SECONDS;
+        snprintf(why, cap, "watchdog_factor %g x the median step of %.3g s, at least %g s",
+                 tc->watchdog_factor, median, WATCHDOG_MIN_SECONDS);
+    }
+    if (tc->watchdog_seconds > 0 && (limit == 0 || tc->watchdog_seconds < limit)) {
+        limit = tc->watchdog_seconds;
+        snprintf(why, cap, "watchdog_seconds");
+    }
+    return limit;
+}
+
+/* Test-only fault hook (docs/mpi.md): KSA_TEST_FAULT=unagreed_error:RANK:STEP makes that
+ * rank return an error after that step without telling the others, as a failure on a path
+ * that is not agreed would. */
+static int unagreed_fault(int rank, long step)
+{
+    const char *f = getenv("KSA_TEST_FAULT"), *kind = "unagreed_error:";
+    int r;
+    long s;
+    return f && !strncmp(f, kind, strlen(kind)) &&
+           sscanf(f + strlen(kind), "%d:%ld", &r, &s) == 2 && r == rank && s == step;
+}
+
 /* The mean of the first and of the last 5 losses of a run of 10 steps or more. */
 typedef struct {
     double first5, last5[5];
@@ -277,10 +332,21 @@ static ksa_status train_steps(ksa_trainer *t, const ksa_train_config *tc,
     double best = save_best ? ksa_run_best_so_far(tc->out, owner) : 0;
     if (save_best && isfinite(best))
         fprintf(out, "# best validation loss so far: %.4f (%s/best.h5)\n", best, tc->out);
+    step_times times = {{0}, 0};
     while (t->step < tc->steps) {
         step_report r = {.steps = tc->steps};
-        KSA_TRY(ksa_trainer_step(t, &r.stats));
+        char why[160];
+        double limit = watchdog_limit(tc, &times, why, sizeof why);
+        ksa_dist_watch_set(t->step + 1, limit, why);
+        ksa_status st = ksa_trainer_step(t, &r.stats);
+        if (st != KSA_OK) {
+            ksa_dist_failing_together(); /* a step fails on every rank at once (trainer.h) */
+            return st;
+        }
+        times.seconds[times.n++ % WATCHDOG_RECENT] = r.stats.seconds;
         r.step = t->step; /* 1-based number of the step just completed */
+        if (unagreed_fault(t->rank, r.step))
+            return ksa_fail(KSA_EINVAL, "step %ld: fault injected by KSA_TEST_FAULT", r.step);
         if (ls->n_first < 5)
             ls->first5 += r.stats.loss, ls->n_first++;
         ls->last5[(r.step - 1) % 5] = r.stats.loss;
@@ -336,8 +402,18 @@ ksa_status ksa_run_train(ksa_trainer *t, const ksa_train_config *tc, const ksa_r
                          ksa_run_end *end)
 {
     FILE *log = NULL;
+    ksa_status st = KSA_OK;
     if (t->rank == 0 && tc->log[0] && !(log = fopen(tc->log, append_log ? "a" : "w")))
-        return ksa_fail(KSA_EIO, "cannot open log '%s': %s", tc->log, strerror(errno));
+        st = ksa_fail(KSA_EIO, "cannot open log '%s': %s", tc->log, strerror(errno));
+    int failed_rank;
+    if ((st = ksa_dist_agree(st, &failed_rank)) == KSA_OK &&
+        (tc->watchdog_factor > 0 || tc->watchdog_seconds > 0))
+        st = ksa_dist_agree(ksa_dist_watch_start("ksa train"), &failed_rank);
+    if (st != KSA_OK) {
+        if (log)
+            fclose(log);
+        return st;
+    }
     struct sigaction sa, old[N_STOP_SIGNALS];
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = request_stop;
@@ -345,7 +421,7 @@ ksa_status ksa_run_train(ksa_trainer *t, const ksa_train_config *tc, const ksa_r
     for (int i = 0; i < N_STOP_SIGNALS; i++)
         sigaction(stop_signals[i], &sa, &old[i]);
     loss_summary ls = {0};
-    ksa_status st = train_steps(t, tc, owner, step_flops, peak, log, out, end, &ls);
+    st = train_steps(t, tc, owner, step_flops, peak, log, out, end, &ls);
     for (int i = 0; i < N_STOP_SIGNALS; i++)
         sigaction(stop_signals[i], &old[i], NULL);
     if (log && fclose(log) != 0 && st == KSA_OK)

@@ -408,7 +408,9 @@ int ksa_run_may_change_on_resume(const char *key)
                                           "loss_spike_factor",
                                           "loss_spike_steps",
                                           "loss_spike_window",
-                                          "loss_spike_action"};
+                                          "loss_spike_action",
+                                          "watchdog_factor",
+                                          "watchdog_seconds"};
     for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
         if (!strcmp(key, allowed[i]))
             return 1;
@@ -433,8 +435,8 @@ static ksa_status compare_keys(const ksa_config_key *keys, size_t n, const void 
             return ksa_fail(KSA_EINVAL,
                             "--resume: %s key '%s' differs from the checkpoint's; a resumed run "
                             "may change only steps, out, log, save_every, keep, save_best, "
-                            "eval_every, threads, recompute and the loss_spike_* keys (and "
-                            "where its data lies)",
+                            "eval_every, threads, recompute, the loss_spike_* keys and the "
+                            "watchdog keys (and where its data lies)",
                             what, k->name);
     }
     return KSA_OK;

@@ -93,8 +93,9 @@ ksa_status ksa_run_save_best(const ksa_trainer *t, const char *dir, double val_l
 
 /* Resume rules: the model keys and the training keys given (checkpoint's values overridden
  * by the command line) must equal the stored ones, except the training keys steps, out,
- * log, save_every, keep, save_best, eval_every, threads, recompute and the loss-spike
- * guard's (loss_spike_factor, _steps, _window, _action), and the data paths (data,
+ * log, save_every, keep, save_best, eval_every, threads, recompute, the loss-spike
+ * guard's (loss_spike_factor, _steps, _window, _action), watchdog_factor and
+ * watchdog_seconds, and the data paths (data,
  * data_mix; val_data) when the checkpoint records the data's identity (pr), which the
  * trainer then checks; steps must exceed the steps done. A new `steps` that changes the
  * learning rate of any remaining update (the old schedule continuing at its final value

@@ -62,6 +62,11 @@ static const ksa_config_key train_keys[] = {
     KEY(recompute, KSA_KEY_BOOL, "0",
         "activation recomputation: keep each layer's input only, re-run the layer in the "
         "backward (less memory, ~1/3 more compute; same results)"),
+    KEY(watchdog_factor, KSA_KEY_FLOAT, "10",
+        "under mpirun, a rank waiting in a collective for more than this x the median step "
+        "(at least 10 s) ends the job, naming the ranks that did not arrive (0: off)"),
+    KEY(watchdog_seconds, KSA_KEY_FLOAT, "0",
+        "the same for a wait of more than this many seconds, from the first step on (0: off)"),
 };
 #undef KEY
 #define N_KEYS (sizeof train_keys / sizeof train_keys[0])
@@ -191,6 +196,11 @@ ksa_status ksa_train_config_validate(const ksa_train_config *c, int n_ranks)
                         "loss_spike_factor = %g must be 0 (off) or above 1, loss_spike_steps = %ld "
                         "and loss_spike_window = %ld at least 1",
                         c->loss_spike_factor, c->loss_spike_steps, c->loss_spike_window);
+    if (!(c->watchdog_factor >= 0) || !(c->watchdog_seconds >= 0))
+        return ksa_fail(
+            KSA_EINVAL,
+            "watchdog_factor = %g and watchdog_seconds = %g must not be negative (0: off)",
+            c->watchdog_factor, c->watchdog_seconds);
     if (c->eval_batches < 1 && c->val_data[0])
         return ksa_fail(KSA_EINVAL, "eval_batches must be at least 1");
     if (c->save_best && (!c->val_data[0] || !c->out[0]))

@@ -83,6 +83,7 @@ ksa_status ksa_train_data_open(const ksa_train_config *c, size_t V, ksa_loader *
 ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config *c,
                             const char *run_id);
 void ksa_trainer_free(ksa_trainer *t);
+/* Collective under MPI. A failure is every rank's: each check runs on sums all ranks share. */
 ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats);
 /* Writes a training checkpoint of the current state (model, moments, step, keys, stamps);
  * val_loss: the validation loss it is saved for (NaN: none). */
