@@ -18,6 +18,7 @@
 #include "autograd/params.h"
 #include "ckpt/ckpt.h"
 #include "model/config.h"
+#include "train/train_config.h"
 
 /* ---- the scratch folder ----------------------------------------------------------------- */
 static char dir[64];
@@ -1069,6 +1070,49 @@ static void gradients_are_written_with_the_parameter_shapes(void **state)
     unlink(path);
 }
 
+/* /train keeps every training key at its full length: paths of up to KSA_PATH_STR - 1
+ * characters read back for a resume (they were refused above 511 characters). */
+static void training_keys_read_back_at_their_longest(void **state)
+{
+    (void)state;
+    ksa_model_config c;
+    config_independent(&c);
+    ksa_params p;
+    declare_model(&p, &c);
+    fill_random(p.data, &p, 7);
+    ksa_train_config tc, back;
+    ksa_train_config_defaults(&tc);
+    memset(tc.data, 'd', KSA_PATH_STR - 1);
+    tc.data[0] = '/';
+    tc.data[KSA_PATH_STR - 1] = '\0';
+    snprintf(tc.val_data, sizeof tc.val_data, "/%0600d", 7);
+    size_t n_keys;
+    const ksa_config_key *keys = ksa_train_config_keys(&n_keys);
+    ksa_real *zeros = calloc(p.numel, sizeof *zeros);
+    assert_non_null(zeros);
+    ksa_ckpt_train_state ts = {.train_keys = keys,
+                               .n_train_keys = n_keys,
+                               .train = &tc,
+                               .adamw = {tc.beta1, tc.beta2, tc.adam_eps, tc.weight_decay},
+                               .step = 2,
+                               .tokens_seen = 64,
+                               .world_size = 1,
+                               .exp_avg = zeros,
+                               .exp_avg_sq = zeros};
+    const char *path = in_dir("long_paths.h5");
+    if (ksa_ckpt_write_training(path, &c, &p, 0, &ts) != KSA_OK)
+        fail_msg("%s", ksa_last_error());
+    ksa_ckpt_progress pr;
+    if (ksa_train_config_read_checkpoint(path, &back, &pr) != KSA_OK)
+        fail_msg("%s", ksa_last_error());
+    assert_string_equal(back.data, tc.data);
+    assert_string_equal(back.val_data, tc.val_data);
+    assert_int_equal(pr.step, 2);
+    free(zeros);
+    ksa_params_free(&p);
+    unlink(path);
+}
+
 int main(void)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* the tests probe missing objects on purpose */
@@ -1083,6 +1127,7 @@ int main(void)
         cmocka_unit_test(writes_go_through_a_tmp_file_and_failures_leave_nothing),
         cmocka_unit_test(damage_and_non_finite_values_are_refused_naming_the_dataset),
         cmocka_unit_test(gradients_are_written_with_the_parameter_shapes),
+        cmocka_unit_test(training_keys_read_back_at_their_longest),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }

@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -725,6 +726,35 @@ static void bad_files_are_refused_naming_the_problem(void **state)
     unlink(bad);
 }
 
+/* Float attributes of any value print: 1e30, infinities and NaN are no integers to convert
+ * (converting them to long long was undefined behaviour, caught by UBSan in
+ * tests/fuzz/fuzz_ckpt.c; only a sanitizer build of this test fails without the check). */
+static void float_attributes_of_any_value_print(void **state)
+{
+    (void)state;
+    const char *path = in_dir("floats.h5");
+    ksa_model m;
+    write_small(path, &m);
+    hid_t f = open_rw(path), g = H5Gopen2(f, "tokenizer", H5P_DEFAULT);
+    assert_true(g >= 0);
+    put_double(g, "big", 3.4e30);
+    put_double(g, "minus_big", -1e300);
+    put_double(g, "inf", INFINITY);
+    put_double(g, "nan", NAN);
+    put_double(g, "integral", 12.0);
+    H5Gclose(g);
+    H5Fclose(f);
+    char *out = inspect_ok(path);
+    expect_in(out, "\nbig = 3.4e+30\n");
+    expect_in(out, "\nminus_big = -1e+300\n");
+    expect_in(out, "\ninf = inf\n");
+    expect_in(out, "\nnan = nan\n");
+    expect_in(out, "\nintegral = 12.0\n");
+    free(out);
+    ksa_model_free(&m);
+    unlink(path);
+}
+
 int main(void)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* the tests probe missing objects on purpose */
@@ -735,6 +765,7 @@ int main(void)
         cmocka_unit_test(an_incomplete_training_state_is_shown_then_refused),
         cmocka_unit_test(inspection_reads_metadata_only),
         cmocka_unit_test(bad_files_are_refused_naming_the_problem),
+        cmocka_unit_test(float_attributes_of_any_value_print),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }

@@ -268,6 +268,51 @@ static void settings_tables_parse_and_write(void **state)
     free(buf);
 }
 
+/* What ksa_config_keys_write writes reads back as it was: text with blanks at its ends or
+ * quotes around it is written quoted, and long STRING fields whole (found by
+ * tests/fuzz/fuzz_config.c: `data = " x "` came back as " x", and fields of more than
+ * KSA_CONFIG_STR + 63 characters were cut). */
+typedef struct {
+    char a[16], b[16], c[16], d[16], path[1024];
+} text_settings;
+
+static void written_text_reads_back_as_it_was(void **state)
+{
+    (void)state;
+    static const ksa_config_key keys[] = {
+        KSA_KEY(text_settings, a, KSA_KEY_STRING, "", ""),
+        KSA_KEY(text_settings, b, KSA_KEY_STRING, "", ""),
+        KSA_KEY(text_settings, c, KSA_KEY_STRING, "", ""),
+        KSA_KEY(text_settings, d, KSA_KEY_STRING, "", ""),
+        KSA_KEY(text_settings, path, KSA_KEY_STRING, "", ""),
+    };
+    enum { N = sizeof keys / sizeof keys[0] };
+    text_settings t = {.a = " x ", .b = "'y'", .c = "\"z", .d = "plain"};
+    memset(t.path, 'p', 700);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ksa_config_keys_write(keys, N, &t, f);
+    fclose(f);
+    char *line = buf;
+    text_settings back;
+    memset(&back, 0, sizeof back);
+    for (size_t i = 0; i < N; i++) { /* "name = value\n", as ksa_config_file_read splits it */
+        char *eq = strchr(line, '='), *nl = strchr(line, '\n');
+        assert_non_null(eq);
+        assert_non_null(nl);
+        *nl = '\0';
+        assert_int_equal(ksa_config_key_set(&keys[i], &back, eq + 1, "t"), KSA_OK);
+        line = nl + 1;
+    }
+    assert_string_equal(back.a, " x ");
+    assert_string_equal(back.b, "'y'");
+    assert_string_equal(back.c, "\"z");
+    assert_string_equal(back.d, "plain");
+    assert_string_equal(back.path, t.path);
+    free(buf);
+}
+
 /* Edit distance counts insertions, deletions, substitutions and neighbour swaps; '-' == '_'. */
 static void edit_distance_and_suggestions_find_the_nearest_names(void **state)
 {
@@ -373,6 +418,7 @@ int main(void)
         cmocka_unit_test(doubles_print_in_the_shortest_exact_form),
         cmocka_unit_test(the_rng_is_splitmix64),
         cmocka_unit_test(settings_tables_parse_and_write),
+        cmocka_unit_test(written_text_reads_back_as_it_was),
         cmocka_unit_test(edit_distance_and_suggestions_find_the_nearest_names),
         cmocka_unit_test(openblas_is_the_openmp_build),
         cmocka_unit_test(ops_record_only_what_needs_a_gradient),

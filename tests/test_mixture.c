@@ -110,6 +110,18 @@ static void a_list_without_sources_or_file_is_refused(void **state)
                     "cannot open mixture file", "none.txt");
 }
 
+/* A folder or a FIFO named as the mixture file is refused naming it (a folder made the reader
+ * ask for 2^63 bytes and abort; a FIFO without a writer would wait for ever). */
+static void a_list_that_is_not_a_regular_file_is_refused(void **state)
+{
+    char list[DT_PATH_MAX];
+    ksa_mixture m;
+    assert_int_equal(mkdir(dt_join(list, *state, "lists.d"), 0700), 0);
+    dt_expect_error(ksa_mixture_read(&m, list), KSA_EIO, list, "not a regular file");
+    assert_int_equal(mkfifo(dt_join(list, *state, "fifo"), 0600), 0);
+    dt_expect_error(ksa_mixture_read(&m, list), KSA_EIO, list, "not a regular file");
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, dt_setup_dir, dt_teardown_dir)
@@ -119,6 +131,7 @@ int main(void)
         T(missing_token_files_are_refused_naming_the_line),
         T(wrong_field_counts_are_refused_naming_the_line),
         T(a_list_without_sources_or_file_is_refused),
+        T(a_list_that_is_not_a_regular_file_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -234,6 +234,47 @@ static void an_id_outside_the_vocabulary_is_reported_at_its_first_offset(void **
     free(ids);
 }
 
+/* <file>.tokenizer names the tokenizer: its first word. A file that holds no such word (a
+ * NUL byte, control bytes, a word too long to keep) is refused naming it, not read as a name
+ * that a checkpoint would then record (found by tests/fuzz/fuzz_tokfile.c: NUL bytes read as
+ * the empty name). */
+static void the_tokenizer_file_names_the_tokenizer_and_a_malformed_one_is_refused(void **state)
+{
+    char p[DT_PATH_MAX], side[DT_PATH_MAX + 16];
+    uint32_t ids[4] = {1, 2, 3, 4};
+    dt_write_tokens(dt_join(p, *state, "t.bin"), ids, 4, 2, "uint16");
+    snprintf(side, sizeof side, "%s.tokenizer", p);
+    ksa_tokfile f;
+    assert_int_equal(ksa_tokfile_open(&f, p, KSA_DTYPE_AUTO, 257), KSA_OK);
+    assert_string_equal(f.tokenizer, "unknown"); /* no .tokenizer file */
+    ksa_tokfile_close(&f);
+    dt_write_str(side, " byte\n# made by hand\n");
+    assert_int_equal(ksa_tokfile_open(&f, p, KSA_DTYPE_AUTO, 257), KSA_OK);
+    assert_string_equal(f.tokenizer, "byte");
+    ksa_tokfile_close(&f);
+    dt_write(side, "\0\0", 2);
+    dt_expect_error(ksa_tokfile_open(&f, p, KSA_DTYPE_AUTO, 257), KSA_EFORMAT, side);
+    dt_write(side, "byte\0", 5);
+    dt_expect_error(ksa_tokfile_open(&f, p, KSA_DTYPE_AUTO, 257), KSA_EFORMAT, side);
+    const char *bad[] = {"", " \n\t", "byte\x01", "\x7f", "by\x80te"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        dt_write_str(side, bad[i]);
+        dt_expect_error(ksa_tokfile_open(&f, p, KSA_DTYPE_AUTO, 257), KSA_EFORMAT, side,
+                        "does not hold a tokenizer name");
+        assert_null(f.map);
+    }
+    char longest[40];
+    memset(longest, 'x', 31);
+    longest[31] = '\0';
+    dt_write_str(side, longest);
+    assert_int_equal(ksa_tokfile_open(&f, p, KSA_DTYPE_AUTO, 257), KSA_OK);
+    assert_string_equal(f.tokenizer, longest);
+    ksa_tokfile_close(&f);
+    strcat(longest, "x"); /* 32 characters: not kept cut */
+    dt_write_str(side, longest);
+    dt_expect_error(ksa_tokfile_open(&f, p, KSA_DTYPE_AUTO, 257), KSA_EFORMAT, side);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, dt_setup_dir, dt_teardown_dir)
@@ -250,6 +291,7 @@ int main(void)
         T(a_file_without_meta_or_magic_is_refused_saying_what_was_expected),
         T(bad_llmc_headers_are_refused),
         T(an_id_outside_the_vocabulary_is_reported_at_its_first_offset),
+        T(the_tokenizer_file_names_the_tokenizer_and_a_malformed_one_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -44,7 +44,10 @@
 #define FILE_INT_TYPE H5T_STD_I64LE   /* integer and boolean attributes */
 #define FILE_FLOAT_TYPE H5T_IEEE_F64LE
 
-#define VALUE_MAX (KSA_CONFIG_STR * 2) /* longest attribute text we read */
+/* Longest attribute text we read: what the key setters take (ksa_config_key_set: 4095
+ * characters), so that every key a checkpoint was written with reads back, a /train path
+ * of up to KSA_PATH_STR - 1 characters included; each setter checks its own field size. */
+#define VALUE_MAX 4096
 
 /* Errors, closing ids and shapes: h5util.h. */
 

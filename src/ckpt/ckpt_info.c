@@ -123,10 +123,12 @@ static void info_free(ckpt_info *info)
 
 /* ---- formatting --------------------------------------------------------------------------- */
 /* Shortest decimal text that reads back to x in the attribute's precision; integral values
- * keep a ".0" so that a float reads as one (rope_theta = 10000.0, not 1e+04).            */
+ * keep a ".0" so that a float reads as one (rope_theta = 10000.0, not 1e+04). The range is
+ * checked before the conversion: a double outside long long's (1e30, inf, NaN) converts to
+ * an undefined value.                                                                      */
 static void format_real(char *out, size_t cap, double x, int single)
 {
-    if (x == (double)(long long)x && x > -1e15 && x < 1e15)
+    if (x > -1e15 && x < 1e15 && x == (double)(long long)x)
         snprintf(out, cap, "%.1f", x);
     else
         ksa_h5_format_real(out, cap, x, single);

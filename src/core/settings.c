@@ -113,15 +113,27 @@ const char *ksa_config_key_format(const ksa_config_key *k, const void *base, cha
     return buf;
 }
 
+/* 1 if reading `value` back would change it: strip() would take blanks off its ends or a
+ * pair of quotes around it. Written inside double quotes, it reads back as it is. */
+static int needs_quotes(const char *v)
+{
+    size_t len = strlen(v);
+    return len && (isspace((unsigned char)v[0]) || isspace((unsigned char)v[len - 1]) ||
+                   (len >= 2 && (v[0] == '"' || v[0] == '\'') && v[len - 1] == v[0]));
+}
+
 void ksa_config_keys_write(const ksa_config_key *keys, size_t n, const void *base, FILE *f)
 {
     for (size_t i = 0; i < n; i++) {
         const ksa_config_key *k = &keys[i];
-        char value[KSA_CONFIG_STR + 64];
+        size_t cap = (k->kind == KSA_KEY_STRING && k->str_cap ? k->str_cap : KSA_CONFIG_STR) + 64;
+        char *value = ksa_alloc(cap); /* a STRING field may be longer than KSA_CONFIG_STR */
         int unset = (k->kind == KSA_KEY_INT || k->kind == KSA_KEY_BOOL) &&
                     *(const long *)((const char *)base + k->offset) < 0;
-        fprintf(f, "%s%s = %s\n", unset ? "# " : "", k->name,
-                ksa_config_key_format(k, base, value, sizeof value));
+        ksa_config_key_format(k, base, value, cap);
+        const char *quote = k->kind == KSA_KEY_STRING && needs_quotes(value) ? "\"" : "";
+        fprintf(f, "%s%s = %s%s%s\n", unset ? "# " : "", k->name, quote, value, quote);
+        ksa_free(value);
     }
 }
 

@@ -47,8 +47,11 @@ ksa_status ksa_config_key_set(const ksa_config_key *k, void *base, const char *v
  * of -1); returns buf. */
 const char *ksa_config_key_format(const ksa_config_key *k, const void *base, char *buf, size_t cap);
 
-/* Writes every key of the table as `key = value` (loadable again; FLOAT in the shortest exact
- * form; an INT or BOOL of -1 as the comment `# key = (unset)`). */
+/* Writes every key of the table as `key = value`, loadable again: FLOAT in the shortest exact
+ * form; an INT or BOOL of -1 as the comment `# key = (unset)`; a STRING with blanks at an
+ * end or a pair of quotes around it inside double quotes (reading strips one pair). The
+ * format has no escapes: a STRING holding '#' or a line break (possible from the command
+ * line only) does not read back.                                                         */
 void ksa_config_keys_write(const ksa_config_key *keys, size_t n, const void *base, FILE *f);
 
 /* Reads `key = value` lines of a configuration file and hands each to set(ctx, key, value,

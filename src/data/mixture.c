@@ -3,38 +3,47 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "data/path.h"
 
 enum { MAX_FIELDS = 3 };
 
-/* The whole file as a NUL-terminated string (ksa_alloc); NUL bytes inside are an error. */
+/* The whole file as a NUL-terminated string (ksa_alloc); NUL bytes inside are an error. Only a
+ * regular file: a folder's size (ext4 reports 2^63 - 1 bytes from SEEK_END) would be asked
+ * of the allocator, and opening a FIFO would wait for a writer (hence O_NONBLOCK).        */
 static ksa_status read_text(const char *path, char **text)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0)
         return ksa_fail(KSA_EIO, "cannot open mixture file '%s': %s", path, strerror(errno));
-    long size = -1;
-    if (fseek(fp, 0, SEEK_END) == 0)
-        size = ftell(fp);
-    if (size < 0 || fseek(fp, 0, SEEK_SET) != 0) {
-        fclose(fp);
-        return ksa_fail(KSA_EIO, "cannot read mixture file '%s': %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return ksa_fail(KSA_EIO, "mixture file '%s' is not a regular file", path);
     }
-    char *s = ksa_alloc((size_t)size + 1);
-    size_t got = fread(s, 1, (size_t)size, fp);
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
+        close(fd);
+        return ksa_fail(KSA_EIO, "cannot open mixture file '%s': %s", path, strerror(errno));
+    }
+    size_t size = (size_t)sb.st_size;
+    char *s = ksa_alloc(size + 1);
+    size_t got = fread(s, 1, size, fp);
     fclose(fp);
-    if (got != (size_t)size) {
+    if (got != size) {
         ksa_free(s);
-        return ksa_fail(KSA_EIO, "cannot read mixture file '%s' (%zu of %ld bytes)", path, got,
+        return ksa_fail(KSA_EIO, "cannot read mixture file '%s' (%zu of %zu bytes)", path, got,
                         size);
     }
     s[size] = 0;
-    if (strlen(s) != (size_t)size) {
+    if (strlen(s) != size) {
         ksa_free(s);
         return ksa_fail(KSA_EFORMAT, "mixture file '%s' is not a text file (it holds a NUL byte)",
                         path);

@@ -77,22 +77,47 @@ done:
     return st;
 }
 
-/* The first word of <path>.tokenizer into out ("unknown" when there is no such file). */
+/* The name in <path>.tokenizer into out ("unknown" when there is no such file): its first
+ * word, printable ASCII characters up to whitespace or the end, at most cap - 1 of them
+ * (the rest of the file is not read). Anything else (no word, a NUL or control byte in the
+ * word or right after it, a longer word) is an error: it would be recorded in checkpoints
+ * as the data's tokenizer and compared with other names.                                 */
 static ksa_status read_tokenizer_name(const char *path, char *out, size_t cap)
 {
     char *side = ksa_path_concat(path, ".tokenizer");
     ksa_status st = KSA_OK;
     snprintf(out, cap, "unknown");
-    if (ksa_path_is_file(side)) {
-        FILE *fp = fopen(side, "r");
-        char word[32] = "";
-        if (!fp || fscanf(fp, "%31s", word) != 1)
-            st = ksa_fail(KSA_EFORMAT, "cannot read a tokenizer name from '%s'", side);
-        else
-            snprintf(out, cap, "%s", word);
-        if (fp)
-            fclose(fp);
+    if (!ksa_path_is_file(side))
+        goto done;
+    FILE *fp = fopen(side, "rb");
+    if (!fp) {
+        st = ksa_fail(KSA_EIO, "cannot open '%s': %s", side, strerror(errno));
+        goto done;
     }
+    char buf[256];
+    size_t n = fread(buf, 1, sizeof buf, fp);
+    int err = ferror(fp);
+    fclose(fp);
+    if (err) {
+        st = ksa_fail(KSA_EIO, "cannot read '%s'", side);
+        goto done;
+    }
+    size_t start = 0, end;
+    while (start < n && isspace((unsigned char)buf[start]))
+        start++;
+    for (end = start; end < n && isgraph((unsigned char)buf[end]); end++)
+        ;
+    int cut = end == n && n == sizeof buf; /* the word may go on past what was read */
+    if (end == start || end - start >= cap || cut ||
+        (end < n && !isspace((unsigned char)buf[end]))) {
+        st = ksa_fail(KSA_EFORMAT,
+                      "'%s' does not hold a tokenizer name (one word of at most %zu printable "
+                      "ASCII characters, such as 'byte'; the tokenizer of the token file '%s')",
+                      side, cap - 1, path);
+        goto done;
+    }
+    snprintf(out, cap, "%.*s", (int)(end - start), buf + start);
+done:
     ksa_free(side);
     return st;
 }
