@@ -38,29 +38,6 @@ static int remove_dir(void **state)
     return test_remove_tree(dir);
 }
 
-static void config_small(ksa_model_config *c)
-{
-    ksa_model_config_defaults(c);
-    /* clang-format off */
-    const char *kv[] = {"vocab_size", "257",
-                        "hidden_size", "16",
-                        "intermediate_size", "24",
-                        "num_hidden_layers", "2",
-                        "num_attention_heads", "4",
-                        "num_key_value_heads", "2",
-                        "head_dim", "4",
-                        "use_summary_attention", "true",
-                        "summary_chunk_size", "4",
-                        "summary_token_num", "1",
-                        "summary_sliding_chunk_num", "2",
-                        "summary_layer_freq", "[1,0]",
-                        "summary_independent_parameters", "true"};
-    /* clang-format on */
-    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i += 2)
-        if (ksa_model_config_set(c, kv[i], kv[i + 1], "test") != KSA_OK)
-            fail_msg("%s", ksa_last_error());
-}
-
 /* ---- everything a resume reads, as bytes ------------------------------------------------- */
 typedef struct {
     char *text; /* configuration, training keys, progress, tokenizer (malloc'ed) */
@@ -132,7 +109,7 @@ static void free_content(content *c)
 static void write_reference(const char *path)
 {
     ksa_model_config mc;
-    config_small(&mc);
+    test_config_small(&mc);
     ksa_model m;
     if (ksa_model_init(&m, &mc) != KSA_OK)
         fail_msg("%s", ksa_last_error());

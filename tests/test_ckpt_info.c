@@ -140,33 +140,10 @@ static void expect_refused(const char *path, ksa_status want, const char *needle
 /* 2 layers over the byte vocabulary: layer 0 a summary layer with its own q/k/v (W = 2),
  * layer 1 a causal bypass layer; a summary embedding, an untied LM head. 12688 parameters:
  * embed and lm_head 257*16 each, summary embedding 16, layer 0 2472, layer 1 1960, norm 16. */
-static void config_small(ksa_model_config *c)
-{
-    ksa_model_config_defaults(c);
-    /* clang-format off */
-    const char *kv[] = {"vocab_size", "257",
-                        "hidden_size", "16",
-                        "intermediate_size", "24",
-                        "num_hidden_layers", "2",
-                        "num_attention_heads", "4",
-                        "num_key_value_heads", "2",
-                        "head_dim", "4",
-                        "use_summary_attention", "true",
-                        "summary_chunk_size", "4",
-                        "summary_token_num", "1",
-                        "summary_sliding_chunk_num", "2",
-                        "summary_layer_freq", "[1,0]",
-                        "summary_independent_parameters", "true"};
-    /* clang-format on */
-    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i += 2)
-        if (ksa_model_config_set(c, kv[i], kv[i + 1], "test") != KSA_OK)
-            fail_msg("%s", ksa_last_error());
-}
-
 static void write_small(const char *path, ksa_model *m)
 {
     ksa_model_config c;
-    config_small(&c);
+    test_config_small(&c);
     if (ksa_model_init(m, &c) != KSA_OK)
         fail_msg("%s", ksa_last_error());
     ksa_model_init_weights(m, 3);

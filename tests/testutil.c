@@ -14,6 +14,7 @@
 #include <hdf5.h>
 
 #include "ckpt/verify.h"
+#include "model/config.h"
 
 test_rng test_rng_seed(uint64_t seed)
 {
@@ -213,6 +214,30 @@ void test_expect_abort(void (*fn)(const void *arg), const void *arg, const char 
         fail_msg("child did not abort (status 0x%x), stderr: %s", status, msg);
     if (!strstr(msg, needle))
         fail_msg("abort message lacks '%s': %s", needle, msg);
+}
+
+/* ---- a small model --------------------------------------------------------------------- */
+void test_config_small(ksa_model_config *c)
+{
+    ksa_model_config_defaults(c);
+    /* clang-format off */
+    const char *kv[] = {"vocab_size", "257",
+                        "hidden_size", "16",
+                        "intermediate_size", "24",
+                        "num_hidden_layers", "2",
+                        "num_attention_heads", "4",
+                        "num_key_value_heads", "2",
+                        "head_dim", "4",
+                        "use_summary_attention", "true",
+                        "summary_chunk_size", "4",
+                        "summary_token_num", "1",
+                        "summary_sliding_chunk_num", "2",
+                        "summary_layer_freq", "[1,0]",
+                        "summary_independent_parameters", "true"};
+    /* clang-format on */
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i += 2)
+        if (ksa_model_config_set(c, kv[i], kv[i + 1], "test") != KSA_OK)
+            fail_msg("%s", ksa_last_error());
 }
 
 /* ---- editing checkpoints ------------------------------------------------------------ */

@@ -16,6 +16,7 @@
 
 #include "core/core.h"
 #include "core/rng.h"
+#include "model/config.h"
 
 #ifdef KSA_REAL_DOUBLE
 #define TEST_FWD_ATOL 1e-12
@@ -73,6 +74,12 @@ void test_expect_abort(void (*fn)(const void *arg), const void *arg, const char 
 int test_scratch_make(char *dir, size_t cap, const char *prefix);
 int test_remove_tree(const char *path);
 const char *test_path_in(const char *dir, const char *name);
+
+/* ---- a small model ------------------------------------------------------------------- *
+ * The configuration of the checkpoint tests: vocabulary 257, width 16, 2 layers (a summary
+ * layer with independent summary parameters, then a causal one), 4 query / 2 key-value
+ * heads of 4, chunks of 4 with 1 summary token, window 2: 12 688 parameters.             */
+void test_config_small(ksa_model_config *c);
 
 /* ---- editing checkpoints ------------------------------------------------------------ *
  * (Re)writes the `checksum` attribute of an open float dataset from its current values
