@@ -24,7 +24,8 @@ WARN += -Werror
 endif
 ifeq ($(SAN),1)
 OPT := -O1 -fno-omit-frame-pointer
-SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+# SAN_EXTRA=,check adds gcc checks that -fsanitize=undefined leaves out (mk/fuzz.mk)
+SANFLAGS := -fsanitize=address,undefined$(SAN_EXTRA) -fno-sanitize-recover=undefined$(SAN_EXTRA)
 endif
 
 # -ffp-contract=fast: -std=c11 (ISO mode) would turn GCC's default FMA contraction off; the
@@ -141,7 +142,8 @@ mutants: $(BINS) $(DEMO_TOKENS)
 	BUILD=$(BUILD) BIN=$(BIN) PY=$(PY) $(PY) tests/mutate_shell_tests.py $(MUTANT_SUITES)
 
 # Every C file is clang-format clean (.clang-format); .ci/run runs format-check.
-FORMAT_SRC = $(wildcard src/*/*.c src/*/*.h tests/*.c tests/*.h bench/*.c)
+FORMAT_SRC = $(wildcard src/*/*.c src/*/*.h tests/*.c tests/*.h tests/fuzz/*.c tests/fuzz/*.h \
+                       tests/fuzz/omp/*.h bench/*.c)
 format:
 	clang-format -i $(FORMAT_SRC)
 format-check:
@@ -149,5 +151,7 @@ format-check:
 
 clean:
 	rm -rf build bin
+
+include mk/fuzz.mk
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -3,6 +3,7 @@
 #
 #   scripts/install_deps.sh            build, run, test and default-data packages
 #   scripts/install_deps.sh --torch    also PyTorch/h5py/numpy for `make crosscheck`
+#   scripts/install_deps.sh --fuzz     also clang with libFuzzer for `make fuzz`
 #   scripts/install_deps.sh --check    exit 1 if anything is missing, install nothing
 #
 # Idempotent: when every package is present it only runs dpkg-query and exits.
@@ -16,14 +17,18 @@ libcmocka-dev libxxhash-dev libcjson-dev time strace \
 bible-kjv bible-kjv-text"
 PYTHON="python3-numpy python3-h5py python3-matplotlib"
 TORCH="python3-torch"
+# clang 14, and its libFuzzer and sanitizer runtimes (only a Recommends of clang, which
+# --no-install-recommends skips)
+FUZZ="clang libclang-rt-14-dev"
 
 want="$CORE $PYTHON"
 check_only=0
 for arg in "$@"; do
     case "$arg" in
         --torch) want="$want $TORCH" ;;
+        --fuzz) want="$want $FUZZ" ;;
         --check) check_only=1 ;;
-        *) echo "install_deps.sh: unknown option '$arg' (known: --torch, --check)" >&2; exit 2 ;;
+        *) echo "install_deps.sh: unknown option '$arg' (known: --torch, --fuzz, --check)" >&2; exit 2 ;;
     esac
 done
 

@@ -836,6 +836,29 @@ static void params_must_match_the_table_exactly(void **state)
                  "/params/model.norm.weight has shape [8], the configuration needs [8, 1]");
     ksa_params_free(&q);
 
+    /* floats of 64 bytes: HDF5 would convert them through buffers of 64 bytes an element, and
+     * a damaged file's float of 4 GiB through buffers it cannot have (tests/fuzz/fuzz_ckpt.c) */
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT), wide = H5Tcopy(H5T_IEEE_F64LE);
+    assert_true(f >= 0 && wide >= 0 && H5Tset_size(wide, 64) >= 0);
+    assert_true(
+        H5Lmove(f, "/params/model.norm.weight", f, "/norm_saved", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    hsize_t n8 = 8;
+    hid_t sp = H5Screate_simple(1, &n8, NULL);
+    hid_t d =
+        H5Dcreate2(f, "/params/model.norm.weight", wide, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(sp >= 0 && d >= 0);
+    H5Dclose(d), H5Sclose(sp), H5Tclose(wide), H5Fclose(f);
+    declare_list(&q, written, 3);
+    expect_error(ksa_ckpt_read_params(path, &q, 0), KSA_EFORMAT,
+                 "/params/model.norm.weight does not hold floating-point numbers of 2, 4 or 8 "
+                 "bytes (HDF5 type class 1, 64 bytes)");
+    ksa_params_free(&q);
+    f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0 && H5Ldelete(f, "/params/model.norm.weight", H5P_DEFAULT) >= 0);
+    assert_true(
+        H5Lmove(f, "/norm_saved", f, "/params/model.norm.weight", H5P_DEFAULT, H5P_DEFAULT) >= 0);
+    H5Fclose(f);
+
     spec more[] = {written[0], written[1], written[2], {"lm_head.weight", 2, 40, 8}};
     declare_list(&q, more, 4);
     expect_error(ksa_ckpt_read_params(path, &q, 1), KSA_EFORMAT,

@@ -687,6 +687,16 @@ static void bad_files_are_refused_naming_the_problem(void **state)
     expect_refused(bad, KSA_EFORMAT,
                    "/params/model.norm.weight holds int32, not floating-point numbers");
 
+    /* a float of 64 bytes (a damaged size: HDF5 would convert it through buffers that large) */
+    hid_t wide = H5Tcopy(H5T_IEEE_F64LE);
+    assert_true(wide >= 0 && H5Tset_size(wide, 64) >= 0);
+    copy_file(good, bad, 0);
+    replace_dataset(bad, "/params/model.norm.weight", 1, 16, 0, wide);
+    H5Tclose(wide);
+    expect_refused(bad, KSA_EFORMAT,
+                   "/params/model.norm.weight holds float512, not floating-point numbers of 2, "
+                   "4 or 8 bytes");
+
     copy_file(good, bad, 0);
     delete_object(bad, "/params/model.norm.weight");
     f = open_rw(bad);

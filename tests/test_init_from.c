@@ -757,6 +757,25 @@ static void bad_files_are_refused_clearly_and_leave_the_model_untouched(void **s
                             "[7], the checkpoint's own /config declares [8]",
                             NULL};
     expect_refusal(bent, &m, KSA_EFORMAT, n_bent);
+
+    /* floats of 64 bytes: refused before HDF5 converts them (a damaged file's float of 4 GiB
+     * had it allocate buffers of 4 GiB an element; tests/fuzz/fuzz_ckpt.c) */
+    const char *wide = in_dir("wide.h5");
+    write_model(wide, &mc);
+    h = open_rw(wide);
+    assert_true(H5Ldelete(h, "/params/model.norm.weight", H5P_DEFAULT) >= 0);
+    hid_t type = H5Tcopy(H5T_IEEE_F64LE);
+    hsize_t n = 8;
+    hid_t space = H5Screate_simple(1, &n, NULL);
+    assert_true(type >= 0 && H5Tset_size(type, 64) >= 0 && space >= 0);
+    hid_t d = H5Dcreate2(h, "/params/model.norm.weight", type, space, H5P_DEFAULT, H5P_DEFAULT,
+                         H5P_DEFAULT);
+    assert_true(d >= 0);
+    H5Dclose(d), H5Sclose(space), H5Tclose(type), H5Fclose(h);
+    const char *n_wide[] = {"/params/model.norm.weight does not hold floating-point numbers of 2, "
+                            "4 or 8 bytes",
+                            NULL};
+    expect_refusal(wide, &m, KSA_EFORMAT, n_wide);
     ksa_model_free(&mc);
     ksa_model_free(&m);
 }

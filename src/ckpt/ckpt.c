@@ -1076,9 +1076,11 @@ static ksa_status read_tensor(const char *path, hid_t group, const char *gname, 
                             gname, e->name, ksa_h5_format_dims(got, sizeof got, ndim, dims), want);
         goto done;
     }
-    if (H5Tget_class(type) != H5T_FLOAT) {
-        st = ksa_h5_fail_at(KSA_EFORMAT, path, "%s/%s does not hold floating-point numbers", gname,
-                            e->name);
+    if (!ksa_h5_is_real(type)) {
+        st = ksa_h5_fail_at(KSA_EFORMAT, path,
+                            "%s/%s does not hold floating-point numbers of " KSA_H5_REAL_SIZES
+                            " (HDF5 type class %d, %zu bytes)",
+                            gname, e->name, (int)H5Tget_class(type), H5Tget_size(type));
         goto done;
     }
     size_t first, count;

@@ -247,7 +247,7 @@ typedef enum { DSET_OK, DSET_MISSING, DSET_NOT_DATASET } dset_state;
 
 typedef struct {
     dset_state state;
-    int ndim, is_float;
+    int ndim, is_real; /* is_real: floats of 2, 4 or 8 bytes (ksa_h5_is_real) */
     hsize_t dims[H5S_MAX_RANK];
     char dtype[24];
 } dset_meta;
@@ -277,7 +277,7 @@ static ksa_status read_dset_meta(const char *path, hid_t group, const char *name
         st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read the shape and type of dataset %s",
                             where);
     } else {
-        m->is_float = H5Tget_class(type) == H5T_FLOAT;
+        m->is_real = ksa_h5_is_real(type);
         describe_type(type, m->dtype, sizeof m->dtype);
     }
     ksa_h5_close(type, NULL, "", "");
@@ -339,9 +339,10 @@ static ksa_status check_params(ckpt_info *info, hid_t file)
         else if (!same_shape(&m, e))
             st = ksa_h5_fail_at(KSA_EFORMAT, path, "%s has shape %s, the configuration needs %s",
                                 where, ksa_h5_format_dims(got, sizeof got, m.ndim, m.dims), want);
-        else if (!m.is_float)
-            st = ksa_h5_fail_at(KSA_EFORMAT, path, "%s holds %s, not floating-point numbers", where,
-                                m.dtype);
+        else if (!m.is_real)
+            st = ksa_h5_fail_at(KSA_EFORMAT, path,
+                                "%s holds %s, not floating-point numbers of " KSA_H5_REAL_SIZES,
+                                where, m.dtype);
         else
             snprintf(info->dtype[i], sizeof info->dtype[i], "%s", m.dtype);
     }
@@ -385,8 +386,9 @@ static ksa_status check_moment(ckpt_info *info, hid_t file, size_t k)
         else if (!same_shape(&m, e))
             add_problem(info, "%s has shape %s, the parameter has %s", where,
                         ksa_h5_format_dims(got, sizeof got, m.ndim, m.dims), want);
-        else if (!m.is_float)
-            add_problem(info, "%s holds %s, not floating-point numbers", where, m.dtype);
+        else if (!m.is_real)
+            add_problem(info, "%s holds %s, not floating-point numbers of " KSA_H5_REAL_SIZES,
+                        where, m.dtype);
         else
             info->moments_found[k]++;
     }

@@ -92,6 +92,12 @@ void ksa_h5_quiet(void)
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
+int ksa_h5_is_real(hid_t type)
+{
+    size_t size = H5Tget_size(type);
+    return H5Tget_class(type) == H5T_FLOAT && (size == 2 || size == 4 || size == 8);
+}
+
 const char *ksa_h5_format_dims(char *buf, size_t cap, int ndim, const hsize_t *dims)
 {
     size_t len = (size_t)snprintf(buf, cap, "[");

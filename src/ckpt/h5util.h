@@ -67,6 +67,13 @@ void ksa_h5_attr_free(ksa_h5_attr *a);
  * so a float32 1e-5 is "1e-05", not "9.9999997473787516e-06". */
 void ksa_h5_format_real(char *out, size_t cap, double x, int single);
 
+/* 1 if a dataset of this type holds numbers the readers load: floating point of 2, 4 or 8
+ * bytes (float16 and bfloat16, float32, float64). HDF5 converts a float of any size, but a
+ * damaged file's float of 4 GiB would have it allocate conversion buffers of that many bytes
+ * an element. */
+int ksa_h5_is_real(hid_t type);
+#define KSA_H5_REAL_SIZES "2, 4 or 8 bytes"
+
 /* "[64, 32]" into buf; returns buf. */
 const char *ksa_h5_format_dims(char *buf, size_t cap, int ndim, const hsize_t *dims);
 

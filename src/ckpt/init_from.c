@@ -76,9 +76,11 @@ static ksa_status check_dataset(const char *path, hid_t group, const ksa_param *
         st = ksa_h5_fail(KSA_EFORMAT, path, 0,
                          "/params/%s has shape %s, the checkpoint's own /config declares %s",
                          e->name, ksa_h5_format_dims(got, sizeof got, ndim, dims), want);
-    else if (H5Tget_class(type) != H5T_FLOAT)
-        st = ksa_h5_fail(KSA_EFORMAT, path, 0, "/params/%s does not hold floating-point numbers",
-                         e->name);
+    else if (!ksa_h5_is_real(type))
+        st = ksa_h5_fail(KSA_EFORMAT, path, 0,
+                         "/params/%s does not hold floating-point numbers of " KSA_H5_REAL_SIZES
+                         " (HDF5 type class %d, %zu bytes)",
+                         e->name, (int)H5Tget_class(type), H5Tget_size(type));
 done:
     ksa_h5_close(type, &st, path, e->name);
     ksa_h5_close(space, &st, path, e->name);
