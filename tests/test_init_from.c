@@ -771,6 +771,11 @@ static void bad_files_are_refused_clearly_and_leave_the_model_untouched(void **s
     hid_t d = H5Dcreate2(h, "/params/model.norm.weight", type, space, H5P_DEFAULT, H5P_DEFAULT,
                          H5P_DEFAULT);
     assert_true(d >= 0);
+    uint64_t any_sum = 0; /* present, as in a sound file: the width is refused before values */
+    hid_t scalar = H5Screate(H5S_SCALAR);
+    hid_t sum = H5Acreate2(d, "checksum", H5T_STD_U64LE, scalar, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(sum >= 0 && H5Awrite(sum, H5T_NATIVE_UINT64, &any_sum) >= 0);
+    H5Aclose(sum), H5Sclose(scalar);
     H5Dclose(d), H5Sclose(space), H5Tclose(type), H5Fclose(h);
     const char *n_wide[] = {"/params/model.norm.weight does not hold floating-point numbers of 2, "
                             "4 or 8 bytes",

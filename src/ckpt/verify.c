@@ -91,6 +91,19 @@ static ksa_status stored_checksum(walker *w, hid_t dset, const char *name, int *
 /* Reads dataset `name` whole, as float32, in blocks of rows, and compares its checksum. */
 static ksa_status check_dataset(walker *w, hid_t dset, const char *name)
 {
+    /* reading a float of another width would make HDF5's conversion misbehave (a 4 GiB
+     * "float"); metadata readers name it themselves */
+    hid_t ftype = H5Dget_type(dset);
+    if (ftype < 0)
+        return ksa_h5_fail_h5(KSA_EFORMAT, w->path, "damaged: cannot read the type of %s", name);
+    H5T_class_t cls = H5Tget_class(ftype);
+    size_t width = H5Tget_size(ftype);
+    H5Tclose(ftype);
+    if (w->read_data && cls == H5T_FLOAT && width != 2 && width != 4 && width != 8)
+        return ksa_h5_fail_at(KSA_EFORMAT, w->path,
+                              "%s does not hold floating-point numbers of 2, 4 or 8 bytes (HDF5 "
+                              "type class %d, %zu bytes)",
+                              name, (int)cls, width);
     int has = 0;
     uint64_t want = 0;
     KSA_TRY(stored_checksum(w, dset, name, &has, &want));

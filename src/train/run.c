@@ -142,7 +142,7 @@ static void cached_gemm_peak(int remeasure, gemm_peak *p)
         if (f && fclose(f) != 0)
             ok = 0;
         if (!ok)
-            snprintf(why, sizeof why, "cannot write %s: %s", p->path, strerror(errno));
+            snprintf(why, sizeof why, "cannot write %.900s: %s", p->path, strerror(errno));
         if (!ok && f)
             unlink(p->path);
     }
