@@ -385,13 +385,14 @@ static ksa_status writer_commit(ckpt_writer *w)
 }
 
 /* ---- writing attributes and datasets ----------------------------------------------------- */
-/* One attribute with a scalar dataspace (CHECKPOINT_FORMAT.md, Types). `where` names the
- * object in messages: "root", "/config", "/tokenizer".                                      */
-static ksa_status write_attr(const char *path, hid_t loc, const char *where, const char *name,
-                             hid_t file_type, hid_t mem_type, const void *value)
+/* One attribute of n values: a scalar dataspace for n = 0 (CHECKPOINT_FORMAT.md, Types), else
+ * one dimension of n. `where` names the object in messages: "root", "/config", "/train". */
+static ksa_status write_attr_n(const char *path, hid_t loc, const char *where, const char *name,
+                               hid_t file_type, hid_t mem_type, const void *value, size_t n)
 {
     ksa_status st = KSA_OK;
-    hid_t space = H5Screate(H5S_SCALAR), attr = -1;
+    hsize_t dims[1] = {n};
+    hid_t space = n ? H5Screate_simple(1, dims, NULL) : H5Screate(H5S_SCALAR), attr = -1;
     if (space < 0 ||
         (attr = H5Acreate2(loc, name, file_type, space, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
         H5Awrite(attr, mem_type, value) < 0)
@@ -399,6 +400,12 @@ static ksa_status write_attr(const char *path, hid_t loc, const char *where, con
     ksa_h5_close(attr, &st, path, name);
     ksa_h5_close(space, &st, path, "a dataspace");
     return st;
+}
+
+static ksa_status write_attr(const char *path, hid_t loc, const char *where, const char *name,
+                             hid_t file_type, hid_t mem_type, const void *value)
+{
+    return write_attr_n(path, loc, where, name, file_type, mem_type, value, 0);
 }
 
 static ksa_status write_attr_int(const char *path, hid_t loc, const char *where, const char *name,
@@ -417,16 +424,7 @@ static ksa_status write_attr_double(const char *path, hid_t loc, const char *whe
 static ksa_status write_attr_doubles(const char *path, hid_t loc, const char *where,
                                      const char *name, const double *v, size_t n)
 {
-    ksa_status st = KSA_OK;
-    hsize_t dims[1] = {n};
-    hid_t space = H5Screate_simple(1, dims, NULL), attr = -1;
-    if (space < 0 ||
-        (attr = H5Acreate2(loc, name, FILE_FLOAT_TYPE, space, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
-        H5Awrite(attr, H5T_NATIVE_DOUBLE, v) < 0)
-        st = ksa_h5_fail_h5(KSA_EIO, path, "cannot write %s attribute '%s'", where, name);
-    ksa_h5_close(attr, &st, path, name);
-    ksa_h5_close(space, &st, path, "a dataspace");
-    return st;
+    return write_attr_n(path, loc, where, name, FILE_FLOAT_TYPE, H5T_NATIVE_DOUBLE, v, n);
 }
 
 /* Fixed-length UTF-8, NUL-padded, as long as the text (1 byte for ""): stored in the
