@@ -5,6 +5,7 @@
 # Assert with one command per line: under set -e, `[ a ] && [ b ]` ignores a failing `[ a ]`
 # and `! cmd` never fails a test (use must_fail); tests/mutate_shell_tests.py checks that
 # every assertion of a suite can fail.
+# KSA_TEST_ONLY="name ..." runs only the named tests; KSA_TEST_TRACE=1 traces them (set -x).
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 passed=0
@@ -16,7 +17,7 @@ run_test() {
         return 0 # not the one test asked for
     fi
     echo "[ RUN      ] $1"
-    ( set -e; "$2" ) >"$TMP/out" 2>&1   # not inside `if`: set -e must stay active
+    ( set -e; [ -n "${KSA_TEST_TRACE:-}" ] && set -x; "$2" ) >"$TMP/out" 2>&1   # not inside `if`: set -e must stay active
     if [ $? = 0 ]; then
         echo "[       OK ] $1"
         passed=$((passed + 1))

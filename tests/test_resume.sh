@@ -169,22 +169,51 @@ sighup_and_sigusr1_stop_and_save_like_sigterm() {
     done
 }
 
-# A disk that fills during a save: the save fails naming the checkpoint and the reason, the
-# run exits with status 1 (HDF5 used to crash at exit: a close that failed for lack of room
-# left it a freed file), the previous checkpoint is intact and no .tmp is left. The failed
-# .tmp is emptied before it is closed, so HDF5 closes it and shuts down normally.
+# A save that cannot fit the free space is not begun: the run stops with status 1 at that
+# save, the message says how much it needs and how much there is, the previous checkpoint
+# is intact and no .tmp is left; the run resumes from it.
+a_save_that_cannot_fit_is_not_begun() {
+    "$KSA" train "${RUN[@]}" --steps 2 --out "$TMP/fit_size" >/dev/null
+    local size rc=0
+    size=$(stat -c %s "$TMP/fit_size/step_00000002.h5")
+    # room for the first save's estimate (size + 2 % + 4 MiB), not for a second one beside it
+    small_disk "$TMP/fit_disk" $((size * 102 / 100 + 4194304 + 524288))
+    "$KSA" train "${RUN[@]}" --steps 6 --save-every 2 --out "$TMP/fit_disk/run" \
+        --log "$TMP/fit_disk.jsonl" >/dev/null 2>"$TMP/fit_disk.err" || rc=$?
+    cat "$TMP/fit_disk.err"
+    [ "$rc" = 1 ]
+    grep -q "checkpoint $TMP/fit_disk/run/step_00000004.h5: not written: No space left on device (it needs about [0-9.]* MiB, the disk has [0-9.]* MiB free); the previous checkpoints are kept" \
+        "$TMP/fit_disk.err"
+    must_fail grep -q "ending without shutting HDF5" "$TMP/fit_disk.err"
+    [ "$(ls "$TMP/fit_disk/run")" = step_00000002.h5 ]
+    [ -z "$(find "$TMP/fit_disk/run" -name '*.tmp')" ] # no .tmp
+    [ "$(tail -1 "$TMP/fit_disk.jsonl" | head -c 11)" = '{"step": 4,' ]
+    same_state "$TMP/fit_size/step_00000002.h5" "$TMP/fit_disk/run/step_00000002.h5"
+    "$KSA" train --resume "$TMP/fit_disk/run" --out "$TMP/fit_disk_resumed" --steps 3 \
+        >"$TMP/fit_disk_resumed.out"
+    grep -q "resumed from $TMP/fit_disk/run/step_00000002.h5 after step 2" \
+        "$TMP/fit_disk_resumed.out"
+}
+
+# A disk that fills during a save (KSA_TEST_FAULT=skip_room_check begins it anyway, as when
+# another program takes the room meanwhile): the save fails naming the checkpoint and the
+# reason, the run exits with status 1 (HDF5 used to crash at exit: a close that failed for
+# lack of room left it a freed file), the previous checkpoint is intact and no .tmp is left.
+# The failed .tmp is emptied before it is closed, so HDF5 closes it and shuts down normally.
 a_disk_that_fills_during_a_save_keeps_the_previous_checkpoint() {
     "$KSA" train "${RUN[@]}" --steps 2 --out "$TMP/ckpt_size" >/dev/null
     local size rc=0
     size=$(stat -c %s "$TMP/ckpt_size/step_00000002.h5")
     # room for one checkpoint and most of a second: the second's data does not fit
     small_disk "$TMP/small_disk" $((2 * size - 1048576))
-    "$KSA" train "${RUN[@]}" --steps 6 --save-every 2 --out "$TMP/small_disk/run" \
-        --log "$TMP/small_disk_fill.jsonl" >/dev/null 2>"$TMP/small_disk_fill.err" || rc=$?
+    KSA_TEST_FAULT=skip_room_check "$KSA" train "${RUN[@]}" --steps 6 --save-every 2 \
+        --out "$TMP/small_disk/run" --log "$TMP/small_disk_fill.jsonl" >/dev/null \
+        2>"$TMP/small_disk_fill.err" || rc=$?
     cat "$TMP/small_disk_fill.err"
     [ "$rc" = 1 ]
     grep -q "checkpoint $TMP/small_disk/run/step_00000004.h5: .*No space left on device" \
         "$TMP/small_disk_fill.err"
+    must_fail grep -q "not written: No space" "$TMP/small_disk_fill.err" # past the room check
     must_fail grep -q "ending without shutting HDF5" "$TMP/small_disk_fill.err" # it closed
     [ "$(ls "$TMP/small_disk/run")" = step_00000002.h5 ] # no step 4, no .tmp
     [ "$(tail -1 "$TMP/small_disk_fill.jsonl" | head -c 11)" = '{"step": 4,' ] # none after
@@ -195,19 +224,22 @@ a_disk_that_fills_during_a_save_keeps_the_previous_checkpoint() {
         "$TMP/small_disk_resumed.out"
 }
 
-# A disk already full when a save begins: HDF5 cannot even close the failed file (there is
-# nothing of it to empty), which leaves HDF5 1.10 unable to shut down without crashing; the
-# run reports the error and ends at once with status 1, without shutting HDF5 down.
+# A disk already full when a save begins (past the room check, as above): HDF5 cannot even
+# close the failed file (there is nothing of it to empty), which leaves HDF5 1.10 unable to
+# shut down without crashing; the run reports the error and ends at once with status 1,
+# without shutting HDF5 down.
 a_disk_full_before_a_save_ends_the_run_cleanly() {
     small_disk "$TMP/full_disk" 20m
     "$KSA" train "${RUN[@]}" --steps 2 --out "$TMP/full_disk/run" >/dev/null
     dd if=/dev/zero of="$TMP/full_disk/filler" bs=64k 2>/dev/null || true # until the disk is full
     local rc=0
-    "$KSA" train --resume "$TMP/full_disk/run" --steps 4 >/dev/null 2>"$TMP/full_disk.err" || rc=$?
+    KSA_TEST_FAULT=skip_room_check "$KSA" train --resume "$TMP/full_disk/run" --steps 4 \
+        >/dev/null 2>"$TMP/full_disk.err" || rc=$?
     cat "$TMP/full_disk.err"
     [ "$rc" = 1 ]
     grep -q "checkpoint $TMP/full_disk/run/step_00000004.h5: .*No space left on device" \
         "$TMP/full_disk.err"
+    must_fail grep -q "not written: No space" "$TMP/full_disk.err" # past the room check
     [ "$(ls "$TMP/full_disk/run")" = step_00000002.h5 ]
     [ "$(ckpt_step "$TMP/full_disk/run/step_00000002.h5")" = 2 ]
 }
@@ -499,6 +531,7 @@ for t in resume_continues_the_run_bit_for_bit resume_reads_the_optimizer_state \
     inspect_flags_what_resume_would_refuse \
     checkpoints_are_readable_by_h5py_and_h5dump sigterm_finishes_the_step_and_saves \
     sighup_and_sigusr1_stop_and_save_like_sigterm \
+    a_save_that_cannot_fit_is_not_begun \
     a_disk_that_fills_during_a_save_keeps_the_previous_checkpoint \
     a_disk_full_before_a_save_ends_the_run_cleanly \
     a_crash_during_a_save_leaves_the_previous_checkpoint keep_removes_only_older_checkpoints \

@@ -286,7 +286,42 @@ static void writer_abort(ckpt_writer *w)
     ksa_dist_barrier(); /* no rank returns while the .tmp may still be there */
 }
 
-static ksa_status writer_open(ckpt_writer *w, const char *path)
+/* Test-only fault hook (docs/checkpoints.md): KSA_TEST_FAULT=skip_room_check lets a save
+ * begin whatever the free space, so that tests can fill the disk during the write itself. */
+static int room_check_skipped(void)
+{
+    const char *f = getenv("KSA_TEST_FAULT");
+    return f && !strcmp(f, "skip_room_check");
+}
+
+/* Rank 0, before the file is created: the folder of path has room for value_bytes of
+ * datasets plus HDF5's metadata (2 % and 4 MiB is far above what a checkpoint's object
+ * headers, B-trees and attributes take). A disk that fills during HDF5's collective metadata
+ * flush can leave MPI-IO ranks waiting on each other, so a save that cannot fit does not
+ * begin; the previous checkpoints stay as they are. A folder statvfs cannot read is not
+ * checked here (the write itself reports what goes wrong).                              */
+static ksa_status check_room(const char *path, double value_bytes)
+{
+    if (ksa_dist_rank() != 0 || room_check_skipped())
+        return KSA_OK;
+    char *copy = strdup(path);
+    KSA_ASSERT(copy, "out of memory copying a file name");
+    struct statvfs fs;
+    int rc = statvfs(dirname(copy), &fs);
+    free(copy);
+    if (rc != 0)
+        return KSA_OK;
+    double room = (double)(geteuid() == 0 ? fs.f_bfree : fs.f_bavail) * (double)fs.f_frsize;
+    double need = value_bytes * 1.02 + 4.0 * 1048576.0;
+    if (room >= need)
+        return KSA_OK;
+    return ksa_h5_fail_at(KSA_EIO, path,
+                          "not written: %s (it needs about %.1f MiB, the disk has %.1f MiB "
+                          "free); the previous checkpoints are kept",
+                          strerror(ENOSPC), need / 1048576.0, room / 1048576.0);
+}
+
+static ksa_status writer_open(ckpt_writer *w, const char *path, double value_bytes)
 {
     ksa_h5_quiet();
     w->path = path;
@@ -296,7 +331,12 @@ static ksa_status writer_open(ckpt_writer *w, const char *path)
     KSA_ASSERT(w->tmp, "out of memory for a file name of %zu bytes", n);
     memcpy(w->tmp, path, n);
     memcpy(w->tmp + n, ".tmp", sizeof ".tmp");
-    ksa_status st = KSA_OK;
+    ksa_status st = agree(path, check_room(path, value_bytes));
+    if (st != KSA_OK) {
+        free(w->tmp);
+        w->tmp = NULL;
+        return st;
+    }
     hid_t fapl = file_access_plist(path, &st), fcpl = compact_group_plist(H5P_FILE_CREATE);
     if (fcpl < 0 && st == KSA_OK)
         st = ksa_h5_fail_h5(KSA_EIO, path, "cannot create a file-creation property list");
@@ -728,8 +768,11 @@ static ksa_status write_checkpoint(const char *path, const ksa_model_config *cfg
     }
     write_plan wp;
     KSA_TRY(plan_write(path, p, ts, &wp));
+    /* every dataset is float32 in the file: the parameters, and with a training state the
+     * two AdamW moments of the same size                                                  */
+    double value_bytes = (double)p->numel * 4.0 * (ts && ts->exp_avg ? 3.0 : 1.0);
     ckpt_writer w;
-    KSA_TRY(writer_open(&w, path));
+    KSA_TRY(writer_open(&w, path, value_bytes));
     /* under MPI: after each step every rank knows whether all succeeded (agree) */
     ksa_status st = write_attr_string(path, w.file, "root", "format", KSA_CKPT_FORMAT);
     if (st == KSA_OK)
@@ -847,7 +890,7 @@ ksa_status ksa_ckpt_write_grads(const char *path, const ksa_params *p)
     write_plan wp;
     KSA_TRY(plan_write(path, p, NULL, &wp));
     ckpt_writer w;
-    KSA_TRY(writer_open(&w, path));
+    KSA_TRY(writer_open(&w, path, (double)p->numel * 4.0));
     rank_part grads = {p->grad, 0, wp.lo, wp.hi};
     ksa_status st = write_tensors(path, w.file, "grads", p, &grads);
     if (st != KSA_OK) {
