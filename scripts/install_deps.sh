@@ -13,7 +13,7 @@ CORE="build-essential pkg-config clang-format \
 libopenblas-dev libopenblas-openmp-dev \
 libopenmpi-dev openmpi-bin \
 libhdf5-openmpi-dev hdf5-tools \
-libcmocka-dev libxxhash-dev libcjson-dev time strace \
+libcmocka-dev libxxhash-dev libcjson-dev libpcre2-dev libutf8proc-dev nodejs time strace \
 bible-kjv bible-kjv-text"
 PYTHON="python3-numpy python3-h5py python3-matplotlib"
 TORCH="python3-torch"

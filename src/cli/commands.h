@@ -13,6 +13,7 @@ int ksa_cmd_inspect(int argc, char **argv);
 int ksa_cmd_prepare(int argc, char **argv);
 int ksa_cmd_sample(int argc, char **argv);
 int ksa_cmd_task(int argc, char **argv);
+int ksa_cmd_tokenize(int argc, char **argv);
 
 int ksa_cmd_train(int argc, char **argv);
 

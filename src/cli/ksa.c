@@ -21,6 +21,7 @@ static const command commands[] = {
     {"gradcheck", ksa_cmd_gradcheck, "finite-difference check of the model's gradients (float64)"},
     {"train", ksa_cmd_train, "train a model (docs/training.md)"},
     {"prepare", ksa_cmd_prepare, "tokenise text files into train and validation token files"},
+    {"tokenize", ksa_cmd_tokenize, "encode a text file with a tokenizer (or decode ids)"},
     {"task", ksa_cmd_task, "write examples of a synthetic long-context retrieval task"},
     {"sample", ksa_cmd_sample, "generate text from a checkpoint (with the summary KV cache)"},
 };
