@@ -14,7 +14,10 @@ static const char what_it_does[] =
     "the others to P.bin, both in command-line order. With val-fraction > 0, a split that\n"
     "leaves either file without a document is an error. Writes P.bin, P.bin.meta,\n"
     "P.bin.tokenizer and the same for P.val.bin (uint16 tokens when vocab-size <= 65536,\n"
-    "else uint32). See docs/data.md.\n";
+    "else uint32). With --tokenizer PATH/tokenizer.json (byte-level BPE, as Qwen2/Qwen3's)\n"
+    "the documents are its ids, end-of-text is its own, the work runs on all threads, and\n"
+    "P.bin.tokenizer.json (and P.val.bin.tokenizer.json) hold a copy of the tokenizer.\n"
+    "See docs/data.md.\n";
 
 static const char *plural(size_t n)
 {
@@ -27,7 +30,7 @@ int ksa_cmd_prepare(int argc, char **argv)
     ksa_prepare_options o;
     ksa_prepare_defaults(&o);
     o.inputs = inputs;
-    long vocab_size = (long)o.vocab_size, seed = (long)o.seed;
+    long vocab_size = 0, seed = (long)o.seed; /* vocab_size 0: the tokenizer's */
     int help = 0;
     const ksa_arg args[] = {
         {"input", KSA_ARG_LIST, inputs, &o.n_inputs, (size_t)argc + 1,
@@ -39,7 +42,10 @@ int ksa_cmd_prepare(int argc, char **argv)
         {"seed", KSA_ARG_LONG, &seed, NULL, 0,
          "picks which documents go to validation (default 1)"},
         {"vocab_size", KSA_ARG_LONG, &vocab_size, NULL, 0,
-         "vocabulary size, at least 257 (default 257); above 65536 the tokens are uint32"},
+         "vocabulary size, at least the tokenizer's (default: the tokenizer's, 257 for "
+         "bytes); above 65536 the tokens are uint32"},
+        {"tokenizer", KSA_ARG_STRING, &o.tokenizer, NULL, 0,
+         "a tokenizer.json (byte-level BPE); default: the byte tokenizer"},
         {"help", KSA_ARG_FLAG, &help, NULL, 0, "this text"},
     };
     size_t n_args = sizeof args / sizeof args[0];
@@ -64,11 +70,11 @@ int ksa_cmd_prepare(int argc, char **argv)
     char *val_path = ksa_prepare_val_path(o.out);
     printf("ksa prepare: %zu file%s, %zu bytes -> '%s' %zu document%s, %zu tokens (train), "
            "'%s' %zu document%s, %zu tokens (validation; val-fraction %g, seed %llu); %s, "
-           "vocab_size %zu, end-of-text id %d; %.2f s\n",
+           "tokenizer %s, vocab_size %zu, end-of-text id %d; %.2f s\n",
            r.n_files, plural(r.n_files), r.n_bytes, o.out, r.n_train_docs, plural(r.n_train_docs),
            r.n_train, val_path, r.n_val_docs, plural(r.n_val_docs), r.n_val, o.val_fraction,
-           (unsigned long long)o.seed, ksa_tokfile_dtype_name(r.dtype), o.vocab_size,
-           KSA_TOKENIZER_EOT, r.seconds);
+           (unsigned long long)o.seed, ksa_tokfile_dtype_name(r.dtype), r.tokenizer, r.vocab_size,
+           (int)r.eot, r.seconds);
     ksa_free(val_path);
     ksa_free(inputs);
     return 0;

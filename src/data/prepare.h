@@ -19,7 +19,19 @@
  * (KSA's convention). Every file is written as "<name>.tmp", flushed, fsync'ed and renamed,
  * so a failure never leaves a half-written file under a final name; P.bin is renamed last,
  * so once the new P.bin is in place the other three are too (it can be a make target).
- * Inputs are all checked before anything is created, so bad input writes nothing.          */
+ * Inputs are all checked before anything is created, so bad input writes nothing.
+ *
+ * With a BPE tokenizer (o->tokenizer, a tokenizer.json): each document is its text's BPE ids
+ * (bpe.h) followed by the tokenizer's end-of-text id; the validation split is the same. The
+ * tokenizer is opened (and refused, naming the file and the problem) before anything is
+ * written. The work runs in parallel over documents and, within a long document, over
+ * pieces cut where a line starts with an ASCII letter (a "\n" followed by [A-Za-z]: no
+ * pre-tokenizer word and no added token spans such a place, so the ids are those of the
+ * whole text); the files' order is kept. The sidecars: <file>.tokenizer holds the
+ * tokenizer's name ("bpe-<XXH3-64 hex of the tokenizer.json>"), <file>.meta the dtype on
+ * its first line then `tokenizer NAME`, `vocab_size V`, `eot_id E` lines, and
+ * <file>.tokenizer.json a copy of the tokenizer.json's bytes (a run can open the tokenizer
+ * from its data). The byte tokenizer's files are as they always were.                   */
 #ifndef KSA_DATA_PREPARE_H
 #define KSA_DATA_PREPARE_H
 
@@ -35,17 +47,21 @@ typedef struct {
     const char *out;       /* the training token file, "P.bin" */
     double val_fraction;   /* in [0, 1): expected fraction of documents in validation */
     uint64_t seed;         /* of the document hash that picks the validation documents */
-    size_t vocab_size;     /* >= 257; decides the dtype */
+    size_t vocab_size;     /* >= the tokenizer's (257 for bytes), 0: the tokenizer's; the dtype */
+    const char *tokenizer; /* a tokenizer.json (byte-level BPE, bpe.h); NULL: bytes */
     FILE *progress;        /* progress lines (bytes, MB/s) go here; NULL: none */
     double progress_every; /* seconds between progress lines (0: after every chunk) */
 } ksa_prepare_options;
 
 typedef struct {
-    size_t n_files, n_bytes;         /* inputs read */
-    size_t n_train, n_val;           /* tokens written; n_train + n_val = n_bytes + n_files */
+    size_t n_files, n_bytes; /* inputs read */
+    size_t n_train, n_val;   /* tokens written (bytes: n_train + n_val = n_bytes + n_files) */
     size_t n_train_docs, n_val_docs; /* documents in each file; their sum is n_files */
     ksa_dtype dtype;
     double seconds;
+    char tokenizer[32]; /* the tokenizer's name: "byte" or "bpe-<hex>" */
+    size_t vocab_size;  /* the vocab_size used (the tokenizer's when 0 was asked) */
+    int32_t eot;        /* its end-of-text id */
 } ksa_prepare_result;
 
 #define KSA_PREPARE_DEFAULT_SEED 1

@@ -39,7 +39,9 @@ ksa_status ksa_tokfile_parse_dtype(const char *s, ksa_dtype *dtype)
 }
 
 /* Reads the dtype word of <path>.meta into *dtype; *dtype stays KSA_DTYPE_AUTO if there is
- * no .meta file. The file holds one word, maybe followed by a newline (KSA writes none).    */
+ * no .meta file. Its first line holds the word (the byte tokenizer's files: nothing else, no
+ * newline); further lines ("tokenizer bpe-...", written with a BPE tokenizer) are notes for
+ * people, not read.                                                                       */
 static ksa_status read_meta(const char *path, ksa_dtype *dtype)
 {
     char *meta = ksa_path_concat(path, ".meta");
@@ -51,7 +53,7 @@ static ksa_status read_meta(const char *path, ksa_dtype *dtype)
         st = ksa_fail(KSA_EIO, "cannot open '%s': %s", meta, strerror(errno));
         goto done;
     }
-    char buf[64];
+    char buf[4096];
     size_t n = fread(buf, 1, sizeof buf - 1, fp);
     int err = ferror(fp);
     fclose(fp);
@@ -60,6 +62,9 @@ static ksa_status read_meta(const char *path, ksa_dtype *dtype)
         goto done;
     }
     buf[n] = 0;
+    char *eol = memchr(buf, '\n', n);
+    if (eol && eol[1]) /* notes follow the first line */
+        n = (size_t)(eol - buf), buf[n] = 0;
     int has_nul = strlen(buf) != n;
     char *word = buf;
     while (*word && isspace((unsigned char)*word))
