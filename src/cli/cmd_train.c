@@ -302,6 +302,11 @@ static int train_and_sample(const train_cli *c, ksa_model *m, double step_flops)
     ksa_trainer t;
     if (ksa_trainer_init(&t, m, tc, c->owner.id) != KSA_OK)
         rc = ksa_cli_error("train", 1);
+    else if (c->init_from &&
+             ksa_train_check_tokenizer(c->init_from, t.tokenizer, "--init-from") != KSA_OK) {
+        rc = ksa_cli_error("train", 1);
+        ksa_trainer_free(&t);
+    }
     if (agree(rc) != 0) {
         if (rc == 0) /* another rank failed: this one's trainer is whole */
             ksa_trainer_free(&t);
@@ -350,7 +355,8 @@ static int check_data(const ksa_train_config *tc, size_t V)
     int has_val;
     char tokenizer[32];
     int rc = 0;
-    if (ksa_train_data_open(tc, V, &ld, &val, &has_val, tokenizer, sizeof tokenizer) != KSA_OK)
+    if (ksa_train_data_open(tc, V, &ld, &val, &has_val, tokenizer, sizeof tokenizer, NULL) !=
+        KSA_OK)
         rc = ksa_cli_error("train", 1);
     if (agree(rc) != 0) {
         if (rc == 0 && has_val) /* another rank failed: this one's files are open */

@@ -16,8 +16,9 @@
 #include <ctype.h>
 #include <omp.h>
 
-#define CHUNK_BYTES ((size_t)4 << 20)   /* input read per fread */
-#define WAVE_BYTES ((size_t)32 << 20)   /* BPE: input encoded per parallel wave (grows if need be) \
+#define CHUNK_BYTES ((size_t)4 << 20) /* input read per fread */
+#define WAVE_BYTES                                                                                 \
+    ((size_t)32 << 20)                  /* BPE: input encoded per parallel wave (grows if need be) \
                                          */
 #define PIECE_BYTES ((size_t)256 << 10) /* BPE: a long document's pieces, about */
 

@@ -1,6 +1,11 @@
 /* tok.c - the byte tokenizer and BPE behind one interface: see tok.h. */
 #include "data/tok.h"
 
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "data/path.h"
 #include "data/tokenizer.h"
 
 struct ksa_tok {
@@ -98,4 +103,59 @@ size_t ksa_tok_decode(const ksa_tok *t, char *out, size_t cap, const int32_t *id
     if (t->bpe)
         return ksa_bpe_decode(t->bpe, out, cap, ids, n, (flags & KSA_TOKENIZER_SKIP_SPECIAL) != 0);
     return ksa_tokenizer_decode(out, cap, ids, n, flags);
+}
+
+/* The first word of <path>.tokenizer into out ("" when there is none). */
+static void sidecar_word(const char *path, char *out, size_t cap)
+{
+    out[0] = 0;
+    char *side = ksa_path_concat(path, ".tokenizer");
+    FILE *fp = fopen(side, "rb");
+    ksa_free(side);
+    if (!fp)
+        return;
+    char buf[128];
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[n] = 0;
+    size_t a = 0, b;
+    while (a < n && isspace((unsigned char)buf[a]))
+        a++;
+    for (b = a; b < n && isgraph((unsigned char)buf[b]); b++)
+        ;
+    snprintf(out, cap, "%.*s", (int)(b - a), buf + a);
+}
+
+ksa_status ksa_tok_check_data(const char *path, size_t V, int32_t *eot)
+{
+    char name[64];
+    if (eot)
+        *eot = KSA_TOKENIZER_EOT;
+    sidecar_word(path, name, sizeof name);
+    if (strncmp(name, "bpe-", 4) != 0)
+        return KSA_OK;
+    char *json = ksa_path_concat(path, ".tokenizer.json");
+    ksa_status st = KSA_OK;
+    ksa_tok *t = NULL;
+    if (!ksa_path_is_file(json))
+        st = ksa_fail(KSA_EIO,
+                      "the token file '%s' was made by the BPE tokenizer %s, but its copy of "
+                      "that tokenizer, '%s', is missing (ksa prepare --tokenizer writes it)",
+                      path, name, json);
+    else if ((st = ksa_tok_open_file(&t, json)) == KSA_OK) {
+        if (strcmp(ksa_tok_name(t), name) != 0)
+            st = ksa_fail(KSA_EINVAL,
+                          "'%s' is the tokenizer %s, not %s, which its token file '%s' names", json,
+                          ksa_tok_name(t), name, path);
+        else if (V < ksa_tok_vocab_size(t))
+            st = ksa_fail(KSA_EINVAL,
+                          "the model's vocab_size %zu is smaller than the vocabulary of the "
+                          "tokenizer %s of the data '%s' (%zu ids, '%s'): give vocab_size >= %zu",
+                          V, name, path, ksa_tok_vocab_size(t), json, ksa_tok_vocab_size(t));
+        else if (eot)
+            *eot = ksa_tok_eot(t);
+    }
+    ksa_tok_close(t);
+    ksa_free(json);
+    return st;
 }

@@ -42,4 +42,11 @@ ksa_status ksa_tok_encode(ksa_tok_encoder *e, const void *text, size_t n, ksa_id
 size_t ksa_tok_decode(const ksa_tok *t, char *out, size_t cap, const int32_t *ids, size_t n,
                       unsigned flags);
 
+/* The token file at path against a model of vocab_size V: when its <path>.tokenizer names a
+ * BPE tokenizer ("bpe-..."), <path>.tokenizer.json must be that tokenizer (its XXH3-64 is
+ * the name) and V must hold its whole vocabulary; *eot (may be NULL) gets its end-of-text id.
+ * Token files of the byte tokenizer, or without a .tokenizer, pass (*eot = 256). One clear
+ * line naming the files on failure. */
+ksa_status ksa_tok_check_data(const char *path, size_t V, int32_t *eot);
+
 #endif

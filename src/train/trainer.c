@@ -8,6 +8,7 @@
 
 #include "ckpt/ckpt.h"
 #include "dist/dist.h"
+#include "data/tok.h"
 #include "data/tokenizer.h"
 #include "model/layout.h"
 #include "optim/adamw.h"
@@ -18,9 +19,15 @@ _Static_assert(KSA_CKPT_MAX_LOSS_WINDOW == KSA_LOSS_GUARD_MAX_WINDOW,
                "a checkpoint holds the whole window of the loss guard");
 
 ksa_status ksa_train_data_open(const ksa_train_config *c, size_t V, ksa_loader *ld,
-                               ksa_val_reader *val, int *has_val, char *tokenizer, size_t cap)
+                               ksa_val_reader *val, int *has_val, char *tokenizer, size_t cap,
+                               int32_t *eot)
 {
     *has_val = 0;
+    /* a BPE tokenizer's vocabulary against V, before the ids are (with a clearer message) */
+    if (c->data[0])
+        KSA_TRY(ksa_tok_check_data(c->data, V, eot));
+    if (c->val_data[0])
+        KSA_TRY(ksa_tok_check_data(c->val_data, V, NULL));
     ksa_loader_options lo = {.seq_len = (size_t)c->seq_len,
                              .global_batch = (size_t)c->global_batch,
                              .vocab_size = V,
@@ -33,6 +40,8 @@ ksa_status ksa_train_data_open(const ksa_train_config *c, size_t V, ksa_loader *
     else
         KSA_TRY(ksa_loader_open_mixture(ld, c->data_mix, &lo));
     ksa_status st = ksa_loader_tokenizer(ld, tokenizer, cap);
+    for (size_t i = 0; ld->is_mixture && i < ld->n_sources && st == KSA_OK; i++)
+        st = ksa_tok_check_data(ld->sources[i].file.path, V, eot);
     if (st == KSA_OK && c->val_data[0]) {
         st = ksa_val_reader_open(val, c->val_data, lo.dtype, V, (size_t)c->seq_len,
                                  (size_t)c->micro_batch, (size_t)c->eval_batches);
@@ -54,6 +63,23 @@ ksa_status ksa_train_data_open(const ksa_train_config *c, size_t V, ksa_loader *
     return st;
 }
 
+ksa_status ksa_train_check_tokenizer(const char *path, const char *data_tokenizer, const char *how)
+{
+    int has_train = 0;
+    char ck[64];
+    KSA_TRY(ksa_ckpt_has(path, "/train", &has_train));
+    if (!has_train)
+        return KSA_OK;
+    KSA_TRY(ksa_ckpt_read_tokenizer(path, ck, sizeof ck));
+    if (!strcmp(ck, "unknown") || !strcmp(data_tokenizer, "unknown") || !strcmp(ck, data_tokenizer))
+        return KSA_OK;
+    return ksa_fail(KSA_EINVAL,
+                    "%s '%s': its model was trained on ids of the tokenizer '%s', but the data "
+                    "given was made by '%s': the same ids would stand for other text (prepare "
+                    "the data with the model's tokenizer)",
+                    how, path, ck, data_tokenizer);
+}
+
 ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config *c,
                             const char *run_id)
 {
@@ -69,7 +95,7 @@ ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config
                "(ksa_model_init_for_ranks)",
                m->params.numel, t->n_ranks);
     KSA_TRY(ksa_train_data_open(c, m->V, &t->loader, &t->val, &t->has_val, t->tokenizer,
-                                sizeof t->tokenizer));
+                                sizeof t->tokenizer, &t->eot_id));
     if (t->has_val)
         ksa_tokfile_identity(&t->val.file, t->val_data_identity, sizeof t->val_data_identity);
     ksa_loader_identity(&t->loader, t->data_identity, sizeof t->data_identity);
@@ -329,8 +355,7 @@ ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path, double val_l
                                .n_loss_window = t->guard.n,
                                .loss_high_steps = t->guard.high_steps,
                                .skipped_steps = t->guard.skipped};
-    return ksa_ckpt_write_training(path, &t->model->config, &t->model->params, KSA_TOKENIZER_EOT,
-                                   &ts);
+    return ksa_ckpt_write_training(path, &t->model->config, &t->model->params, t->eot_id, &ts);
 }
 
 /* The data a resume reads must be the data the checkpoint was trained on (its recorded
@@ -353,6 +378,7 @@ ksa_status ksa_trainer_resume(ksa_trainer *t, const char *path)
 {
     ksa_train_config stored;
     ksa_ckpt_progress pr;
+    KSA_TRY(ksa_train_check_tokenizer(path, t->tokenizer, "--resume"));
     KSA_TRY(ksa_train_config_read_checkpoint(path, &stored, &pr));
     KSA_TRY(same_data(path, "training data", t->cfg->data[0] ? t->cfg->data : t->cfg->data_mix,
                       pr.data_identity, t->data_identity));

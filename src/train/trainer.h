@@ -54,6 +54,7 @@ typedef struct {
     char run_id[KSA_CKPT_STAMP];
     char data_identity[KSA_IDENTITY_STR], val_data_identity[KSA_IDENTITY_STR];
     char tokenizer[32]; /* of the training data: /tokenizer type of the checkpoints */
+    int32_t eot_id;     /* its end-of-text id: /tokenizer eot_id of the checkpoints */
 } ksa_trainer;
 
 typedef struct {
@@ -77,7 +78,15 @@ typedef struct {
  * made the data (ksa_loader_tokenizer) into tokenizer[cap]; a validation file made by
  * another known tokenizer is an error. On error nothing is left open. */
 ksa_status ksa_train_data_open(const ksa_train_config *c, size_t V, ksa_loader *ld,
-                               ksa_val_reader *val, int *has_val, char *tokenizer, size_t cap);
+                               ksa_val_reader *val, int *has_val, char *tokenizer, size_t cap,
+                               int32_t *eot);
+
+/* The model of the checkpoint at path (how: "--resume" or "--init-from") was trained on ids of
+ * the tokenizer its /tokenizer names; data_tokenizer (the data's, ksa_loader_tokenizer) must
+ * be that one when both are known (neither is "unknown"), else KSA_EINVAL naming both: the
+ * same ids would stand for other text. A checkpoint without /train (ksa init's) names a
+ * tokenizer it was never trained on and passes. */
+ksa_status ksa_train_check_tokenizer(const char *path, const char *data_tokenizer, const char *how);
 
 /* Opens the data (and records its identity); run_id: the run's id (run_dir.h). */
 ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config *c,
