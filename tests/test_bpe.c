@@ -61,22 +61,23 @@ static void byte_char(int byte, char *out)
 }
 
 /* A tokenizer.json: the 256 bytes (ids 0..255), then `merges` (a NULL-ended list of "a b",
- * spelt in the byte-level alphabet, each making the next id), <|endoftext|> and <|end|> added after
- * them. model/normalizer/pre: the JSON of those parts, NULL for the defaults (BPE, NFC, Qwen's
- * Sequence[Split, ByteLevel]). */
+ * spelt in the byte-level alphabet, each making the next id), then the added tokens
+ * <|endoftext|>, <|end|> and <| (listed first). model/normalizer/pre: the JSON of those parts, NULL
+ * for the defaults (BPE, NFC, Qwen's Sequence[Split, ByteLevel]). */
 static char *make_json(const char *const *merges, const char *model_type, const char *normalizer,
                        const char *pre, const char *extra_model)
 {
     sbuf b = {0};
-    put(&b, "{\"version\": \"1.0\", \"added_tokens\": [");
     size_t n_merges = 0;
     while (merges && merges[n_merges])
         n_merges++;
+    put(&b, "{\"version\": \"1.0\", \"added_tokens\": [");
+    put(&b, "{\"id\": %zu, \"content\": \"<|\"},", 258 + n_merges); /* first, a prefix of both */
     put(&b,
         "{\"id\": %zu, \"content\": \"<|endoftext|>\", \"special\": true, \"lstrip\": false, "
         "\"rstrip\": false, \"single_word\": false, \"normalized\": false},",
         256 + n_merges);
-    put(&b, "{\"id\": %zu, \"content\": \"<|end|>\", \"special\": false}], ", 257 + n_merges);
+    put(&b, "{\"id\": %zu, \"content\": \"<|end|>\"}], ", 257 + n_merges);
     put(&b, "\"normalizer\": %s, ", normalizer ? normalizer : "{\"type\": \"NFC\"}");
     put(&b, "\"pre_tokenizer\": %s, ",
         pre ? pre
@@ -169,7 +170,7 @@ static void merges_apply_lowest_rank_first_and_leftmost_among_equals(void **stat
     json = make_json(m2, NULL, NULL, NULL, NULL);
     b = open_json(json);
     expect_ids(b, "abc", (const int32_t[]){'a', 256}, 2);
-    assert_int_equal(ksa_bpe_vocab_size(b), 256 + 2 + 2);
+    assert_int_equal(ksa_bpe_vocab_size(b), 256 + 2 + 3);
     assert_int_equal(ksa_bpe_eot(b), 258);
     ksa_bpe_close(b);
     free(json);
@@ -197,7 +198,8 @@ static void added_tokens_match_the_longest_and_are_not_merged_into_words(void **
     ksa_bpe *b = open_json(json);
     expect_ids(b, "a<|endoftext|>b", (const int32_t[]){'a', 256, 'b'}, 3);
     expect_ids(b, "<|end|><|endoftext|>", (const int32_t[]){257, 256}, 2);
-    expect_ids(b, "<|endof", (const int32_t[]){'<', '|', 'e', 'n', 'd', 'o', 'f'}, 7);
+    expect_ids(b, "<|endof", (const int32_t[]){258, 'e', 'n', 'd', 'o', 'f'}, 6);
+    expect_ids(b, "|<|<", (const int32_t[]){'|', 258, '<'}, 3);
     int32_t both[] = {256, 'x', 257};
     char out[64];
     size_t n = ksa_bpe_decode(b, out, sizeof out, both, 3, 0);
@@ -279,7 +281,7 @@ static void the_identity_is_bpe_and_the_xxh3_of_the_file_bytes(void **state)
     ksa_tok *t = NULL;
     assert_int_equal(ksa_tok_open_file(&t, path), KSA_OK);
     assert_string_equal(ksa_tok_name(t), want);
-    assert_int_equal(ksa_tok_vocab_size(t), 258);
+    assert_int_equal(ksa_tok_vocab_size(t), 259);
     assert_int_equal(ksa_tok_eot(t), 256);
     ksa_tok_close(t);
     free(json);

@@ -323,6 +323,7 @@ static ksa_status prepare_bpe(prepare_state *s, const size_t *sizes, ksa_staged_
             w.len = 0;
         }
     }
+    s->last_report = -1e300; /* the last wave's line comes whenever it ends */
     if (st == KSA_OK)
         st = flush_wave(s, &w, train, val);
     for (size_t i = 0; i < w.n_pieces; i++)
