@@ -21,9 +21,9 @@
 static const char gpt2_regex[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-/* The case-insensitive group of the Qwen2/GPT-4 regexes, spelled out the way the reference
- * (transformers.js, which JavaScript's RegExp forces to) does: PCRE2's caseless matching would
- * also take U+017F (long s) for 's'. */
+/* The case-insensitive group of the Qwen2/GPT-4 regexes, spelt out the way the reference
+ * (transformers.js, which JavaScript's RegExp forces to) does: Unicode caseless matching may
+ * also take U+017F (long s) for 's' (PCRE2 does with PCRE2_UCP), the reference never does. */
 static const char ci_group[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)";
 static const char ci_group_spelled[] = "(?:'([sS]|[tT]|[rR][eE]|[vV][eE]|[mM]|[lL][lL]|[dD]))";
 
