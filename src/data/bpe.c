@@ -14,6 +14,7 @@
 #include <xxhash.h>
 
 #define HOLE UINT32_MAX        /* tok_len of an id that no token has */
+#define MAX_ID (1 << 24)       /* ids are below it: vocabularies are far smaller */
 #define CACHE_MAX_WORD 64      /* longer words are not cached */
 #define CACHE_SLOTS (1u << 16) /* per encoder; emptied when half full */
 
@@ -410,11 +411,11 @@ static ksa_status read_vocab(ksa_bpe *b, const cJSON *vocab, const int *cp_to_by
     if (!cJSON_IsObject(vocab) || !vocab->child)
         return ksa_fail(KSA_EFORMAT, "tokenizer '%s': model.vocab is missing or empty", b->what);
     for (const cJSON *v = vocab->child; v; v = v->next) {
-        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= 1 << 30 ||
+        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble >= MAX_ID ||
             v->valuedouble != (double)(int32_t)v->valuedouble)
             return ksa_fail(KSA_EFORMAT,
                             "tokenizer '%s': model.vocab entry '%.60s' has no valid id "
-                            "(a whole number in [0, 2^30))",
+                            "(a whole number in [0, 2^24))",
                             b->what, v->string);
         if ((size_t)v->valueint + 1 > b->V)
             b->V = (size_t)v->valueint + 1;
@@ -450,11 +451,12 @@ static ksa_status read_added(ksa_bpe *b, const cJSON *added, const int *cp_to_by
     for (const cJSON *t = added->child; t; t = t->next, i++) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(t, "id");
         const char *content = json_string(t, "content");
-        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= 1 << 30 || !content ||
-            !content[0])
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= MAX_ID ||
+            id->valuedouble != (double)(int32_t)id->valuedouble || !content || !content[0])
             return ksa_fail(KSA_EFORMAT,
-                            "tokenizer '%s': added_tokens[%zu] lacks an id or a content", b->what,
-                            i);
+                            "tokenizer '%s': added_tokens[%zu] lacks an id (a whole number in "
+                            "[0, 2^24)) or a content",
+                            b->what, i);
         if (json_true(t, "lstrip") || json_true(t, "rstrip") || json_true(t, "single_word"))
             return ksa_fail(KSA_EFORMAT,
                             "tokenizer '%s': added token '%.40s' has lstrip, rstrip or "
