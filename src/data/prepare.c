@@ -85,23 +85,25 @@ static ksa_status check_split(const ksa_prepare_options *o, const size_t *sizes)
 {
     if (o->val_fraction == 0)
         return KSA_OK; /* asked for no validation file: everything trains */
-    size_t n_val = 0, val_tokens = 0, tokens = 0;
+    /* the byte tokenizer's token counts; a BPE tokenizer's are not known yet: bytes */
+    size_t n_val = 0, val_tokens = 0, tokens = 0, eot = o->tokenizer ? 0 : 1;
     for (size_t i = 0; i < o->n_inputs; i++) {
-        tokens += sizes[i] + 1;
+        tokens += sizes[i] + eot;
         if (ksa_prepare_goes_to_validation(o->seed, i, o->val_fraction))
-            n_val++, val_tokens += sizes[i] + 1;
+            n_val++, val_tokens += sizes[i] + eot;
     }
     if (n_val > 0 && n_val < o->n_inputs)
         return KSA_OK;
     return ksa_fail(KSA_EINVAL,
                     "too few documents for a document-level split: --val-fraction %g with "
-                    "--seed %llu puts %zu of the %zu document%s (%zu of %zu tokens) in the "
+                    "--seed %llu puts %zu of the %zu document%s (%zu of %zu %s) in the "
                     "validation file and %zu in the training file, and each needs at least one "
                     "whole document (each input file is one document); give more, smaller "
                     "documents, another --seed, or --val-fraction 0 and a validation file of "
                     "your own",
                     o->val_fraction, (unsigned long long)o->seed, n_val, o->n_inputs,
-                    o->n_inputs == 1 ? "" : "s", val_tokens, tokens, o->n_inputs - n_val);
+                    o->n_inputs == 1 ? "" : "s", val_tokens, tokens,
+                    o->tokenizer ? "bytes" : "tokens", o->n_inputs - n_val);
 }
 
 /* A small text file (the .meta and .tokenizer sidecars), staged like the token files. */
