@@ -70,7 +70,7 @@ fuzz-replay-run: $(FUZZ_REPLAY_BINS)
 # CI's sanitizer step: the replay above, then the unit tests of the readers, float32, in the
 # same build (`make asan` runs every test in both precisions). ASAN_OPTIONS as `make asan`
 # sets it: Open MPI leaks at exit.
-READER_TESTS ?= core config tokfile mixture loader ckpt ckpt_info
+READER_TESTS ?= core config tokfile mixture loader ckpt ckpt_info bpe
 READER_TEST_BINS = $(patsubst %,$(BUILD)/tests/f32/test_%,$(READER_TESTS))
 asan-readers: $(CKPT_SEEDS)/.done
 	$(MAKE) $(REPLAY_ARGS) asan-readers-run
