@@ -78,7 +78,8 @@ special_tokens_in_text_are_their_ids_as_in_the_reference() {
     "$KSA" tokenize --tokenizer "$QWEN3" --info >"$TMP/info"
     grep -qx "eot_id 151643" "$TMP/info"
     grep -qx "vocab_size 151669" "$TMP/info"
-    grep -qx 'name bpe-[0-9a-f]\{16\}' "$TMP/info" # the XXH3-64 itself: test_bpe.c
+    # the XXH3-64 itself is checked by test_bpe.c
+    grep -qx 'name bpe-[0-9a-f]\{16\}' "$TMP/info"
 }
 
 # 1 MB of one character: one word of a million bytes (or a million words), no quadratic time
@@ -145,26 +146,24 @@ assert pos["val"] > 0 and pos["train"] > 0
 PYEOF
 }
 
-# write_bad NAME: a tokenizer.json made from the real one by the Python in stdin (j: its JSON)
+# write_bad NAME CODE: a tokenizer.json made from the real one by the Python CODE (j: its JSON)
 write_bad() {
     "$PY" -c "
 import json, sys
 j = json.load(open(sys.argv[1]))
-exec(sys.stdin.read())
-json.dump(j, open(sys.argv[2], 'w'))" "$QWEN3" "$TMP/bad/$1"
+exec(sys.argv[3])
+json.dump(j, open(sys.argv[2], 'w'))" "$QWEN3" "$TMP/bad/$1" "$2"
 }
 
 bad_tokenizer_files_are_refused_in_one_line_and_nothing_is_written() {
     need_ref
     mkdir -p "$TMP/bad"
-    echo "j['model'] = {'type': 'WordPiece', 'vocab': {'a': 0}, 'unk_token': '[UNK]'}" |
-        write_bad wordpiece.json
-    echo "j['model'] = {'type': 'Unigram', 'vocab': [['a', 0.0]]}" | write_bad unigram.json
-    echo "del j['model']['merges']" | write_bad nomerges.json
-    echo "j['model']['merges'][5] = 'nosuchtoken x'" | write_bad badmerge.json
-    echo "del j['model']['vocab']" | write_bad novocab.json
-    echo "j['pre_tokenizer']['pretokenizers'][0]['pattern']['Regex'] = '(?<=a+)b'" |
-        write_bad regex.json
+    write_bad wordpiece.json "j['model'] = {'type': 'WordPiece', 'vocab': {'a': 0}}"
+    write_bad unigram.json "j['model'] = {'type': 'Unigram', 'vocab': [['a', 0.0]]}"
+    write_bad nomerges.json "del j['model']['merges']"
+    write_bad badmerge.json "j['model']['merges'][5] = 'nosuchtoken x'"
+    write_bad novocab.json "del j['model']['vocab']"
+    write_bad regex.json "j['pre_tokenizer']['pretokenizers'][0]['pattern']['Regex'] = '(?<=a+)b'"
     printf '{"model": {"type": "BPE", "vocab": {' >"$TMP/bad/truncated.json"
     local f msg
     for f in wordpiece:"is a WordPiece model" unigram:"is a Unigram model" \
