@@ -742,8 +742,7 @@ static ksa_status write_config(const char *path, hid_t file, const ksa_model_con
 void ksa_ckpt_tokenizer_identity(const unsigned char *json, size_t len,
                                  char id[KSA_CKPT_TOKENIZER_ID])
 {
-    snprintf(id, KSA_CKPT_TOKENIZER_ID, "bpe-%016llx",
-             (unsigned long long)XXH3_64bits(json, len));
+    snprintf(id, KSA_CKPT_TOKENIZER_ID, "bpe-%016llx", (unsigned long long)XXH3_64bits(json, len));
 }
 
 /* /tokenizer/tokenizer.json: uint8 [len] and its checksum (verify.h). Collective under MPI:
@@ -765,7 +764,8 @@ static ksa_status write_tokenizer_json(const char *path, hid_t group, const unsi
     if (st == KSA_OK && (dxpl = transfer_plist()) < 0)
         st = ksa_h5_fail_h5(KSA_EIO, path, "cannot make a transfer property list");
     st = agree(path, st);
-    if (st == KSA_OK && H5Dwrite(dset, H5T_NATIVE_UCHAR, mem, space, dxpl, writer ? json : &nothing) < 0)
+    if (st == KSA_OK &&
+        H5Dwrite(dset, H5T_NATIVE_UCHAR, mem, space, dxpl, writer ? json : &nothing) < 0)
         st = ksa_h5_fail_h5(KSA_EIO, path, "cannot write dataset /tokenizer/tokenizer.json");
     st = agree(path, st);
     uint64_t sum = ksa_ckpt_checksum_bytes(json, len, 0); /* every rank holds all the bytes */
@@ -868,8 +868,10 @@ ksa_status ksa_ckpt_write_model_tokenizer(const char *path, const ksa_model_conf
 ksa_status ksa_ckpt_write_training(const char *path, const ksa_model_config *cfg,
                                    const ksa_params *p, int eot_id, const ksa_ckpt_train_state *ts)
 {
-    ksa_ckpt_tokenizer tok = {.type = ts->tokenizer, .eot_id = eot_id,
-                              .json = ts->tokenizer_json, .json_len = ts->tokenizer_json_len};
+    ksa_ckpt_tokenizer tok = {.type = ts->tokenizer,
+                              .eot_id = eot_id,
+                              .json = ts->tokenizer_json,
+                              .json_len = ts->tokenizer_json_len};
     return write_checkpoint(path, cfg, p, &tok, ts);
 }
 
@@ -1499,10 +1501,10 @@ ksa_status ksa_ckpt_read_tokenizer_json(const char *path, unsigned char **bytes,
         ksa_h5_attr a;
         st = ksa_h5_attr_read(path, dset, "/tokenizer/tokenizer.json", "checksum", 1, &a);
         if (st == KSA_OK) {
-            uint64_t want = a.kind == KSA_H5_UINT && a.n_read == 1  ? (uint64_t)a.u[0]
-                            : a.kind == KSA_H5_INT && a.n_read == 1 ? (uint64_t)a.i[0]
-                                                                    : ~ksa_ckpt_checksum_bytes(
-                                                                          *bytes, *len, 0);
+            uint64_t want = a.kind == KSA_H5_UINT && a.n_read == 1 ? (uint64_t)a.u[0]
+                            : a.kind == KSA_H5_INT && a.n_read == 1
+                                ? (uint64_t)a.i[0]
+                                : ~ksa_ckpt_checksum_bytes(*bytes, *len, 0);
             if (want != ksa_ckpt_checksum_bytes(*bytes, *len, 0))
                 st = ksa_h5_fail_at(KSA_EFORMAT, path,
                                     "damaged: dataset /tokenizer/tokenizer.json does not match "

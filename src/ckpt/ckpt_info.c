@@ -57,7 +57,7 @@ typedef struct {
     long long file_bytes;
     ksa_model model; /* declared from /config: names and shapes, no buffers */
     attr_set root, config, tokenizer, optim, train;
-    long long tokenizer_json; /* bytes of /tokenizer/tokenizer.json, -1: none */
+    long long tokenizer_json;        /* bytes of /tokenizer/tokenizer.json, -1: none */
     char (*dtype)[24];               /* [model.params.n]: the type of /params/<name> */
     size_t moments_found[N_MOMENTS]; /* parameters with a well-formed moment dataset */
     text_list problems;              /* of the training state: printed, then reported */

@@ -107,8 +107,7 @@ static ksa_status check_byte_dataset(walker *w, hid_t dset, const char *name, in
     size_t n = (size_t)dims[0];
     unsigned char *buf = malloc(n ? n : 1);
     if (!buf)
-        return ksa_h5_fail_at(KSA_ENOMEM, w->path, "out of memory reading %s (%zu bytes)", name,
-                              n);
+        return ksa_h5_fail_at(KSA_ENOMEM, w->path, "out of memory reading %s (%zu bytes)", name, n);
     ksa_status st = KSA_OK;
     if (n && H5Dread(dset, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
         st = ksa_h5_fail_h5(KSA_EFORMAT, w->path, "damaged: cannot read dataset %s", name);

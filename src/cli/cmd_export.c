@@ -24,9 +24,16 @@ static size_t parse_size(const char *s)
     static const struct {
         const char *unit;
         double scale;
-    } units[] = {{"", 1},           {"B", 1},       {"KB", 1e3},           {"MB", 1e6},
-                 {"GB", 1e9},       {"TB", 1e12},   {"KIB", 1024.0},       {"MIB", 1048576.0},
-                 {"GIB", 1073741824.0}, {"TIB", 1099511627776.0}};
+    } units[] = {{"", 1},
+                 {"B", 1},
+                 {"KB", 1e3},
+                 {"MB", 1e6},
+                 {"GB", 1e9},
+                 {"TB", 1e12},
+                 {"KIB", 1024.0},
+                 {"MIB", 1048576.0},
+                 {"GIB", 1073741824.0},
+                 {"TIB", 1099511627776.0}};
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
         if (!strcasecmp(end, units[i].unit))
             return v * units[i].scale < 1 ? 0 : (size_t)(v * units[i].scale);
@@ -66,9 +73,8 @@ int ksa_cmd_export(int argc, char **argv)
         return ksa_cli_errorf("export", 2, "--dtype %s: expected f32, bf16 or f16", dtype_name);
     size_t max_shard = parse_size(shard);
     if (!max_shard)
-        return ksa_cli_errorf("export", 2,
-                              "--max-shard-size %s: expected a size such as 5GB, 500MB or 2GiB",
-                              shard);
+        return ksa_cli_errorf(
+            "export", 2, "--max-shard-size %s: expected a size such as 5GB, 500MB or 2GiB", shard);
     double t0 = ksa_now();
     ksa_hf_export_info info;
     if (ksa_hf_export(ckpt, dir, dtype, max_shard, &info) != KSA_OK)

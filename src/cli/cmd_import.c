@@ -34,7 +34,7 @@ int ksa_cmd_import(int argc, char **argv)
            "eot_id %d; peak memory %.1f MiB (parameters %.1f MiB as float32); %.2f s\n",
            out, info.n_params, info.n_tensors, info.n_files, info.n_files == 1 ? "" : "s",
            info.merged_summary ? " (summary rows split off embed_tokens)" : "", info.tokenizer,
-           info.eot_id, (double)info.peak_rss / (1 << 20),
-           (double)info.n_params * 4 / (1 << 20), ksa_now() - t0);
+           info.eot_id, (double)info.peak_rss / (1 << 20), (double)info.n_params * 4 / (1 << 20),
+           ksa_now() - t0);
     return 0;
 }

@@ -25,20 +25,37 @@ static const struct {
 #define N_ALIASES (sizeof aliases / sizeof aliases[0])
 
 /* Keys that describe the file or the training run, not the model's function. */
-static const char *const informational[] = {
-    "architectures", "auto_map", "model_type", "torch_dtype", "dtype", "transformers_version",
-    "use_cache", "initializer_range", "attention_dropout", "attn_dropout", "max_window_layers",
-    "bos_token_id", "pad_token_id", "__class__", "model_class", "attention_function",
-    "summary_attention_mode", "enable_summary_distill_attention",
-    "summary_distill_attention_norm", "summary_mix_start_iter", "summary_mix_end_iter",
-    "truncate_predict_nums", "sliding_window", "layer_types", "_name_or_path"};
+static const char *const informational[] = {"architectures",
+                                            "auto_map",
+                                            "model_type",
+                                            "torch_dtype",
+                                            "dtype",
+                                            "transformers_version",
+                                            "use_cache",
+                                            "initializer_range",
+                                            "attention_dropout",
+                                            "attn_dropout",
+                                            "max_window_layers",
+                                            "bos_token_id",
+                                            "pad_token_id",
+                                            "__class__",
+                                            "model_class",
+                                            "attention_function",
+                                            "summary_attention_mode",
+                                            "enable_summary_distill_attention",
+                                            "summary_distill_attention_norm",
+                                            "summary_mix_start_iter",
+                                            "summary_mix_end_iter",
+                                            "truncate_predict_nums",
+                                            "sliding_window",
+                                            "layer_types",
+                                            "_name_or_path"};
 #define N_INFORMATIONAL (sizeof informational / sizeof informational[0])
 
 /* Always required (no default a reader could guess); with summary attention on, more. */
-static const char *const required[] = {"vocab_size",          "hidden_size",
-                                       "num_hidden_layers",   "num_attention_heads",
-                                       "num_key_value_heads", "head_dim",
-                                       "intermediate_size"};
+static const char *const required[] = {
+    "vocab_size",          "hidden_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "head_dim",    "intermediate_size"};
 static const char *const required_ksa[] = {"summary_chunk_size", "summary_token_num",
                                            "summary_chunk_position_ids_type",
                                            "summary_token_position_ids_type"};
@@ -129,11 +146,11 @@ static ksa_status check_fixed(const char *path, const cJSON *v)
 
 static int is_fixed(const char *k)
 {
-    static const char *const fixed[] = {
-        "attention_bias",     "q_proj_bias", "k_proj_bias", "v_proj_bias",
-        "mlp_bias",           "q_norm",      "k_norm",      "hidden_act",
-        "hidden_activation",  "rope_scaling", "use_sliding_window", "mix_coeff",
-        "summary_mix_qkv"};
+    static const char *const fixed[] = {"attention_bias", "q_proj_bias",        "k_proj_bias",
+                                        "v_proj_bias",    "mlp_bias",           "q_norm",
+                                        "k_norm",         "hidden_act",         "hidden_activation",
+                                        "rope_scaling",   "use_sliding_window", "mix_coeff",
+                                        "summary_mix_qkv"};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (!strcmp(k, fixed[i]))
             return 1;
@@ -211,8 +228,8 @@ ksa_status ksa_hf_config_read(const char *path, ksa_model_config *cfg, ksa_hf_ex
                 ki++;
             if (seen[ki] && !cJSON_Compare(seen[ki], v, 1)) {
                 char *a = cJSON_PrintUnformatted(seen[ki]), *b = cJSON_PrintUnformatted(v);
-                st = ksa_fail(KSA_EINVAL, "config %s: inconsistent keys: %s = %s but %s = %s",
-                              path, seen[ki]->string, a ? a : "?", v->string, b ? b : "?");
+                st = ksa_fail(KSA_EINVAL, "config %s: inconsistent keys: %s = %s but %s = %s", path,
+                              seen[ki]->string, a ? a : "?", v->string, b ? b : "?");
                 free(a);
                 free(b);
                 break;

@@ -124,8 +124,8 @@ ksa_status ksa_hf_export(const char *ckpt, const char *dir, ksa_st_dtype dtype,
         const ksa_param *p = &m.params.table[i];
         if (S && (long)i == m.summary_embedding)
             continue; /* merged below embed_tokens */
-        e[n] = (ksa_st_entry){.name = p->name, .dtype = dtype, .ndim = p->ndim,
-                              .shape = {p->shape[0], p->shape[1]}};
+        e[n] = (ksa_st_entry){
+            .name = p->name, .dtype = dtype, .ndim = p->ndim, .shape = {p->shape[0], p->shape[1]}};
         if (S && ((long)i == m.embed_tokens || (long)i == m.lm_head))
             e[n].shape[0] += S;
         param[n] = (long)i;

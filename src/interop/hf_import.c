@@ -171,8 +171,9 @@ static ksa_status open_weights(weights *w, const char *dir)
         KSA_ASSERT(w->files && w->used, "out of memory");
         st = add_file(w, single);
     } else
-        st = ksa_fail(KSA_EIO, "%s holds neither model.safetensors nor "
-                               "model.safetensors.index.json",
+        st = ksa_fail(KSA_EIO,
+                      "%s holds neither model.safetensors nor "
+                      "model.safetensors.index.json",
                       dir);
     if (st != KSA_OK)
         weights_close(w);

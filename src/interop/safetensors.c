@@ -92,11 +92,11 @@ static const struct {
     size_t width;
     ksa_st_dtype dtype;
 } dtypes[] = {
-    {"F64", 8, KSA_ST_F64},       {"F32", 4, KSA_ST_F32},      {"F16", 2, KSA_ST_F16},
-    {"BF16", 2, KSA_ST_BF16},     {"I64", 8, KSA_ST_OTHER},    {"U64", 8, KSA_ST_OTHER},
-    {"I32", 4, KSA_ST_OTHER},     {"U32", 4, KSA_ST_OTHER},    {"I16", 2, KSA_ST_OTHER},
-    {"U16", 2, KSA_ST_OTHER},     {"I8", 1, KSA_ST_OTHER},     {"U8", 1, KSA_ST_OTHER},
-    {"BOOL", 1, KSA_ST_OTHER},    {"F8_E4M3", 1, KSA_ST_OTHER}, {"F8_E5M2", 1, KSA_ST_OTHER},
+    {"F64", 8, KSA_ST_F64},    {"F32", 4, KSA_ST_F32},       {"F16", 2, KSA_ST_F16},
+    {"BF16", 2, KSA_ST_BF16},  {"I64", 8, KSA_ST_OTHER},     {"U64", 8, KSA_ST_OTHER},
+    {"I32", 4, KSA_ST_OTHER},  {"U32", 4, KSA_ST_OTHER},     {"I16", 2, KSA_ST_OTHER},
+    {"U16", 2, KSA_ST_OTHER},  {"I8", 1, KSA_ST_OTHER},      {"U8", 1, KSA_ST_OTHER},
+    {"BOOL", 1, KSA_ST_OTHER}, {"F8_E4M3", 1, KSA_ST_OTHER}, {"F8_E5M2", 1, KSA_ST_OTHER},
 };
 #define N_DTYPES (sizeof dtypes / sizeof dtypes[0])
 
@@ -243,7 +243,8 @@ static ksa_status parse_header(ksa_st_file *f, const char *json, size_t len)
     if (st == KSA_OK && cap) {
         f->tensors = calloc(cap, sizeof *f->tensors);
         if (!f->tensors)
-            st = ksa_fail(KSA_ENOMEM, "safetensors %s: out of memory for %zu tensors", f->path, cap);
+            st =
+                ksa_fail(KSA_ENOMEM, "safetensors %s: out of memory for %zu tensors", f->path, cap);
     }
     for (const cJSON *it = st == KSA_OK ? root->child : NULL; it && st == KSA_OK; it = it->next) {
         if (!strcmp(it->string, "__metadata__")) {
@@ -342,8 +343,9 @@ ksa_status ksa_st_open(ksa_st_file *f, const char *path)
         goto out;
     }
     if (n > KSA_ST_MAX_HEADER) {
-        st = ksa_fail(KSA_EFORMAT, "safetensors %s: the header length %llu is above the limit of %u",
-                      path, (unsigned long long)n, KSA_ST_MAX_HEADER);
+        st =
+            ksa_fail(KSA_EFORMAT, "safetensors %s: the header length %llu is above the limit of %u",
+                     path, (unsigned long long)n, KSA_ST_MAX_HEADER);
         goto out;
     }
     if (n < 2 || f->map[8] != '{') {
@@ -480,8 +482,8 @@ ksa_status ksa_st_write(const char *path, const ksa_st_entry *e, size_t n, ksa_s
             wrote = fwrite(vals, 4, k, fp);
         else {
             for (size_t j = 0; j < k; j++)
-                half[j] = e[i].dtype == KSA_ST_BF16 ? ksa_f32_to_bf16(vals[j])
-                                                    : ksa_f32_to_f16(vals[j]);
+                half[j] =
+                    e[i].dtype == KSA_ST_BF16 ? ksa_f32_to_bf16(vals[j]) : ksa_f32_to_f16(vals[j]);
             wrote = fwrite(half, 2, k, fp);
         }
         if (wrote != k)

@@ -75,7 +75,7 @@ float ksa_f16_to_f32(uint16_t h);
 
 /* ---- writing ------------------------------------------------------------------------- */
 typedef struct {
-    const char *name; /* borrowed */
+    const char *name;   /* borrowed */
     ksa_st_dtype dtype; /* F32, F16 or BF16 */
     int ndim;
     size_t shape[2];
