@@ -100,7 +100,8 @@ static int value_text(const cJSON *v, char *out, size_t cap)
     else if (cJSON_IsArray(v)) { /* a per-layer list: the pattern language reads "[a,b,...]" */
         size_t at = (size_t)snprintf(out, cap, "[");
         for (const cJSON *e = v->child; e; e = e->next) {
-            if (!cJSON_IsNumber(e) || at >= cap)
+            if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) ||
+                fabs(e->valuedouble) > 2147483647.0 || at >= cap)
                 return 0;
             at += (size_t)snprintf(out + at, cap - at, "%s%.0f", e == v->child ? "" : ",",
                                    e->valuedouble);
