@@ -26,8 +26,8 @@ static void read_safetensors(const char *path)
         fuzz_check(t->begin == at && t->end >= t->begin, "tensor %zu at %zu, expected %zu", i,
                    t->begin, at);
         fuzz_check(t->end - t->begin == t->numel * ksa_st_dtype_width(t->dtype_name),
-                   "tensor %zu: %zu bytes for %zu elements of %s", i, t->end - t->begin,
-                   t->numel, t->dtype_name);
+                   "tensor %zu: %zu bytes for %zu elements of %s", i, t->end - t->begin, t->numel,
+                   t->dtype_name);
         fuzz_check(ksa_st_find(&f, t->name) == (long)i, "tensor %zu not found by name", i);
         at = t->end;
         if (t->dtype == KSA_ST_OTHER || t->numel > (1u << 20))
