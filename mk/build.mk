@@ -153,7 +153,8 @@ crosscheck: $(BUILD)/tests/f32/test_crosscheck $(BUILD)/tests/f64/test_crosschec
 # whose checks were last reworked (~8 minutes on 2 cores).
 MUTANT_SUITES ?= tests/test_prepare.sh tests/test_resume.sh tests/test_cli.sh \
                  tests/test_train.sh tests/test_mpi.sh tests/test_docs.sh tests/test_plot.sh \
-                 tests/test_ckpt_mpi.sh tests/test_doc_commands.sh tests/test_mpi_faults.sh
+                 tests/test_ckpt_mpi.sh tests/test_doc_commands.sh tests/test_mpi_faults.sh \
+                 tests/test_interop.sh
 mutants: $(BINS) $(DEMO_TOKENS)
 	BUILD=$(BUILD) BIN=$(BIN) PY=$(PY) $(PY) tests/mutate_shell_tests.py $(MUTANT_SUITES)
 

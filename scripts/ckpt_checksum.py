@@ -4,7 +4,8 @@ ksa.c checkpoints with h5py and numpy:
     sum over i of mix64((i << 32) + bits(x_i))  (mod 2^64)
 
 x_i the i-th float32 element in row-major order, bits(x) its IEEE-754 bit pattern, mix64 the
-SplitMix64 finaliser.
+SplitMix64 finaliser. A uint8 dataset (/tokenizer/tokenizer.json) is summed the same way
+with bits(x) the byte's value.
 
     import h5py, ckpt_checksum
     with h5py.File("step_00000010.h5", "a") as f:
@@ -17,8 +18,13 @@ _U = np.uint64
 
 
 def checksum(values):
-    """The checksum of an array's values as float32 (an int in [0, 2^64))."""
-    x = np.ascontiguousarray(values, dtype="<f4").reshape(-1).view(np.uint32).astype(_U)
+    """The checksum of an array's values as float32, or of its bytes for a uint8 array (an
+    int in [0, 2^64))."""
+    values = np.asarray(values)
+    if values.dtype == np.uint8:
+        x = values.reshape(-1).astype(_U)
+    else:
+        x = np.ascontiguousarray(values, dtype="<f4").reshape(-1).view(np.uint32).astype(_U)
     z = (np.arange(x.size, dtype=_U) << _U(32)) + x
     z = (z ^ (z >> _U(30))) * _U(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> _U(27))) * _U(0x94D049BB133111EB)

@@ -11,6 +11,11 @@ is shared with src/. It exists to cross-check the C implementation (docs/crossch
     scripts/torch_reference.py --selftest      masks vs the drawn grids of KSA_SPEC 3.3, position
                                                ids vs 2.5 / Appendix A, model-level invariants
     scripts/torch_reference.py --list          the fixtures and what each switches on
+    scripts/torch_reference.py --loss MODEL TOKENS L
+                                               the mean loss of MODEL (a checkpoint, or a
+                                               Hugging Face folder read here with numpy:
+                                               config.json + safetensors, KSA_SPEC 7.3) over
+                                               every full row of L+1 tokens of TOKENS
 
 Model (KSA_SPEC 6.2): the expanded sequence interleaves chunks of C text tokens with S summary
 tokens; a partial tail chunk has text only (ksa.c decision, 2.3). Summary layers attend with a
@@ -27,6 +32,7 @@ Needs Debian's interpreter (/usr/bin/python3 with python3-torch 1.13, python3-h5
 """
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -1246,7 +1252,91 @@ def default_out():
                         "tests", "refs")
 
 
+# ---------------------------------------------------------------------------------------------
+# --loss: a model (checkpoint or Hugging Face folder) on a token file
+# ---------------------------------------------------------------------------------------------
+
+# the training reference's spellings of config.json keys (KSA_SPEC 0)
+HF_ALIASES = {"embed_dim": "hidden_size", "num_layers": "num_hidden_layers",
+              "num_heads": "num_attention_heads", "num_kv_heads": "num_key_value_heads",
+              "intermediate_dim": "intermediate_size", "max_seq_len": "max_position_embeddings",
+              "rope_base": "rope_theta", "norm_eps": "rms_norm_eps"}
+
+
+def read_safetensors(path):
+    """{name: float64 numpy array} of a safetensors file (F32, F16, BF16, F64)."""
+    raw = open(path, "rb").read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    data = raw[8 + n:]
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = t["data_offsets"]
+        buf = data[a:b]
+        if t["dtype"] == "BF16":
+            x = (np.frombuffer(buf, "<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            x = np.frombuffer(buf, {"F32": "<f4", "F16": "<f2", "F64": "<f8"}[t["dtype"]])
+        out[name] = x.astype(np.float64).reshape(t["shape"])
+    return out
+
+
+def read_hf_folder(d):
+    """(Model, {name: float64 tensor}) of a Hugging Face folder, summary rows split off."""
+    raw = json.load(open(os.path.join(d, "config.json")))
+    cfg = {}
+    for k, v in raw.items():
+        k = HF_ALIASES.get(k, k)
+        if k in MODEL_KEYS and v is not None:
+            cfg[k] = int(v) if isinstance(v, bool) else v
+    for key, dflt in OPTIONAL_DEFAULTS.items():
+        cfg.setdefault(key, dflt)
+    cfg.setdefault("max_position_embeddings", 32768)
+    index = os.path.join(d, "model.safetensors.index.json")
+    files = (sorted(set(json.load(open(index))["weight_map"].values()))
+             if os.path.exists(index) else ["model.safetensors"])
+    W = {}
+    for f in files:
+        W.update(read_safetensors(os.path.join(d, f)))
+    S = int(cfg.get("summary_token_num", 0))
+    if (cfg.get("use_summary_attention") and cfg.get("summary_independent_parameters")
+            and S > 0 and "summary_embedding.weight" not in W):  # KSA_SPEC 7.3
+        V = int(cfg["vocab_size"]) - S
+        E = W["model.embed_tokens.weight"]
+        W["model.embed_tokens.weight"], W["summary_embedding.weight"] = E[:V], E[V:]
+        if "lm_head.weight" in W:
+            W["lm_head.weight"] = W["lm_head.weight"][:V]
+        cfg["vocab_size"] = V
+        cfg.pop("summary_token_begin", None)
+    m = Model(cfg)
+    return m, {n: torch.tensor(W[n], dtype=DT) for n, _, _ in m.param_specs()}
+
+
+def model_loss(path, tokens_path, L):
+    if os.path.isdir(path):
+        m, P = read_hf_folder(path)
+    else:
+        f = h5py.File(path, "r")
+        m = Model(read_config(f))
+        P = {n: torch.tensor(f["params"][n][()], dtype=DT) for n, _, _ in m.param_specs()}
+    meta = tokens_path + ".meta"
+    dtype = open(meta).read().strip() if os.path.exists(meta) else "uint16"
+    tok = np.fromfile(tokens_path, dtype=np.dtype(dtype).newbyteorder("<")).astype(np.int64)
+    rows = np.stack([tok[b * L: b * L + L + 1] for b in range((len(tok) - 1) // L)])
+    _, loss = forward(m, P, torch.tensor(rows))
+    return loss.item(), len(rows) * L
+
+
 def main(argv):
+    if argv[:1] == ["--loss"]:
+        if len(argv) != 4:
+            print("usage: torch_reference.py --loss MODEL TOKENS L", file=sys.stderr)
+            return 2
+        loss, n = model_loss(argv[1], argv[2], int(argv[3]))
+        print(json.dumps({"loss": loss, "tokens": n}))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=None, help="fixture folder (default <repo>/tests/refs)")
     ap.add_argument("--check", metavar="PATH",

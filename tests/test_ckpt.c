@@ -791,10 +791,10 @@ static void files_that_are_not_checkpoints_are_refused(void **state)
 
     const char *newer = in_dir("v2.h5");
     write_model_or_fail(newer, &c, &p);
-    replace_attr_int(newer, "/", "format_version", 3);
+    replace_attr_int(newer, "/", "format_version", 4);
     snprintf(want, sizeof want,
-             "checkpoint %s: format_version 3 is newer than this program "
-             "reads (2)",
+             "checkpoint %s: format_version 4 is newer than this program "
+             "reads (3)",
              newer);
     expect_error(ksa_ckpt_read_config(newer, &c), KSA_EFORMAT, want);
     expect_error(ksa_ckpt_read_params(newer, &p, 0), KSA_EFORMAT, want);

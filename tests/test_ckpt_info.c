@@ -640,8 +640,8 @@ static void bad_files_are_refused_naming_the_problem(void **state)
     expect_refused(bad, KSA_EFORMAT, "no root attribute 'format': not a ksa checkpoint");
 
     copy_file(good, bad, 0);
-    replace_int_attr(bad, "/", "format_version", 3);
-    expect_refused(bad, KSA_EFORMAT, "format_version 3 is newer than this program reads (2)");
+    replace_int_attr(bad, "/", "format_version", 4);
+    expect_refused(bad, KSA_EFORMAT, "format_version 4 is newer than this program reads (3)");
     replace_int_attr(bad, "/", "format_version", 0);
     expect_refused(bad, KSA_EFORMAT, "format_version 0 is not a valid version");
 

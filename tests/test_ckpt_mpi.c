@@ -409,6 +409,36 @@ static void whole_buffers_are_written_once_by_all_ranks_together(void **state)
     sharded_free(&r);
 }
 
+/* A stored tokenizer.json (/tokenizer/tokenizer.json) in a sharded save: every rank creates
+ * the dataset, rank 0 writes its bytes; every rank reads them back whole and verified.  */
+static void tokenizer_json_is_written_once_in_a_sharded_save(void **state)
+{
+    (void)state;
+    sharded_run r;
+    sharded_init(&r);
+    static const unsigned char json[] = "{\"added_tokens\": [{\"id\": 0}], \"model\": {}}";
+    r.ts.tokenizer_json = json;
+    r.ts.tokenizer_json_len = sizeof json - 1;
+    char name[32];
+    snprintf(name, sizeof name, "tok_np%d.h5", n_ranks);
+    const char *path = in_dir(name);
+    if (sharded_write(&r, path) != KSA_OK)
+        fail_msg("%s", ksa_last_error());
+    unsigned char *got = NULL;
+    size_t len = 0;
+    if (ksa_ckpt_read_tokenizer_json(path, &got, &len) != KSA_OK)
+        fail_msg("%s", ksa_last_error());
+    assert_int_equal(len, sizeof json - 1);
+    assert_memory_equal(got, json, len);
+    free(got);
+    char type[64], id[KSA_CKPT_TOKENIZER_ID];
+    assert_int_equal(ksa_ckpt_read_tokenizer(path, type, sizeof type), KSA_OK);
+    ksa_ckpt_tokenizer_identity(json, sizeof json - 1, id);
+    assert_string_equal(type, id);
+    expect_no_errors(check_file(path, &r.p, 1), "the sharded checkpoint with a tokenizer");
+    sharded_free(&r);
+}
+
 int main(int argc, char **argv)
 {
     if (MPI_Init(&argc, &argv) != MPI_SUCCESS)
@@ -421,6 +451,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(files_of_any_rank_count_read_back_slice_by_slice),
         cmocka_unit_test(an_error_on_one_rank_fails_the_save_on_every_rank),
         cmocka_unit_test(whole_buffers_are_written_once_by_all_ranks_together),
+        cmocka_unit_test(tokenizer_json_is_written_once_in_a_sharded_save),
     };
     int failed = cmocka_run_group_tests(tests, make_dir, remove_dir);
     MPI_Finalize();

@@ -31,7 +31,7 @@ ranks() {
         return 1
     fi
     # every rank ran every test and passed
-    [ "$(grep -c '^\[  PASSED  \] 4 test(s)\.' "$out")" = "$n" ] || { cat "$out"; return 1; }
+    [ "$(grep -c '^\[  PASSED  \] 5 test(s)\.' "$out")" = "$n" ] || { cat "$out"; return 1; }
     cat "$out" >>"$TMP/$prec.reads"
 }
 

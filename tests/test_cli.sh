@@ -726,7 +726,7 @@ def edited(name, change):
     shutil.copy(good, d + "/" + name)
     with h5py.File(d + "/" + name, "a") as f:
         change(f)
-edited("version.h5", lambda f: f.attrs.modify("format_version", 3))
+edited("version.h5", lambda f: f.attrs.modify("format_version", 4))
 def reshape(f):
     del f["params/model.layers.1.mlp.up_proj.weight"]
     f["params/model.layers.1.mlp.up_proj.weight"] = np.zeros((16, 24), "f4")
@@ -755,7 +755,7 @@ PYEOF
         "truncated.h5|truncated file"
         "corrupted.h5|damaged: cannot open /params/$name"
         "nonksa.h5|no root attribute 'format': not a ksa checkpoint"
-        "version.h5|format_version 3 is newer than this program reads (2)"
+        "version.h5|format_version 4 is newer than this program reads (3)"
         "shape.h5|/params/model.layers.1.mlp.up_proj.weight has shape [16, 24], the configuration needs [24, 16]"
         "no_dataset.h5|/params/lm_head.weight is missing (the configuration needs [257, 16])"
         "nan.h5|dataset /params/model.layers.0.mlp.down_proj.weight holds a non-finite value (nan) at element [2, 5]"

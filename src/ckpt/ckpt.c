@@ -33,6 +33,8 @@
 #include <hdf5.h>
 #include <mpi.h>
 
+#include <xxhash.h>
+
 #include "dist/dist.h"
 
 #ifdef KSA_REAL_DOUBLE
@@ -737,15 +739,67 @@ static ksa_status write_config(const char *path, hid_t file, const ksa_model_con
     return st;
 }
 
-static ksa_status write_tokenizer(const char *path, hid_t file, const char *type, int eot_id)
+void ksa_ckpt_tokenizer_identity(const unsigned char *json, size_t len,
+                                 char id[KSA_CKPT_TOKENIZER_ID])
+{
+    snprintf(id, KSA_CKPT_TOKENIZER_ID, "bpe-%016llx", (unsigned long long)XXH3_64bits(json, len));
+}
+
+/* /tokenizer/tokenizer.json: uint8 [len] and its checksum (verify.h). Collective under MPI:
+ * every rank creates the dataset, rank 0 writes all of it and the others select nothing. */
+static ksa_status write_tokenizer_json(const char *path, hid_t group, const unsigned char *json,
+                                       size_t len)
+{
+    static const unsigned char nothing = 0;
+    ksa_status st = KSA_OK;
+    hsize_t dims[1] = {len};
+    hid_t space = H5Screate_simple(1, dims, NULL), mem = -1, dset = -1, dxpl = H5P_DEFAULT;
+    int writer = ksa_dist_rank() == 0 && len > 0;
+    if (space < 0 || (mem = H5Screate_simple(1, dims, NULL)) < 0 ||
+        (dset = H5Dcreate2(group, "tokenizer.json", H5T_STD_U8LE, space, H5P_DEFAULT, H5P_DEFAULT,
+                           H5P_DEFAULT)) < 0)
+        st = ksa_h5_fail_h5(KSA_EIO, path, "cannot create dataset /tokenizer/tokenizer.json");
+    if (st == KSA_OK && !writer && (H5Sselect_none(space) < 0 || H5Sselect_none(mem) < 0))
+        st = ksa_h5_fail_h5(KSA_EIO, path, "cannot select /tokenizer/tokenizer.json");
+    if (st == KSA_OK && (dxpl = transfer_plist()) < 0)
+        st = ksa_h5_fail_h5(KSA_EIO, path, "cannot make a transfer property list");
+    st = agree(path, st);
+    if (st == KSA_OK &&
+        H5Dwrite(dset, H5T_NATIVE_UCHAR, mem, space, dxpl, writer ? json : &nothing) < 0)
+        st = ksa_h5_fail_h5(KSA_EIO, path, "cannot write dataset /tokenizer/tokenizer.json");
+    st = agree(path, st);
+    uint64_t sum = ksa_ckpt_checksum_bytes(json, len, 0); /* every rank holds all the bytes */
+    if (st == KSA_OK)
+        st = write_attr(path, dset, "/tokenizer/tokenizer.json", "checksum", H5T_STD_U64LE,
+                        H5T_NATIVE_UINT64, &sum);
+    if (dxpl != H5P_DEFAULT)
+        ksa_h5_close(dxpl, &st, path, "a transfer property list");
+    ksa_h5_close(dset, &st, path, "/tokenizer/tokenizer.json");
+    ksa_h5_close(mem, &st, path, "a dataspace");
+    ksa_h5_close(space, &st, path, "a dataspace");
+    return agree(path, st);
+}
+
+static ksa_status write_tokenizer(const char *path, hid_t file, const ksa_ckpt_tokenizer *tok)
 {
     ksa_status made = KSA_OK;
     hid_t group = create_group(path, file, "tokenizer", &made);
     if (group < 0)
         return made;
+    char id[KSA_CKPT_TOKENIZER_ID];
+    const char *type = tok->type ? tok->type : "byte";
+    if (tok->json) {
+        ksa_ckpt_tokenizer_identity(tok->json, tok->json_len, id);
+        KSA_ASSERT(!tok->type || !strcmp(tok->type, id),
+                   "checkpoint %s: tokenizer type '%s' is not the identity '%s' of its json", path,
+                   tok->type, id);
+        type = id;
+    }
     ksa_status st = write_attr_string(path, group, "/tokenizer", "type", type);
-    if (st == KSA_OK && eot_id >= 0)
-        st = write_attr_int(path, group, "/tokenizer", "eot_id", eot_id);
+    if (st == KSA_OK && tok->eot_id >= 0)
+        st = write_attr_int(path, group, "/tokenizer", "eot_id", tok->eot_id);
+    if (tok->json)
+        st = write_tokenizer_json(path, group, tok->json, st == KSA_OK ? tok->json_len : 0);
     ksa_h5_close(group, &st, path, "/tokenizer");
     return st;
 }
@@ -754,7 +808,8 @@ static ksa_status write_train_state(const char *path, hid_t file, const ksa_ckpt
                                     const ksa_params *p, const write_plan *wp);
 
 static ksa_status write_checkpoint(const char *path, const ksa_model_config *cfg,
-                                   const ksa_params *p, int eot_id, const ksa_ckpt_train_state *ts)
+                                   const ksa_params *p, const ksa_ckpt_tokenizer *tok,
+                                   const ksa_ckpt_train_state *ts)
 {
     /* a reader must be able to rebuild the model from /config alone: refuse what it would
      * refuse, before any file exists                                                      */
@@ -776,7 +831,8 @@ static ksa_status write_checkpoint(const char *path, const ksa_model_config *cfg
     /* under MPI: after each step every rank knows whether all succeeded (agree) */
     ksa_status st = write_attr_string(path, w.file, "root", "format", KSA_CKPT_FORMAT);
     if (st == KSA_OK)
-        st = write_attr_int(path, w.file, "root", "format_version", KSA_CKPT_FORMAT_VERSION);
+        st = write_attr_int(path, w.file, "root", "format_version",
+                            tok->json ? KSA_CKPT_FORMAT_VERSION : KSA_CKPT_FORMAT_VERSION_PLAIN);
     st = agree(path, st);
     if (st == KSA_OK)
         st = agree(path, write_config(path, w.file, cfg, &layout));
@@ -785,8 +841,7 @@ static ksa_status write_checkpoint(const char *path, const ksa_model_config *cfg
         st = write_tensors(path, w.file, "params", p, &params);
     }
     if (st == KSA_OK)
-        st = agree(path, write_tokenizer(path, w.file, ts && ts->tokenizer ? ts->tokenizer : "byte",
-                                         eot_id));
+        st = agree(path, write_tokenizer(path, w.file, tok));
     if (st == KSA_OK && ts)
         st = write_train_state(path, w.file, ts, p, &wp);
     if (st != KSA_OK) {
@@ -799,13 +854,25 @@ static ksa_status write_checkpoint(const char *path, const ksa_model_config *cfg
 ksa_status ksa_ckpt_write_model(const char *path, const ksa_model_config *cfg, const ksa_params *p,
                                 int eot_id)
 {
-    return write_checkpoint(path, cfg, p, eot_id, NULL);
+    ksa_ckpt_tokenizer tok = {.type = "byte", .eot_id = eot_id};
+    return write_checkpoint(path, cfg, p, &tok, NULL);
+}
+
+ksa_status ksa_ckpt_write_model_tokenizer(const char *path, const ksa_model_config *cfg,
+                                          const ksa_params *p, const ksa_ckpt_tokenizer *tok)
+{
+    ksa_ckpt_tokenizer byte = {.type = "byte", .eot_id = -1};
+    return write_checkpoint(path, cfg, p, tok ? tok : &byte, NULL);
 }
 
 ksa_status ksa_ckpt_write_training(const char *path, const ksa_model_config *cfg,
                                    const ksa_params *p, int eot_id, const ksa_ckpt_train_state *ts)
 {
-    return write_checkpoint(path, cfg, p, eot_id, ts);
+    ksa_ckpt_tokenizer tok = {.type = ts->tokenizer,
+                              .eot_id = eot_id,
+                              .json = ts->tokenizer_json,
+                              .json_len = ts->tokenizer_json_len};
+    return write_checkpoint(path, cfg, p, &tok, ts);
 }
 
 /* "dir/x" -> "<cwd>/dir/x" (paths of /train are absolute: a resume works from anywhere) */
@@ -1381,6 +1448,94 @@ static ksa_status read_optional_text(const char *path, const char *group_name, i
 ksa_status ksa_ckpt_read_tokenizer(const char *path, char *type, size_t cap)
 {
     return read_optional_text(path, "/tokenizer", 0, "type", "byte", type, cap);
+}
+
+ksa_status ksa_ckpt_read_eot_id(const char *path, int *eot_id)
+{
+    char text[64], *end;
+    KSA_TRY(read_optional_text(path, "/tokenizer", 0, "eot_id", "-1", text, sizeof text));
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || *end || v < -1 || v > INT32_MAX)
+        return ksa_h5_fail_at(KSA_EFORMAT, path, "/tokenizer attribute eot_id is '%s'", text);
+    *eot_id = (int)v;
+    return KSA_OK;
+}
+
+ksa_status ksa_ckpt_read_tokenizer_json(const char *path, unsigned char **bytes, size_t *len)
+{
+    *bytes = NULL;
+    *len = 0;
+    hid_t file, group = -1, dset = -1, space = -1, type = -1;
+    KSA_TRY(open_checkpoint(path, 0, &file)); /* metadata verified, the bytes checked below */
+    ksa_status st = ksa_h5_open_group(path, file, "/tokenizer", 0, &group);
+    htri_t has = group >= 0 ? H5Lexists(group, "tokenizer.json", H5P_DEFAULT) : 0;
+    if (st == KSA_OK && has < 0)
+        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot look up /tokenizer/tokenizer.json");
+    if (st != KSA_OK || has <= 0)
+        goto out;
+    hsize_t dims[1] = {0};
+    if ((dset = H5Dopen2(group, "tokenizer.json", H5P_DEFAULT)) < 0 ||
+        (space = H5Dget_space(dset)) < 0 || (type = H5Dget_type(dset)) < 0) {
+        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot open /tokenizer/tokenizer.json");
+        goto out;
+    }
+    if (H5Sget_simple_extent_ndims(space) != 1 || H5Tget_class(type) != H5T_INTEGER ||
+        H5Tget_size(type) != 1 || H5Sget_simple_extent_dims(space, dims, NULL) < 0) {
+        st = ksa_h5_fail_at(KSA_EFORMAT, path,
+                            "/tokenizer/tokenizer.json is not a one-dimensional byte dataset");
+        goto out;
+    }
+    *len = (size_t)dims[0];
+    *bytes = malloc(*len ? *len : 1);
+    if (!*bytes) {
+        st = ksa_h5_fail_at(KSA_ENOMEM, path, "out of memory for a tokenizer.json of %zu bytes",
+                            *len);
+        goto out;
+    }
+    if (*len && H5Dread(dset, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, *bytes) < 0) {
+        st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read /tokenizer/tokenizer.json");
+        goto out;
+    }
+    if (H5Aexists(dset, "checksum") > 0) {
+        ksa_h5_attr a;
+        st = ksa_h5_attr_read(path, dset, "/tokenizer/tokenizer.json", "checksum", 1, &a);
+        if (st == KSA_OK) {
+            uint64_t want = a.kind == KSA_H5_UINT && a.n_read == 1 ? (uint64_t)a.u[0]
+                            : a.kind == KSA_H5_INT && a.n_read == 1
+                                ? (uint64_t)a.i[0]
+                                : ~ksa_ckpt_checksum_bytes(*bytes, *len, 0);
+            if (want != ksa_ckpt_checksum_bytes(*bytes, *len, 0))
+                st = ksa_h5_fail_at(KSA_EFORMAT, path,
+                                    "damaged: dataset /tokenizer/tokenizer.json does not match "
+                                    "its checksum");
+            ksa_h5_attr_free(&a);
+        }
+    }
+    char type_text[VALUE_MAX], id[KSA_CKPT_TOKENIZER_ID];
+    value_kind kind;
+    if (st == KSA_OK && H5Aexists(group, "type") > 0 &&
+        (st = read_attr_text(path, group, "/tokenizer", "type", type_text, sizeof type_text,
+                             &kind)) == KSA_OK) {
+        ksa_ckpt_tokenizer_identity(*bytes, *len, id);
+        if (strcmp(type_text, id))
+            st = ksa_h5_fail_at(KSA_EFORMAT, path,
+                                "/tokenizer type '%s' is not the identity of its tokenizer.json "
+                                "(%s)",
+                                type_text, id);
+    }
+out:
+    ksa_h5_close(type, &st, path, "a type");
+    ksa_h5_close(space, &st, path, "a dataspace");
+    ksa_h5_close(dset, &st, path, "/tokenizer/tokenizer.json");
+    ksa_h5_close(group, &st, path, "/tokenizer");
+    ksa_h5_close(file, &st, path, "the file");
+    if (st != KSA_OK) {
+        free(*bytes);
+        *bytes = NULL;
+        *len = 0;
+    }
+    return st;
 }
 
 ksa_status ksa_ckpt_read_run_id(const char *path, char *id, size_t cap)

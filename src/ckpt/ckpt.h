@@ -23,7 +23,27 @@
 #include "core/settings.h"
 
 #define KSA_CKPT_FORMAT "ksa-checkpoint"
-#define KSA_CKPT_FORMAT_VERSION 2 /* 2: checksums, fixed-length strings (1 is read too) */
+/* The newest version written and read (older ones are read too): 3 is written only by a file
+ * holding /tokenizer/tokenizer.json, so that a reader of version 2 refuses it rather than
+ * miss the tokenizer; every other file is written as version 2 (CHECKPOINT_FORMAT.md). */
+#define KSA_CKPT_FORMAT_VERSION 3
+#define KSA_CKPT_FORMAT_VERSION_PLAIN 2 /* a file without tokenizer.json */
+
+/* The /tokenizer group of a checkpoint. A Hugging Face tokenizer is stored whole: its
+ * tokenizer.json bytes, verbatim, as the uint8 dataset /tokenizer/tokenizer.json, and the
+ * type is then its identity word "bpe-" + 16 lowercase hex digits of XXH3-64 of those bytes
+ * (ksa_ckpt_tokenizer_identity). */
+typedef struct {
+    const char *type;          /* NULL: "byte"; with json: NULL or its identity word */
+    int eot_id;                /* < 0: no end-of-text token (the attribute is left out) */
+    const unsigned char *json; /* [json_len] tokenizer.json, or NULL: none */
+    size_t json_len;
+} ksa_ckpt_tokenizer;
+
+#define KSA_CKPT_TOKENIZER_ID 24 /* "bpe-" + 16 hex digits + '\0', with room */
+/* "bpe-<16 lowercase hex digits of XXH3_64bits(json, len)>" into id. */
+void ksa_ckpt_tokenizer_identity(const unsigned char *json, size_t len,
+                                 char id[KSA_CKPT_TOKENIZER_ID]);
 
 /* Writes a model checkpoint: root attributes, /config (every key, defaults included; the
  * configuration must pass ksa_model_config_resolve), /params from p->data (always float32 in
@@ -31,6 +51,10 @@
  * end-of-text token, the attribute is then left out). p must be allocated.                */
 ksa_status ksa_ckpt_write_model(const char *path, const ksa_model_config *cfg, const ksa_params *p,
                                 int eot_id);
+/* The same with any /tokenizer (tok NULL: the byte tokenizer, no end-of-text). A type that
+ * disagrees with the identity of tok->json is a bug. Collective under MPI like the others. */
+ksa_status ksa_ckpt_write_model_tokenizer(const char *path, const ksa_model_config *cfg,
+                                          const ksa_params *p, const ksa_ckpt_tokenizer *tok);
 
 /* Reads /config into cfg: built-in defaults, then every attribute named like a model key
  * (any integer or float width, fixed- or variable-length strings, scalar or one-element
@@ -85,6 +109,10 @@ typedef struct {
     const char *run_id, *data_identity, *val_data_identity;
     double val_loss;
     const char *tokenizer; /* /tokenizer type: the data's tokenizer (NULL: "byte") */
+    /* its tokenizer.json (NULL: none), stored as /tokenizer/tokenizer.json; tokenizer must
+     * then be NULL or its identity word */
+    const unsigned char *tokenizer_json;
+    size_t tokenizer_json_len;
     /* The loss-spike guard's state (optim/loss_guard.h): its recent normal losses, oldest
      * first (n_loss_window = 0: none, not written), the consecutive high steps up to this
      * one, and the steps of the run whose update was skipped. */
@@ -135,6 +163,12 @@ ksa_status ksa_ckpt_read_train(const char *path, const ksa_config_key *keys, siz
 /* The /tokenizer type of a checkpoint into type: "byte" when the file has no /tokenizer or
  * no type (CHECKPOINT_FORMAT: readers then assume the byte tokenizer). */
 ksa_status ksa_ckpt_read_tokenizer(const char *path, char *type, size_t cap);
+/* The /tokenizer eot_id of a checkpoint into *eot_id (-1 when the file has none). */
+ksa_status ksa_ckpt_read_eot_id(const char *path, int *eot_id);
+/* /tokenizer/tokenizer.json: *bytes (malloc'ed, the caller frees it) and *len, or *bytes =
+ * NULL and *len = 0 when the file has none. The bytes are checked against the dataset's
+ * checksum and the type's identity word; a mismatch is an error naming the file.       */
+ksa_status ksa_ckpt_read_tokenizer_json(const char *path, unsigned char **bytes, size_t *len);
 /* The /train run_id of a checkpoint into id ("" when the file has none); an unreadable file
  * or one without /train is an error. Serial (any rank, no collective).                   */
 ksa_status ksa_ckpt_read_run_id(const char *path, char *id, size_t cap);

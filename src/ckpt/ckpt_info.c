@@ -57,6 +57,7 @@ typedef struct {
     long long file_bytes;
     ksa_model model; /* declared from /config: names and shapes, no buffers */
     attr_set root, config, tokenizer, optim, train;
+    long long tokenizer_json;        /* bytes of /tokenizer/tokenizer.json, -1: none */
     char (*dtype)[24];               /* [model.params.n]: the type of /params/<name> */
     size_t moments_found[N_MOMENTS]; /* parameters with a well-formed moment dataset */
     text_list problems;              /* of the training state: printed, then reported */
@@ -468,6 +469,17 @@ static ksa_status collect(ckpt_info *info)
     if (st == KSA_OK && (st = ksa_h5_open_group(path, file, "/tokenizer", 0, &group)) == KSA_OK &&
         group >= 0) {
         st = read_attrs(path, group, "/tokenizer", &info->tokenizer);
+        info->tokenizer_json = -1;
+        if (st == KSA_OK && H5Lexists(group, "tokenizer.json", H5P_DEFAULT) > 0) {
+            hid_t dset = H5Dopen2(group, "tokenizer.json", H5P_DEFAULT);
+            hid_t space = dset >= 0 ? H5Dget_space(dset) : -1;
+            hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+            if (n < 0)
+                st = ksa_h5_fail_h5(KSA_EFORMAT, path, "cannot read /tokenizer/tokenizer.json");
+            info->tokenizer_json = n;
+            ksa_h5_close(space, NULL, "", "");
+            ksa_h5_close(dset, NULL, "", "");
+        }
         ksa_h5_close(group, NULL, "", "");
     }
     if (st == KSA_OK)
@@ -599,6 +611,11 @@ static void print_info(const ckpt_info *info, FILE *out)
         for (size_t i = 0; i < info->tokenizer.n; i++)
             if (strcmp(info->tokenizer.v[i].name, "type") != 0)
                 fprintf(out, "%s = %s\n", info->tokenizer.v[i].name, info->tokenizer.v[i].value);
+        if (info->tokenizer_json >= 0)
+            fprintf(out,
+                    "tokenizer.json = %lld bytes (a Hugging Face tokenizer, stored verbatim; "
+                    "type is its identity)\n",
+                    info->tokenizer_json);
     } else {
         fprintf(out, "\n# tokenizer: absent (no /tokenizer): byte tokenizer assumed, no "
                      "special tokens\n");

@@ -32,6 +32,14 @@ uint64_t ksa_ckpt_checksum_floats(const float *x, size_t n, uint64_t first_index
     return sum;
 }
 
+uint64_t ksa_ckpt_checksum_bytes(const unsigned char *b, size_t n, uint64_t first_index)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += ksa_ckpt_checksum_byte_term(first_index + i, b[i]);
+    return sum;
+}
+
 /* The file holds float32: a double is checksummed as the float32 the file stores (HDF5's
  * conversion, like this cast, rounds to nearest).                                          */
 uint64_t ksa_ckpt_checksum_doubles(const double *x, size_t n, uint64_t first_index)
@@ -88,6 +96,31 @@ static ksa_status stored_checksum(walker *w, hid_t dset, const char *name, int *
     return st;
 }
 
+/* A one-dimensional dataset of bytes read whole (a tokenizer.json: megabytes) against its
+ * checksum. */
+static ksa_status check_byte_dataset(walker *w, hid_t dset, const char *name, int ndim,
+                                     const hsize_t *dims, uint64_t want)
+{
+    if (ndim != 1)
+        return ksa_h5_fail_at(KSA_EFORMAT, w->path,
+                              "damaged: byte dataset %s has %d dimensions, expected 1", name, ndim);
+    size_t n = (size_t)dims[0];
+    unsigned char *buf = malloc(n ? n : 1);
+    if (!buf)
+        return ksa_h5_fail_at(KSA_ENOMEM, w->path, "out of memory reading %s (%zu bytes)", name, n);
+    ksa_status st = KSA_OK;
+    if (n && H5Dread(dset, H5T_NATIVE_UCHAR, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+        st = ksa_h5_fail_h5(KSA_EFORMAT, w->path, "damaged: cannot read dataset %s", name);
+    uint64_t sum = st == KSA_OK ? ksa_ckpt_checksum_bytes(buf, n, 0) : 0;
+    free(buf);
+    if (st == KSA_OK && sum != want)
+        st = ksa_h5_fail_at(KSA_EFORMAT, w->path,
+                            "damaged: dataset %s does not match its checksum (stored %016llx, "
+                            "read %016llx)",
+                            name, (unsigned long long)want, (unsigned long long)sum);
+    return st;
+}
+
 /* Reads dataset `name` whole, as float32, in blocks of rows, and compares its checksum. */
 static ksa_status check_dataset(walker *w, hid_t dset, const char *name)
 {
@@ -119,8 +152,10 @@ static ksa_status check_dataset(walker *w, hid_t dset, const char *name)
     }
     if (!w->read_data)
         goto done; /* its shape and type were read: metadata only */
+    if (H5Tget_class(type) == H5T_INTEGER && H5Tget_size(type) == 1 && has)
+        goto done_bytes; /* /tokenizer/tokenizer.json: a checksum over its bytes */
     if (H5Tget_class(type) != H5T_FLOAT) {
-        if (has) /* checksums are of float32 datasets only */
+        if (has) /* checksums are of float32 and uint8 datasets only */
             st = ksa_h5_fail_at(KSA_EFORMAT, w->path,
                                 "damaged: dataset %s has a checksum but no floating-point type",
                                 name);
@@ -187,6 +222,10 @@ done:
     ksa_h5_close(type, NULL, "", "");
     ksa_h5_close(space, NULL, "", "");
     return st;
+done_bytes:
+    ksa_h5_close(type, NULL, "", "");
+    ksa_h5_close(space, NULL, "", "");
+    return check_byte_dataset(w, dset, name, ndim, dims, want);
 }
 
 #define MAX_DEPTH 8 /* groups within groups; ours go 2 deep (/optim/exp_avg) */

@@ -37,6 +37,14 @@ static inline uint64_t ksa_ckpt_checksum_term(uint64_t index, float x)
     return ksa_mix64((index << 32) + bits);
 }
 
+/* A uint8 dataset (/tokenizer/tokenizer.json) is checksummed the same way with bits(x) the
+ * byte's value: sum over i of mix64((i << 32) + b_i). */
+static inline uint64_t ksa_ckpt_checksum_byte_term(uint64_t index, unsigned char b)
+{
+    return ksa_mix64((index << 32) + b);
+}
+uint64_t ksa_ckpt_checksum_bytes(const unsigned char *b, size_t n, uint64_t first_index);
+
 /* The partial checksum of n elements, the first at dataset index first_index. */
 uint64_t ksa_ckpt_checksum_floats(const float *x, size_t n, uint64_t first_index);
 uint64_t ksa_ckpt_checksum_doubles(const double *x, size_t n, uint64_t first_index);

@@ -7,7 +7,9 @@
 #include "model/decoder.h"
 
 int ksa_cmd_eval(int argc, char **argv);
+int ksa_cmd_export(int argc, char **argv);
 int ksa_cmd_gradcheck(int argc, char **argv);
+int ksa_cmd_import(int argc, char **argv);
 int ksa_cmd_init(int argc, char **argv);
 int ksa_cmd_inspect(int argc, char **argv);
 int ksa_cmd_prepare(int argc, char **argv);

@@ -15,6 +15,8 @@ typedef struct {
 
 static const command commands[] = {
     {"eval", ksa_cmd_eval, "loss (and gradients) of a checkpoint on rows of a token file"},
+    {"import", ksa_cmd_import, "a Hugging Face model folder (safetensors) as a checkpoint"},
+    {"export", ksa_cmd_export, "a checkpoint as a Hugging Face model folder (safetensors)"},
     {"init", ksa_cmd_init, "write a freshly initialised model as a checkpoint"},
     {"inspect", ksa_cmd_inspect,
      "show a configuration or a checkpoint: layers, parameters, memory, training state"},
