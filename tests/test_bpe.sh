@@ -187,7 +187,8 @@ bad_tokenizer_files_are_refused_in_one_line_and_nothing_is_written() {
 }
 
 # BPE data: a model whose vocab_size is below the tokenizer's, a tokenizer.json copy that is
-# not the tokenizer named, and a model trained on other ids (resumed or fine-tuned) are refused
+# not the tokenizer named, and a model trained on other ids (resumed or fine-tuned) are
+# refused; a run on it records the tokenizer (and its bytes) in its checkpoints
 training_refuses_data_that_does_not_fit_the_model() {
     need_ref
     local d="$TMP/t"
@@ -219,6 +220,17 @@ training_refuses_data_that_does_not_fit_the_model() {
     # a model trained on the BPE data resumes and fine-tunes on it
     "$KSA" train "${run[@]}" --data "$d/B.bin" --vocab-size 151669 --out "$d/bpe" \
         --save-every 1 >/dev/null
+    # its checkpoints name the tokenizer, its end-of-text id, and hold its tokenizer.json
+    "$PY" - "$d/bpe/step_00000001.h5" "$QWEN3" <<'PYEOF'
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")
+t = f["tokenizer"]
+want = open(sys.argv[2], "rb").read()
+assert t["tokenizer.json"][()].tobytes() == want
+name = t.attrs["type"]
+assert (name.decode() if isinstance(name, bytes) else name).startswith("bpe-"), name
+assert int(t.attrs["eot_id"]) == 151643, t.attrs["eot_id"]
+PYEOF
     "$KSA" train "${run[@]}" --data "$d/B.bin" --vocab-size 151669 \
         --init-from "$d/bpe/step_00000001.h5" --out "$d/ft2" >/dev/null
 }

@@ -8,6 +8,7 @@
 
 #include "ckpt/ckpt.h"
 #include "dist/dist.h"
+#include "data/path.h"
 #include "data/tok.h"
 #include "data/tokenizer.h"
 #include "model/layout.h"
@@ -80,6 +81,30 @@ ksa_status ksa_train_check_tokenizer(const char *path, const char *data_tokenize
                     how, path, ck, data_tokenizer);
 }
 
+/* <data>.tokenizer.json into t->tokenizer_json (ksa_train_data_open checked that it is the
+ * tokenizer the data names). */
+static ksa_status read_tokenizer_json(ksa_trainer *t, const char *data)
+{
+    char *path = ksa_path_concat(data, ".tokenizer.json");
+    FILE *fp = fopen(path, "rb");
+    ksa_status st = KSA_OK;
+    long n = -1;
+    if (fp && fseek(fp, 0, SEEK_END) == 0)
+        n = ftell(fp);
+    if (n < 0 || fseek(fp, 0, SEEK_SET) != 0)
+        st = ksa_fail(KSA_EIO, "cannot read '%s'", path);
+    if (st == KSA_OK) {
+        t->tokenizer_json = ksa_alloc((size_t)n + 1);
+        t->tokenizer_json_len = fread(t->tokenizer_json, 1, (size_t)n, fp);
+        if (t->tokenizer_json_len != (size_t)n)
+            st = ksa_fail(KSA_EIO, "cannot read '%s'", path);
+    }
+    if (fp)
+        fclose(fp);
+    ksa_free(path);
+    return st;
+}
+
 ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config *c,
                             const char *run_id)
 {
@@ -96,6 +121,8 @@ ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config
                m->params.numel, t->n_ranks);
     KSA_TRY(ksa_train_data_open(c, m->V, &t->loader, &t->val, &t->has_val, t->tokenizer,
                                 sizeof t->tokenizer, &t->eot_id));
+    if (!strncmp(t->tokenizer, "bpe-", 4))
+        KSA_TRY(read_tokenizer_json(t, c->data[0] ? c->data : t->loader.sources[0].file.path));
     if (t->has_val)
         ksa_tokfile_identity(&t->val.file, t->val_data_identity, sizeof t->val_data_identity);
     ksa_loader_identity(&t->loader, t->data_identity, sizeof t->data_identity);
@@ -124,6 +151,7 @@ void ksa_trainer_free(ksa_trainer *t)
     ksa_free(t->grad_slice);
     ksa_model_tape_free(&t->arena, &t->grads, &t->tape);
     ksa_free(t->tokens);
+    ksa_free(t->tokenizer_json);
     memset(t, 0, sizeof *t);
 }
 
@@ -347,6 +375,8 @@ ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path, double val_l
                                .val_data_identity = t->val_data_identity,
                                .val_loss = val_loss,
                                .tokenizer = t->tokenizer,
+                               .tokenizer_json = t->tokenizer_json,
+                               .tokenizer_json_len = t->tokenizer_json_len,
                                .slice_lo = t->slice_lo,
                                .slice_hi = t->slice_hi,
                                .exp_avg = t->exp_avg,

@@ -55,6 +55,10 @@ typedef struct {
     char data_identity[KSA_IDENTITY_STR], val_data_identity[KSA_IDENTITY_STR];
     char tokenizer[32]; /* of the training data: /tokenizer type of the checkpoints */
     int32_t eot_id;     /* its end-of-text id: /tokenizer eot_id of the checkpoints */
+    /* a BPE tokenizer's tokenizer.json (the data's <file>.tokenizer.json, checked against the
+     * name), stored in the checkpoints as /tokenizer/tokenizer.json; NULL for bytes */
+    unsigned char *tokenizer_json;
+    size_t tokenizer_json_len;
 } ksa_trainer;
 
 typedef struct {
