@@ -9,6 +9,7 @@
 
 #include <xxhash.h>
 
+#include "ckpt/ckpt_tok.h"
 #include "core/core.h"
 #include "data/bpe.h"
 #include "data/tok.h"
@@ -428,6 +429,48 @@ static void unsupported_or_broken_files_are_refused_naming_the_file_and_the_prob
     assert_null(b);
 }
 
+/* What a model reads text with (ckpt_tok.h): the byte tokenizer for "byte" with a vocabulary
+ * of at least 257; for "bpe-<hex>" the tokenizer.json given, which must be that tokenizer and
+ * fit the vocabulary; any other name, or a BPE name without its file, is refused. */
+static void a_model_opens_the_tokenizer_it_was_trained_on(void **state)
+{
+    (void)state;
+    ksa_tok *t = (ksa_tok *)1;
+    assert_int_equal(ksa_tok_for_model(&t, "byte", NULL, 0, 257, "model m"), KSA_OK);
+    assert_null(ksa_tok_bpe(t));
+    assert_int_equal(ksa_tok_eot(t), KSA_TOKENIZER_EOT);
+    ksa_tok_close(t);
+    dt_expect_error(ksa_tok_for_model(&t, "byte", NULL, 0, 256, "model m"), KSA_EINVAL, "257");
+    assert_null(t);
+    dt_expect_error(ksa_tok_for_model(&t, "unknown", NULL, 0, 300, "model m"), KSA_EINVAL,
+                    "model m was trained on ids of the 'unknown' tokenizer");
+    assert_null(t);
+
+    const char *const m[] = {"a b", NULL};
+    char *json = make_json(m, NULL, NULL, NULL, NULL);
+    size_t n = strlen(json);
+    char name[KSA_BPE_NAME_LEN + 1];
+    snprintf(name, sizeof name, "bpe-%016llx", (unsigned long long)XXH3_64bits(json, n));
+    /* 256 bytes, 1 merge, 3 added tokens: ids 0..259 */
+    assert_int_equal(ksa_tok_for_model(&t, name, (const unsigned char *)json, n, 260, "model m"),
+                     KSA_OK);
+    assert_non_null(ksa_tok_bpe(t));
+    assert_string_equal(ksa_tok_name(t), name);
+    assert_int_equal(ksa_tok_eot(t), 257);
+    ksa_tok_close(t);
+    dt_expect_error(ksa_tok_for_model(&t, name, (const unsigned char *)json, n, 259, "model m"),
+                    KSA_EINVAL, "model m has vocab_size 259, but its tokenizer");
+    assert_null(t);
+    dt_expect_error(ksa_tok_for_model(&t, name, NULL, 0, 260, "model m"), KSA_EINVAL,
+                    "holds no /tokenizer/tokenizer.json");
+    assert_null(t);
+    name[5] = name[5] == '0' ? '1' : '0'; /* another file's name */
+    dt_expect_error(ksa_tok_for_model(&t, name, (const unsigned char *)json, n, 260, "model m"),
+                    KSA_EINVAL, "but its tokenizer.json is 'bpe-");
+    assert_null(t);
+    free(json);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, dt_setup_dir, dt_teardown_dir)
@@ -441,6 +484,7 @@ int main(void)
         T(the_byte_tokenizer_behind_the_interface_is_unchanged),
         T(a_megabyte_run_of_one_character_encodes_fast_and_round_trips),
         T(unsupported_or_broken_files_are_refused_naming_the_file_and_the_problem),
+        T(a_model_opens_the_tokenizer_it_was_trained_on),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -235,6 +235,40 @@ PYEOF
         --init-from "$d/bpe/step_00000001.h5" --out "$d/ft2" >/dev/null
 }
 
+# A model trained on BPE data samples through its checkpoint's tokenizer.json: the prompt's
+# ids are the reference's, every generated id is a token of the tokenizer (none of the model's
+# ids past it), the text is the reference's decoding of those ids; `train --sample` too.
+a_bpe_model_samples_text_through_its_tokenizer() {
+    need_ref
+    local d="$TMP/s"
+    mkdir -p "$d"
+    "$KSA" prepare --tokenizer "$QWEN3" --input build/data/kjv_chapters/00{01..20}*.txt \
+        --out "$d/B.bin" --val-fraction 0 >/dev/null 2>&1
+    "$KSA" train --config configs/tiny.conf --seq-len 32 --global-batch 2 --micro-batch 2 \
+        --eval-every 0 --val-data "" --steps 2 --data "$d/B.bin" --vocab-size 151680 \
+        --out "$d/run" --sample 12 --prompt "In the beginning" >"$d/train.out"
+    grep -A1 "^# sample (12 tokens" "$d/train.out" | tail -1 | grep -q "^In the beginning"
+    printf 'And God said, Let there be light: \xe5\x85\x89' >"$d/prompt.txt"
+    "$KSA" sample --ckpt "$d/run" --prompt-file "$d/prompt.txt" --max-new-tokens 16 --greedy \
+        --json >"$d/s.json"
+    ref_ids "$d/prompt.txt" "$d/prompt.ref"
+    "$PY" - "$d/s.json" "$d/prompt.ref" "$d/gen.ids" <<'PYEOF'
+import json, sys
+s = json.load(open(sys.argv[1]))
+ref = [int(x) for x in open(sys.argv[2]).read().split()]
+assert s["prompt_ids"] == ref, (s["prompt_ids"], ref)
+g = s["generated_ids"]
+assert len(g) == 16 and all(0 <= i < 151669 for i in g), g
+open(sys.argv[3], "w").write(" ".join(map(str, g)))
+open(sys.argv[3] + ".text", "wb").write(s["text"].encode("utf-8", "surrogatepass"))
+PYEOF
+    "${REF[@]}" decode "$d/gen.ids" >"$d/gen.ref"
+    cmp "$d/gen.ref" "$d/gen.ids.text"
+    "$KSA" sample --ckpt "$d/run" --prompt-file "$d/prompt.txt" --max-new-tokens 16 --greedy \
+        >"$d/s.txt" 2>/dev/null
+    cat "$d/prompt.txt" "$d/gen.ref" | cmp - "$d/s.txt"
+}
+
 run_test corpus_ids_equal_the_reference corpus_ids_equal_the_reference
 run_test kjv_ids_equal_the_reference_and_decode_back_to_the_text \
     kjv_ids_equal_the_reference_and_decode_back_to_the_text
@@ -249,4 +283,6 @@ run_test bad_tokenizer_files_are_refused_in_one_line_and_nothing_is_written \
     bad_tokenizer_files_are_refused_in_one_line_and_nothing_is_written
 run_test training_refuses_data_that_does_not_fit_the_model \
     training_refuses_data_that_does_not_fit_the_model
+run_test a_bpe_model_samples_text_through_its_tokenizer \
+    a_bpe_model_samples_text_through_its_tokenizer
 finish

@@ -16,7 +16,8 @@
 #include "ckpt/ckpt.h"
 #include "cli/args.h"
 #include "cli/commands.h"
-#include "data/tokenizer.h"
+#include "ckpt/ckpt_tok.h"
+#include "data/tok.h"
 #include "model/decoder.h"
 #include "model/sample.h"
 #include "train/run_dir.h"
@@ -129,7 +130,7 @@ static double per_second(size_t n, double seconds)
 /* One object: prompt and generated ids and text, why generation stopped, the options and
  * the statistics of ksa_generate. */
 static void print_json(FILE *f, const int32_t *prompt_ids, size_t n_prompt, const char *prompt,
-                       const ksa_generated *g, const ksa_generate_options *o,
+                       size_t prompt_len, const ksa_generated *g, const ksa_generate_options *o,
                        const ksa_generate_stats *s, double seconds)
 {
     fputc('{', f);
@@ -137,10 +138,10 @@ static void print_json(FILE *f, const int32_t *prompt_ids, size_t n_prompt, cons
     fputs(", ", f);
     print_json_ids(f, "generated_ids", g->ids, g->n);
     fputs(", \"prompt\": ", f);
-    print_json_string(f, prompt, n_prompt);
-    size_t len = ksa_tokenizer_decode(NULL, 0, g->ids, g->n, 0);
+    print_json_string(f, prompt, prompt_len);
+    size_t len = ksa_tok_decode(o->tok, NULL, 0, g->ids, g->n, 0);
     char *text = ksa_alloc(len + 1);
-    ksa_tokenizer_decode(text, len, g->ids, g->n, 0);
+    ksa_tok_decode(o->tok, text, len, g->ids, g->n, 0);
     fputs(", \"text\": ", f);
     print_json_string(f, text, len);
     ksa_free(text);
@@ -257,22 +258,20 @@ int ksa_cmd_sample(int argc, char **argv)
     ksa_model m;
     int have_model = 0, rc = 1;
     int32_t *prompt_ids = NULL;
+    ksa_tok *tok = NULL;
     ksa_generated gen = {.ids = NULL};
     if (ksa_run_newest_checkpoint(ckpt, path, sizeof path) != KSA_OK)
         goto fail;
     if (strcmp(path, ckpt) != 0) /* stderr: stdout holds the text alone */
         fprintf(stderr, "# checkpoint %s (the newest in %s)\n", path, ckpt);
     ckpt = path;
-    char tokenizer[64], what[KSA_PATH_STR + 64];
-    snprintf(what, sizeof what, "checkpoint '%s'", ckpt);
-    if (ksa_ckpt_read_tokenizer(ckpt, tokenizer, sizeof tokenizer) != KSA_OK ||
-        ksa_tokenizer_check_name(tokenizer, what) != KSA_OK)
+    if (ksa_ckpt_read_config(ckpt, &cfg) != KSA_OK)
         goto fail;
-    if (ksa_ckpt_read_config(ckpt, &cfg) != KSA_OK || ksa_model_init(&m, &cfg) != KSA_OK)
+    if (ksa_ckpt_open_tok(&tok, ckpt, (size_t)cfg.vocab_size) != KSA_OK ||
+        ksa_model_init(&m, &cfg) != KSA_OK)
         goto fail;
     have_model = 1;
-    if (ksa_ckpt_read_params(ckpt, &m.params, 0) != KSA_OK ||
-        ksa_tokenizer_check_vocab(m.V) != KSA_OK)
+    if (ksa_ckpt_read_params(ckpt, &m.params, 0) != KSA_OK)
         goto fail;
 
     ksa_generate_options o = ksa_generate_defaults();
@@ -281,18 +280,24 @@ int ksa_cmd_sample(int argc, char **argv)
     o.top_k = (size_t)top_k;
     o.top_p = top_p;
     o.seed = (uint64_t)seed;
+    o.tok = tok;
     ksa_generate_stats stats;
     size_t max_pos = (size_t)m.config.max_position_embeddings; /* a sequence's most tokens */
     gen.ids =
         ksa_alloc((o.max_new_tokens < max_pos ? o.max_new_tokens + 1 : max_pos) * sizeof *gen.ids);
     errno = 0;
     if (json) {
-        prompt_ids = ksa_alloc((prompt_len ? prompt_len : 1) * sizeof *prompt_ids);
-        ksa_tokenizer_encode(prompt_ids, prompt, prompt_len);
-        const int32_t *const prompts[1] = {prompt_ids};
-        if (ksa_generate(&m, 1, prompts, &prompt_len, &o, &gen, &stats) != KSA_OK)
+        ksa_ids enc = {0};
+        ksa_tok_encoder *e = ksa_tok_encoder_new(tok);
+        ksa_status est = ksa_tok_encode(e, prompt, prompt_len, &enc);
+        ksa_tok_encoder_free(e);
+        prompt_ids = enc.v; /* ksa_alloc'ed: freed below */
+        if (est != KSA_OK)
             goto fail;
-        print_json(stdout, prompt_ids, prompt_len, prompt, &gen, &o, &stats, ksa_now() - t0);
+        const int32_t *const prompts[1] = {prompt_ids};
+        if (ksa_generate(&m, 1, prompts, &enc.n, &o, &gen, &stats) != KSA_OK)
+            goto fail;
+        print_json(stdout, prompt_ids, enc.n, prompt, prompt_len, &gen, &o, &stats, ksa_now() - t0);
     } else {
         if (ksa_sample_text(&m, prompt, prompt_len, &o, stdout, &gen, &stats) != KSA_OK)
             goto fail;
@@ -313,5 +318,6 @@ done:
     ksa_free(gen.ids);
     ksa_free(prompt_ids);
     ksa_free(file_text);
+    ksa_tok_close(tok);
     return rc;
 }

@@ -13,6 +13,7 @@
 #include "core/rng.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "ckpt/ckpt_tok.h"
 #include "data/tokenizer.h"
 #include "dist/dist.h"
 #include "model/decoder.h"
@@ -251,11 +252,16 @@ static int train_and_sample(const train_cli *c, ksa_model *m, double step_flops)
 
 /* --sample after the last step: every rank samples (only rank 0's stdout is shown); a
  * failure is agreed like a start-up step's. Returns the exit code. */
-static int sample(const train_cli *c, ksa_model *m, const char *tokenizer)
+static int sample(const train_cli *c, ksa_model *m, const ksa_trainer *t)
 {
-    if (agree(ksa_tokenizer_check_name(tokenizer, "the model") != KSA_OK ? ksa_cli_error("train", 1)
-                                                                         : 0) != 0)
+    ksa_tok *tok = NULL;
+    if (agree(ksa_tok_for_model(&tok, t->tokenizer, t->tokenizer_json, t->tokenizer_json_len, m->V,
+                                "the model") != KSA_OK
+                  ? ksa_cli_error("train", 1)
+                  : 0) != 0) {
+        ksa_tok_close(tok);
         return 1;
+    }
     printf("# sample (%ld tokens, temperature 0.8, top-k 40):\n", c->sample_tokens);
     fflush(stdout);
     ksa_generate_options go = ksa_generate_defaults();
@@ -263,12 +269,14 @@ static int sample(const train_cli *c, ksa_model *m, const char *tokenizer)
     go.temperature = 0.8;
     go.top_k = 40;
     go.seed = (uint64_t)c->tc.seed;
+    go.tok = tok;
     int rc = 0;
     if (ksa_sample_text(m, c->prompt, c->prompt ? strlen(c->prompt) : 0, &go, stdout, NULL, NULL) !=
         KSA_OK)
         rc = ksa_cli_error("train", 1);
     else
         printf("\n");
+    ksa_tok_close(tok);
     return agree(rc) != 0 ? 1 : 0;
 }
 
@@ -337,7 +345,7 @@ static int train_and_sample(const train_cli *c, ksa_model *m, double step_flops)
         goto fail;
     rc = end == KSA_RUN_STOPPED_UNSAVED;
     if (end == KSA_RUN_FINISHED && c->sample_tokens > 0)
-        rc = sample(c, m, t.tokenizer);
+        rc = sample(c, m, &t);
     ksa_trainer_free(&t);
     return rc;
 fail:

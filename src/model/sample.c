@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "data/tok.h"
 #include "data/tokenizer.h"
 
 ksa_generate_options ksa_generate_defaults(void)
@@ -51,13 +52,12 @@ const char *ksa_stop_reason_name(ksa_stop_reason r)
 typedef struct {
     size_t V;            /* vocabulary                                              */
     size_t Vs;           /* ids that may be generated: 0 .. Vs-1                    */
-    int has_eot;         /* the vocabulary has end-of-text (byte tokenizer)         */
+    int has_eot;         /* the vocabulary has the tokenizer's end-of-text          */
+    int32_t eot[1];      /* its id: the default stop, and an empty prompt           */
     size_t max_pos;      /* max_position_embeddings: tokens a sequence may hold     */
     const int32_t *stop; /* [n_stop] the stop ids in force                          */
     size_t n_stop;
 } rules;
-
-static const int32_t end_of_text[1] = {KSA_TOKENIZER_EOT}; /* the default stop, a prompt */
 
 /* The tokens prefilled for a prompt of n: an empty prompt is one end-of-text. */
 static size_t prompt_tokens(size_t n)
@@ -69,10 +69,18 @@ static ksa_status check_request(const ksa_model *m, size_t n_seq, const int32_t 
                                 const size_t *prompt_lens, const ksa_generate_options *o, rules *r)
 {
     r->V = m->V;
-    r->has_eot = m->V > KSA_TOKENIZER_EOT;
-    r->Vs = r->has_eot ? KSA_TOKENIZER_EOT + 1 : m->V;
+    if (o->tok) { /* its ids, end-of-text among them; ids past its vocabulary are summary ids */
+        size_t tv = ksa_tok_vocab_size(o->tok);
+        r->eot[0] = ksa_tok_eot(o->tok);
+        r->has_eot = (size_t)r->eot[0] < m->V;
+        r->Vs = tv < m->V ? tv : m->V;
+    } else { /* the byte tokenizer: bytes and end-of-text, or every id of a toy vocabulary */
+        r->eot[0] = KSA_TOKENIZER_EOT;
+        r->has_eot = m->V > KSA_TOKENIZER_EOT;
+        r->Vs = r->has_eot ? KSA_TOKENIZER_EOT + 1 : m->V;
+    }
     r->max_pos = (size_t)m->config.max_position_embeddings;
-    r->stop = o->stop_ids ? o->stop_ids : end_of_text;
+    r->stop = o->stop_ids ? o->stop_ids : r->eot;
     r->n_stop = o->stop_ids ? o->n_stop_ids : (size_t)r->has_eot;
     if (!(o->temperature >= 0) || !isfinite(o->temperature))
         return ksa_fail(KSA_EINVAL, "sampling temperature must be finite and >= 0, got %g",
@@ -96,7 +104,7 @@ static ksa_status check_request(const ksa_model *m, size_t n_seq, const int32_t 
             return ksa_fail(KSA_EINVAL,
                             "%s is empty: an empty prompt starts from end-of-text (id %d), "
                             "which a vocabulary of %zu does not have: give a prompt",
-                            what, KSA_TOKENIZER_EOT, r->V);
+                            what, (int)r->eot[0], r->V);
         if (prompt_tokens(prompt_lens[b]) > r->max_pos)
             return ksa_fail(KSA_EINVAL,
                             "%s has %zu tokens, more than the model's max_position_embeddings "
@@ -256,7 +264,7 @@ static ksa_status generate_started(ksa_model *m, size_t n_seq, const int32_t *co
             continue;
         rng[b] = sequence_rng(o->seed, b);
         double t0 = ksa_now();
-        st = ksa_decoder_prefill(&d, b, prompt_lens[b] ? prompts[b] : end_of_text, held[b], logits);
+        st = ksa_decoder_prefill(&d, b, prompt_lens[b] ? prompts[b] : r->eot, held[b], logits);
         s->prefill_seconds += ksa_now() - t0;
         s->prompt_tokens += held[b];
         int32_t id = 0;
@@ -336,11 +344,19 @@ typedef struct {
 static int write_token(void *user, size_t seq, int32_t id)
 {
     text_sink *s = user;
-    char text[64]; /* a byte, or a marker "<|special_N|>" */
-    size_t len = ksa_tokenizer_decode(text, sizeof text, &id, 1, 0);
-    KSA_ASSERT(len <= sizeof text, "the text of id %d is %zu bytes", (int)id, len);
+    char small[64]; /* a byte, a marker "<|special_N|>", most BPE tokens */
+    size_t len = s->o->tok ? ksa_tok_decode(s->o->tok, small, sizeof small, &id, 1, 0)
+                           : ksa_tokenizer_decode(small, sizeof small, &id, 1, 0);
+    char *text = small;
+    if (len > sizeof small) { /* a long token (an added token's content) */
+        text = ksa_alloc(len);
+        ksa_tok_decode(s->o->tok, text, len, &id, 1, 0);
+    }
     errno = 0;
-    if (fwrite(text, 1, len, s->f) != len || fflush(s->f) != 0) {
+    int failed = fwrite(text, 1, len, s->f) != len || fflush(s->f) != 0;
+    if (text != small)
+        ksa_free(text);
+    if (failed) {
         s->write_errno = errno ? errno : -1;
         return 1;
     }
@@ -357,11 +373,26 @@ ksa_status ksa_sample_text(ksa_model *m, const char *prompt, size_t prompt_len,
                            const ksa_generate_options *o, FILE *f, ksa_generated *result,
                            ksa_generate_stats *stats)
 {
-    int32_t *ids = ksa_alloc((prompt_len ? prompt_len : 1) * sizeof *ids);
-    ksa_tokenizer_encode(ids, prompt, prompt_len);
+    int32_t *ids = NULL;
+    size_t n_ids = prompt_len;
+    ksa_status st = KSA_OK;
+    if (o->tok) {
+        ksa_ids enc = {0};
+        ksa_tok_encoder *e = ksa_tok_encoder_new(o->tok);
+        st = ksa_tok_encode(e, prompt, prompt_len, &enc);
+        ksa_tok_encoder_free(e);
+        if (st != KSA_OK) {
+            ksa_ids_free(&enc);
+            return st;
+        }
+        ids = enc.v, n_ids = enc.n; /* ksa_ids_free frees with ksa_free */
+    } else {
+        ids = ksa_alloc((prompt_len ? prompt_len : 1) * sizeof *ids);
+        ksa_tokenizer_encode(ids, prompt, prompt_len);
+    }
     const int32_t *const prompts[1] = {ids};
     rules r;
-    ksa_status st = check_request(m, 1, prompts, &prompt_len, o, &r);
+    st = check_request(m, 1, prompts, &n_ids, o, &r);
     if (st != KSA_OK) { /* before anything is written */
         ksa_free(ids);
         return st;
@@ -380,7 +411,7 @@ ksa_status ksa_sample_text(ksa_model *m, const char *prompt, size_t prompt_len,
     if (!gen.ids) /* a sequence holds at most max_pos tokens: fewer may be asked for */
         gen.ids = ksa_alloc((o->max_new_tokens < r.max_pos ? o->max_new_tokens + 1 : r.max_pos) *
                             sizeof *gen.ids);
-    st = ksa_generate(m, 1, prompts, &prompt_len, &streamed, &gen, stats);
+    st = ksa_generate(m, 1, prompts, &n_ids, &streamed, &gen, stats);
     if (st == KSA_OK && sink.write_errno)
         st = write_failed(sink.write_errno);
     if (result)
@@ -412,7 +443,7 @@ ksa_status ksa_sample_recompute(ksa_model *m, const int32_t *prompt, size_t n_pr
     if (n_prompt)
         memcpy(tokens, prompt, n_prompt * sizeof *tokens);
     else
-        tokens[0] = KSA_TOKENIZER_EOT;
+        tokens[0] = r.eot[0];
     ksa_arena arena;
     ksa_arena_init(&arena, ksa_model_arena_bytes(m, 1, T_max));
     ksa_tape tp;

@@ -28,6 +28,8 @@
 #include "model/decode.h"
 #include "model/decoder.h"
 
+typedef struct ksa_tok ksa_tok; /* data/tok.h */
+
 /* How tokens are chosen and when a sequence stops. Start from ksa_generate_defaults().
  * Choosing a token, from the logits of the ids that may be generated:
  *   temperature 0: greedy (argmax, ties -> the lowest id; top_k and top_p are ignored);
@@ -54,9 +56,15 @@ typedef struct {
      * token. NULL: none.                                                                  */
     int (*on_token)(void *user, size_t seq, int32_t id);
     void *user;
+    /* The tokenizer of the model's ids (data/tok.h). NULL: the byte tokenizer, with the
+     * rules above. A BPE tokenizer: its ids 0 .. vocab-1 may be generated (ids past them,
+     * summary ids among them, never are) and its end-of-text is the default stop and what
+     * an empty prompt starts from. ksa_sample_text encodes and decodes with it.          */
+    const ksa_tok *tok;
 } ksa_generate_options;
 
-/* max_new_tokens 200, temperature 1, top_k 0, top_p 1, seed 0, default stop ids, no callback */
+/* max_new_tokens 200, temperature 1, top_k 0, top_p 1, seed 0, default stop ids, no callback,
+ * the byte tokenizer */
 ksa_generate_options ksa_generate_defaults(void);
 
 typedef enum {
@@ -107,12 +115,13 @@ ksa_status ksa_generate(ksa_model *m, size_t n_seq, const int32_t *const *prompt
                         const size_t *prompt_lens, const ksa_generate_options *o,
                         ksa_generated *out, ksa_generate_stats *stats);
 
-/* The byte-tokenizer front end: encodes prompt[0..prompt_len) (bytes, NUL included; NULL when
- * prompt_len = 0), writes it to f and flushes, then generates as ksa_generate (one sequence)
- * and writes each generated token's text as it comes, flushing after each: the bytes 0..255
- * as themselves (a UTF-8 character spans several tokens), other ids through
- * ksa_tokenizer_decode's markers (only when stop ids let them through). Nothing else is
- * written: no trailing newline. o->on_token, if set, is called after each write.
+/* The text front end: encodes prompt[0..prompt_len) (bytes, NUL included; NULL when
+ * prompt_len = 0) with o->tok (NULL: the byte tokenizer), writes the prompt to f and
+ * flushes, then generates as ksa_generate (one sequence) and writes each generated token's
+ * text as it comes, flushing after each: its bytes (a UTF-8 character may span several
+ * tokens), special tokens as the tokenizer decodes them (only when stop ids let them
+ * through). Nothing else is written: no trailing newline. o->on_token, if set, is called
+ * after each write.
  * result (may be NULL) gets n, stop and stop_id, and the ids into result->ids when that is
  * not NULL (sized as ksa_generated says); stats as ksa_generate's. Errors: ksa_generate's,
  * found before anything is written; KSA_EIO when writing fails.                          */
