@@ -269,6 +269,46 @@ PYEOF
     cat "$d/prompt.txt" "$d/gen.ref" | cmp - "$d/s.txt"
 }
 
+# ksa eval on BPE data: bits per byte divides by the bytes of the targets' text (the
+# reference's decoding of the target ids, end-of-text markers left out), not by the targets
+# that happen to be ids below 256; data of another tokenizer than the model's is refused.
+eval_of_bpe_data_counts_the_text_bytes_of_the_targets() {
+    need_ref
+    local d="$TMP/e"
+    mkdir -p "$d"
+    "$KSA" prepare --tokenizer "$QWEN3" --input build/data/kjv_chapters/00{01..20}*.txt \
+        --out "$d/B.bin" --val-fraction 0.1 >/dev/null 2>&1
+    "$KSA" train --config configs/tiny.conf --seq-len 32 --global-batch 2 --micro-batch 2 \
+        --eval-every 0 --val-data "" --steps 1 --data "$d/B.bin" --vocab-size 151680 \
+        --out "$d/run" >/dev/null
+    "$KSA" eval --ckpt "$d/run" --data "$d/B.val.bin" --seq-len 64 --json >"$d/e.json"
+    "$PY" - "$d/B.val.bin" "$d/ids.txt" <<'PYEOF'
+import sys, numpy as np
+ids = np.fromfile(sys.argv[1], dtype="<u4")
+rows = (len(ids) - 1) // 64
+targets = ids[1:rows * 64 + 1]
+open(sys.argv[2], "w").write(" ".join(map(str, targets.tolist())))
+PYEOF
+    "${REF[@]}" decode "$d/ids.txt" >"$d/targets.txt"
+    "$PY" - "$d/e.json" "$d/targets.txt" "$d/ids.txt" <<'PYEOF'
+import json, math, sys
+e = json.load(open(sys.argv[1]))
+text = open(sys.argv[2], "rb").read()
+n_eot = open(sys.argv[3]).read().split().count("151643")
+nbytes = len(text) - n_eot * len(b"<|endoftext|>")
+assert n_eot > 0 and nbytes > 2 * e["tokens"], (n_eot, nbytes, e["tokens"])
+want = e["loss"] * e["tokens"] / math.log(2) / nbytes
+assert abs(e["bits_per_byte"] - want) <= 1e-9 * want, (e["bits_per_byte"], want)
+PYEOF
+    expect_error "its model reads ids of the tokenizer 'bpe-" \
+        "$KSA" eval --ckpt "$d/run" --data build/data/kjv.val.bin --seq-len 64
+    grep -qF "but the data 'build/data/kjv.val.bin' was made by 'byte'" "$TMP/stderr"
+    "$KSA" train --config configs/tiny.conf --seq-len 32 --global-batch 2 --micro-batch 2 \
+        --eval-every 0 --val-data "" --steps 1 --vocab-size 151680 --out "$d/byte" >/dev/null
+    expect_error "its model reads ids of the tokenizer 'byte', but the data" \
+        "$KSA" eval --ckpt "$d/byte" --data "$d/B.val.bin" --seq-len 64
+}
+
 run_test corpus_ids_equal_the_reference corpus_ids_equal_the_reference
 run_test kjv_ids_equal_the_reference_and_decode_back_to_the_text \
     kjv_ids_equal_the_reference_and_decode_back_to_the_text
@@ -285,4 +325,6 @@ run_test training_refuses_data_that_does_not_fit_the_model \
     training_refuses_data_that_does_not_fit_the_model
 run_test a_bpe_model_samples_text_through_its_tokenizer \
     a_bpe_model_samples_text_through_its_tokenizer
+run_test eval_of_bpe_data_counts_the_text_bytes_of_the_targets \
+    eval_of_bpe_data_counts_the_text_bytes_of_the_targets
 finish

@@ -20,6 +20,7 @@
 #include "cli/commands.h"
 #include "data/loader.h"
 #include "dist/dist.h"
+#include "data/tok.h"
 #include "data/tokenizer.h"
 #include "data/tokfile.h"
 #include "model/decoder.h"
@@ -35,9 +36,11 @@ static const char whole_file_help[] =
     "never targets), and three numbers are printed:\n"
     "  loss           mean next-token cross-entropy (nats) over all targets\n"
     "  perplexity     exp(loss)\n"
-    "  bits per byte  (sum of the target losses in nats) / ln 2 / (target bytes), where a\n"
-    "                 target byte is a target id < 256 (the byte tokenizer: one token per\n"
-    "                 byte); end-of-text targets count in the loss but are not bytes\n"
+    "  bits per byte  (sum of the target losses in nats) / ln 2 / (target bytes), the bytes\n"
+    "                 of the targets' text: one per target id < 256 with the byte tokenizer,\n"
+    "                 each token's UTF-8 bytes with a BPE tokenizer (the data's\n"
+    "                 .tokenizer.json); end-of-text and special tokens count in the loss but\n"
+    "                 have no bytes. Data of another tokenizer than the model's is refused.\n"
     "--by-position adds the mean loss per bucket of target positions in the row (target t,\n"
     "0-based, is token t+1 predicted from tokens 0..t): [0,1), [1,2), [2,4), [4,8), ..., the\n"
     "last ending at L; with the whole file also bits per byte per bucket.\n";
@@ -319,6 +322,35 @@ done:
     return rc;
 }
 
+/* The data's tokenizer (*tok: its BPE tokenizer, NULL for bytes or unknown) must be the
+ * model's: a trained checkpoint's /tokenizer, or an imported model's BPE tokenizer. */
+static ksa_status check_data_tokenizer(const char *ckpt, const char *data, size_t V, ksa_tok **tok)
+{
+    *tok = NULL;
+    char data_name[64], model_name[64];
+    KSA_TRY(ksa_tok_open_data(tok, data, V));
+    if (*tok)
+        snprintf(data_name, sizeof data_name, "%s", ksa_tok_name(*tok));
+    else
+        ksa_tok_data_name(data, data_name, sizeof data_name);
+    ksa_status st = ksa_ckpt_read_tokenizer(ckpt, model_name, sizeof model_name);
+    int has_train = 0;
+    if (st == KSA_OK)
+        st = ksa_ckpt_has(ckpt, "/train", &has_train);
+    int known = strcmp(model_name, "unknown") != 0 && strcmp(data_name, "unknown") != 0;
+    if (st == KSA_OK && known && (has_train || !strncmp(model_name, "bpe-", 4)) &&
+        strcmp(model_name, data_name) != 0)
+        st = ksa_fail(KSA_EINVAL,
+                      "checkpoint '%s': its model reads ids of the tokenizer '%s', but the data "
+                      "'%s' was made by '%s': the same ids stand for other text",
+                      ckpt, model_name, data, data_name);
+    if (st != KSA_OK) {
+        ksa_tok_close(*tok);
+        *tok = NULL;
+    }
+    return st;
+}
+
 static int eval_main(int argc, char **argv)
 {
     eval_options o;
@@ -357,11 +389,22 @@ static int eval_main(int argc, char **argv)
     ksa_eval_result res;
     ksa_eval_options eo = {
         .grads = o.grads_out != NULL, .by_position = o.by_position, .progress_seconds = o.progress};
+    ksa_tok *data_tok = NULL;
+    uint32_t *text_bytes = NULL;
     rc = 1;
     if (ksa_ckpt_read_params(ckpt, &m.params, 0) != KSA_OK ||
         ksa_eval_rows_open(&rows, o.data, o.dtype, m.V, (size_t)o.seq_len, o.batch,
                            (size_t)o.offset) != KSA_OK ||
-        ksa_eval_loss(&m, &rows, &eo, &res) != KSA_OK ||
+        check_data_tokenizer(ckpt, o.data, m.V, &data_tok) != KSA_OK) {
+        ksa_cli_error("eval", 1);
+        goto done;
+    }
+    if (data_tok) { /* bits per byte counts the bytes of each target's text */
+        text_bytes = ksa_alloc(m.V * sizeof *text_bytes);
+        ksa_tok_text_bytes(data_tok, text_bytes, m.V);
+        eo.text_bytes = text_bytes;
+    }
+    if (ksa_eval_loss(&m, &rows, &eo, &res) != KSA_OK ||
         (o.grads_out && ksa_ckpt_write_grads(o.grads_out, &m.params) != KSA_OK)) {
         ksa_cli_error("eval", 1);
         goto done;
@@ -383,5 +426,7 @@ static int eval_main(int argc, char **argv)
 done:
     ksa_eval_rows_close(&rows);
     ksa_model_free(&m);
+    ksa_tok_close(data_tok);
+    ksa_free(text_bytes);
     return rc;
 }

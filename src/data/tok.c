@@ -126,11 +126,10 @@ static void sidecar_word(const char *path, char *out, size_t cap)
     snprintf(out, cap, "%.*s", (int)(b - a), buf + a);
 }
 
-ksa_status ksa_tok_check_data(const char *path, size_t V, int32_t *eot)
+ksa_status ksa_tok_open_data(ksa_tok **out, const char *path, size_t V)
 {
     char name[64];
-    if (eot)
-        *eot = KSA_TOKENIZER_EOT;
+    *out = NULL;
     sidecar_word(path, name, sizeof name);
     if (strncmp(name, "bpe-", 4) != 0)
         return KSA_OK;
@@ -152,10 +151,41 @@ ksa_status ksa_tok_check_data(const char *path, size_t V, int32_t *eot)
                           "the model's vocab_size %zu is smaller than the vocabulary of the "
                           "tokenizer %s of the data '%s' (%zu ids, '%s'): give vocab_size >= %zu",
                           V, name, path, ksa_tok_vocab_size(t), json, ksa_tok_vocab_size(t));
-        else if (eot)
-            *eot = ksa_tok_eot(t);
     }
-    ksa_tok_close(t);
     ksa_free(json);
-    return st;
+    if (st != KSA_OK) {
+        ksa_tok_close(t);
+        return st;
+    }
+    *out = t;
+    return KSA_OK;
+}
+
+ksa_status ksa_tok_check_data(const char *path, size_t V, int32_t *eot)
+{
+    ksa_tok *t;
+    if (eot)
+        *eot = KSA_TOKENIZER_EOT;
+    KSA_TRY(ksa_tok_open_data(&t, path, V));
+    if (t && eot)
+        *eot = ksa_tok_eot(t);
+    ksa_tok_close(t);
+    return KSA_OK;
+}
+
+void ksa_tok_text_bytes(const ksa_tok *t, uint32_t *bytes, size_t V)
+{
+    size_t tv = ksa_tok_vocab_size(t);
+    for (size_t i = 0; i < V; i++) {
+        int32_t id = (int32_t)i;
+        bytes[i] =
+            i < tv ? (uint32_t)ksa_tok_decode(t, NULL, 0, &id, 1, KSA_TOKENIZER_SKIP_SPECIAL) : 0;
+    }
+}
+
+void ksa_tok_data_name(const char *path, char *out, size_t cap)
+{
+    sidecar_word(path, out, cap);
+    if (!out[0])
+        snprintf(out, cap, "unknown");
 }

@@ -91,6 +91,12 @@ static void report_progress(eval_progress *p, size_t b)
 }
 
 /* ---- the loss ------------------------------------------------------------------------------ */
+/* The bytes of text a target id stands for (eval.h, text_bytes). */
+static double target_bytes(const ksa_eval_options *o, int32_t id)
+{
+    return o->text_bytes ? (double)o->text_bytes[id] : (double)(id < KSA_TOKENIZER_EOT);
+}
+
 /* Every rank evaluates its rows (row b is rank b mod N's) and the sums are reduced: the loss
  * (each row's share of the mean), the byte targets, per bucket its summed loss and byte
  * targets, and with grads the gradient of the mean loss in m->params.grad. */
@@ -120,7 +126,7 @@ ksa_status ksa_eval_loss(ksa_model *m, ksa_eval_rows *rows, const ksa_eval_optio
         if (b % (size_t)n_ranks != (size_t)rank)
             continue;
         for (size_t t = 1; t <= L; t++)
-            sums[1] += row[t] < KSA_TOKENIZER_EOT;
+            sums[1] += target_bytes(o, row[t]);
         ksa_tape_reset(&tp);
         double part;
         ksa_tensor *l =
@@ -131,7 +137,7 @@ ksa_status ksa_eval_loss(ksa_model *m, ksa_eval_rows *rows, const ksa_eval_optio
         for (size_t k = 0; k < nb; k++)
             for (size_t t = bk[k].from; t < bk[k].to; t++) {
                 sums[2 + 2 * k] += target_loss[t];
-                sums[3 + 2 * k] += row[t + 1] < KSA_TOKENIZER_EOT;
+                sums[3 + 2 * k] += target_bytes(o, row[t + 1]);
             }
         if (rank == 0)
             report_progress(&progress, b);

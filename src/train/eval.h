@@ -32,7 +32,7 @@ void ksa_eval_rows_close(ksa_eval_rows *r); /* also on a zeroed struct */
 typedef struct {
     size_t from, to; /* target positions [from, to) */
     size_t targets;  /* (to - from) · B */
-    size_t n_bytes;  /* targets that are bytes */
+    size_t n_bytes;  /* bytes of the targets' text (text_bytes) */
     double loss;     /* mean loss over the targets (nats) */
 } ksa_eval_bucket;
 
@@ -43,12 +43,16 @@ typedef struct {
     int grads;               /* d(mean loss)/d(parameter) into m->params.grad */
     int by_position;         /* the position buckets as well */
     double progress_seconds; /* > 0: rank 0 prints progress to stderr at most this often */
+    /* [V] the bytes of text each id stands for (ksa_tok_text_bytes of the data's tokenizer),
+     * the denominator of bits per byte; NULL: the byte tokenizer's, 1 for ids < 256 (bytes)
+     * and 0 for the others (end-of-text, specials)                                        */
+    const uint32_t *text_bytes;
 } ksa_eval_options;
 
 typedef struct {
     double loss;      /* mean over the B·L targets */
-    size_t n_bytes;   /* targets that are bytes (ids < 256, not end-of-text): the denominator
-                       * of bits per byte */
+    size_t n_bytes;   /* bytes of the targets' text (text_bytes): the denominator of bits
+                       * per byte */
     size_t n_buckets; /* 0 without by_position */
     ksa_eval_bucket bucket[KSA_EVAL_MAX_BUCKETS];
 } ksa_eval_result;
