@@ -238,7 +238,7 @@ bad_inputs_are_refused_with_one_line_and_no_output() {
     cp "$h/sharded/config.json" "$TMP/noweights"
     expect_error "$TMP/noweights holds neither model.safetensors nor model.safetensors.index.json" \
         "$KSA" import --hf "$TMP/noweights" --out "$TMP/x.h5"
-    expect_error "cannot open $TMP/config.json: No such file or directory" \
+    expect_error "cannot read config '$TMP/config.json': No such file or directory" \
         "$KSA" import --hf "$TMP" --out "$TMP/x.h5"
     expect_error "--hf DIR and --out FILE are required" "$KSA" import --hf "$h/sharded"
     # export: bad options and an unreadable checkpoint leave no folder content behind

@@ -17,45 +17,12 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "ckpt/ckpt_tok.h"
+#include "data/path.h"
 #include "data/tok.h"
 #include "model/decoder.h"
 #include "model/sample.h"
 #include "train/run_dir.h"
 #include "train/train_config.h"
-
-/* The whole of file `path` (any bytes, NUL included) into *text (ksa_alloc), *len bytes.
- * Read in blocks, so a pipe (`--prompt-file <(cmd)`) works as well as a regular file.   */
-static ksa_status read_prompt_file(const char *path, char **text, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return ksa_fail(KSA_EIO, "cannot read prompt file '%s': %s", path, strerror(errno));
-    size_t cap = 4096, n = 0;
-    char *buf = ksa_alloc(cap);
-    for (;;) {
-        if (n == cap) { /* double: copy into a new buffer (no realloc in this code base) */
-            char *bigger = ksa_alloc(2 * cap);
-            memcpy(bigger, buf, n);
-            ksa_free(buf);
-            buf = bigger;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n, fp);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    int failed = ferror(fp), err = errno;
-    fclose(fp);
-    if (failed) {
-        ksa_free(buf);
-        return ksa_fail(KSA_EIO, "cannot read prompt file '%s': %s", path,
-                        err ? strerror(err) : "read error");
-    }
-    *text = buf;
-    *len = n;
-    return KSA_OK;
-}
 
 /* ---- JSON --------------------------------------------------------------------------------- */
 /* Length of the valid UTF-8 sequence starting at s[0..n) (RFC 3629: no overlong forms, no
@@ -249,7 +216,7 @@ int ksa_cmd_sample(int argc, char **argv)
     char *file_text = NULL;
     size_t prompt_len = prompt ? strlen(prompt) : 0;
     if (prompt_file) {
-        if (read_prompt_file(prompt_file, &file_text, &prompt_len) != KSA_OK)
+        if (ksa_path_read_all(prompt_file, "prompt file", 0, &file_text, &prompt_len) != KSA_OK)
             return ksa_cli_error("sample", 1);
         prompt = file_text;
     }

@@ -13,6 +13,8 @@
 #include <utf8proc.h>
 #include <xxhash.h>
 
+#include "data/path.h"
+
 #define HOLE UINT32_MAX        /* tok_len of an id that no token has */
 #define MAX_ID (1 << 24)       /* ids are below it: vocabularies are far smaller */
 #define CACHE_MAX_WORD 64      /* longer words are not cached */
@@ -679,23 +681,11 @@ ksa_status ksa_bpe_open_memory(ksa_bpe **out, const void *json, size_t n, const 
 ksa_status ksa_bpe_open_file(ksa_bpe **out, const char *path)
 {
     *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return ksa_fail(KSA_EIO, "cannot open tokenizer '%s': %s", path, strerror(errno));
-    unsigned char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        buf = grow(buf, &cap, n + (1 << 20), 1);
-        size_t got = fread(buf + n, 1, cap - n, fp);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    int err = ferror(fp);
-    fclose(fp);
-    ksa_status st = err ? ksa_fail(KSA_EIO, "cannot read tokenizer '%s'", path)
-                        : ksa_bpe_open_memory(out, buf, n, path);
-    ksa_free(buf);
+    char *json;
+    size_t n;
+    KSA_TRY(ksa_path_read_all(path, "tokenizer", 0, &json, &n));
+    ksa_status st = ksa_bpe_open_memory(out, json, n, path);
+    ksa_free(json);
     return st;
 }
 

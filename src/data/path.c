@@ -30,6 +30,49 @@ char *ksa_path_resolve(const char *base_file, const char *path)
     return s;
 }
 
+ksa_status ksa_path_read_all(const char *path, const char *what, size_t max_bytes, char **bytes,
+                             size_t *n)
+{
+    *bytes = NULL;
+    *n = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return ksa_fail(KSA_EIO, "cannot read %s '%s': %s", what, path, strerror(errno));
+    size_t cap = 4096, len = 0;
+    char *buf = ksa_alloc(cap);
+    ksa_status st = KSA_OK;
+    for (;;) {
+        if (len + 1 == cap) { /* double: copy into a new buffer (no realloc in this code base) */
+            char *bigger = ksa_alloc(2 * cap);
+            memcpy(bigger, buf, len);
+            ksa_free(buf);
+            buf = bigger;
+            cap *= 2;
+        }
+        size_t got = fread(buf + len, 1, cap - 1 - len, fp);
+        len += got;
+        if (max_bytes && len > max_bytes) {
+            st = ksa_fail(KSA_EFORMAT, "%s '%s' is larger than %zu bytes", what, path, max_bytes);
+            break;
+        }
+        if (got == 0)
+            break;
+    }
+    int failed = ferror(fp), err = errno;
+    fclose(fp);
+    if (st == KSA_OK && failed)
+        st = ksa_fail(KSA_EIO, "cannot read %s '%s': %s", what, path,
+                      err ? strerror(err) : "read error");
+    if (st != KSA_OK) {
+        ksa_free(buf);
+        return st;
+    }
+    buf[len] = '\0';
+    *bytes = buf;
+    *n = len;
+    return KSA_OK;
+}
+
 int ksa_path_is_file(const char *path)
 {
     struct stat st;

@@ -13,6 +13,13 @@ char *ksa_path_resolve(const char *base_file, const char *path);
 /* A new string "<a><b>" from ksa_alloc (free with ksa_free). */
 char *ksa_path_concat(const char *a, const char *b);
 
+/* The whole of the file at path into *bytes (ksa_alloc; a NUL follows the last byte, not
+ * counted in *n). Read in blocks, so a pipe (`<(cmd)`) works as well as a regular file.
+ * max_bytes > 0: a longer file is KSA_EFORMAT. Errors name the file as "<what> '<path>'"
+ * ("cannot read prompt file 'p.txt': No such file or directory"); *bytes is then NULL.   */
+ksa_status ksa_path_read_all(const char *path, const char *what, size_t max_bytes, char **bytes,
+                             size_t *n);
+
 /* 1 if path names an existing regular file (symlinks followed), else 0. */
 int ksa_path_is_file(const char *path);
 

@@ -9,6 +9,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "data/path.h"
+
 /* The training reference's spellings (KSA_SPEC §0, its model_config_*.json). */
 static const struct {
     const char *alias, *key;
@@ -158,47 +160,6 @@ static int is_fixed(const char *k)
     return 0;
 }
 
-static ksa_status read_text_file(const char *path, char **text, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ksa_fail(KSA_EIO, "cannot open %s: %s", path, strerror(errno));
-    ksa_status st = KSA_OK;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (!buf) {
-            st = ksa_fail(KSA_ENOMEM, "out of memory reading %s", path);
-            break;
-        }
-        n += fread(buf + n, 1, cap - n - 1, f);
-        if (ferror(f)) {
-            st = ksa_fail(KSA_EIO, "cannot read %s: %s", path, strerror(errno));
-            break;
-        }
-        if (feof(f))
-            break;
-        if (cap > (64u << 20)) {
-            st = ksa_fail(KSA_EFORMAT, "config %s: larger than 64 MiB", path);
-            break;
-        }
-        char *bigger = realloc(buf, cap * 2);
-        if (!bigger)
-            free(buf);
-        buf = bigger;
-        cap *= 2;
-    }
-    fclose(f);
-    if (st != KSA_OK) {
-        free(buf);
-        return st;
-    }
-    buf[n] = '\0';
-    *text = buf;
-    *len = n;
-    return KSA_OK;
-}
-
 ksa_status ksa_hf_config_read(const char *path, ksa_model_config *cfg, ksa_hf_extra *extra)
 {
     ksa_model_config_defaults(cfg);
@@ -208,7 +169,7 @@ ksa_status ksa_hf_config_read(const char *path, ksa_model_config *cfg, ksa_hf_ex
     KSA_TRY(ksa_model_config_set(cfg, "max_position_embeddings", "32768", "default"));
     char *text = NULL;
     size_t len = 0;
-    KSA_TRY(read_text_file(path, &text, &len));
+    KSA_TRY(ksa_path_read_all(path, "config", 64u << 20, &text, &len));
     cJSON *root = cJSON_ParseWithLength(text, len);
     ksa_status st = KSA_OK;
     if (!root) {
@@ -280,7 +241,7 @@ ksa_status ksa_hf_config_read(const char *path, ksa_model_config *cfg, ksa_hf_ex
     }
     free(seen);
     cJSON_Delete(root);
-    free(text);
+    ksa_free(text);
     return st;
 }
 

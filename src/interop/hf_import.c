@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "ckpt/ckpt.h"
+#include "data/path.h"
 #include "interop/hf_config.h"
 #include "interop/safetensors.h"
 #include "model/decoder.h"
@@ -69,31 +70,11 @@ static void find_tensor(const weights *w, const char *name, ksa_st_file **file, 
  * opens every shard it names and checks the map against the shards' headers. */
 static ksa_status open_sharded(weights *w, const char *dir, const char *index_path)
 {
-    FILE *fp = fopen(index_path, "rb");
-    if (!fp)
-        return ksa_fail(KSA_EIO, "cannot open %s: %s", index_path, strerror(errno));
-    char *text = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 4096 > cap) {
-            cap = cap ? 2 * cap : 65536;
-            char *bigger = realloc(text, cap);
-            KSA_ASSERT(bigger, "out of memory reading %s", index_path);
-            text = bigger;
-        }
-        size_t k = fread(text + len, 1, cap - len, fp);
-        len += k;
-        if (k == 0)
-            break;
-    }
-    int bad_read = ferror(fp);
-    fclose(fp);
-    if (bad_read) {
-        free(text);
-        return ksa_fail(KSA_EIO, "cannot read %s", index_path);
-    }
+    char *text;
+    size_t len;
+    KSA_TRY(ksa_path_read_all(index_path, "shard index", 64u << 20, &text, &len));
     cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
+    ksa_free(text);
     ksa_status st = KSA_OK;
     const cJSON *map = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
     if (!root || !cJSON_IsObject(root))

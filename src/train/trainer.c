@@ -85,22 +85,9 @@ ksa_status ksa_train_check_tokenizer(const char *path, const char *data_tokenize
  * tokenizer the data names). */
 static ksa_status read_tokenizer_json(ksa_trainer *t, const char *data)
 {
-    char *path = ksa_path_concat(data, ".tokenizer.json");
-    FILE *fp = fopen(path, "rb");
-    ksa_status st = KSA_OK;
-    long n = -1;
-    if (fp && fseek(fp, 0, SEEK_END) == 0)
-        n = ftell(fp);
-    if (n < 0 || fseek(fp, 0, SEEK_SET) != 0)
-        st = ksa_fail(KSA_EIO, "cannot read '%s'", path);
-    if (st == KSA_OK) {
-        t->tokenizer_json = ksa_alloc((size_t)n + 1);
-        t->tokenizer_json_len = fread(t->tokenizer_json, 1, (size_t)n, fp);
-        if (t->tokenizer_json_len != (size_t)n)
-            st = ksa_fail(KSA_EIO, "cannot read '%s'", path);
-    }
-    if (fp)
-        fclose(fp);
+    char *path = ksa_path_concat(data, ".tokenizer.json"), *json;
+    ksa_status st = ksa_path_read_all(path, "tokenizer", 0, &json, &t->tokenizer_json_len);
+    t->tokenizer_json = (unsigned char *)json;
     ksa_free(path);
     return st;
 }
