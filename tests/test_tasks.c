@@ -33,7 +33,7 @@ static void open_filler(ksa_task_filler *f, const char *dir, int noise)
 static void generate(ksa_task_example *ex, ksa_task_kind task, size_t len, double depth,
                      uint64_t seed, const ksa_task_filler *f)
 {
-    if (ksa_task_generate(ex, task, len, depth, seed, f) != KSA_OK)
+    if (ksa_task_generate(ex, task, len, depth, seed, f, NULL) != KSA_OK)
         fail_msg("%s len %zu depth %g seed %llu: %s", ksa_task_name(task), len, depth,
                  (unsigned long long)seed, ksa_last_error());
 }
@@ -491,16 +491,17 @@ static void bad_arguments_are_errors_that_name_the_problem(void **state)
         size_t min = ksa_task_min_len((ksa_task_kind)t);
         char msg[64];
         snprintf(msg, sizeof msg, "needs at least %zu tokens", min);
-        expect_failure(ksa_task_generate(&ex, (ksa_task_kind)t, min - 1, 50, 1, &f), KSA_EINVAL,
-                       msg);
+        expect_failure(ksa_task_generate(&ex, (ksa_task_kind)t, min - 1, 50, 1, &f, NULL),
+                       KSA_EINVAL, msg);
         assert_null(ex.prompt); /* left empty */
-        expect_failure(ksa_task_generate(&ex, (ksa_task_kind)t, 0, 50, 1, &f), KSA_EINVAL, msg);
+        expect_failure(ksa_task_generate(&ex, (ksa_task_kind)t, 0, 50, 1, &f, NULL), KSA_EINVAL,
+                       msg);
     }
-    expect_failure(ksa_task_generate(&ex, KSA_TASK_PASSKEY, 500, -1, 1, &f), KSA_EINVAL,
+    expect_failure(ksa_task_generate(&ex, KSA_TASK_PASSKEY, 500, -1, 1, &f, NULL), KSA_EINVAL,
                    "depth -1 is outside [0, 100]");
-    expect_failure(ksa_task_generate(&ex, KSA_TASK_PASSKEY, 500, 100.5, 1, &f), KSA_EINVAL,
+    expect_failure(ksa_task_generate(&ex, KSA_TASK_PASSKEY, 500, 100.5, 1, &f, NULL), KSA_EINVAL,
                    "depth 100.5 is outside [0, 100]");
-    expect_failure(ksa_task_generate(&ex, KSA_TASK_PASSKEY, 500, NAN, 1, &f), KSA_EINVAL,
+    expect_failure(ksa_task_generate(&ex, KSA_TASK_PASSKEY, 500, NAN, 1, &f, NULL), KSA_EINVAL,
                    "is outside [0, 100]");
     ksa_task_filler_free(&f);
 
