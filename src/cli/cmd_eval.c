@@ -27,6 +27,7 @@
 #include "train/eval.h"
 #include "train/run_dir.h"
 #include "train/task_eval.h"
+#include "train/trainer.h"
 #include "train/train_config.h"
 #include "data/taskset.h"
 
@@ -368,6 +369,10 @@ static int eval_main(int argc, char **argv)
     if (ksa_ckpt_read_params(ckpt, &m.params, 0) != KSA_OK ||
         ksa_eval_rows_open(&rows, o.data, o.dtype, m.V, (size_t)o.seq_len, o.batch,
                            (size_t)o.offset) != KSA_OK ||
+        /* ids of another tokenizer than the model's (a BPE task file for a byte model, say)
+         * would stand for other text */
+        ksa_train_check_tokenizer(ckpt, rows.whole ? rows.vr.file.tokenizer : rows.tf.tokenizer,
+                                  "checkpoint") != KSA_OK ||
         ksa_eval_loss(&m, &rows, &eo, &res) != KSA_OK ||
         (o.grads_out && ksa_ckpt_write_grads(o.grads_out, &m.params) != KSA_OK)) {
         ksa_cli_error("eval", 1);
