@@ -13,7 +13,8 @@
 // counted as " word" encoded alone); and it is the byte set's example of the same index but
 // for the filler's length: the same seed, needles, question and answer, and filler words of
 // the same stream from the same first word. Separators are single spaces but for a few double
-// ones between filler words; nothing pads the question's newline.
+// ones; nothing pads the question's newline (true of the sets the tests make: the padding
+// is the fitting's last resort, docs/evaluation.md).
 "use strict";
 const fs = require("fs");
 const path = require("path");

@@ -514,12 +514,13 @@ typedef struct {
     char *text;   /* owned, [cap + 1]: the prompt */
     size_t bytes; /* used */
     size_t cap;
-    int pieces; /* context pieces so far: a separator goes before every one but the first */
+    size_t pieces; /* context pieces so far: a separator goes before every one but the first */
     size_t needle_at[KSA_TASK_MAX_NEEDLES], needle_end[KSA_TASK_MAX_NEEDLES]; /* bytes */
     size_t needle_of[KSA_TASK_MAX_NEEDLES]; /* needle of content c at each place */
     size_t filler_tokens;                   /* sum of word_cost over the n words */
-    size_t boundaries;                      /* separators between two filler words */
-    ksa_ids ids;                            /* prompt, answer, end-of-text */
+    size_t boundaries;                      /* separators of the context (pieces - 1) */
+    size_t wide_from; /* pieces from this one on have two spaces before them */
+    ksa_ids ids;      /* prompt, answer, end-of-text */
     size_t prompt_tokens, answer_tokens;
 } attempt;
 
@@ -531,18 +532,20 @@ static void put(attempt *a, const char *s, size_t n)
     a->bytes += n;
 }
 
-/* A new context piece begins: a separator, unless it is the first. */
+/* A new context piece begins: a separator, unless it is the first; two spaces from piece
+ * wide_from on. */
 static void start_piece(attempt *a)
 {
+    if (a->pieces && a->pieces >= a->wide_from)
+        put(a, " ", 1);
     if (a->pieces++)
         put(a, " ", 1);
 }
 
 /* Builds the prompt of n words from `first`, `pad` spaces before the question's newline
- * and `wide` of the word separators two spaces instead of one (the last `wide` of those
- * between two filler words), and encodes it and the answer. The needles go at the word
- * boundaries nearest to their fractions of the filler tokens. Sets a->boundaries to the
- * number of separators between two filler words (the most `wide` can be).                  */
+ * and the last `wide` separators of the context two spaces instead of one, and encodes it and
+ * the answer. The needles go at the word boundaries nearest to their fractions of the filler
+ * tokens. Sets a->boundaries to the number of separators (the most `wide` can be).          */
 static void build(attempt *a, coder *cd, const task_content *c, const ksa_task_filler *f,
                   size_t first, size_t n, size_t pad, size_t wide)
 {
@@ -567,42 +570,30 @@ static void build(attempt *a, coder *cd, const task_content *c, const ksa_task_f
         a->text = ksa_alloc(cap + 1);
         a->cap = cap;
     }
-    size_t boundaries = 0; /* counted in the first pass, used in the second */
-    for (int emit = 0; emit < 2; emit++) {
-        size_t at = 0, next = 0, seen = 0; /* filler tokens before the boundary; next needle */
-        int after_word = 0;
-        a->bytes = 0;
-        a->pieces = 0;
-        for (size_t w = 0; w <= n; w++) {
-            /* at the boundary before word w: place the needles nearer to it than to the next */
-            size_t cost = w < n ? word_cost(cd, f, first + w) : 0;
-            while (next < k && (w == n || 2 * goal[order[next]] <= 2 * at + cost)) {
-                size_t i = order[next];
-                if (emit) {
-                    start_piece(a);
-                    a->needle_of[next] = i;
-                    a->needle_at[next] = a->bytes;
-                    put(a, c->needle[i], strlen(c->needle[i]));
-                    a->needle_end[next] = a->bytes;
-                }
-                after_word = 0;
-                next++;
-            }
-            if (w < n) {
-                if (after_word && ++seen + wide > boundaries && emit)
-                    put(a, " ", 1); /* one of the last `wide` separators: two spaces */
-                if (emit) {
-                    start_piece(a);
-                    put(a, word_text(f, first + w), word_bytes(f, first + w));
-                }
-                after_word = 1;
-                at += cost;
-            }
+    a->boundaries = n + k - 1; /* k >= 1 */
+    KSA_ASSERT(wide <= a->boundaries, "%zu wide separators of %zu", wide, a->boundaries);
+    a->bytes = 0;
+    a->pieces = 0;
+    a->wide_from = n + k - wide; /* the piece whose separator is the first wide one */
+    size_t at = 0, next = 0;     /* filler tokens before the current word boundary; next needle */
+    for (size_t w = 0; w <= n; w++) {
+        /* at the boundary before word w: place the needles nearer to it than to the next */
+        size_t cost = w < n ? word_cost(cd, f, first + w) : 0;
+        while (next < k && (w == n || 2 * goal[order[next]] <= 2 * at + cost)) {
+            size_t i = order[next];
+            start_piece(a);
+            a->needle_of[next] = i;
+            a->needle_at[next] = a->bytes;
+            put(a, c->needle[i], strlen(c->needle[i]));
+            a->needle_end[next] = a->bytes;
+            next++;
         }
-        boundaries = seen;
+        if (w < n) {
+            start_piece(a);
+            put(a, word_text(f, first + w), word_bytes(f, first + w));
+            at += cost;
+        }
     }
-    KSA_ASSERT(wide <= boundaries, "%zu wide separators of %zu", wide, boundaries);
-    a->boundaries = boundaries;
     for (size_t i = 0; i < pad; i++)
         put(a, " ", 1);
     put(a, "\n", 1);
@@ -656,14 +647,37 @@ static ksa_status locate_needles(const attempt *a, const ksa_tok *tok, size_t k,
 #define MAX_GROW_PASSES 64 /* BPE: rounds of adding words by their estimated cost */
 #define MAX_DROPPED 16     /* BPE: words dropped from the end while looking for a fit */
 #define MAX_WIDEN_PASSES 8 /* BPE: rounds of correcting the number of wide separators */
+#define MAX_PAD 64         /* BPE: spaces tried before the question's newline */
+
+/* a, built with `pad` and no wide separator and shorter than len: widens the last separators
+ * by the gap, corrected by what the encoding says. Returns 1 with a of exactly len tokens. */
+static int widen(attempt *a, coder *cd, const task_content *c, const ksa_task_filler *f,
+                 size_t first, size_t n, size_t pad, size_t len)
+{
+    size_t wide = len - total_tokens(a), boundaries = a->boundaries;
+    for (int pass = 0; pass < MAX_WIDEN_PASSES && wide > 0 && wide <= boundaries; pass++) {
+        build(a, cd, c, f, first, n, pad, wide);
+        size_t total = total_tokens(a);
+        if (cd->st != KSA_OK)
+            return 1; /* the caller returns the failure */
+        if (total == len)
+            return 1;
+        if (total < len)
+            wide += len - total;
+        else
+            wide -= total - len < wide ? total - len : wide;
+    }
+    return 0;
+}
 
 /* Finds the example of exactly len tokens, leaving it built in a. First the most words that
  * fit by their word_cost. Bytes: that plan is exact, and the rest of the budget is spaces
  * before the question's newline. BPE: words are added by their cost while the encoded
  * example is shorter, dropped from the end while it is longer; the gap left (fewer tokens
- * than a word) is closed by widening that many separators between filler words to two
- * spaces (the second space is a token of its own: " ", " word"), corrected a few times by
- * what the encoding says, dropping one more word at a time if that fails.                */
+ * than a word) is closed by widening that many of the last separators to two spaces (the
+ * second space is a token of its own: " ", " word"), corrected a few times by what the
+ * encoding says; if the separators cannot take it, with 1 to MAX_PAD spaces before the
+ * newline as well; if that fails too, one more word is dropped and all is tried again.    */
 static ksa_status fit(attempt *a, coder *cd, const task_content *c, const ksa_task_filler *f,
                       size_t first, size_t len, size_t fixed, ksa_task_kind task, uint64_t seed)
 {
@@ -695,17 +709,16 @@ static ksa_status fit(attempt *a, coder *cd, const task_content *c, const ksa_ta
             return KSA_OK;
         if (total_tokens(a) > len)
             continue;
-        size_t wide = len - total_tokens(a), boundaries = a->boundaries;
-        for (int pass = 0; pass < MAX_WIDEN_PASSES && wide > 0 && wide <= boundaries; pass++) {
-            build(a, cd, c, f, first, n, 0, wide);
-            size_t total = total_tokens(a);
-            if (total == len || cd->st != KSA_OK)
-                break;
-            wide = total < len ? wide + (len - total)
-                               : wide - (total - len < wide ? total - len : wide);
+        if (widen(a, cd, c, f, first, n, 0, len))
+            return cd->st;
+        /* the gap is larger than the separators can take: spaces before the newline too */
+        for (size_t pad = 1; pad <= MAX_PAD && cd->st == KSA_OK; pad++) {
+            build(a, cd, c, f, first, n, pad, 0);
+            if (total_tokens(a) == len)
+                return cd->st;
+            if (total_tokens(a) < len && widen(a, cd, c, f, first, n, pad, len))
+                return cd->st;
         }
-        if (total_tokens(a) == len && cd->st == KSA_OK)
-            return KSA_OK;
         build(a, cd, c, f, first, n, 0, 0); /* as it was, for the next drop */
     }
     if (cd->st != KSA_OK)

@@ -40,8 +40,10 @@
  * its pieces, each word counted with its separating space (" word" encoded alone: its
  * "filler tokens"). For bytes that is exact. For BPE, merges across pieces make the whole
  * differ a little, so the example is encoded whole and fitted: words added by their counts
- * while there is room, dropped from the end while it is too long, then 0 to 64 spaces tried
- * before the question's newline, dropping up to 16 more words, until it is exactly `len`
+ * while there is room, dropped from the end while it is too long, then the gap closed by
+ * making the last separators of the context two spaces (each adds a token), else with 1 to
+ * 64 spaces before the question's newline as well, dropping up to 16 more words, until it is
+ * exactly `len`
  * tokens (else KSA_EINVAL). The ids are encode(prompt), then encode(answer), then
  * end-of-text: what the model is prompted with and what it has to produce after it. A
  * needle's pos and tokens are the tokens holding its first and last byte.                */
