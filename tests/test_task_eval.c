@@ -99,7 +99,7 @@ static void accuracy_counts_exactly_the_examples_the_model_answers(void **state)
     for (size_t i = 0; i < N && solved_by_construction == N; i++) {
         ksa_task_example ex;
         assert_int_equal(ksa_task_generate(&ex, KSA_TASK_PASSKEY, LEN, depths[i % 3],
-                                           ksa_task_example_seed(seed, i), &filler),
+                                           ksa_task_example_seed(seed, i), &filler, NULL),
                          KSA_OK);
         for (size_t v = 0; v < V; v++)
             next[v] = -1;
@@ -124,7 +124,7 @@ static void accuracy_counts_exactly_the_examples_the_model_answers(void **state)
     for (size_t i = 0; i < N; i++) {
         ksa_task_example ex;
         assert_int_equal(ksa_task_generate(&ex, KSA_TASK_PASSKEY, LEN, depths[i % 3],
-                                           ksa_task_example_seed(seed, i), &filler),
+                                           ksa_task_example_seed(seed, i), &filler, NULL),
                          KSA_OK);
         int ok = chain_solves(next, &ex);
         if (i == solved_by_construction)
@@ -165,7 +165,7 @@ static void accuracy_counts_exactly_the_examples_the_model_answers(void **state)
     ksa_task_example ex;
     assert_int_equal(
         ksa_task_generate(&ex, KSA_TASK_PASSKEY, LEN, depths[solved_by_construction % 3],
-                          ksa_task_example_seed(seed, solved_by_construction), &filler),
+                          ksa_task_example_seed(seed, solved_by_construction), &filler, NULL),
         KSA_OK);
     int32_t last_from = ex.ids[ex.prompt_tokens + ex.answer_tokens - 2];
     next[last_from] = (int32_t)'x';

@@ -8,6 +8,7 @@
 #include <math.h>
 
 #include "data/tasks.h"
+#include "data/tok.h"
 #include "data/tokenizer.h"
 
 /* A filler file with short and long words, UTF-8 of 2 to 4 bytes per character, runs of
@@ -33,7 +34,7 @@ static void open_filler(ksa_task_filler *f, const char *dir, int noise)
 static void generate(ksa_task_example *ex, ksa_task_kind task, size_t len, double depth,
                      uint64_t seed, const ksa_task_filler *f)
 {
-    if (ksa_task_generate(ex, task, len, depth, seed, f) != KSA_OK)
+    if (ksa_task_generate(ex, task, len, depth, seed, f, NULL) != KSA_OK)
         fail_msg("%s len %zu depth %g seed %llu: %s", ksa_task_name(task), len, depth,
                  (unsigned long long)seed, ksa_last_error());
 }
@@ -491,16 +492,17 @@ static void bad_arguments_are_errors_that_name_the_problem(void **state)
         size_t min = ksa_task_min_len((ksa_task_kind)t);
         char msg[64];
         snprintf(msg, sizeof msg, "needs at least %zu tokens", min);
-        expect_failure(ksa_task_generate(&ex, (ksa_task_kind)t, min - 1, 50, 1, &f), KSA_EINVAL,
-                       msg);
+        expect_failure(ksa_task_generate(&ex, (ksa_task_kind)t, min - 1, 50, 1, &f, NULL),
+                       KSA_EINVAL, msg);
         assert_null(ex.prompt); /* left empty */
-        expect_failure(ksa_task_generate(&ex, (ksa_task_kind)t, 0, 50, 1, &f), KSA_EINVAL, msg);
+        expect_failure(ksa_task_generate(&ex, (ksa_task_kind)t, 0, 50, 1, &f, NULL), KSA_EINVAL,
+                       msg);
     }
-    expect_failure(ksa_task_generate(&ex, KSA_TASK_PASSKEY, 500, -1, 1, &f), KSA_EINVAL,
+    expect_failure(ksa_task_generate(&ex, KSA_TASK_PASSKEY, 500, -1, 1, &f, NULL), KSA_EINVAL,
                    "depth -1 is outside [0, 100]");
-    expect_failure(ksa_task_generate(&ex, KSA_TASK_PASSKEY, 500, 100.5, 1, &f), KSA_EINVAL,
+    expect_failure(ksa_task_generate(&ex, KSA_TASK_PASSKEY, 500, 100.5, 1, &f, NULL), KSA_EINVAL,
                    "depth 100.5 is outside [0, 100]");
-    expect_failure(ksa_task_generate(&ex, KSA_TASK_PASSKEY, 500, NAN, 1, &f), KSA_EINVAL,
+    expect_failure(ksa_task_generate(&ex, KSA_TASK_PASSKEY, 500, NAN, 1, &f, NULL), KSA_EINVAL,
                    "is outside [0, 100]");
     ksa_task_filler_free(&f);
 
@@ -574,6 +576,214 @@ static void bad_filler_files_are_refused_naming_the_file(void **state)
     ksa_task_filler_free(&f);
 }
 
+/* ---- a BPE tokenizer -------------------------------------------------------------------- *
+ * A small byte-level BPE (bpe.h) made here, with Qwen's pre-tokenizer and merges across the
+ * places where pieces of an example meet (a separator into the next word, ".\n", runs of
+ * spaces), so that the counts of pieces do not add up and ksa_task_generate has to fit the
+ * whole example. tests/test_task.sh checks the real Qwen3 tokenizer against its reference. */
+
+#define QWEN_REGEX                                                                                 \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}| "              \
+    "?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+"
+
+/* GPT-2's byte -> character, as UTF-8 (JSON-escaped where needed) appended to out. */
+static void append_byte_char(char *out, int byte)
+{
+    int extra = 0, cp = -1;
+    for (int b = 0; b < 256 && cp < 0; b++) {
+        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+        int c = printable ? b : 256 + extra++;
+        if (b == byte)
+            cp = c;
+    }
+    char *e = out + strlen(out);
+    if (cp == '"' || cp == '\\')
+        sprintf(e, "\\%c", cp);
+    else if (cp < 0x80)
+        sprintf(e, "%c", cp);
+    else
+        sprintf(e, "%c%c", 0xC0 | (cp >> 6), 0x80 | (cp & 0x3F));
+}
+
+/* Merges "a b" in plain text (' ' inside a side is written '_', newline '~'). */
+static const char *const test_merges[][2] = {
+    {"_", "T"},  {"h", "e"},   {"_T", "he"}, {"_", "t"},   {"_t", "he"},    {"_", "a"},
+    {"n", "d"},  {"_a", "nd"}, {".", "~"},   {"_", "_"},   {"__", "__"},    {"i", "s"},
+    {"_", "is"}, {"_", "i"},   {"_", "s"},   {"_s", "ky"}, {"k", "y"},      {"9", "9"},
+    {"e", "r"},  {"_", "V"},   {"A", "R"},   {"_V", "AR"}, {"V", "AR"},     {"_", "="},
+    {"o", "r"},  {"_", "n"},   {"_n", "um"}, {"u", "m"},   {"_num", "ber"}, {"b", "er"},
+};
+
+/* The side's bytes in the byte-level alphabet, appended to out. */
+static void append_side(char *out, const char *side)
+{
+    for (const char *p = side; *p; p++)
+        append_byte_char(out, *p == '_' ? ' ' : *p == '~' ? '\n' : (unsigned char)*p);
+}
+
+static char *test_tokenizer_json(size_t *n)
+{
+    size_t cap = 1 << 16, n_merges = sizeof test_merges / sizeof test_merges[0];
+    char *j = calloc(cap, 1);
+    assert_non_null(j);
+    strcat(j, "{\"version\": \"1.0\", \"added_tokens\": [{\"id\": ");
+    sprintf(j + strlen(j), "%zu", 256 + n_merges);
+    strcat(j, ", \"content\": \"<|endoftext|>\", \"special\": true}], \"normalizer\": {\"type\": "
+              "\"NFC\"}, \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": "
+              "[{\"type\": \"Split\", \"pattern\": {\"Regex\": \"" QWEN_REGEX "\"}, "
+              "\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", "
+              "\"add_prefix_space\": false, \"use_regex\": false}]}, \"decoder\": {\"type\": "
+              "\"ByteLevel\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {");
+    for (int c = 0; c < 256; c++) {
+        strcat(j, "\"");
+        append_byte_char(j, c);
+        sprintf(j + strlen(j), "\": %d, ", c);
+    }
+    for (size_t i = 0; i < n_merges; i++) {
+        strcat(j, "\"");
+        append_side(j, test_merges[i][0]);
+        append_side(j, test_merges[i][1]);
+        sprintf(j + strlen(j), "\": %zu%s", 256 + i, i + 1 < n_merges ? ", " : "");
+    }
+    strcat(j, "}, \"merges\": [");
+    for (size_t i = 0; i < n_merges; i++) {
+        strcat(j, i ? ", \"" : "\"");
+        append_side(j, test_merges[i][0]);
+        strcat(j, " ");
+        append_side(j, test_merges[i][1]);
+        strcat(j, "\"");
+    }
+    strcat(j, "]}}");
+    assert_true(strlen(j) < cap);
+    *n = strlen(j);
+    return j;
+}
+
+static ksa_tok *open_test_tokenizer(void)
+{
+    size_t n;
+    char *json = test_tokenizer_json(&n);
+    ksa_tok *t = NULL;
+    if (ksa_tok_open_memory(&t, json, n, "the test tokenizer") != KSA_OK)
+        fail_msg("%s", ksa_last_error());
+    free(json);
+    return t;
+}
+
+/* The text of ids[0..n) as a malloc'ed string. */
+static char *decoded(const ksa_tok *t, const int32_t *ids, size_t n)
+{
+    size_t len = ksa_tok_decode(t, NULL, 0, ids, n, 0);
+    char *s = malloc(len + 1);
+    assert_non_null(s);
+    ksa_tok_decode(t, s, len, ids, n, 0);
+    s[len] = 0;
+    return s;
+}
+
+/* Every example of every task, at lengths from the minimum on, with both fillers: exactly len
+ * ids that are encode(prompt), encode(answer) and end-of-text; each needle's tokens the
+ * fewest that hold it; the same content as the byte tokenizer's example (seed, needles,
+ * question, answer); and the byte tokenizer through tok.h gives the byte example itself.   */
+static void a_bpe_tokenizer_spells_examples_of_exactly_len_tokens(void **state)
+{
+    ksa_tok *t = open_test_tokenizer(), *bytes = ksa_tok_byte();
+    ksa_tok_encoder *e = ksa_tok_encoder_new(t);
+    size_t fitted_with_merges = 0, n_examples = 0;
+    for (int noise = 0; noise < 2; noise++) {
+        ksa_task_filler f;
+        open_filler(&f, *state, noise);
+        for (int task = 0; task < KSA_TASK_COUNT; task++) {
+            /* the file's words take up to 32 tokens each here (no merges of 'a', CJK,
+             * emoji), more than the separators of a short example can make up: long
+             * examples only (the error is below) */
+            size_t min = ksa_task_min_len((ksa_task_kind)task);
+            const size_t noise_lens[] = {min, min + 1, min + 7, 333, 1024},
+                         file_lens[] = {333, 500, 777, 1024, 2048};
+            const size_t *lens = noise ? noise_lens : file_lens;
+            for (size_t li = 0; li < sizeof noise_lens / sizeof noise_lens[0]; li++)
+                for (uint64_t seed = 1; seed <= 6; seed++) {
+                    size_t len = lens[li];
+                    double depth = (double)(seed * 23 % 101);
+                    ksa_task_example ex, by, via;
+                    if (ksa_task_generate(&ex, (ksa_task_kind)task, len, depth, seed, &f, t) !=
+                        KSA_OK)
+                        fail_msg("%s len %zu seed %llu: %s", ksa_task_name(task), len,
+                                 (unsigned long long)seed, ksa_last_error());
+                    generate(&by, (ksa_task_kind)task, len, depth, seed, &f);
+                    assert_int_equal(
+                        ksa_task_generate(&via, (ksa_task_kind)task, len, depth, seed, &f, bytes),
+                        KSA_OK);
+                    assert_string_equal(via.prompt, by.prompt);
+                    assert_memory_equal(via.ids, by.ids, len * sizeof *by.ids);
+                    n_examples++;
+                    /* exactly len: encode(prompt), encode(answer), end-of-text */
+                    assert_int_equal(ex.len, len);
+                    assert_int_equal(ex.prompt_tokens + ex.answer_tokens + 1, len);
+                    assert_int_equal(ex.ids[len - 1], ksa_tok_eot(t));
+                    ksa_ids ids = {0};
+                    assert_int_equal(ksa_tok_encode(e, ex.prompt, strlen(ex.prompt), &ids), KSA_OK);
+                    assert_int_equal(ids.n, ex.prompt_tokens);
+                    assert_int_equal(ksa_tok_encode(e, ex.answer, strlen(ex.answer), &ids), KSA_OK);
+                    assert_int_equal(ids.n, len - 1);
+                    assert_memory_equal(ids.v, ex.ids, (len - 1) * sizeof *ex.ids);
+                    ksa_ids_free(&ids);
+                    fitted_with_merges += ex.prompt_tokens != strlen(ex.prompt);
+                    /* the needles: the same sentences as the byte example's (in an order
+                     * that may differ where the byte example's ties broke by drawing order),
+                     * each held by exactly its tokens */
+                    assert_int_equal(ex.n_needles, by.n_needles);
+                    assert_string_equal(ex.answer, by.answer);
+                    assert_string_equal(question_of(ex.prompt), question_of(by.prompt));
+                    int used[KSA_TASK_MAX_NEEDLES] = {0};
+                    for (size_t i = 0; i < ex.n_needles; i++) {
+                        const ksa_task_needle *nd = &ex.needles[i];
+                        char *all = decoded(t, ex.ids + nd->pos, nd->tokens),
+                             *less_first = decoded(t, ex.ids + nd->pos + 1, nd->tokens - 1),
+                             *less_last = decoded(t, ex.ids + nd->pos, nd->tokens - 1);
+                        size_t j = 0;
+                        char sentence[160] = "";
+                        for (; j < by.n_needles; j++) {
+                            snprintf(sentence, sizeof sentence, "%.*s", (int)by.needles[j].tokens,
+                                     by.prompt + by.needles[j].pos);
+                            if (!used[j] && strstr(all, sentence))
+                                break;
+                        }
+                        if (j == by.n_needles || strstr(less_first, sentence) ||
+                            strstr(less_last, sentence))
+                            fail_msg("%s seed %llu: needle %zu is not tokens %zu..%zu ('%s')",
+                                     ksa_task_name(task), (unsigned long long)seed, i, nd->pos,
+                                     nd->pos + nd->tokens, all);
+                        used[j] = 1;
+                        assert_int_equal(nd->target, by.needles[j].target);
+                        if (i == ex.depth_needle) /* the same sentence placed by the depth */
+                            assert_int_equal(j, by.depth_needle);
+                        free(all), free(less_first), free(less_last);
+                    }
+                    ksa_task_example_free(&ex);
+                    ksa_task_example_free(&by);
+                    ksa_task_example_free(&via);
+                }
+        }
+        ksa_task_filler_free(&f);
+    }
+    assert_true(fitted_with_merges == n_examples); /* the merges did apply everywhere */
+    /* where the next word is longer in tokens than the separators can make up, a clear error:
+     * here 4 filler words fit, the next is 32 'a's (32 tokens), the gap is 26 tokens and the
+     * context of 4 words and 4 needles has 7 separators (dropping words widens the gap) */
+    ksa_task_filler f;
+    open_filler(&f, *state, 0);
+    ksa_task_example ex;
+    expect_failure(ksa_task_generate(&ex, KSA_TASK_NIAH_MULTIKEY, 200, 46, 2, &f, t), KSA_EINVAL,
+                   "cannot make the niah-multikey example of seed 2 exactly 200 tokens long "
+                   "with the tokenizer bpe-");
+    assert_null(ex.prompt);
+    ksa_task_filler_free(&f);
+    ksa_tok_encoder_free(e);
+    ksa_tok_close(t);
+    ksa_tok_close(bytes);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, dt_setup_dir, dt_teardown_dir)
@@ -590,6 +800,7 @@ int main(void)
         T(bad_arguments_are_errors_that_name_the_problem),
         T(the_minimum_length_holds_the_longest_content),
         T(bad_filler_files_are_refused_naming_the_file),
+        T(a_bpe_tokenizer_spells_examples_of_exactly_len_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

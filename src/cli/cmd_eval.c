@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "ckpt/ckpt.h"
+#include "ckpt/ckpt_tok.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "data/loader.h"
@@ -27,6 +28,7 @@
 #include "train/eval.h"
 #include "train/run_dir.h"
 #include "train/task_eval.h"
+#include "train/trainer.h"
 #include "train/train_config.h"
 #include "data/taskset.h"
 
@@ -239,7 +241,8 @@ static int task_main(const eval_options *o)
         return ksa_cli_error("eval", 2);
     int rc = 1, have_model = 0, have_filler = 0;
     double t0 = ksa_now();
-    char ckpt[KSA_PATH_STR + 32], tokenizer[64], what[KSA_PATH_STR + 64];
+    char ckpt[KSA_PATH_STR + 32];
+    ksa_tok *tok = NULL;
     ksa_model_config cfg;
     ksa_model m;
     ksa_task_filler filler;
@@ -249,17 +252,20 @@ static int task_main(const eval_options *o)
         goto fail;
     if (strcmp(ckpt, o->ckpt) != 0)
         fprintf(info, "# checkpoint %s (the newest in %s)\n", ckpt, o->ckpt);
-    snprintf(what, sizeof what, "checkpoint '%s'", ckpt);
-    if (ksa_ckpt_read_tokenizer(ckpt, tokenizer, sizeof tokenizer) != KSA_OK ||
-        ksa_tokenizer_check_name(tokenizer, what) != KSA_OK ||
-        ksa_ckpt_read_config(ckpt, &cfg) != KSA_OK || ksa_model_init(&m, &cfg) != KSA_OK)
+    /* the model's tokenizer (its /tokenizer: bytes, or a BPE tokenizer.json it holds) spells
+     * the examples; one of another kind, or an unknown one, is refused */
+    if (ksa_ckpt_read_config(ckpt, &cfg) != KSA_OK || ksa_model_init(&m, &cfg) != KSA_OK)
         goto fail;
     have_model = 1;
-    if (ksa_ckpt_read_params(ckpt, &m.params, 0) != KSA_OK ||
+    if (ksa_ckpt_open_tok(&tok, ckpt, m.V) != KSA_OK ||
+        ksa_ckpt_read_params(ckpt, &m.params, 0) != KSA_OK ||
         ksa_task_filler_open(&filler, o->filler) != KSA_OK)
         goto fail;
     have_filler = 1;
     ksa_model_layout_print(&m.layout, info);
+    if (ksa_tok_bpe(tok))
+        fprintf(info, "# tokenizer %s (vocabulary %zu, end-of-text %d), from the checkpoint\n",
+                ksa_tok_name(tok), ksa_tok_vocab_size(tok), (int)ksa_tok_eot(tok));
     ksa_task_eval_options eo = {.task = task,
                                 .len = (size_t)o->len,
                                 .n = o->n > 0 ? (size_t)o->n : 10 * n_depths,
@@ -267,6 +273,7 @@ static int task_main(const eval_options *o)
                                 .n_depths = n_depths,
                                 .seed = (uint64_t)o->seed,
                                 .filler = &filler,
+                                .tok = tok,
                                 .batch = o->batch > 0 ? (size_t)o->batch : 8,
                                 .progress_seconds = o->progress};
     if (ksa_task_eval(&m, &eo, &r) != KSA_OK)
@@ -317,6 +324,7 @@ done:
         ksa_task_filler_free(&filler);
     if (have_model)
         ksa_model_free(&m);
+    ksa_tok_close(tok);
     if (depths != default_depths)
         ksa_free(depths);
     return rc;

@@ -15,15 +15,16 @@ static const char what_it_does[] =
     "text with needles, then the question), the answer and an end-of-text. Tasks: passkey,\n"
     "niah-multikey, niah-multivalue, vartrack. Depth: where the (first) target needle sits,\n"
     "in percent of the filler; example i takes depth i mod the list's length. Writes P.bin\n"
-    "(+ .meta, .tokenizer: a token file like ksa prepare's) and P.jsonl (one object per\n"
-    "example: prompt, answer, needle positions). See docs/evaluation.md.\n";
+    "(+ .meta, .tokenizer, with --tokenizer .tokenizer.json: a token file like ksa\n"
+    "prepare's) and P.jsonl (one object per example: prompt, answer, needle positions).\n"
+    "See docs/evaluation.md.\n";
 
 int ksa_cmd_task(int argc, char **argv)
 {
     ksa_taskset_options o;
     ksa_taskset_defaults(&o);
     const char *task = NULL, *depths = NULL;
-    long len = 0, n = 0, seed = (long)o.seed, vocab_size = (long)o.vocab_size;
+    long len = 0, n = 0, seed = (long)o.seed, vocab_size = 0;
     int help = 0;
     const ksa_arg args[] = {
         {"task", KSA_ARG_STRING, &task, NULL, 0,
@@ -39,8 +40,11 @@ int ksa_cmd_task(int argc, char **argv)
         {"filler", KSA_ARG_STRING, &o.filler, NULL, 0,
          "a UTF-8 text file, or noise (default " KSA_TASKSET_DEFAULT_FILLER ")"},
         {"out", KSA_ARG_STRING, &o.out, NULL, 0, "prefix P of P.bin and P.jsonl (required)"},
+        {"tokenizer", KSA_ARG_STRING, &o.tokenizer, NULL, 0,
+         "a byte-level BPE tokenizer.json to spell the examples with (default: bytes)"},
         {"vocab_size", KSA_ARG_LONG, &vocab_size, NULL, 0,
-         "vocabulary size, at least 257 (default 257); above 65536 the tokens are uint32"},
+         "vocabulary size, at least the tokenizer's (default: the tokenizer's, 257 for "
+         "bytes); above 65536 the tokens are uint32"},
         {"overwrite", KSA_ARG_FLAG, &o.overwrite, NULL, 0,
          "replace existing output files instead of refusing"},
         {"help", KSA_ARG_FLAG, &help, NULL, 0, "this text"},
@@ -70,6 +74,8 @@ int ksa_cmd_task(int argc, char **argv)
     o.len = (size_t)len;
     o.n = (size_t)n;
     o.seed = (uint64_t)seed;
+    if (vocab_size < 0)
+        return ksa_cli_errorf("task", 2, "--vocab-size %ld is negative", vocab_size);
     o.vocab_size = (size_t)vocab_size;
     ksa_taskset_result r;
     ksa_status st = ksa_taskset_write(&o, &r);
@@ -77,10 +83,12 @@ int ksa_cmd_task(int argc, char **argv)
     if (st != KSA_OK) /* nothing was left behind */
         return ksa_cli_error("task", 1);
     printf("ksa task: %zu %s example%s of %zu tokens (seed %llu, filler %s) -> '%s' (%zu "
-           "tokens, %s), '%s'; %.2f s\n",
+           "tokens, %s",
            o.n, ksa_task_name(o.task), o.n == 1 ? "" : "s", o.len, (unsigned long long)o.seed,
-           o.filler, r.bin_path, r.n_tokens, ksa_tokfile_dtype_name(r.dtype), r.jsonl_path,
-           r.seconds);
+           o.filler, r.bin_path, r.n_tokens, ksa_tokfile_dtype_name(r.dtype));
+    if (o.tokenizer) /* the byte tokenizer's line stays as it was */
+        printf(", tokenizer %s, vocab_size %zu", r.tokenizer, r.vocab_size);
+    printf("), '%s'; %.2f s\n", r.jsonl_path, r.seconds);
     ksa_taskset_result_free(&r);
     return 0;
 }

@@ -9,24 +9,57 @@
 #include <sys/stat.h>
 
 #include "core/rng.h"
+#include "data/tok.h"
 #include "data/tokenizer.h"
 
 /* ---- the tokenizer ---------------------------------------------------------------------- */
 
-/* The one place that turns text into ids: writes at most cap ids of text[0..bytes) (ids may
- * be NULL with cap 0) and returns how many the whole text takes, like snprintf. Today the
- * byte tokenizer, one id per byte. A BPE tokenizer goes here; plan_filler adds the counts
- * of pieces, which is exact for bytes only, so with BPE it needs a fix-up pass as well.    */
-static size_t tokenize(int32_t *ids, size_t cap, const char *text, size_t bytes)
+/* The one place that turns text into ids. tok NULL is the byte tokenizer (one id per byte);
+ * a BPE tokenizer encodes through enc. An encoding failure (BPE only: PCRE2 gave up) is
+ * kept in st, which the caller checks; counts are then 0.                                 */
+typedef struct {
+    const ksa_tok *tok;   /* borrowed; NULL: bytes */
+    ksa_tok_encoder *enc; /* owned; BPE only */
+    ksa_status st;        /* the first failure */
+} coder;
+
+static void encode_text(coder *cd, const char *text, size_t bytes, ksa_ids *ids)
 {
-    if (ids)
-        ksa_tokenizer_encode(ids, text, bytes < cap ? bytes : cap);
-    return bytes;
+    if (!cd->tok) {
+        ksa_ids_reserve(ids, bytes);
+        ksa_tokenizer_encode(ids->v + ids->n, text, bytes);
+        ids->n += bytes;
+        return;
+    }
+    ksa_status st = ksa_tok_encode(cd->enc, text, bytes, ids);
+    if (st != KSA_OK && cd->st == KSA_OK)
+        cd->st = st;
 }
 
-static size_t count_tokens(const char *text)
+static size_t count_bytes(coder *cd, const char *text, size_t bytes)
 {
-    return tokenize(NULL, 0, text, strlen(text));
+    if (!cd || !cd->tok)
+        return bytes;
+    ksa_ids ids = {0};
+    encode_text(cd, text, bytes, &ids);
+    size_t n = ids.n;
+    ksa_ids_free(&ids);
+    return n;
+}
+
+static size_t count_tokens(coder *cd, const char *text)
+{
+    return count_bytes(cd, text, strlen(text));
+}
+
+/* Tokens of sep + text[0..bytes) (a piece with the separator before it). */
+static size_t count_joined(coder *cd, char sep, const char *text, size_t bytes)
+{
+    char buf[160]; /* a needle or question (< 128 bytes) or a filler word (<= 32) */
+    KSA_ASSERT(bytes < sizeof buf, "piece of %zu bytes", bytes);
+    buf[0] = sep;
+    memcpy(buf + 1, text, bytes);
+    return count_bytes(cd, buf, bytes + 1);
 }
 
 /* ---- task names --------------------------------------------------------------------------- */
@@ -422,35 +455,29 @@ static void draw_content(task_content *c, ksa_task_kind task, double at, ksa_rng
     }
 }
 
-/* Tokens of everything but the filler: the needles joined by separators, "\n" + question,
- * the answer and end-of-text. */
-static size_t fixed_tokens(const task_content *c)
+/* Tokens of everything but the filler, as pieces: the first needle, each further needle with
+ * its separating space, "\n" + question, the answer and end-of-text. Exact for the byte
+ * tokenizer; an estimate for BPE (ksa_task_generate then measures the whole example).     */
+static size_t fixed_tokens(coder *cd, const task_content *c)
 {
-    size_t sep = count_tokens(" "),
-           n = count_tokens("\n") + count_tokens(c->question) + count_tokens(c->answer) + 1;
+    size_t n =
+        count_joined(cd, '\n', c->question, strlen(c->question)) + count_tokens(cd, c->answer) + 1;
     for (size_t i = 0; i < c->n_needles; i++)
-        n += count_tokens(c->needle[i]) + (i ? sep : 0);
+        n += i ? count_joined(cd, ' ', c->needle[i], strlen(c->needle[i]))
+               : count_tokens(cd, c->needle[i]);
     return n;
 }
 
+/* Measured in bytes for every tokenizer: a byte-level tokenizer never spells this ASCII text
+ * in more tokens than bytes, so the minimum holds for BPE as well. */
 size_t ksa_task_min_len(ksa_task_kind task)
 {
     task_content c;
     draw_content(&c, task, 0.0, NULL);
-    return fixed_tokens(&c);
+    return fixed_tokens(NULL, &c);
 }
 
 /* ---- the filler's share and the assembly -------------------------------------------------- */
-
-/* The filler: n words of the stream from `first` on, then padding. Each word costs its
- * tokens plus one separator; the needles' separators are in fixed_tokens.                */
-typedef struct {
-    size_t first;  /* stream index of the first word */
-    size_t n;      /* words used */
-    size_t tokens; /* sum over them of tokens(word) + separator */
-    size_t bytes;  /* the same in bytes */
-    size_t pad;    /* spaces before the question line: the rest of the budget */
-} filler_plan;
 
 static const char *word_text(const ksa_task_filler *f, size_t w)
 {
@@ -462,55 +489,249 @@ static size_t word_bytes(const ksa_task_filler *f, size_t w)
     return f->bytes[w % f->n_words];
 }
 
-static size_t word_cost(const ksa_task_filler *f, size_t w, size_t sep)
+/* The filler tokens of a word: those of " " + word encoded alone (bytes: bytes + 1). */
+static size_t word_cost(coder *cd, const ksa_task_filler *f, size_t w)
 {
-    return tokenize(NULL, 0, word_text(f, w), word_bytes(f, w)) + sep;
+    return count_joined(cd, ' ', word_text(f, w), word_bytes(f, w));
 }
 
-/* As many words as fit in budget tokens; the rest becomes padding. */
-static filler_plan plan_filler(const ksa_task_filler *f, size_t first, size_t budget)
+/* How many words from stream index `first` on fit in budget tokens, by word_cost. */
+static size_t words_fitting(coder *cd, const ksa_task_filler *f, size_t first, size_t budget)
 {
-    size_t sep = count_tokens(" ");
-    filler_plan p = {.first = first};
+    size_t n = 0, tokens = 0;
     for (;;) {
-        size_t cost = word_cost(f, first + p.n, sep);
-        if (p.tokens + cost > budget)
-            break;
-        p.tokens += cost;
-        p.bytes += word_bytes(f, first + p.n) + 1;
-        p.n++;
+        size_t cost = word_cost(cd, f, first + n);
+        if (tokens + cost > budget || cd->st != KSA_OK)
+            return n;
+        tokens += cost;
+        n++;
     }
-    p.pad = (budget - p.tokens) / sep;
-    return p;
 }
 
-/* Appends bytes to the prompt being built. */
+/* One attempt at an example: n filler words from `first`, then pad spaces before the
+ * question's newline. */
 typedef struct {
-    char *text;   /* [cap + 1] */
+    char *text;   /* owned, [cap + 1]: the prompt */
     size_t bytes; /* used */
     size_t cap;
-    size_t tokens; /* counted so far */
-    int pieces;    /* context pieces so far: a separator goes before every one but the first */
-} builder;
+    size_t pieces; /* context pieces so far: a separator goes before every one but the first */
+    size_t needle_at[KSA_TASK_MAX_NEEDLES], needle_end[KSA_TASK_MAX_NEEDLES]; /* bytes */
+    size_t needle_of[KSA_TASK_MAX_NEEDLES]; /* needle of content c at each place */
+    size_t filler_tokens;                   /* sum of word_cost over the n words */
+    size_t boundaries;                      /* separators of the context (pieces - 1) */
+    size_t wide_from; /* pieces from this one on have two spaces before them */
+    ksa_ids ids;      /* prompt, answer, end-of-text */
+    size_t prompt_tokens, answer_tokens;
+} attempt;
 
-static void put(builder *b, const char *s, size_t n)
+static void put(attempt *a, const char *s, size_t n)
 {
-    KSA_ASSERT(b->bytes + n <= b->cap, "prompt of %zu bytes planned, %zu written", b->cap,
-               b->bytes + n);
-    memcpy(b->text + b->bytes, s, n);
-    b->bytes += n;
-    b->tokens += tokenize(NULL, 0, s, n);
+    KSA_ASSERT(a->bytes + n <= a->cap, "prompt of %zu bytes planned, %zu written", a->cap,
+               a->bytes + n);
+    memcpy(a->text + a->bytes, s, n);
+    a->bytes += n;
 }
 
-/* A new context piece begins: a separator, unless it is the first. */
-static void start_piece(builder *b)
+/* A new context piece begins: a separator, unless it is the first; two spaces from piece
+ * wide_from on. */
+static void start_piece(attempt *a)
 {
-    if (b->pieces++)
-        put(b, " ", 1);
+    if (a->pieces && a->pieces >= a->wide_from)
+        put(a, " ", 1);
+    if (a->pieces++)
+        put(a, " ", 1);
+}
+
+/* Builds the prompt of n words from `first`, `pad` spaces before the question's newline
+ * and the last `wide` separators of the context two spaces instead of one, and encodes it and
+ * the answer. The needles go at the word boundaries nearest to their fractions of the filler
+ * tokens. Sets a->boundaries to the number of separators (the most `wide` can be).          */
+static void build(attempt *a, coder *cd, const task_content *c, const ksa_task_filler *f,
+                  size_t first, size_t n, size_t pad, size_t wide)
+{
+    size_t cost_n = 0, bytes_n = 0;
+    for (size_t w = 0; w < n; w++)
+        cost_n += word_cost(cd, f, first + w), bytes_n += word_bytes(f, first + w) + 1;
+    size_t k = c->n_needles, order[KSA_TASK_MAX_NEEDLES], goal[KSA_TASK_MAX_NEEDLES];
+    /* needles in order of appearance: by the filler token they go at, then drawing order */
+    for (size_t i = 0; i < k; i++) {
+        goal[i] = (size_t)llround(c->at[i] * (double)cost_n);
+        size_t j = i;
+        while (j > 0 && goal[order[j - 1]] > goal[i]) /* insertion sort: stable */
+            order[j] = order[j - 1], j--;
+        order[j] = i;
+    }
+    size_t needle_bytes = 0;
+    for (size_t i = 0; i < k; i++)
+        needle_bytes += strlen(c->needle[i]) + 1;
+    size_t cap = bytes_n + needle_bytes + pad + wide + 1 + strlen(c->question);
+    if (cap > a->cap) {
+        ksa_free(a->text);
+        a->text = ksa_alloc(cap + 1);
+        a->cap = cap;
+    }
+    a->boundaries = n + k - 1; /* k >= 1 */
+    KSA_ASSERT(wide <= a->boundaries, "%zu wide separators of %zu", wide, a->boundaries);
+    a->bytes = 0;
+    a->pieces = 0;
+    a->wide_from = n + k - wide; /* the piece whose separator is the first wide one */
+    size_t at = 0, next = 0;     /* filler tokens before the current word boundary; next needle */
+    for (size_t w = 0; w <= n; w++) {
+        /* at the boundary before word w: place the needles nearer to it than to the next */
+        size_t cost = w < n ? word_cost(cd, f, first + w) : 0;
+        while (next < k && (w == n || 2 * goal[order[next]] <= 2 * at + cost)) {
+            size_t i = order[next];
+            start_piece(a);
+            a->needle_of[next] = i;
+            a->needle_at[next] = a->bytes;
+            put(a, c->needle[i], strlen(c->needle[i]));
+            a->needle_end[next] = a->bytes;
+            next++;
+        }
+        if (w < n) {
+            start_piece(a);
+            put(a, word_text(f, first + w), word_bytes(f, first + w));
+            at += cost;
+        }
+    }
+    for (size_t i = 0; i < pad; i++)
+        put(a, " ", 1);
+    put(a, "\n", 1);
+    put(a, c->question, strlen(c->question));
+    a->text[a->bytes] = '\0';
+    a->filler_tokens = cost_n;
+    a->ids.n = 0;
+    encode_text(cd, a->text, a->bytes, &a->ids);
+    a->prompt_tokens = a->ids.n;
+    encode_text(cd, c->answer, strlen(c->answer), &a->ids);
+    a->answer_tokens = a->ids.n - a->prompt_tokens;
+}
+
+/* Tokens of the attempt: prompt, answer, end-of-text. */
+static size_t total_tokens(const attempt *a)
+{
+    return a->prompt_tokens + a->answer_tokens + 1;
+}
+
+/* The needles' first tokens and token counts: the tokens holding their first and last bytes
+ * (bytes: the byte offsets). KSA_EFORMAT if the prompt's tokens do not spell its bytes (a
+ * BPE tokenizer's normalization changed the text).                                         */
+static ksa_status locate_needles(const attempt *a, const ksa_tok *tok, size_t k,
+                                 ksa_task_example *ex, const char *filler)
+{
+    if (!tok) {
+        for (size_t j = 0; j < k; j++) {
+            ex->needles[j].pos = a->needle_at[j];
+            ex->needles[j].tokens = a->needle_end[j] - a->needle_at[j];
+        }
+        return KSA_OK;
+    }
+    size_t byte = 0, j = 0, end_j = 0; /* bytes before token t; next needle to start / end */
+    for (size_t t = 0; t < a->prompt_tokens; t++) {
+        size_t len = ksa_tok_decode(tok, NULL, 0, a->ids.v + t, 1, 0);
+        for (; j < k && a->needle_at[j] < byte + len; j++)
+            ex->needles[j].pos = t;
+        for (; end_j < k && a->needle_end[end_j] <= byte + len; end_j++)
+            ex->needles[end_j].tokens = t + 1 - ex->needles[end_j].pos;
+        byte += len;
+    }
+    if (byte != a->bytes || j != k || end_j != k)
+        return ksa_fail(KSA_EFORMAT,
+                        "the tokenizer %s does not spell the prompt's bytes back (%zu bytes "
+                        "from its tokens, %zu in the text): its normalization (NFC) changes "
+                        "the filler '%s'; give a filler in NFC",
+                        ksa_tok_name(tok), byte, a->bytes, filler);
+    return KSA_OK;
+}
+
+#define MAX_GROW_PASSES 64 /* BPE: rounds of adding words by their estimated cost */
+#define MAX_DROPPED 16     /* BPE: words dropped from the end while looking for a fit */
+#define MAX_WIDEN_PASSES 8 /* BPE: rounds of correcting the number of wide separators */
+#define MAX_PAD 64         /* BPE: spaces tried before the question's newline */
+
+/* a, built with `pad` and no wide separator and shorter than len: widens the last separators
+ * by the gap, corrected by what the encoding says. Returns 1 with a of exactly len tokens. */
+static int widen(attempt *a, coder *cd, const task_content *c, const ksa_task_filler *f,
+                 size_t first, size_t n, size_t pad, size_t len)
+{
+    size_t wide = len - total_tokens(a), boundaries = a->boundaries;
+    for (int pass = 0; pass < MAX_WIDEN_PASSES && wide > 0 && wide <= boundaries; pass++) {
+        build(a, cd, c, f, first, n, pad, wide);
+        size_t total = total_tokens(a);
+        if (cd->st != KSA_OK)
+            return 1; /* the caller returns the failure */
+        if (total == len)
+            return 1;
+        if (total < len)
+            wide += len - total;
+        else
+            wide -= total - len < wide ? total - len : wide;
+    }
+    return 0;
+}
+
+/* Finds the example of exactly len tokens, leaving it built in a. First the most words that
+ * fit by their word_cost. Bytes: that plan is exact, and the rest of the budget is spaces
+ * before the question's newline. BPE: words are added by their cost while the encoded
+ * example is shorter, dropped from the end while it is longer; the gap left (fewer tokens
+ * than a word) is closed by widening that many of the last separators to two spaces (the
+ * second space is a token of its own: " ", " word"), corrected a few times by what the
+ * encoding says; if the separators cannot take it, with 1 to MAX_PAD spaces before the
+ * newline as well; if that fails too, one more word is dropped and all is tried again.    */
+static ksa_status fit(attempt *a, coder *cd, const task_content *c, const ksa_task_filler *f,
+                      size_t first, size_t len, size_t fixed, ksa_task_kind task, uint64_t seed)
+{
+    size_t n = words_fitting(cd, f, first, len - fixed);
+    build(a, cd, c, f, first, n, 0, 0);
+    if (!cd->tok) {
+        KSA_ASSERT(total_tokens(a) <= len, "byte plan of %zu tokens for %zu", total_tokens(a), len);
+        if (total_tokens(a) < len)
+            build(a, cd, c, f, first, n, len - total_tokens(a), 0);
+        KSA_ASSERT(total_tokens(a) == len, "byte plan of %zu tokens for %zu", total_tokens(a), len);
+        return KSA_OK;
+    }
+    for (int pass = 0; pass < MAX_GROW_PASSES && total_tokens(a) < len; pass++) {
+        size_t more = words_fitting(cd, f, first + n, len - total_tokens(a));
+        if (more == 0 || cd->st != KSA_OK)
+            break;
+        n += more;
+        build(a, cd, c, f, first, n, 0, 0);
+    }
+    while (total_tokens(a) > len && n > 0 && cd->st == KSA_OK)
+        build(a, cd, c, f, first, --n, 0, 0);
+    for (size_t dropped = 0; dropped <= MAX_DROPPED && cd->st == KSA_OK; dropped++) {
+        if (dropped > 0) {
+            if (n == 0)
+                break;
+            build(a, cd, c, f, first, --n, 0, 0);
+        }
+        if (total_tokens(a) == len)
+            return KSA_OK;
+        if (total_tokens(a) > len)
+            continue;
+        if (widen(a, cd, c, f, first, n, 0, len))
+            return cd->st;
+        /* the gap is larger than the separators can take: spaces before the newline too */
+        for (size_t pad = 1; pad <= MAX_PAD && cd->st == KSA_OK; pad++) {
+            build(a, cd, c, f, first, n, pad, 0);
+            if (total_tokens(a) == len)
+                return cd->st;
+            if (total_tokens(a) < len && widen(a, cd, c, f, first, n, pad, len))
+                return cd->st;
+        }
+        build(a, cd, c, f, first, n, 0, 0); /* as it was, for the next drop */
+    }
+    if (cd->st != KSA_OK)
+        return cd->st;
+    return ksa_fail(KSA_EINVAL,
+                    "cannot make the %s example of seed %llu exactly %zu tokens long with the "
+                    "tokenizer %s: no number of filler words and of double spaces between them "
+                    "gives that length (try another --len or --filler)",
+                    ksa_task_name(task), (unsigned long long)seed, len, ksa_tok_name(cd->tok));
 }
 
 ksa_status ksa_task_generate(ksa_task_example *ex, ksa_task_kind task, size_t len, double depth,
-                             uint64_t seed, const ksa_task_filler *filler)
+                             uint64_t seed, const ksa_task_filler *filler, const ksa_tok *tok)
 {
     memset(ex, 0, sizeof *ex);
     KSA_ASSERT((unsigned)task < KSA_TASK_COUNT, "task %d", (int)task);
@@ -522,80 +743,52 @@ ksa_status ksa_task_generate(ksa_task_example *ex, ksa_task_kind task, size_t le
                         "length %zu is too short for %s: it needs at least %zu tokens (the "
                         "needles, the question, the answer and the end-of-text)",
                         len, ksa_task_name(task), min_len);
+    if (tok && !ksa_tok_bpe(tok))
+        tok = NULL; /* the byte tokenizer through tok.h: the same as NULL */
 
     ksa_rng r = ksa_rng_at(ksa_mix64(seed) ^ ksa_hash_string(ksa_task_name(task)));
     size_t first_word = filler->is_noise ? 0 : (size_t)draw_below(&r, filler->n_words);
     task_content c;
     draw_content(&c, task, depth / 100, &r);
-    size_t fixed = fixed_tokens(&c);
-    KSA_ASSERT(fixed <= len, "%s content of %zu tokens, longer than its minimum %zu",
+    coder cd = {.tok = tok, .enc = tok ? ksa_tok_encoder_new(tok) : NULL, .st = KSA_OK};
+    size_t fixed = fixed_tokens(&cd, &c);
+    KSA_ASSERT(tok || fixed <= len, "%s content of %zu tokens, longer than its minimum %zu",
                ksa_task_name(task), fixed, min_len);
-    filler_plan p = plan_filler(filler, first_word, len - fixed);
-
-    /* needles in order of appearance: by the filler token they go at, then drawing order */
-    size_t k = c.n_needles, order[KSA_TASK_MAX_NEEDLES], goal[KSA_TASK_MAX_NEEDLES];
-    for (size_t i = 0; i < k; i++) {
-        goal[i] = (size_t)llround(c.at[i] * (double)p.tokens);
-        size_t j = i;
-        while (j > 0 && goal[order[j - 1]] > goal[i]) /* insertion sort: stable */
-            order[j] = order[j - 1], j--;
-        order[j] = i;
+    attempt a = {0};
+    ksa_status st =
+        fit(&a, &cd, &c, filler, first_word, len, fixed < len ? fixed : len, task, seed);
+    if (st == KSA_OK)
+        st = locate_needles(&a, tok, c.n_needles, ex, filler->name);
+    ksa_tok_encoder_free(cd.enc);
+    if (st != KSA_OK) {
+        ksa_free(a.text);
+        ksa_ids_free(&a.ids);
+        memset(ex, 0, sizeof *ex);
+        return st;
     }
-
-    size_t needle_bytes = 0;
-    for (size_t i = 0; i < k; i++)
-        needle_bytes += strlen(c.needle[i]) + 1;
-    builder b = {.cap = p.bytes + needle_bytes + p.pad + 1 + strlen(c.question)};
-    b.text = ksa_alloc(b.cap + 1);
-    size_t at = 0, next = 0; /* filler tokens before the current word boundary; next needle */
-    for (size_t w = 0; w <= p.n; w++) {
-        /* at the boundary before word w: place the needles nearer to it than to the next */
-        size_t cost = w < p.n ? word_cost(filler, p.first + w, count_tokens(" ")) : 0;
-        while (next < k && (w == p.n || 2 * goal[order[next]] <= 2 * at + cost)) {
-            size_t i = order[next];
-            start_piece(&b);
-            ksa_task_needle *nd = &ex->needles[next];
-            nd->pos = b.tokens;
-            nd->tokens = count_tokens(c.needle[i]);
-            nd->target = c.target[i];
-            if (i == 0)
-                ex->depth_needle = next;
-            put(&b, c.needle[i], strlen(c.needle[i]));
-            next++;
-        }
-        if (w < p.n) {
-            start_piece(&b);
-            put(&b, word_text(filler, p.first + w), word_bytes(filler, p.first + w));
-            at += cost;
-        }
+    for (size_t j = 0; j < c.n_needles; j++) {
+        ex->needles[j].target = c.target[a.needle_of[j]];
+        if (a.needle_of[j] == 0)
+            ex->depth_needle = j;
     }
-    for (size_t i = 0; i < p.pad; i++)
-        put(&b, " ", 1);
-    put(&b, "\n", 1);
-    put(&b, c.question, strlen(c.question));
-    b.text[b.bytes] = '\0';
-
     ex->task = task;
     ex->len = len;
     ex->depth = depth;
     ex->seed = seed;
-    ex->prompt = b.text;
+    ex->prompt = a.text;
     size_t answer_bytes = strlen(c.answer);
     ex->answer = ksa_alloc(answer_bytes + 1);
     memcpy(ex->answer, c.answer, answer_bytes + 1);
-    ex->n_needles = k;
-    ex->filler_tokens = p.tokens;
+    ex->n_needles = c.n_needles;
+    ex->filler_tokens = a.filler_tokens;
+    ex->prompt_tokens = a.prompt_tokens;
+    ex->answer_tokens = a.answer_tokens;
+    KSA_ASSERT(total_tokens(&a) == len, "%s example of %zu + %zu + 1 tokens, fitted to %zu",
+               ksa_task_name(task), a.prompt_tokens, a.answer_tokens, len);
     ex->ids = ksa_alloc(len * sizeof *ex->ids);
-    ex->prompt_tokens = tokenize(ex->ids, len, b.text, b.bytes);
-    KSA_ASSERT(ex->prompt_tokens < len, "prompt of %zu tokens for a length of %zu",
-               ex->prompt_tokens, len);
-    ex->answer_tokens =
-        tokenize(ex->ids + ex->prompt_tokens, len - ex->prompt_tokens, ex->answer, answer_bytes);
-    KSA_ASSERT(ex->prompt_tokens + ex->answer_tokens + 1 == len,
-               "%s example of %zu + %zu + 1 tokens, planned as %zu (counts of pieces must add "
-               "up: tasks.c, tokenize)",
-               ksa_task_name(task), ex->prompt_tokens, ex->answer_tokens, len);
-    ex->ids[len - 1] = KSA_TOKENIZER_EOT;
+    memcpy(ex->ids, a.ids.v, (len - 1) * sizeof *ex->ids);
+    ex->ids[len - 1] = tok ? ksa_tok_eot(tok) : KSA_TOKENIZER_EOT;
+    ksa_ids_free(&a.ids);
     return KSA_OK;
 }
 

@@ -35,9 +35,18 @@
  * seed-chosen word on and wrapping around at the end; or "noise", RULER's repeated "The grass
  * is green. The sky is blue. ..." from its first word.
  *
- * Token counts go through the tokenizer (one call site in tasks.c, `tokenize`). The filler is
- * planned by adding the counts of its pieces, which is exact for the byte tokenizer; the
- * whole example is encoded once at the end and must come out at `len` tokens.             */
+ * Tokenizer: the byte tokenizer (tok NULL) or a BPE tokenizer (data/tok.h). Text goes to ids
+ * in one place in tasks.c (encode_text). The filler is planned by adding the token counts of
+ * its pieces, each word counted with its separating space (" word" encoded alone: its
+ * "filler tokens"). For bytes that is exact. For BPE, merges across pieces make the whole
+ * differ a little, so the example is encoded whole and fitted: words added by their counts
+ * while there is room, dropped from the end while it is too long, then the gap closed by
+ * making the last separators of the context two spaces (each adds a token), else with 1 to
+ * 64 spaces before the question's newline as well, dropping up to 16 more words, until it is
+ * exactly `len`
+ * tokens (else KSA_EINVAL). The ids are encode(prompt), then encode(answer), then
+ * end-of-text: what the model is prompted with and what it has to produce after it. A
+ * needle's pos and tokens are the tokens holding its first and last byte.                */
 #ifndef KSA_DATA_TASKS_H
 #define KSA_DATA_TASKS_H
 
@@ -45,6 +54,7 @@
 #include <stdint.h>
 
 #include "core/core.h"
+#include "data/tok.h"
 
 typedef enum {
     KSA_TASK_PASSKEY,
@@ -80,8 +90,8 @@ ksa_status ksa_task_filler_open(ksa_task_filler *f, const char *spec);
 void ksa_task_filler_free(ksa_task_filler *f);
 
 typedef struct {
-    size_t pos;    /* its first token in the prompt */
-    size_t tokens; /* its length */
+    size_t pos;    /* the token holding its first byte */
+    size_t tokens; /* tokens up to the one holding its last byte */
     int target;    /* 1: it holds (part of) the answer */
 } ksa_task_needle;
 
@@ -97,17 +107,22 @@ typedef struct {
     ksa_task_needle needles[KSA_TASK_MAX_NEEDLES]; /* in order of appearance */
     size_t n_needles;
     size_t depth_needle;  /* index into needles of the one `depth` placed */
-    size_t filler_tokens; /* of the context without needles and their separators */
+    size_t filler_tokens; /* of the context without needles and their separators, word by
+                             word (each word's word_cost: " word" encoded alone) */
 } ksa_task_example;
 
 /* The shortest len that holds every example of the task (its needles, question, longest
- * answer and end-of-text, with no filler).                                               */
+ * answer and end-of-text, with no filler), counted in bytes: the same for every tokenizer
+ * (a byte-level BPE spells this ASCII text in at most as many tokens as bytes).          */
 size_t ksa_task_min_len(ksa_task_kind task);
 
-/* One example. KSA_EINVAL if len < ksa_task_min_len(task) (the message gives the minimum)
- * or depth is outside [0, 100]; then *ex is left empty.                                  */
+/* One example, spelled by tok (NULL or ksa_tok_byte(): the byte tokenizer). KSA_EINVAL if
+ * len < ksa_task_min_len(task) (the message gives the minimum), depth is outside [0, 100],
+ * or (BPE) no fit of exactly len tokens was found; KSA_EFORMAT if the tokenizer does not
+ * spell the prompt's bytes back (a filler that is not NFC). On failure *ex is left empty.
+ * Each call encodes through its own encoder: a tok may be shared by threads.           */
 ksa_status ksa_task_generate(ksa_task_example *ex, ksa_task_kind task, size_t len, double depth,
-                             uint64_t seed, const ksa_task_filler *filler);
+                             uint64_t seed, const ksa_task_filler *filler, const ksa_tok *tok);
 void ksa_task_example_free(ksa_task_example *ex);
 
 /* The seed of example i of a set made with `seed`: splitmix64's mixer chained over the pair,

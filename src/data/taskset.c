@@ -9,6 +9,7 @@
 
 #include "data/path.h"
 #include "data/staged.h"
+#include "data/tok.h"
 #include "data/tokenizer.h"
 
 static const double default_depths[] = {0, 25, 50, 75, 100};
@@ -21,16 +22,9 @@ void ksa_taskset_defaults(ksa_taskset_options *o)
     o->n_depths = sizeof default_depths / sizeof default_depths[0];
     o->seed = 1;
     o->filler = KSA_TASKSET_DEFAULT_FILLER;
-    o->vocab_size = KSA_TOKENIZER_MIN_VOCAB;
 }
 
-void ksa_taskset_result_free(ksa_taskset_result *r)
-{
-    ksa_free(r->bin_path), ksa_free(r->jsonl_path);
-    memset(r, 0, sizeof *r);
-}
-
-/* Everything but the filler and the outputs. */
+/* Everything but the tokenizer, the filler and the outputs. */
 static ksa_status check_options(const ksa_taskset_options *o)
 {
     if (!o->out || !o->out[0])
@@ -51,7 +45,22 @@ static ksa_status check_options(const ksa_taskset_options *o)
         if (!(o->depths[i] >= 0 && o->depths[i] <= 100))
             return ksa_fail(KSA_EINVAL, "depth %g is outside [0, 100] (percent of the filler)",
                             o->depths[i]);
-    return ksa_tokenizer_check_vocab(o->vocab_size);
+    return KSA_OK;
+}
+
+/* The vocabulary: the tokenizer's, or one given that holds it. */
+static ksa_status check_vocab(const ksa_taskset_options *o, const ksa_tok *tok, size_t *vocab_size)
+{
+    *vocab_size = o->vocab_size ? o->vocab_size : ksa_tok_vocab_size(tok);
+    if (!ksa_tok_bpe(tok))
+        return ksa_tokenizer_check_vocab(*vocab_size);
+    if (*vocab_size < ksa_tok_vocab_size(tok) || *vocab_size > (size_t)INT32_MAX)
+        return ksa_fail(KSA_EINVAL,
+                        "--vocab-size %zu does not fit the tokenizer '%s' (%s), whose ids go up "
+                        "to %zu: give at least %zu, or leave it out",
+                        *vocab_size, o->tokenizer, ksa_tok_name(tok), ksa_tok_vocab_size(tok) - 1,
+                        ksa_tok_vocab_size(tok));
+    return KSA_OK;
 }
 
 /* The example's ids in dtype; every id must be below vocab_size (the tokenizer can spell the
@@ -130,17 +139,18 @@ static ksa_status write_json_line(ksa_staged_file *f, const ksa_task_example *ex
 
 /* The examples into files[0] (tokens) and files[1] (JSONL). */
 static ksa_status write_examples(const ksa_taskset_options *o, const ksa_task_filler *filler,
-                                 ksa_dtype dtype, ksa_staged_file *bin, ksa_staged_file *jsonl)
+                                 const ksa_tok *tok, size_t vocab_size, ksa_dtype dtype,
+                                 ksa_staged_file *bin, ksa_staged_file *jsonl)
 {
     void *narrow = ksa_alloc(o->len * sizeof(uint32_t));
     ksa_status st = KSA_OK;
     for (size_t i = 0; i < o->n && st == KSA_OK; i++) {
         ksa_task_example ex;
         st = ksa_task_generate(&ex, o->task, o->len, o->depths[i % o->n_depths],
-                               ksa_task_example_seed(o->seed, i), filler);
+                               ksa_task_example_seed(o->seed, i), filler, tok);
         if (st != KSA_OK)
             break;
-        st = write_ids(bin, &ex, i, o->vocab_size, dtype, narrow);
+        st = write_ids(bin, &ex, i, vocab_size, dtype, narrow);
         if (st == KSA_OK)
             st = write_json_line(jsonl, &ex, i, filler->name);
         ksa_task_example_free(&ex);
@@ -149,7 +159,7 @@ static ksa_status write_examples(const ksa_taskset_options *o, const ksa_task_fi
     return st;
 }
 
-enum { BIN, JSONL, META, TOKENIZER, N_FILES };
+enum { BIN, JSONL, META, TOKENIZER, TOKENIZER_JSON, N_FILES };
 
 /* "P" for out "P" or "P.bin" (ksa_alloc'ed). */
 static char *prefix_of(const char *out)
@@ -168,8 +178,22 @@ ksa_status ksa_taskset_write(const ksa_taskset_options *o, ksa_taskset_result *r
     memset(r, 0, sizeof *r);
     double t0 = ksa_now();
     KSA_TRY(check_options(o));
-    ksa_task_filler filler;
-    KSA_TRY(ksa_task_filler_open(&filler, o->filler));
+    ksa_tok *tok = NULL;
+    if (o->tokenizer)
+        KSA_TRY(ksa_tok_open_file(&tok, o->tokenizer));
+    else
+        tok = ksa_tok_byte();
+    size_t vocab_size;
+    ksa_status st = check_vocab(o, tok, &vocab_size);
+    ksa_task_filler filler = {0};
+    if (st == KSA_OK)
+        st = ksa_task_filler_open(&filler, o->filler);
+    if (st != KSA_OK) {
+        ksa_tok_close(tok);
+        return st;
+    }
+    int bpe = ksa_tok_bpe(tok) != NULL;
+    const int n_files = bpe ? N_FILES : N_FILES - 1; /* bytes: no tokenizer.json */
 
     char *prefix = prefix_of(o->out);
     ksa_staged_file files[N_FILES] = {{0}};
@@ -178,9 +202,9 @@ ksa_status ksa_taskset_write(const ksa_taskset_options *o, ksa_taskset_result *r
     paths[JSONL] = ksa_path_concat(prefix, ".jsonl");
     paths[META] = ksa_path_concat(paths[BIN], ".meta");
     paths[TOKENIZER] = ksa_path_concat(paths[BIN], ".tokenizer");
+    paths[TOKENIZER_JSON] = ksa_path_concat(paths[BIN], ".tokenizer.json");
     ksa_free(prefix);
-    ksa_status st = KSA_OK;
-    for (int k = 0; k < N_FILES && st == KSA_OK && !o->overwrite; k++)
+    for (int k = 0; k < n_files && st == KSA_OK && !o->overwrite; k++)
         if (access(paths[k], F_OK) == 0)
             st = ksa_fail(KSA_EINVAL,
                           "'%s' exists (give --overwrite to replace it, or another "
@@ -189,33 +213,58 @@ ksa_status ksa_taskset_write(const ksa_taskset_options *o, ksa_taskset_result *r
     if (st == KSA_OK)
         st = ksa_path_make_parent(paths[BIN], "the output folder");
 
-    ksa_dtype dtype = o->vocab_size <= 65536 ? KSA_DTYPE_UINT16 : KSA_DTYPE_UINT32;
-    for (int k = 0; k < N_FILES && st == KSA_OK; k++)
+    ksa_dtype dtype = vocab_size <= 65536 ? KSA_DTYPE_UINT16 : KSA_DTYPE_UINT32;
+    for (int k = 0; k < n_files && st == KSA_OK; k++)
         st = ksa_staged_open(&files[k], paths[k]);
     if (st == KSA_OK)
-        st = write_examples(o, &filler, dtype, &files[BIN], &files[JSONL]);
-    const char *dtype_name = ksa_tokfile_dtype_name(dtype);
+        st = write_examples(o, &filler, bpe ? tok : NULL, vocab_size, dtype, &files[BIN],
+                            &files[JSONL]);
+    /* the dtype first (what readers read); with BPE notes for people after it, as ksa
+     * prepare writes them */
+    char meta[256];
+    const char *name = ksa_tok_name(tok);
+    if (bpe)
+        snprintf(meta, sizeof meta, "%s\ntokenizer %s\nvocab_size %zu\neot_id %d\n",
+                 ksa_tokfile_dtype_name(dtype), name, ksa_tok_vocab_size(tok),
+                 (int)ksa_tok_eot(tok));
+    else
+        snprintf(meta, sizeof meta, "%s", ksa_tokfile_dtype_name(dtype));
     if (st == KSA_OK)
-        st = ksa_staged_write(&files[META], dtype_name, strlen(dtype_name));
+        st = ksa_staged_write(&files[META], meta, strlen(meta));
     if (st == KSA_OK)
-        st = ksa_staged_write(&files[TOKENIZER], KSA_TOKENIZER_NAME, strlen(KSA_TOKENIZER_NAME));
-    for (int k = 0; k < N_FILES && st == KSA_OK; k++)
+        st = ksa_staged_write(&files[TOKENIZER], name, strlen(name));
+    if (st == KSA_OK && bpe) {
+        size_t json_n;
+        const void *json = ksa_bpe_json(ksa_tok_bpe(tok), &json_n);
+        st = ksa_staged_write(&files[TOKENIZER_JSON], json, json_n);
+    }
+    for (int k = 0; k < n_files && st == KSA_OK; k++)
         st = ksa_staged_close(&files[k]);
     /* the token file last: once the new P.bin is in place, so are the others */
-    const int rename_order[N_FILES] = {JSONL, META, TOKENIZER, BIN};
+    const int rename_order[N_FILES] = {JSONL, META, TOKENIZER, TOKENIZER_JSON, BIN};
+    const int rename_order_bytes[N_FILES - 1] = {JSONL, META, TOKENIZER, BIN};
     if (st == KSA_OK)
-        st = ksa_staged_commit(files, rename_order, N_FILES);
+        st = ksa_staged_commit(files, bpe ? rename_order : rename_order_bytes, (size_t)n_files);
     if (st == KSA_OK) {
         r->bin_path = paths[BIN];
         r->jsonl_path = paths[JSONL];
         paths[BIN] = paths[JSONL] = NULL;
         r->n_tokens = o->n * o->len;
         r->dtype = dtype;
+        r->vocab_size = vocab_size;
+        snprintf(r->tokenizer, sizeof r->tokenizer, "%s", name);
         r->seconds = ksa_now() - t0;
     }
-    ksa_staged_release(files, N_FILES, st != KSA_OK);
+    ksa_staged_release(files, (size_t)n_files, st != KSA_OK);
     for (int k = 0; k < N_FILES; k++)
         ksa_free(paths[k]);
     ksa_task_filler_free(&filler);
+    ksa_tok_close(tok);
     return st;
+}
+
+void ksa_taskset_result_free(ksa_taskset_result *r)
+{
+    ksa_free(r->bin_path), ksa_free(r->jsonl_path);
+    memset(r, 0, sizeof *r);
 }

@@ -30,25 +30,36 @@ static ksa_status check_options(const ksa_model *m, const ksa_task_eval_options 
                         "task evaluation: --len %zu exceeds the model's max_position_embeddings "
                         "%zu",
                         o->len, max_pos);
-    if (ksa_tokenizer_check_vocab(m->V) != KSA_OK)
+    size_t need = o->tok ? ksa_tok_vocab_size(o->tok) : KSA_TOKENIZER_MIN_VOCAB;
+    if (m->V < need)
         return ksa_fail(KSA_EINVAL,
-                        "task evaluation: the tasks are spelled in bytes and end-of-text, which "
-                        "a vocabulary of %zu ids does not hold (need at least %d)",
-                        m->V, KSA_TOKENIZER_MIN_VOCAB);
+                        "task evaluation: the tasks are spelled in the ids of the tokenizer %s, "
+                        "which a vocabulary of %zu ids does not hold (need at least %zu)",
+                        o->tok ? ksa_tok_name(o->tok) : KSA_TOKENIZER_NAME, m->V, need);
     return KSA_OK;
 }
 
-/* The text of ids, with non-printable bytes escaped, cut to fit buf. */
-static void describe(char *buf, size_t cap, const int32_t *ids, size_t n)
+/* The text of ids, with bytes outside printable ASCII escaped, end-of-text as <eot>, cut to
+ * fit buf. */
+static void describe(char *buf, size_t cap, const ksa_tok *tok, const int32_t *ids, size_t n)
 {
     size_t k = 0;
+    int32_t eot = tok ? ksa_tok_eot(tok) : KSA_TOKENIZER_EOT;
     for (size_t i = 0; i < n && k + 8 < cap; i++) {
-        int32_t c = ids[i];
-        if (c >= 32 && c < 127 && c != '\\')
-            buf[k++] = (char)c;
-        else
-            k += (size_t)snprintf(buf + k, cap - k, c == KSA_TOKENIZER_EOT ? "<eot>" : "\\x%02x",
-                                  (unsigned)c & 0xffu);
+        if (ids[i] == eot) {
+            k += (size_t)snprintf(buf + k, cap - k, "<eot>");
+            continue;
+        }
+        unsigned char text[64];
+        size_t len = tok ? ksa_tok_decode(tok, (char *)text, sizeof text, ids + i, 1, 0)
+                         : ksa_tokenizer_decode((char *)text, sizeof text, ids + i, 1, 0);
+        for (size_t j = 0; j < len && j < sizeof text && k + 8 < cap; j++) {
+            unsigned c = text[j];
+            if (c >= 32 && c < 127 && c != '\\')
+                buf[k++] = (char)c;
+            else
+                k += (size_t)snprintf(buf + k, cap - k, "\\x%02x", c);
+        }
     }
     buf[k < cap ? k : cap - 1] = 0;
 }
@@ -69,7 +80,7 @@ ksa_status ksa_task_eval(ksa_model *m, const ksa_task_eval_options *o, ksa_task_
     size_t *lens = ksa_alloc(B * sizeof *lens);
     ksa_generated *out = ksa_alloc_zero(B * sizeof *out);
     int32_t *ids = ksa_alloc(B * o->len * sizeof *ids); /* answers are shorter than len */
-    static const int32_t stop[] = {KSA_TOKENIZER_EOT};
+    const int32_t stop[] = {o->tok ? ksa_tok_eot(o->tok) : KSA_TOKENIZER_EOT};
     ksa_generate_options g = ksa_generate_defaults();
     g.temperature = 0;
     g.stop_ids = stop;
@@ -81,7 +92,7 @@ ksa_status ksa_task_eval(ksa_model *m, const ksa_task_eval_options *o, ksa_task_
         for (size_t b = 0; b < nb && st == KSA_OK; b++) {
             size_t i = i0 + b;
             st = ksa_task_generate(&ex[b], o->task, o->len, o->depths[i % o->n_depths],
-                                   ksa_task_example_seed(o->seed, i), o->filler);
+                                   ksa_task_example_seed(o->seed, i), o->filler, o->tok);
             if (st != KSA_OK)
                 break;
             prompts[b] = ex[b].ids;
@@ -103,7 +114,7 @@ ksa_status ksa_task_eval(ksa_model *m, const ksa_task_eval_options *o, ksa_task_
             dr->correct += (size_t)correct, r->correct += (size_t)correct;
             if (!correct && r->first_wrong == o->n) {
                 r->first_wrong = i;
-                describe(r->first_wrong_output, sizeof r->first_wrong_output, out[b].ids,
+                describe(r->first_wrong_output, sizeof r->first_wrong_output, o->tok, out[b].ids,
                          out[b].n < a ? out[b].n : a);
             }
         }

@@ -5,7 +5,8 @@
  * example i has depth depths[i mod n_depths] and seed ksa_task_example_seed(seed, i). The
  * model is prompted with the example's prompt and decodes greedily at most answer_tokens
  * tokens (an end-of-text ends it earlier); the example is correct when those tokens are
- * exactly the answer's (so the same text: the byte tokenizer spells a text one way).      */
+ * exactly the answer's ids (encode(answer), which is what follows the prompt in the files of
+ * `ksa task`). The tokenizer is the model's (a checkpoint's: ckpt/ckpt_tok.h).             */
 #ifndef KSA_TRAIN_TASK_EVAL_H
 #define KSA_TRAIN_TASK_EVAL_H
 
@@ -25,6 +26,7 @@ typedef struct {
     size_t n_depths;
     uint64_t seed;
     const ksa_task_filler *filler; /* borrowed */
+    const ksa_tok *tok;            /* borrowed: the model's tokenizer; NULL: bytes */
     size_t batch;                  /* examples decoded together (>= 1)                 */
     double progress_seconds;       /* a progress line on stderr at most this often; 0: none */
 } ksa_task_eval_options;
@@ -47,8 +49,8 @@ typedef struct {
 } ksa_task_eval_result;
 
 /* Checks the options (KSA_EINVAL: n or batch 0, a depth outside [0, 100], len below the
- * task's minimum or above max_position_embeddings, a vocabulary without the byte
- * tokenizer's ids), then evaluates. Free r with ksa_task_eval_result_free.              */
+ * task's minimum or above max_position_embeddings, a vocabulary without the tokenizer's
+ * ids), then evaluates. Free r with ksa_task_eval_result_free.              */
 ksa_status ksa_task_eval(ksa_model *m, const ksa_task_eval_options *o, ksa_task_eval_result *r);
 void ksa_task_eval_result_free(ksa_task_eval_result *r);
 

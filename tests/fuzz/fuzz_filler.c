@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                    w, (unsigned)f.bytes[w]);
     size_t len = ksa_task_min_len(task) + extra;
     ksa_task_example ex;
-    ksa_status st = ksa_task_generate(&ex, task, len, depth, seed, &f);
+    ksa_status st = ksa_task_generate(&ex, task, len, depth, seed, &f, NULL);
     fuzz_check(st == KSA_OK, "%s", ksa_last_error());
     fuzz_check(ex.len == len && ex.prompt_tokens + ex.answer_tokens + 1 == len,
                "%zu + %zu + 1 tokens for a length of %zu", ex.prompt_tokens, ex.answer_tokens, len);
