@@ -160,9 +160,19 @@ assert idx["metadata"]["total_size"] == total
 PYEOF
     "$KSA" import --hf "$TMP/exp" --out "$TMP/b.h5" >/dev/null
     params_equal "$TMP/a.h5" "$TMP/b.h5"
-    # exporting into the same folder as one file removes the index that would shadow it
+    # into the same folder with fewer shards: the earlier export's shards are gone
+    touch "$TMP/exp/model-00001-of-00002.safetensors.keep" "$TMP/exp/notes.txt"
+    "$KSA" export --ckpt "$TMP/a.h5" --hf "$TMP/exp" --max-shard-size 40KB >/dev/null
+    ls "$TMP/exp" | grep -x "model-0000[0-9]-of-000[0-9][0-9].safetensors" | sed 's/.*-of-//' |
+        sort -u >"$TMP/counts"
+    [ "$(wc -l <"$TMP/counts")" = 1 ]
+    test -e "$TMP/exp/model-00001-of-00002.safetensors.keep" # only the exact names go
+    test -e "$TMP/exp/notes.txt"
+    # exporting into the same folder as one file removes the index that would shadow it, and
+    # every shard
     "$KSA" export --ckpt "$TMP/a.h5" --hf "$TMP/exp" >/dev/null
     must_fail test -e "$TMP/exp/model.safetensors.index.json"
+    [ -z "$(ls "$TMP/exp" | grep -x 'model-.*\.safetensors')" ]
     "$KSA" import --hf "$TMP/exp" --out "$TMP/c.h5" >/dev/null
     params_equal "$TMP/a.h5" "$TMP/c.h5"
 }

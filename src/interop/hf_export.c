@@ -1,6 +1,7 @@
 /* hf_export.c - ksa.c checkpoint -> Hugging Face folder (hf_export.h). */
 #include "hf_export.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +88,30 @@ static ksa_status write_index(const char *path, const ksa_st_entry *e, size_t n,
 static const char *torch_dtype(ksa_st_dtype d)
 {
     return d == KSA_ST_BF16 ? "bfloat16" : d == KSA_ST_F16 ? "float16" : "float32";
+}
+
+/* Shards of an earlier export into dir that this one did not write, as save_pretrained
+ * does: model-NNNNN-of-MMMMM.safetensors with MMMMM != n_shards (this export's shards were
+ * all replaced; n_shards = 1 wrote none). Only names of exactly that form are touched.  */
+static void remove_stale_shards(const char *dir, size_t n_shards)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    for (struct dirent *ent; (ent = readdir(d)) != NULL;) {
+        unsigned k, of;
+        char tail[2];
+        if (strlen(ent->d_name) != strlen("model-00001-of-00001.safetensors") ||
+            sscanf(ent->d_name, "model-%5u-of-%5u.safetensor%1s", &k, &of, tail) != 3 ||
+            strcmp(ent->d_name + strlen(ent->d_name) - 12, ".safetensors") != 0)
+            continue;
+        if (n_shards > 1 && of == n_shards)
+            continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
+        unlink(path);
+    }
+    closedir(d);
 }
 
 ksa_status ksa_hf_export(const char *ckpt, const char *dir, ksa_st_dtype dtype,
@@ -184,6 +209,7 @@ ksa_status ksa_hf_export(const char *ckpt, const char *dir, ksa_st_dtype dtype,
         snprintf(stale, sizeof stale, "%s/%s", dir,
                  n_shards == 1 ? "model.safetensors.index.json" : "model.safetensors");
         unlink(stale);
+        remove_stale_shards(dir, n_shards);
         info->n_shards = n_shards;
         info->n_tensors = n;
         info->bytes = total;
