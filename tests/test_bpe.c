@@ -14,12 +14,8 @@
 #include "data/bpe.h"
 #include "data/tok.h"
 #include "data/tokenizer.h"
+#include "bpeutil.h"
 #include "datautil.h"
-
-/* The Qwen2/Qwen3 pre-tokenizer regex, as tokenizer.json spells it (JSON-escaped). */
-#define QWEN_REGEX                                                                                 \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}| "              \
-    "?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+"
 
 typedef struct {
     char *s;
@@ -41,24 +37,6 @@ static void put(sbuf *b, const char *fmt, ...)
     vsnprintf(b->s + b->n, (size_t)need + 1, fmt, ap);
     va_end(ap);
     b->n += (size_t)need;
-}
-
-/* GPT-2's byte -> character, as UTF-8 into out (JSON-escaped where needed). */
-static void byte_char(int byte, char *out)
-{
-    int extra = 0, cp = -1;
-    for (int b = 0; b < 256 && cp < 0; b++) {
-        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
-        int c = printable ? b : 256 + extra++;
-        if (b == byte)
-            cp = c;
-    }
-    if (cp == '"' || cp == '\\')
-        sprintf(out, "\\%c", cp);
-    else if (cp < 0x80)
-        sprintf(out, "%c", cp);
-    else
-        sprintf(out, "%c%c", 0xC0 | (cp >> 6), 0x80 | (cp & 0x3F));
 }
 
 /* A tokenizer.json: the 256 bytes (ids 0..255), then `merges` (a NULL-ended list of "a b",
@@ -90,7 +68,7 @@ static char *make_json(const char *const *merges, const char *model_type, const 
     put(&b, "\"vocab\": {");
     for (int c = 0; c < 256; c++) {
         char ch[8];
-        byte_char(c, ch);
+        bpe_byte_char(c, ch);
         put(&b, "\"%s\": %d,", ch, c);
     }
     for (size_t i = 0; i < n_merges; i++) {

@@ -2,6 +2,7 @@
  * and answers that an independent parser of the prompt recovers (the pass key once at its
  * needle and depth, multikey distractors, multivalue order, vartrack by re-simulating the
  * assignments); bad arguments and bad filler files.                                       */
+#include "bpeutil.h"
 #include "datautil.h"
 
 #include <ctype.h>
@@ -582,29 +583,6 @@ static void bad_filler_files_are_refused_naming_the_file(void **state)
  * spaces), so that the counts of pieces do not add up and ksa_task_generate has to fit the
  * whole example. tests/test_task.sh checks the real Qwen3 tokenizer against its reference. */
 
-#define QWEN_REGEX                                                                                 \
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\\\r\\\\n\\\\p{L}\\\\p{N}]?\\\\p{L}+|\\\\p{N}| "              \
-    "?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|\\\\s+"
-
-/* GPT-2's byte -> character, as UTF-8 (JSON-escaped where needed) appended to out. */
-static void append_byte_char(char *out, int byte)
-{
-    int extra = 0, cp = -1;
-    for (int b = 0; b < 256 && cp < 0; b++) {
-        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
-        int c = printable ? b : 256 + extra++;
-        if (b == byte)
-            cp = c;
-    }
-    char *e = out + strlen(out);
-    if (cp == '"' || cp == '\\')
-        sprintf(e, "\\%c", cp);
-    else if (cp < 0x80)
-        sprintf(e, "%c", cp);
-    else
-        sprintf(e, "%c%c", 0xC0 | (cp >> 6), 0x80 | (cp & 0x3F));
-}
-
 /* Merges "a b" in plain text (' ' inside a side is written '_', newline '~'). */
 static const char *const test_merges[][2] = {
     {"_", "T"},  {"h", "e"},   {"_T", "he"}, {"_", "t"},   {"_t", "he"},    {"_", "a"},
@@ -618,7 +596,7 @@ static const char *const test_merges[][2] = {
 static void append_side(char *out, const char *side)
 {
     for (const char *p = side; *p; p++)
-        append_byte_char(out, *p == '_' ? ' ' : *p == '~' ? '\n' : (unsigned char)*p);
+        bpe_byte_char(*p == '_' ? ' ' : *p == '~' ? '\n' : (unsigned char)*p, out + strlen(out));
 }
 
 static char *test_tokenizer_json(size_t *n)
@@ -636,7 +614,7 @@ static char *test_tokenizer_json(size_t *n)
               "\"ByteLevel\"}, \"model\": {\"type\": \"BPE\", \"vocab\": {");
     for (int c = 0; c < 256; c++) {
         strcat(j, "\"");
-        append_byte_char(j, c);
+        bpe_byte_char(c, j + strlen(j));
         sprintf(j + strlen(j), "\": %d, ", c);
     }
     for (size_t i = 0; i < n_merges; i++) {
