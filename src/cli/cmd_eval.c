@@ -330,17 +330,15 @@ done:
     return rc;
 }
 
-/* The data's tokenizer (*tok: its BPE tokenizer, NULL for bytes or unknown) must be the
- * model's: a trained checkpoint's /tokenizer, or an imported model's BPE tokenizer. */
-static ksa_status check_data_tokenizer(const char *ckpt, const char *data, size_t V, ksa_tok **tok)
+/* The data's tokenizer (data_name, as its token file names it; *tok: its BPE tokenizer,
+ * NULL for bytes or unknown) must be the model's: a trained checkpoint's /tokenizer, or an
+ * imported model's BPE tokenizer. */
+static ksa_status check_data_tokenizer(const char *ckpt, const char *data, const char *data_name,
+                                       size_t V, ksa_tok **tok)
 {
     *tok = NULL;
-    char data_name[64], model_name[64];
+    char model_name[64];
     KSA_TRY(ksa_tok_open_data(tok, data, V));
-    if (*tok)
-        snprintf(data_name, sizeof data_name, "%s", ksa_tok_name(*tok));
-    else
-        ksa_tok_data_name(data, data_name, sizeof data_name);
     ksa_status st = ksa_ckpt_read_tokenizer(ckpt, model_name, sizeof model_name);
     int has_train = 0;
     if (st == KSA_OK)
@@ -403,7 +401,8 @@ static int eval_main(int argc, char **argv)
     if (ksa_ckpt_read_params(ckpt, &m.params, 0) != KSA_OK ||
         ksa_eval_rows_open(&rows, o.data, o.dtype, m.V, (size_t)o.seq_len, o.batch,
                            (size_t)o.offset) != KSA_OK ||
-        check_data_tokenizer(ckpt, o.data, m.V, &data_tok) != KSA_OK) {
+        check_data_tokenizer(ckpt, o.data, rows.whole ? rows.vr.file.tokenizer : rows.tf.tokenizer,
+                             m.V, &data_tok) != KSA_OK) {
         ksa_cli_error("eval", 1);
         goto done;
     }

@@ -182,10 +182,3 @@ void ksa_tok_text_bytes(const ksa_tok *t, uint32_t *bytes, size_t V)
             i < tv ? (uint32_t)ksa_tok_decode(t, NULL, 0, &id, 1, KSA_TOKENIZER_SKIP_SPECIAL) : 0;
     }
 }
-
-void ksa_tok_data_name(const char *path, char *out, size_t cap)
-{
-    sidecar_word(path, out, cap);
-    if (!out[0])
-        snprintf(out, cap, "unknown");
-}

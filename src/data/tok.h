@@ -49,10 +49,6 @@ size_t ksa_tok_decode(const ksa_tok *t, char *out, size_t cap, const int32_t *id
  * line naming the files on failure. */
 ksa_status ksa_tok_check_data(const char *path, size_t V, int32_t *eot);
 
-/* The tokenizer name of the token file at path: the first word of <path>.tokenizer, or
- * "unknown" without one (tokfile.h reads and checks it the same way when it opens a file). */
-void ksa_tok_data_name(const char *path, char *out, size_t cap);
-
 /* The same checks, keeping the tokenizer: *out is the BPE tokenizer of the token file at
  * path, or NULL when its .tokenizer names none (byte, unknown, no file). */
 ksa_status ksa_tok_open_data(ksa_tok **out, const char *path, size_t V);
