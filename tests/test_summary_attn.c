@@ -153,6 +153,259 @@ static void results_are_deterministic_for_a_thread_count(void **state)
     attn_check_determinism(&ac, 91);
 }
 
+/* ---- blocks of a longer sequence (context parallelism) ---------------------------------- *
+ * The whole sequence's kernels against the same rows computed block by block: query rows
+ * [t0, t1) with the keys a context-parallel rank holds (text rows from the window start of
+ * its first chunk, summary rows from chunk 0), in one call, or in two calls whose partial
+ * results merge by their lse (the block's own keys, then the others': what a rank computes
+ * while the exchange runs). Every block's o and lse equal the whole's rows; dq, and dk/dv
+ * summed over the blocks into the rows they came from, equal the whole's gradients.     */
+static ksa_real *rows_copy(const ksa_real *src, size_t nseq, size_t R, size_t a, size_t b,
+                           size_t width)
+{
+    ksa_real *dst = ksa_alloc_zero(((b - a) * nseq + 1) * width * sizeof *dst);
+    for (size_t n = 0; n < nseq; n++)
+        memcpy(dst + n * (b - a) * width, src + (n * R + a) * width, (b - a) * width * sizeof *dst);
+    return dst;
+}
+
+static void rows_add(double *dst, const ksa_real *src, size_t nseq, size_t R, size_t a, size_t b,
+                     size_t width)
+{
+    for (size_t n = 0; n < nseq; n++)
+        for (size_t i = 0; i < (b - a) * width; i++)
+            dst[(n * R + a) * width + i] += (double)src[n * (b - a) * width + i];
+}
+
+static double *to_double(const ksa_real *x, size_t nseq, size_t R, size_t a, size_t b, size_t width)
+{
+    double *d = calloc((b - a) * nseq * width + 1, sizeof *d);
+    for (size_t n = 0; n < nseq; n++)
+        for (size_t i = 0; i < (b - a) * width; i++)
+            d[n * (b - a) * width + i] = (double)x[(n * R + a) * width + i];
+    return d;
+}
+
+/* The keys of one call of a block: text rows [kt0, kt1) and summary rows [ks0, ks1). */
+typedef struct {
+    size_t kt0, kt1, ks0, ks1;
+    ksa_real *k[2], *v[2], *dk[2], *dv[2];
+} held_keys;
+
+static void held_init(held_keys *h, const attn_problem *p, size_t kt0, size_t kt1, size_t ks0,
+                      size_t ks1)
+{
+    const ksa_summary_attn_dims *d = &p->ac.d;
+    size_t w = d->Hkv * d->dh, R[2] = {d->T, p->NS}, a[2] = {kt0, ks0}, b[2] = {kt1, ks1};
+    *h = (held_keys){.kt0 = kt0, .kt1 = kt1, .ks0 = ks0, .ks1 = ks1};
+    for (int s = 0; s < 2; s++) {
+        h->k[s] = rows_copy(p->k[s], d->nseq, R[s], a[s], b[s], w);
+        h->v[s] = rows_copy(p->v[s], d->nseq, R[s], a[s], b[s], w);
+        size_t n = (b[s] - a[s]) * d->nseq * w;
+        h->dk[s] = ksa_alloc_zero((n + 1) * sizeof(ksa_real));
+        h->dv[s] = ksa_alloc_zero((n + 1) * sizeof(ksa_real));
+    }
+}
+
+static void held_give_back(held_keys *h, const attn_problem *p, double *dk[2], double *dv[2])
+{
+    const ksa_summary_attn_dims *d = &p->ac.d;
+    size_t w = d->Hkv * d->dh, R[2] = {d->T, p->NS}, a[2] = {h->kt0, h->ks0};
+    size_t b[2] = {h->kt1, h->ks1};
+    for (int s = 0; s < 2; s++) {
+        rows_add(dk[s], h->dk[s], d->nseq, R[s], a[s], b[s], w);
+        rows_add(dv[s], h->dv[s], d->nseq, R[s], a[s], b[s], w);
+        ksa_free(h->k[s]), ksa_free(h->v[s]), ksa_free(h->dk[s]), ksa_free(h->dv[s]);
+    }
+}
+
+static ksa_summary_attn_dims call_dims(const ksa_summary_attn_dims *whole, size_t t0, size_t t1,
+                                       const held_keys *h)
+{
+    ksa_summary_attn_dims d = *whole;
+    d.T = t1 - t0, d.t0 = t0;
+    d.kt0 = h->kt0, d.TK = h->kt1 - h->kt0, d.ks0 = h->ks0, d.NSK = h->ks1 - h->ks0;
+    return d;
+}
+
+static void *workspace_for(const ksa_summary_attn_dims *d, size_t *bytes)
+{
+    int nt = ksa_threads_get();
+    size_t f = ksa_summary_attn_forward_workspace_size(d, nt);
+    size_t b = ksa_summary_attn_backward_workspace_size(d, nt);
+    *bytes = f > b ? f : b;
+    return ksa_alloc(*bytes);
+}
+
+/* o, lse += the partial result (o2, lse2) of other keys: lse = log(e^lse + e^lse2). */
+static void merge_partial(ksa_real *o, ksa_real *lse, const ksa_real *o2, const ksa_real *lse2,
+                          size_t rows_heads, size_t dh)
+{
+    for (size_t r = 0; r < rows_heads; r++) {
+        double a = lse[r], b = lse2[r], m = a > b ? a : b;
+        if (m == -INFINITY)
+            continue;
+        double ea = exp(a - m), eb = exp(b - m), l = m + log(ea + eb);
+        for (size_t d = 0; d < dh; d++)
+            o[r * dh + d] = (ksa_real)((ea * o[r * dh + d] + eb * o2[r * dh + d]) / (ea + eb));
+        lse[r] = (ksa_real)l;
+    }
+}
+
+static void check_blocks(const attn_case *ac, const size_t *starts, size_t nb, int split,
+                         uint64_t seed)
+{
+    const ksa_summary_attn_dims *d = &ac->d;
+    attn_problem p;
+    attn_problem_init(&p, ac, seed);
+    attn_problem_forward(&p);
+    attn_problem_backward(&p);
+    size_t C = d->C, S = d->S, wq = d->Hq * d->dh, wk = d->Hkv * d->dh, R[2] = {d->T, p.NS};
+    double *dk[2], *dv[2], *dq[2];
+    for (int s = 0; s < 2; s++) {
+        dk[s] = calloc(p.nk[s] + 1, sizeof(double));
+        dv[s] = calloc(p.nk[s] + 1, sizeof(double));
+        dq[s] = calloc(p.nq[s] + 1, sizeof(double));
+    }
+    char what[160];
+    for (size_t b = 0; b < nb; b++) {
+        size_t t0 = starts[b], t1 = b + 1 < nb ? starts[b + 1] : d->T, c0 = t0 / C, c1 = t1 / C;
+        size_t h0 = c0 > d->W ? (c0 - d->W) * C : 0, qa[2] = {t0, c0 * S}, qb[2] = {t1, c1 * S};
+        ksa_real *q[2], *dout[2], *o[2], *lse[2], *dqb[2];
+        for (int s = 0; s < 2; s++) {
+            q[s] = rows_copy(p.q[s], d->nseq, R[s], qa[s], qb[s], wq);
+            dout[s] = rows_copy(p.dout[s], d->nseq, R[s], qa[s], qb[s], wq);
+            o[s] = rows_copy(p.q[s], d->nseq, R[s], qa[s], qb[s], wq);
+            dqb[s] = ksa_alloc_zero(((qb[s] - qa[s]) * d->nseq + 1) * wq * sizeof(ksa_real));
+            lse[s] = rows_copy(p.lse[s], d->nseq, R[s], qa[s], qb[s], d->Hq);
+        }
+        /* calls: all held keys at once, or the block's own keys and then the others' */
+        held_keys calls[2];
+        size_t ncalls = 1;
+        if (!split) {
+            held_init(&calls[0], &p, h0, t1, 0, c1 * S);
+        } else {
+            held_init(&calls[0], &p, t0, t1, c0 * S, c1 * S);
+            if (h0 < t0 || c0 * S > 0)
+                held_init(&calls[ncalls++], &p, h0, t0, 0, c0 * S);
+        }
+        for (size_t i = 0; i < ncalls; i++) {
+            ksa_summary_attn_dims cd = call_dims(d, t0, t1, &calls[i]);
+            size_t bytes;
+            void *ws = workspace_for(&cd, &bytes);
+            ksa_attn_qkv in = {{q[0], i ? NULL : q[1]},
+                               {calls[i].k[0], calls[i].k[1]},
+                               {calls[i].v[0], calls[i].v[1]}};
+            if (i == 0) {
+                ksa_summary_attn_forward((ksa_attn_out){o[0], o[1]}, (ksa_attn_out){lse[0], lse[1]},
+                                         in, ws, bytes, &cd);
+            } else {
+                size_t n = (t1 - t0) * d->nseq;
+                ksa_real *o2 = ksa_alloc_zero(n * wq * sizeof *o2);
+                ksa_real *l2 = ksa_alloc_zero(n * d->Hq * sizeof *l2);
+                ksa_summary_attn_forward((ksa_attn_out){o2, NULL}, (ksa_attn_out){l2, NULL}, in, ws,
+                                         bytes, &cd);
+                merge_partial(o[0], lse[0], o2, l2, n * d->Hq, d->dh);
+                ksa_free(o2), ksa_free(l2);
+            }
+            ksa_free(ws);
+        }
+        snprintf(what, sizeof what, "block [%zu, %zu) of T %zu C %zu S %zu W %zu%s", t0, t1, d->T,
+                 C, S, d->W, split ? " (two calls)" : "");
+        for (int s = 0; s < 2; s++) {
+            double *want_o = to_double(p.o[s], d->nseq, R[s], qa[s], qb[s], wq);
+            double *want_l = to_double(p.lse[s], d->nseq, R[s], qa[s], qb[s], d->Hq);
+            ksa_expect_close(o[s], want_o, (qb[s] - qa[s]) * d->nseq * wq, ATT_FWD_ATOL,
+                             ATT_FWD_RTOL, what);
+            ksa_expect_close(lse[s], want_l, (qb[s] - qa[s]) * d->nseq * d->Hq, ATT_FWD_ATOL,
+                             ATT_FWD_RTOL, what);
+            free(want_o), free(want_l);
+        }
+        /* the backward of every call takes the merged o and lse */
+        for (size_t i = 0; i < ncalls; i++) {
+            ksa_summary_attn_dims cd = call_dims(d, t0, t1, &calls[i]);
+            size_t bytes;
+            void *ws = workspace_for(&cd, &bytes);
+            ksa_attn_qkv in = {{q[0], i ? NULL : q[1]},
+                               {calls[i].k[0], calls[i].k[1]},
+                               {calls[i].v[0], calls[i].v[1]}};
+            ksa_summary_attn_backward((ksa_attn_out){dqb[0], i ? NULL : dqb[1]},
+                                      (ksa_attn_out){calls[i].dk[0], calls[i].dk[1]},
+                                      (ksa_attn_out){calls[i].dv[0], calls[i].dv[1]},
+                                      (ksa_attn_in){dout[0], i ? NULL : dout[1]}, in,
+                                      (ksa_attn_in){o[0], o[1]}, (ksa_attn_in){lse[0], lse[1]}, ws,
+                                      bytes, &cd);
+            ksa_free(ws);
+            held_give_back(&calls[i], &p, dk, dv);
+        }
+        for (int s = 0; s < 2; s++) {
+            rows_add(dq[s], dqb[s], d->nseq, R[s], qa[s], qb[s], wq);
+            ksa_free(q[s]), ksa_free(dout[s]), ksa_free(o[s]), ksa_free(dqb[s]);
+            ksa_free(lse[s]);
+        }
+    }
+    snprintf(what, sizeof what, "blocks of T %zu C %zu S %zu W %zu%s", d->T, C, S, d->W,
+             split ? " (two calls)" : "");
+    for (int s = 0; s < 2; s++) {
+        double *want_q = to_double(p.dq[s], d->nseq, R[s], 0, R[s], wq);
+        double *want_k = to_double(p.dk[s], d->nseq, R[s], 0, R[s], wk);
+        double *want_v = to_double(p.dv[s], d->nseq, R[s], 0, R[s], wk);
+        ksa_expect_close_dd(dq[s], want_q, p.nq[s], ATT_BWD_ATOL, ATT_BWD_RTOL, what);
+        ksa_expect_close_dd(dk[s], want_k, p.nk[s], ATT_BWD_ATOL, ATT_BWD_RTOL, what);
+        ksa_expect_close_dd(dv[s], want_v, p.nk[s], ATT_BWD_ATOL, ATT_BWD_RTOL, what);
+        free(want_q), free(want_k), free(want_v), free(dq[s]), free(dk[s]), free(dv[s]);
+    }
+    attn_problem_free(&p);
+}
+
+/* Blocks shorter and longer than the window (W·C), a tail chunk in the last block, S = 0,
+ * 1, 2, GQA, plain causal attention (C = 1, S = 0, W beyond the length), and blocks that
+ * cross the kernel's 128-row and 256-key tiles. */
+static void blocks_of_a_sequence_match_the_whole(void **state)
+{
+    (void)state;
+    static const struct {
+        attn_case ac;
+        size_t nb, starts[4];
+    } cases[] = {
+        /* W·C = 8 < blocks of 16 and 20 (two blocks, then three with a tail chunk) */
+        {{.d = {.nseq = 2, .T = 36, .C = 4, .S = 1, .W = 2, .Hq = 4, .Hkv = 2, .dh = 8}},
+         2,
+         {0, 16}},
+        {{.d = {.nseq = 1, .T = 43, .C = 4, .S = 2, .W = 1, .Hq = 2, .Hkv = 1, .dh = 8}},
+         3,
+         {0, 12, 28}},
+        /* W·C = 24 > blocks of 8: the halo spans three earlier blocks */
+        {{.d = {.nseq = 1, .T = 35, .C = 2, .S = 2, .W = 12, .Hq = 4, .Hkv = 4, .dh = 6}},
+         4,
+         {0, 8, 16, 26}},
+        /* W = 0: own chunk and summaries only; S = 0: sliding chunks */
+        {{.d = {.nseq = 2, .T = 30, .C = 3, .S = 1, .W = 0, .Hq = 2, .Hkv = 2, .dh = 8}},
+         3,
+         {0, 9, 18}},
+        {{.d = {.nseq = 1, .T = 40, .C = 4, .S = 0, .W = 3, .Hq = 4, .Hkv = 1, .dh = 8}},
+         2,
+         {0, 20}},
+        /* causal over the text (ring attention's case) and a token sliding window */
+        {{.d = {.nseq = 1, .T = 50, .C = 1, .S = 0, .W = SIZE_MAX, .Hq = 2, .Hkv = 1, .dh = 8}},
+         4,
+         {0, 13, 26, 38}},
+        {{.d = {.nseq = 1, .T = 60, .C = 1, .S = 0, .W = 17, .Hq = 2, .Hkv = 2, .dh = 8}},
+         3,
+         {0, 20, 40}},
+        /* several tiles: 600 rows, C 8, W 20 (160 keys), blocks of 200, 208 and 192 + tail */
+        {{.d = {.nseq = 1, .T = 603, .C = 8, .S = 1, .W = 20, .Hq = 2, .Hkv = 1, .dh = 16}},
+         3,
+         {0, 200, 408}},
+        {{.d = {.nseq = 1, .T = 700, .C = 2, .S = 1, .W = SIZE_MAX, .Hq = 2, .Hkv = 2, .dh = 8}},
+         2,
+         {0, 350}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int split = 0; split < 2; split++)
+            check_blocks(&cases[i].ac, cases[i].starts, cases[i].nb, split, 900 + i);
+}
+
 static size_t round64(size_t bytes)
 {
     return (bytes + 63) / 64 * 64;
@@ -255,6 +508,7 @@ int main(void)
         cmocka_unit_test(backward_adds_into_existing_grads_and_accepts_null),
         cmocka_unit_test(results_are_deterministic_for_a_thread_count),
         cmocka_unit_test(tape_op_on_combined_streams_matches_reference),
+        cmocka_unit_test(blocks_of_a_sequence_match_the_whole),
         cmocka_unit_test(memory_stays_linear_at_64k_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -78,6 +78,9 @@ static void zero(ksa_real *x, size_t n)
 /* ---- geometry ---------------------------------------------------------------------- */
 typedef struct {
     size_t nseq, T, C, S, W, NS, Hq, Hkv, G, dh;
+    size_t t0, c0;   /* the first query text row and its chunk (whole sequence's indices) */
+    size_t kt0, TK;  /* text keys held: rows [kt0, kt0 + TK)                              */
+    size_t ks0, NSK; /* summary keys held: rows [ks0, ks0 + NSK)                          */
     size_t ldq, ldk; /* row strides: Hq*dh, Hkv*dh */
     ksa_real scale;
 } geom;
@@ -97,6 +100,17 @@ static geom make_geom(const ksa_summary_attn_dims *d)
               .Hkv = d->Hkv,
               .dh = d->dh};
     g.NS = ksa_summary_attn_summary_rows(d);
+    KSA_ASSERT(d->t0 % d->C == 0, "summary attention: block start %zu is not a multiple of C = %zu",
+               d->t0, d->C);
+    g.t0 = d->t0;
+    g.c0 = d->t0 / d->C;
+    if (d->TK == 0 && d->NSK == 0) { /* the keys of the query rows themselves */
+        g.kt0 = g.t0, g.TK = g.T;
+        g.ks0 = g.c0 * g.S, g.NSK = g.NS;
+    } else {
+        g.kt0 = d->kt0, g.TK = d->TK;
+        g.ks0 = d->ks0, g.NSK = d->NSK;
+    }
     g.G = d->Hq / d->Hkv;
     g.ldq = d->Hq * d->dh;
     g.ldk = d->Hkv * d->dh;
@@ -116,17 +130,27 @@ static inline size_t window_start(const geom *g, size_t t)
     return c > g->W ? c - g->W : 0;
 }
 
-/* Visible keys [lo, hi) of text query t in the text (is_text) or summary stream. */
+/* [max(lo, a), min(hi, b)) - a: the part of [lo, hi) inside the held rows [a, b), in held
+ * coordinates (empty: lo = hi). */
+static inline void held(size_t lo, size_t hi, size_t a, size_t b, size_t *hlo, size_t *hhi)
+{
+    lo = lo > a ? lo : a;
+    hi = hi < b ? hi : b;
+    if (hi <= lo)
+        lo = hi = a;
+    *hlo = lo - a;
+    *hhi = hi - a;
+}
+
+/* Visible held keys [lo, hi) of text query t (the whole sequence's index) in the text
+ * (is_text) or summary stream, in held coordinates. */
 static inline void row_range(const geom *g, int is_text, size_t t, size_t *lo, size_t *hi)
 {
     size_t w0 = window_start(g, t);
-    if (is_text) {
-        *lo = w0 * g->C;
-        *hi = t + 1;
-    } else {
-        *lo = 0;
-        *hi = w0 * g->S;
-    }
+    if (is_text)
+        held(w0 * g->C, t + 1, g->kt0, g->kt0 + g->TK, lo, hi);
+    else
+        held(0, w0 * g->S, g->ks0, g->ks0 + g->NSK, lo, hi);
 }
 
 /* [lo, hi) clipped to the tile [j0, j0 + nk), in tile coordinates. */
@@ -148,7 +172,7 @@ typedef struct {
     ksa_real *acc;       /* [BQ, dh] output accumulator (forward)                   */
     ksa_real *m, *l;     /* [BQ] running max and sum (forward); m holds D (backward) */
     ksa_real *dp;        /* [BQ, BK] dP, then dS (backward)                         */
-    ksa_real *dkb, *dvb; /* [T + NS, dh] this thread's dK/dV of one kv head (backward) */
+    ksa_real *dkb, *dvb; /* [TK + NSK, dh] this thread's dK/dV of one kv head (backward) */
     ksa_real *sq;        /* [C + S] scores of one summary query                     */
 } scratch;
 
@@ -156,7 +180,7 @@ static size_t scratch_reals(const geom *g, int backward)
 {
     size_t n = round16((size_t)BQ * BK) + 2 * round16(BQ) + round16(g->C + g->S);
     if (backward)
-        n += round16((size_t)BQ * BK) + 2 * round16((g->T + g->NS) * g->dh);
+        n += round16((size_t)BQ * BK) + 2 * round16((g->TK + g->NSK) * g->dh);
     else
         n += round16((size_t)BQ * g->dh);
     return n;
@@ -172,7 +196,7 @@ static scratch scratch_at(void *workspace, const geom *g, int backward, int thre
     w.sq = p, p += round16(g->C + g->S);
     if (backward) {
         w.dp = p, p += round16((size_t)BQ * BK);
-        w.dkb = p, p += round16((g->T + g->NS) * g->dh);
+        w.dkb = p, p += round16((g->TK + g->NSK) * g->dh);
         w.dvb = p;
     } else {
         w.acc = p;
@@ -202,14 +226,24 @@ static void check_workspace(const geom *g, int backward, void *workspace, size_t
 }
 
 /* The arrays of one call (layouts in summary_attn.h): row r of sequence n, head h is at
- * X + ((n*T + r)*H + h)*dh in a text array and X + ((n*NS + r)*H + h)*dh in a summary
- * array, H = Hq or Hkv.                                                                    */
+ * X + ((n*T + r)*H + h)*dh in a text query array, X + ((n*NS + r)*H + h)*dh in a summary
+ * query array, and with TK and NSK in place of T and NS in the key arrays; H = Hq or Hkv. */
 typedef struct {
     const ksa_real *q_text, *q_sum, *k_text, *k_sum, *v_text, *v_sum;
     ksa_real *o_text, *o_sum, *lse_text, *lse_sum; /* forward  */
     const ksa_real *do_text, *do_sum, *oc_text, *oc_sum, *lsec_text, *lsec_sum;
     ksa_real *dq_text, *dq_sum, *dk_text, *dk_sum, *dv_text, *dv_sum; /* backward */
 } io;
+
+/* The held keys a block of query rows [r0, r0 + nr) may see, in held coordinates: text
+ * [*tlo, *thi) (from the first row's window start to the last row), summary [0, *shi). */
+static void block_keys(const geom *g, size_t r0, size_t nr, size_t *tlo, size_t *thi, size_t *shi)
+{
+    size_t first = g->t0 + r0, last = first + nr - 1, slo;
+    held(window_start(g, first) * g->C, last + 1, g->kt0, g->kt0 + g->TK, tlo, thi);
+    held(0, window_start(g, last) * g->S, g->ks0, g->ks0 + g->NSK, &slo, shi);
+    *shi = slo < *shi ? *shi : 0; /* slo is 0 whenever the range is not empty */
+}
 
 /* ---- forward: text queries ------------------------------------------------------------ */
 typedef struct {
@@ -228,7 +262,7 @@ static void forward_tile(const block *bl, int is_text, const ksa_real *kt, const
     for (size_t i = 0; i < bl->nr; i++) {
         ksa_real *row = w->s + i * BK;
         size_t lo, hi, a, b;
-        row_range(g, is_text, bl->r0 + i, &lo, &hi);
+        row_range(g, is_text, g->t0 + bl->r0 + i, &lo, &hi);
         tile_interval(lo, hi, j0, nk, &a, &b);
         if (a >= b) { /* nothing visible in this tile for this row */
             zero(row, nk);
@@ -266,19 +300,19 @@ static void forward_text_block(const geom *g, const io *p, scratch *w, size_t n,
     zero(w->acc, nr * dh);
 
     /* text keys, from the diagonal tile down to the window start */
-    const ksa_real *kt = p->k_text + (n * g->T * g->Hkv + kvh) * dh;
-    const ksa_real *vt = p->v_text + (n * g->T * g->Hkv + kvh) * dh;
-    size_t lo = window_start(g, r0) * g->C;
-    for (size_t j1 = r0 + nr; j1 > lo;) {
+    size_t lo, hi, shi;
+    block_keys(g, r0, nr, &lo, &hi, &shi);
+    const ksa_real *kt = p->k_text + (n * g->TK * g->Hkv + kvh) * dh;
+    const ksa_real *vt = p->v_text + (n * g->TK * g->Hkv + kvh) * dh;
+    for (size_t j1 = hi; j1 > lo;) {
         size_t nk = j1 - lo < BK ? j1 - lo : BK, j0 = j1 - nk;
         forward_tile(&bl, 1, kt + j0 * g->ldk, vt + j0 * g->ldk, j0, nk);
         j1 = j0;
     }
     /* summaries of the chunks older than the window */
-    size_t shi = window_start(g, r0 + nr - 1) * g->S;
     if (shi) {
-        const ksa_real *ks = p->k_sum + (n * g->NS * g->Hkv + kvh) * dh;
-        const ksa_real *vs = p->v_sum + (n * g->NS * g->Hkv + kvh) * dh;
+        const ksa_real *ks = p->k_sum + (n * g->NSK * g->Hkv + kvh) * dh;
+        const ksa_real *vs = p->v_sum + (n * g->NSK * g->Hkv + kvh) * dh;
         for (size_t j0 = 0; j0 < shi; j0 += BK) {
             size_t nk = shi - j0 < BK ? shi - j0 : BK;
             forward_tile(&bl, 0, ks + j0 * g->ldk, vs + j0 * g->ldk, j0, nk);
@@ -287,6 +321,11 @@ static void forward_text_block(const geom *g, const io *p, scratch *w, size_t n,
     for (size_t i = 0; i < nr; i++) {
         size_t row = (n * g->T + r0 + i) * g->Hq + h;
         ksa_real *o = p->o_text + row * dh;
+        if (w->l[i] == 0) { /* no held key is visible: another call's keys (a block) */
+            zero(o, dh);
+            p->lse_text[row] = -INFINITY;
+            continue;
+        }
         const ksa_real *acc = w->acc + i * dh;
         ksa_real inv = 1 / w->l[i];
 #pragma omp simd
@@ -297,21 +336,38 @@ static void forward_text_block(const geom *g, const io *p, scratch *w, size_t n,
 }
 
 /* ---- summary queries: keys of chunk c, as pointers ---------------------------------- */
+/* Key k of the query block's chunk c (the sequence's chunk c0 + c): its text row k < C, or
+ * its summary row k - C, as an offset into the held key arrays. */
+static inline size_t chunk_key_at(const geom *g, size_t n, size_t c, size_t kvh, size_t k)
+{
+    if (k < g->C)
+        return ((n * g->TK + (g->c0 + c) * g->C + k - g->kt0) * g->Hkv + kvh) * g->dh;
+    return ((n * g->NSK + (g->c0 + c) * g->S + (k - g->C) - g->ks0) * g->Hkv + kvh) * g->dh;
+}
+
 static inline const ksa_real *chunk_key(const geom *g, const ksa_real *x_text,
                                         const ksa_real *x_sum, size_t n, size_t c, size_t kvh,
                                         size_t k)
 {
-    if (k < g->C)
-        return x_text + ((n * g->T + c * g->C + k) * g->Hkv + kvh) * g->dh;
-    return x_sum + ((n * g->NS + c * g->S + (k - g->C)) * g->Hkv + kvh) * g->dh;
+    return (k < g->C ? x_text : x_sum) + chunk_key_at(g, n, c, kvh, k);
 }
 
 static inline ksa_real *chunk_key_grad(const geom *g, ksa_real *x_text, ksa_real *x_sum, size_t n,
                                        size_t c, size_t kvh, size_t k)
 {
-    if (k < g->C)
-        return x_text ? x_text + ((n * g->T + c * g->C + k) * g->Hkv + kvh) * g->dh : NULL;
-    return x_sum ? x_sum + ((n * g->NS + c * g->S + (k - g->C)) * g->Hkv + kvh) * g->dh : NULL;
+    ksa_real *x = k < g->C ? x_text : x_sum;
+    return x ? x + chunk_key_at(g, n, c, kvh, k) : NULL;
+}
+
+/* Summary queries need their chunks' keys held: text rows [c0*C, (c0 + n)*C) and summary rows
+ * [c0*S, (c0 + n)*S) for the n = T/C chunks of the block. */
+static void check_summary_keys(const geom *g)
+{
+    size_t n = g->T / g->C;
+    KSA_ASSERT(g->kt0 <= g->c0 * g->C && (g->c0 + n) * g->C <= g->kt0 + g->TK &&
+                   g->ks0 <= g->c0 * g->S && (g->c0 + n) * g->S <= g->ks0 + g->NSK,
+               "summary attention: the summary queries' chunks %zu..%zu are not all held", g->c0,
+               g->c0 + n);
 }
 
 /* Scores of summary query (c, j), head h, into sq[0, C + j + 1): the chunk's C text keys,
@@ -360,7 +416,9 @@ void ksa_summary_attn_forward(ksa_attn_out o, ksa_attn_out lse, ksa_attn_qkv in,
     io p = io_of(in);
     p.o_text = o.text, p.o_sum = o.sum, p.lse_text = lse.text, p.lse_sum = lse.sum;
     size_t nqb = (g.T + BQ - 1) / BQ, n_text = g.nseq * g.Hq * nqb;
-    size_t nch = g.T / g.C, n_sum = g.S ? g.nseq * nch * g.Hq : 0;
+    size_t nch = g.T / g.C, n_sum = g.S && in.q.sum ? g.nseq * nch * g.Hq : 0;
+    if (n_sum)
+        check_summary_keys(&g);
 #pragma omp parallel
     {
         scratch w = scratch_at(workspace, &g, 0, omp_get_thread_num());
@@ -400,7 +458,7 @@ static void backward_tile(const bblock *bb, int is_text, const ksa_real *kt, con
     for (size_t i = 0; i < nr; i++) {
         ksa_real *row = w->s + i * BK;
         size_t lo, hi;
-        row_range(g, is_text, bl->r0 + i, &lo, &hi);
+        row_range(g, is_text, g->t0 + bl->r0 + i, &lo, &hi);
         tile_interval(lo, hi, j0, nk, &ra[i], &rb[i]);
         if (ra[i] >= rb[i]) {
             ra[i] = rb[i] = 0;
@@ -448,20 +506,20 @@ static void backward_text_block(const geom *g, const io *p, scratch *w, size_t n
     for (size_t i = 0; i < nr; i++) /* D_i = dO_i · O_i, kept in w->m */
         w->m[i] = dot(bb.dob + i * g->ldq, p->oc_text + (row0 + i * g->Hq) * dh, dh);
 
-    const ksa_real *kt = p->k_text + (n * g->T * g->Hkv + kvh) * dh;
-    const ksa_real *vt = p->v_text + (n * g->T * g->Hkv + kvh) * dh;
-    size_t lo = window_start(g, r0) * g->C;
-    for (size_t j1 = r0 + nr; j1 > lo;) {
+    size_t lo, hi, shi;
+    block_keys(g, r0, nr, &lo, &hi, &shi);
+    const ksa_real *kt = p->k_text + (n * g->TK * g->Hkv + kvh) * dh;
+    const ksa_real *vt = p->v_text + (n * g->TK * g->Hkv + kvh) * dh;
+    for (size_t j1 = hi; j1 > lo;) {
         size_t nk = j1 - lo < BK ? j1 - lo : BK, j0 = j1 - nk;
         backward_tile(&bb, 1, kt + j0 * g->ldk, vt + j0 * g->ldk, w->dkb + j0 * dh,
                       w->dvb + j0 * dh, j0, nk);
         j1 = j0;
     }
-    size_t shi = window_start(g, r0 + nr - 1) * g->S;
     if (shi) {
-        const ksa_real *ks = p->k_sum + (n * g->NS * g->Hkv + kvh) * dh;
-        const ksa_real *vs = p->v_sum + (n * g->NS * g->Hkv + kvh) * dh;
-        ksa_real *dks = w->dkb + g->T * dh, *dvs = w->dvb + g->T * dh;
+        const ksa_real *ks = p->k_sum + (n * g->NSK * g->Hkv + kvh) * dh;
+        const ksa_real *vs = p->v_sum + (n * g->NSK * g->Hkv + kvh) * dh;
+        ksa_real *dks = w->dkb + g->TK * dh, *dvs = w->dvb + g->TK * dh;
         for (size_t j0 = 0; j0 < shi; j0 += BK) {
             size_t nk = shi - j0 < BK ? shi - j0 : BK;
             backward_tile(&bb, 0, ks + j0 * g->ldk, vs + j0 * g->ldk, dks + j0 * dh, dvs + j0 * dh,
@@ -470,17 +528,17 @@ static void backward_text_block(const geom *g, const io *p, scratch *w, size_t n
     }
 }
 
-/* dst[r] += sum over threads, in thread order, of their buffer row r (r < T: text rows,
+/* dst[r] += sum over threads, in thread order, of their buffer row r (r < TK: text rows,
  * else summary rows); dst_text/dst_sum may be NULL. Rows split statically over threads. */
 static void reduce_rows(const geom *g, void *workspace, int nt, int which, ksa_real *dst_text,
                         ksa_real *dst_sum, size_t n, size_t kvh)
 {
-    size_t rows = g->T + g->NS, dh = g->dh;
+    size_t rows = g->TK + g->NSK, dh = g->dh;
 #pragma omp for schedule(static)
     for (size_t r = 0; r < rows; r++) {
         ksa_real *dst =
-            r < g->T ? (dst_text ? dst_text + ((n * g->T + r) * g->Hkv + kvh) * dh : NULL)
-                     : (dst_sum ? dst_sum + ((n * g->NS + r - g->T) * g->Hkv + kvh) * dh : NULL);
+            r < g->TK ? (dst_text ? dst_text + ((n * g->TK + r) * g->Hkv + kvh) * dh : NULL)
+                      : (dst_sum ? dst_sum + ((n * g->NSK + r - g->TK) * g->Hkv + kvh) * dh : NULL);
         if (!dst)
             continue;
         for (int t = 0; t < nt; t++) {
@@ -538,8 +596,10 @@ void ksa_summary_attn_backward(ksa_attn_out dq, ksa_attn_out dk, ksa_attn_out dv
     ksa_real *dk_text = dk.text, *dk_sum = dk.sum, *dv_text = dv.text, *dv_sum = dv.sum;
     int want_dk = dk_text || dk_sum, want_dv = dv_text || dv_sum;
     int text_phase = dq.text || want_dk || want_dv;
-    size_t nqb = (g.T + BQ - 1) / BQ, units = g.G * nqb, rows = g.T + g.NS;
-    size_t nch = g.T / g.C, n_sum = g.S ? g.nseq * nch * g.Hkv : 0;
+    size_t nqb = (g.T + BQ - 1) / BQ, units = g.G * nqb, rows = g.TK + g.NSK;
+    size_t nch = g.T / g.C, n_sum = g.S && in.q.sum ? g.nseq * nch * g.Hkv : 0;
+    if (n_sum)
+        check_summary_keys(&g);
 #pragma omp parallel
     {
         int tid = omp_get_thread_num(), nt = omp_get_num_threads();
@@ -642,6 +702,9 @@ static void check_stream_tensor(const ksa_tensor *x, const char *name, size_t ro
 ksa_tensor *ksa_op_summary_attention(ksa_tape *tp, ksa_tensor *q, ksa_tensor *k, ksa_tensor *v,
                                      const ksa_summary_attn_dims *d)
 {
+    KSA_ASSERT(d->TK == 0 && d->NSK == 0,
+               "summary attention op: keys of other rows than the queries' (a block of context "
+               "parallelism) go through src/dist/cp_attn.c");
     size_t NS = ksa_summary_attn_summary_rows(d), rows = d->nseq * (d->T + NS);
     check_stream_tensor(q, "q", rows, d->Hq, d->dh);
     check_stream_tensor(k, "k", rows, d->Hkv, d->dh);

@@ -10,11 +10,22 @@
  * (KSA_SPEC §3.2, equal to the predicate of §3.1 on the interleaved sequence.)
  * GQA: query head h uses kv head h / (Hq/Hkv); the backward sums a group's contributions.
  *
+ * Blocks (context parallelism). The query rows may be the text rows [t0, t0 + T) of a longer
+ * sequence (t0 = c0*C, so they hold whole chunks from c0 on; NS = floor(T/C)*S summary
+ * queries, of chunks c0 ... c0 + T/C - 1) and the keys any held ranges: text rows
+ * [kt0, kt0 + TK) and summary rows [ks0, ks0 + NSK). Each query sees the keys of the rule
+ * above (in the whole sequence's indices) that are held; the others are another call's (its
+ * partial results merge by their lse: o = sum_p exp(lse_p - lse) o_p, lse = log sum_p
+ * exp(lse_p)). A text query that sees no held key gets o = 0 and lse = -inf. Summary queries
+ * run only when q.sum is given, and then must hold their chunk's keys. TK = NSK = 0 means the
+ * keys are the query rows' own: kt0 = t0, TK = T, ks0 = c0*S, NSK = NS. The backward takes the
+ * merged o and lse of all calls and adds each call's share of the gradients.
+ *
  * Layouts (row-major, dh contiguous):
  *   q_text, o_text, dq_text, do_text : [nseq, T,  Hq,  dh]      lse_text : [nseq, T,  Hq]
  *   q_sum,  o_sum,  dq_sum,  do_sum  : [nseq, NS, Hq,  dh]      lse_sum  : [nseq, NS, Hq]
- *   k_text, v_text, dk_text, dv_text : [nseq, T,  Hkv, dh]
- *   k_sum,  v_sum,  dk_sum,  dv_sum  : [nseq, NS, Hkv, dh]
+ *   k_text, v_text, dk_text, dv_text : [nseq, TK,  Hkv, dh]    (TK = T unless a block)
+ *   k_sum,  v_sum,  dk_sum,  dv_sum  : [nseq, NSK, Hkv, dh]    (NSK = NS unless a block)
  * lse (saved by the forward, natural log of the softmax denominator including the running
  * maximum) lets the backward recompute every probability tile by tile; nothing of size
  * T x T or T x NS is ever stored. lse is kept in ksa_real: in the float build its error
@@ -43,6 +54,11 @@ typedef struct {
     size_t Hq;   /* query heads                                             */
     size_t Hkv;  /* key/value heads, divides Hq                             */
     size_t dh;   /* head dimension                                          */
+    /* A block of a longer sequence (context parallelism, src/dist/context.h); all zero for a
+     * whole sequence. Indices are the whole sequence's: visibility is decided on them.   */
+    size_t t0;       /* the query rows are text rows [t0, t0 + T); t0 a multiple of C    */
+    size_t kt0, TK;  /* the text keys held are rows [kt0, kt0 + TK)                      */
+    size_t ks0, NSK; /* the summary keys held are summary rows [ks0, ks0 + NSK)          */
 } ksa_summary_attn_dims;
 
 /* NS = floor(T/C) * S, summary rows per sequence. */
