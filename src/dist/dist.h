@@ -92,4 +92,9 @@ ksa_status ksa_dist_allgather_u64(const uint64_t *mine, int n, uint64_t *all);
 
 void ksa_dist_barrier(void); /* MPI_Barrier with several ranks */
 
+/* For the collectives of src/dist's other files (context.c): a wait in MPI that the watchdog
+ * watches, between enter and leave. */
+void ksa_dist_enter_collective(void);
+void ksa_dist_leave_collective(void);
+
 #endif

@@ -28,6 +28,7 @@
 #include "autograd/rope.h"
 #include "autograd/swiglu.h"
 #include "autograd/xent.h"
+#include "dist/context.h"
 #include "model/causal_attn.h"
 #include "model/layout.h"
 #include "model/summary_attn.h"
@@ -195,7 +196,9 @@ static ksa_tensor *P(ksa_model *m, long idx)
 typedef struct {
     ksa_tape *tp;
     ksa_arena *a;
-    size_t nseq, T, NS, Nt, Ns;
+    ksa_cp *cp;                 /* context parallelism: this rank's block, or NULL */
+    size_t t0;                  /* the block's first text row in the sequence (0: whole) */
+    size_t nseq, T, NS, Nt, Ns; /* T: text rows of the block */
     const int32_t *pos;         /* [Nt + Ns] all rows */
     const ksa_rope_table *rope; /* cos/sin of pos, for the q and k of every layer */
 } step_ctx;
@@ -267,8 +270,9 @@ static ksa_tensor *attention_block(ksa_model *m, step_ctx *s, const ksa_layer_pa
                                    .W = W,
                                    .Hq = m->Hq,
                                    .Hkv = m->Hkv,
-                                   .dh = m->dh};
-        o = ksa_op_summary_attention(tp, q, k, v, &d);
+                                   .dh = m->dh,
+                                   .t0 = s->t0};
+        o = ksa_cp_summary_attention(tp, s->cp, q, k, v, &d);
     } else if (m->layout.sliding_window) { /* SWA: query t sees t-N ... t, text only */
         ksa_summary_attn_dims d = {.nseq = s->nseq,
                                    .T = s->T,
@@ -277,10 +281,11 @@ static ksa_tensor *attention_block(ksa_model *m, step_ctx *s, const ksa_layer_pa
                                    .W = m->layout.sliding_window,
                                    .Hq = m->Hq,
                                    .Hkv = m->Hkv,
-                                   .dh = m->dh};
-        o = ksa_op_summary_attention(tp, q, k, v, &d);
+                                   .dh = m->dh,
+                                   .t0 = s->t0};
+        o = ksa_cp_summary_attention(tp, s->cp, q, k, v, &d);
     } else {
-        o = ksa_op_causal_attention(tp, q, k, v, s->nseq, m->Hq, m->Hkv);
+        o = ksa_cp_causal_attention(tp, s->cp, q, k, v, s->nseq, m->Hq, m->Hkv, m->dh);
     }
     return ksa_op_add(tp, h, ksa_op_linear(tp, o, P(m, lp->o_proj)));
 }
@@ -379,6 +384,13 @@ static ksa_tensor *forward(ksa_model *m, ksa_tape *tp, const int32_t *tokens, si
     const ksa_model_layout *l = &m->layout;
     KSA_ASSERT(nseq >= 1 && T >= 1, "empty batch: %zu rows of %zu tokens", nseq, T);
     step_ctx s = {.tp = tp, .a = tp->arena, .nseq = nseq, .T = T};
+    if (m->cp && m->cp->P > 1) {
+        KSA_ASSERT(T == ksa_cp_block_len(m->cp),
+                   "context parallelism: %zu tokens given for a block of %zu", T,
+                   ksa_cp_block_len(m->cp));
+        s.cp = m->cp;
+        s.t0 = ksa_cp_block_start(m->cp);
+    }
     s.NS = ksa_layout_summary_rows(l, T);
     s.Nt = nseq * T;
     s.Ns = nseq * s.NS;
@@ -393,7 +405,7 @@ static ksa_tensor *forward(ksa_model *m, ksa_tape *tp, const int32_t *tokens, si
             targets[q * T + t] = tokens[q * (T + 1) + t + 1];
         }
     int32_t *pos = ksa_arena_alloc(s.a, (N ? N : 1) * sizeof *pos);
-    ksa_layout_positions(pos, l, nseq, T);
+    ksa_layout_block_positions(pos, l, nseq, s.t0, T);
     s.pos = pos;
     s.rope = tp->plan_only ? ksa_rope_table_reserve(s.a, N, m->dh, m->config.rope_theta)
                            : ksa_rope_table_new(s.a, pos, N, m->dh, m->config.rope_theta);
@@ -474,6 +486,72 @@ size_t ksa_model_grad_bytes(const ksa_model *m, size_t nseq, size_t T)
     return (size_t)activation_reals(m, nseq, T) * sizeof(ksa_real) + ksa_model_tape_nodes(m) * 64;
 }
 
+/* Context parallelism's arena on top of a block's own (dist/cp_attn.c), an upper bound:
+ * every summary layer keeps its foreign keys and values (text halo and summary rows) from the
+ * forward to the backward; one call at a time adds their gradients, the exchange's send and
+ * receive buffers (a block sends at most its rows to each other block) and the workspace of
+ * a call over those keys; the ring adds four blocks' keys and values of the largest block,
+ * a partial output and its workspace.                                                  */
+static size_t cp_arena_bytes(const ksa_model *m, size_t nseq, size_t T)
+{
+    const ksa_cp *cp = m->cp;
+    if (!cp || cp->P == 1)
+        return 0;
+    const ksa_model_layout *l = &m->layout;
+    size_t kw = m->Hkv * m->dh, R = sizeof(ksa_real), P = (size_t)cp->P, most = 0, kept = 0;
+    size_t kept_one = 0; /* the largest layer's */
+    for (int b = 0; b < cp->P; b++)
+        most = cp->start[b + 1] - cp->start[b] > most ? cp->start[b + 1] - cp->start[b] : most;
+    size_t NS = ksa_layout_summary_rows(l, T), worst = 0;
+    int nt = ksa_threads_get();
+    for (size_t i = 0; i < l->n_layers; i++) {
+        int summary = l->ksa && l->is_summary[i];
+        if (!summary && !l->sliding_window) { /* the ring */
+            ksa_summary_attn_dims d = {.nseq = nseq,
+                                       .T = T,
+                                       .C = 1,
+                                       .W = SIZE_MAX,
+                                       .Hq = m->Hq,
+                                       .Hkv = m->Hkv,
+                                       .dh = m->dh,
+                                       .TK = most};
+            size_t w = ksa_summary_attn_backward_workspace_size(&d, nt);
+            size_t f = ksa_summary_attn_forward_workspace_size(&d, nt);
+            size_t own = ksa_summary_attn_backward_workspace_size(&d, nt);
+            size_t b = 8 * nseq * most * kw * R + nseq * T * m->Hq * (m->dh + 1) * R;
+            b += (w > f ? w : f) + own + 4 * 4096;
+            worst = b > worst ? b : worst;
+            continue;
+        }
+        size_t C = summary ? l->C : 1, S = summary ? l->S : 0;
+        size_t W = summary ? l->window[i] : l->sliding_window, h0, ns;
+        ksa_cp_summary_needs(cp, cp->rank, C, S, W, &h0, &ns);
+        size_t foreign = nseq * (ksa_cp_block_start(cp) - h0 + ns) * 2 * kw * R;
+        kept += foreign + 4 * 4096;
+        kept_one = foreign + 4 * 4096 > kept_one ? foreign + 4 * 4096 : kept_one;
+        ksa_summary_attn_dims d = {.nseq = nseq,
+                                   .T = T,
+                                   .C = C,
+                                   .S = S,
+                                   .W = W,
+                                   .Hq = m->Hq,
+                                   .Hkv = m->Hkv,
+                                   .dh = m->dh,
+                                   .t0 = ksa_cp_block_start(cp),
+                                   .kt0 = h0,
+                                   .TK = ksa_cp_block_start(cp) - h0 + 1,
+                                   .NSK = ns};
+        size_t w = ksa_summary_attn_backward_workspace_size(&d, nt);
+        size_t f = ksa_summary_attn_forward_workspace_size(&d, nt);
+        size_t sent = P * nseq * (T + NS) * 2 * kw * R;
+        size_t b = foreign + sent + foreign + (w > f ? w : f) + nseq * T * m->Hq * (m->dh + 1) * R +
+                   4 * P * sizeof(int) + 8 * 4096;
+        worst = b > worst ? b : worst;
+    }
+    /* with recomputation a layer's foreign keys live only while it is re-run */
+    return (m->recompute ? kept_one : kept) + worst;
+}
+
 size_t ksa_model_arena_bytes(const ksa_model *m, size_t nseq, size_t T)
 {
     const ksa_model_layout *l = &m->layout;
@@ -509,7 +587,7 @@ size_t ksa_model_arena_bytes(const ksa_model *m, size_t nseq, size_t T)
     /* ids, targets, positions, RoPE's cos/sin table, per-tensor structs and alignment slack */
     bytes += N * m->dh * sizeof(ksa_real) + 4 * N * sizeof(int32_t) + Nt * 2 * sizeof(double) +
              m->layout.n_layers * 64 * 512 + (1 << 20);
-    return bytes;
+    return bytes + cp_arena_bytes(m, nseq, T);
 }
 
 void ksa_model_tape_init(const ksa_model *m, size_t nseq, size_t T, int grads, ksa_arena *arena,

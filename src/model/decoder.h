@@ -28,6 +28,10 @@ typedef struct {
     ksa_layer_params *layers;                            /* owned, n_layers entries */
     int recompute; /* activation recomputation: the forward keeps only each layer's input
                     * and output; the backward re-runs the layer (set before sizing) */
+    /* context parallelism (dist/context.h), borrowed; NULL or P = 1: whole sequences. With
+     * P > 1 a forward's T is this rank's block length and tokens its block's rows
+     * (tokens t0 ... t0 + T of every sequence): the loss is the block's targets' share. */
+    struct ksa_cp_s *cp;
 } ksa_model;
 
 /* Resolves the configuration, declares every parameter (KSA_SPEC §7.1 names) and allocates

@@ -26,12 +26,20 @@ int32_t ksa_layout_summary_position(const ksa_model_layout *l, size_t c, size_t 
 
 void ksa_layout_positions(int32_t *pos, const ksa_model_layout *l, size_t nseq, size_t T)
 {
-    size_t NS = ksa_layout_summary_rows(l, T);
+    ksa_layout_block_positions(pos, l, nseq, 0, T);
+}
+
+void ksa_layout_block_positions(int32_t *pos, const ksa_model_layout *l, size_t nseq, size_t t0,
+                                size_t T)
+{
+    size_t NS = ksa_layout_summary_rows(l, T), c0 = l->ksa ? t0 / l->C : 0;
+    KSA_ASSERT(!l->ksa || t0 % l->C == 0, "a block starting at %zu is not whole chunks of %zu", t0,
+               l->C);
     for (size_t s = 0; s < nseq; s++)
         for (size_t t = 0; t < T; t++)
-            pos[s * T + t] = ksa_layout_text_position(l, t);
+            pos[s * T + t] = ksa_layout_text_position(l, t0 + t);
     int32_t *sum = pos + nseq * T;
     for (size_t s = 0; s < nseq; s++)
         for (size_t r = 0; r < NS; r++)
-            sum[s * NS + r] = ksa_layout_summary_position(l, r / l->S, r % l->S);
+            sum[s * NS + r] = ksa_layout_summary_position(l, c0 + r / l->S, r % l->S);
 }

@@ -23,5 +23,9 @@ int32_t ksa_layout_text_position(const ksa_model_layout *l, size_t t);
 int32_t ksa_layout_summary_position(const ksa_model_layout *l, size_t c, size_t j);
 
 void ksa_layout_positions(int32_t *pos, const ksa_model_layout *l, size_t nseq, size_t T);
+/* The same for a block of every sequence, text rows [t0, t0 + T) (t0 a multiple of C) and the
+ * summary rows of its complete chunks: the whole sequence's positions (context parallelism). */
+void ksa_layout_block_positions(int32_t *pos, const ksa_model_layout *l, size_t nseq, size_t t0,
+                                size_t T);
 
 #endif

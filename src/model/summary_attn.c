@@ -629,6 +629,25 @@ void ksa_summary_attn_backward(ksa_attn_out dq, ksa_attn_out dk, ksa_attn_out dv
     }
 }
 
+/* ---- partial results over disjoint keys ------------------------------------------------- */
+void ksa_summary_attn_merge(ksa_real *o, ksa_real *lse, const ksa_real *o2, const ksa_real *lse2,
+                            size_t n, size_t dh)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < n; r++) {
+        double a = (double)lse[r], b = (double)lse2[r], m = a > b ? a : b;
+        if (m == -INFINITY)
+            continue;
+        double ea = exp(a - m), eb = exp(b - m), sum = ea + eb;
+        double wa = ea / sum, wb = eb / sum;
+        ksa_real *x = o + r * dh;
+        const ksa_real *y = o2 + r * dh;
+        for (size_t d = 0; d < dh; d++)
+            x[d] = (ksa_real)(wa * (double)x[d] + wb * (double)y[d]);
+        lse[r] = (ksa_real)(m + log(sum));
+    }
+}
+
 /* ---- tape wiring ------------------------------------------------------------------------ *
  * Kernel scratch comes from the arena and is given back right after the call (it is only
  * live inside the kernel): the arena's `used` is restored to its value before.            */

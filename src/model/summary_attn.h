@@ -91,6 +91,12 @@ void ksa_summary_attn_backward(ksa_attn_out dq, ksa_attn_out dk, ksa_attn_out dv
                                ksa_attn_qkv in, ksa_attn_in o, ksa_attn_in lse, void *workspace,
                                size_t workspace_bytes, const ksa_summary_attn_dims *d);
 
+/* Merges another call's partial result (o2, lse2) over other keys into (o, lse), for rows x
+ * heads = n entries of dh: lse = log(e^lse + e^lse2), o = e^(lse_old - lse) o + e^(lse2 - lse)
+ * o2 (computed in double). An entry whose two lse are -inf stays as it is.              */
+void ksa_summary_attn_merge(ksa_real *o, ksa_real *lse, const ksa_real *o2, const ksa_real *lse2,
+                            size_t n, size_t dh);
+
 /* Tape op on the combined two-stream tensors (DESIGN.md §2): q is [nseq*T + nseq*NS, Hq*dh],
  * k and v are [nseq*T + nseq*NS, Hkv*dh]; rows [0, nseq*T) are the text rows of all
  * sequences, the rest the summary rows. Returns o with q's shape and layout.            */
