@@ -104,8 +104,8 @@ static ksa_status check_resume(const ksa_model_config *mc2, const ksa_model_conf
 }
 
 /* A resumed run may change only steps, out, log, save_every, keep, save_best, eval_every,
- * threads, recompute, the loss-spike guard's keys and the watchdog keys (and the data paths
- * when the data's identity is recorded), and must have steps left. */
+ * threads, recompute, context_parallel, the loss-spike guard's keys and the watchdog keys (and the
+ * data paths when the data's identity is recorded), and must have steps left. */
 static void resume_rules_name_the_key_that_differs(void **state)
 {
     (void)state;
@@ -119,7 +119,7 @@ static void resume_rules_name_the_key_that_differs(void **state)
     tc2.steps = tc.steps + 5, tc2.keep = 3, tc2.threads = 1, tc2.save_best = 1;
     tc2.loss_spike_factor = 5, tc2.loss_spike_steps = 2, tc2.loss_spike_window = 10;
     snprintf(tc2.loss_spike_action, sizeof tc2.loss_spike_action, "skip");
-    tc2.watchdog_factor = 0, tc2.watchdog_seconds = 30;
+    tc2.watchdog_factor = 0, tc2.watchdog_seconds = 30, tc2.context_parallel = 4;
     assert_int_equal(check_resume(&mc2, &mc, &tc2, &tc, 7, 0, 0), KSA_OK);
     tc2.lr = tc.lr * 2;
     assert_int_equal(check_resume(&mc2, &mc, &tc2, &tc, 7, 0, 0), KSA_EINVAL);

@@ -20,6 +20,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "data/loader.h"
+#include "dist/context.h"
 #include "dist/dist.h"
 #include "data/tok.h"
 #include "data/tokenizer.h"
@@ -123,6 +124,7 @@ int ksa_cmd_eval(int argc, char **argv)
 typedef struct {
     const char *ckpt, *data, *grads_out, *dtype_name;
     long seq_len, batch, offset, threads; /* batch, offset -1: not given */
+    long context_parallel;                /* ranks per context group (1: none) */
     double progress;                      /* seconds between progress lines, 0: none */
     int json, help, by_position;
     ksa_dtype dtype;
@@ -145,6 +147,7 @@ static int parse_eval_args(int argc, char **argv, eval_options *o)
 {
     *o = (eval_options){.batch = -1,
                         .offset = -1,
+                        .context_parallel = 1,
                         .progress = 10,
                         .dtype = KSA_DTYPE_AUTO,
                         .len = -1,
@@ -180,6 +183,9 @@ static int parse_eval_args(int argc, char **argv, eval_options *o)
          "print {\"loss\": ..., \"tokens\": ...} (whole file: also perplexity, bits_per_byte; "
          "--by-position: by_position)"},
         {"threads", KSA_ARG_LONG, &o->threads, NULL, 0, "threads (default: OMP_NUM_THREADS)"},
+        {"context_parallel", KSA_ARG_LONG, &o->context_parallel, NULL, 0,
+         "ranks per context group: each row split into this many blocks over the ranks of a "
+         "group (docs/mpi.md; default 1)"},
         {"help", KSA_ARG_FLAG, &o->help, NULL, 0, "this text"},
     };
     size_t n_args = sizeof args / sizeof args[0];
@@ -194,10 +200,12 @@ static int parse_eval_args(int argc, char **argv, eval_options *o)
     if (o->task) {
         if (!o->ckpt || o->len < 1)
             return ksa_cli_errorf("eval", 2, "--task needs --ckpt and --len (>= 1)");
-        if (o->data || o->seq_len || o->offset >= 0 || o->grads_out || o->by_position)
+        if (o->data || o->seq_len || o->offset >= 0 || o->grads_out || o->by_position ||
+            o->context_parallel != 1)
             return ksa_cli_errorf("eval", 2,
                                   "--task evaluates generated examples: --data, --seq-len, "
-                                  "--offset, --grads-out and --by-position do not apply");
+                                  "--offset, --grads-out, --by-position and --context-parallel "
+                                  "do not apply");
         if (o->n == 0 || o->n < -1 || o->batch == 0 || o->batch < -1)
             return ksa_cli_errorf("eval", 2, "--n and --batch must be at least 1");
         if (o->seed < 0)
@@ -389,6 +397,17 @@ static int eval_main(int argc, char **argv)
                               o.seq_len, cfg.max_position_embeddings, ckpt);
     if (ksa_model_init(&m, &cfg) != KSA_OK)
         return ksa_cli_error("eval", 1);
+    ksa_cp cp = {0}; /* the context-parallel grid (collective), every rank checked the same */
+    if (o.context_parallel != 1) {
+        size_t unit = m.layout.ksa ? m.layout.C : 1;
+        if (ksa_cp_check((int)o.context_parallel, ksa_dist_size(), (size_t)o.seq_len, unit) !=
+                KSA_OK ||
+            ksa_cp_init(&cp, (int)o.context_parallel, (size_t)o.seq_len, unit) != KSA_OK) {
+            ksa_model_free(&m);
+            return ksa_cli_error("eval", 2);
+        }
+        m.cp = &cp;
+    }
     if (rank0)
         ksa_model_layout_print(&m.layout, info);
     ksa_eval_rows rows = {0};
@@ -432,6 +451,7 @@ static int eval_main(int argc, char **argv)
     rc = 0;
 done:
     ksa_eval_rows_close(&rows);
+    ksa_cp_free(&cp);
     ksa_model_free(&m);
     ksa_tok_close(data_tok);
     ksa_free(text_bytes);

@@ -12,6 +12,7 @@
 #include "data/path.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "dist/context.h"
 #include "dist/dist.h"
 #include "autograd/blas.h"
 #include "model/decoder.h"
@@ -44,6 +45,12 @@ static size_t program_bytes(void)
 double ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_len, int n_ranks,
                              FILE *f)
 {
+    char block[96] = "";
+    if (m->cp && m->cp->P > 1) { /* a rank computes its block of every row */
+        snprintf(block, sizeof block, ", context parallelism: blocks of %zu of the %zu tokens",
+                 ksa_cp_block_len(m->cp), seq_len);
+        seq_len = ksa_cp_block_len(m->cp);
+    }
     size_t numel = m->params.numel, slice = numel / (size_t)n_ranks;
     size_t per_param = numel * sizeof(ksa_real), moments = 2 * slice * sizeof(ksa_real);
     double estimate = ksa_model_step_bytes_estimate(m, micro_batch, seq_len);
@@ -60,8 +67,9 @@ double ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_
     size_t state = 2 * per_param + moments + moments / 2, program = program_bytes();
     char a[32], b[32], c[32], d[32];
     fprintf(
-        f, "# memory of one training step per rank (%d rank%s; micro-batch of %zu x %zu tokens):\n",
-        n_ranks, n_ranks > 1 ? "s" : "", micro_batch, seq_len);
+        f,
+        "# memory of one training step per rank (%d rank%s; micro-batch of %zu x %zu tokens%s):\n",
+        n_ranks, n_ranks > 1 ? "s" : "", micro_batch, seq_len, block);
     fprintf(f, "  parameters         %s  (all %zu elements on every rank)\n",
             size_text(a, sizeof a, per_param), numel);
     fprintf(f, "  gradients          %s  (all %zu elements on every rank)\n",
@@ -195,6 +203,16 @@ static int inspect_main(int argc, char **argv)
     if (ksa_model_declare_for_ranks(&m, &cfg, n_ranks) != KSA_OK) /* as training pads it */
         return ksa_cli_error("inspect", 2);
     m.recompute = tc.recompute != 0;
+    ksa_cp cp = {0}; /* the memory of a context-parallel rank: its block of every row */
+    if (tc.context_parallel != 1) {
+        size_t unit = m.layout.ksa ? m.layout.C : 1;
+        if (ksa_cp_check((int)tc.context_parallel, n_ranks, (size_t)tc.seq_len, unit) != KSA_OK ||
+            ksa_cp_init(&cp, (int)tc.context_parallel, (size_t)tc.seq_len, unit) != KSA_OK) {
+            ksa_model_free(&m);
+            return ksa_cli_error("inspect", 2);
+        }
+        m.cp = &cp;
+    }
     printf("# configuration: %s\n", config_path ? config_path : "built-in defaults");
     ksa_model_config_write(&cfg, stdout);
     printf("\n# layers\n");
@@ -202,6 +220,7 @@ static int inspect_main(int argc, char **argv)
     size_t n = ksa_params_count(&m.params);
     printf("\n# parameters: %zu (%.3f M) in %zu tensors\n", n, (double)n / 1e6, m.params.n);
     ksa_print_memory_plan(&m, (size_t)tc.micro_batch, (size_t)tc.seq_len, n_ranks, stdout);
+    ksa_cp_free(&cp);
     ksa_model_free(&m);
     return 0;
 }

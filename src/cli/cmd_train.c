@@ -15,6 +15,7 @@
 #include "cli/commands.h"
 #include "ckpt/ckpt_tok.h"
 #include "data/tokenizer.h"
+#include "dist/context.h"
 #include "dist/dist.h"
 #include "model/decoder.h"
 #include "model/sample.h"
@@ -119,6 +120,9 @@ static int parse_command_line(int argc, char **argv, train_cli *c)
             return ksa_cli_error("train", 1);
         c->mc = stored_mc;
         c->tc = stored_tc;
+        /* the grid belongs to the launch, not to the run: a resume runs on the ranks it is
+         * given, without context parallelism unless the command line asks for it */
+        c->tc.context_parallel = 1;
         if (ksa_args_parse_train(argc, argv, args, n_args, &c->mc, &c->tc, &c->config_path) !=
             KSA_OK)
             return ksa_cli_error("train", 2);
@@ -271,11 +275,14 @@ static int sample(const train_cli *c, ksa_model *m, const ksa_trainer *t)
     go.seed = (uint64_t)c->tc.seed;
     go.tok = tok;
     int rc = 0;
+    struct ksa_cp_s *cp = m->cp; /* every rank samples the whole sequence on its own */
+    m->cp = NULL;
     if (ksa_sample_text(m, c->prompt, c->prompt ? strlen(c->prompt) : 0, &go, stdout, NULL, NULL) !=
         KSA_OK)
         rc = ksa_cli_error("train", 1);
     else
         printf("\n");
+    m->cp = cp;
     ksa_tok_close(tok);
     return agree(rc) != 0 ? 1 : 0;
 }
@@ -437,10 +444,30 @@ static int train_main(int argc, char **argv)
         int per_rank = (int)(cores / ksa_dist_local_size());
         ksa_threads_set(per_rank > 0 ? per_rank : 1);
     }
+    /* the context-parallel grid (collective): after the checks, which every rank passed */
+    ksa_cp cp = {0};
+    if (c.tc.context_parallel > 1) {
+        size_t unit = m.layout.ksa ? m.layout.C : 1;
+        rc = ksa_cp_check((int)c.tc.context_parallel, n_ranks, (size_t)c.tc.seq_len, unit) == KSA_OK
+                 ? 0
+                 : ksa_cli_error("train", 2);
+        if (agree(rc) != 0) {
+            ksa_model_free(&m);
+            return rc ? rc : 1;
+        }
+        if (agree(ksa_cp_init(&cp, (int)c.tc.context_parallel, (size_t)c.tc.seq_len, unit) != KSA_OK
+                      ? ksa_cli_error("train", 1)
+                      : 0) != 0) {
+            ksa_model_free(&m);
+            return 1;
+        }
+        m.cp = &cp;
+    }
     m.recompute = c.tc.recompute != 0; /* the plan below sizes what the trainer will use */
     double step_flops = ksa_model_step_flops(&m, (size_t)c.tc.global_batch, (size_t)c.tc.seq_len);
     double need = print_plan(&c, &m, n_ranks, step_flops);
     if (refuse_what_cannot_fit(need) != KSA_OK) {
+        ksa_cp_free(&cp);
         ksa_model_free(&m);
         return ksa_cli_error("train", 2);
     }
@@ -450,6 +477,7 @@ static int train_main(int argc, char **argv)
         ksa_params_alloc(&m.params); /* after the plan, which measures the program without it */
         rc = run(&c, &m, step_flops);
     }
+    ksa_cp_free(&cp);
     ksa_model_free(&m);
     return rc;
 }

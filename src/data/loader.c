@@ -220,11 +220,19 @@ size_t ksa_loader_rank_rows(size_t global_batch, int rank, int n_ranks, size_t *
 void ksa_loader_batch_at(const ksa_loader *ld, int32_t *tokens, uint64_t step, int rank,
                          int n_ranks)
 {
+    ksa_loader_block_at(ld, tokens, step, rank, n_ranks, 0, ld->seq_len);
+}
+
+void ksa_loader_block_at(const ksa_loader *ld, int32_t *tokens, uint64_t step, int rank,
+                         int n_ranks, size_t t0, size_t T)
+{
     size_t L = ld->seq_len, b = 0;
     KSA_ASSERT(n_ranks >= 1 && rank >= 0 && rank < n_ranks, "rank %d of %d", rank, n_ranks);
+    KSA_ASSERT(T >= 1 && t0 + T <= L, "block [%zu, %zu) of a row of %zu", t0, t0 + T, L);
     for (size_t g = (size_t)rank; g < ld->global_batch; g += (size_t)n_ranks, b++) {
         ksa_loader_row r = ksa_loader_locate(ld, step, g);
-        ksa_tokfile_read(&ld->sources[r.source].file, tokens + b * (L + 1), r.window * L, L + 1);
+        ksa_tokfile_read(&ld->sources[r.source].file, tokens + b * (T + 1), r.window * L + t0,
+                         T + 1);
     }
 }
 
@@ -292,13 +300,20 @@ size_t ksa_val_reader_n_batches(const ksa_val_reader *vr)
 
 size_t ksa_val_reader_batch(const ksa_val_reader *vr, size_t k, int32_t *tokens)
 {
+    return ksa_val_reader_block(vr, k, tokens, 0, vr->seq_len);
+}
+
+size_t ksa_val_reader_block(const ksa_val_reader *vr, size_t k, int32_t *tokens, size_t t0,
+                            size_t T)
+{
     KSA_ASSERT(k < ksa_val_reader_n_batches(vr), "validation batch %zu of %zu", k,
                ksa_val_reader_n_batches(vr));
     size_t first = k * vr->nseq, left = vr->n_chosen - first;
     size_t rows = left < vr->nseq ? left : vr->nseq, L = vr->seq_len;
+    KSA_ASSERT(T >= 1 && t0 + T <= L, "block [%zu, %zu) of a row of %zu", t0, t0 + T, L);
     for (size_t b = 0; b < rows; b++) {
         size_t row = ksa_loader_spread_row(first + b, vr->n_chosen, vr->n_rows);
-        ksa_tokfile_read(&vr->file, tokens + b * (L + 1), row * L, L + 1);
+        ksa_tokfile_read(&vr->file, tokens + b * (T + 1), row * L + t0, T + 1);
     }
     return rows;
 }

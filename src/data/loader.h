@@ -87,6 +87,10 @@ size_t ksa_loader_rank_rows(size_t global_batch, int rank, int n_ranks, size_t *
  * tokens: [ksa_loader_rank_rows(G, rank, n_ranks, NULL), L + 1]                          */
 void ksa_loader_batch_at(const ksa_loader *ld, int32_t *tokens, uint64_t step, int rank,
                          int n_ranks);
+/* The same rows, only tokens t0 ... t0 + T of each (a block of context parallelism, which
+ * reads nothing else). tokens: [rows, T + 1]                                             */
+void ksa_loader_block_at(const ksa_loader *ld, int32_t *tokens, uint64_t step, int rank,
+                         int n_ranks, size_t t0, size_t T);
 
 /* KSA_OK when the file holds nseq sequential rows of seq_len from offset (offset + nseq *
  * seq_len + 1 tokens), else the error ksa_loader_read_sequential would return: a caller
@@ -128,6 +132,9 @@ size_t ksa_val_reader_n_batches(const ksa_val_reader *vr);
 /* Fills batch k (< n_batches) and returns its number of rows.
  * tokens: [nseq, L + 1] (only the returned rows are written).                             */
 size_t ksa_val_reader_batch(const ksa_val_reader *vr, size_t k, int32_t *tokens);
+/* The same rows, only tokens t0 ... t0 + T of each. tokens: [nseq, T + 1]                 */
+size_t ksa_val_reader_block(const ksa_val_reader *vr, size_t k, int32_t *tokens, size_t t0,
+                            size_t T);
 /* Fills the next batch and returns its number of rows; 0 once every chosen row was served. */
 size_t ksa_val_reader_next(ksa_val_reader *vr, int32_t *tokens);
 void ksa_val_reader_rewind(ksa_val_reader *vr); /* back to the first batch */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "data/tokenizer.h"
+#include "dist/context.h"
 #include "dist/dist.h"
 
 ksa_status ksa_eval_rows_open(ksa_eval_rows *r, const char *data, ksa_dtype dtype, size_t V,
@@ -111,32 +112,41 @@ ksa_status ksa_eval_loss(ksa_model *m, ksa_eval_rows *rows, const ksa_eval_optio
     ksa_arena arena;
     ksa_grad_pool grads;
     ksa_tape tp;
-    ksa_model_tape_init(m, 1, L, o->grads, &arena, &grads, &tp);
+    /* context parallelism: row b is context group b mod n_groups's, each rank of it computing
+     * its block of the row, targets [t0, t0 + T) */
+    int rank = ksa_dist_rank(), n_ranks = ksa_dist_size();
+    size_t t0 = 0, T = L;
+    if (m->cp && m->cp->P > 1) {
+        KSA_ASSERT(m->cp->L == L, "context-parallel grid of %zu tokens for rows of %zu", m->cp->L,
+                   L);
+        t0 = ksa_cp_block_start(m->cp), T = ksa_cp_block_len(m->cp);
+        rank = m->cp->group, n_ranks = m->cp->n_groups;
+    }
+    ksa_model_tape_init(m, 1, T, o->grads, &arena, &grads, &tp);
     tp.recording = o->grads;
     ksa_params_zero_grad(&m->params);
     /* sums: [0] the loss, [1] byte targets, then per bucket k: [2 + 2k] the summed loss,
      * [3 + 2k] byte targets */
     double sums[2 + 2 * KSA_EVAL_MAX_BUCKETS] = {0};
-    double *target_loss = nb ? ksa_alloc(L * sizeof *target_loss) : NULL; /* [L] */
+    double *target_loss = nb ? ksa_alloc(T * sizeof *target_loss) : NULL; /* [T] */
     eval_progress progress = {.t0 = ksa_now(), .every = o->progress_seconds, .B = B, .L = L};
     progress.next = progress.t0 + progress.every;
-    int rank = ksa_dist_rank(), n_ranks = ksa_dist_size();
     for (size_t b = 0; b < B; b++) {
-        const int32_t *row = rows_get(rows, b);
+        const int32_t *row = rows_get(rows, b); /* every row: the whole file's are read in turn */
         if (b % (size_t)n_ranks != (size_t)rank)
             continue;
-        for (size_t t = 1; t <= L; t++)
+        for (size_t t = t0 + 1; t <= t0 + T; t++)
             sums[1] += target_bytes(o, row[t]);
         ksa_tape_reset(&tp);
         double part;
-        ksa_tensor *l =
-            ksa_model_forward_per_target(m, &tp, row, 1, L, (double)(B * L), &part, target_loss);
+        ksa_tensor *l = ksa_model_forward_per_target(m, &tp, row + t0, 1, T, (double)(B * L), &part,
+                                                     target_loss);
         if (o->grads)
             ksa_tape_backward(&tp, l);
         sums[0] += part;
-        for (size_t k = 0; k < nb; k++)
-            for (size_t t = bk[k].from; t < bk[k].to; t++) {
-                sums[2 + 2 * k] += target_loss[t];
+        for (size_t k = 0; k < nb; k++) /* the bucket's targets in this block */
+            for (size_t t = bk[k].from > t0 ? bk[k].from : t0; t < bk[k].to && t < t0 + T; t++) {
+                sums[2 + 2 * k] += target_loss[t - t0];
                 sums[3 + 2 * k] += target_bytes(o, row[t + 1]);
             }
         if (rank == 0)

@@ -405,6 +405,7 @@ int ksa_run_may_change_on_resume(const char *key)
                                           "eval_every",
                                           "threads",
                                           "recompute",
+                                          "context_parallel",
                                           "loss_spike_factor",
                                           "loss_spike_steps",
                                           "loss_spike_window",
@@ -432,12 +433,13 @@ static ksa_status compare_keys(const ksa_config_key *keys, size_t n, const void 
                       : k->kind == KSA_KEY_FLOAT ? sizeof(double)
                                                  : sizeof(long);
         if (memcmp((const char *)a + k->offset, (const char *)b + k->offset, size) != 0)
-            return ksa_fail(KSA_EINVAL,
-                            "--resume: %s key '%s' differs from the checkpoint's; a resumed run "
-                            "may change only steps, out, log, save_every, keep, save_best, "
-                            "eval_every, threads, recompute, the loss_spike_* keys and the "
-                            "watchdog keys (and where its data lies)",
-                            what, k->name);
+            return ksa_fail(
+                KSA_EINVAL,
+                "--resume: %s key '%s' differs from the checkpoint's; a resumed run "
+                "may change only steps, out, log, save_every, keep, save_best, "
+                "eval_every, threads, recompute, context_parallel, the loss_spike_* keys and the "
+                "watchdog keys (and where its data lies)",
+                what, k->name);
     }
     return KSA_OK;
 }

@@ -62,6 +62,9 @@ static const ksa_config_key train_keys[] = {
     KEY(recompute, KSA_KEY_BOOL, "0",
         "activation recomputation: keep each layer's input only, re-run the layer in the "
         "backward (less memory, ~1/3 more compute; same results)"),
+    KEY(context_parallel, KSA_KEY_INT, "1",
+        "ranks per context group: each sequence is split into this many blocks of whole chunks, "
+        "one per rank of the group; it must divide the ranks (docs/mpi.md)"),
     KEY(watchdog_factor, KSA_KEY_FLOAT, "10",
         "under mpirun, a rank waiting in a collective for more than this x the median step "
         "(at least 10 s) ends the job, naming the ranks that did not arrive (0: off)"),
@@ -170,15 +173,29 @@ ksa_status ksa_train_config_validate(const ksa_train_config *c, int n_ranks)
         if (bounded[i].value > bounded[i].max)
             return ksa_fail(KSA_EINVAL, "%s = %ld exceeds the supported %ld", bounded[i].name,
                             bounded[i].value, bounded[i].max);
-    if ((c->global_batch / n_ranks) * (c->seq_len + 1) > (1L << 32))
+    if (c->context_parallel < 1 || c->context_parallel > 1L << 20)
+        return ksa_fail(KSA_EINVAL, "context_parallel = %ld: it must be at least 1",
+                        c->context_parallel);
+    if (n_ranks % c->context_parallel)
+        return ksa_fail(KSA_EINVAL,
+                        "context_parallel = %ld does not divide the %d ranks (they form a grid of "
+                        "context groups of %ld ranks)",
+                        c->context_parallel, n_ranks, c->context_parallel);
+    int groups = n_ranks / (int)c->context_parallel; /* data-parallel ranks */
+    if ((c->global_batch / groups) * (c->seq_len + 1) > (1L << 32))
         return ksa_fail(KSA_EINVAL,
                         "global_batch x seq_len = %ld x %ld tokens per step: more than the "
                         "supported 2^32 per rank",
                         c->global_batch, c->seq_len);
-    if (c->global_batch % ((long)n_ranks * c->micro_batch))
+    if (c->global_batch % ((long)groups * c->micro_batch) && c->context_parallel == 1)
         return ksa_fail(KSA_EINVAL,
                         "global_batch = %ld is not a multiple of micro_batch (%ld) x ranks (%d)",
                         c->global_batch, c->micro_batch, n_ranks);
+    if (c->global_batch % ((long)groups * c->micro_batch))
+        return ksa_fail(KSA_EINVAL,
+                        "global_batch = %ld is not a multiple of micro_batch (%ld) x context "
+                        "groups (%d = %d ranks / context_parallel %ld)",
+                        c->global_batch, c->micro_batch, groups, n_ranks, c->context_parallel);
     if (!(c->lr >= 0) || !(c->min_lr >= 0) || c->min_lr > c->lr)
         return ksa_fail(KSA_EINVAL, "need 0 <= min_lr <= lr, got lr = %g, min_lr = %g", c->lr,
                         c->min_lr);

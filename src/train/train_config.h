@@ -47,6 +47,7 @@ typedef struct {
     long threads;                  /* 0: OMP_NUM_THREADS / cores */
     double peak_gflops;            /* MFU denominator (0: the measured, cached GEMM peak) */
     long recompute;                /* bool: re-run each layer's forward in the backward */
+    long context_parallel;         /* ranks per context group (1: none), dist/context.h */
     double watchdog_factor;        /* under mpirun, a wait in a collective beyond this x the
                                       median step (at least 10 s) ends the job (0: off) */
     double watchdog_seconds;       /* ... or beyond this many seconds (0: off) */

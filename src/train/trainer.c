@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ckpt/ckpt.h"
+#include "dist/context.h"
 #include "dist/dist.h"
 #include "data/path.h"
 #include "data/tok.h"
@@ -121,10 +122,19 @@ ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config
     t->exp_avg_sq = ksa_alloc_zero(slice * sizeof(ksa_real));
     t->grad_slice = ksa_alloc_zero(slice * sizeof(ksa_real));
     m->recompute = c->recompute != 0;
-    ksa_model_tape_init(m, (size_t)c->micro_batch, (size_t)c->seq_len, 1, &t->arena, &t->grads,
-                        &t->tape);
-    size_t rows = (size_t)c->global_batch / (size_t)t->n_ranks;
-    t->tokens = ksa_alloc(rows * ((size_t)c->seq_len + 1) * sizeof(int32_t));
+    t->dp_rank = t->rank, t->dp_size = t->n_ranks;
+    t->block_t0 = 0, t->block_len = (size_t)c->seq_len;
+    if (c->context_parallel > 1) {
+        const ksa_cp *cp = m->cp;
+        KSA_ASSERT(cp && cp->P == c->context_parallel && cp->L == (size_t)c->seq_len,
+                   "context_parallel = %ld without its grid in the model (ksa_cp_init)",
+                   c->context_parallel);
+        t->dp_rank = cp->group, t->dp_size = cp->n_groups;
+        t->block_t0 = ksa_cp_block_start(cp), t->block_len = ksa_cp_block_len(cp);
+    }
+    ksa_model_tape_init(m, (size_t)c->micro_batch, t->block_len, 1, &t->arena, &t->grads, &t->tape);
+    size_t rows = (size_t)c->global_batch / (size_t)t->dp_size;
+    t->tokens = ksa_alloc(rows * (t->block_len + 1) * sizeof(int32_t));
     return KSA_OK;
 }
 
@@ -252,15 +262,16 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
     ksa_model *m = t->model;
     double t0 = ksa_now();
     size_t G = (size_t)c->global_batch, mb = (size_t)c->micro_batch, L = (size_t)c->seq_len;
-    size_t rows = G / (size_t)t->n_ranks;
-    ksa_loader_batch_at(&t->loader, t->tokens, (uint64_t)t->step, t->rank, t->n_ranks);
+    size_t rows = G / (size_t)t->dp_size, T = t->block_len;
+    ksa_loader_block_at(&t->loader, t->tokens, (uint64_t)t->step, t->dp_rank, t->dp_size,
+                        t->block_t0, T);
     ksa_params_zero_grad(&m->params);
     double loss = 0, norm = (double)(G * L);
     for (size_t r = 0; r < rows; r += mb) {
         ksa_tape_reset(&t->tape);
         double part;
         ksa_tensor *l =
-            ksa_model_forward(m, &t->tape, t->tokens + r * (L + 1), mb, L, norm, &part, NULL);
+            ksa_model_forward(m, &t->tape, t->tokens + r * (T + 1), mb, T, norm, &part, NULL);
         ksa_tape_backward(&t->tape, l);
         loss += part;
     }
@@ -423,13 +434,14 @@ ksa_status ksa_trainer_validate(ksa_trainer *t, double *val_loss)
     double sum = 0;
     int recording = t->tape.recording;
     t->tape.recording = 0;
-    /* batches of micro_batch rows; batch b belongs to rank b mod N, so the sum over the
-     * ranks covers every chosen row once whatever the rank count */
-    for (size_t b = (size_t)t->rank; b < n_batches; b += (size_t)t->n_ranks) {
-        size_t got = ksa_val_reader_batch(&t->val, b, t->tokens);
+    /* batches of micro_batch rows; batch b belongs to context group b mod N (each rank of
+     * it computing its block), so the sum over the ranks covers every chosen row once
+     * whatever the rank count */
+    for (size_t b = (size_t)t->dp_rank; b < n_batches; b += (size_t)t->dp_size) {
+        size_t got = ksa_val_reader_block(&t->val, b, t->tokens, t->block_t0, t->block_len);
         ksa_tape_reset(&t->tape);
         double part;
-        ksa_model_forward(t->model, &t->tape, t->tokens, got, L, 1.0, &part, NULL);
+        ksa_model_forward(t->model, &t->tape, t->tokens, got, t->block_len, 1.0, &part, NULL);
         sum += part;
     }
     t->tape.recording = recording;

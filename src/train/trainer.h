@@ -39,14 +39,19 @@ typedef struct {
     ksa_val_reader val;          /* owned when has_val */
     int has_val;
     ksa_lr_schedule schedule;
-    int rank, n_ranks;              /* this process among the ranks of the run */
+    int rank, n_ranks; /* this process among the ranks of the run */
+    /* data parallelism runs over the context groups (dist/context.h; without context
+     * parallelism each rank is a group of one): this rank's group among dp_size, and the
+     * block of every row it computes, tokens [block_t0, block_t0 + block_len]           */
+    int dp_rank, dp_size;
+    size_t block_t0, block_len;
     size_t slice_lo, slice_hi;      /* the part of the flat buffer this rank owns (ZeRO) */
     ksa_real *exp_avg, *exp_avg_sq; /* owned AdamW moments of the slice only */
     ksa_real *grad_slice;           /* owned: the summed gradient of the slice */
     ksa_arena arena;                /* owned: one micro-batch forward + backward */
     ksa_grad_pool grads;            /* owned: its activation gradients, freed when dead */
     ksa_tape tape;
-    int32_t *tokens;      /* owned: [global_batch / ranks, seq_len + 1] */
+    int32_t *tokens;      /* owned: [global_batch / dp_size, block_len + 1] */
     ksa_loss_guard guard; /* the loss-spike guard's state (saved in checkpoints) */
     long step;            /* optimizer steps completed (skipped ones included) */
     size_t tokens_seen;   /* text tokens of completed steps */
@@ -92,7 +97,9 @@ ksa_status ksa_train_data_open(const ksa_train_config *c, size_t V, ksa_loader *
  * tokenizer it was never trained on and passes. */
 ksa_status ksa_train_check_tokenizer(const char *path, const char *data_tokenizer, const char *how);
 
-/* Opens the data (and records its identity); run_id: the run's id (run_dir.h). */
+/* Opens the data (and records its identity); run_id: the run's id (run_dir.h). With
+ * c->context_parallel > 1, m->cp must hold the grid of that P for c->seq_len (ksa_cp_init):
+ * each rank then reads and computes only its block of its group's rows.                  */
 ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config *c,
                             const char *run_id);
 void ksa_trainer_free(ksa_trainer *t);
