@@ -154,7 +154,7 @@ crosscheck: $(BUILD)/tests/f32/test_crosscheck $(BUILD)/tests/f64/test_crosschec
 MUTANT_SUITES ?= tests/test_prepare.sh tests/test_resume.sh tests/test_cli.sh \
                  tests/test_train.sh tests/test_mpi.sh tests/test_docs.sh tests/test_plot.sh \
                  tests/test_ckpt_mpi.sh tests/test_doc_commands.sh tests/test_mpi_faults.sh \
-                 tests/test_interop.sh
+                 tests/test_interop.sh tests/test_cp.sh
 mutants: $(BINS) $(DEMO_TOKENS)
 	BUILD=$(BUILD) BIN=$(BIN) PY=$(PY) $(PY) tests/mutate_shell_tests.py $(MUTANT_SUITES)
 

@@ -123,9 +123,14 @@ bad_grids_are_refused_at_start_up() {
     must_fail "${MPIRUN[@]}" -np 4 "$KSA" train "${RUN[@]}" --steps 1 --context-parallel 2 \
         --global-batch 3 >"$TMP/o4" 2>&1
     grep -q "global_batch = 3 is not a multiple of micro_batch (1) x context groups (2 = 4 ranks / context_parallel 2)" "$TMP/o4"
-    must_fail "${MPIRUN[@]}" -np 3 "$KSA" eval --ckpt configs --data build/data/kjv.val.bin \
-        --seq-len 72 --context-parallel 2 >"$TMP/o5" 2>&1
-    [ -s "$TMP/o5" ]
+    must_fail "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --steps 1 --context-parallel 2 \
+        --seq-len 8000000 --max-position-embeddings 8000000 --micro-batch 4 \
+        --global-batch 8 >"$TMP/o5" 2>&1
+    grep -q "^ksa train: context parallelism: the keys and values of 4 rows of 8000000 tokens (4.61e+09 elements) may not fit one MPI message" "$TMP/o5"
+    "$KSA" init --config configs/tiny.conf --out "$TMP/init.h5" >/dev/null
+    must_fail "${MPIRUN[@]}" -np 3 "$KSA" eval --ckpt "$TMP/init.h5" \
+        --data build/data/kjv.val.bin --seq-len 72 --context-parallel 2 >"$TMP/o6" 2>&1
+    grep -q "^ksa eval: context_parallel = 2 does not divide the 3 ranks" "$TMP/o6"
 }
 
 blocks_equal_whole_sequences_on_2_ranks() { ranks f32 2 && ranks f64 2; }

@@ -402,6 +402,7 @@ static int eval_main(int argc, char **argv)
         size_t unit = m.layout.ksa ? m.layout.C : 1;
         if (ksa_cp_check((int)o.context_parallel, ksa_dist_size(), (size_t)o.seq_len, unit) !=
                 KSA_OK ||
+            ksa_cp_check_messages((size_t)o.seq_len, unit, m.layout.S, 1, m.Hkv * m.dh) != KSA_OK ||
             ksa_cp_init(&cp, (int)o.context_parallel, (size_t)o.seq_len, unit) != KSA_OK) {
             ksa_model_free(&m);
             return ksa_cli_error("eval", 2);

@@ -448,9 +448,12 @@ static int train_main(int argc, char **argv)
     ksa_cp cp = {0};
     if (c.tc.context_parallel > 1) {
         size_t unit = m.layout.ksa ? m.layout.C : 1;
-        rc = ksa_cp_check((int)c.tc.context_parallel, n_ranks, (size_t)c.tc.seq_len, unit) == KSA_OK
-                 ? 0
-                 : ksa_cli_error("train", 2);
+        ksa_status st =
+            ksa_cp_check((int)c.tc.context_parallel, n_ranks, (size_t)c.tc.seq_len, unit);
+        if (st == KSA_OK)
+            st = ksa_cp_check_messages((size_t)c.tc.seq_len, unit, m.layout.S,
+                                       (size_t)c.tc.micro_batch, m.Hkv * m.dh);
+        rc = st == KSA_OK ? 0 : ksa_cli_error("train", 2);
         if (agree(rc) != 0) {
             ksa_model_free(&m);
             return rc ? rc : 1;

@@ -1,6 +1,7 @@
 /* context.c - the context-parallel grid and its blocks (context.h). */
 #include "context.h"
 
+#include <limits.h>
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,19 @@ ksa_status ksa_cp_check(int P, int n_ranks, size_t L, size_t unit)
                         "context_parallel = %d: a sequence of %zu tokens has %zu whole chunk%s of "
                         "%zu, fewer than the %d blocks (a block would be shorter than one chunk)",
                         P, L, L / unit, L / unit == 1 ? "" : "s", unit, P);
+    return KSA_OK;
+}
+
+ksa_status ksa_cp_check_messages(size_t L, size_t C, size_t S, size_t nseq, size_t kv_width)
+{
+    double rows = (double)L + (double)(L / (C ? C : 1)) * (double)S;
+    double reals = 2 * (double)nseq * (double)kv_width * rows;
+    if (reals > (double)INT_MAX)
+        return ksa_fail(KSA_EINVAL,
+                        "context parallelism: the keys and values of %zu row%s of %zu tokens "
+                        "(%.3g elements) may not fit one MPI message (at most %d elements): "
+                        "lower micro_batch",
+                        nseq, nseq == 1 ? "" : "s", L, reals, INT_MAX);
     return KSA_OK;
 }
 

@@ -58,6 +58,12 @@ typedef struct ksa_cp_s {
  * n_ranks, fewer units than P: a block shorter than one chunk). No MPI.                  */
 ksa_status ksa_cp_check(int P, int n_ranks, size_t L, size_t unit);
 
+/* Whether every message of the grid fits MPI's int count: a block's keys and values (ring)
+ * and a summary layer's exchange are bounded by 2 * nseq * kv_width * (L + floor(L/C) * S)
+ * reals (nseq rows of a micro-batch, kv_width = Hkv * head_dim). KSA_EINVAL naming the
+ * sizes otherwise. No MPI. */
+ksa_status ksa_cp_check_messages(size_t L, size_t C, size_t S, size_t nseq, size_t kv_width);
+
 /* Collective over all ranks (MPI_Comm_split): the grid of ksa_cp_check's arguments, with this
  * process's rank and the world's size. P = 1 needs no MPI.                              */
 ksa_status ksa_cp_init(ksa_cp *cp, int P, size_t L, size_t unit);
