@@ -65,6 +65,11 @@ training_losses_equal_on_every_grid() {
         --log "$TMP/p2x2.jsonl" >"$TMP/p2x2.out"
     same_losses "$TMP/p1.jsonl" "$TMP/p2x2.jsonl"
     grep -q "context parallelism: blocks of 32 of the 72 tokens" "$TMP/p2x2.out"
+    # per row and layer: block 1 receives its halo (32 rows: W 4 chunks reach row 0) and 4
+    # summary rows, k and v of 2 x 32 floats (36 x 512 B), and returns their gradients;
+    # ring: block 0's 32 rows of k, v twice, and their gradients back (3 x 16 KiB). Mean per
+    # rank: 18432 B x 3 summary layers x 2 rows = 0.105 MiB, 24576 B x 2 rows = 0.047 MiB
+    grep -q "step 1: a rank sent 0.105 MiB in summary and sliding-window layers (halos, summaries and their gradients) and 0.047 MiB in causal layers (ring attention)" "$TMP/p2x2.out"
     "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --steps 4 --context-parallel 2 --recompute \
         --log "$TMP/p2r.jsonl" >/dev/null
     same_losses "$TMP/p1.jsonl" "$TMP/p2r.jsonl"

@@ -12,6 +12,7 @@
 
 #include "autograd/blas.h"
 #include "data/path.h"
+#include "dist/context.h"
 #include "dist/dist.h"
 #include "train/run_dir.h"
 
@@ -223,6 +224,27 @@ static void print_step_memory(FILE *out, const ksa_trainer *t, long step)
             (double)t->grads.capacity * mib);
 }
 
+/* Context parallelism: the bytes the ranks sent in the step just done (since `before`), the
+ * summary layers' and the ring's apart, as the mean per rank. Collective. */
+static ksa_status print_step_traffic(FILE *out, const ksa_trainer *t, const ksa_cp_traffic *before,
+                                     long step)
+{
+    const ksa_cp *cp = t->model->cp;
+    if (!cp || cp->P == 1)
+        return KSA_OK;
+    double sent[2] = {(double)(cp->traffic.summary_bytes - before->summary_bytes),
+                      (double)(cp->traffic.ring_bytes - before->ring_bytes)};
+    KSA_TRY(ksa_dist_sum(sent, 2));
+    double mib = 1.0 / (1 << 20) / t->n_ranks;
+    fprintf(
+        out,
+        "# context parallelism (%d blocks of a row x %d groups), step %ld: a rank sent %.3f MiB "
+        "in summary and sliding-window layers (halos, summaries and their gradients) and %.3f "
+        "MiB in causal layers (ring attention), mean over the ranks\n",
+        cp->P, cp->n_groups, step, sent[0] * mib, sent[1] * mib);
+    return KSA_OK;
+}
+
 /* One line of the log, flushed: an error (a full disk) names the file and the reason. */
 static ksa_status log_step(FILE *log, const char *path, const step_report *r)
 {
@@ -338,6 +360,7 @@ static ksa_status train_steps(ksa_trainer *t, const ksa_train_config *tc,
         char why[160];
         double limit = watchdog_limit(tc, &times, why, sizeof why);
         ksa_dist_watch_set(t->step + 1, limit, why);
+        ksa_cp_traffic before = t->model->cp ? t->model->cp->traffic : (ksa_cp_traffic){0};
         ksa_status st = ksa_trainer_step(t, &r.stats);
         if (st != KSA_OK) {
             ksa_dist_failing_together(); /* a step fails on every rank at once (trainer.h) */
@@ -361,8 +384,10 @@ static ksa_status train_steps(ksa_trainer *t, const ksa_train_config *tc,
         if (r.has_val)
             KSA_TRY(ksa_trainer_validate(t, &r.val_loss));
         print_progress(out, &r);
-        if (r.step == start_step + 1)
+        if (r.step == start_step + 1) {
             print_step_memory(out, t, r.step);
+            KSA_TRY(print_step_traffic(out, t, &before, r.step));
+        }
         /* a log that cannot be written stops the run like a failed save: nothing more is
          * trained or saved (rank 0 logs; the ranks agree, so all of them stop) */
         int failed_rank;
