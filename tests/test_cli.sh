@@ -835,7 +835,7 @@ every_command_lists_its_options_and_keys_in_help() {
 import re, sys
 d = sys.argv[1]
 options = {
-    "eval": "ckpt data seq-len batch offset dtype grads-out json threads help",
+    "eval": "ckpt data seq-len batch offset dtype grads-out json threads context-parallel help",
     "init": "config out seed help",
     "inspect": "config help",
     "gradcheck": "config params seq-len batch seed sample progress rtol atol help",
@@ -861,7 +861,7 @@ assert len(model) >= 20 and len(train) >= 20, (len(model), len(train))  # both d
 want_keys = {
     "eval": {}, "prepare": {}, "sample": {}, "init": model, "gradcheck": model,
     "inspect": {**model, "seq_len": train["seq_len"], "micro_batch": train["micro_batch"],
-                "recompute": train["recompute"]},
+                "recompute": train["recompute"], "context_parallel": train["context_parallel"]},
     "train": {**model, **train},
 }
 for cmd, opts in options.items():

@@ -225,7 +225,7 @@ eval_task_refuses_bad_options() {
     expect_error "depth 120 is outside [0, 100]" \
         "$KSA" eval --ckpt "$d/m.h5" --task passkey --len 300 --depths 10,120 --filler noise
     expect_error "--task needs --ckpt and --len" "$KSA" eval --ckpt "$d/m.h5" --task passkey
-    expect_error "--data, --seq-len, --offset, --grads-out and --by-position do not apply" \
+    expect_error "--data, --seq-len, --offset, --grads-out, --by-position and --context-parallel do not apply" \
         "$KSA" eval --ckpt "$d/m.h5" --task passkey --len 300 --data x.bin
     expect_error "--len, --depths and --n belong to --task" \
         "$KSA" eval --ckpt "$d/m.h5" --data x.bin --seq-len 8 --len 300
