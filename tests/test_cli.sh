@@ -861,7 +861,8 @@ assert len(model) >= 20 and len(train) >= 20, (len(model), len(train))  # both d
 want_keys = {
     "eval": {}, "prepare": {}, "sample": {}, "init": model, "gradcheck": model,
     "inspect": {**model, "seq_len": train["seq_len"], "micro_batch": train["micro_batch"],
-                "recompute": train["recompute"], "context_parallel": train["context_parallel"]},
+                "recompute": train["recompute"], "context_parallel": train["context_parallel"],
+                "trainable": train["trainable"], "frozen": train["frozen"]},
     "train": {**model, **train},
 }
 for cmd, opts in options.items():

@@ -1,6 +1,8 @@
 /* params.c - the parameter table and its flat buffers. */
 #include "params.h"
 
+#include <fnmatch.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,7 +78,7 @@ static void make_views(ksa_params *p)
         t->shape[0] = e->shape[0];
         t->shape[1] = e->shape[1];
         t->numel = e->numel;
-        t->requires_grad = 1;
+        t->requires_grad = !e->frozen;
     }
 }
 
@@ -125,7 +127,111 @@ ksa_tensor *ksa_params_tensor(const ksa_params *p, size_t i)
 
 void ksa_params_zero_grad(ksa_params *p)
 {
-    ksa_zero(p->grad, p->numel * sizeof(ksa_real));
+    size_t n_trained = ksa_params_n_trainable(p, NULL);
+    if (n_trained == p->n) {
+        ksa_zero(p->grad, p->numel * sizeof(ksa_real));
+        return;
+    }
+    for (size_t i = 0; i < p->n; i++) /* frozen parameters' gradients are never written */
+        if (!p->table[i].frozen)
+            ksa_zero(p->grad + p->table[i].offset, p->table[i].numel * sizeof(ksa_real));
+}
+
+/* ---- frozen parameters ---------------------------------------------------------------- */
+/* Calls f(pattern) for each pattern of a comma-separated list (spaces around commas dropped)
+ * until it returns non-zero; returns that value (0: none did). */
+static int each_pattern(const char *list, int (*f)(const char *pattern, void *ctx), void *ctx)
+{
+    const char *s = list ? list : "";
+    while (*s) {
+        while (*s == ' ' || *s == ',')
+            s++;
+        const char *e = s;
+        while (*e && *e != ',')
+            e++;
+        size_t n = (size_t)(e - s);
+        while (n && s[n - 1] == ' ')
+            n--;
+        if (n) {
+            char pattern[256];
+            snprintf(pattern, sizeof pattern, "%.*s", (int)(n < 255 ? n : 255), s);
+            int r = f(pattern, ctx);
+            if (r)
+                return r;
+        }
+        s = e;
+    }
+    return 0;
+}
+
+static int matches_name(const char *pattern, void *name)
+{
+    return fnmatch(pattern, name, 0) == 0;
+}
+
+static int any_pattern(const char *list, const char *name)
+{
+    return each_pattern(list, matches_name, (void *)name);
+}
+
+int ksa_params_name_trainable(const char *name, const char *trainable, const char *frozen)
+{
+    int listed = !trainable || !trainable[0] || any_pattern(trainable, name);
+    return listed && !any_pattern(frozen, name);
+}
+
+typedef struct {
+    const ksa_params *p;
+    const char *unmatched; /* the first pattern that matches no name */
+    char buf[256];
+} pattern_check;
+
+static int matches_nothing(const char *pattern, void *ctx)
+{
+    pattern_check *c = ctx;
+    for (size_t i = 0; i < c->p->n; i++)
+        if (fnmatch(pattern, c->p->table[i].name, 0) == 0)
+            return 0;
+    snprintf(c->buf, sizeof c->buf, "%s", pattern);
+    c->unmatched = c->buf;
+    return 1;
+}
+
+ksa_status ksa_params_select_trainable(ksa_params *p, const char *trainable, const char *frozen)
+{
+    const char *lists[2] = {trainable, frozen}, *keys[2] = {"trainable", "frozen"};
+    for (int k = 0; k < 2; k++) {
+        pattern_check c = {.p = p};
+        if (each_pattern(lists[k], matches_nothing, &c))
+            return ksa_fail(KSA_EINVAL,
+                            "%s: the pattern '%s' matches no parameter of the model (names as in "
+                            "`ksa inspect --config`, e.g. model.layers.0.self_attn.q_proj.weight; "
+                            "* and ? are wildcards)",
+                            keys[k], c.unmatched);
+    }
+    size_t n_trained = 0;
+    for (size_t i = 0; i < p->n; i++)
+        n_trained += (size_t)ksa_params_name_trainable(p->table[i].name, trainable, frozen);
+    if (n_trained == 0)
+        return ksa_fail(KSA_EINVAL, "trainable = '%s', frozen = '%s' leave no parameter to train",
+                        trainable ? trainable : "", frozen ? frozen : "");
+    for (size_t i = 0; i < p->n; i++) {
+        p->table[i].frozen = !ksa_params_name_trainable(p->table[i].name, trainable, frozen);
+        if (p->tensors)
+            p->tensors[i].requires_grad = !p->table[i].frozen;
+    }
+    return KSA_OK;
+}
+
+size_t ksa_params_n_trainable(const ksa_params *p, size_t *elements)
+{
+    size_t n = 0, e = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (!p->table[i].frozen)
+            n++, e += p->table[i].numel;
+    if (elements)
+        *elements = e;
+    return n;
 }
 
 size_t ksa_params_count(const ksa_params *p)

@@ -31,6 +31,8 @@ typedef struct {
     long twin;   /* summary parameters: the index of the shared parameter they stand in for
                   * (q_proj_summary -> q_proj), -1 when there is none (summary_embedding);
                   * -1 for every other parameter */
+    int frozen;  /* 1: not trained (ksa_params_select_trainable): its view needs no gradient,
+                  * so no op computes one, and the trainer keeps no optimizer state for it */
 } ksa_param;
 
 typedef struct {
@@ -71,7 +73,21 @@ long ksa_params_find(const ksa_params *p, const char *name);
 /* View of parameter i: data and grad point into the flat buffers, requires_grad = 1. */
 ksa_tensor *ksa_params_tensor(const ksa_params *p, size_t i);
 
+/* Zeroes the gradients of the parameters that are not frozen (all of grad when none is). */
 void ksa_params_zero_grad(ksa_params *p);
+
+/* ---- frozen parameters (training keys trainable and frozen, docs/training.md) ------------ *
+ * A parameter is trained when its name matches a pattern of `trainable` (a comma-separated
+ * list of fnmatch(3) globs; "" matches every name) and none of `frozen` (the same; "" matches
+ * none). Spaces around the commas are ignored.                                              */
+int ksa_params_name_trainable(const char *name, const char *trainable, const char *frozen);
+/* Marks every parameter of p trained or frozen by the lists (their views too, when
+ * allocated: requires_grad = !frozen). KSA_EINVAL naming the problem when a pattern of either
+ * list matches no parameter (a typo would silently train or freeze something else) or when no
+ * parameter is left to train; p is then unchanged.                                         */
+ksa_status ksa_params_select_trainable(ksa_params *p, const char *trainable, const char *frozen);
+/* Parameters not frozen, and their elements (padding excluded). */
+size_t ksa_params_n_trainable(const ksa_params *p, size_t *elements);
 
 /* Elements that belong to parameters (padding excluded). */
 size_t ksa_params_count(const ksa_params *p);

@@ -821,11 +821,17 @@ static ksa_status write_checkpoint(const char *path, const ksa_model_config *cfg
         return ksa_h5_fail_at(KSA_EINVAL, path, "refusing to write an invalid configuration: %s",
                               why);
     }
-    write_plan wp;
-    KSA_TRY(plan_write(path, p, ts, &wp));
+    /* the moments' layout: the parameters' own, or the trained parameters' (frozen ones) */
+    const ksa_params *mp = ts && ts->moments_of ? ts->moments_of : p;
+    write_plan wp, wp_moments;
+    KSA_TRY(plan_write(path, mp, ts, &wp_moments));
+    if (mp == p)
+        wp = wp_moments;
+    else
+        KSA_TRY(plan_write(path, p, NULL, &wp)); /* the parameters split evenly */
     /* every dataset is float32 in the file: the parameters, and with a training state the
-     * two AdamW moments of the same size                                                  */
-    double value_bytes = (double)p->numel * 4.0 * (ts && ts->exp_avg ? 3.0 : 1.0);
+     * two AdamW moments                                                                    */
+    double value_bytes = (double)p->numel * 4.0 + (ts && ts->exp_avg ? 8.0 * (double)mp->numel : 0);
     ckpt_writer w;
     KSA_TRY(writer_open(&w, path, value_bytes));
     /* under MPI: after each step every rank knows whether all succeeded (agree) */
@@ -843,7 +849,7 @@ static ksa_status write_checkpoint(const char *path, const ksa_model_config *cfg
     if (st == KSA_OK)
         st = agree(path, write_tokenizer(path, w.file, tok));
     if (st == KSA_OK && ts)
-        st = write_train_state(path, w.file, ts, p, &wp);
+        st = write_train_state(path, w.file, ts, mp, &wp_moments);
     if (st != KSA_OK) {
         writer_abort(&w);
         return st;

@@ -130,6 +130,11 @@ typedef struct {
     size_t slice_lo, slice_hi;
     const ksa_real *exp_avg;    /* [slice_hi - slice_lo] */
     const ksa_real *exp_avg_sq; /* [slice_hi - slice_lo] */
+    /* The layout the moments and their slices refer to when it is not the parameters' own
+     * (NULL): the table of the trained parameters alone, with offsets of its own, when some
+     * are frozen (training keys trainable / frozen). /optim then holds datasets for its
+     * parameters only; the parameters are written split evenly between the ranks.        */
+    const ksa_params *moments_of;
 } ksa_ckpt_train_state;
 
 /* A model checkpoint plus /optim (type, beta1, beta2, eps, weight_decay; exp_avg/<name>,

@@ -376,6 +376,8 @@ static ksa_status check_moment(ckpt_info *info, hid_t file, size_t k)
     for (size_t i = 0; i < p->n && st == KSA_OK; i++) {
         const ksa_param *e = &p->table[i];
         dset_meta m;
+        if (e->frozen) /* not trained: no optimizer state */
+            continue;
         snprintf(where, sizeof where, "%s/%s", gname, e->name);
         if ((st = read_dset_meta(path, group, e->name, where, &m)) != KSA_OK)
             break;
@@ -412,29 +414,57 @@ static const char *const train_schedule[] = {"lr_schedule",  "lr",          "min
 static const char *const train_data[] = {"data", "data_mix", "val_data"};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-static ksa_status check_training_state(ckpt_info *info, hid_t file)
+/* The parameters the run froze (its training keys trainable and frozen, autograd/params.h):
+ * they have no moments. Keys that select nothing valid are a problem of the file. */
+static ksa_status mark_frozen(ckpt_info *info, char *why, size_t cap)
+{
+    const attr_text *tr = attr_find(&info->train, "trainable");
+    const attr_text *fr = attr_find(&info->train, "frozen");
+    const char *trainable = tr && tr->text ? tr->text : "",
+               *frozen = fr && fr->text ? fr->text : "";
+    ksa_status st = ksa_params_select_trainable(&info->model.params, trainable, frozen);
+    if (st != KSA_OK)
+        snprintf(why, cap, "%s", ksa_last_error());
+    return st;
+}
+
+/* /optim: its attributes and both moments' datasets; problems are recorded. */
+static ksa_status check_optim(ckpt_info *info, hid_t file)
 {
     const char *path = info->path;
     hid_t group;
     KSA_TRY(ksa_h5_open_group(path, file, "/optim", 0, &group));
-    if (group >= 0) {
-        ksa_status st = read_attrs(path, group, "/optim", &info->optim);
-        ksa_h5_close(group, NULL, "", "");
-        KSA_TRY(st);
-        for (size_t i = 0; i < COUNT(optim_required); i++)
-            if (!attr_find(&info->optim, optim_required[i]))
-                add_problem(info, "/optim lacks the attribute '%s'", optim_required[i]);
-        const attr_text *type = attr_find(&info->optim, "type");
-        if (type && (!type->text || strcmp(type->text, "adamw") != 0))
-            add_problem(info, "/optim type is %s, this program knows only \"adamw\"", type->value);
-        for (size_t k = 0; k < N_MOMENTS; k++)
-            KSA_TRY(check_moment(info, file, k));
-    }
+    if (group < 0)
+        return KSA_OK;
+    ksa_status st = read_attrs(path, group, "/optim", &info->optim);
+    ksa_h5_close(group, NULL, "", "");
+    KSA_TRY(st);
+    for (size_t i = 0; i < COUNT(optim_required); i++)
+        if (!attr_find(&info->optim, optim_required[i]))
+            add_problem(info, "/optim lacks the attribute '%s'", optim_required[i]);
+    const attr_text *type = attr_find(&info->optim, "type");
+    if (type && (!type->text || strcmp(type->text, "adamw") != 0))
+        add_problem(info, "/optim type is %s, this program knows only \"adamw\"", type->value);
+    for (size_t k = 0; k < N_MOMENTS; k++)
+        KSA_TRY(check_moment(info, file, k));
+    return KSA_OK;
+}
+
+static ksa_status check_training_state(ckpt_info *info, hid_t file)
+{
+    const char *path = info->path;
+    hid_t group;
+    /* /train's attributes first: they say which parameters were frozen (no moments) */
     KSA_TRY(ksa_h5_open_group(path, file, "/train", 0, &group));
     if (group >= 0) {
         ksa_status st = read_attrs(path, group, "/train", &info->train);
         ksa_h5_close(group, NULL, "", "");
         KSA_TRY(st);
+    }
+    char frozen_why[600];
+    ksa_status frozen = mark_frozen(info, frozen_why, sizeof frozen_why);
+    KSA_TRY(check_optim(info, file));
+    if (info->train.present) {
         for (size_t i = 0; i < COUNT(train_state); i++)
             if (!attr_find(&info->train, train_state[i]))
                 add_problem(info, "/train lacks the attribute '%s'", train_state[i]);
@@ -443,6 +473,8 @@ static ksa_status check_training_state(ckpt_info *info, hid_t file)
             if (a && a->text && a->text[0] && a->text[0] != '/')
                 add_problem(info, "/train %s = %s is not an absolute path", a->name, a->value);
         }
+        if (frozen != KSA_OK)
+            add_problem(info, "/train: %s", frozen_why);
     }
     if (info->train.present && !info->optim.present)
         add_problem(info, "/train is present but /optim is not: the run cannot be resumed");
@@ -551,15 +583,18 @@ static void print_optim(const ckpt_info *info, FILE *out)
     for (size_t i = 0; i < info->optim.n; i++)
         if (!in_list(info->optim.v[i].name, optim_required, COUNT(optim_required)))
             fprintf(out, "%s = %s\n", info->optim.v[i].name, info->optim.v[i].value);
-    size_t n = info->model.params.n;
+    size_t n = ksa_params_n_trainable(&info->model.params, NULL), all = info->model.params.n;
+    char frozen[64] = "";
+    const char *what = n < all ? "trained parameters" : "parameters";
+    if (n < all)
+        snprintf(frozen, sizeof frozen, "; the %zu frozen ones have none", all - n);
     if (info->moments_found[0] == n && info->moments_found[1] == n)
         fprintf(out,
-                "moments: exp_avg and exp_avg_sq present for all %zu parameters, with "
-                "their shapes\n",
-                n);
+                "moments: exp_avg and exp_avg_sq present for all %zu %s, with their shapes%s\n", n,
+                what, frozen);
     else
-        fprintf(out, "moments: exp_avg for %zu of %zu parameters, exp_avg_sq for %zu of %zu\n",
-                info->moments_found[0], n, info->moments_found[1], n);
+        fprintf(out, "moments: exp_avg for %zu of %zu %s, exp_avg_sq for %zu of %zu%s\n",
+                info->moments_found[0], n, what, info->moments_found[1], n, frozen);
 }
 
 static void print_train(const ckpt_info *info, FILE *out)

@@ -304,7 +304,8 @@ void ksa_args_usage(FILE *f, const char *command, const ksa_arg *args, size_t n_
         for (size_t k = 0; k < n; k++)
             if ((keys & KSA_USAGE_TRAIN_KEYS) || !strcmp(table[k].name, "seq_len") ||
                 !strcmp(table[k].name, "micro_batch") || !strcmp(table[k].name, "recompute") ||
-                !strcmp(table[k].name, "context_parallel"))
+                !strcmp(table[k].name, "context_parallel") || !strcmp(table[k].name, "trainable") ||
+                !strcmp(table[k].name, "frozen"))
                 print_key(f, &table[k], &tc);
     }
     if ((keys & KSA_USAGE_MODEL_KEYS) && !(keys & KSA_USAGE_TRAIN_KEYS))

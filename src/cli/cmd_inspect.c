@@ -51,7 +51,20 @@ double ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_
                  ksa_cp_block_len(m->cp), seq_len);
         seq_len = ksa_cp_block_len(m->cp);
     }
-    size_t numel = m->params.numel, slice = numel / (size_t)n_ranks;
+    size_t numel = m->params.numel;
+    /* the optimizer's elements: every parameter's, or the trained ones' in a buffer of their
+     * own (16-element aligned, padded for the ranks: train/trainer.h) when some are frozen */
+    size_t opt_numel = numel, trained_elements;
+    size_t n_trained = ksa_params_n_trainable(&m->params, &trained_elements);
+    if (n_trained < m->params.n) {
+        opt_numel = 0;
+        for (size_t i = 0; i < m->params.n; i++)
+            if (!m->params.table[i].frozen)
+                opt_numel += (m->params.table[i].numel + 15) / 16 * 16;
+        size_t pad = 16 * (size_t)n_ranks;
+        opt_numel = (opt_numel + pad - 1) / pad * pad;
+    }
+    size_t slice = opt_numel / (size_t)n_ranks;
     size_t per_param = numel * sizeof(ksa_real), moments = 2 * slice * sizeof(ksa_real);
     double estimate = ksa_model_step_bytes_estimate(m, micro_batch, seq_len);
     if (estimate > KSA_PLANNABLE_BYTES) {
@@ -64,7 +77,10 @@ double ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_
     size_t grads = ksa_model_grad_bytes(m, micro_batch, seq_len);
     size_t arena = ksa_model_arena_bytes(m, micro_batch, seq_len) - grads;
     ksa_step_memory used = ksa_model_plan(m, micro_batch, seq_len, 1);
-    size_t state = 2 * per_param + moments + moments / 2, program = program_bytes();
+    /* parameters and gradients, the moments and the summed gradient slice, and with frozen
+     * parameters the trained ones' own values and gradients (train/trainer.h) */
+    size_t own = n_trained < m->params.n ? 2 * opt_numel * sizeof(ksa_real) : 0;
+    size_t state = 2 * per_param + moments + moments / 2 + own, program = program_bytes();
     char a[32], b[32], c[32], d[32];
     fprintf(
         f,
@@ -74,8 +90,16 @@ double ksa_print_memory_plan(const ksa_model *m, size_t micro_batch, size_t seq_
             size_text(a, sizeof a, per_param), numel);
     fprintf(f, "  gradients          %s  (all %zu elements on every rank)\n",
             size_text(b, sizeof b, per_param), numel);
-    fprintf(f, "  AdamW moments      %s  (per rank: 2 x %zu elements, 1/%d of the parameters)\n",
-            size_text(c, sizeof c, moments), slice, n_ranks);
+    if (n_trained < m->params.n)
+        fprintf(f,
+                "  AdamW moments      %s  (per rank: 2 x %zu elements, 1/%d of the %zu trained "
+                "elements; %zu of %zu parameters frozen)\n",
+                size_text(c, sizeof c, moments), slice, n_ranks, trained_elements,
+                m->params.n - n_trained, m->params.n);
+    else
+        fprintf(f,
+                "  AdamW moments      %s  (per rank: 2 x %zu elements, 1/%d of the parameters)\n",
+                size_text(c, sizeof c, moments), slice, n_ranks);
     fprintf(f,
             "  summed gradients   %s  (per rank: its slice of the gradients summed over ranks)\n",
             size_text(c, sizeof c, moments / 2));
@@ -203,6 +227,10 @@ static int inspect_main(int argc, char **argv)
     if (ksa_model_declare_for_ranks(&m, &cfg, n_ranks) != KSA_OK) /* as training pads it */
         return ksa_cli_error("inspect", 2);
     m.recompute = tc.recompute != 0;
+    if (ksa_params_select_trainable(&m.params, tc.trainable, tc.frozen) != KSA_OK) {
+        ksa_model_free(&m);
+        return ksa_cli_error("inspect", 2);
+    }
     ksa_cp cp = {0}; /* the memory of a context-parallel rank: its block of every row */
     if (tc.context_parallel != 1) {
         size_t unit = m.layout.ksa ? m.layout.C : 1;

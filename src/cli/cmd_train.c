@@ -243,6 +243,18 @@ static double print_plan(const train_cli *c, const ksa_model *m, int n_ranks, do
     ksa_model_layout_print(&m->layout, stdout);
     printf("# parameters: %zu (%.3f M)\n", ksa_params_count(&m->params),
            (double)ksa_params_count(&m->params) / 1e6);
+    size_t trained, n_trained = ksa_params_n_trainable(&m->params, &trained);
+    if (n_trained < m->params.n) { /* trainable / frozen: say what trains */
+        printf("# trained: %zu of %zu tensors, %zu (%.3f M) elements; frozen (no gradient, no "
+               "optimizer state):",
+               n_trained, m->params.n, trained, (double)trained / 1e6);
+        for (size_t i = 0, shown = 0; i < m->params.n; i++)
+            if (m->params.table[i].frozen && shown++ < 4)
+                printf(" %s", m->params.table[i].name);
+        if (m->params.n - n_trained > 4)
+            printf(" and %zu more", m->params.n - n_trained - 4);
+        printf("\n");
+    }
     double need =
         ksa_print_memory_plan(m, (size_t)c->tc.micro_batch, (size_t)c->tc.seq_len, n_ranks, stdout);
     printf("# model FLOPs per step: %.4g (6 x the matmuls' multiply-adds, each layer on the rows "
@@ -443,6 +455,13 @@ static int train_main(int argc, char **argv)
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         int per_rank = (int)(cores / ksa_dist_local_size());
         ksa_threads_set(per_rank > 0 ? per_rank : 1);
+    }
+    /* frozen parameters: before the plan, which sizes the optimizer state of the others */
+    if (agree(ksa_params_select_trainable(&m.params, c.tc.trainable, c.tc.frozen) != KSA_OK
+                  ? ksa_cli_error("train", 2)
+                  : 0) != 0) {
+        ksa_model_free(&m);
+        return 2;
     }
     /* the context-parallel grid (collective): after the checks, which every rank passed */
     ksa_cp cp = {0};

@@ -62,6 +62,11 @@ static const ksa_config_key train_keys[] = {
     KEY(recompute, KSA_KEY_BOOL, "0",
         "activation recomputation: keep each layer's input only, re-run the layer in the "
         "backward (less memory, ~1/3 more compute; same results)"),
+    KEY(trainable, KSA_KEY_STRING, "",
+        "comma-separated globs of the parameters to train (\"\": all), e.g. "
+        "'*_summary*,summary_embedding*'"),
+    KEY(frozen, KSA_KEY_STRING, "",
+        "comma-separated globs of parameters kept as they are: no gradient, no optimizer state"),
     KEY(context_parallel, KSA_KEY_INT, "1",
         "ranks per context group: each sequence is split into this many blocks of whole chunks, "
         "one per rank of the group; it must divide the ranks (docs/mpi.md)"),

@@ -48,6 +48,8 @@ typedef struct {
     double peak_gflops;            /* MFU denominator (0: the measured, cached GEMM peak) */
     long recompute;                /* bool: re-run each layer's forward in the backward */
     long context_parallel;         /* ranks per context group (1: none), dist/context.h */
+    char trainable[512];           /* globs of the parameters trained ("": all) ... */
+    char frozen[512];              /* ... and of those kept as they are (autograd/params.h) */
     double watchdog_factor;        /* under mpirun, a wait in a collective beyond this x the
                                       median step (at least 10 s) ends the job (0: off) */
     double watchdog_seconds;       /* ... or beyond this many seconds (0: off) */

@@ -93,6 +93,56 @@ static ksa_status read_tokenizer_json(ksa_trainer *t, const char *data)
     return st;
 }
 
+/* The optimizer's table (trainer.h, opt): the model's when nothing is frozen, else the
+ * trained parameters' own, padded so that the ranks own equal slices of it. */
+static void optimizer_params(ksa_trainer *t, ksa_model *m)
+{
+    const ksa_params *p = &m->params;
+    if (ksa_params_n_trainable(p, NULL) == p->n) {
+        t->opt = &m->params;
+        return;
+    }
+    ksa_params_init(&t->own_opt);
+    t->opt_map = ksa_alloc_zero(p->n * sizeof *t->opt_map);
+    for (size_t i = 0; i < p->n; i++) {
+        const ksa_param *e = &p->table[i];
+        if (e->frozen)
+            continue;
+        size_t k = ksa_params_add(&t->own_opt, e->name, e->ndim, e->shape[0], e->shape[1]);
+        t->own_opt.table[k].role = e->role;
+        t->own_opt.table[k].summary = e->summary;
+        t->opt_map[k] = i;
+    }
+    ksa_params_pad(&t->own_opt, 16 * (size_t)t->n_ranks);
+    ksa_params_alloc(&t->own_opt);
+    t->opt = &t->own_opt;
+}
+
+/* Copies between the model's buffers and the optimizer's own (no-ops when they are the
+ * same): the values or gradients of every trained parameter. */
+static void to_optimizer(ksa_trainer *t, int grads)
+{
+    if (t->opt == &t->model->params)
+        return;
+    const ksa_params *p = &t->model->params;
+    for (size_t k = 0; k < t->opt->n; k++) {
+        const ksa_param *o = &t->opt->table[k], *e = &p->table[t->opt_map[k]];
+        memcpy((grads ? t->opt->grad : t->opt->data) + o->offset,
+               (grads ? p->grad : p->data) + e->offset, e->numel * sizeof(ksa_real));
+    }
+}
+
+static void values_to_model(ksa_trainer *t)
+{
+    if (t->opt == &t->model->params)
+        return;
+    ksa_params *p = &t->model->params;
+    for (size_t k = 0; k < t->opt->n; k++) {
+        const ksa_param *o = &t->opt->table[k], *e = &p->table[t->opt_map[k]];
+        memcpy(p->data + e->offset, t->opt->data + o->offset, e->numel * sizeof(ksa_real));
+    }
+}
+
 ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config *c,
                             const char *run_id)
 {
@@ -115,7 +165,9 @@ ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config
         ksa_tokfile_identity(&t->val.file, t->val_data_identity, sizeof t->val_data_identity);
     ksa_loader_identity(&t->loader, t->data_identity, sizeof t->data_identity);
     KSA_TRY(ksa_train_config_schedule(c, &t->schedule));
-    size_t slice = m->params.numel / (size_t)t->n_ranks;
+    KSA_TRY(ksa_params_select_trainable(&m->params, c->trainable, c->frozen));
+    optimizer_params(t, m);
+    size_t slice = t->opt->numel / (size_t)t->n_ranks;
     t->slice_lo = (size_t)t->rank * slice;
     t->slice_hi = t->slice_lo + slice;
     t->exp_avg = ksa_alloc_zero(slice * sizeof(ksa_real));
@@ -149,6 +201,9 @@ void ksa_trainer_free(ksa_trainer *t)
     ksa_model_tape_free(&t->arena, &t->grads, &t->tape);
     ksa_free(t->tokens);
     ksa_free(t->tokenizer_json);
+    if (t->opt == &t->own_opt)
+        ksa_params_free(&t->own_opt);
+    ksa_free(t->opt_map);
     memset(t, 0, sizeof *t);
 }
 
@@ -244,7 +299,7 @@ static ksa_status guard_loss(ksa_trainer *t, long step1, double loss, ksa_step_s
 /* The AdamW update left element i of this rank's slice not finite: what it holds. */
 static ksa_status nonfinite_update(const ksa_trainer *t, long step1, size_t i, double lr)
 {
-    const ksa_params *p = &t->model->params;
+    const ksa_params *p = t->opt;
     const ksa_param *e = param_at(p, t->slice_lo + i);
     double pv = (double)p->data[t->slice_lo + i], mv = (double)t->exp_avg[i],
            vv = (double)t->exp_avg_sq[i];
@@ -283,7 +338,8 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
         loss *= 100;
 
     size_t s = t->slice_hi - t->slice_lo;
-    KSA_TRY(ksa_dist_reduce_scatter(m->params.grad, t->grad_slice, s));
+    to_optimizer(t, 1);
+    KSA_TRY(ksa_dist_reduce_scatter(t->opt->grad, t->grad_slice, s));
     size_t bad = ksa_first_nonfinite(t->grad_slice, s);
     ksa_clip_values(t->grad_slice, s, c->clip_value);
     double sums[4] = {loss, ksa_sum_squares(t->grad_slice, s), bad < s, local_error};
@@ -296,7 +352,7 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
     }
     if (sums[2] > 0 || !isfinite(loss) || !isfinite(sums[1])) {
         if (bad < s) {
-            const ksa_param *e = param_at(&m->params, t->slice_lo + bad);
+            const ksa_param *e = param_at(t->opt, t->slice_lo + bad);
             return ksa_fail(KSA_ENUMERIC,
                             "step %ld: non-finite gradient %g in %s (element %zu); loss %g", step1,
                             (double)t->grad_slice[bad], e ? e->name : "(padding)",
@@ -327,7 +383,8 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
         if (injected_fault("nan_moment", t->rank, step1) && s > 0)
             t->exp_avg_sq[0] = (ksa_real)NAN;
         /* the update count: the steps whose update was applied, this one included */
-        size_t bad_new = ksa_adamw_update(m->params.data + t->slice_lo, t->exp_avg, t->exp_avg_sq,
+        to_optimizer(t, 0); /* the values: resumed or loaded since the last step */
+        size_t bad_new = ksa_adamw_update(t->opt->data + t->slice_lo, t->exp_avg, t->exp_avg_sq,
                                           t->grad_slice, s, &hp, t->step + 1 - t->guard.skipped);
         /* before the allgather: no rank receives a non-finite slice, every rank stops here */
         int failed_rank;
@@ -340,7 +397,8 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
                             "any checkpoint of this step is written",
                             step1, failed_rank);
         KSA_TRY(st);
-        KSA_TRY(ksa_dist_allgather(m->params.data, s));
+        KSA_TRY(ksa_dist_allgather(t->opt->data, s));
+        values_to_model(t);
     }
     t->step++;
     t->tokens_seen += G * L;
@@ -379,6 +437,7 @@ ksa_status ksa_trainer_save(const ksa_trainer *t, const char *path, double val_l
                                .slice_hi = t->slice_hi,
                                .exp_avg = t->exp_avg,
                                .exp_avg_sq = t->exp_avg_sq,
+                               .moments_of = t->opt == &t->model->params ? NULL : t->opt,
                                .loss_window = t->guard.recent,
                                .n_loss_window = t->guard.n,
                                .loss_high_steps = t->guard.high_steps,
@@ -414,8 +473,8 @@ ksa_status ksa_trainer_resume(ksa_trainer *t, const char *path)
         KSA_TRY(same_data(path, "validation data", t->cfg->val_data, pr.val_data_identity,
                           t->val_data_identity));
     KSA_TRY(ksa_ckpt_read_params(path, &t->model->params, 0));
-    KSA_TRY(ksa_ckpt_read_moments_slice(path, &t->model->params, t->slice_lo, t->slice_hi,
-                                        t->exp_avg, t->exp_avg_sq));
+    KSA_TRY(ksa_ckpt_read_moments_slice(path, t->opt, t->slice_lo, t->slice_hi, t->exp_avg,
+                                        t->exp_avg_sq));
     t->step = pr.step;
     t->tokens_seen = (size_t)pr.tokens_seen;
     /* the guard's state: the resumed run judges its steps as the uninterrupted one would */

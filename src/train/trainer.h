@@ -45,7 +45,15 @@ typedef struct {
      * block of every row it computes, tokens [block_t0, block_t0 + block_len]           */
     int dp_rank, dp_size;
     size_t block_t0, block_len;
-    size_t slice_lo, slice_hi;      /* the part of the flat buffer this rank owns (ZeRO) */
+    /* The parameters the optimizer updates (training keys trainable / frozen): the model's
+     * own table and buffers when none is frozen (opt = &model->params); otherwise own_opt, a
+     * table of the trained parameters alone with flat buffers of their own (copies of their
+     * values and gradients, opt_map[i] = their index in the model), so that the moments,
+     * the reduce-scatter and the allgather cover them only.                              */
+    ksa_params *opt;
+    ksa_params own_opt;
+    size_t *opt_map;
+    size_t slice_lo, slice_hi;      /* the part of opt's flat buffer this rank owns (ZeRO) */
     ksa_real *exp_avg, *exp_avg_sq; /* owned AdamW moments of the slice only */
     ksa_real *grad_slice;           /* owned: the summed gradient of the slice */
     ksa_arena arena;                /* owned: one micro-batch forward + backward */
