@@ -22,6 +22,7 @@
 
 #include "autograd/add.h"
 #include "autograd/concat.h"
+#include "autograd/distill.h"
 #include "autograd/embedding.h"
 #include "autograd/linear.h"
 #include "autograd/rmsnorm.h"
@@ -201,6 +202,12 @@ typedef struct {
     size_t nseq, T, NS, Nt, Ns; /* T: text rows of the block */
     const int32_t *pos;         /* [Nt + Ns] all rows */
     const ksa_rope_table *rope; /* cos/sin of pos, for the q and k of every layer */
+    /* attention distillation (KSA_SPEC §9.2): teacher = every layer plain causal attention
+     * over the text; capture[i] (when capture is not NULL) receives the text rows of summary
+     * layer i's attention block output, after o_proj and before the residual add */
+    int teacher;
+    size_t layer; /* the layer being built */
+    ksa_tensor **capture;
 } step_ctx;
 
 /* Applies the text-row op f_text to rows [0, Nt) and f_sum to rows [Nt, Nt + Ns), or one op
@@ -273,7 +280,7 @@ static ksa_tensor *attention_block(ksa_model *m, step_ctx *s, const ksa_layer_pa
                                    .dh = m->dh,
                                    .t0 = s->t0};
         o = ksa_cp_summary_attention(tp, s->cp, q, k, v, &d);
-    } else if (m->layout.sliding_window) { /* SWA: query t sees t-N ... t, text only */
+    } else if (m->layout.sliding_window && !s->teacher) { /* SWA: query t sees t-N ... t */
         ksa_summary_attn_dims d = {.nseq = s->nseq,
                                    .T = s->T,
                                    .C = 1,
@@ -287,7 +294,10 @@ static ksa_tensor *attention_block(ksa_model *m, step_ctx *s, const ksa_layer_pa
     } else {
         o = ksa_cp_causal_attention(tp, s->cp, q, k, v, s->nseq, m->Hq, m->Hkv, m->dh);
     }
-    return ksa_op_add(tp, h, ksa_op_linear(tp, o, P(m, lp->o_proj)));
+    ksa_tensor *proj = ksa_op_linear(tp, o, P(m, lp->o_proj));
+    if (s->capture && m->layout.ksa && m->layout.is_summary[s->layer])
+        s->capture[s->layer] = two_streams ? rows_of(s, proj, 0) : proj;
+    return ksa_op_add(tp, h, proj);
 }
 
 /* Decoder layer i: h [N, D] (text rows, then summary rows) -> the next h [N, D]. */
@@ -295,6 +305,9 @@ static ksa_tensor *layer_forward(ksa_model *m, step_ctx *s, size_t i, ksa_tensor
 {
     const ksa_model_layout *l = &m->layout;
     const ksa_layer_params *lp = &m->layers[i];
+    s->layer = i;
+    if (s->teacher) /* distillation's teacher: plain causal attention over the text */
+        return mlp_block(m, s, lp, attention_block(m, s, lp, h, 0, 0));
     if (l->ksa && l->is_summary[i])
         return mlp_block(m, s, lp, attention_block(m, s, lp, h, 1, l->window[i]));
     if (!s->Ns)
@@ -379,11 +392,11 @@ static ksa_tensor *layer_recomputed(ksa_model *m, step_ctx *s, size_t i, ksa_ten
  * not NULL. */
 static ksa_tensor *forward(ksa_model *m, ksa_tape *tp, const int32_t *tokens, size_t nseq, size_t T,
                            double norm, double *loss_value, ksa_tensor **logits_out,
-                           double *target_loss)
+                           double *target_loss, double ce_weight, ksa_tensor **capture)
 {
     const ksa_model_layout *l = &m->layout;
     KSA_ASSERT(nseq >= 1 && T >= 1, "empty batch: %zu rows of %zu tokens", nseq, T);
-    step_ctx s = {.tp = tp, .a = tp->arena, .nseq = nseq, .T = T};
+    step_ctx s = {.tp = tp, .a = tp->arena, .nseq = nseq, .T = T, .capture = capture};
     if (m->cp && m->cp->P > 1) {
         KSA_ASSERT(T == ksa_cp_block_len(m->cp),
                    "context parallelism: %zu tokens given for a block of %zu", T,
@@ -428,20 +441,145 @@ static ksa_tensor *forward(ksa_model *m, ksa_tape *tp, const int32_t *tokens, si
     ksa_tensor *logits = ksa_op_linear(tp, y, P(m, m->lm_head >= 0 ? m->lm_head : m->embed_tokens));
     if (logits_out)
         *logits_out = logits;
-    return ksa_op_cross_entropy(tp, logits, targets, NULL, norm, loss_value, target_loss);
+    if (ce_weight > 0) /* *loss_value is then ce_weight x the mean */
+        return ksa_op_cross_entropy(tp, logits, targets, NULL, norm / ce_weight, loss_value,
+                                    target_loss);
+    int recording = tp->recording; /* weight 0: the value only, no gradient */
+    tp->recording = 0;
+    ksa_tensor *ce = ksa_op_cross_entropy(tp, logits, targets, NULL, norm, loss_value, target_loss);
+    tp->recording = recording;
+    return ce;
 }
 
 ksa_tensor *ksa_model_forward(ksa_model *m, ksa_tape *tp, const int32_t *tokens, size_t nseq,
                               size_t T, double norm, double *loss_value, ksa_tensor **logits_out)
 {
-    return forward(m, tp, tokens, nseq, T, norm, loss_value, logits_out, NULL);
+    return forward(m, tp, tokens, nseq, T, norm, loss_value, logits_out, NULL, 1, NULL);
 }
 
 ksa_tensor *ksa_model_forward_per_target(ksa_model *m, ksa_tape *tp, const int32_t *tokens,
                                          size_t nseq, size_t T, double norm, double *loss_value,
                                          double *target_loss)
 {
-    return forward(m, tp, tokens, nseq, T, norm, loss_value, NULL, target_loss);
+    return forward(m, tp, tokens, nseq, T, norm, loss_value, NULL, target_loss, 1, NULL);
+}
+
+/* ---- attention distillation (KSA_SPEC §9.2) -------------------------------------------
+ * The teacher is the same weights run as a plain causal model on the text alone: every layer
+ * causal attention, no summary rows, positions t0 + t. It runs without recording, one layer
+ * at a time in arena scratch given back after each layer (its forward costs no backward
+ * memory: only the next layer's input, the captured attention outputs and the logits stay). */
+static void teacher_forward(ksa_model *m, ksa_tape *tp, const int32_t *tokens, size_t nseq,
+                            size_t T, ksa_tensor *logits_out, ksa_tensor **attn_out)
+{
+    int recording = tp->recording;
+    tp->recording = 0;
+    ksa_arena *a = tp->arena;
+    step_ctx s = {.tp = tp, .a = a, .nseq = nseq, .T = T, .teacher = 1};
+    if (m->cp && m->cp->P > 1)
+        s.cp = m->cp, s.t0 = ksa_cp_block_start(m->cp);
+    s.Nt = nseq * T;
+    size_t mark0 = ksa_arena_mark(a), Nt = s.Nt, D = m->D;
+    ksa_tensor *hbuf[2] = {ksa_tensor_2d(a, Nt, D), ksa_tensor_2d(a, Nt, D)};
+    int32_t *ids = ksa_arena_alloc(a, Nt * sizeof *ids),
+            *pos = ksa_arena_alloc(a, Nt * sizeof *pos);
+    for (size_t q = 0; q < nseq; q++)
+        for (size_t t = 0; t < T; t++) {
+            ids[q * T + t] = tokens[q * (T + 1) + t];
+            pos[q * T + t] = (int32_t)(s.t0 + t);
+        }
+    s.pos = pos;
+    s.rope = tp->plan_only ? ksa_rope_table_reserve(a, Nt, m->dh, m->config.rope_theta)
+                           : ksa_rope_table_new(a, pos, Nt, m->dh, m->config.rope_theta);
+    int live = !tp->plan_only;
+    size_t bytes = Nt * D * sizeof(ksa_real), mark = ksa_arena_mark(a);
+    ksa_tensor *h = ksa_op_embedding(tp, P(m, m->embed_tokens), ids, Nt);
+    if (live)
+        memcpy(hbuf[0]->data, h->data, bytes);
+    ksa_arena_release(a, mark);
+    ksa_tensor *cap[KSA_MAX_LAYERS] = {0};
+    s.capture = cap;
+    for (size_t i = 0; i < m->layout.n_layers; i++) {
+        mark = ksa_arena_mark(a);
+        ksa_tensor *y = layer_forward(m, &s, i, hbuf[i % 2]);
+        if (live)
+            memcpy(hbuf[(i + 1) % 2]->data, y->data, bytes);
+        if (cap[i] && attn_out[i] && live)
+            memcpy(attn_out[i]->data, cap[i]->data, bytes);
+        ksa_arena_release(a, mark);
+    }
+    mark = ksa_arena_mark(a);
+    ksa_tensor *y = ksa_op_rmsnorm(tp, hbuf[m->layout.n_layers % 2], P(m, m->norm),
+                                   (ksa_real)m->config.rms_norm_eps);
+    ksa_tensor *logits = ksa_op_linear(tp, y, P(m, m->lm_head >= 0 ? m->lm_head : m->embed_tokens));
+    if (live)
+        memcpy(logits_out->data, logits->data, Nt * m->V * sizeof(ksa_real));
+    ksa_arena_release(a, mark0);
+    tp->recording = recording;
+}
+
+void ksa_model_teacher_logits(ksa_model *m, ksa_tape *tp, const int32_t *tokens, size_t nseq,
+                              size_t T, ksa_tensor *logits)
+{
+    ksa_tensor *none[KSA_MAX_LAYERS] = {0};
+    teacher_forward(m, tp, tokens, nseq, T, logits, none);
+}
+
+ksa_distill ksa_distill_defaults(void)
+{
+    ksa_distill d = {
+        .lm_weight = 1, .attn_weight = 5, .kl_weight = 5, .cos_weight = 0, .clamp = 0.1};
+    return d;
+}
+
+ksa_tensor *ksa_model_forward_distill(ksa_model *m, ksa_tape *tp, const int32_t *tokens,
+                                      size_t nseq, size_t T, double norm, ksa_distill *d)
+{
+    KSA_ASSERT(!m->recompute, "attention distillation does not run with recomputation");
+    const ksa_model_layout *l = &m->layout;
+    size_t Nt = nseq * T, n_summary = 0;
+    ksa_arena *a = tp->arena;
+    /* the teacher's attention outputs of the summary layers and its logits */
+    ksa_tensor *t_attn[KSA_MAX_LAYERS] = {0};
+    for (size_t i = 0; i < l->n_layers; i++)
+        if (l->ksa && l->is_summary[i])
+            t_attn[i] = ksa_tensor_2d(a, Nt, m->D), n_summary++;
+    KSA_ASSERT(n_summary > 0, "attention distillation needs summary layers");
+    ksa_tensor *t_logits = ksa_tensor_2d(a, Nt, m->V);
+    teacher_forward(m, tp, tokens, nseq, T, t_logits, t_attn);
+    /* the student: the KSA forward, its summary layers' attention outputs captured */
+    ksa_tensor *cap[KSA_MAX_LAYERS] = {0}, *logits;
+    double ce_scaled = 0;
+    ksa_tensor *total =
+        forward(m, tp, tokens, nseq, T, norm, &ce_scaled, &logits, NULL, d->lm_weight, cap);
+    d->ce = d->lm_weight > 0 ? ce_scaled / d->lm_weight : ce_scaled;
+    if (d->lm_weight <= 0)
+        total = NULL;
+    d->attn = 0;
+    for (size_t i = 0; i < l->n_layers; i++) {
+        if (!t_attn[i])
+            continue;
+        double v;
+        ksa_tensor *term =
+            ksa_op_clamped_mse(tp, cap[i], t_attn[i], d->clamp, d->rms_norm,
+                               d->attn_weight / (double)n_summary, norm * (double)m->D, &v);
+        d->attn += v / (double)n_summary;
+        total = total ? ksa_op_add(tp, total, term) : term;
+    }
+    ksa_tensor *kl = ksa_op_kl_teacher(tp, logits, t_logits, d->kl_weight, norm, &d->kl);
+    total = ksa_op_add(tp, total, kl);
+    d->cos = 0;
+    if (d->cos_weight > 0)
+        for (size_t i = 0; i < l->n_layers; i++) {
+            if (!t_attn[i])
+                continue;
+            double v;
+            ksa_tensor *term = ksa_op_cosine_distance(tp, cap[i], t_attn[i],
+                                                      d->cos_weight / (double)n_summary, norm, &v);
+            d->cos += v / (double)n_summary;
+            total = ksa_op_add(tp, total, term);
+        }
+    return total;
 }
 
 /* ---- sizing --------------------------------------------------------------------------- */
@@ -623,7 +761,7 @@ ksa_step_memory ksa_model_plan(const ksa_model *m, size_t nseq, size_t T, int gr
     tp.recording = grads;
     int32_t *tokens = ksa_alloc_zero(nseq * (T + 1) * sizeof *tokens); /* token 0: any id */
     double loss;
-    ksa_tensor *l = forward(&pm, &tp, tokens, nseq, T, 1.0, &loss, NULL, NULL);
+    ksa_tensor *l = forward(&pm, &tp, tokens, nseq, T, 1.0, &loss, NULL, NULL, 1, NULL);
     if (grads)
         ksa_tape_backward(&tp, l);
     ksa_step_memory r = {

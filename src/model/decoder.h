@@ -63,6 +63,31 @@ ksa_tensor *ksa_model_forward_per_target(ksa_model *m, ksa_tape *tp, const int32
                                          size_t nseq, size_t T, double norm, double *loss_value,
                                          double *target_loss);
 
+/* ---- attention distillation (KSA_SPEC §9.2) ---------------------------------------------- */
+typedef struct {
+    /* the weights of the terms (KSA_SPEC §9.2 defaults: 1, 5, 5, 0), the clamp of the
+     * attention term's squared errors (0.1) and its optional per-row RMS normalisation */
+    double lm_weight, attn_weight, kl_weight, cos_weight, clamp;
+    int rms_norm;
+    /* out: each term's value, unweighted: cross-entropy, attention (mean over summary layers
+     * of the mean clamped squared error over elements), KL(teacher || student) per target,
+     * cosine distance per row (0 unless cos_weight > 0) */
+    double ce, attn, kl, cos;
+} ksa_distill;
+ksa_distill ksa_distill_defaults(void);
+/* The distillation loss of nseq x T tokens (rows of T + 1): the teacher (the same weights as
+ * a plain causal model on the text, positions from the block's start; no tape, layer by layer)
+ * first, then the KSA forward on the tape, and the weighted sum
+ *   lm_weight CE + attn_weight L_attn + kl_weight KL + cos_weight L_cos,
+ * each term's sums divided by the counts of the global batch: norm targets (CE, KL, cosine per
+ * row) and norm x hidden_size elements (L_attn). Not with m->recompute.                  */
+ksa_tensor *ksa_model_forward_distill(ksa_model *m, ksa_tape *tp, const int32_t *tokens,
+                                      size_t nseq, size_t T, double norm, ksa_distill *d);
+/* The teacher's logits alone into logits [nseq*T, V] (no tape; tests: they equal a plain
+ * causal model's on the same weights). */
+void ksa_model_teacher_logits(ksa_model *m, ksa_tape *tp, const int32_t *tokens, size_t nseq,
+                              size_t T, ksa_tensor *logits);
+
 /* Bytes of arena one forward + backward of nseq x T needs (an upper bound, with or without
  * m->recompute), activation gradients included; ksa_model_grad_bytes of it are those gradients,
  * which a tape with a gradient pool (tape.h) takes from the pool instead: its arena then needs the
