@@ -17,6 +17,7 @@
 #include "autograd/blas.h"
 #include "model/decoder.h"
 #include "train/train_config.h"
+#include "train/trainer.h"
 
 /* "  0.003 GiB" above 1 GiB, else in MiB */
 static const char *size_text(char *buf, size_t cap, size_t bytes)
@@ -227,7 +228,7 @@ static int inspect_main(int argc, char **argv)
     if (ksa_model_declare_for_ranks(&m, &cfg, n_ranks) != KSA_OK) /* as training pads it */
         return ksa_cli_error("inspect", 2);
     m.recompute = tc.recompute != 0;
-    if (ksa_params_select_trainable(&m.params, tc.trainable, tc.frozen) != KSA_OK) {
+    if (ksa_train_select_trainable(&tc, &m) != KSA_OK) {
         ksa_model_free(&m);
         return ksa_cli_error("inspect", 2);
     }

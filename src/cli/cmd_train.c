@@ -457,9 +457,8 @@ static int train_main(int argc, char **argv)
         ksa_threads_set(per_rank > 0 ? per_rank : 1);
     }
     /* frozen parameters: before the plan, which sizes the optimizer state of the others */
-    if (agree(ksa_params_select_trainable(&m.params, c.tc.trainable, c.tc.frozen) != KSA_OK
-                  ? ksa_cli_error("train", 2)
-                  : 0) != 0) {
+    if (agree(ksa_train_select_trainable(&c.tc, &m) != KSA_OK ? ksa_cli_error("train", 2) : 0) !=
+        0) {
         ksa_model_free(&m);
         return 2;
     }

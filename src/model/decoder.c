@@ -725,6 +725,13 @@ size_t ksa_model_arena_bytes(const ksa_model *m, size_t nseq, size_t T)
     /* ids, targets, positions, RoPE's cos/sin table, per-tensor structs and alignment slack */
     bytes += N * m->dh * sizeof(ksa_real) + 4 * N * sizeof(int32_t) + Nt * 2 * sizeof(double) +
              m->layout.n_layers * 64 * 512 + (1 << 20);
+    /* distillation: the teacher's logits and summary layers' attention outputs, kept for the
+     * step, its two hidden-state buffers, ids, positions and RoPE table (its layers' scratch
+     * is a layer's activations, given back before the student runs), and the loss terms'
+     * per-row sums */
+    if (m->distill)
+        bytes += (Nt * m->V + (l->n_layers + 2) * Nt * m->D + Nt * m->dh) * sizeof(ksa_real) +
+                 2 * Nt * sizeof(int32_t) + 4 * Nt * sizeof(double) + 8 * 4096;
     return bytes + cp_arena_bytes(m, nseq, T);
 }
 

@@ -32,6 +32,9 @@ typedef struct {
      * P > 1 a forward's T is this rank's block length and tokens its block's rows
      * (tokens t0 ... t0 + T of every sequence): the loss is the block's targets' share. */
     struct ksa_cp_s *cp;
+    /* steps run ksa_model_forward_distill (set before sizing: the arena then holds the
+     * teacher's logits and attention outputs too) */
+    int distill;
 } ksa_model;
 
 /* Resolves the configuration, declares every parameter (KSA_SPEC §7.1 names) and allocates

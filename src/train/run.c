@@ -203,6 +203,10 @@ static void print_progress(FILE *out, const step_report *r)
             "elapsed | ETA %s",
             (int)snprintf(NULL, 0, "%ld", r->steps), r->step, r->steps, r->stats.loss, r->stats.lr,
             r->stats.grad_norm, r->tokens_per_s, 100 * r->mfu, el, et);
+    if (r->stats.distill) /* the terms of the distillation loss, unweighted */
+        fprintf(out, " | ce %.4f attn %.4g kl %.4g", r->stats.ce, r->stats.attn, r->stats.kl);
+    if (r->stats.distill && r->stats.cos > 0)
+        fprintf(out, " cos %.4g", r->stats.cos);
     if (r->has_val)
         fprintf(out, " | val loss %.4f", r->val_loss);
     if (r->stats.guard_note[0]) /* the loss-spike guard's word on a high loss */
@@ -254,6 +258,11 @@ static ksa_status log_step(FILE *log, const char *path, const step_report *r)
                      "%.9g, \"cpu\": %.9g",
                      r->step, r->stats.loss, r->stats.lr, r->stats.grad_norm, r->tokens_per_s,
                      r->tokens_seen, r->mfu, r->elapsed, r->cpu) >= 0;
+    if (ok && r->stats.distill)
+        ok = fprintf(log,
+                     ", \"loss_ce\": %.17g, \"loss_attn\": %.17g, \"loss_kl\": %.17g, "
+                     "\"loss_cos\": %.17g",
+                     r->stats.ce, r->stats.attn, r->stats.kl, r->stats.cos) >= 0;
     if (ok && r->has_val)
         ok = fprintf(log, ", \"val_loss\": %.17g", r->val_loss) >= 0;
     if (ok && r->stats.high_steps > 0)

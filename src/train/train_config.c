@@ -1,6 +1,7 @@
 /* train_config.c - training keys: table, defaults, paths, validation. */
 #include "train_config.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,21 @@ static const ksa_config_key train_keys[] = {
         "'*_summary*,summary_embedding*'"),
     KEY(frozen, KSA_KEY_STRING, "",
         "comma-separated globs of parameters kept as they are: no gradient, no optimizer state"),
+    KEY(distill, KSA_KEY_BOOL, "0",
+        "attention distillation (KSA_SPEC 9.2): the same weights as a plain causal model are the "
+        "teacher; only the summary parameters train unless trainable / frozen say otherwise"),
+    KEY(distill_lm_weight, KSA_KEY_FLOAT, "1", "distillation: weight of the cross-entropy"),
+    KEY(distill_attn_weight, KSA_KEY_FLOAT, "5",
+        "distillation: weight of the clamped squared error of the summary layers' attention "
+        "outputs"),
+    KEY(distill_kl_weight, KSA_KEY_FLOAT, "5",
+        "distillation: weight of KL(teacher || student) of the logits"),
+    KEY(distill_cos_weight, KSA_KEY_FLOAT, "0",
+        "distillation: weight of the cosine distance of the attention outputs"),
+    KEY(distill_clamp, KSA_KEY_FLOAT, "0.1",
+        "distillation: squared errors above this give no gradient (min(e^2, clamp))"),
+    KEY(distill_attn_norm, KSA_KEY_BOOL, "0",
+        "distillation: divide each attention-output row by its RMS before comparing"),
     KEY(context_parallel, KSA_KEY_INT, "1",
         "ranks per context group: each sequence is split into this many blocks of whole chunks, "
         "one per rank of the group; it must divide the ranks (docs/mpi.md)"),
@@ -78,6 +94,11 @@ static const ksa_config_key train_keys[] = {
 };
 #undef KEY
 #define N_KEYS (sizeof train_keys / sizeof train_keys[0])
+
+const char *ksa_train_config_trainable(const ksa_train_config *c)
+{
+    return c->distill && !c->trainable[0] && !c->frozen[0] ? "*summary*" : c->trainable;
+}
 
 const ksa_config_key *ksa_train_config_keys(size_t *n)
 {
@@ -223,6 +244,21 @@ ksa_status ksa_train_config_validate(const ksa_train_config *c, int n_ranks)
             KSA_EINVAL,
             "watchdog_factor = %g and watchdog_seconds = %g must not be negative (0: off)",
             c->watchdog_factor, c->watchdog_seconds);
+    if (c->distill) {
+        double w[4] = {c->distill_lm_weight, c->distill_attn_weight, c->distill_kl_weight,
+                       c->distill_cos_weight};
+        for (int i = 0; i < 4; i++)
+            if (!(w[i] >= 0 && isfinite(w[i])))
+                return ksa_fail(KSA_EINVAL, "the distill_*_weight keys must be finite and >= 0");
+        if (w[0] + w[1] + w[2] + w[3] <= 0)
+            return ksa_fail(KSA_EINVAL, "distill: every distill_*_weight is 0: nothing to learn");
+        if (!(c->distill_clamp > 0))
+            return ksa_fail(KSA_EINVAL, "distill_clamp = %g must be positive", c->distill_clamp);
+        if (c->recompute)
+            return ksa_fail(KSA_EINVAL,
+                            "distill does not run with recompute yet (the student's attention "
+                            "outputs are compared on the tape): drop --recompute");
+    }
     if (c->eval_batches < 1 && c->val_data[0])
         return ksa_fail(KSA_EINVAL, "eval_batches must be at least 1");
     if (c->save_best && (!c->val_data[0] || !c->out[0]))

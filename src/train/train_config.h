@@ -50,12 +50,19 @@ typedef struct {
     long context_parallel;         /* ranks per context group (1: none), dist/context.h */
     char trainable[512];           /* globs of the parameters trained ("": all) ... */
     char frozen[512];              /* ... and of those kept as they are (autograd/params.h) */
-    double watchdog_factor;        /* under mpirun, a wait in a collective beyond this x the
-                                      median step (at least 10 s) ends the job (0: off) */
-    double watchdog_seconds;       /* ... or beyond this many seconds (0: off) */
+    long distill;                  /* bool: attention distillation (KSA_SPEC §9.2) */
+    double distill_lm_weight, distill_attn_weight, distill_kl_weight, distill_cos_weight;
+    double distill_clamp;    /* the attention term's clamp of squared errors */
+    long distill_attn_norm;  /* bool: rows RMS-normalised before the attention term */
+    double watchdog_factor;  /* under mpirun, a wait in a collective beyond this x the
+                                median step (at least 10 s) ends the job (0: off) */
+    double watchdog_seconds; /* ... or beyond this many seconds (0: off) */
 } ksa_train_config;
 
 void ksa_train_config_defaults(ksa_train_config *c);
+/* The patterns of the trained parameters: c->trainable, or with distill and neither trainable
+ * nor frozen given, "*summary*" (only the summary parameters train, KSA_SPEC §9.2). */
+const char *ksa_train_config_trainable(const ksa_train_config *c);
 int ksa_train_config_has_key(const char *key);
 /* base_file: the configuration file the value comes from (paths are resolved against its
  * folder), or NULL for the command line. */

@@ -93,6 +93,27 @@ static ksa_status read_tokenizer_json(ksa_trainer *t, const char *data)
     return st;
 }
 
+ksa_status ksa_train_select_trainable(const ksa_train_config *c, ksa_model *m)
+{
+    if (c->distill) {
+        size_t n_summary = 0;
+        for (size_t i = 0; i < m->layout.n_layers; i++)
+            n_summary += (size_t)(m->layout.ksa && m->layout.is_summary[i]);
+        if (!n_summary)
+            return ksa_fail(KSA_EINVAL, "distill compares the summary layers of a KSA model with "
+                                        "its causal teacher, but this model has none");
+        int has = 0;
+        for (size_t i = 0; i < m->params.n; i++)
+            has |= m->params.table[i].summary;
+        if (!has && !c->trainable[0] && !c->frozen[0])
+            return ksa_fail(KSA_EINVAL,
+                            "distill trains only the summary parameters by default (KSA_SPEC "
+                            "9.2), but the model has none (summary_independent_parameters = "
+                            "false): say what trains with --trainable or --frozen");
+    }
+    return ksa_params_select_trainable(&m->params, ksa_train_config_trainable(c), c->frozen);
+}
+
 /* The optimizer's table (trainer.h, opt): the model's when nothing is frozen, else the
  * trained parameters' own, padded so that the ranks own equal slices of it. */
 static void optimizer_params(ksa_trainer *t, ksa_model *m)
@@ -165,7 +186,8 @@ ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config
         ksa_tokfile_identity(&t->val.file, t->val_data_identity, sizeof t->val_data_identity);
     ksa_loader_identity(&t->loader, t->data_identity, sizeof t->data_identity);
     KSA_TRY(ksa_train_config_schedule(c, &t->schedule));
-    KSA_TRY(ksa_params_select_trainable(&m->params, c->trainable, c->frozen));
+    KSA_TRY(ksa_train_select_trainable(c, m));
+    m->distill = c->distill != 0;
     optimizer_params(t, m);
     size_t slice = t->opt->numel / (size_t)t->n_ranks;
     t->slice_lo = (size_t)t->rank * slice;
@@ -321,12 +343,25 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
     ksa_loader_block_at(&t->loader, t->tokens, (uint64_t)t->step, t->dp_rank, t->dp_size,
                         t->block_t0, T);
     ksa_params_zero_grad(&m->params);
-    double loss = 0, norm = (double)(G * L);
+    double loss = 0, norm = (double)(G * L), terms[4] = {0}; /* distill: ce, attn, kl, cos */
     for (size_t r = 0; r < rows; r += mb) {
         ksa_tape_reset(&t->tape);
         double part;
-        ksa_tensor *l =
-            ksa_model_forward(m, &t->tape, t->tokens + r * (T + 1), mb, T, norm, &part, NULL);
+        ksa_tensor *l;
+        if (c->distill) {
+            ksa_distill d = {.lm_weight = c->distill_lm_weight,
+                             .attn_weight = c->distill_attn_weight,
+                             .kl_weight = c->distill_kl_weight,
+                             .cos_weight = c->distill_cos_weight,
+                             .clamp = c->distill_clamp,
+                             .rms_norm = c->distill_attn_norm != 0};
+            l = ksa_model_forward_distill(m, &t->tape, t->tokens + r * (T + 1), mb, T, norm, &d);
+            part = d.lm_weight * d.ce + d.attn_weight * d.attn + d.kl_weight * d.kl +
+                   d.cos_weight * d.cos;
+            terms[0] += d.ce, terms[1] += d.attn, terms[2] += d.kl, terms[3] += d.cos;
+        } else {
+            l = ksa_model_forward(m, &t->tape, t->tokens + r * (T + 1), mb, T, norm, &part, NULL);
+        }
         ksa_tape_backward(&t->tape, l);
         loss += part;
     }
@@ -342,9 +377,14 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
     KSA_TRY(ksa_dist_reduce_scatter(t->opt->grad, t->grad_slice, s));
     size_t bad = ksa_first_nonfinite(t->grad_slice, s);
     ksa_clip_values(t->grad_slice, s, c->clip_value);
-    double sums[4] = {loss, ksa_sum_squares(t->grad_slice, s), bad < s, local_error};
-    KSA_TRY(ksa_dist_sum(sums, 4));
+    double sums[8] = {loss,     ksa_sum_squares(t->grad_slice, s),
+                      bad < s,  local_error,
+                      terms[0], terms[1],
+                      terms[2], terms[3]};
+    KSA_TRY(ksa_dist_sum(sums, c->distill ? 8 : 4));
     loss = sums[0];
+    stats->distill = c->distill != 0;
+    stats->ce = sums[4], stats->attn = sums[5], stats->kl = sums[6], stats->cos = sums[7];
     if (sums[3] > 0) {
         if (local_error)
             return ksa_fail(KSA_EINVAL, "step %ld: fault injected by KSA_TEST_FAULT", step1);

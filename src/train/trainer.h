@@ -87,6 +87,10 @@ typedef struct {
     double loss_median;
     int skipped;
     char guard_note[200];
+    /* with distill: loss is the weighted sum of these terms, each the mean over the global
+     * batch (decoder.h, ksa_distill): cross-entropy, attention, KL, cosine */
+    int distill;
+    double ce, attn, kl, cos;
 } ksa_step_stats;
 
 /* Opens the training data of c (one file or a mixture) into ld and, when c names one, the
@@ -104,6 +108,11 @@ ksa_status ksa_train_data_open(const ksa_train_config *c, size_t V, ksa_loader *
  * same ids would stand for other text. A checkpoint without /train (ksa init's) names a
  * tokenizer it was never trained on and passes. */
 ksa_status ksa_train_check_tokenizer(const char *path, const char *data_tokenizer, const char *how);
+
+/* Marks the parameters of m that c trains (ksa_train_config_trainable, c->frozen) and checks
+ * that distill has what it needs: summary layers, and with the default selection summary
+ * parameters. KSA_EINVAL naming the problem. */
+ksa_status ksa_train_select_trainable(const ksa_train_config *c, ksa_model *m);
 
 /* Opens the data (and records its identity); run_id: the run's id (run_dir.h). With
  * c->context_parallel > 1, m->cp must hold the grid of that P for c->seq_len (ksa_cp_init):

@@ -1,0 +1,108 @@
+#!/bin/bash
+# test_distill.sh - attention distillation (training key distill, KSA_SPEC 9.2) end to end: a
+# KSA model initialised from a causal checkpoint of the project learns to imitate it (the
+# distillation loss falls), only the summary parameters train by default, the log holds every
+# term, 2 ranks give the losses of 1, and what distillation cannot do is refused.
+# Prints a cmocka-style summary so tests/run_tests.sh counts its tests.
+. "$(dirname "$0")/shlib.sh"
+set -u
+BIN=${BIN:-bin}
+KSA="$BIN/ksa"
+PY=${PY:-/usr/bin/python3}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMP_NUM_THREADS=1
+MPIRUN=(timeout 300 mpirun -x OMP_NUM_THREADS)
+[ -n "${ASAN_OPTIONS:-}" ] && MPIRUN+=(-x ASAN_OPTIONS)
+RUN=(--config configs/tiny.conf --seq-len 96 --global-batch 4 --micro-batch 2 --eval-every 0
+    --val-data "" --lr 3e-3 --warmup-steps 2)
+
+# the teacher: tiny.conf as a plain causal model, 40 steps
+causal() {
+    [ -f "$TMP/causal/step_00000040.h5" ] ||
+        "$KSA" train "${RUN[@]}" --use-summary-attention false --steps 40 --out "$TMP/causal" \
+            >/dev/null
+}
+
+# Pure distillation (distill_lm_weight 0) from the causal checkpoint: the loss is 5 attn + 5 kl
+# at every step and its mean over the last 4 of 16 steps is below that of the first 4.
+the_distillation_loss_falls() {
+    causal
+    "$KSA" train "${RUN[@]}" --init-from "$TMP/causal/step_00000040.h5" --steps 16 --distill \
+        --distill-lm-weight 0 --log "$TMP/d.jsonl" --out "$TMP/d" >"$TMP/out"
+    grep -q "^step  1/16 | loss .* | ce [0-9.]* attn [0-9.e-]* kl [0-9.e-]*$" "$TMP/out"
+    "$PY" - "$TMP/d.jsonl" <<'PYEOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert len(rows) == 16
+for r in rows:
+    want = 5 * r["loss_attn"] + 5 * r["loss_kl"]
+    assert abs(r["loss"] - want) <= 1e-6 * want, (r["step"], r["loss"], want)
+    assert r["loss_ce"] > 0 and r["loss_cos"] == 0, r
+first = sum(r["loss"] for r in rows[:4]) / 4
+last = sum(r["loss"] for r in rows[-4:]) / 4
+assert last < 0.95 * first, (first, last)
+print("distillation loss %.4f -> %.4f" % (first, last))
+PYEOF
+}
+
+# By default only the summary parameters train: every shared parameter of the distilled model
+# is the causal checkpoint's, bit for bit; the summary projections moved from their copies.
+only_summary_parameters_train_by_default() {
+    causal
+    "$KSA" train "${RUN[@]}" --init-from "$TMP/causal/step_00000040.h5" --steps 3 --distill \
+        --out "$TMP/s" >"$TMP/out"
+    grep -q "^# trained: 10 of 56 tensors" "$TMP/out"
+    "$PY" - "$TMP/causal/step_00000040.h5" "$TMP/s/step_00000003.h5" <<'PYEOF'
+import sys
+import h5py, numpy as np
+c, s = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+shared = [n for n in s["params"] if n in c["params"]]
+summary = [n for n in s["params"] if n not in c["params"]]
+assert len(shared) == 46 and len(summary) == 10, (len(shared), len(summary))
+for n in shared:
+    assert np.array_equal(c["params"][n][()], s["params"][n][()]), n
+for n in summary:
+    if n.endswith("_summary.weight"):  # started as a copy of its shared twin
+        twin = n.replace("_summary.weight", ".weight")
+        assert not np.array_equal(s["params"][n][()], c["params"][twin][()]), n
+assert sorted(s["optim"]["exp_avg"]) == sorted(summary)
+PYEOF
+}
+
+distillation_on_2_ranks_gives_the_losses_of_1() {
+    causal
+    "$KSA" train "${RUN[@]}" --init-from "$TMP/causal/step_00000040.h5" --steps 3 --distill \
+        --distill-cos-weight 0.5 --log "$TMP/r1.jsonl" >/dev/null
+    "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --init-from "$TMP/causal/step_00000040.h5" \
+        --steps 3 --distill --distill-cos-weight 0.5 --log "$TMP/r2.jsonl" >/dev/null
+    "$PY" - "$TMP/r1.jsonl" "$TMP/r2.jsonl" <<'PYEOF'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+assert len(a) == len(b) == 3
+for x, y in zip(a, b):
+    for k in ("loss", "loss_ce", "loss_attn", "loss_kl", "loss_cos"):
+        assert abs(x[k] - y[k]) <= 1e-5 * abs(x[k]), (x["step"], k, x[k], y[k])
+    assert x["loss_cos"] > 0
+PYEOF
+}
+
+what_distillation_cannot_do_is_refused() {
+    must_fail "$KSA" train "${RUN[@]}" --steps 1 --distill --recompute >"$TMP/o1" 2>&1
+    grep -q "^ksa train: distill does not run with recompute yet" "$TMP/o1"
+    must_fail "$KSA" train "${RUN[@]}" --steps 1 --distill --use-summary-attention false \
+        >"$TMP/o2" 2>&1
+    grep -q "^ksa train: distill compares the summary layers of a KSA model with its causal teacher, but this model has none" "$TMP/o2"
+    must_fail "$KSA" train "${RUN[@]}" --steps 1 --distill \
+        --summary-independent-parameters false --summary-token-begin 250 >"$TMP/o3" 2>&1
+    grep -q "^ksa train: distill trains only the summary parameters by default (KSA_SPEC 9.2), but the model has none" "$TMP/o3"
+    must_fail "$KSA" train "${RUN[@]}" --steps 1 --distill --distill-clamp 0 >"$TMP/o4" 2>&1
+    grep -q "^ksa train: distill_clamp = 0 must be positive" "$TMP/o4"
+}
+
+echo "[==========] Running test_distill.sh"
+for t in the_distillation_loss_falls only_summary_parameters_train_by_default \
+    distillation_on_2_ranks_gives_the_losses_of_1 what_distillation_cannot_do_is_refused; do
+    run_test "$t" "$t"
+done
+finish
