@@ -69,18 +69,22 @@ assert sorted(s["optim"]["exp_avg"]) == sorted(summary)
 PYEOF
 }
 
-distillation_on_2_ranks_gives_the_losses_of_1() {
+distillation_on_2_ranks_and_split_rows_gives_the_losses_of_1() {
     causal
     "$KSA" train "${RUN[@]}" --init-from "$TMP/causal/step_00000040.h5" --steps 3 --distill \
         --distill-cos-weight 0.5 --log "$TMP/r1.jsonl" >/dev/null
     "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --init-from "$TMP/causal/step_00000040.h5" \
         --steps 3 --distill --distill-cos-weight 0.5 --log "$TMP/r2.jsonl" >/dev/null
-    "$PY" - "$TMP/r1.jsonl" "$TMP/r2.jsonl" <<'PYEOF'
+    # and with each row split over the 2 ranks (context parallelism: the teacher's ring too)
+    "${MPIRUN[@]}" -np 2 "$KSA" train "${RUN[@]}" --init-from "$TMP/causal/step_00000040.h5" \
+        --steps 3 --distill --distill-cos-weight 0.5 --context-parallel 2 \
+        --log "$TMP/cp2.jsonl" >/dev/null
+    "$PY" - "$TMP/r1.jsonl" "$TMP/r2.jsonl" "$TMP/cp2.jsonl" <<'PYEOF'
 import json, sys
 a = [json.loads(l) for l in open(sys.argv[1])]
-b = [json.loads(l) for l in open(sys.argv[2])]
-assert len(a) == len(b) == 3
-for x, y in zip(a, b):
+b = [json.loads(l) for l in open(sys.argv[2])] + [json.loads(l) for l in open(sys.argv[3])]
+assert len(a) == 3 and len(b) == 6
+for x, y in zip(a + a, b):
     for k in ("loss", "loss_ce", "loss_attn", "loss_kl", "loss_cos"):
         assert abs(x[k] - y[k]) <= 1e-5 * abs(x[k]), (x["step"], k, x[k], y[k])
     assert x["loss_cos"] > 0
@@ -102,7 +106,7 @@ what_distillation_cannot_do_is_refused() {
 
 echo "[==========] Running test_distill.sh"
 for t in the_distillation_loss_falls only_summary_parameters_train_by_default \
-    distillation_on_2_ranks_gives_the_losses_of_1 what_distillation_cannot_do_is_refused; do
+    distillation_on_2_ranks_and_split_rows_gives_the_losses_of_1 what_distillation_cannot_do_is_refused; do
     run_test "$t" "$t"
 done
 finish
