@@ -2,7 +2,8 @@
 # test_distill.sh - attention distillation (training key distill, KSA_SPEC 9.2) end to end: a
 # KSA model initialised from a causal checkpoint of the project learns to imitate it (the
 # distillation loss falls), only the summary parameters train by default, the log holds every
-# term, 2 ranks give the losses of 1, and what distillation cannot do is refused.
+# term, 2 ranks give the losses of 1, and what distillation cannot do is refused; and CPT's
+# stage 3, the length extension, as a new run from a checkpoint.
 # Prints a cmocka-style summary so tests/run_tests.sh counts its tests.
 . "$(dirname "$0")/shlib.sh"
 set -u
@@ -91,6 +92,32 @@ for x, y in zip(a + a, b):
 PYEOF
 }
 
+# CPT stage 3 (KSA_SPEC 9.4): --init-from a KSA checkpoint at 4x the length with a new RoPE
+# base is a new run: steps count from 0 with the schedule's warmup from 0, the configuration
+# holds the new base and length, and with a zero learning rate the loaded parameters stay
+# exactly the checkpoint's.
+length_extension_is_a_new_run_at_4x_with_a_new_rope_base() {
+    causal
+    "$KSA" train "${RUN[@]}" --init-from "$TMP/causal/step_00000040.h5" --steps 2 --distill \
+        --out "$TMP/s1" >/dev/null
+    "$KSA" train "${RUN[@]}" --init-from "$TMP/s1/step_00000002.h5" --seq-len 384 \
+        --rope-theta 40000 --steps 2 --out "$TMP/ext" --log "$TMP/ext.jsonl" >/dev/null
+    "$KSA" train "${RUN[@]}" --init-from "$TMP/s1/step_00000002.h5" --seq-len 384 \
+        --rope-theta 40000 --steps 1 --lr 0 --min-lr 0 --out "$TMP/ext0" >/dev/null
+    "$PY" - "$TMP/s1/step_00000002.h5" "$TMP/ext/step_00000002.h5" "$TMP/ext0/step_00000001.h5" \
+        "$TMP/ext.jsonl" <<'PYEOF'
+import json, sys
+import h5py, numpy as np
+src, ext, ext0 = (h5py.File(p, "r") for p in sys.argv[1:4])
+assert ext["config"].attrs["rope_theta"] == 40000 and src["config"].attrs["rope_theta"] == 10000
+assert ext["train"].attrs["step"] == 2 and ext["train"].attrs["seq_len"] == 384
+log = [json.loads(l) for l in open(sys.argv[4])]
+assert [r["step"] for r in log] == [1, 2] and log[0]["lr"] == 0, log
+for n in src["params"]:
+    assert np.array_equal(src["params"][n][()], ext0["params"][n][()]), n
+PYEOF
+}
+
 what_distillation_cannot_do_is_refused() {
     must_fail "$KSA" train "${RUN[@]}" --steps 1 --distill --recompute >"$TMP/o1" 2>&1
     grep -q "^ksa train: distill does not run with recompute yet" "$TMP/o1"
@@ -106,7 +133,8 @@ what_distillation_cannot_do_is_refused() {
 
 echo "[==========] Running test_distill.sh"
 for t in the_distillation_loss_falls only_summary_parameters_train_by_default \
-    distillation_on_2_ranks_and_split_rows_gives_the_losses_of_1 what_distillation_cannot_do_is_refused; do
+    distillation_on_2_ranks_and_split_rows_gives_the_losses_of_1 \
+    length_extension_is_a_new_run_at_4x_with_a_new_rope_base what_distillation_cannot_do_is_refused; do
     run_test "$t" "$t"
 done
 finish
