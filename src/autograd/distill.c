@@ -50,19 +50,19 @@ typedef struct {
     int rms_norm;
 } loss_ctx;
 
-static ksa_tensor *scalar_out(ksa_tape *tp, double v)
-{
-    ksa_tensor *y = ksa_tensor_1d(tp->arena, 1);
-    if (!tp->plan_only)
-        y->data[0] = (ksa_real)v;
-    return y;
-}
+/* term[n] = the op's term of row n;  ds += scale · d(Σ terms)/ds.  s, t [N, D]. */
+typedef void (*term_kernel)(double *term, const ksa_real *s, const ksa_real *t, size_t N, size_t D,
+                            const loss_ctx *c);
+typedef void (*grad_kernel)(ksa_real *ds, double scale, const ksa_real *s, const ksa_real *t,
+                            size_t N, size_t D, const loss_ctx *c);
 
 /* ---- clamped MSE -------------------------------------------------------------------------- */
 /* term[n] = Σ_d min((ŝ − t̂)², clamp) of row n; s, t [N, D]. */
 static void mse_forward(double *term, const ksa_real *s, const ksa_real *t, size_t N, size_t D,
-                        double clamp, int rms_norm)
+                        const loss_ctx *c)
 {
+    double clamp = c->clamp;
+    int rms_norm = c->rms_norm;
 #pragma omp parallel for schedule(static)
     for (size_t n = 0; n < N; n++) {
         const ksa_real *sr = s + n * D, *tr = t + n * D;
@@ -79,8 +79,10 @@ static void mse_forward(double *term, const ksa_real *s, const ksa_real *t, size
 
 /* ds += scale · d(Σ terms)/ds, scale = dloss · weight / norm. */
 static void mse_backward(ksa_real *ds, double scale, const ksa_real *s, const ksa_real *t, size_t N,
-                         size_t D, double clamp, int rms_norm)
+                         size_t D, const loss_ctx *c)
 {
+    double clamp = c->clamp;
+    int rms_norm = c->rms_norm;
 #pragma omp parallel for schedule(static)
     for (size_t n = 0; n < N; n++) {
         const ksa_real *sr = s + n * D, *tr = t + n * D;
@@ -99,44 +101,6 @@ static void mse_backward(ksa_real *ds, double scale, const ksa_real *s, const ks
     }
 }
 
-static void mse_node_backward(ksa_tape *tp, const ksa_node *nd)
-{
-    const loss_ctx *c = nd->ctx;
-    ksa_tensor *s = nd->in[0], *t = nd->in[1];
-    ksa_real *ds = ksa_tape_grad(tp, s);
-    const ksa_real *dy = ksa_tensor_grad_if_any(nd->out);
-    if (!ds || !dy || tp->plan_only)
-        return;
-    size_t N = rows_of(s), D = s->numel / N;
-    mse_backward(ds, (double)dy[0] * c->weight / c->norm, s->data, t->data, N, D, c->clamp,
-                 c->rms_norm);
-}
-
-ksa_tensor *ksa_op_clamped_mse(ksa_tape *tp, ksa_tensor *s, ksa_tensor *t, double clamp,
-                               int rms_norm, double weight, double norm, double *value)
-{
-    check_pair(s, t, "clamped MSE");
-    KSA_ASSERT(norm > 0 && clamp > 0, "clamped MSE: norm %g and clamp %g must be positive", norm,
-               clamp);
-    size_t N = rows_of(s), D = s->numel / N, mark = ksa_arena_mark(tp->arena);
-    double v = 0;
-    if (!tp->plan_only) {
-        double *term = ksa_arena_alloc(tp->arena, N * sizeof *term);
-        mse_forward(term, s->data, t->data, N, D, clamp, rms_norm);
-        v = sum_in_order(term, N) / norm;
-    }
-    ksa_arena_release(tp->arena, mark);
-    if (value)
-        *value = v;
-    ksa_tensor *y = scalar_out(tp, weight * v);
-    ksa_node *nd = ksa_tape_record(tp, mse_node_backward, "clamped_mse", y, 2,
-                                   (ksa_tensor *[]){s, t}, sizeof(loss_ctx));
-    if (nd)
-        *(loss_ctx *)nd->ctx =
-            (loss_ctx){.clamp = clamp, .weight = weight, .norm = norm, .rms_norm = rms_norm};
-    return y;
-}
-
 /* ---- KL(teacher ‖ student) --------------------------------------------------------------- */
 static double log_sum_exp(const ksa_real *z, size_t V)
 {
@@ -148,8 +112,10 @@ static double log_sum_exp(const ksa_real *z, size_t V)
     return m + log(s);
 }
 
-static void kl_forward(double *term, const ksa_real *zs, const ksa_real *zt, size_t N, size_t V)
+static void kl_forward(double *term, const ksa_real *zs, const ksa_real *zt, size_t N, size_t V,
+                       const loss_ctx *c)
 {
+    (void)c;
 #pragma omp parallel for schedule(static)
     for (size_t n = 0; n < N; n++) {
         const ksa_real *s = zs + n * V, *t = zt + n * V;
@@ -163,8 +129,9 @@ static void kl_forward(double *term, const ksa_real *zs, const ksa_real *zt, siz
 }
 
 static void kl_backward(ksa_real *dzs, double scale, const ksa_real *zs, const ksa_real *zt,
-                        size_t N, size_t V)
+                        size_t N, size_t V, const loss_ctx *c)
 {
+    (void)c;
 #pragma omp parallel for schedule(static)
     for (size_t n = 0; n < N; n++) {
         const ksa_real *s = zs + n * V, *t = zt + n * V;
@@ -173,41 +140,6 @@ static void kl_backward(ksa_real *dzs, double scale, const ksa_real *zs, const k
         for (size_t v = 0; v < V; v++)
             d[v] += (ksa_real)(scale * (exp((double)s[v] - ls) - exp((double)t[v] - lt)));
     }
-}
-
-static void kl_node_backward(ksa_tape *tp, const ksa_node *nd)
-{
-    const loss_ctx *c = nd->ctx;
-    ksa_tensor *zs = nd->in[0], *zt = nd->in[1];
-    ksa_real *dzs = ksa_tape_grad(tp, zs);
-    const ksa_real *dy = ksa_tensor_grad_if_any(nd->out);
-    if (!dzs || !dy || tp->plan_only)
-        return;
-    size_t N = rows_of(zs);
-    kl_backward(dzs, (double)dy[0] * c->weight / c->norm, zs->data, zt->data, N, zs->numel / N);
-}
-
-ksa_tensor *ksa_op_kl_teacher(ksa_tape *tp, ksa_tensor *zs, ksa_tensor *zt, double weight,
-                              double norm, double *value)
-{
-    check_pair(zs, zt, "KL");
-    KSA_ASSERT(norm > 0, "KL: norm %g must be positive", norm);
-    size_t N = rows_of(zs), mark = ksa_arena_mark(tp->arena);
-    double v = 0;
-    if (!tp->plan_only) {
-        double *term = ksa_arena_alloc(tp->arena, N * sizeof *term);
-        kl_forward(term, zs->data, zt->data, N, zs->numel / N);
-        v = sum_in_order(term, N) / norm;
-    }
-    ksa_arena_release(tp->arena, mark);
-    if (value)
-        *value = v;
-    ksa_tensor *y = scalar_out(tp, weight * v);
-    ksa_node *nd = ksa_tape_record(tp, kl_node_backward, "kl_teacher", y, 2,
-                                   (ksa_tensor *[]){zs, zt}, sizeof(loss_ctx));
-    if (nd)
-        *(loss_ctx *)nd->ctx = (loss_ctx){.weight = weight, .norm = norm};
-    return y;
 }
 
 /* ---- cosine distance ---------------------------------------------------------------------- */
@@ -224,8 +156,10 @@ static void row_products(const ksa_real *s, const ksa_real *t, size_t D, double 
     *ss = a, *tt = b, *st = c;
 }
 
-static void cos_forward(double *term, const ksa_real *s, const ksa_real *t, size_t N, size_t D)
+static void cos_forward(double *term, const ksa_real *s, const ksa_real *t, size_t N, size_t D,
+                        const loss_ctx *c)
 {
+    (void)c;
 #pragma omp parallel for schedule(static)
     for (size_t n = 0; n < N; n++) {
         double ss, tt, st;
@@ -235,8 +169,9 @@ static void cos_forward(double *term, const ksa_real *s, const ksa_real *t, size
 }
 
 static void cos_backward(ksa_real *ds, double scale, const ksa_real *s, const ksa_real *t, size_t N,
-                         size_t D)
+                         size_t D, const loss_ctx *c)
 {
+    (void)c;
 #pragma omp parallel for schedule(static)
     for (size_t n = 0; n < N; n++) {
         const ksa_real *sr = s + n * D, *tr = t + n * D;
@@ -250,37 +185,69 @@ static void cos_backward(ksa_real *ds, double scale, const ksa_real *s, const ks
     }
 }
 
-static void cos_node_backward(ksa_tape *tp, const ksa_node *nd)
+/* ---- tape wiring, shared by the three ops ------------------------------------------------- */
+typedef struct {
+    loss_ctx c;
+    grad_kernel grad;
+} loss_node;
+
+static void loss_node_backward(ksa_tape *tp, const ksa_node *nd)
 {
-    const loss_ctx *c = nd->ctx;
+    const loss_node *ln = nd->ctx;
     ksa_tensor *s = nd->in[0], *t = nd->in[1];
     ksa_real *ds = ksa_tape_grad(tp, s);
     const ksa_real *dy = ksa_tensor_grad_if_any(nd->out);
     if (!ds || !dy || tp->plan_only)
         return;
     size_t N = rows_of(s);
-    cos_backward(ds, (double)dy[0] * c->weight / c->norm, s->data, t->data, N, s->numel / N);
+    ln->grad(ds, (double)dy[0] * ln->c.weight / ln->c.norm, s->data, t->data, N, s->numel / N,
+             &ln->c);
+}
+
+/* y [1] = weight · Σ_n term[n] / norm (*value: the same without the weight). */
+static ksa_tensor *loss_op(ksa_tape *tp, const char *name, ksa_tensor *s, ksa_tensor *t,
+                           term_kernel term_of, grad_kernel grad, const loss_ctx *c, double *value)
+{
+    check_pair(s, t, name);
+    KSA_ASSERT(c->norm > 0, "%s: norm %g must be positive", name, c->norm);
+    size_t N = rows_of(s), mark = ksa_arena_mark(tp->arena);
+    double v = 0;
+    if (!tp->plan_only) {
+        double *term = ksa_arena_alloc(tp->arena, N * sizeof *term);
+        term_of(term, s->data, t->data, N, s->numel / N, c);
+        v = sum_in_order(term, N) / c->norm;
+    }
+    ksa_arena_release(tp->arena, mark);
+    if (value)
+        *value = v;
+    ksa_tensor *y = ksa_tensor_1d(tp->arena, 1);
+    if (!tp->plan_only)
+        y->data[0] = (ksa_real)(c->weight * v);
+    ksa_node *nd = ksa_tape_record(tp, loss_node_backward, name, y, 2, (ksa_tensor *[]){s, t},
+                                   sizeof(loss_node));
+    if (nd)
+        *(loss_node *)nd->ctx = (loss_node){.c = *c, .grad = grad};
+    return y;
+}
+
+ksa_tensor *ksa_op_clamped_mse(ksa_tape *tp, ksa_tensor *s, ksa_tensor *t, double clamp,
+                               int rms_norm, double weight, double norm, double *value)
+{
+    KSA_ASSERT(clamp > 0, "clamped MSE: clamp %g must be positive", clamp);
+    loss_ctx c = {.clamp = clamp, .weight = weight, .norm = norm, .rms_norm = rms_norm};
+    return loss_op(tp, "clamped_mse", s, t, mse_forward, mse_backward, &c, value);
+}
+
+ksa_tensor *ksa_op_kl_teacher(ksa_tape *tp, ksa_tensor *zs, ksa_tensor *zt, double weight,
+                              double norm, double *value)
+{
+    loss_ctx c = {.weight = weight, .norm = norm};
+    return loss_op(tp, "kl_teacher", zs, zt, kl_forward, kl_backward, &c, value);
 }
 
 ksa_tensor *ksa_op_cosine_distance(ksa_tape *tp, ksa_tensor *s, ksa_tensor *t, double weight,
                                    double norm, double *value)
 {
-    check_pair(s, t, "cosine distance");
-    KSA_ASSERT(norm > 0, "cosine distance: norm %g must be positive", norm);
-    size_t N = rows_of(s), mark = ksa_arena_mark(tp->arena);
-    double v = 0;
-    if (!tp->plan_only) {
-        double *term = ksa_arena_alloc(tp->arena, N * sizeof *term);
-        cos_forward(term, s->data, t->data, N, s->numel / N);
-        v = sum_in_order(term, N) / norm;
-    }
-    ksa_arena_release(tp->arena, mark);
-    if (value)
-        *value = v;
-    ksa_tensor *y = scalar_out(tp, weight * v);
-    ksa_node *nd = ksa_tape_record(tp, cos_node_backward, "cosine_distance", y, 2,
-                                   (ksa_tensor *[]){s, t}, sizeof(loss_ctx));
-    if (nd)
-        *(loss_ctx *)nd->ctx = (loss_ctx){.weight = weight, .norm = norm};
-    return y;
+    loss_ctx c = {.weight = weight, .norm = norm};
+    return loss_op(tp, "cosine_distance", s, t, cos_forward, cos_backward, &c, value);
 }
