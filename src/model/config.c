@@ -452,11 +452,6 @@ ksa_status ksa_model_config_resolve(const ksa_model_config *c, ksa_model_layout 
     out->independent_norm = (int)c->summary_independent_attention_layernorm;
     /* q/k_norm_summary exist only beside independent q/k/v (CHECKPOINT_FORMAT.md) */
     out->independent_qk_norm = out->independent_qkv && c->summary_independent_qk_norm;
-    if (c->summary_mix_start_iter < 0 || c->summary_mix_end_iter < 0)
-        return ksa_fail(KSA_EINVAL,
-                        "summary_mix_start_iter = %ld and summary_mix_end_iter = %ld must be >= 0 "
-                        "(optimizer steps)",
-                        c->summary_mix_start_iter, c->summary_mix_end_iter);
     if (c->summary_mix_qkv && !out->independent_qkv)
         return ksa_fail(KSA_EINVAL, "summary_mix_qkv = true needs summary_independent_qkv = true: "
                                     "without q/k/v_proj_summary there is nothing to anneal");
