@@ -1,6 +1,8 @@
 /* test_config.c - configuration keys, files, the pattern language, validation, layouts. */
 #include "testutil.h"
 
+#include <math.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +133,10 @@ static void bad_values_and_unknown_keys_are_named(void **state)
     expect_set_error("tie_word_embeddings", "yes", "not a boolean");
     expect_set_error("summary_token_position_ids_type", "middle", "expected zeros");
     expect_set_error("summary_sliding_chunk_num", "[1,2", "summary_sliding_chunk_num");
+    expect_set_error("summary_mix_qkv", "maybe", "not a boolean");
+    expect_set_error("summary_mix_start_iter", "-3", "must not be negative");
+    expect_set_error("summary_mix_end_iter", "3.5",
+                     "summary_mix_end_iter = '3.5' is not an integer");
 }
 
 static void expect_resolve_error(const char *const *kv, size_t n, const char *needle)
@@ -166,6 +172,47 @@ static void invalid_configurations_are_refused(void **state)
     expect_resolve_error(begin, 6, "summary_token_begin must be set");
     const char *over[] = {KSA_ON, "summary_token_begin", "257"};
     expect_resolve_error(over, 8, "exceeds vocab_size = 257");
+    const char *mix_shared[] = {KSA_ON, "summary_token_begin", "250", "summary_mix_qkv", "true"};
+    expect_resolve_error(mix_shared, 10, "summary_mix_qkv = true needs summary_independent_qkv");
+}
+
+/* KSA_SPEC §5.5: e = max(start + 1, end); m = 1 up to start, 0 from e on, linear between;
+ * 1 whatever the step without the switch. The spec's test vector and the edges. */
+static void annealing_coefficient_follows_the_spec(void **state)
+{
+    (void)state;
+    ksa_model_config c;
+    ksa_model_config_defaults(&c);
+    assert_true(ksa_summary_mix_coeff(&c, 1) == 1); /* switch off: always 1 */
+    ksa_model_config_set(&c, "summary_mix_start_iter", "100", "t");
+    ksa_model_config_set(&c, "summary_mix_end_iter", "300", "t");
+    assert_true(ksa_summary_mix_coeff(&c, 200) == 1);
+    ksa_model_config_set(&c, "summary_mix_qkv", "true", "t");
+    assert_true(ksa_summary_mix_coeff(&c, 100) == 1); /* the test vector */
+    assert_true(ksa_summary_mix_coeff(&c, 200) == 0.5);
+    assert_true(ksa_summary_mix_coeff(&c, 300) == 0);
+    assert_true(ksa_summary_mix_coeff(&c, 0) == 1); /* before, and after the window */
+    assert_true(ksa_summary_mix_coeff(&c, 1) == 1);
+    assert_true(ksa_summary_mix_coeff(&c, 101) == 1 - 1.0 / 200);
+    assert_true(fabs(ksa_summary_mix_coeff(&c, 299) - 1.0 / 200) < 1e-15);
+    assert_true(ksa_summary_mix_coeff(&c, 301) == 0);
+    assert_true(ksa_summary_mix_coeff(&c, 100000) == 0);
+    /* end <= start: e = start + 1, a step from 1 to 0 right after start */
+    ksa_model_config_set(&c, "summary_mix_end_iter", "40", "t");
+    assert_true(ksa_summary_mix_coeff(&c, 100) == 1);
+    assert_true(ksa_summary_mix_coeff(&c, 101) == 0);
+    ksa_model_config_set(&c, "summary_mix_end_iter", "100", "t");
+    assert_true(ksa_summary_mix_coeff(&c, 100) == 1);
+    assert_true(ksa_summary_mix_coeff(&c, 101) == 0);
+    /* start = end = 0 (the defaults): the shared projections from the first step on */
+    ksa_model_config_set(&c, "summary_mix_start_iter", "0", "t");
+    ksa_model_config_set(&c, "summary_mix_end_iter", "0", "t");
+    assert_true(ksa_summary_mix_coeff(&c, 0) == 1);
+    assert_true(ksa_summary_mix_coeff(&c, 1) == 0);
+    /* start 0, end 4: the first step of a fresh run (it = 1) already blends */
+    ksa_model_config_set(&c, "summary_mix_end_iter", "4", "t");
+    assert_true(ksa_summary_mix_coeff(&c, 1) == 0.75);
+    assert_true(ksa_summary_mix_coeff(&c, 4) == 0);
 }
 
 /* The attention variants: a token sliding window for causal layers (SWA) and summary layers
@@ -232,6 +279,9 @@ static void written_configuration_loads_back_identically(void **state)
     ksa_model_config_set(&a, "summary_sliding_chunk_num", "([3]*2+[9])*2", "t");
     ksa_model_config_set(&a, "rms_norm_eps", "1e-5", "t");
     ksa_model_config_set(&a, "summary_token_begin", "250", "t");
+    ksa_model_config_set(&a, "summary_mix_qkv", "true", "t");
+    ksa_model_config_set(&a, "summary_mix_start_iter", "7", "t");
+    ksa_model_config_set(&a, "summary_mix_end_iter", "19", "t");
     char *path = write_temp("");
     FILE *f = fopen(path, "w");
     ksa_model_config_write(&a, f);
@@ -271,6 +321,7 @@ int main(void)
         cmocka_unit_test(integer_layer_freq_has_the_reference_code_meaning),
         cmocka_unit_test(bad_values_and_unknown_keys_are_named),
         cmocka_unit_test(invalid_configurations_are_refused),
+        cmocka_unit_test(annealing_coefficient_follows_the_spec),
         cmocka_unit_test(attention_variants_resolve_and_print_their_kinds),
         cmocka_unit_test(summary_keys_are_ignored_without_summary_attention),
         cmocka_unit_test(written_configuration_loads_back_identically),

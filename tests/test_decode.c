@@ -85,6 +85,22 @@ static const test_config configs[] = {
      SMALL "num_hidden_layers=3 vocab_size=30 use_summary_attention=true summary_chunk_size=2 "
            "summary_token_num=1 summary_sliding_chunk_num=1 summary_layer_freq=[1,0,1] "
            "summary_independent_parameters=true layer_sliding_window=3"},
+    /* annealing (KSA_SPEC §5.5): mix= is the model's coefficient, not a configuration key */
+    {"annealing m = 0.4, C3 S2 W1, layers [1,1,0], independent q/k and input norms",
+     SMALL "num_hidden_layers=3 vocab_size=40 use_summary_attention=true summary_chunk_size=3 "
+           "summary_token_num=2 summary_sliding_chunk_num=1 summary_layer_freq=[1,1,0] "
+           "summary_independent_parameters=true summary_independent_qk_norm=true "
+           "summary_independent_attention_layernorm=true summary_mix_qkv=true mix=0.4"},
+    {"annealing m = 0.75, C2 S1 W2, GQA 4:1, shared q/k norms",
+     "hidden_size=16 intermediate_size=24 num_attention_heads=4 num_key_value_heads=1 "
+     "head_dim=4 max_position_embeddings=4096 num_hidden_layers=2 vocab_size=30 "
+     "use_summary_attention=true summary_chunk_size=2 summary_token_num=1 "
+     "summary_sliding_chunk_num=2 summary_independent_parameters=true summary_mix_qkv=true "
+     "mix=0.75"},
+    {"annealing m = 0 (the shared projections alone), C2 S2 W0",
+     SMALL "num_hidden_layers=2 vocab_size=30 use_summary_attention=true summary_chunk_size=2 "
+           "summary_token_num=2 summary_sliding_chunk_num=0 summary_independent_parameters=true "
+           "summary_independent_qk_norm=true summary_mix_qkv=true mix=0"},
 };
 enum { N_CONFIGS = sizeof configs / sizeof configs[0] };
 
@@ -93,16 +109,20 @@ static void model_init(ksa_model *m, const test_config *tc, uint64_t seed)
     ksa_model_config c;
     ksa_model_config_defaults(&c);
     char buf[1024];
+    double mix = 1;
     snprintf(buf, sizeof buf, "%s", tc->keys);
     for (char *save = NULL, *kv = strtok_r(buf, " ", &save); kv; kv = strtok_r(NULL, " ", &save)) {
         char *eq = strchr(kv, '=');
         assert_non_null(eq);
         *eq = 0;
-        if (ksa_model_config_set(&c, kv, eq + 1, "test") != KSA_OK)
+        if (!strcmp(kv, "mix"))
+            mix = strtod(eq + 1, NULL);
+        else if (ksa_model_config_set(&c, kv, eq + 1, "test") != KSA_OK)
             fail_msg("%s: %s", tc->name, ksa_last_error());
     }
     if (ksa_model_init(m, &c) != KSA_OK)
         fail_msg("%s: %s", tc->name, ksa_last_error());
+    m->summary_mix = mix;
     ksa_model_init_weights(m, seed);
     /* norm weights away from 1, so that each norm (and which one a row uses) matters */
     test_rng r = test_rng_seed(seed + 1);

@@ -85,6 +85,22 @@ static const char *const cfg_qkv_only_left[] = {SMALL,
                                                 "last_chunk_slice_left",
                                                 NULL};
 static const char *const cfg_causal[] = {SMALL, "num_hidden_layers", "2", NULL};
+/* cfg_independent_all annealing (KSA_SPEC §5.5): summary rows blend their own q/k/v (own
+ * input norm and q/k norms) with the shared ones; and the same model without summary q/k/v
+ * (what m = 0 must equal: the summary rows through the shared projections and q/k norms). */
+#define MIXING_KV                                                                                  \
+    SMALL, "num_hidden_layers", "3", "use_summary_attention", "true", "summary_chunk_size", "3",   \
+        "summary_token_num", "2", "summary_sliding_chunk_num", "[0,1,5]", "summary_layer_freq",    \
+        "[1,0,1]", "summary_independent_parameters", "true",                                       \
+        "summary_independent_attention_layernorm", "true"
+static const char *const cfg_mixing[] = {MIXING_KV, "summary_independent_qk_norm",
+                                         "true",    "summary_mix_qkv",
+                                         "true",    "summary_mix_start_iter",
+                                         "100",     "summary_mix_end_iter",
+                                         "300",     NULL};
+static const char *const cfg_mixing_shared_norms[] = {MIXING_KV, "summary_mix_qkv", "true", NULL};
+static const char *const cfg_mixing_as_shared[] = {MIXING_KV, "summary_independent_qkv", "false",
+                                                   NULL};
 
 static int32_t *random_tokens(size_t nseq, size_t T, size_t V, uint64_t seed)
 {
@@ -191,12 +207,14 @@ static void parameters_follow_the_checkpoint_names(void **state)
 }
 
 #ifdef KSA_REAL_DOUBLE
-static void check_model_gradients(const char *const *kv, size_t nseq, size_t T, uint64_t seed)
+static void check_model_gradients_mix(const char *const *kv, size_t nseq, size_t T, uint64_t seed,
+                                      double mix)
 {
     ksa_model_config c;
     configure(&c, kv);
     ksa_model m;
     assert_int_equal(ksa_model_init(&m, &c), KSA_OK);
+    m.summary_mix = mix;
     randomize(&m, seed);
     int32_t *tok = random_tokens(nseq, T, m.V, seed + 1);
     ksa_gradcheck_result *res = calloc(m.params.n, sizeof *res);
@@ -213,6 +231,11 @@ static void check_model_gradients(const char *const *kv, size_t nseq, size_t T, 
     free(tok);
     ksa_model_free(&m);
 }
+
+static void check_model_gradients(const char *const *kv, size_t nseq, size_t T, uint64_t seed)
+{
+    check_model_gradients_mix(kv, nseq, T, seed, 1);
+}
 #endif
 
 static void whole_model_gradients_match_finite_differences(void **state)
@@ -224,6 +247,20 @@ static void whole_model_gradients_match_finite_differences(void **state)
     check_model_gradients(cfg_qkv_only_left, 2, 10, 3);  /* S = 2, W = 0, tail of 2 */
     check_model_gradients(cfg_qkv_only_left, 1, 3, 4);   /* T < C: no summary rows */
     check_model_gradients(cfg_causal, 2, 6, 5);
+#else
+    skip();
+#endif
+}
+
+/* Annealing, 0 < m < 1: the gradient reaches the summary q/k/v (times m) and the shared ones
+ * through the summary rows (times 1 - m); with their own q/k norms and with the shared. */
+static void annealing_gradients_match_finite_differences(void **state)
+{
+    (void)state;
+#ifdef KSA_REAL_DOUBLE
+    check_model_gradients_mix(cfg_mixing, 1, 8, 21, 0.3);              /* tail of 2 */
+    check_model_gradients_mix(cfg_mixing_shared_norms, 2, 7, 22, 0.5); /* shared q/k norms */
+    check_model_gradients_mix(cfg_mixing, 1, 8, 23, 0);                /* the shared alone */
 #else
     skip();
 #endif
@@ -281,17 +318,78 @@ static void full_window_ksa_model_equals_the_causal_model(void **state)
     ksa_model_free(&mc);
 }
 
+/* The loss and logits of a model run with m (ksa_model_forward, nseq x T). */
+static double loss_with_mix(const char *const *kv, const ksa_model *from, double mix,
+                            const int32_t *tok, size_t nseq, size_t T, ksa_real *logits)
+{
+    ksa_model_config c;
+    configure(&c, kv);
+    ksa_model m;
+    assert_int_equal(ksa_model_init(&m, &c), KSA_OK);
+    for (size_t i = 0; i < m.params.n; i++) { /* the weights of `from`, by name */
+        long j = ksa_params_find(&from->params, m.params.table[i].name);
+        assert_true(j >= 0);
+        memcpy(m.params.data + m.params.table[i].offset,
+               from->params.data + from->params.table[j].offset,
+               m.params.table[i].numel * sizeof(ksa_real));
+    }
+    m.summary_mix = mix;
+    ksa_arena arena;
+    ksa_arena_init(&arena, ksa_model_arena_bytes(&m, nseq, T));
+    ksa_tape tp;
+    ksa_tape_init(&tp, &arena, ksa_model_tape_nodes(&m));
+    double v;
+    ksa_tensor *lg;
+    ksa_model_forward(&m, &tp, tok, nseq, T, (double)(nseq * T), &v, &lg);
+    memcpy(logits, lg->data, lg->numel * sizeof *logits);
+    ksa_tape_free(&tp);
+    ksa_arena_free(&arena);
+    ksa_model_free(&m);
+    return v;
+}
+
+/* KSA_SPEC §5.5 at its ends: m = 1 is the model without annealing bit for bit (no base path
+ * is computed), m = 0 the model whose summary rows use the shared projections and q/k norms
+ * (summary_independent_qkv = false, the same other weights) bit for bit; in between the
+ * loss differs from both. */
+static void annealing_ends_are_the_summary_and_the_shared_models(void **state)
+{
+    (void)state;
+    ksa_model_config c;
+    configure(&c, cfg_mixing);
+    ksa_model src;
+    assert_int_equal(ksa_model_init(&src, &c), KSA_OK);
+    randomize(&src, 31);
+    size_t nseq = 2, T = 11, n = nseq * T * src.V;
+    int32_t *tok = random_tokens(nseq, T, src.V, 32);
+    ksa_real *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    static const char *const no_mix[] = {MIXING_KV, "summary_independent_qk_norm", "true", NULL};
+    double l1 = loss_with_mix(cfg_mixing, &src, 1, tok, nseq, T, a);
+    double lref = loss_with_mix(no_mix, &src, 1, tok, nseq, T, b);
+    assert_true(l1 == lref);
+    assert_memory_equal(a, b, n * sizeof *a);
+    double l0 = loss_with_mix(cfg_mixing, &src, 0, tok, nseq, T, a);
+    double lshared = loss_with_mix(cfg_mixing_as_shared, &src, 1, tok, nseq, T, b);
+    assert_true(l0 == lshared);
+    assert_memory_equal(a, b, n * sizeof *a);
+    double lhalf = loss_with_mix(cfg_mixing, &src, 0.5, tok, nseq, T, a);
+    assert_true(fabs(lhalf - l1) > 1e-4 && fabs(lhalf - l0) > 1e-4);
+    free(a), free(b), free(tok);
+    ksa_model_free(&src);
+}
+
 static void arena_estimate_covers_a_training_step(void **state)
 {
     (void)state;
     const char *const *cfgs[] = {cfg_independent_all, cfg_shared_tied, cfg_qkv_only_left,
-                                 cfg_causal};
-    for (size_t i = 0; i < 4; i++) {
+                                 cfg_causal, cfg_mixing};
+    for (size_t i = 0; i < 5; i++) {
         ksa_model_config c;
         configure(&c, cfgs[i]);
         ksa_model m;
         assert_int_equal(ksa_model_init(&m, &c), KSA_OK);
         ksa_model_init_weights(&m, 3);
+        m.summary_mix = 0.5; /* annealing: both projections of the summary rows */
         size_t nseq = 2, T = 37;
         int32_t *tok = random_tokens(nseq, T, m.V, 5);
         ksa_arena arena;
@@ -436,7 +534,7 @@ static void recomputation_gives_identical_gradients_in_less_memory(void **state)
 static void the_sizing_run_uses_what_a_step_uses(void **state)
 {
     (void)state;
-    const char *const *cfgs[] = {cfg_independent_all, cfg_shared_tied, cfg_causal};
+    const char *const *cfgs[] = {cfg_independent_all, cfg_shared_tied, cfg_causal, cfg_mixing};
     for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++)
         for (int recompute = 0; recompute < 2; recompute++) {
             ksa_model_config c;
@@ -444,6 +542,7 @@ static void the_sizing_run_uses_what_a_step_uses(void **state)
             ksa_model m, declared;
             assert_int_equal(ksa_model_init(&m, &c), KSA_OK);
             assert_int_equal(ksa_model_declare(&declared, &c), KSA_OK);
+            m.summary_mix = declared.summary_mix = 0.25; /* annealing: both paths */
             randomize(&m, 41);
             m.recompute = declared.recompute = recompute;
             size_t nseq = 2, T = 29;
@@ -474,17 +573,54 @@ static void the_sizing_run_uses_what_a_step_uses(void **state)
         }
 }
 
+/* The reservation bounds a step whatever the annealing coefficient: a sizing run (as a
+ * step, in sparse memory) of long sequences, where the fixed slack of the bound no longer
+ * hides a missing term, stays within the arena and the gradient pool it gets. */
+static void annealing_steps_fit_the_reservation(void **state)
+{
+    (void)state;
+    const char *const *cfgs[] = {cfg_mixing, cfg_mixing_shared_norms};
+    const double mixes[] = {1, 0.5, 0};
+    for (size_t i = 0; i < 2; i++)
+        for (size_t k = 0; k < 3; k++)
+            for (int recompute = 0; recompute < 2; recompute++) {
+                ksa_model_config c;
+                configure(&c, cfgs[i]);
+                /* many summary rows, wide heads: the projections dominate the memory */
+                ksa_model_config_set(&c, "summary_chunk_size", "2", "test");
+                ksa_model_config_set(&c, "head_dim", "32", "test");
+                ksa_model_config_set(&c, "num_key_value_heads", "4", "test");
+                ksa_model m;
+                assert_int_equal(ksa_model_declare(&m, &c), KSA_OK);
+                m.summary_mix = mixes[k];
+                m.recompute = recompute;
+                size_t nseq = 3, T = 6001;
+                size_t grads = ksa_model_grad_bytes(&m, nseq, T);
+                size_t arena = ksa_model_arena_bytes(&m, nseq, T) - grads;
+                ksa_step_memory p = ksa_model_plan(&m, nseq, T, 1);
+                if (p.arena_peak > arena || p.grads_high_water > grads)
+                    fail_msg("configuration %zu, m %g, recompute %d: arena %zu of %zu, gradients "
+                             "%zu of %zu",
+                             i, mixes[k], recompute, p.arena_peak, arena, p.grads_high_water,
+                             grads);
+                ksa_model_free(&m);
+            }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(positions_match_the_spec_examples),
         cmocka_unit_test(parameters_follow_the_checkpoint_names),
         cmocka_unit_test(whole_model_gradients_match_finite_differences),
+        cmocka_unit_test(annealing_gradients_match_finite_differences),
+        cmocka_unit_test(annealing_ends_are_the_summary_and_the_shared_models),
         cmocka_unit_test(full_window_ksa_model_equals_the_causal_model),
         cmocka_unit_test(arena_estimate_covers_a_training_step),
         cmocka_unit_test(per_target_losses_sum_to_the_loss_and_match_prefixes),
         cmocka_unit_test(recomputation_gives_identical_gradients_in_less_memory),
         cmocka_unit_test(the_sizing_run_uses_what_a_step_uses),
+        cmocka_unit_test(annealing_steps_fit_the_reservation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -199,6 +199,31 @@ assert [r["step"] for r in rows if "skipped" in r] == [3, 4, 5], rows
 PYEOF
 }
 
+# Annealing (KSA_SPEC §5.5, start 1, end 5): step it uses m = 1 - (it - 1)/4, shown on the
+# progress line and in the log; a resumed run continues the schedule from the checkpoint's
+# step, with the same losses; eval and sample run a checkpoint with its last step's m.
+annealing_follows_the_schedule_across_a_resume() {
+    local mix=(--summary-mix-qkv true --summary-mix-start-iter 1 --summary-mix-end-iter 5)
+    "$KSA" train "${SHORT[@]}" "${mix[@]}" --steps 6 --save-every 2 --out "$TMP/a" \
+        --log "$TMP/a.jsonl" >"$TMP/a.out"
+    grep -q "^step 2/6 | .* | summary mix 0.7500" "$TMP/a.out"
+    "$KSA" train --resume "$TMP/a/step_00000002.h5" --out "$TMP/b" --log "$TMP/b.jsonl" >/dev/null
+    "$PY" - "$TMP/a.jsonl" "$TMP/b.jsonl" <<'PYEOF'
+import json, sys
+a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:])
+assert [r["summary_mix"] for r in a] == [1, 0.75, 0.5, 0.25, 0, 0], a
+assert [r["step"] for r in b] == [3, 4, 5, 6], b
+assert [r["summary_mix"] for r in b] == [0.5, 0.25, 0, 0], b
+assert [r["loss"] for r in b] == [r["loss"] for r in a[2:]], (a, b)
+PYEOF
+    "$KSA" eval --ckpt "$TMP/a/step_00000004.h5" --data build/data/kjv.val.bin --seq-len 64 \
+        --batch 2 >"$TMP/e.out"
+    grep -q "^# summary mix 0.2500 (the annealing coefficient of step 4)" "$TMP/e.out"
+    # without annealing the log has no such key
+    "$KSA" train "${SHORT[@]}" --steps 1 --log "$TMP/plain.jsonl" >/dev/null
+    must_fail grep -q summary_mix "$TMP/plain.jsonl"
+}
+
 # The guard's state (its window, the run of high losses, the skipped steps) goes into every
 # checkpoint: resumed after the first high loss (step 4, loss_spike_steps 2) or after the
 # skip (step 6), a run prints and skips exactly what the uninterrupted run did.
@@ -495,6 +520,7 @@ for t in tiny_config_learns_and_logs_every_step \
     a_learning_rate_of_100_stops_at_the_first_loss_spike \
     skip_mode_drops_the_spiking_step_and_trains_on \
     a_resumed_run_keeps_the_guard_state \
+    annealing_follows_the_schedule_across_a_resume \
     config_paths_resolve_against_the_config_folder \
     openmp_threads_spin_briefly_unless_the_user_chose \
     mfu_peak_is_cached_per_machine_and_remeasured_when_implausible \

@@ -1119,8 +1119,9 @@ static herr_t apply_config_attr(hid_t group, const char *name, const H5A_info_t 
 static int key_may_be_missing(const char *name, const ksa_model_config *cfg)
 {
     if (!strcmp(name, "summary_independent_qk_norm") || !strcmp(name, "summary_token_begin") ||
-        !strcmp(name, "layer_sliding_window") || !strcmp(name, "sliding_chunk_attention"))
-        return 1; /* the attention variants came later: absent = off */
+        !strcmp(name, "layer_sliding_window") || !strcmp(name, "sliding_chunk_attention") ||
+        !strncmp(name, "summary_mix_", 12))
+        return 1; /* the attention variants and annealing came later: absent = off */
     return !cfg->use_summary_attention && !strncmp(name, "summary_", 8);
 }
 

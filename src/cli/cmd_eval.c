@@ -74,6 +74,16 @@ static void print_whole_file(double loss, size_t n_rows, size_t L, size_t n_byte
 }
 
 /* Bits per byte of a bucket: its summed loss in bits over its byte targets (< 0: none). */
+/* Annealing: the coefficient the checkpoint's model runs with (ksa_run_checkpoint_mix). */
+static void print_summary_mix(FILE *f, const ksa_model *m, long step)
+{
+    if (step < 0)
+        fprintf(f, "# summary mix %.4f (no /train: step 0 of the annealing)\n", m->summary_mix);
+    else
+        fprintf(f, "# summary mix %.4f (the annealing coefficient of step %ld)\n", m->summary_mix,
+                step);
+}
+
 static double bucket_bits_per_byte(const ksa_eval_bucket *b)
 {
     return b->n_bytes ? b->loss * (double)b->targets / log(2.0) / (double)b->n_bytes : -1;
@@ -265,12 +275,16 @@ static int task_main(const eval_options *o)
     if (ksa_ckpt_read_config(ckpt, &cfg) != KSA_OK || ksa_model_init(&m, &cfg) != KSA_OK)
         goto fail;
     have_model = 1;
+    long mix_step;
     if (ksa_ckpt_open_tok(&tok, ckpt, m.V) != KSA_OK ||
         ksa_ckpt_read_params(ckpt, &m.params, 0) != KSA_OK ||
+        ksa_run_checkpoint_mix(ckpt, &m, &mix_step) != KSA_OK ||
         ksa_task_filler_open(&filler, o->filler) != KSA_OK)
         goto fail;
     have_filler = 1;
     ksa_model_layout_print(&m.layout, info);
+    if (m.layout.mix_qkv)
+        print_summary_mix(info, &m, mix_step);
     if (ksa_tok_bpe(tok))
         fprintf(info, "# tokenizer %s (vocabulary %zu, end-of-text %d), from the checkpoint\n",
                 ksa_tok_name(tok), ksa_tok_vocab_size(tok), (int)ksa_tok_eot(tok));
@@ -418,7 +432,9 @@ static int eval_main(int argc, char **argv)
     ksa_tok *data_tok = NULL;
     uint32_t *text_bytes = NULL;
     rc = 1;
+    long mix_step;
     if (ksa_ckpt_read_params(ckpt, &m.params, 0) != KSA_OK ||
+        ksa_run_checkpoint_mix(ckpt, &m, &mix_step) != KSA_OK ||
         ksa_eval_rows_open(&rows, o.data, o.dtype, m.V, (size_t)o.seq_len, o.batch,
                            (size_t)o.offset) != KSA_OK ||
         check_data_tokenizer(ckpt, o.data, rows.whole ? rows.vr.file.tokenizer : rows.tf.tokenizer,
@@ -431,6 +447,8 @@ static int eval_main(int argc, char **argv)
         ksa_tok_text_bytes(data_tok, text_bytes, m.V);
         eo.text_bytes = text_bytes;
     }
+    if (rank0 && m.layout.mix_qkv)
+        print_summary_mix(info, &m, mix_step);
     if (ksa_eval_loss(&m, &rows, &eo, &res) != KSA_OK ||
         (o.grads_out && ksa_ckpt_write_grads(o.grads_out, &m.params) != KSA_OK)) {
         ksa_cli_error("eval", 1);

@@ -238,7 +238,9 @@ int ksa_cmd_sample(int argc, char **argv)
         ksa_model_init(&m, &cfg) != KSA_OK)
         goto fail;
     have_model = 1;
-    if (ksa_ckpt_read_params(ckpt, &m.params, 0) != KSA_OK)
+    long mix_step; /* annealing: the coefficient of the checkpoint's last step */
+    if (ksa_ckpt_read_params(ckpt, &m.params, 0) != KSA_OK ||
+        ksa_run_checkpoint_mix(ckpt, &m, &mix_step) != KSA_OK)
         goto fail;
 
     ksa_generate_options o = ksa_generate_defaults();

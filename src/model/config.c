@@ -49,6 +49,12 @@ static const ksa_config_key model_keys[] = {
         "summary rows use input_layernorm_summary"),
     KEY(summary_independent_qk_norm, KSA_KEY_BOOL, "false",
         "summary rows use q/k_norm_summary (needs independent q/k/v)"),
+    KEY(summary_mix_qkv, KSA_KEY_BOOL, "false",
+        "anneal the summary rows' q/k/v from the summary to the shared projections"),
+    KEY(summary_mix_start_iter, KSA_KEY_INT, "0",
+        "annealing: the last optimizer step with the summary projections alone (m = 1)"),
+    KEY(summary_mix_end_iter, KSA_KEY_INT, "0",
+        "annealing: from this step on the shared projections alone (m = 0)"),
     KEY(summary_chunk_position_ids_type, KSA_KEY_STRING, "origin",
         "text positions: origin (t) or inner_chunk (t mod C)"),
     KEY(summary_token_position_ids_type, KSA_KEY_STRING, "last_chunk_slice_right",
@@ -446,6 +452,10 @@ ksa_status ksa_model_config_resolve(const ksa_model_config *c, ksa_model_layout 
     out->independent_norm = (int)c->summary_independent_attention_layernorm;
     /* q/k_norm_summary exist only beside independent q/k/v (CHECKPOINT_FORMAT.md) */
     out->independent_qk_norm = out->independent_qkv && c->summary_independent_qk_norm;
+    if (c->summary_mix_qkv && !out->independent_qkv)
+        return ksa_fail(KSA_EINVAL, "summary_mix_qkv = true needs summary_independent_qkv = true: "
+                                    "without q/k/v_proj_summary there is nothing to anneal");
+    out->mix_qkv = (int)c->summary_mix_qkv;
     if (!out->independent_embedding) {
         if (c->summary_token_begin < 0)
             return ksa_fail(KSA_EINVAL,
@@ -460,6 +470,20 @@ ksa_status ksa_model_config_resolve(const ksa_model_config *c, ksa_model_layout 
     }
 
     return resolve_layers(c, out);
+}
+
+/* ---- the annealing coefficient (KSA_SPEC §5.5) ----------------------------------------- */
+double ksa_summary_mix_coeff(const ksa_model_config *c, long it)
+{
+    if (!c->summary_mix_qkv)
+        return 1;
+    long start = c->summary_mix_start_iter;
+    long end = c->summary_mix_end_iter > start + 1 ? c->summary_mix_end_iter : start + 1;
+    if (it <= start)
+        return 1;
+    if (it >= end)
+        return 0;
+    return 1 - (double)(it - start) / (double)(end - start);
 }
 
 /* ---- printing ------------------------------------------------------------------------- */

@@ -33,14 +33,16 @@ typedef struct {
     double rope_theta, rms_norm_eps;
     long tie_word_embeddings; /* bool */
     /* summary attention (ignored when use_summary_attention is false) */
-    long use_summary_attention;                     /* bool */
-    long summary_chunk_size, summary_token_num;     /* C, S */
-    char summary_sliding_chunk_num[KSA_CONFIG_STR]; /* int or pattern, as given (unquoted) */
-    char summary_layer_freq[KSA_CONFIG_STR];        /* 0, N, or 0/1 pattern */
-    long summary_independent_parameters;            /* bool */
-    long summary_independent_qkv;                   /* bool, -1 = unset: follows the previous */
-    long summary_independent_attention_layernorm;   /* bool */
-    long summary_independent_qk_norm;               /* bool */
+    long use_summary_attention;                        /* bool */
+    long summary_chunk_size, summary_token_num;        /* C, S */
+    char summary_sliding_chunk_num[KSA_CONFIG_STR];    /* int or pattern, as given (unquoted) */
+    char summary_layer_freq[KSA_CONFIG_STR];           /* 0, N, or 0/1 pattern */
+    long summary_independent_parameters;               /* bool */
+    long summary_independent_qkv;                      /* bool, -1 = unset: follows the previous */
+    long summary_independent_attention_layernorm;      /* bool */
+    long summary_independent_qk_norm;                  /* bool */
+    long summary_mix_qkv;                              /* bool: anneal (KSA_SPEC §5.5) */
+    long summary_mix_start_iter, summary_mix_end_iter; /* the annealing window, steps >= 0 */
     char summary_chunk_position_ids_type[KSA_CONFIG_STR]; /* origin | inner_chunk */
     char summary_token_position_ids_type[KSA_CONFIG_STR]; /* zeros | last_chunk_slice_... */
     long summary_token_begin;                             /* -1 = unset (needed only when shared) */
@@ -58,6 +60,8 @@ typedef struct {
                                   (0: every earlier token)                                    */
     int independent_embedding; /* summary_embedding [S, D] instead of token ids begin + j */
     int independent_qkv, independent_norm, independent_qk_norm;
+    int mix_qkv; /* summary_mix_qkv (needs independent_qkv): summary rows blend in the shared
+                    q/k/v with the coefficient of ksa_summary_mix_coeff */
     ksa_chunk_pos_type chunk_pos;
     ksa_summary_pos_type summary_pos;
     size_t n_layers;
@@ -81,6 +85,12 @@ ksa_status ksa_model_config_load(ksa_model_config *c, const char *path);
 
 /* Checks every constraint and derives the per-layer layout. */
 ksa_status ksa_model_config_resolve(const ksa_model_config *c, ksa_model_layout *out);
+
+/* The mixing coefficient m of optimizer step `it` (1-based: the first step of a fresh run is
+ * it = 1; the global count, steps of a resumed checkpoint included), KSA_SPEC §5.5: 1 without
+ * summary_mix_qkv; else with e = max(start + 1, end): 1 for it <= start, 0 for it >= e,
+ * 1 - (it - start) / (e - start) between. Summary rows use m·(own q/k/v) + (1-m)·(shared).  */
+double ksa_summary_mix_coeff(const ksa_model_config *c, long it);
 
 /* Writes every key as `key = value` (loadable again). */
 void ksa_model_config_write(const ksa_model_config *c, FILE *f);

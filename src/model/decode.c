@@ -16,6 +16,7 @@
 #include "autograd/blas.h"
 #include "core/rng.h"
 #include "autograd/embedding.h"
+#include "autograd/lerp.h"
 #include "autograd/linear.h"
 #include "autograd/rmsnorm.h"
 #include "autograd/rope.h"
@@ -64,7 +65,7 @@ static void work_free(ksa_decode_work *w)
 {
     ksa_free(w->h), ksa_free(w->x), ksa_free(w->q), ksa_free(w->k), ksa_free(w->v);
     ksa_free(w->att), ksa_free(w->gate), ksa_free(w->up), ksa_free(w->r);
-    ksa_free(w->ids), ksa_free(w->pos);
+    ksa_free(w->ids), ksa_free(w->pos), ksa_free(w->base);
     memset(w, 0, sizeof *w);
 }
 
@@ -84,6 +85,8 @@ static void work_alloc(ksa_decode_work *w, const ksa_model *m, size_t rows)
     w->r = ksa_alloc(norm_rows * sizeof(ksa_real));
     w->ids = ksa_alloc(rows * sizeof(int32_t));
     w->pos = ksa_alloc(rows * sizeof(int32_t));
+    /* annealing: the summary rows' shared q, k or v, one at a time (KSA_SPEC §5.5) */
+    w->base = m->layout.mix_qkv ? ksa_alloc(rows * qd * sizeof(ksa_real)) : NULL;
 }
 
 /* ---- the dense parts of a layer ------------------------------------------------------- */
@@ -128,6 +131,21 @@ static void linear_rows(const ksa_model *m, ksa_real *y, const ksa_real *x, size
     project(y + nt * out, x + nt * in, W(m, w_sum), ns, in, out);
 }
 
+/* Summary rows [nt, nt+ns) of y [nt+ns, out] (their own projection, head-normalised) become
+ * mix·y + (1-mix)·norm(x̂ · wᵀ): the shared projection w and head norm nw (none: nw < 0) of
+ * the same normalised rows w->x, through w->base (KSA_SPEC §5.5).                        */
+static void mix_summary_rows(const ksa_decoder *d, ksa_decode_work *w, long wp, long nw,
+                             ksa_real *y, size_t nt, size_t ns, size_t out, double mix)
+{
+    const ksa_model *m = d->m;
+    KSA_ASSERT(w->base, "annealing without its scratch");
+    project(w->base, w->x + nt * m->D, W(m, wp), ns, m->D, out);
+    if (nw >= 0)
+        ksa_rmsnorm_forward(w->base, w->r, w->base, W(m, nw), ns * (out / m->dh), m->dh,
+                            (ksa_real)m->config.rms_norm_eps);
+    ksa_lerp_forward(y + nt * out, y + nt * out, w->base, (ksa_real)mix, ns * out);
+}
+
 /* w->q, w->k, w->v of rows [0, nt+ns) of w->h: input norm, projections, q/k norms, rope at
  * w->pos. ns = 0 in a causal layer (its summary rows pass through untouched). */
 static void attention_inputs(const ksa_decoder *d, ksa_decode_work *w, const ksa_layer_params *lp,
@@ -138,13 +156,23 @@ static void attention_inputs(const ksa_decoder *d, ksa_decode_work *w, const ksa
     /* input_layernorm_summary uses rms_norm_eps like every other norm (KSA_SPEC.md 6.1) */
     norm_rows(d, w, w->x, w->h, nt, ns, D, D, lp->input_layernorm, lp->input_layernorm_summary,
               m->config.rms_norm_eps);
-    linear_rows(m, w->q, w->x, nt, ns, D, qd, lp->q_proj, lp->q_proj_summary);
-    linear_rows(m, w->k, w->x, nt, ns, D, kvd, lp->k_proj, lp->k_proj_summary);
-    linear_rows(m, w->v, w->x, nt, ns, D, kvd, lp->v_proj, lp->v_proj_summary);
-    norm_rows(d, w, w->q, w->q, nt, ns, qd, m->dh, lp->q_norm, lp->q_norm_summary,
+    /* annealing (KSA_SPEC §5.5), as model/decoder.c's attention_block: mix = 0 gives the
+     * summary rows the shared projections and head norms alone, 0 < mix < 1 blends them in */
+    double mix = ns && m->layout.mix_qkv && lp->q_proj_summary >= 0 ? m->summary_mix : 1;
+    int own = mix > 0;
+    linear_rows(m, w->q, w->x, nt, ns, D, qd, lp->q_proj, own ? lp->q_proj_summary : -1);
+    linear_rows(m, w->k, w->x, nt, ns, D, kvd, lp->k_proj, own ? lp->k_proj_summary : -1);
+    linear_rows(m, w->v, w->x, nt, ns, D, kvd, lp->v_proj, own ? lp->v_proj_summary : -1);
+    if (mix > 0 && mix < 1)
+        mix_summary_rows(d, w, lp->v_proj, -1, w->v, nt, ns, kvd, mix);
+    norm_rows(d, w, w->q, w->q, nt, ns, qd, m->dh, lp->q_norm, own ? lp->q_norm_summary : -1,
               KSA_SUMMARY_QK_NORM_EPS);
-    norm_rows(d, w, w->k, w->k, nt, ns, kvd, m->dh, lp->k_norm, lp->k_norm_summary,
+    norm_rows(d, w, w->k, w->k, nt, ns, kvd, m->dh, lp->k_norm, own ? lp->k_norm_summary : -1,
               KSA_SUMMARY_QK_NORM_EPS);
+    if (mix > 0 && mix < 1) {
+        mix_summary_rows(d, w, lp->q_proj, lp->q_norm, w->q, nt, ns, qd, mix);
+        mix_summary_rows(d, w, lp->k_proj, lp->k_norm, w->k, nt, ns, kvd, mix);
+    }
     ksa_rope_forward(w->q, w->q, w->pos, N, m->Hq, m->dh, m->config.rope_theta);
     ksa_rope_forward(w->k, w->k, w->pos, N, m->Hkv, m->dh, m->config.rope_theta);
 }

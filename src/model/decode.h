@@ -52,6 +52,7 @@ typedef struct {
     ksa_real *h, *x, *q, *k, *v, *att; /* [rows, D|D|qd|kvd|kvd|qd]         */
     ksa_real *gate, *up, *r;           /* [block, I] x2, [rows * Hq]        */
     int32_t *ids, *pos;                /* [rows]                            */
+    ksa_real *base; /* [rows, qd] annealing (layout.mix_qkv): shared q/k/v, else NULL */
 } ksa_decode_work;
 
 typedef struct {

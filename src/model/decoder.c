@@ -24,6 +24,7 @@
 #include "autograd/concat.h"
 #include "autograd/distill.h"
 #include "autograd/embedding.h"
+#include "autograd/lerp.h"
 #include "autograd/linear.h"
 #include "autograd/rmsnorm.h"
 #include "autograd/rope.h"
@@ -81,6 +82,7 @@ ksa_status ksa_model_declare(ksa_model *m, const ksa_model_config *c)
 {
     memset(m, 0, sizeof *m);
     m->config = *c;
+    m->summary_mix = 1;
     KSA_TRY(ksa_model_config_resolve(c, &m->layout));
     const ksa_model_layout *l = &m->layout;
     m->D = (size_t)c->hidden_size;
@@ -251,6 +253,45 @@ static ksa_tensor *mlp_block(ksa_model *m, step_ctx *s, const ksa_layer_params *
     return ksa_op_add(s->tp, h, ksa_op_linear(s->tp, a, P(m, lp->down_proj)));
 }
 
+/* The coefficient the summary rows of a summary layer use: 1 (own q/k/v alone: no base
+ * path at all) unless the model anneals (KSA_SPEC §5.5). */
+static double mix_of(const ksa_model *m, const ksa_layer_params *lp, int two_streams)
+{
+    if (!two_streams || !m->layout.mix_qkv || lp->q_proj_summary < 0)
+        return 1;
+    KSA_ASSERT(m->summary_mix >= 0 && m->summary_mix <= 1, "summary_mix %g outside [0, 1]",
+               m->summary_mix);
+    return m->summary_mix;
+}
+
+/* The q, k or v of every row in a summary layer that anneals, 0 < mix < 1 (KSA_SPEC §5.5):
+ *   text rows      [0, Nt)   : norm(x̂ · wᵀ)
+ *   summary rows   [Nt, N)   : mix·norm_s(x̂ · w_sumᵀ) + (1-mix)·norm(x̂ · wᵀ)
+ * norm: the head norm nw (none for v: nw < 0), norm_s: nw_sum, or nw when nw_sum < 0 (the
+ * summary's own head norms use KSA_SUMMARY_QK_NORM_EPS, the shared ones rms_norm_eps).
+ * x: [N, D]; returns [N, out]. Both summary paths record their own ops, so the gradient
+ * reaches w_sum (times mix) and w (times 1 - mix) and the summary rows of x through both.  */
+static ksa_tensor *project_mixed(ksa_model *m, step_ctx *s, ksa_tensor *x, long w, long w_sum,
+                                 long nw, long nw_sum, double mix)
+{
+    ksa_tape *tp = s->tp;
+    ksa_real eps = (ksa_real)m->config.rms_norm_eps;
+    ksa_tensor *y = ksa_tensor_2d(s->a, ksa_rows(x), P(m, w)->shape[0]);
+    ksa_tensor *xt = rows_of(s, x, 0), *xs = rows_of(s, x, 1);
+    ksa_tensor *own = ksa_op_linear(tp, xs, P(m, w_sum)); /* [Ns, out] */
+    ksa_tensor *base = ksa_op_linear(tp, xs, P(m, w));    /* [Ns, out] */
+    if (nw < 0) {
+        ksa_op_linear_into(tp, xt, P(m, w), rows_of(s, y, 0));
+    } else {
+        ksa_op_rmsnorm_into(tp, ksa_op_linear(tp, xt, P(m, w)), P(m, nw), eps, rows_of(s, y, 0));
+        own = nw_sum >= 0 ? ksa_op_rmsnorm(tp, own, P(m, nw_sum), (ksa_real)KSA_SUMMARY_QK_NORM_EPS)
+                          : ksa_op_rmsnorm(tp, own, P(m, nw), eps);
+        base = ksa_op_rmsnorm(tp, base, P(m, nw), eps);
+    }
+    ksa_op_lerp_into(tp, own, base, (ksa_real)mix, rows_of(s, y, 1));
+    return y;
+}
+
 /* Pre-norm attention block. two_streams: h holds text and summary rows and the layer is a
  * summary layer with window W; otherwise h holds text rows only (causal attention). */
 static ksa_tensor *attention_block(ksa_model *m, step_ctx *s, const ksa_layer_params *lp,
@@ -260,11 +301,26 @@ static ksa_tensor *attention_block(ksa_model *m, step_ctx *s, const ksa_layer_pa
     /* input_layernorm_summary uses rms_norm_eps like every other norm (KSA_SPEC.md 6.1) */
     ksa_tensor *x = norm_split(m, s, h, lp->input_layernorm, lp->input_layernorm_summary,
                                m->config.rms_norm_eps, two_streams);
-    ksa_tensor *q = linear_split(m, s, x, lp->q_proj, lp->q_proj_summary, two_streams);
-    ksa_tensor *k = linear_split(m, s, x, lp->k_proj, lp->k_proj_summary, two_streams);
-    ksa_tensor *v = linear_split(m, s, x, lp->v_proj, lp->v_proj_summary, two_streams);
-    q = norm_split(m, s, q, lp->q_norm, lp->q_norm_summary, KSA_SUMMARY_QK_NORM_EPS, two_streams);
-    k = norm_split(m, s, k, lp->k_norm, lp->k_norm_summary, KSA_SUMMARY_QK_NORM_EPS, two_streams);
+    ksa_tensor *q, *k, *v;
+    double mix = mix_of(m, lp, two_streams);
+    if (mix > 0 && mix < 1 && s->Ns) {
+        q = project_mixed(m, s, x, lp->q_proj, lp->q_proj_summary, lp->q_norm, lp->q_norm_summary,
+                          mix);
+        k = project_mixed(m, s, x, lp->k_proj, lp->k_proj_summary, lp->k_norm, lp->k_norm_summary,
+                          mix);
+        v = project_mixed(m, s, x, lp->v_proj, lp->v_proj_summary, -1, -1, mix);
+    } else {
+        /* mix = 0: the summary rows use the shared projections and head norms alone (exactly
+         * a model without summary q/k/v); their own weights get no gradient */
+        int own = mix > 0;
+        q = linear_split(m, s, x, lp->q_proj, own ? lp->q_proj_summary : -1, two_streams);
+        k = linear_split(m, s, x, lp->k_proj, own ? lp->k_proj_summary : -1, two_streams);
+        v = linear_split(m, s, x, lp->v_proj, own ? lp->v_proj_summary : -1, two_streams);
+        q = norm_split(m, s, q, lp->q_norm, own ? lp->q_norm_summary : -1, KSA_SUMMARY_QK_NORM_EPS,
+                       two_streams);
+        k = norm_split(m, s, k, lp->k_norm, own ? lp->k_norm_summary : -1, KSA_SUMMARY_QK_NORM_EPS,
+                       two_streams);
+    }
     /* in place: q and k (norm or projection outputs) have no other reader */
     q = ksa_op_rope_table_in_place(tp, q, s->rope, m->Hq);
     k = ksa_op_rope_table_in_place(tp, k, s->rope, m->Hkv);
@@ -587,7 +643,9 @@ size_t ksa_model_tape_nodes(const ksa_model *m)
 {
     /* per layer at most (LAYER_TAPE_NODES): 2 norms + 2 concats, 6 linears + 3 concats,
      * 4 norms + 2 concats, 2 ropes, attention, o_proj, add, mlp (norm, 3 linears, swiglu,
-     * add), 1 concat; with recomputation one node per layer and one nested tape at a time */
+     * add), 1 concat; annealing (project_mixed) 9 linears, 6 norms and 3 blends instead of
+     * the 6 linears and 4 norms; with recomputation one node per layer and one nested tape
+     * at a time */
     return 8 + m->layout.n_layers * LAYER_TAPE_NODES;
 }
 
@@ -613,9 +671,19 @@ static double activation_reals(const ksa_model *m, size_t nseq, size_t T)
                        + N * (2 * D)                  /* bypass split/concat copies */
                        + 2 * N;                       /* norm statistics */
     double outside = 4 * N * D + 2 * Nt * V + Nt * D; /* embeddings, head, loss */
+    /* Annealing (summary_mix_qkv, 0 < m < 1; sized for any m): a summary layer projects its
+     * summary rows twice, each into its own [Ns, out] linear and head-norm outputs (and their
+     * statistics) before the blend writes the rows of q, k and v: at most this on top. */
+    double mix = 0, mixing_layers = 0;
+    if (l->ksa && l->mix_qkv) {
+        double Ns = (double)nseq * (double)ksa_layout_summary_rows(l, T);
+        mix = Ns * 4 * (qd + 2 * kvd) + Ns * 2 * (Hq + (double)m->Hkv);
+        for (size_t i = 0; i < l->n_layers; i++)
+            mixing_layers += l->is_summary[i];
+    }
     if (m->recompute) /* each layer's output kept, one layer's activations at a time */
-        return layers * N * D + per_layer + outside;
-    return layers * per_layer + outside;
+        return layers * N * D + per_layer + mix + outside;
+    return layers * per_layer + mixing_layers * mix + outside;
 }
 
 size_t ksa_model_grad_bytes(const ksa_model *m, size_t nseq, size_t T)

@@ -26,6 +26,14 @@ typedef struct {
     ksa_params params;           /* owned: names, flat data and grad buffers */
     long embed_tokens, summary_embedding, norm, lm_head; /* -1 when absent */
     ksa_layer_params *layers;                            /* owned, n_layers entries */
+    /* The annealing coefficient m of KSA_SPEC §5.5 every forward (training, evaluation and
+     * model/decode.c) uses: summary rows of summary layers take m·(own q/k/v) + (1-m)·(the
+     * shared q/k/v). 1 after ksa_model_declare (the summary projections alone, as without
+     * summary_mix_qkv); the trainer sets ksa_summary_mix_coeff(config, step + 1) before each
+     * step and the coefficient of the last completed step before validating; evaluation and
+     * sampling of a checkpoint set that of its /train step (ksa_model_mix_for_checkpoint).
+     * Only read when layout.mix_qkv.                                                      */
+    double summary_mix;
     int recompute; /* activation recomputation: the forward keeps only each layer's input
                     * and output; the backward re-runs the layer (set before sizing) */
     /* context parallelism (dist/context.h), borrowed; NULL or P = 1: whole sequences. With

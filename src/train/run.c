@@ -209,6 +209,8 @@ static void print_progress(FILE *out, const step_report *r)
         fprintf(out, " cos %.4g", r->stats.cos);
     if (r->has_val)
         fprintf(out, " | val loss %.4f", r->val_loss);
+    if (!isnan(r->stats.summary_mix)) /* annealing: the coefficient this step used */
+        fprintf(out, " | summary mix %.4f", r->stats.summary_mix);
     if (r->stats.guard_note[0]) /* the loss-spike guard's word on a high loss */
         fprintf(out, " | %s%s", r->stats.skipped ? "skipped: " : "", r->stats.guard_note);
     fprintf(out, "\n");
@@ -265,6 +267,8 @@ static ksa_status log_step(FILE *log, const char *path, const step_report *r)
                      r->stats.ce, r->stats.attn, r->stats.kl, r->stats.cos) >= 0;
     if (ok && r->has_val)
         ok = fprintf(log, ", \"val_loss\": %.17g", r->val_loss) >= 0;
+    if (ok && !isnan(r->stats.summary_mix))
+        ok = fprintf(log, ", \"summary_mix\": %.17g", r->stats.summary_mix) >= 0;
     if (ok && r->stats.high_steps > 0)
         ok = fprintf(log, ", \"loss_median\": %.17g, \"loss_high_steps\": %ld",
                      r->stats.loss_median, r->stats.high_steps) >= 0;

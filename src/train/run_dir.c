@@ -514,3 +514,21 @@ ksa_status ksa_run_newest_checkpoint(const char *arg, char *path, size_t cap)
     }
     return newest_of_run(arg, "", 0, path, cap);
 }
+
+ksa_status ksa_run_checkpoint_mix(const char *path, ksa_model *m, long *step)
+{
+    m->summary_mix = 1;
+    *step = -1;
+    if (!m->layout.mix_qkv)
+        return KSA_OK;
+    int has_train;
+    KSA_TRY(ksa_ckpt_has(path, "/train", &has_train));
+    if (!has_train)
+        return KSA_OK;
+    ksa_train_config stored;
+    ksa_ckpt_progress pr;
+    KSA_TRY(ksa_train_config_read_checkpoint(path, &stored, &pr));
+    *step = pr.step;
+    m->summary_mix = ksa_summary_mix_coeff(&m->config, pr.step);
+    return KSA_OK;
+}

@@ -112,4 +112,11 @@ ksa_status ksa_run_check_resume(const char *path, const ksa_model_config *given_
  * into path; a folder without one is an error. Takes no lock: reading needs none.        */
 ksa_status ksa_run_newest_checkpoint(const char *arg, char *path, size_t cap);
 
+/* The annealing coefficient (KSA_SPEC §5.5) a model read from the checkpoint at path runs
+ * with, into m->summary_mix: that of the checkpoint's last completed step (its /train step;
+ * ksa_summary_mix_coeff(config, step)); 1 for a checkpoint without /train (step 0: ksa init,
+ * an import) and for a model that does not anneal (the file is then not opened). *step gets
+ * the step (-1: no /train or not read). Evaluation and sampling call it after reading.   */
+ksa_status ksa_run_checkpoint_mix(const char *path, ksa_model *m, long *step);
+
 #endif

@@ -343,6 +343,10 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
     ksa_loader_block_at(&t->loader, t->tokens, (uint64_t)t->step, t->dp_rank, t->dp_size,
                         t->block_t0, T);
     ksa_params_zero_grad(&m->params);
+    /* annealing (KSA_SPEC §5.5): the coefficient of this step, it = step + 1 counted over the
+     * whole run (a resumed one continues the schedule from the checkpoint's step) */
+    m->summary_mix = ksa_summary_mix_coeff(&m->config, t->step + 1);
+    stats->summary_mix = m->layout.mix_qkv ? m->summary_mix : NAN;
     double loss = 0, norm = (double)(G * L), terms[4] = {0}; /* distill: ce, attn, kl, cos */
     for (size_t r = 0; r < rows; r += mb) {
         ksa_tape_reset(&t->tape);
@@ -533,6 +537,8 @@ ksa_status ksa_trainer_validate(ksa_trainer *t, double *val_loss)
     double sum = 0;
     int recording = t->tape.recording;
     t->tape.recording = 0;
+    /* the model of the last completed step: its annealing coefficient (1 before any) */
+    t->model->summary_mix = ksa_summary_mix_coeff(&t->model->config, t->step);
     /* batches of micro_batch rows; batch b belongs to context group b mod N (each rank of
      * it computing its block), so the sum over the ranks covers every chosen row once
      * whatever the rank count */

@@ -80,6 +80,9 @@ typedef struct {
     double grad_norm; /* after value clipping, before norm clipping */
     size_t tokens;    /* text tokens of this step */
     double seconds;   /* wall time of this step */
+    /* the annealing coefficient m this step used (KSA_SPEC §5.5; NaN: the model does not
+     * anneal, summary_mix_qkv off) */
+    double summary_mix;
     /* the loss-spike guard: consecutive high losses up to this one (0: normal), the median
      * the loss was compared with (NaN: not judged), whether the update was skipped, and why
      * the loss is high ("": a normal step) */
