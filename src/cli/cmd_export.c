@@ -10,10 +10,36 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "train/run_dir.h"
+#include "model/decoder.h"
+#include "ckpt/ckpt.h"
 #include "core/core.h"
 #include "interop/hf_export.h"
 
 /* "5GB" (1000^3), "500MiB" (1024^2), "123" bytes; 0 on a bad size. */
+/* A model in the middle of annealing (KSA_SPEC §5.5) blends its summary rows' own and shared
+ * projections with the coefficient of its step; a Hugging Face model runs its summary
+ * projections alone (mix_coeff 1, the only value the importer takes back): refused rather
+ * than exported as another model. */
+static ksa_status refuse_mid_anneal(const char *ckpt)
+{
+    ksa_model_config cfg;
+    ksa_model m;
+    KSA_TRY(ksa_ckpt_read_config(ckpt, &cfg));
+    KSA_TRY(ksa_model_declare(&m, &cfg));
+    long step;
+    ksa_status st = ksa_run_checkpoint_mix(ckpt, &m, &step);
+    if (st == KSA_OK && m.summary_mix != 1)
+        st = ksa_fail(KSA_EINVAL,
+                      "%s anneals its summary projections (summary_mix_qkv) and runs with summary "
+                      "mix %.4f at step %ld; a Hugging Face model would run them at 1 (its "
+                      "mix_coeff): export a checkpoint from before the annealing, or train on "
+                      "with summary_independent_qkv = false once it reaches 0",
+                      ckpt, m.summary_mix, step);
+    ksa_model_free(&m);
+    return st;
+}
+
 static size_t parse_size(const char *s)
 {
     errno = 0;
@@ -75,6 +101,8 @@ int ksa_cmd_export(int argc, char **argv)
     if (!max_shard)
         return ksa_cli_errorf(
             "export", 2, "--max-shard-size %s: expected a size such as 5GB, 500MB or 2GiB", shard);
+    if (refuse_mid_anneal(ckpt) != KSA_OK)
+        return ksa_cli_error("export", 2);
     double t0 = ksa_now();
     ksa_hf_export_info info;
     if (ksa_hf_export(ckpt, dir, dtype, max_shard, &info) != KSA_OK)
