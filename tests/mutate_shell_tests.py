@@ -257,7 +257,8 @@ def mutate(L, after, helpers):
         pipes = [k for k in range(cmd) if words[k] == "|"]
         g = pipes[-1] + 1 if pipes else 0
         quiet = any(re.match(r"-\w*q|--quiet", w) for w in words[g + 1:cmd])
-        if words[g] == "grep" and (not pipes or quiet):
+        # (a line ending in `|` continues on the next one: nothing after the pipe here)
+        if g < cmd and words[g] == "grep" and (not pipes or quiet):
             k = g + 1
             while k < cmd and words[k].startswith("-") and len(words[k]) > 1:
                 if words[k] in ("--", "-e"):

@@ -264,15 +264,14 @@ bad_inputs_are_refused_with_one_line_and_no_output() {
 
 # A checkpoint in the middle of annealing (summary_mix_qkv) is not exported: Hugging Face would
 # run its summary projections at mix 1. Before the annealing starts it exports.
+ANNEAL=(--config configs/tiny.conf --seq-len 32 --global-batch 2 --micro-batch 1 --eval-every 0
+    --val-data "" --summary-mix-qkv true --summary-mix-start-iter 1 --summary-mix-end-iter 5)
 a_model_in_the_middle_of_annealing_is_not_exported() {
-    local anneal=(--config configs/tiny.conf --seq-len 32 --global-batch 2 --micro-batch 1
-        --eval-every 0 --val-data "" --summary-mix-qkv true --summary-mix-start-iter 1
-        --summary-mix-end-iter 5)
-    "$KSA" train "${anneal[@]}" --steps 2 --out "$TMP/an" >/dev/null
+    "$KSA" train "${ANNEAL[@]}" --steps 2 --out "$TMP/an" >/dev/null
     must_fail "$KSA" export --ckpt "$TMP/an/step_00000002.h5" --hf "$TMP/an_hf" >"$TMP/o" 2>&1
     grep -q "^ksa export: $TMP/an/step_00000002.h5 anneals its summary projections (summary_mix_qkv) and runs with summary mix 0.7500 at step 2" "$TMP/o"
     [ ! -e "$TMP/an_hf" ]
-    "$KSA" train "${anneal[@]}" --steps 1 --out "$TMP/an1" >/dev/null
+    "$KSA" train "${ANNEAL[@]}" --steps 1 --out "$TMP/an1" >/dev/null
     "$KSA" export --ckpt "$TMP/an1/step_00000001.h5" --hf "$TMP/an1_hf" >/dev/null
     [ -s "$TMP/an1_hf/config.json" ]
 }
