@@ -398,6 +398,17 @@ int main(int argc, char **argv)
                     o.kv_heads);
         usage();
     }
+    /* a length the grid cannot split fails alike on every rank: one message, no abort */
+    for (size_t i = 0; i <= o.nL; i++) {
+        size_t L = i < o.nL ? o.Ls[i] : o.ring_L;
+        if (L && ksa_cp_check(P, P, L, o.C) != KSA_OK) {
+            if (rank == 0)
+                fprintf(stderr, "%s: %s (%s %zu)\n", PROG, ksa_last_error(),
+                        i < o.nL ? "--lengths" : "--ring-length", L);
+            MPI_Finalize();
+            return 2;
+        }
+    }
     if (!o.threads) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         int local = ksa_dist_local_size();
