@@ -33,8 +33,9 @@
  *
  * --ring-length L2 (default 8192; 0: none) adds the check of both formulas against the
  * counters on a model with one summary and one causal layer (ring attention) at L2, short
- * enough for the causal layer's O(L2^2) work. Every number is checked on every rank;
- * any counter that differs from its formula is printed and the exit status is 1.
+ * enough for the causal layer's O(L2^2) work. Measured bytes (total and largest rank) that
+ * differ from their formula, or attention calls other than one forward and one backward per
+ * layer, make the exit status 1 (the tables show the numbers).
  *
  * Usage: mpirun -np P bench_context_parallel [--lengths 32768,65536,131072] [--layers 2]
  *            [--hidden 256] [--heads 4] [--kv-heads 2] [--head-dim 64] [--intermediate 512]
