@@ -56,6 +56,7 @@ SKIPS = [
                  "README's main command (a 90-second run)"),
     (r"--hostfile", "needs other hosts"),
     (r"^bin/bench_", "benchmarks run for minutes (docs/benchmarks.md)"),
+    (r"^scripts/cpt_recipe\.sh", "a minute even on a tiny budget; tests/test_cpt.sh runs it"),
 ]
 
 
