@@ -204,11 +204,11 @@ PYEOF
 # step, with the same losses; eval and sample run a checkpoint with its last step's m.
 annealing_follows_the_schedule_across_a_resume() {
     local mix=(--summary-mix-qkv true --summary-mix-start-iter 1 --summary-mix-end-iter 5)
-    "$KSA" train "${SHORT[@]}" "${mix[@]}" --steps 6 --save-every 2 --out "$TMP/a" \
-        --log "$TMP/a.jsonl" >"$TMP/a.out"
-    grep -q "^step 2/6 | .* | summary mix 0.7500" "$TMP/a.out"
-    "$KSA" train --resume "$TMP/a/step_00000002.h5" --out "$TMP/b" --log "$TMP/b.jsonl" >/dev/null
-    "$PY" - "$TMP/a.jsonl" "$TMP/b.jsonl" <<'PYEOF'
+    "$KSA" train "${SHORT[@]}" "${mix[@]}" --steps 6 --save-every 2 --out "$TMP/anneal" \
+        --log "$TMP/anneal.jsonl" >"$TMP/anneal.out"
+    grep -q "^step 2/6 | .* | summary mix 0.7500" "$TMP/anneal.out"
+    "$KSA" train --resume "$TMP/anneal/step_00000002.h5" --out "$TMP/anneal_resumed" --log "$TMP/anneal_resumed.jsonl" >/dev/null
+    "$PY" - "$TMP/anneal.jsonl" "$TMP/anneal_resumed.jsonl" <<'PYEOF'
 import json, sys
 a, b = ([json.loads(l) for l in open(p)] for p in sys.argv[1:])
 assert [r["summary_mix"] for r in a] == [1, 0.75, 0.5, 0.25, 0, 0], a
@@ -216,12 +216,12 @@ assert [r["step"] for r in b] == [3, 4, 5, 6], b
 assert [r["summary_mix"] for r in b] == [0.5, 0.25, 0, 0], b
 assert [r["loss"] for r in b] == [r["loss"] for r in a[2:]], (a, b)
 PYEOF
-    "$KSA" eval --ckpt "$TMP/a/step_00000004.h5" --data build/data/kjv.val.bin --seq-len 64 \
-        --batch 2 >"$TMP/e.out"
-    grep -q "^# summary mix 0.2500 (the annealing coefficient of step 4)" "$TMP/e.out"
+    "$KSA" eval --ckpt "$TMP/anneal/step_00000004.h5" --data build/data/kjv.val.bin --seq-len 64 \
+        --batch 2 >"$TMP/anneal_eval.out"
+    grep -q "^# summary mix 0.2500 (the annealing coefficient of step 4)" "$TMP/anneal_eval.out"
     # without annealing the log has no such key
-    "$KSA" train "${SHORT[@]}" --steps 1 --log "$TMP/plain.jsonl" >/dev/null
-    must_fail grep -q summary_mix "$TMP/plain.jsonl"
+    "$KSA" train "${SHORT[@]}" --steps 1 --log "$TMP/anneal_plain.jsonl" >/dev/null
+    must_fail grep -q summary_mix "$TMP/anneal_plain.jsonl"
 }
 
 # The guard's state (its window, the run of high losses, the skipped steps) goes into every
