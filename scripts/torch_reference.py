@@ -57,6 +57,7 @@ MODEL_KEYS = [
     "summary_independent_attention_layernorm", "summary_independent_qk_norm",
     "summary_chunk_position_ids_type", "summary_token_position_ids_type",
     "summary_token_begin", "layer_sliding_window", "sliding_chunk_attention",
+    "summary_mix_qkv", "summary_mix_start_iter", "summary_mix_end_iter",
 ]
 FLOAT_KEYS = {"rope_theta", "rms_norm_eps"}
 STRING_KEYS = {"summary_chunk_position_ids_type", "summary_token_position_ids_type"}
@@ -64,13 +65,15 @@ PATTERN_KEYS = {"summary_sliding_chunk_num", "summary_layer_freq"}
 BOOL_KEYS = {
     "tie_word_embeddings", "use_summary_attention", "summary_independent_parameters",
     "summary_independent_qkv", "summary_independent_attention_layernorm",
-    "summary_independent_qk_norm", "sliding_chunk_attention",
+    "summary_independent_qk_norm", "sliding_chunk_attention", "summary_mix_qkv",
 }
 # Keys a file may lack; the attention variants (docs/configs.md) are written only when on,
 # so that files of models without them look as they did before the keys existed.
 OPTIONAL_DEFAULTS = {"summary_independent_qk_norm": 0, "layer_sliding_window": 0,
-                     "sliding_chunk_attention": 0}
-VARIANT_KEYS = ("layer_sliding_window", "sliding_chunk_attention")
+                     "sliding_chunk_attention": 0, "summary_mix_qkv": 0,
+                     "summary_mix_start_iter": 0, "summary_mix_end_iter": 0}
+VARIANT_KEYS = ("layer_sliding_window", "sliding_chunk_attention", "summary_mix_qkv",
+                "summary_mix_start_iter", "summary_mix_end_iter")
 TEXT_POS_TYPES = ("origin", "inner_chunk")
 SUM_POS_TYPES = ("zeros", "last_chunk_slice_right", "last_chunk_slice_left")
 
@@ -238,6 +241,10 @@ class Model:
         self.indep_qkv = self.indep_params if qkv is None else bool(int(qkv))
         self.indep_ln = bool(int(g("summary_independent_attention_layernorm", 0)))
         self.indep_qkn = bool(int(g("summary_independent_qk_norm", 0)))
+        # annealing (KSA_SPEC 5.5): the coefficient m of the step being computed; a fixture
+        # sets it (the file's root attribute summary_mix), 1 otherwise
+        self.mix_qkv = bool(int(g("summary_mix_qkv", 0)))
+        self.mix = 1.0
         if self.sca:  # no summary tokens: no summary parameters
             self.indep_params = self.indep_qkv = self.indep_ln = self.indep_qkn = False
         self.text_pos_type = g("summary_chunk_position_ids_type", "inner_chunk")
@@ -500,10 +507,6 @@ def summary_block(m, P, i, h, lay, pos, mask):
             y = torch.where(row, x @ P[pre + "self_attn.%s_summary.weight" % name].T, y)
         return y
 
-    q = proj("q_proj").reshape(nseq, N, m.Hq, m.dh)
-    k = proj("k_proj").reshape(nseq, N, m.Hkv, m.dh)
-    v = proj("v_proj").reshape(nseq, N, m.Hkv, m.dh)
-
     def head_norm(y, name):
         w = P[pre + "self_attn.%s.weight" % name]
         y_text = rmsnorm(y, w, m.eps)
@@ -513,7 +516,19 @@ def summary_block(m, P, i, h, lay, pos, mask):
         y_sum = rmsnorm(y, P[pre + "self_attn.%s_summary.weight" % name], SUMMARY_QK_NORM_EPS)
         return torch.where(is_sum[None, :, None, None], y_sum, y_text)
 
-    q, k = head_norm(q, "q_norm"), head_norm(k, "k_norm")
+    q = head_norm(proj("q_proj").reshape(nseq, N, m.Hq, m.dh), "q_norm")
+    k = head_norm(proj("k_proj").reshape(nseq, N, m.Hkv, m.dh), "k_norm")
+    v = proj("v_proj").reshape(nseq, N, m.Hkv, m.dh)
+    if m.indep_qkv and m.mix_qkv and m.mix != 1:
+        # KSA_SPEC 5.5: after the head norms, summary rows m·own + (1 − m)·shared, where
+        # shared = the shared projection and head norm of the same summary row's input
+        def shared(name, H, norm):
+            y = (x @ P[pre + "self_attn.%s.weight" % name].T).reshape(nseq, N, H, m.dh)
+            return rmsnorm(y, P[pre + "self_attn.%s.weight" % norm], m.eps) if norm else y
+        srow = is_sum[None, :, None, None]
+        q = torch.where(srow, m.mix * q + (1 - m.mix) * shared("q_proj", m.Hq, "q_norm"), q)
+        k = torch.where(srow, m.mix * k + (1 - m.mix) * shared("k_proj", m.Hkv, "k_norm"), k)
+        v = torch.where(srow, m.mix * v + (1 - m.mix) * shared("v_proj", m.Hkv, None), v)
     cos, sin = rope_tables(pos, m.dh, m.theta)
     q, k = rope(q, cos, sin), rope(k, cos, sin)
     a = attention(q, k, v, mask, m.Hq, m.Hkv)
@@ -609,6 +624,7 @@ def base_cfg(**kw):
         "summary_token_position_ids_type": "last_chunk_slice_right",
         "summary_token_begin": None,
         "layer_sliding_window": 0, "sliding_chunk_attention": False,
+        "summary_mix_qkv": False, "summary_mix_start_iter": 0, "summary_mix_end_iter": 0,
     }
     for k, v in kw.items():
         if k not in cfg:
@@ -735,6 +751,20 @@ FIXTURES = [
                       layer_sliding_window=7),
          features="sliding-window attention without summary attention: every layer a causal "
                   "layer whose queries see themselves and the 7 tokens before; MHA 2/2"),
+    dict(name="ksa_anneal_mix", seed=1010, nseq=2, L=23, summary_mix=0.35,
+         cfg=base_cfg(vocab_size=53, hidden_size=32, num_hidden_layers=3,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                      intermediate_size=24, summary_chunk_size=3, summary_token_num=2,
+                      summary_sliding_chunk_num="[1,0,2]", summary_layer_freq="[1,0,1]",
+                      summary_independent_parameters=True, summary_independent_qkv=True,
+                      summary_independent_attention_layernorm=True,
+                      summary_independent_qk_norm=True, summary_mix_qkv=True,
+                      summary_mix_start_iter=2, summary_mix_end_iter=12),
+         features="annealing (KSA_SPEC 5.5) at m = 0.35 (the root attribute summary_mix): the "
+                  "summary rows' q/k/v are 0.35 x their own projections and head norms plus "
+                  "0.65 x the shared ones on the same rows; independent attention layernorm "
+                  "and q/k norms; a causal layer between two summary layers; S=2, C=3, L=23 "
+                  "(tail of 2); GQA 4/2"),
     dict(name="causal_plain", seed=1005, nseq=2, L=40,
          cfg=base_cfg(vocab_size=61, hidden_size=32, num_hidden_layers=2,
                       num_attention_heads=4, num_key_value_heads=2, head_dim=8,
@@ -808,6 +838,7 @@ def config_attr_kind(key, value):
 def make_fixture(fx, outdir):
     cfg = resolved_cfg(fx["cfg"])
     m = Model(cfg)
+    m.mix = fx.get("summary_mix", 1.0)
     gen = torch.Generator().manual_seed(fx["seed"])
     P = init_params(m, gen)
     tokens = torch.randint(0, m.V, (fx["nseq"], fx["L"] + 1), generator=gen, dtype=torch.long)
@@ -823,6 +854,8 @@ def make_fixture(fx, outdir):
         write_attr(f, "torch_version", torch.__version__, "str")
         write_attr(f, "generator", "scripts/torch_reference.py", "str")
         write_attr(f, "description", fx["features"], "str")
+        if "summary_mix" in fx:  # the annealing coefficient the outputs were computed with
+            write_attr(f, "summary_mix", fx["summary_mix"], "float")
         g = f.create_group("config")
         for key in MODEL_KEYS:
             if key not in cfg:
@@ -917,6 +950,8 @@ def check_format(f, path):
     g = f["config"]
     cfg = read_config(f)
     m = Model(cfg)
+    if "summary_mix" in f.attrs:
+        m.mix = float(f.attrs["summary_mix"])
     for key in MODEL_KEYS:
         if key == "summary_token_begin":
             need = m.active and not m.indep_params and not m.sca

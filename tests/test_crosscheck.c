@@ -10,6 +10,8 @@
  * Each fixture runs with 1, 2 and 3 threads (the attention backward sums per-thread dK/dV
  * partials; 3 splits the work unevenly): every run must match the reference, and the
  * gradients of 2 and 3 threads must match those of 1 thread within THREAD_RTOL·max|grad|.
+ * A fixture of an annealing model (summary_mix_qkv) has a root attribute summary_mix, the
+ * coefficient of KSA_SPEC §5.5 its outputs were computed with; the model runs with it.
  * KSA_REFS_DIR overrides the folder (make crosscheck regenerates fixtures elsewhere).    */
 #include "testutil.h"
 
@@ -78,6 +80,14 @@ static ksa_real *check_fixture(const char *path, int threads)
 
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     assert_true(f >= 0);
+    /* a fixture of an annealing model holds the coefficient its outputs were computed with */
+    if (H5Aexists(f, "summary_mix") > 0) {
+        hid_t a = H5Aopen(f, "summary_mix", H5P_DEFAULT);
+        double mix = 1;
+        assert_true(a >= 0 && H5Aread(a, H5T_NATIVE_DOUBLE, &mix) >= 0);
+        H5Aclose(a);
+        m.summary_mix = mix;
+    }
     size_t n_tok, tok_dims[2], n;
     int32_t *tokens = read_dataset(f, "/inputs/tokens", H5T_NATIVE_INT32, 4, &n_tok, tok_dims);
     assert_non_null(tokens);
