@@ -132,6 +132,14 @@ static void the_loss_is_the_weighted_sum_and_its_gradient_is_right(void **state)
     size_t nseq = 2, T = 10;
     int32_t tokens[2 * 11];
     tokens_of(tokens, nseq * (T + 1), m.V);
+    /* the step's memory plan (the teacher's outputs included) fits the arena it sizes */
+    m.distill = 1;
+    ksa_step_memory plan = ksa_model_plan(&m, nseq, T, 1);
+    size_t arena = ksa_model_arena_bytes(&m, nseq, T) - ksa_model_grad_bytes(&m, nseq, T);
+    assert_true(plan.arena_peak <= arena);
+    m.distill = 0;
+    assert_true(ksa_model_plan(&m, nseq, T, 1).arena_peak < plan.arena_peak);
+    m.distill = 1; /* the steps below are distillation steps */
     ksa_distill d = ksa_distill_defaults();
     d.cos_weight = 0.7, d.rms_norm = 1, d.clamp = 1e3; /* a smooth loss for the differences */
     double v = distill_loss(&m, tokens, nseq, T, &d, 1);

@@ -228,6 +228,7 @@ static int inspect_main(int argc, char **argv)
     if (ksa_model_declare_for_ranks(&m, &cfg, n_ranks) != KSA_OK) /* as training pads it */
         return ksa_cli_error("inspect", 2);
     m.recompute = tc.recompute != 0;
+    m.distill = tc.distill != 0;
     if (ksa_train_select_trainable(&tc, &m) != KSA_OK) {
         ksa_model_free(&m);
         return ksa_cli_error("inspect", 2);

@@ -485,6 +485,7 @@ static int train_main(int argc, char **argv)
         m.cp = &cp;
     }
     m.recompute = c.tc.recompute != 0; /* the plan below sizes what the trainer will use */
+    m.distill = c.tc.distill != 0;
     double step_flops = ksa_model_step_flops(&m, (size_t)c.tc.global_batch, (size_t)c.tc.seq_len);
     double need = print_plan(&c, &m, n_ranks, step_flops);
     if (refuse_what_cannot_fit(need) != KSA_OK) {

@@ -836,7 +836,13 @@ ksa_step_memory ksa_model_plan(const ksa_model *m, size_t nseq, size_t T, int gr
     tp.recording = grads;
     int32_t *tokens = ksa_alloc_zero(nseq * (T + 1) * sizeof *tokens); /* token 0: any id */
     double loss;
-    ksa_tensor *l = forward(&pm, &tp, tokens, nseq, T, 1.0, &loss, NULL, NULL, 1, NULL);
+    ksa_tensor *l;
+    if (m->distill) { /* the teacher's outputs and the loss terms too */
+        ksa_distill d = ksa_distill_defaults();
+        l = ksa_model_forward_distill(&pm, &tp, tokens, nseq, T, 1.0, &d);
+    } else {
+        l = forward(&pm, &tp, tokens, nseq, T, 1.0, &loss, NULL, NULL, 1, NULL);
+    }
     if (grads)
         ksa_tape_backward(&tp, l);
     ksa_step_memory r = {
