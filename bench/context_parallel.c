@@ -232,29 +232,10 @@ static bytes ring_formula(const ksa_cp *cp, size_t bytes_per_row)
 }
 
 /* ---- memory ---------------------------------------------------------------------------- */
+/* A /proc/self/status line in MiB (ksa_proc_status_bytes). */
 static double status_mib(const char *key)
 {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f)
-        return -1;
-    char line[256];
-    double v = -1;
-    size_t n = strlen(key);
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, key, n) == 0 && line[n] == ':')
-            v = strtod(line + n + 1, NULL) / 1024;
-    fclose(f);
-    return v;
-}
-
-/* Resets the kernel's peak-RSS mark (VmHWM) to the current RSS; 0 if Linux refuses. */
-static int reset_peak_rss(void)
-{
-    FILE *f = fopen("/proc/self/clear_refs", "w");
-    if (!f)
-        return 0;
-    int ok = fputs("5", f) >= 0;
-    return fclose(f) == 0 && ok;
+    return (double)ksa_proc_status_bytes(key) / (1 << 20);
 }
 
 /* ---- one (P, L) ------------------------------------------------------------------------ */
@@ -316,7 +297,7 @@ static result run(ksa_model *m, const options *o, size_t L, size_t n_summary, si
     ksa_grad_pool pool;
     ksa_tape tp;
     MPI_Barrier(MPI_COMM_WORLD);
-    r.peak_reset = (int)max_over_ranks(!reset_peak_rss()) == 0;
+    r.peak_reset = (int)max_over_ranks(!ksa_reset_peak_rss()) == 0;
     r.rss_before = max_over_ranks(status_mib("VmRSS"));
     ksa_model_tape_init(m, 1, T, 1, &arena, &pool, &tp);
     r.wall = 1e30;

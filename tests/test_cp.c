@@ -29,6 +29,7 @@
 #include "dist/context.h"
 #include "dist/dist.h"
 #include "model/decoder.h"
+#include "model/layout.h"
 
 static int rank, n_ranks;
 
@@ -142,7 +143,7 @@ static long run_case(const cp_case *k, int P)
         fail_msg("%s: %s", k->name, ksa_last_error());
     ksa_model_init_weights(&m, 11);
     m.recompute = k->recompute;
-    size_t unit = m.layout.ksa ? m.layout.C : 1, L = k->L;
+    size_t unit = ksa_layout_block_unit(&m.layout), L = k->L;
     ksa_cp cp;
     if (ksa_cp_init(&cp, P, L, unit) != KSA_OK)
         fail_msg("%s: %s", k->name, ksa_last_error());

@@ -431,27 +431,7 @@ static void tape_op_on_combined_streams_matches_reference(void **state)
 /* ---- memory ------------------------------------------------------------------------- */
 static long status_kib(const char *key)
 {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f)
-        return -1;
-    char line[256];
-    long v = -1;
-    size_t n = strlen(key);
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, key, n) == 0 && line[n] == ':')
-            v = strtol(line + n + 1, NULL, 10);
-    fclose(f);
-    return v;
-}
-
-/* Resets the kernel's peak-RSS mark (VmHWM) to the current RSS when Linux allows it. */
-static int reset_peak_rss(void)
-{
-    FILE *f = fopen("/proc/self/clear_refs", "w");
-    if (!f)
-        return 0;
-    int ok = fputs("5", f) >= 0;
-    return fclose(f) == 0 && ok;
+    return (long)(ksa_proc_status_bytes(key) >> 10);
 }
 
 #define MEMORY_TEST_T 65536 /* a few seconds, also under ASan */
@@ -465,7 +445,7 @@ static void memory_stays_linear_at_64k_tokens(void **state)
     ksa_summary_attn_dims d = {
         .nseq = 1, .T = MEMORY_TEST_T, .C = 8, .S = 1, .W = 4, .Hq = 1, .Hkv = 1, .dh = 16};
     struct rusage ru0, ru1;
-    int reset = reset_peak_rss();
+    int reset = ksa_reset_peak_rss();
     long rss0 = status_kib("VmRSS");
     getrusage(RUSAGE_SELF, &ru0);
     attn_case ac = {.d = d};

@@ -26,6 +26,7 @@
 #include "data/tokenizer.h"
 #include "data/tokfile.h"
 #include "model/decoder.h"
+#include "model/layout.h"
 #include "train/eval.h"
 #include "train/run_dir.h"
 #include "train/task_eval.h"
@@ -413,10 +414,8 @@ static int eval_main(int argc, char **argv)
         return ksa_cli_error("eval", 1);
     ksa_cp cp = {0}; /* the context-parallel grid (collective), every rank checked the same */
     if (o.context_parallel != 1) {
-        size_t unit = m.layout.ksa ? m.layout.C : 1;
-        if (ksa_cp_check((int)o.context_parallel, ksa_dist_size(), (size_t)o.seq_len, unit) !=
-                KSA_OK ||
-            ksa_cp_check_messages((size_t)o.seq_len, unit, m.layout.S, 1, m.Hkv * m.dh) != KSA_OK ||
+        size_t unit = ksa_layout_block_unit(&m.layout); /* ksa_cp_init checks the grid */
+        if (ksa_cp_check_messages((size_t)o.seq_len, unit, m.layout.S, 1, m.Hkv * m.dh) != KSA_OK ||
             ksa_cp_init(&cp, (int)o.context_parallel, (size_t)o.seq_len, unit) != KSA_OK) {
             ksa_model_free(&m);
             return ksa_cli_error("eval", 2);

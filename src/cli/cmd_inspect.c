@@ -16,6 +16,7 @@
 #include "dist/dist.h"
 #include "autograd/blas.h"
 #include "model/decoder.h"
+#include "model/layout.h"
 #include "train/train_config.h"
 #include "train/trainer.h"
 
@@ -235,9 +236,8 @@ static int inspect_main(int argc, char **argv)
     }
     ksa_cp cp = {0}; /* the memory of a context-parallel rank: its block of every row */
     if (tc.context_parallel != 1) {
-        size_t unit = m.layout.ksa ? m.layout.C : 1;
-        if (ksa_cp_check((int)tc.context_parallel, n_ranks, (size_t)tc.seq_len, unit) != KSA_OK ||
-            ksa_cp_init(&cp, (int)tc.context_parallel, (size_t)tc.seq_len, unit) != KSA_OK) {
+        size_t unit = ksa_layout_block_unit(&m.layout); /* ksa_cp_init checks the grid */
+        if (ksa_cp_init(&cp, (int)tc.context_parallel, (size_t)tc.seq_len, unit) != KSA_OK) {
             ksa_model_free(&m);
             return ksa_cli_error("inspect", 2);
         }

@@ -18,6 +18,7 @@
 #include "dist/context.h"
 #include "dist/dist.h"
 #include "model/decoder.h"
+#include "model/layout.h"
 #include "model/sample.h"
 #include "train/run.h"
 #include "train/run_dir.h"
@@ -465,7 +466,7 @@ static int train_main(int argc, char **argv)
     /* the context-parallel grid (collective): after the checks, which every rank passed */
     ksa_cp cp = {0};
     if (c.tc.context_parallel > 1) {
-        size_t unit = m.layout.ksa ? m.layout.C : 1;
+        size_t unit = ksa_layout_block_unit(&m.layout);
         ksa_status st =
             ksa_cp_check((int)c.tc.context_parallel, n_ranks, (size_t)c.tc.seq_len, unit);
         if (st == KSA_OK)

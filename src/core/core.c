@@ -123,18 +123,34 @@ void *ksa_alloc_sparse_region(size_t bytes)
     return map_region(bytes, 0);
 }
 
-size_t ksa_resident_bytes(void)
+size_t ksa_proc_status_bytes(const char *key)
 {
     FILE *f = fopen("/proc/self/status", "r");
     if (!f)
         return 0;
     char line[256];
-    size_t kib = 0;
+    size_t kib = 0, n = strlen(key);
     while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %zu kB", &kib) == 1)
+        if (strncmp(line, key, n) == 0 && line[n] == ':') {
+            kib = strtoull(line + n + 1, NULL, 10);
             break;
+        }
     fclose(f);
     return kib << 10;
+}
+
+size_t ksa_resident_bytes(void)
+{
+    return ksa_proc_status_bytes("VmRSS");
+}
+
+int ksa_reset_peak_rss(void)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f)
+        return 0;
+    int ok = fputs("5", f) >= 0;
+    return fclose(f) == 0 && ok;
 }
 
 void ksa_free_region(void *p, size_t bytes)

@@ -68,6 +68,11 @@ void *ksa_alloc_sparse_region(size_t bytes);
 
 /* The process's resident memory now (VmRSS of /proc/self/status), bytes; 0 if unknown. */
 size_t ksa_resident_bytes(void);
+/* Any "Key:   N kB" line of /proc/self/status (VmRSS, VmHWM: the peak), bytes; 0 if unknown. */
+size_t ksa_proc_status_bytes(const char *key);
+/* Resets the kernel's peak-RSS mark (VmHWM) to the current RSS (/proc/self/clear_refs);
+ * 0 when Linux refuses. */
+int ksa_reset_peak_rss(void);
 void ksa_free_region(void *p, size_t bytes);
 /* memset(p, 0, bytes), on all threads when bytes is large. */
 void ksa_zero(void *p, size_t bytes);

@@ -256,19 +256,6 @@ static ksa_status take_tensor(weights *w, const char *name, int ndim, const size
     return KSA_OK;
 }
 
-static size_t peak_rss(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    size_t kib = 0;
-    char line[256];
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %zu kB", &kib) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kib << 10;
-}
-
 ksa_status ksa_hf_import(const char *dir, const char *out, ksa_hf_import_info *info)
 {
     memset(info, 0, sizeof *info);
@@ -390,7 +377,7 @@ ksa_status ksa_hf_import(const char *dir, const char *out, ksa_hf_import_info *i
             ksa_ckpt_tokenizer_identity(json, json_len, info->tokenizer);
         else
             snprintf(info->tokenizer, sizeof info->tokenizer, "%s", tok.type);
-        info->peak_rss = peak_rss();
+        info->peak_rss = ksa_proc_status_bytes("VmHWM");
     }
     free(json);
     if (have_model) {

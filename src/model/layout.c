@@ -6,6 +6,11 @@ size_t ksa_layout_summary_rows(const ksa_model_layout *l, size_t T)
     return l->ksa ? (T / l->C) * l->S : 0;
 }
 
+size_t ksa_layout_block_unit(const ksa_model_layout *l)
+{
+    return l->ksa ? l->C : 1;
+}
+
 int32_t ksa_layout_text_position(const ksa_model_layout *l, size_t t)
 {
     return (int32_t)(l->ksa && l->chunk_pos == KSA_POS_INNER_CHUNK ? t % l->C : t);

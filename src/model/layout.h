@@ -13,6 +13,10 @@
 /* Summary rows per sequence: floor(T/C)*S, 0 when summary attention is off. */
 size_t ksa_layout_summary_rows(const ksa_model_layout *l, size_t T);
 
+/* Context parallelism splits rows into blocks of whole multiples of this (dist/context.h):
+ * the chunk size C of a chunked model, 1 otherwise. */
+size_t ksa_layout_block_unit(const ksa_model_layout *l);
+
 /* Position ids of every row of the two-stream buffer (KSA_SPEC §2.4, with the correct chunk
  * start a = c*C): pos [nseq*T + nseq*NS]. Text: origin -> t, inner_chunk -> t mod C
  * (always t without summary attention). Summary s_c.j with a = c*C, len = C:

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -213,15 +214,17 @@ ksa_status ksa_train_config_validate(const ksa_train_config *c, int n_ranks)
                         "global_batch x seq_len = %ld x %ld tokens per step: more than the "
                         "supported 2^32 per rank",
                         c->global_batch, c->seq_len);
-    if (c->global_batch % ((long)groups * c->micro_batch) && c->context_parallel == 1)
+    if (c->global_batch % ((long)groups * c->micro_batch)) {
+        char by[96]; /* the data-parallel ranks: all of them, or the context groups */
+        if (c->context_parallel == 1)
+            snprintf(by, sizeof by, "ranks (%d)", n_ranks);
+        else
+            snprintf(by, sizeof by, "context groups (%d = %d ranks / context_parallel %ld)", groups,
+                     n_ranks, c->context_parallel);
         return ksa_fail(KSA_EINVAL,
-                        "global_batch = %ld is not a multiple of micro_batch (%ld) x ranks (%d)",
-                        c->global_batch, c->micro_batch, n_ranks);
-    if (c->global_batch % ((long)groups * c->micro_batch))
-        return ksa_fail(KSA_EINVAL,
-                        "global_batch = %ld is not a multiple of micro_batch (%ld) x context "
-                        "groups (%d = %d ranks / context_parallel %ld)",
-                        c->global_batch, c->micro_batch, groups, n_ranks, c->context_parallel);
+                        "global_batch = %ld is not a multiple of micro_batch (%ld) x %s",
+                        c->global_batch, c->micro_batch, by);
+    }
     if (!(c->lr >= 0) || !(c->min_lr >= 0) || c->min_lr > c->lr)
         return ksa_fail(KSA_EINVAL, "need 0 <= min_lr <= lr, got lr = %g, min_lr = %g", c->lr,
                         c->min_lr);

@@ -114,31 +114,6 @@ ksa_status ksa_train_select_trainable(const ksa_train_config *c, ksa_model *m)
     return ksa_params_select_trainable(&m->params, ksa_train_config_trainable(c), c->frozen);
 }
 
-/* The optimizer's table (trainer.h, opt): the model's when nothing is frozen, else the
- * trained parameters' own, padded so that the ranks own equal slices of it. */
-static void optimizer_params(ksa_trainer *t, ksa_model *m)
-{
-    const ksa_params *p = &m->params;
-    if (ksa_params_n_trainable(p, NULL) == p->n) {
-        t->opt = &m->params;
-        return;
-    }
-    ksa_params_init(&t->own_opt);
-    t->opt_map = ksa_alloc_zero(p->n * sizeof *t->opt_map);
-    for (size_t i = 0; i < p->n; i++) {
-        const ksa_param *e = &p->table[i];
-        if (e->frozen)
-            continue;
-        size_t k = ksa_params_add(&t->own_opt, e->name, e->ndim, e->shape[0], e->shape[1]);
-        t->own_opt.table[k].role = e->role;
-        t->own_opt.table[k].summary = e->summary;
-        t->opt_map[k] = i;
-    }
-    ksa_params_pad(&t->own_opt, 16 * (size_t)t->n_ranks);
-    ksa_params_alloc(&t->own_opt);
-    t->opt = &t->own_opt;
-}
-
 /* Copies between the model's buffers and the optimizer's own (no-ops when they are the
  * same): the values or gradients of every trained parameter. */
 static void to_optimizer(ksa_trainer *t, int grads)
@@ -162,6 +137,33 @@ static void values_to_model(ksa_trainer *t)
         const ksa_param *o = &t->opt->table[k], *e = &p->table[t->opt_map[k]];
         memcpy(p->data + e->offset, t->opt->data + o->offset, e->numel * sizeof(ksa_real));
     }
+}
+
+/* The optimizer's table (trainer.h, opt): the model's when nothing is frozen, else the
+ * trained parameters' own (their values copied in), padded so that the ranks own equal
+ * slices of it. */
+static void optimizer_params(ksa_trainer *t, ksa_model *m)
+{
+    const ksa_params *p = &m->params;
+    if (ksa_params_n_trainable(p, NULL) == p->n) {
+        t->opt = &m->params;
+        return;
+    }
+    ksa_params_init(&t->own_opt);
+    t->opt_map = ksa_alloc_zero(p->n * sizeof *t->opt_map);
+    for (size_t i = 0; i < p->n; i++) {
+        const ksa_param *e = &p->table[i];
+        if (e->frozen)
+            continue;
+        size_t k = ksa_params_add(&t->own_opt, e->name, e->ndim, e->shape[0], e->shape[1]);
+        t->own_opt.table[k].role = e->role;
+        t->own_opt.table[k].summary = e->summary;
+        t->opt_map[k] = i;
+    }
+    ksa_params_pad(&t->own_opt, 16 * (size_t)t->n_ranks);
+    ksa_params_alloc(&t->own_opt);
+    t->opt = &t->own_opt;
+    to_optimizer(t, 0);
 }
 
 ksa_status ksa_trainer_init(ksa_trainer *t, ksa_model *m, const ksa_train_config *c,
@@ -427,7 +429,6 @@ ksa_status ksa_trainer_step(ksa_trainer *t, ksa_step_stats *stats)
         if (injected_fault("nan_moment", t->rank, step1) && s > 0)
             t->exp_avg_sq[0] = (ksa_real)NAN;
         /* the update count: the steps whose update was applied, this one included */
-        to_optimizer(t, 0); /* the values: resumed or loaded since the last step */
         size_t bad_new = ksa_adamw_update(t->opt->data + t->slice_lo, t->exp_avg, t->exp_avg_sq,
                                           t->grad_slice, s, &hp, t->step + 1 - t->guard.skipped);
         /* before the allgather: no rank receives a non-finite slice, every rank stops here */
@@ -517,6 +518,7 @@ ksa_status ksa_trainer_resume(ksa_trainer *t, const char *path)
         KSA_TRY(same_data(path, "validation data", t->cfg->val_data, pr.val_data_identity,
                           t->val_data_identity));
     KSA_TRY(ksa_ckpt_read_params(path, &t->model->params, 0));
+    to_optimizer(t, 0); /* the trained parameters' values, when the optimizer has its own */
     KSA_TRY(ksa_ckpt_read_moments_slice(path, t->opt, t->slice_lo, t->slice_hi, t->exp_avg,
                                         t->exp_avg_sq));
     t->step = pr.step;

@@ -49,7 +49,9 @@ typedef struct {
      * own table and buffers when none is frozen (opt = &model->params); otherwise own_opt, a
      * table of the trained parameters alone with flat buffers of their own (copies of their
      * values and gradients, opt_map[i] = their index in the model), so that the moments,
-     * the reduce-scatter and the allgather cover them only.                              */
+     * the reduce-scatter and the allgather cover them only. Their values are copied in by
+     * ksa_trainer_init and ksa_trainer_resume (the optimizer's copy then leads: each update
+     * is written back into the model), so set the model's values before those.          */
     ksa_params *opt;
     ksa_params own_opt;
     size_t *opt_map;
